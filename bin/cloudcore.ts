@@ -1,0 +1,12 @@
+#!/usr/bin/env node
+import { main } from '../kernel/cli.js';
+import { cloudRegistry } from '../plugins/registry.js';
+
+const code = await main({
+  kind: 'cloudcore',
+  registry: cloudRegistry,
+  defaultConfigPath: '/etc/kubeedge/config/cloudcore.yaml',
+});
+process.exitCode = code;
+// Whatever a plugin left behind (a timer, a socket) must not keep a stopped cloudcore alive.
+setTimeout(() => process.exit(code), 1000).unref();

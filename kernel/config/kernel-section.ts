@@ -1,0 +1,78 @@
+/**
+ * Kernel-extension keys: ours, not KubeEdge's. A Go edgecore/cloudcore ignores unknown keys, so a
+ * file using them stays acceptable to it. They are never printed by --minconfig/--defaultconfig.
+ */
+import { bool, int, list, obj, str, dur, type ObjectSchemaOf, type Schema } from './schema.js';
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export const RUN_AS = ['inprocess', 'process'] as const;
+/** Where a module (plugin) runs: inside the kernel's process, or in a child process over gRPC. */
+export type RunAs = (typeof RUN_AS)[number];
+
+export interface KernelPluginRef {
+  /** npm package name or a path of a third-party plugin. */
+  package: string;
+}
+
+export interface KernelRestartConfig {
+  /** How many times a failed plugin is restarted before the kernel gives up (0 = never restart). */
+  maxRestarts: number;
+  /** First back-off delay, Go duration text ("1s"). */
+  initialBackoff: string;
+  /** Largest back-off delay, Go duration text ("30s"). */
+  maxBackoff: string;
+}
+
+/** The top-level `kernel:` section. Durations are Go duration strings; use `parseDuration()`. */
+export interface KernelConfig {
+  logLevel: LogLevel;
+  /** Capacity of each module's mailbox (messages). */
+  mailboxSize: number;
+  /** Unix socket on which out-of-process plugins connect; empty = a temp path, only when needed. */
+  socket: string;
+  /** Third-party plugins to load. */
+  plugins: KernelPluginRef[];
+  restart: KernelRestartConfig;
+  startTimeout: string;
+  stopTimeout: string;
+}
+
+/**
+ * Default of `kernel.socket`: empty = the kernel listens only when a module runs out of process,
+ * on a per-process path in the temp dir. Set it to let plugin processes attach on their own.
+ */
+export function defaultKernelConfig(): KernelConfig {
+  return {
+    logLevel: 'info',
+    mailboxSize: 1024,
+    socket: '',
+    plugins: [],
+    restart: { maxRestarts: 5, initialBackoff: '1s', maxBackoff: '30s' },
+    startTimeout: '30s',
+    stopTimeout: '10s',
+  };
+}
+
+export const kernelSchema: ObjectSchemaOf<KernelConfig> = obj<KernelConfig>(
+  {
+    logLevel: str({ oneOf: LOG_LEVELS }),
+    mailboxSize: int({ min: 1 }),
+    socket: str(),
+    plugins: list(obj<KernelPluginRef>({ package: str() })),
+    restart: obj<KernelRestartConfig>({
+      maxRestarts: int({ min: 0 }),
+      initialBackoff: dur(),
+      maxBackoff: dur(),
+    }),
+    startTimeout: dur(),
+    stopTimeout: dur(),
+  },
+  { hidden: true },
+);
+
+/** The `runAs` key accepted on every module section. */
+export const runAsSchema: Schema = str({ oneOf: RUN_AS, hidden: true });
+/** The `enable` key of a module section (Go: `bool` without omitempty). */
+export const enableSchema: Schema = bool({ omit: 'never' });

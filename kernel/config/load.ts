@@ -1,0 +1,243 @@
+/**
+ * Loading edgecore.yaml / cloudcore.yaml: defaults first, the file decoded on top with Go JSON
+ * rules, legacy keys mapped, then validation. Every problem of a file is reported at once.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { isMap, isScalar, LineCounter, parseAllDocuments, type Node, type Pair } from 'yaml';
+import { KernelError } from '../errors.js';
+import {
+  CLOUDCORE_API_VERSION,
+  CLOUDCORE_API_VERSIONS,
+  CLOUDCORE_KIND,
+  adjustCloudCoreConfig,
+  cloudCoreSchema,
+  defaultCloudCoreConfig,
+  minCloudCoreConfig,
+  validateCloudCore,
+  type CloudCoreConfig,
+} from './cloudcore.js';
+import { Decoder } from './decode.js';
+import { durationNanos } from './duration.js';
+import {
+  EDGECORE_API_VERSION,
+  EDGECORE_API_VERSIONS,
+  EDGECORE_KIND,
+  defaultEdgeCoreConfig,
+  edgeCoreSchema,
+  minEdgeCoreConfig,
+  validateEdgeCore,
+} from './edgecore.js';
+import type { EdgeCoreConfig } from './edgecore-types.js';
+import type { KernelConfig } from './kernel-section.js';
+import { goMarshal, renderWithHeader } from './render.js';
+import type { ObjectSchema } from './schema.js';
+import type { ConfigKind, ConfigOf, LoadedConfig, Reporter } from './types.js';
+
+interface KindInfo {
+  apiVersion: string;
+  apiVersions: readonly string[];
+  kind: string;
+}
+
+const KINDS: Record<ConfigKind, KindInfo> = {
+  edgecore: { apiVersion: EDGECORE_API_VERSION, apiVersions: EDGECORE_API_VERSIONS, kind: EDGECORE_KIND },
+  cloudcore: { apiVersion: CLOUDCORE_API_VERSION, apiVersions: CLOUDCORE_API_VERSIONS, kind: CLOUDCORE_KIND },
+};
+
+const schemaOf = (kind: ConfigKind): ObjectSchema => (kind === 'edgecore' ? edgeCoreSchema : cloudCoreSchema);
+
+/** The fully defaulted configuration, as `--defaultconfig` prints it (plus kernel-extension defaults). */
+export function defaultConfig<K extends ConfigKind>(kind: K): ConfigOf<K> {
+  return (kind === 'edgecore' ? defaultEdgeCoreConfig() : defaultCloudCoreConfig()) as ConfigOf<K>;
+}
+
+/**
+ * The object `--minconfig` prints. Reproduced faithfully: for edgecore, `enable` of edgeHub,
+ * eventBus and deviceTwin is false (see README).
+ */
+export function minConfig<K extends ConfigKind>(kind: K): object {
+  return kind === 'edgecore' ? minEdgeCoreConfig() : minCloudCoreConfig();
+}
+
+/** `--minconfig` / `--defaultconfig` output for `obj` (kernel-extension keys are not printed). */
+export function renderConfig(kind: ConfigKind, obj: object, flavour: 'min' | 'default'): string {
+  return renderWithHeader(goMarshal(obj, schemaOf(kind)), flavour);
+}
+
+/** Read and parse a config file. Throws KernelError (ECONFIG_*). */
+export function loadConfigFile<K extends ConfigKind>(kind: K, file: string): LoadedConfig<ConfigOf<K>> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new KernelError('ECONFIG_MISSING', `config file ${file} does not exist`);
+    const why = code === 'EISDIR' ? 'it is a directory' : err instanceof Error ? err.message : String(err);
+    throw new KernelError('ECONFIG_MISSING', `cannot read config file ${file}: ${why}`, { cause: err });
+  }
+  return parseConfig(kind, text, file);
+}
+
+/** Parse config text; `file` names it in messages. Throws KernelError (ECONFIG_*). */
+export function parseConfig<K extends ConfigKind>(
+  kind: K,
+  text: string,
+  file: string,
+): LoadedConfig<ConfigOf<K>> {
+  const base = path.basename(file) || file;
+  const lineCounter = new LineCounter();
+  const docs = parseAllDocuments(text, { lineCounter, merge: true, uniqueKeys: true, prettyErrors: false });
+
+  for (const doc of docs) {
+    const err = doc.errors[0];
+    if (err) {
+      const pos = lineCounter.linePos(err.pos[0]);
+      const msg = err.message.split('\n')[0] ?? err.message;
+      throw new KernelError(
+        'ECONFIG_SYNTAX',
+        `YAML syntax error in ${file} at line ${pos.line}, column ${pos.col}: ${msg}`,
+        { cause: err },
+      );
+    }
+  }
+  const doc = docs[0];
+  const contents = doc?.contents ?? null;
+  if (!doc || contents === null || (isScalar(contents) && contents.value === null)) {
+    throw new KernelError('ECONFIG_EMPTY', `config file ${file} is empty (no YAML content)`);
+  }
+
+  const decoder = new Decoder(doc, lineCounter, base, { modulesPath: 'modules' });
+  if (!isMap(contents)) {
+    decoder.error('', `expected mapping, got ${decoder.json(contents)}`, decoder.lineOf(contents));
+    throw new KernelError('ECONFIG_INVALID', decoder.errors.map((e) => decoder.format(e)).join('\n'));
+  }
+
+  const info = KINDS[kind];
+  const fileApiVersion = checkKind(kind, file, contents.items as Pair<Node, Node>[], lineCounter);
+
+  const config = defaultConfig(kind);
+  decoder.decode(contents, schemaOf(kind), config, '');
+  if (docs.length > 1)
+    decoder.warn('(document)', 'only the first YAML document of the file is used', undefined);
+  config.apiVersion = info.apiVersion;
+  config.kind = info.kind;
+
+  const reporter: Reporter = { error: (p, m) => decoder.error(p, m), isSet: (p) => decoder.explicit.has(p) };
+  if (kind === 'edgecore') {
+    validateEdgeCore(config as EdgeCoreConfig, reporter);
+  } else {
+    adjustCloudCoreConfig(config as CloudCoreConfig);
+    validateCloudCore(config as CloudCoreConfig, reporter);
+  }
+  validateKernel(config.kernel, reporter);
+
+  if (decoder.errors.length > 0) {
+    const sorted = decoder.errors
+      .map((e, i) => ({ e, i }))
+      .sort((a, b) => (a.e.line ?? Infinity) - (b.e.line ?? Infinity) || a.i - b.i)
+      .map(({ e }) => decoder.format(e));
+    throw new KernelError('ECONFIG_INVALID', sorted.join('\n'));
+  }
+  return {
+    kind,
+    file,
+    apiVersion: fileApiVersion ?? info.apiVersion,
+    config,
+    warnings: decoder.warnings,
+    unknownModules: decoder.unknownModules,
+  };
+}
+
+/** Reject a file of another kind; returns the file's apiVersion (if any). */
+function checkKind(
+  kind: ConfigKind,
+  file: string,
+  items: Pair<Node, Node>[],
+  lc: LineCounter,
+): string | undefined {
+  const info = KINDS[kind];
+  let apiVersion: { value: unknown; line?: number } | undefined;
+  let kindValue: { value: unknown; line?: number } | undefined;
+  for (const pair of items) {
+    const key = isScalar(pair.key) ? String(pair.key.value).toLowerCase() : '';
+    if (key !== 'apiversion' && key !== 'kind') continue;
+    const v = pair.value;
+    const value = v === null ? null : isScalar(v) ? v.value : String(v);
+    const line = v?.range ? lc.linePos(v.range[0]).line : undefined;
+    if (key === 'apiversion') apiVersion = { value, line };
+    else kindValue = { value, line };
+  }
+  const apiOk =
+    apiVersion === undefined ||
+    apiVersion.value === null ||
+    info.apiVersions.includes(apiVersion.value as string);
+  const kindOk = kindValue === undefined || kindValue.value === null || kindValue.value === info.kind;
+  if (apiOk && kindOk) return typeof apiVersion?.value === 'string' ? apiVersion.value : undefined;
+
+  const found = [
+    apiVersion && apiVersion.value !== null
+      ? `apiVersion ${JSON.stringify(apiVersion.value)}`
+      : 'no apiVersion',
+    kindValue && kindValue.value !== null ? `kind ${JSON.stringify(kindValue.value)}` : 'no kind',
+  ].join(' and ');
+  const line = (!apiOk ? apiVersion?.line : kindValue?.line) ?? kindValue?.line;
+  const expected = `apiVersion ${info.apiVersions.map((v) => JSON.stringify(v)).join(' or ')} with kind ${JSON.stringify(info.kind)}`;
+  const other: ConfigKind = kind === 'edgecore' ? 'cloudcore' : 'edgecore';
+  const looksOther =
+    KINDS[other].apiVersions.includes(apiVersion?.value as string) || kindValue?.value === KINDS[other].kind
+      ? ` (this looks like ${other === 'edgecore' ? 'an edgecore' : 'a cloudcore'} configuration)`
+      : '';
+  throw new KernelError(
+    'ECONFIG_KIND',
+    `config file ${file} has ${found}${line !== undefined ? ` (line ${line})` : ''}, ` +
+      `but ${kind} expects ${expected}${looksOther}`,
+  );
+}
+
+function validateKernel(k: KernelConfig, r: Reporter): void {
+  k.plugins.forEach((p, i) => {
+    if (p.package.trim() === '') r.error(`kernel.plugins[${i}].package`, 'must not be empty');
+  });
+  const initial = durationNanos(k.restart.initialBackoff) ?? 0n;
+  const max = durationNanos(k.restart.maxBackoff) ?? 0n;
+  if (initial <= 0n)
+    r.error(
+      'kernel.restart.initialBackoff',
+      `must be positive, got ${JSON.stringify(k.restart.initialBackoff)}`,
+    );
+  if (max < initial) {
+    r.error(
+      'kernel.restart.maxBackoff',
+      `must not be less than kernel.restart.initialBackoff (${k.restart.initialBackoff}), got ${JSON.stringify(k.restart.maxBackoff)}`,
+    );
+  }
+  for (const key of ['startTimeout', 'stopTimeout'] as const) {
+    if ((durationNanos(k[key]) ?? 0n) <= 0n)
+      r.error(`kernel.${key}`, `must be positive, got ${JSON.stringify(k[key])}`);
+  }
+}
+
+/**
+ * A module's section: `enable` and `runAs` always present (an unknown module without `enable` is
+ * taken as enabled; see README). `undefined` when the config has no such section.
+ */
+export function moduleSection(
+  config: EdgeCoreConfig | CloudCoreConfig,
+  key: string,
+): ({ enable: boolean } & Record<string, unknown>) | undefined {
+  const modules = config.modules as Record<string, unknown>;
+  let value = modules[key];
+  if (value === undefined) {
+    const lower = key.toLowerCase();
+    const found = Object.keys(modules).find((k) => k.toLowerCase() === lower);
+    value = found === undefined ? undefined : modules[found];
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return undefined;
+  const raw = value as Record<string, unknown>;
+  return {
+    ...raw,
+    enable: typeof raw.enable === 'boolean' ? raw.enable : true,
+    runAs: raw.runAs === 'process' ? 'process' : 'inprocess',
+  };
+}

@@ -1,0 +1,42 @@
+/**
+ * The kernel's public API: everything a plugin (built-in or third-party) may import.
+ * Plugins import from here (or the package's "./kernel" export), never from each other.
+ */
+export {
+  type Message,
+  type MessageHeader,
+  type MessageRoute,
+  type NewMessageOptions,
+  Operation,
+  newMessage,
+  newResponse,
+  newErrorMessage,
+  encodeMessage,
+  decodeMessage,
+  contentBytes,
+  contentJson,
+} from './bus/message.js';
+export { DEFAULT_SYNC_TIMEOUT_MS } from './bus/bus.js';
+export type { MailboxStats } from './bus/mailbox.js';
+export { KernelError, isKernelError, errorText, type KernelErrorCode } from './errors.js';
+export {
+  definePlugin,
+  type PluginDefinition,
+  type PluginContext,
+  type PluginInstance,
+  type PluginEntry,
+  type ModuleConfig,
+  type RestartPolicy,
+} from './plugin/types.js';
+export { defineToken, ServiceToken, type Services } from './services.js';
+export {
+  CloudConnection,
+  CloudConnectionToken,
+  ConfigToken,
+  DatabaseToken,
+  LoggerToken,
+  MetricsToken,
+} from './tokens.js';
+export type { Logger, LogLevel } from './log.js';
+export type { Metrics } from './metrics.js';
+export { pluginSpecifier } from './plugin/specifier.js';

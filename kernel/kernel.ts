@@ -1,0 +1,257 @@
+import { createRequire } from 'node:module';
+import { dirname, join, resolve as resolvePath } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Bus } from './bus/bus.js';
+import { type LoadedConfig, moduleSection, parseDuration } from './config/index.js';
+import { openDatabase } from './db.js';
+import { KernelError, errorText } from './errors.js';
+import { createLogger, type Logger, type LogLevel } from './log.js';
+import { Metrics } from './metrics.js';
+import { InProcessHost, type HostDeps, type SupervisedHost } from './plugin/host.js';
+import { startOrder } from './plugin/order.js';
+import type { ModuleConfig, PluginDefinition, PluginEntry } from './plugin/types.js';
+import type { RemoteServer } from './remote/server.js';
+import { ServiceRegistry } from './services.js';
+import {
+  CloudConnection,
+  CloudConnectionToken,
+  ConfigToken,
+  DatabaseToken,
+  LoggerToken,
+  MetricsToken,
+} from './tokens.js';
+
+export interface KernelOptions {
+  config: LoadedConfig;
+  /** Built-in plugins (plugins/registry.ts): imported only when their section is enabled. */
+  registry: readonly PluginEntry[];
+  logger?: Logger;
+  logLevel?: LogLevel;
+}
+
+/** A plugin chosen to run, with where it came from (for errors and the out-of-process runner). */
+export interface LoadedPlugin {
+  def: PluginDefinition;
+  specifier: string;
+}
+
+export interface PluginStatus {
+  name: string;
+  group: string;
+  state: string;
+  restarts: number;
+  runAs: 'inprocess' | 'process';
+  lastError?: string;
+}
+
+/**
+ * The microkernel: loads the plugins the config enables, gives them a mailbox each, injects the
+ * kernel's services, starts them in dependency order and stops them in reverse. It knows no
+ * plugin by name.
+ */
+export class Kernel {
+  readonly bus: Bus;
+  readonly services = new ServiceRegistry();
+  readonly metrics = new Metrics();
+  readonly cloud = new CloudConnection();
+  readonly log: Logger;
+  private hosts: SupervisedHost[] = [];
+  private started = false;
+  private remote: RemoteServer | undefined;
+  private db: ReturnType<typeof openDatabase> | undefined;
+
+  constructor(readonly options: KernelOptions) {
+    const k = options.config.config.kernel;
+    this.log = options.logger ?? createLogger(options.logLevel ?? (k.logLevel as LogLevel));
+    this.bus = new Bus(k.mailboxSize);
+    this.bus.onStrayReply = (msg) =>
+      this.log.warn(
+        { parent_msg_id: msg.header.parent_msg_id, resource: msg.route.resource },
+        'reply discarded: nobody waits for it',
+      );
+    this.services.provide(ConfigToken, { value: options.config });
+    this.services.provide(LoggerToken, { value: this.log });
+    this.services.provide(MetricsToken, { value: this.metrics });
+    this.services.provide(CloudConnectionToken, { value: this.cloud });
+    const database = (options.config.config as { database?: { dataSource?: string } }).database;
+    if (database?.dataSource) {
+      const source = database.dataSource;
+      this.services.provide(DatabaseToken, { factory: () => (this.db = openDatabase(source)) });
+    }
+    this.metrics.addModuleSource(() =>
+      this.hosts.map((h) => ({
+        module: h.name,
+        stats: h.box.stats,
+        depth: () => h.box.depth,
+        restarts: () => h.restarts,
+      })),
+    );
+  }
+
+  /** Load, order and start every enabled plugin. Configuration problems throw; plugin failures don't. */
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    const plugins = await this.loadPlugins();
+    const ordered = startOrder(
+      plugins,
+      (p) => p.def,
+      (token) => this.services.has(token),
+    );
+    const k = this.options.config.config.kernel;
+    if (k.socket || ordered.some((p) => this.section(p.def.configKey).runAs === 'process')) {
+      const { startServer } = await import('./remote/server.js');
+      this.remote = await startServer(this, k.socket);
+    }
+    // All mailboxes exist before any plugin starts (a plugin may send during its start).
+    const boxes = ordered.map((p) => this.bus.addModule(p.def.name, p.def.group));
+    for (const [i, p] of ordered.entries()) {
+      const box = boxes[i]!;
+      const deps = this.hostDeps(p.def.name, p.def.configKey, p.def);
+      const host =
+        deps.config.runAs === 'process' && this.remote
+          ? this.remote.spawnHost(p, box, deps)
+          : new InProcessHost(p.def, box, deps);
+      this.hosts.push(host);
+    }
+    for (const host of this.hosts) await host.start();
+    this.log.info({ plugins: this.hosts.map((h) => h.name) }, 'kernel ready');
+  }
+
+  /** Stop every plugin in reverse start order, each within its stop timeout. */
+  async stop(): Promise<void> {
+    for (const host of [...this.hosts].reverse()) await host.stop();
+    this.bus.close();
+    await this.remote?.close();
+    this.remote = undefined;
+    this.db?.close();
+    this.db = undefined;
+    this.log.info('kernel stopped');
+  }
+
+  /** What a host of this module needs: its logger, config section, restart policy and timeouts. */
+  hostDeps(name: string, configKey: string, def?: PluginDefinition): HostDeps {
+    const k = this.options.config.config.kernel;
+    return {
+      bus: this.bus,
+      services: this.services,
+      metrics: this.metrics,
+      log: this.log.child({ module: name }),
+      config: this.section(configKey),
+      policy: {
+        maxRestarts: k.restart.maxRestarts,
+        initialBackoffMs: parseDuration(k.restart.initialBackoff),
+        maxBackoffMs: parseDuration(k.restart.maxBackoff),
+        ...def?.restart,
+      },
+      startTimeoutMs: def?.startTimeoutMs ?? parseDuration(k.startTimeout),
+      stopTimeoutMs: def?.stopTimeoutMs ?? parseDuration(k.stopTimeout),
+    };
+  }
+
+  /** Take over a host the kernel did not create (a plugin process that attached on its own). */
+  adopt(host: SupervisedHost): void {
+    this.hosts.push(host);
+    this.remote?.broadcastModules();
+  }
+
+  /** The host of a module (tests and tools). */
+  host(name: string): SupervisedHost | undefined {
+    return this.hosts.find((h) => h.name === name);
+  }
+
+  status(): PluginStatus[] {
+    return this.hosts.map((h) => ({
+      name: h.name,
+      group: h.def.group,
+      state: h.state,
+      restarts: h.restarts,
+      runAs: this.section(h.def.configKey).runAs === 'process' ? 'process' : 'inprocess',
+      ...(h.lastError ? { lastError: h.lastError } : {}),
+    }));
+  }
+
+  section(key: string): ModuleConfig & { runAs?: string } {
+    return (moduleSection(this.options.config.config, key) ?? { enable: false }) as ModuleConfig & {
+      runAs?: string;
+    };
+  }
+
+  private async loadPlugins(): Promise<LoadedPlugin[]> {
+    const cfg = this.options.config;
+    const out: LoadedPlugin[] = [];
+    for (const entry of this.options.registry) {
+      if (!this.section(entry.configKey).enable) continue;
+      out.push({
+        def: await importPlugin(entry.specifier, `built-in plugin for modules.${entry.configKey}`),
+        specifier: entry.specifier,
+      });
+    }
+    const base = cfg.file ? dirname(resolvePath(cfg.file)) : process.cwd();
+    for (const { package: pkg } of cfg.config.kernel.plugins) {
+      const specifier = resolvePluginPackage(pkg, base);
+      const def = await importPlugin(specifier, `plugin package "${pkg}" (kernel.plugins)`);
+      if (!this.section(def.configKey).enable) {
+        this.log.info(
+          { plugin: def.name, configKey: def.configKey },
+          `third-party plugin disabled: set modules.${def.configKey}.enable: true`,
+        );
+        continue;
+      }
+      out.push({ def, specifier });
+    }
+    const names = new Set<string>();
+    for (const p of out) {
+      if (names.has(p.def.name))
+        throw new KernelError('EPLUGIN_DUPLICATE', `two plugins are named "${p.def.name}"`);
+      names.add(p.def.name);
+    }
+    const claimed = new Set(out.map((p) => p.def.configKey.toLowerCase()));
+    for (const key of cfg.unknownModules) {
+      if (!claimed.has(key.toLowerCase())) {
+        this.log.warn(
+          { path: `modules.${key}` },
+          `modules.${key}: unknown module, ignored (no plugin claims this section)`,
+        );
+      }
+    }
+    return out;
+  }
+}
+
+/** Import a plugin module and check that its default export is a plugin definition. */
+export async function importPlugin(specifier: string, what: string): Promise<PluginDefinition> {
+  let mod: { default?: unknown };
+  try {
+    mod = (await import(specifier)) as { default?: unknown };
+  } catch (err) {
+    throw new KernelError('EPLUGIN_LOAD', `${what}: cannot load ${specifier}: ${errorText(err)}`, {
+      cause: err,
+    });
+  }
+  const def = mod.default as Partial<PluginDefinition> | undefined;
+  const problems: string[] = [];
+  if (!def || typeof def !== 'object') problems.push('its default export is not a plugin definition');
+  else {
+    if (typeof def.name !== 'string' || !def.name) problems.push('"name" must be a non-empty string');
+    if (typeof def.group !== 'string') problems.push('"group" must be a string');
+    if (typeof def.configKey !== 'string' || !def.configKey)
+      problems.push('"configKey" must be a non-empty string');
+    if (typeof def.start !== 'function') problems.push('"start" must be a function');
+  }
+  if (problems.length) throw new KernelError('EPLUGIN_INVALID', `${what}: ${problems.join('; ')}`);
+  return def as PluginDefinition;
+}
+
+/** Resolve an npm package name or a path (relative to the config file) to an importable URL. */
+export function resolvePluginPackage(pkg: string, baseDir: string): string {
+  const req = createRequire(join(baseDir, 'noop.js'));
+  try {
+    return pathToFileURL(req.resolve(pkg)).href;
+  } catch (err) {
+    throw new KernelError(
+      'EPLUGIN_LOAD',
+      `kernel.plugins: cannot find plugin package "${pkg}" from ${baseDir}: ${errorText(err)}`,
+    );
+  }
+}

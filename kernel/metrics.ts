@@ -1,0 +1,115 @@
+import { createRequire } from 'node:module';
+import type { Counter, Gauge, Registry } from 'prom-client';
+import type { MailboxStats } from './bus/mailbox.js';
+
+type PromClient = typeof import('prom-client');
+const require = createRequire(import.meta.url);
+
+/** Where the registry reads the per-module figures from when scraped. */
+export interface ModuleFigures {
+  module: string;
+  stats: MailboxStats;
+  depth(): number;
+  restarts(): number;
+}
+
+/**
+ * The metrics registry (prom-client, loaded on first use so an idle edgecore does not pay for it).
+ * Per-module counters are plain numbers on the hot path, read by collect() at scrape time.
+ */
+export class Metrics {
+  private prom: PromClient | undefined;
+  private reg: Registry | undefined;
+  private readonly sources: (() => ModuleFigures[])[] = [];
+
+  /** Register a source of per-module figures (the kernel's plugin hosts). */
+  addModuleSource(source: () => ModuleFigures[]): void {
+    this.sources.push(source);
+  }
+
+  get registry(): Registry {
+    if (!this.reg) this.init();
+    return this.reg as Registry;
+  }
+
+  /** A counter of a plugin's own, registered once by name. */
+  counter(name: string, help: string, labelNames: string[] = []): Counter<string> {
+    const existing = this.registry.getSingleMetric(name);
+    if (existing) return existing as Counter<string>;
+    return new (this.client().Counter)({ name, help, labelNames, registers: [this.registry] });
+  }
+
+  gauge(name: string, help: string, labelNames: string[] = []): Gauge<string> {
+    const existing = this.registry.getSingleMetric(name);
+    if (existing) return existing as Gauge<string>;
+    return new (this.client().Gauge)({ name, help, labelNames, registers: [this.registry] });
+  }
+
+  /** Prometheus text exposition. */
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  /** The same figures as plain objects (tests, logs). */
+  snapshot(): Record<string, MailboxStats & { depth: number; restarts: number }> {
+    const out: Record<string, MailboxStats & { depth: number; restarts: number }> = {};
+    for (const f of this.figures()) out[f.module] = { ...f.stats, depth: f.depth(), restarts: f.restarts() };
+    return out;
+  }
+
+  private figures(): ModuleFigures[] {
+    return this.sources.flatMap((s) => s());
+  }
+
+  private client(): PromClient {
+    if (!this.prom) this.prom = require('prom-client') as PromClient;
+    return this.prom;
+  }
+
+  private init(): void {
+    const prom = this.client();
+    this.reg = new prom.Registry();
+    const counters: [string, string, (f: ModuleFigures) => number][] = [
+      [
+        'kubeedge_module_messages_in_total',
+        'Messages accepted into the module mailbox',
+        (f) => f.stats.received,
+      ],
+      ['kubeedge_module_messages_out_total', 'Messages the module sent', (f) => f.stats.sent],
+      [
+        'kubeedge_module_messages_rejected_total',
+        'Sends refused (queue full or module unavailable)',
+        (f) => f.stats.rejected,
+      ],
+      ['kubeedge_module_handler_failures_total', 'Message handlers that threw', (f) => f.stats.failed],
+      [
+        'kubeedge_module_sync_timeouts_total',
+        'Sync requests to the module that timed out',
+        (f) => f.stats.syncTimeouts,
+      ],
+      ['kubeedge_module_restarts_total', 'Restarts of the module', (f) => f.restarts()],
+    ];
+    const figures = (): ModuleFigures[] => this.figures();
+    for (const [name, help, read] of counters) {
+      new prom.Counter({
+        name,
+        help,
+        labelNames: ['module'],
+        registers: [this.reg],
+        collect() {
+          this.reset();
+          for (const f of figures()) this.inc({ module: f.module }, read(f));
+        },
+      });
+    }
+    new prom.Gauge({
+      name: 'kubeedge_module_queue_depth',
+      help: 'Messages waiting in the module mailbox',
+      labelNames: ['module'],
+      registers: [this.reg],
+      collect() {
+        for (const f of figures()) this.set({ module: f.module }, f.depth());
+      },
+    });
+  }
+}

@@ -1,0 +1,46 @@
+import { KernelError } from '../errors.js';
+import type { ServiceToken } from '../services.js';
+import type { PluginDefinition } from './types.js';
+
+type Node = Pick<PluginDefinition, 'name' | 'requires' | 'provides'>;
+
+/**
+ * Start order: a plugin that provides a service starts before the plugins that require it; ties
+ * keep the given order. Services the kernel itself provides (`available`) need no provider.
+ */
+export function startOrder<T>(
+  items: readonly T[],
+  nodeOf: (item: T) => Node,
+  available: (token: ServiceToken<unknown>) => boolean,
+): T[] {
+  const providers = new Map<string, T>();
+  for (const item of items) for (const t of nodeOf(item).provides ?? []) providers.set(t.name, item);
+  const missing: string[] = [];
+  for (const item of items) {
+    const d = nodeOf(item);
+    for (const t of d.requires ?? []) {
+      if (!providers.has(t.name) && !available(t))
+        missing.push(`plugin "${d.name}" requires ${t}, which nothing provides`);
+    }
+  }
+  if (missing.length) throw new KernelError('EPLUGIN_INVALID', missing.join('; '));
+  const out: T[] = [];
+  const state = new Map<T, 'visiting' | 'done'>();
+  const visit = (item: T, path: string[]): void => {
+    const s = state.get(item);
+    const d = nodeOf(item);
+    if (s === 'done') return;
+    if (s === 'visiting') {
+      throw new KernelError('EPLUGIN_CYCLE', `plugin dependency cycle: ${[...path, d.name].join(' -> ')}`);
+    }
+    state.set(item, 'visiting');
+    for (const t of d.requires ?? []) {
+      const p = providers.get(t.name);
+      if (p !== undefined && p !== item) visit(p, [...path, d.name]);
+    }
+    state.set(item, 'done');
+    out.push(item);
+  };
+  for (const item of items) visit(item, []);
+  return out;
+}

@@ -1,0 +1,113 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+/** The built executables, as a user runs them (npm test builds first). */
+const root = fileURLToPath(new URL('..', import.meta.url));
+const bin = (name: string): string => join(root, 'dist', 'bin', `${name}.js`);
+const run = (name: string, args: string[]) =>
+  spawnSync(process.execPath, [bin(name), ...args], { encoding: 'utf8' });
+const tmp = mkdtempSync(join(tmpdir(), 'cli-'));
+const file = (name: string, text: string): string => {
+  const p = join(tmp, name);
+  writeFileSync(p, text);
+  return p;
+};
+
+describe('edgecore / cloudcore command line', () => {
+  it('--version and --help', () => {
+    expect(run('edgecore', ['--version']).stdout).toMatch(
+      /^KubeEdge v1\.23\.1 \(kubeedge-ts \d+\.\d+\.\d+\)\n$/,
+    );
+    const help = run('cloudcore', ['--help']);
+    expect(help.status).toBe(0);
+    expect(help.stdout).toMatch(/--defaultconfig/);
+  });
+
+  it('--defaultconfig and --minconfig print configs that load back', () => {
+    for (const kind of ['edgecore', 'cloudcore']) {
+      for (const flag of ['--defaultconfig', '--minconfig']) {
+        const out = run(kind, [flag]);
+        expect(out.status, `${kind} ${flag}`).toBe(0);
+        expect(out.stdout).toMatch(/^# .*\n# .*\n# .*\n\napiVersion: /);
+        // Loading it back finds nothing to complain about (an immediate SIGTERM ends the run).
+        const p = file(`${kind}${flag}.yaml`, out.stdout);
+        const check = spawnSync(process.execPath, [bin(kind), '--config', p, '--log-level', 'silent'], {
+          encoding: 'utf8',
+          timeout: 1500,
+          killSignal: 'SIGTERM',
+        });
+        expect(check.stderr).not.toMatch(/expected|invalid/i);
+      }
+    }
+  });
+
+  it('bad configs: one clear message each, non-zero exit, nothing started', () => {
+    const cases: [string, RegExp][] = [
+      [join(tmp, 'missing.yaml'), /config file .*missing\.yaml does not exist/],
+      [file('empty.yaml', '# only a comment\n'), /empty/i],
+      [
+        file('kind.yaml', 'apiVersion: cloudcore.config.kubeedge.io/v1alpha1\nkind: CloudCore\n'),
+        /expects.*edgecore/i,
+      ],
+      [
+        file('type.yaml', 'modules:\n  edgeHub:\n    heartbeat: abc\n'),
+        /^edgecore: modules\.edgeHub\.heartbeat: expected integer, got "abc" \(type\.yaml:3\)$/m,
+      ],
+      [file('syntax.yaml', 'modules:\n  edgeHub: [\n'), /line \d+/],
+    ];
+    for (const [p, re] of cases) {
+      const out = run('edgecore', ['--config', p]);
+      expect(out.status, p).toBe(1);
+      expect(out.stderr, p).toMatch(re);
+      expect(out.stderr).not.toMatch(/\n\s+at /); // no stack trace
+    }
+    const flag = run('edgecore', ['--bogus']);
+    expect(flag.status).toBe(2);
+    expect(flag.stderr).toMatch(/Unknown option '--bogus'/);
+  });
+
+  it("loads the user's v1alpha1 edgecore.yaml from the notes", () => {
+    const notes = fileURLToPath(
+      new URL('../../shared/seed/examples/edgecore-v1alpha1.yaml', import.meta.url),
+    );
+    const text = readFileSync(notes, 'utf8').replace('/var/lib/kubeedge/edgecore.db', join(tmp, 'notes.db'));
+    const out = spawnSync(process.execPath, [bin('edgecore'), '--config', file('notes.yaml', text)], {
+      encoding: 'utf8',
+      timeout: 2000,
+      killSignal: 'SIGTERM',
+    });
+    expect(out.stderr).toMatch(/devicePluginEnabled/); // reported once as a warning, not an error
+    expect(out.stderr).toMatch(/"kernel ready"/);
+  });
+
+  it('runs on the embedded defaults and stops cleanly on SIGTERM', async () => {
+    const child = spawn(
+      process.execPath,
+      [bin('edgecore'), '--config', join(root, 'configs', 'edgecore.yaml')],
+      {
+        cwd: tmp,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`not ready:\n${err}`)), 10_000);
+      child.stderr.on('data', () => {
+        if (err.includes('"kernel ready"')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+    child.kill('SIGTERM');
+    const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+    expect(code).toBe(0);
+    expect(err).toMatch(/"kernel stopped"/);
+    for (const line of err.trim().split('\n')) expect(() => JSON.parse(line)).not.toThrow();
+  });
+});

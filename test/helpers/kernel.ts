@@ -1,0 +1,59 @@
+import { pino } from 'pino';
+import { parseConfig } from '../../kernel/config/index.js';
+import type { Mailbox } from '../../kernel/bus/mailbox.js';
+import type { Message } from '../../kernel/bus/message.js';
+import { Kernel } from '../../kernel/kernel.js';
+import type { PluginEntry } from '../../kernel/plugin/types.js';
+
+export interface TestKernel {
+  kernel: Kernel;
+  /** Messages received by the "tester" module (group "test"). */
+  inbox: Message[];
+  tester: Mailbox;
+  /** Wait until the tester's inbox satisfies `pred`. */
+  waitInbox(pred: (msgs: Message[]) => boolean, timeoutMs?: number): Promise<void>;
+}
+
+const quiet = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+
+/** A kernel built from an edgecore.yaml text, with a "tester" module the test drives. */
+export async function startTestKernel(yaml: string, registry: readonly PluginEntry[]): Promise<TestKernel> {
+  const config = parseConfig('edgecore', yaml, 'test-edgecore.yaml');
+  const kernel = new Kernel({ config, registry, logger: quiet });
+  const inbox: Message[] = [];
+  const tester = kernel.bus.addModule('tester', 'test');
+  tester.attach(
+    (m) => void inbox.push(m),
+    () => undefined,
+  );
+  await kernel.start();
+  return {
+    kernel,
+    inbox,
+    tester,
+    waitInbox: (pred, timeoutMs = 5000) => waitUntil(() => pred(inbox), timeoutMs, 'tester inbox'),
+  };
+}
+
+export async function waitUntil(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** edgecore.yaml with the built-in modules off, for kernel tests. */
+export function kernelYaml(extra: string): string {
+  return `apiVersion: edgecore.config.kubeedge.io/v1alpha2
+kind: EdgeCore
+database:
+  dataSource: ":memory:"
+modules:
+  edged: {enable: false}
+  edgeHub: {enable: false}
+  eventBus: {enable: false}
+  metaManager: {enable: false}
+  deviceTwin: {enable: false}
+${extra}`;
+}
