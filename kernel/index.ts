@@ -40,3 +40,4 @@ export {
 export type { Logger, LogLevel } from './log.js';
 export type { Metrics } from './metrics.js';
 export { pluginSpecifier } from './plugin/specifier.js';
+export { parseResource, buildResource, NULL_NAMESPACE, type Resource } from './resource.js';
