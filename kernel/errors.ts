@@ -3,6 +3,8 @@
  * boundary is a KernelError with a stable `code`, so callers branch on codes, never on text.
  */
 export type KernelErrorCode =
+  // plugins add codes of their own, prefixed by their area (EMETA_..., ECRI_..., ETWIN_...)
+  | `E${string}`
   // configuration
   | 'ECONFIG_MISSING'
   | 'ECONFIG_EMPTY'
