@@ -1,9 +1,12 @@
-import type { PluginEntry } from '../kernel/index.js';
+import { pluginSpecifier, type PluginEntry } from '../kernel/index.js';
 
 /**
  * The built-in plugins: one line each, the config section that enables it and the module that
  * defines it. Only enabled plugins are imported. The kernel itself names none of them.
  */
-export const edgeRegistry: readonly PluginEntry[] = [];
+export const edgeRegistry: readonly PluginEntry[] = [
+  { configKey: 'metaManager', specifier: pluginSpecifier(import.meta.url, './metamanager/index') },
+  { configKey: 'deviceTwin', specifier: pluginSpecifier(import.meta.url, './dmiserver/index') },
+];
 
 export const cloudRegistry: readonly PluginEntry[] = [];

@@ -1,0 +1,567 @@
+/**
+ * dmiserver: edgecore's side of DMI v1beta1. Serves DeviceManagerService on `<dmiSockPath>/dmi.sock`
+ * (mapper registration, twin and state reports, turned into the messages eventBus would produce for
+ * the MQTT topics) and calls each mapper's DeviceMapperService when deviceTwin's devices or models
+ * change. KubeEdge runs this inside deviceTwin; here it is a plugin enabled with deviceTwin.
+ */
+import { mkdirSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import {
+  DatabaseToken,
+  KernelError,
+  contentJson,
+  definePlugin,
+  errorText,
+  newMessage,
+  type Message,
+  type PluginContext,
+} from '../../kernel/index.js';
+import type * as ApiModule from '../../proto/gen/dmi/v1beta1/api.js';
+import {
+  checkObject,
+  deviceModelName,
+  deviceProtocol,
+  deviceToProto,
+  deviceToV1beta1,
+  modelProtocol,
+  modelToProto,
+  modelToV1beta1,
+  namespaceOf,
+  overrideWithModel,
+  sameSpec,
+  type CrdObject,
+} from './convert.js';
+
+export interface DmiServerConfig {
+  enable: boolean;
+  dmiSockPath?: string;
+  /**
+   * Our extension (KubeEdge hard-codes 1 request/s, burst 100, shared by every mapper): the token
+   * bucket of the three server RPCs. Default: no limit. `{qps: 1, burst: 100}` is KubeEdge's.
+   */
+  dmiRateLimit?: { qps?: number; burst?: number };
+  [key: string]: unknown;
+}
+
+/** `<dir>/dmi.sock` from `modules.deviceTwin.dmiSockPath` (a directory, or an older `.sock` file path). */
+export function dmiSocketPath(dmiSockPath: string | undefined): string {
+  const p = dmiSockPath || '/etc/kubeedge/';
+  return join(p.endsWith('.sock') ? dirname(p) : p, 'dmi.sock');
+}
+
+/** Resource of an MQTT message as eventBus builds it: standard base64 with the URL-safe alphabet, padded. */
+export function topicResource(topic: string): string {
+  return Buffer.from(topic, 'utf8').toString('base64').replace(/\+/g, '-').replace(/\//g, '_');
+}
+
+const CALL_TIMEOUT_MS = 10_000;
+
+type Api = typeof ApiModule;
+type Grpc = typeof import('@grpc/grpc-js');
+
+interface MapperRecord {
+  name: string;
+  version: string;
+  apiVersion: string;
+  protocol: string;
+  address: string;
+  state: string;
+}
+
+class TokenBucket {
+  private tokens: number;
+  private last = Date.now();
+  constructor(
+    private readonly qps: number,
+    private readonly burst: number,
+  ) {
+    this.tokens = burst;
+  }
+  take(): boolean {
+    const now = Date.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.qps);
+    this.last = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
+
+class RpcError extends Error {
+  constructor(
+    readonly grpcCode: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+class DmiServer {
+  readonly devices = new Map<string, CrdObject>();
+  readonly models = new Map<string, CrdObject>();
+  readonly mappers = new Map<string, MapperRecord>();
+  private readonly clients = new Map<
+    string,
+    { address: string; client: ApiModule.DeviceMapperServiceClient }
+  >();
+  /** Models each protocol's mapper has been given (so a device never reaches a mapper before its model). */
+  private readonly sentModels = new Map<string, Set<string>>();
+  private readonly limiter: TokenBucket | undefined;
+  private db: import('better-sqlite3').Database | undefined;
+
+  constructor(
+    private readonly ctx: PluginContext<DmiServerConfig>,
+    private readonly grpc: Grpc,
+    private readonly api: Api,
+  ) {
+    const rl = ctx.config.dmiRateLimit;
+    if (rl && (rl.qps ?? 0) > 0) this.limiter = new TokenBucket(rl.qps as number, Math.max(1, rl.burst ?? 1));
+  }
+
+  // ------------------------------------------------------------------ persistence of mappers
+
+  loadMappers(): void {
+    try {
+      const db = this.ctx.services.get(DatabaseToken);
+      db.exec(
+        'CREATE TABLE IF NOT EXISTS dmi_mapper (name TEXT PRIMARY KEY, protocol TEXT NOT NULL, address TEXT NOT NULL, info TEXT NOT NULL)',
+      );
+      this.db = db;
+      for (const row of db.prepare('SELECT info FROM dmi_mapper').all() as { info: string }[]) {
+        const rec = JSON.parse(row.info) as MapperRecord;
+        this.mappers.set(rec.name, rec);
+        this.setClient(rec.protocol, rec.address);
+      }
+    } catch (err) {
+      this.ctx.log.warn({ err: errorText(err) }, 'dmiserver: mapper registrations are kept in memory only');
+    }
+  }
+
+  private saveMapper(rec: MapperRecord): void {
+    try {
+      this.db
+        ?.prepare('INSERT OR REPLACE INTO dmi_mapper (name, protocol, address, info) VALUES (?, ?, ?, ?)')
+        .run(rec.name, rec.protocol, rec.address, JSON.stringify(rec));
+    } catch (err) {
+      this.ctx.log.error(
+        { err: errorText(err), mapper: rec.name },
+        'dmiserver: cannot store mapper registration',
+      );
+    }
+  }
+
+  // ------------------------------------------------------------------ clients of mappers
+
+  private setClient(protocol: string, address: string): void {
+    const cur = this.clients.get(protocol);
+    if (cur?.address === address) return;
+    cur?.client.close();
+    const client = new this.api.DeviceMapperServiceClient(
+      `unix:${address}`,
+      this.grpc.credentials.createInsecure(),
+    );
+    this.clients.set(protocol, { address, client });
+    this.sentModels.set(protocol, new Set());
+  }
+
+  private call<Req>(protocol: string, method: string, req: Req): Promise<unknown> {
+    const entry = this.clients.get(protocol);
+    if (!entry)
+      return Promise.reject(
+        new KernelError('EDMI_NO_MAPPER', `fail to get dmi client of protocol ${protocol}`),
+      );
+    const fn = (entry.client as unknown as Record<string, (...args: unknown[]) => void>)[method];
+    return new Promise((resolve, reject) => {
+      fn!.call(
+        entry.client,
+        req,
+        new this.grpc.Metadata(),
+        { deadline: Date.now() + CALL_TIMEOUT_MS },
+        (err: Error | null, res: unknown) =>
+          err
+            ? reject(
+                new KernelError(
+                  'EDMI_MAPPER_CALL',
+                  `${method} on mapper of protocol ${protocol}: ${err.message}`,
+                ),
+              )
+            : resolve(res),
+      );
+    });
+  }
+
+  close(): void {
+    for (const { client } of this.clients.values()) client.close();
+    this.clients.clear();
+  }
+
+  // ------------------------------------------------------------------ edge -> mapper (from deviceTwin)
+
+  async onTwinMessage(msg: Message): Promise<void> {
+    const op = msg.route.operation ?? '';
+    const resource = msg.route.resource ?? '';
+    const parts = resource.split('/');
+    if (
+      parts.length !== 3 ||
+      (parts[0] !== 'device' && parts[0] !== 'devicemodel') ||
+      !parts[1] ||
+      !parts[2]
+    ) {
+      this.ctx.log.error(
+        { resource, operation: op },
+        `dmiserver: resource "${resource}": expected device/<namespace>/<name> or devicemodel/<namespace>/<name>`,
+      );
+      return;
+    }
+    if (op !== 'insert' && op !== 'update' && op !== 'delete') {
+      this.ctx.log.error(
+        { resource, operation: op },
+        `dmiserver: operation "${op}": expected insert, update or delete`,
+      );
+      return;
+    }
+    const kind = parts[0] as 'device' | 'devicemodel';
+    const key = `${parts[1]}/${parts[2]}`;
+    let content: unknown;
+    try {
+      content = contentJson(msg);
+    } catch (err) {
+      this.ctx.log.error({ resource }, `dmiserver: ${errorText(err)}`);
+      return;
+    }
+    if (op === 'delete') {
+      if (kind === 'device') await this.deleteDevice(key);
+      else await this.deleteModel(key);
+      return;
+    }
+    const problem = checkObject(content, kind);
+    if (problem) {
+      this.ctx.log.error({ resource, operation: op }, `dmiserver: ${problem}`);
+      return;
+    }
+    const o = content as CrdObject;
+    if (!o.metadata.namespace) o.metadata = { ...o.metadata, namespace: parts[1] };
+    if (kind === 'device') await this.upsertDevice(key, o, op);
+    else await this.upsertModel(key, o, op);
+  }
+
+  private modelOf(device: CrdObject): CrdObject | undefined {
+    return this.models.get(`${namespaceOf(device)}/${deviceModelName(device)}`);
+  }
+
+  private protocolOfModel(key: string, model: CrdObject): string {
+    const p = modelProtocol(model);
+    if (p) return p;
+    const name = model.metadata.name;
+    for (const d of this.devices.values())
+      if (`${namespaceOf(d)}/${deviceModelName(d)}` === key || deviceModelName(d) === name)
+        return deviceProtocol(d);
+    return '';
+  }
+
+  private async upsertModel(key: string, raw: CrdObject, op: 'insert' | 'update'): Promise<void> {
+    const model = modelToV1beta1(raw);
+    this.models.set(key, model);
+    const protocol = this.protocolOfModel(key, model);
+    if (!protocol || !this.clients.has(protocol)) {
+      this.ctx.log.debug({ model: key, protocol }, 'dmiserver: no mapper for the model yet');
+      return;
+    }
+    const sent = this.sentModels.get(protocol) as Set<string>;
+    const method = op === 'update' && sent.has(key) ? 'updateDeviceModel' : 'createDeviceModel';
+    try {
+      await this.call(protocol, method, { model: modelToProto(model) });
+      sent.add(key);
+    } catch (err) {
+      this.ctx.log.error({ model: key, protocol, err: errorText(err) }, `dmiserver: ${errorText(err)}`);
+    }
+  }
+
+  private async deleteModel(key: string): Promise<void> {
+    const model = this.models.get(key);
+    this.models.delete(key);
+    if (!model) return;
+    const protocol = this.protocolOfModel(key, model);
+    const sent = this.sentModels.get(protocol);
+    if (!sent?.has(key)) return;
+    sent.delete(key);
+    const [ns, name] = key.split('/');
+    try {
+      await this.call(protocol, 'removeDeviceModel', { modelName: name, modelNamespace: ns });
+    } catch (err) {
+      this.ctx.log.error({ model: key, protocol, err: errorText(err) }, `dmiserver: ${errorText(err)}`);
+    }
+  }
+
+  /** The device as the mapper gets it (model defaults applied), or an error text. */
+  private protoOf(device: CrdObject): ApiModule.Device | string {
+    try {
+      return deviceToProto(overrideWithModel(device, this.modelOf(device)));
+    } catch (err) {
+      return errorText(err);
+    }
+  }
+
+  private async ensureModelSent(protocol: string, device: CrdObject): Promise<void> {
+    const key = `${namespaceOf(device)}/${deviceModelName(device)}`;
+    const model = this.models.get(key);
+    const sent = this.sentModels.get(protocol);
+    if (!model || !sent || sent.has(key)) return;
+    await this.call(protocol, 'createDeviceModel', { model: modelToProto(model) });
+    sent.add(key);
+  }
+
+  private async upsertDevice(key: string, raw: CrdObject, op: 'insert' | 'update'): Promise<void> {
+    const { device, warnings } = deviceToV1beta1(raw);
+    for (const w of warnings) this.ctx.log.warn({ device: key }, `dmiserver: device ${key}: ${w}`);
+    const old = this.devices.get(key);
+    this.devices.set(key, device);
+    if (op === 'update' && old && sameSpec(old, device)) return;
+    const protocol = deviceProtocol(device);
+    const oldProtocol = old ? deviceProtocol(old) : protocol;
+    if (old && oldProtocol !== protocol && this.clients.has(oldProtocol)) {
+      await this.removeFromMapper(oldProtocol, key);
+    }
+    if (!this.clients.has(protocol)) {
+      this.ctx.log.info(
+        { device: key, protocol },
+        `dmiserver: no mapper registered for protocol "${protocol}"; device ${key} is sent when one registers`,
+      );
+      return;
+    }
+    const pb = this.protoOf(device);
+    if (typeof pb === 'string') {
+      this.ctx.log.error({ device: key }, `dmiserver: device ${key} cannot be sent to its mapper: ${pb}`);
+      return;
+    }
+    try {
+      await this.ensureModelSent(protocol, device);
+      await this.call(protocol, op === 'insert' || !old ? 'registerDevice' : 'updateDevice', { device: pb });
+    } catch (err) {
+      this.ctx.log.error(
+        { device: key, protocol, err: errorText(err) },
+        `dmiserver: device ${key}: ${errorText(err)}`,
+      );
+    }
+  }
+
+  private async removeFromMapper(protocol: string, key: string): Promise<void> {
+    const [ns, name] = key.split('/');
+    try {
+      await this.call(protocol, 'removeDevice', { deviceName: name, deviceNamespace: ns });
+    } catch (err) {
+      this.ctx.log.error(
+        { device: key, protocol, err: errorText(err) },
+        `dmiserver: device ${key}: ${errorText(err)}`,
+      );
+    }
+  }
+
+  private async deleteDevice(key: string): Promise<void> {
+    const old = this.devices.get(key);
+    this.devices.delete(key);
+    if (!old) return;
+    const protocol = deviceProtocol(old);
+    if (this.clients.has(protocol)) await this.removeFromMapper(protocol, key);
+  }
+
+  // ------------------------------------------------------------------ DeviceManagerService
+
+  private limit(what: string, name: string): void {
+    if (this.limiter && !this.limiter.take())
+      throw new RpcError(
+        this.grpc.status.RESOURCE_EXHAUSTED,
+        `fail to ${what} because of too many request: ${name}`,
+      );
+  }
+
+  mapperRegister(req: ApiModule.MapperRegisterRequest): ApiModule.MapperRegisterResponse {
+    const m = req.mapper;
+    this.limit('register mapper', m?.name ?? '');
+    const INVALID = this.grpc.status.INVALID_ARGUMENT;
+    if (!m) throw new RpcError(INVALID, 'MapperRegisterRequest.mapper: required');
+    if (!m.protocol)
+      throw new RpcError(INVALID, `MapperRegisterRequest.mapper.protocol: required (mapper "${m.name}")`);
+    const address = Buffer.from(m.address ?? []).toString('utf8');
+    if (!address)
+      throw new RpcError(
+        INVALID,
+        `MapperRegisterRequest.mapper.address: the mapper's unix socket path is required (mapper "${m.name}")`,
+      );
+    const rec: MapperRecord = {
+      name: m.name,
+      version: m.version,
+      apiVersion: m.apiVersion,
+      protocol: m.protocol,
+      address,
+      state: m.state,
+    };
+    this.mappers.set(rec.name, rec);
+    this.saveMapper(rec);
+    // Unlike KubeEdge (which creates no client when withData is false) the mapper is always reachable.
+    this.setClient(rec.protocol, address);
+    this.sentModels.set(rec.protocol, new Set());
+    this.ctx.log.info({ mapper: rec.name, protocol: rec.protocol, address }, 'dmiserver: mapper registered');
+    const res: ApiModule.MapperRegisterResponse = { modelList: [], deviceList: [] };
+    if (!req.withData) return res;
+    const sent = this.sentModels.get(rec.protocol) as Set<string>;
+    for (const [key, device] of this.devices) {
+      if (deviceProtocol(device) !== rec.protocol) continue;
+      const model = this.modelOf(device);
+      if (!model) {
+        this.ctx.log.warn(
+          { device: key },
+          `dmiserver: device ${key}: model ${deviceModelName(device)} not known yet, not sent`,
+        );
+        continue;
+      }
+      const pb = this.protoOf(device);
+      if (typeof pb === 'string') {
+        this.ctx.log.error({ device: key }, `dmiserver: device ${key} cannot be sent to its mapper: ${pb}`);
+        continue;
+      }
+      res.deviceList.push(pb);
+      res.modelList.push(modelToProto(model));
+      sent.add(`${namespaceOf(model)}/${model.metadata.name}`);
+    }
+    return res;
+  }
+
+  async reportDeviceStatus(req: ApiModule.ReportDeviceStatusRequest): Promise<void> {
+    this.limit('report device status', req.deviceName);
+    const INVALID = this.grpc.status.INVALID_ARGUMENT;
+    if (!req.deviceName) throw new RpcError(INVALID, 'ReportDeviceStatusRequest.deviceName: required');
+    const twins = req.reportedDevice?.twins ?? [];
+    if (twins.length === 0) throw new RpcError(INVALID, 'ReportDeviceStatusRequest does not have twin data');
+    const ns = req.deviceNamespace || 'default';
+    const topic = `$hw/events/device/${ns}/${req.deviceName}/twin/update`;
+    const resource = topicResource(topic);
+    const sends: Promise<void>[] = [];
+    for (const [i, t] of twins.entries()) {
+      if (!t.propertyName)
+        throw new RpcError(
+          INVALID,
+          `ReportDeviceStatusRequest.reportedDevice.twins[${i}].propertyName: required`,
+        );
+    }
+    for (const t of twins) {
+      const twin: Record<string, unknown> = {};
+      if (t.observedDesired) twin.expected = { value: t.observedDesired.value };
+      if (t.reported) twin.actual = { value: t.reported.value };
+      const payload = { event_id: '', timestamp: Date.now(), twin: { [t.propertyName]: twin } };
+      sends.push(this.toTwin(resource, payload));
+    }
+    await Promise.all(sends);
+  }
+
+  async reportDeviceStates(req: ApiModule.ReportDeviceStatesRequest): Promise<void> {
+    this.limit('report device states', req.deviceName);
+    const INVALID = this.grpc.status.INVALID_ARGUMENT;
+    if (!req.deviceName) throw new RpcError(INVALID, 'ReportDeviceStatesRequest.deviceName: required');
+    if (!req.state)
+      throw new RpcError(INVALID, `ReportDeviceStatesRequest.state: required (device ${req.deviceName})`);
+    const ns = req.deviceNamespace || 'default';
+    const topic = `$hw/events/device/${ns}/${req.deviceName}/state/update`;
+    await this.toTwin(topicResource(topic), { event_id: '', timestamp: Date.now(), State: req.state });
+  }
+
+  private async toTwin(resource: string, payload: unknown): Promise<void> {
+    const msg = newMessage(
+      { source: 'bus', group: 'user', operation: 'response', resource },
+      JSON.stringify(payload),
+    );
+    try {
+      await this.ctx.send('twin', msg);
+    } catch (err) {
+      throw new RpcError(
+        this.grpc.status.UNAVAILABLE,
+        `deviceTwin cannot take the report: ${errorText(err)}`,
+      );
+    }
+  }
+
+  /** gRPC handler table for DeviceManagerService. */
+  handlers(): ApiModule.DeviceManagerServiceServer {
+    const unary =
+      <Req, Res>(fn: (req: Req) => Res | Promise<Res>) =>
+      (call: { request: Req }, cb: (err: unknown, res?: Res) => void): void => {
+        Promise.resolve()
+          .then(() => fn(call.request))
+          .then(
+            (res) => cb(null, res),
+            (err: unknown) => {
+              const code = err instanceof RpcError ? err.grpcCode : this.grpc.status.INTERNAL;
+              this.ctx.log.warn({ err: errorText(err) }, `dmiserver: request refused: ${errorText(err)}`);
+              cb({ code, details: errorText(err), message: errorText(err) });
+            },
+          );
+      };
+    return {
+      mapperRegister: unary((r: ApiModule.MapperRegisterRequest) => this.mapperRegister(r)),
+      reportDeviceStatus: unary(async (r: ApiModule.ReportDeviceStatusRequest) => {
+        await this.reportDeviceStatus(r);
+        return {};
+      }),
+      reportDeviceStates: unary(async (r: ApiModule.ReportDeviceStatesRequest) => {
+        await this.reportDeviceStates(r);
+        return {};
+      }),
+    } as unknown as ApiModule.DeviceManagerServiceServer;
+  }
+}
+
+export default definePlugin<DmiServerConfig>({
+  name: 'dmiserver',
+  group: 'dmi',
+  configKey: 'deviceTwin',
+  async start(ctx) {
+    const grpc = await import('@grpc/grpc-js');
+    const api = await import('../../proto/gen/dmi/v1beta1/api.js');
+    const socket = dmiSocketPath(ctx.config.dmiSockPath);
+    mkdirSync(dirname(socket), { recursive: true, mode: 0o750 });
+    rmSync(socket, { force: true });
+    const dmi = new DmiServer(ctx, grpc, api);
+    dmi.loadMappers();
+    const server = new grpc.Server();
+    server.addService(api.DeviceManagerServiceService, dmi.handlers());
+    await new Promise<void>((resolve, reject) =>
+      server.bindAsync(`unix:${socket}`, grpc.ServerCredentials.createInsecure(), (err) =>
+        err
+          ? reject(
+              new KernelError(
+                'EDMI_LISTEN',
+                `dmiserver: cannot listen on unix socket ${socket}: ${err.message}`,
+              ),
+            )
+          : resolve(),
+      ),
+    );
+    ctx.log.info({ socket }, 'dmiserver: DeviceManagerService listening');
+    return {
+      async onMessage(msg) {
+        if (msg.route.group === 'dmi' || msg.route.source === 'twin') {
+          await dmi.onTwinMessage(msg);
+          return;
+        }
+        ctx.log.warn(
+          { source: msg.route.source, resource: msg.route.resource },
+          'dmiserver: message not from deviceTwin ignored',
+        );
+      },
+      async stop() {
+        dmi.close();
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(() => {
+            server.forceShutdown();
+            resolve();
+          }, 2000);
+          server.tryShutdown(() => {
+            clearTimeout(t);
+            resolve();
+          });
+        });
+        rmSync(socket, { force: true });
+      },
+    };
+  },
+});
