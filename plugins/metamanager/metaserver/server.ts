@@ -1,0 +1,482 @@
+import { createHash } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { errorText, isKernelError, newMessage, type PluginContext } from '../../../kernel/index.js';
+import { gvrString, v2Key } from '../imitator.js';
+import type { MetaStore, WatchEvent } from '../store.js';
+import { BUILTIN, discovery, HEALTH_PATHS, type ResourceInfo } from './discovery.js';
+import { parseFieldSelector, parseLabelSelector, type FieldSelector, type Selector } from './selectors.js';
+
+/**
+ * metaServer (spec edge-modules §3.10): a Kubernetes-compatible API at the edge, served from
+ * meta_v2. Reads (get, list, watch) are local; writes go to the cloud as an Application.
+ */
+
+export interface MetaServerOptions {
+  /** host:port */
+  server: string;
+  nodeName: string;
+  /** Cloud reachable (edgeHub connected and the websocket module present). */
+  connected: () => boolean;
+  contextSendModule: string;
+}
+
+const CONNECTION_LOST = 'connection lost between EdgeCore and CloudCore';
+const MAX_BODY = 3 * 1024 * 1024;
+const APPLICATION_TIMEOUT_MS = 10_000;
+
+class HttpError extends Error {
+  constructor(
+    readonly code: number,
+    readonly reason: string,
+    message: string,
+    readonly details?: Record<string, unknown>,
+  ) {
+    super(message);
+  }
+}
+
+/** The Status object kube-apiserver returns for an error. */
+export function statusObject(
+  code: number,
+  reason: string,
+  message: string,
+  details?: Record<string, unknown>,
+): unknown {
+  return {
+    kind: 'Status',
+    apiVersion: 'v1',
+    metadata: {},
+    status: 'Failure',
+    message,
+    reason,
+    ...(details ? { details } : {}),
+    code,
+  };
+}
+
+interface Target {
+  info: ResourceInfo;
+  gvr: string;
+  namespace: string;
+  name: string;
+  subresource: string;
+  watchPath: boolean;
+}
+
+export class MetaServer {
+  private http: Server | undefined;
+  private readonly streams = new Set<ServerResponse>();
+
+  constructor(
+    private readonly ctx: PluginContext,
+    private readonly store: MetaStore,
+    private readonly opts: MetaServerOptions,
+  ) {}
+
+  async listen(): Promise<{ host: string; port: number }> {
+    const i = this.opts.server.lastIndexOf(':');
+    const host = i > 0 ? this.opts.server.slice(0, i).replace(/^\[|\]$/g, '') : '127.0.0.1';
+    const port = Number(this.opts.server.slice(i + 1));
+    if (!Number.isInteger(port) || port < 0 || port > 65535) {
+      throw new Error(
+        `modules.metaManager.metaServer.server: expected "<host>:<port>", got "${this.opts.server}"`,
+      );
+    }
+    const http = createServer((req, res) => {
+      this.serve(req, res).catch((err) => this.sendError(res, err));
+    });
+    http.keepAliveTimeout = 30_000;
+    this.http = http;
+    await new Promise<void>((resolve, reject) => {
+      http.once('error', reject);
+      http.listen(port, host, () => {
+        http.off('error', reject);
+        resolve();
+      });
+    });
+    const addr = http.address();
+    return { host, port: typeof addr === 'object' && addr ? addr.port : port };
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.streams) s.end();
+    this.streams.clear();
+    const http = this.http;
+    if (!http) return;
+    await new Promise<void>((resolve) => {
+      http.close(() => resolve());
+      http.closeAllConnections();
+    });
+  }
+
+  /** Known resources: the built-in ones and any group/version/resource stored in meta_v2. */
+  private resources(): ResourceInfo[] {
+    const list = [...BUILTIN];
+    for (const gvr of this.store.gvrs()) {
+      const m = /^([^/]*)\/([^,]+), Resource=(.+)$/.exec(gvr);
+      if (!m) continue;
+      const [, group, version, resource] = m as unknown as [string, string, string, string];
+      if (list.some((r) => r.group === group && r.version === version && r.resource === resource)) continue;
+      list.push({ group, version, resource, kind: kindOf(resource), namespaced: true });
+    }
+    return list;
+  }
+
+  private async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://metaserver');
+    const path = url.pathname;
+    const method = req.method ?? 'GET';
+    if (method === 'GET' && HEALTH_PATHS.has(path)) {
+      res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8' }).end('ok');
+      return;
+    }
+    const target = this.target(path);
+    if (!target) {
+      if (method === 'GET') {
+        const cached = this.store.getV2(path);
+        const doc = cached !== undefined ? undefined : discovery(path, this.resources());
+        if (cached !== undefined) return this.sendText(res, 200, cached);
+        if (doc !== undefined) return this.sendJson(res, 200, doc);
+      }
+      throw new HttpError(404, 'NotFound', 'the server could not find the requested resource');
+    }
+    if (method === 'GET') {
+      const watch = target.watchPath || isTrue(url.searchParams.get('watch'));
+      if (target.subresource && target.subresource !== 'status') {
+        throw new HttpError(
+          404,
+          'NotFound',
+          `${target.info.resource}/${target.subresource}: not served by metaServer`,
+        );
+      }
+      if (watch) return this.watch(req, res, target, url.searchParams);
+      if (target.name) return this.get(res, target);
+      return this.list(res, target, url.searchParams);
+    }
+    if (['POST', 'PUT', 'PATCH', 'DELETE'].includes(method))
+      return this.write(req, res, target, method, url.searchParams);
+    throw new HttpError(405, 'MethodNotAllowed', `method ${method} is not supported`);
+  }
+
+  /** Parse `/api/v1/...` or `/apis/<g>/<v>/...` into a resource target. */
+  private target(path: string): Target | undefined {
+    const seg = path
+      .split('/')
+      .filter((s) => s !== '')
+      .map(decodeURIComponent);
+    let group: string;
+    let version: string;
+    let rest: string[];
+    if (seg[0] === 'api' && seg.length >= 3) {
+      group = '';
+      version = seg[1] as string;
+      rest = seg.slice(2);
+    } else if (seg[0] === 'apis' && seg.length >= 4) {
+      group = seg[1] as string;
+      version = seg[2] as string;
+      rest = seg.slice(3);
+    } else return undefined;
+    let watchPath = false;
+    if (rest[0] === 'watch') {
+      watchPath = true;
+      rest = rest.slice(1);
+    }
+    let namespace = '';
+    if (rest[0] === 'namespaces' && rest.length >= 3) {
+      namespace = rest[1] as string;
+      rest = rest.slice(2);
+    }
+    const [resource, name = '', ...sub] = rest;
+    if (!resource) return undefined;
+    const info = this.resources().find(
+      (r) => r.group === group && r.version === version && r.resource === resource,
+    );
+    if (!info) return undefined;
+    return {
+      info,
+      gvr: gvrString(group, version, resource),
+      namespace,
+      name,
+      subresource: sub.join('/'),
+      watchPath,
+    };
+  }
+
+  private get(res: ServerResponse, t: Target): void {
+    const ns = t.info.namespaced ? t.namespace || 'null' : 'null';
+    const value = this.store.getV2(v2Key(t.info.group, t.info.version, t.info.resource, ns, t.name));
+    if (value === undefined) {
+      const what = t.info.group ? `${t.info.resource}.${t.info.group}` : t.info.resource;
+      throw new HttpError(404, 'NotFound', `${what} "${t.name}" not found`, {
+        name: t.name,
+        group: t.info.group,
+        kind: t.info.resource,
+      });
+    }
+    this.sendText(res, 200, value);
+  }
+
+  private selectors(
+    t: Target,
+    q: URLSearchParams,
+  ): { labels: Selector; fields: FieldSelector; filtered: boolean } {
+    const labels = parseLabelSelector(q.get('labelSelector'));
+    const fields = parseFieldSelector(q.get('fieldSelector'), t.info.resource);
+    return { labels, fields, filtered: Boolean(q.get('labelSelector') || q.get('fieldSelector')) };
+  }
+
+  private list(res: ServerResponse, t: Target, q: URLSearchParams): void {
+    const { labels, fields, filtered } = this.selectors(t, q);
+    const ns = t.info.namespaced ? t.namespace || fields.namespace : undefined;
+    let values = this.store.listV2(t.gvr, ns || undefined);
+    if (filtered) {
+      values = values.filter((v) => {
+        const obj = JSON.parse(v) as Record<string, unknown>;
+        const md = (obj.metadata ?? {}) as { labels?: Record<string, string> };
+        return labels(md.labels) && fields(obj);
+      });
+    }
+    const apiVersion = t.info.group ? `${t.info.group}/${t.info.version}` : t.info.version;
+    const head = JSON.stringify({
+      kind: `${t.info.kind}List`,
+      apiVersion,
+      metadata: { resourceVersion: String(this.store.revision) },
+    });
+    this.sendText(res, 200, `${head.slice(0, -1)},"items":[${values.join(',')}]}`);
+  }
+
+  private watch(req: IncomingMessage, res: ServerResponse, t: Target, q: URLSearchParams): void {
+    const { labels, fields } = this.selectors(t, q);
+    const rvText = q.get('resourceVersion') ?? '';
+    if (rvText !== '' && !/^\d+$/.test(rvText)) {
+      throw new HttpError(
+        400,
+        'BadRequest',
+        `resourceVersion: Invalid value: "${rvText}": expected an unsigned integer`,
+      );
+    }
+    const timeout = q.get('timeoutSeconds');
+    if (timeout !== null && !/^\d+$/.test(timeout)) {
+      throw new HttpError(
+        400,
+        'BadRequest',
+        `timeoutSeconds: Invalid value: "${timeout}": expected an integer`,
+      );
+    }
+    const ns = t.info.namespaced ? t.namespace || fields.namespace || '' : '';
+    const name = t.name || fields.name || '';
+    const filtered = Boolean(q.get('labelSelector') || q.get('fieldSelector'));
+    const matches = (ev: WatchEvent): boolean => {
+      if (ev.gvr !== t.gvr) return false;
+      if (ns && ev.namespace !== ns) return false;
+      if (name && ev.name !== name) return false;
+      if (!filtered) return true;
+      const obj = JSON.parse(ev.value) as Record<string, unknown>;
+      return labels(((obj.metadata ?? {}) as { labels?: Record<string, string> }).labels) && fields(obj);
+    };
+    res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private' });
+    res.flushHeaders();
+    const write = (type: string, value: string): void => {
+      res.write(`{"type":"${type}","object":${value}}\n`);
+    };
+    const rv = rvText === '' ? 0 : Number(rvText);
+    // Registered before anything is read: nothing can happen in between (one thread).
+    const off = this.store.watch((ev) => {
+      if (matches(ev)) write(ev.type, ev.value);
+    });
+    this.streams.add(res);
+    const end = (): void => {
+      off();
+      this.streams.delete(res);
+      clearTimeout(timer);
+      if (!res.writableEnded) res.end();
+    };
+    const timer = timeout !== null ? setTimeout(end, Number(timeout) * 1000) : undefined;
+    req.on('close', end);
+    res.on('close', end);
+    if (rv === 0) {
+      const values = this.store.listV2(t.gvr, ns || undefined);
+      for (const v of values) {
+        if (name || filtered) {
+          const obj = JSON.parse(v) as Record<string, unknown>;
+          const md = (obj.metadata ?? {}) as { name?: string; labels?: Record<string, string> };
+          if (name && md.name !== name) continue;
+          if (!labels(md.labels) || !fields(obj)) continue;
+        }
+        write('ADDED', v);
+      }
+      return;
+    }
+    const missed = this.store.eventsSince(rv);
+    if (missed === undefined) {
+      const status = statusObject(
+        410,
+        'Expired',
+        `too old resource version: ${rv} (${this.store.historyFrom})`,
+      );
+      write('ERROR', JSON.stringify(status));
+      end();
+      return;
+    }
+    for (const ev of missed) if (matches(ev)) write(ev.type, ev.value);
+  }
+
+  /** create/update/patch/delete: to the cloud as an Application; refused while disconnected. */
+  private async write(
+    req: IncomingMessage,
+    res: ServerResponse,
+    t: Target,
+    method: string,
+    q: URLSearchParams,
+  ): Promise<void> {
+    const body = await readBody(req);
+    if (body.length > 0 && method !== 'PATCH') {
+      try {
+        JSON.parse(body.toString('utf8'));
+      } catch (err) {
+        throw new HttpError(400, 'BadRequest', `the request body is not JSON: ${errorText(err)}`);
+      }
+    }
+    if (!this.opts.connected())
+      throw new HttpError(500, 'InternalError', `Internal error occurred: ${CONNECTION_LOST}`);
+    const verb =
+      method === 'POST'
+        ? 'create'
+        : method === 'DELETE'
+          ? 'delete'
+          : method === 'PATCH'
+            ? 'patch'
+            : t.subresource === 'status'
+              ? 'updatestatus'
+              : 'update';
+    const key = v2Key(
+      t.info.group,
+      t.info.version,
+      t.info.resource,
+      t.info.namespaced ? t.namespace || 'null' : 'null',
+      t.name,
+    );
+    const option = Buffer.from(
+      JSON.stringify(
+        method === 'PATCH'
+          ? { PatchType: req.headers['content-type'] ?? '', Options: Object.fromEntries(q) }
+          : Object.fromEntries(q),
+      ),
+    ).toString('base64');
+    const reqBody = body.length ? body.toString('base64') : null;
+    const id = createHash('sha256')
+      .update([this.opts.nodeName, key, verb, option, reqBody ?? '', t.subresource].join('\u0000'))
+      .digest('hex');
+    const app = {
+      ID: id,
+      Key: key,
+      Verb: verb,
+      Nodename: this.opts.nodeName,
+      Option: option,
+      ReqBody: reqBody,
+      Subresource: t.subresource,
+      RespBody: null,
+      Status: 'PreApplying',
+      Reason: '',
+      Error: { ErrStatus: { metadata: {} } },
+      Timestamp: '0001-01-01T00:00:00Z',
+    };
+    const msg = newMessage(
+      { source: 'metaserver', group: 'dynamiccontroller', resource: 'null', operation: 'null' },
+      app,
+    );
+    let reply;
+    try {
+      reply = await this.ctx.request(this.opts.contextSendModule, msg, APPLICATION_TIMEOUT_MS);
+    } catch (err) {
+      throw new HttpError(
+        isKernelError(err, 'EBUS_TIMEOUT') ? 504 : 500,
+        isKernelError(err, 'EBUS_TIMEOUT') ? 'Timeout' : 'InternalError',
+        errorText(err),
+      );
+    }
+    let answer = reply.content as Record<string, unknown> | string | null;
+    if (typeof answer === 'string') {
+      try {
+        answer = JSON.parse(answer) as Record<string, unknown>;
+      } catch {
+        throw new HttpError(
+          502,
+          'InternalError',
+          'the cloud answered the Application with something that is not JSON',
+        );
+      }
+    }
+    const a = (answer ?? {}) as {
+      Status?: string;
+      Reason?: string;
+      RespBody?: string | null;
+      Error?: { ErrStatus?: Record<string, unknown> };
+    };
+    if (a.Status === 'Rejected' || a.Status === 'Failed') {
+      const st = a.Error?.ErrStatus ?? {};
+      const code = typeof st.code === 'number' ? st.code : 500;
+      this.sendJson(res, code, {
+        kind: 'Status',
+        apiVersion: 'v1',
+        ...st,
+        status: 'Failure',
+        message: st.message ?? a.Reason ?? 'rejected by the cloud',
+        code,
+      });
+      return;
+    }
+    const out = a.RespBody ? Buffer.from(a.RespBody, 'base64').toString('utf8') : '{}';
+    this.sendText(res, verb === 'create' ? 201 : 200, out);
+  }
+
+  private sendJson(res: ServerResponse, code: number, body: unknown): void {
+    this.sendText(res, code, JSON.stringify(body));
+  }
+
+  private sendText(res: ServerResponse, code: number, text: string): void {
+    res
+      .writeHead(code, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) })
+      .end(text);
+  }
+
+  private sendError(res: ServerResponse, err: unknown): void {
+    let e: HttpError;
+    if (err instanceof HttpError) e = err;
+    else if (isKernelError(err, 'EMETA_BAD_SELECTOR')) e = new HttpError(400, 'BadRequest', err.message);
+    else {
+      this.ctx.log.error({ err: errorText(err) }, 'metaServer request failed');
+      e = new HttpError(500, 'InternalError', `Internal error occurred: ${errorText(err)}`);
+    }
+    if (res.headersSent) {
+      res.end();
+      return;
+    }
+    this.sendJson(res, e.code, statusObject(e.code, e.reason, e.message, e.details));
+  }
+}
+
+function isTrue(v: string | null): boolean {
+  return v === 'true' || v === '1';
+}
+
+/** pkg/metaserver/util UnsafeResourceToKind, for resources known only from meta_v2. */
+function kindOf(resource: string): string {
+  const k = resource.charAt(0).toUpperCase() + resource.slice(1);
+  if (k.endsWith('ies')) return `${k.slice(0, -3)}y`;
+  if (k.endsWith('ses')) return k.slice(0, -2);
+  if (k.endsWith('s')) return k.slice(0, -1);
+  return k;
+}
+
+async function readBody(req: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY)
+      throw new HttpError(413, 'RequestEntityTooLarge', `request body larger than ${MAX_BODY} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
