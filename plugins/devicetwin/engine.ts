@@ -1,0 +1,769 @@
+/**
+ * The device twin state machine (spec edge-modules §5.4–§5.7): devices, attributes and twins in
+ * memory, mirrored in SQLite; each event returns what to publish over MQTT and what to send to the
+ * cloud. No I/O besides the store; the plugin (index.ts) does the messaging.
+ */
+import { randomUUID } from 'node:crypto';
+import type { AttrRow, ChangeSet, DeviceRow, TwinCols, TwinRow, TwinStore } from './store.js';
+import {
+  ERR_KEY,
+  ERR_NO_TWIN,
+  ERR_UNMARSHAL,
+  ERR_VALUE,
+  PayloadError,
+  encodeAttr,
+  encodeMsgTwin,
+  field,
+  parseBase,
+  parseDeviceList,
+  parseTwinMap,
+  sortedMap,
+  validTwinKey,
+  validTwinValue,
+  validateValue,
+  type MsgAttr,
+  type MsgTwin,
+  type ParsedDevice,
+  type TwinVersion,
+} from './types.js';
+
+export const DEVICE_PREFIX = '$hw/events/device/';
+export const NODE_PREFIX = '$hw/events/node/';
+/** Largest MQTT payload deviceTwin accepts (KubeEdge has no limit; values are <= 512 bytes anyway). */
+export const MAX_PAYLOAD_BYTES = 1 << 20;
+
+export interface Publication {
+  topic: string;
+  payload: string;
+}
+export interface CloudSend {
+  operation: string;
+  resource: string;
+  content: unknown;
+}
+export interface Outcome {
+  publish: Publication[];
+  cloud: CloudSend[];
+  /** Devices whose membership changed (for DMI). */
+  added?: string[];
+  removed?: string[];
+}
+
+interface TwinState {
+  description: string;
+  expected?: { value: string; ts?: number };
+  actual?: { value: string; ts?: number };
+  /** Sides that were set to NULL by a delete keep an empty TwinValue, as in Go. */
+  expectedCleared?: boolean;
+  actualCleared?: boolean;
+  optional: boolean;
+  type: string;
+  metadata: string;
+  expectedVersion?: TwinVersion;
+  actualVersion?: TwinVersion;
+}
+interface AttrState {
+  description: string;
+  value: string;
+  optional: boolean;
+  type: string;
+  metadata: string;
+}
+export interface DeviceState {
+  id: string;
+  name: string;
+  description: string;
+  state: string;
+  lastOnline: string;
+  attrs: Map<string, AttrState>;
+  twins: Map<string, TwinState>;
+}
+
+const json = (v: unknown): string => JSON.stringify(v);
+const parseJson = <T>(text: string | null | undefined): T | undefined => {
+  if (!text) return undefined;
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    return undefined;
+  }
+};
+
+function toMsgTwin(t: TwinState): MsgTwin {
+  const out: MsgTwin = {};
+  if (t.expected)
+    out.expected = {
+      value: t.expected.value,
+      ...(t.expected.ts ? { metadata: { timestamp: t.expected.ts } } : {}),
+    };
+  else if (t.expectedCleared) out.expected = {};
+  if (t.actual)
+    out.actual = { value: t.actual.value, ...(t.actual.ts ? { metadata: { timestamp: t.actual.ts } } : {}) };
+  else if (t.actualCleared) out.actual = {};
+  out.optional = t.optional;
+  out.metadata = { type: t.type };
+  if (t.expectedVersion) out.expected_version = { ...t.expectedVersion };
+  if (t.actualVersion) out.actual_version = { ...t.actualVersion };
+  return out;
+}
+
+function cloneTwin(t: TwinState): TwinState {
+  return {
+    ...t,
+    expected: t.expected ? { ...t.expected } : undefined,
+    actual: t.actual ? { ...t.actual } : undefined,
+    expectedVersion: t.expectedVersion ? { ...t.expectedVersion } : undefined,
+    actualVersion: t.actualVersion ? { ...t.actualVersion } : undefined,
+  };
+}
+
+function base(eventId: string, now: number): { event_id: string; timestamp: number } {
+  return { event_id: eventId, timestamp: now };
+}
+
+const errorResult = (eventId: string, code: number, reason: string): string =>
+  json({ event_id: eventId, timestamp: Date.now(), code, reason });
+
+/** UTC RFC 3339 with second precision, as Go's time.Now().UTC().Format(time.RFC3339). */
+export const rfc3339 = (d = new Date()): string => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+const VALID_STATES = new Set(['online', 'offline', 'ok', 'unknown', 'unhealthy']);
+
+/** Split `$hw/events/device/<ns>/<name>/<suffix>` or `$hw/events/node/<node>/<suffix>`. */
+export function classifyTopic(
+  topic: string,
+): { kind: 'device'; id: string; suffix: string } | { kind: 'node'; node: string; suffix: string } | null {
+  if (topic.startsWith(DEVICE_PREFIX)) {
+    const parts = topic.slice(DEVICE_PREFIX.length).split('/');
+    if (parts.length < 3) return null;
+    return { kind: 'device', id: `${parts[0]}/${parts[1]}`, suffix: parts.slice(2).join('/') };
+  }
+  if (topic.startsWith(NODE_PREFIX)) {
+    const parts = topic.slice(NODE_PREFIX.length).split('/');
+    if (parts.length < 2) return null;
+    return { kind: 'node', node: parts[0] ?? '', suffix: parts.slice(1).join('/') };
+  }
+  return null;
+}
+
+export class TwinEngine {
+  readonly devices = new Map<string, DeviceState>();
+
+  constructor(
+    private readonly store: TwinStore,
+    private readonly nodeName: string,
+    private readonly persist: (c: ChangeSet) => void = (c) => store.apply(c),
+  ) {
+    const { devices, attrs, twins } = store.loadAll();
+    for (const d of devices) {
+      this.devices.set(d.id, {
+        id: d.id,
+        name: d.name ?? '',
+        description: d.description ?? '',
+        state: d.state ?? '',
+        lastOnline: d.last_online ?? '',
+        attrs: new Map(),
+        twins: new Map(),
+      });
+    }
+    for (const a of attrs) {
+      this.devices.get(a.deviceid)?.attrs.set(a.name, {
+        description: a.description ?? '',
+        value: a.value ?? '',
+        optional: a.optional,
+        type: a.attr_type ?? 'string',
+        metadata: a.metadata ?? '',
+      });
+    }
+    for (const t of twins) {
+      const em = parseJson<{ timestamp?: number }>(t.expected_meta);
+      const am = parseJson<{ timestamp?: number }>(t.actual_meta);
+      this.devices.get(t.deviceid)?.twins.set(t.name, {
+        description: t.description ?? '',
+        ...(t.expected ? { expected: { value: t.expected, ts: em?.timestamp } } : {}),
+        ...(t.actual ? { actual: { value: t.actual, ts: am?.timestamp } } : {}),
+        optional: t.optional,
+        type: t.attr_type ?? 'string',
+        metadata: t.metadata ?? '',
+        expectedVersion: parseJson<TwinVersion>(t.expected_version),
+        actualVersion: parseJson<TwinVersion>(t.actual_version),
+      });
+    }
+  }
+
+  private topic(id: string, suffix: string): string {
+    return `${DEVICE_PREFIX}${id}/${suffix}`;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // §5.4 twin update from the edge (RestDealType)
+
+  twinUpdate(deviceId: string, payload: string): Outcome {
+    const out: Outcome = { publish: [], cloud: [] };
+    const resultTopic = this.topic(deviceId, 'twin/update/result');
+    if (Buffer.byteLength(payload) > MAX_PAYLOAD_BYTES) {
+      out.publish.push({
+        topic: resultTopic,
+        payload: errorResult(
+          '',
+          400,
+          `payload too large: ${Buffer.byteLength(payload)} bytes, at most ${MAX_PAYLOAD_BYTES}`,
+        ),
+      });
+      return out;
+    }
+    // Payload-level failures are published with an empty device ID and event_id, as KubeEdge does.
+    const payloadError = (reason: string): Outcome => {
+      out.publish.push({
+        topic: this.topic('', 'twin/update/result'),
+        payload: errorResult('', 400, reason),
+      });
+      return out;
+    };
+    let body: Record<string, unknown>;
+    let twins: Map<string, MsgTwin | null> | undefined;
+    let eventId: string;
+    try {
+      const parsed: unknown = JSON.parse(payload);
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+        return payloadError(ERR_UNMARSHAL);
+      body = parsed as Record<string, unknown>;
+      eventId = parseBase(body).event_id;
+      twins = parseTwinMap(field(body, 'twin'), 'twin');
+    } catch {
+      return payloadError(ERR_UNMARSHAL);
+    }
+    if (!twins) return payloadError(ERR_NO_TWIN);
+    for (const [k, t] of twins) {
+      if (!validTwinKey(k)) return payloadError(ERR_KEY);
+      for (const side of [t?.expected, t?.actual]) {
+        if (side?.value && !validTwinValue(side.value)) return payloadError(ERR_VALUE);
+      }
+    }
+    const device = this.devices.get(deviceId);
+    if (!device) {
+      out.publish.push({
+        topic: resultTopic,
+        payload: errorResult(eventId, 404, 'update rejected due to the device is not existed'),
+      });
+      return out;
+    }
+    // KubeEdge's worker crashes on a side object without a value; reject it instead (README).
+    for (const [k, t] of twins) {
+      for (const side of ['expected', 'actual'] as const) {
+        const v = t?.[side];
+        if (v && (v.value === undefined || v.value === null)) {
+          out.publish.push({
+            topic: resultTopic,
+            payload: errorResult(eventId, 400, `Update twin error, twin.${k}.${side} has no value`),
+          });
+          return out;
+        }
+      }
+    }
+    return this.dealTwins(device, eventId, twins, out);
+  }
+
+  private dealTwins(
+    device: DeviceState,
+    eventId: string,
+    twins: Map<string, MsgTwin | null>,
+    out: Outcome,
+  ): Outcome {
+    const now = Date.now();
+    const backup = new Map([...device.twins].map(([k, v]) => [k, cloneTwin(v)]));
+    const result = new Map<string, MsgTwin | null>();
+    const sync = new Map<string, MsgTwin>();
+    const document = new Map<string, { last: MsgTwin | null; current: MsgTwin | null }>();
+    const change: ChangeSet = { addTwins: [], updateTwins: [] };
+    const fail = (code: number, reason: string): Outcome => {
+      device.twins = backup;
+      out.publish.push({
+        topic: this.topic(device.id, 'twin/update/result'),
+        payload: errorResult(eventId, code, reason),
+      });
+      return out;
+    };
+
+    for (const [key, msg] of twins) {
+      const twin = device.twins.get(key);
+      if (!twin) {
+        if (!msg) continue; // KubeEdge: "The request body is wrong"; nothing to add
+        const type = msg.metadata ? (msg.metadata.type ?? '') : 'string';
+        const added: TwinState = {
+          description: '',
+          optional: msg.optional ?? true,
+          type,
+          metadata: msg.metadata ? '{}' : '',
+        };
+        for (const side of ['expected', 'actual'] as const) {
+          const v = msg[side];
+          if (!v) continue;
+          const err = validateValue(type, v.value as string);
+          if (err) return fail(400, err);
+          added[side] = { value: v.value as string, ts: now };
+          added[side === 'expected' ? 'expectedVersion' : 'actualVersion'] = { cloud: 0, edge: 1 };
+        }
+        device.twins.set(key, added);
+        change.addTwins!.push(this.twinRow(device.id, key, added));
+        const current = toMsgTwin(added);
+        document.set(key, { last: null, current: type === 'deleted' ? null : current });
+        sync.set(key, current);
+        result.set(key, current);
+        continue;
+      }
+      if (msg === null) {
+        // delete (only optional twins; an already deleted one stays as it is)
+        if (!twin.optional || twin.type === 'deleted') continue;
+        const last = toMsgTwin(twin);
+        const cols: TwinCols = {};
+        let changed = false;
+        if (twin.expectedVersion) {
+          twin.expectedVersion = { ...twin.expectedVersion, edge: twin.expectedVersion.edge + 1 };
+          Object.assign(cols, {
+            expected_version: json(twin.expectedVersion),
+            attr_type: 'deleted',
+            expected_meta: null,
+            expected: null,
+          });
+          twin.expected = undefined;
+          twin.expectedCleared = true;
+          twin.type = 'deleted';
+          changed = true;
+        }
+        if (twin.actualVersion) {
+          twin.actualVersion = { ...twin.actualVersion, edge: twin.actualVersion.edge + 1 };
+          Object.assign(cols, {
+            actual_version: json(twin.actualVersion),
+            attr_type: 'deleted',
+            actual_meta: null,
+            actual: null,
+          });
+          twin.actual = undefined;
+          twin.actualCleared = true;
+          twin.type = 'deleted';
+          changed = true;
+        }
+        if (!changed) continue;
+        change.updateTwins!.push({ deviceid: device.id, name: key, cols });
+        document.set(key, { last, current: null });
+        sync.set(key, toMsgTwin(twin));
+        result.set(key, null);
+        continue;
+      }
+      // compare
+      const last = twin.type === 'deleted' ? null : toMsgTwin(twin);
+      const valueType = twin.type === 'deleted' ? (msg.metadata?.type ?? 'string') : twin.type;
+      const cols: TwinCols = {};
+      const s: MsgTwin = {};
+      let changed = false;
+      for (const side of ['expected', 'actual'] as const) {
+        const v = msg[side];
+        if (!v) continue;
+        const err = validateValue(valueType, v.value as string);
+        if (err) return fail(400, err);
+        const vk = side === 'expected' ? 'expectedVersion' : 'actualVersion';
+        const version = { ...(twin[vk] ?? { cloud: 0, edge: 0 }) };
+        version.edge += 1;
+        twin[vk] = version;
+        twin[side] = { value: v.value as string, ts: now };
+        if (side === 'expected') twin.expectedCleared = false;
+        else twin.actualCleared = false;
+        cols[side] = v.value as string;
+        cols[`${side}_meta`] = json({ timestamp: now });
+        cols[`${side}_version`] = json(version);
+        s[side] = { value: v.value as string, metadata: { timestamp: now } };
+        s[side === 'expected' ? 'expected_version' : 'actual_version'] = { ...version };
+        s.optional = twin.optional;
+        s.metadata = { type: twin.type };
+        changed = true;
+      }
+      if (
+        msg.optional !== undefined &&
+        msg.optional !== null &&
+        msg.optional !== twin.optional &&
+        twin.optional
+      ) {
+        twin.optional = msg.optional;
+        cols.optional = msg.optional;
+        s.optional = msg.optional;
+        changed = true;
+      }
+      if (msg.metadata) {
+        if (json({ type: msg.metadata.type }) !== json({ type: twin.type })) {
+          cols.metadata = '{}';
+          if (twin.type === 'deleted') {
+            twin.type = msg.metadata.type ?? '';
+            cols.attr_type = twin.type;
+            s.metadata = { type: twin.type };
+          }
+          twin.metadata = '{}';
+          changed = true;
+        }
+      } else if (twin.type === 'deleted') {
+        twin.type = 'string';
+        cols.attr_type = 'string';
+        s.metadata = { type: 'string' };
+        changed = true;
+      }
+      if (!changed) continue;
+      if (s.metadata && twin.type !== 'deleted') s.metadata = { type: twin.type };
+      change.updateTwins!.push({ deviceid: device.id, name: key, cols });
+      document.set(key, { last, current: toMsgTwin(twin) });
+      sync.set(key, s);
+      result.set(key, s);
+    }
+
+    if (change.addTwins!.length > 0 || change.updateTwins!.length > 0) {
+      try {
+        this.persist(change);
+      } catch (err) {
+        return fail(500, `Update device twin failed due to writing sql error: ${(err as Error).message}`);
+      }
+    }
+    const resultTwins = new Map<string, MsgTwin | null>();
+    for (const [k, v] of result) {
+      if (v === null) resultTwins.set(k, null);
+      else if (v.metadata?.type !== 'deleted') resultTwins.set(k, v);
+    }
+    out.publish.push({
+      topic: this.topic(device.id, 'twin/update/result'),
+      payload: json({
+        ...base(eventId, now),
+        twin: sortedMap(resultTwins, (v) => (v ? encodeMsgTwin(v, false) : null)),
+      }),
+    });
+    if (document.size > 0) {
+      out.publish.push({
+        topic: this.topic(device.id, 'twin/update/document'),
+        payload: json({
+          ...base(eventId, now),
+          twin: sortedMap(document, (d) => ({
+            last: d.last ? encodeMsgTwin(d.last, false) : null,
+            current: d.current ? encodeMsgTwin(d.current, false) : null,
+          })),
+        }),
+      });
+    }
+    const delta = this.delta(device);
+    if (delta) out.publish.push({ topic: this.topic(device.id, 'twin/update/delta'), payload: delta });
+    if (sync.size > 0) {
+      out.cloud.push({
+        operation: 'update',
+        resource: `device/${device.id}/twin/edge_updated`,
+        content: {
+          event_id: randomUUID(),
+          timestamp: Date.now(),
+          twin: sortedMap(sync, (v) => encodeMsgTwin(v, true)),
+        },
+      });
+    }
+    return out;
+  }
+
+  private twinRow(deviceid: string, name: string, t: TwinState): TwinRow {
+    return {
+      deviceid,
+      name,
+      description: t.description,
+      expected: t.expected?.value ?? null,
+      actual: t.actual?.value ?? null,
+      expected_meta: t.expected ? json({ timestamp: t.expected.ts }) : null,
+      actual_meta: t.actual ? json({ timestamp: t.actual.ts }) : null,
+      expected_version: t.expectedVersion ? json(t.expectedVersion) : null,
+      actual_version: t.actualVersion ? json(t.actualVersion) : null,
+      optional: t.optional,
+      attr_type: t.type,
+      metadata: t.metadata,
+    };
+  }
+
+  /** The delta document over the whole twin set, or null when no expected value differs. */
+  private delta(device: DeviceState): string | null {
+    const twin = new Map<string, MsgTwin>();
+    const delta = new Map<string, string>();
+    for (const [k, t] of device.twins) {
+      if (t.type === 'deleted') continue;
+      const expected = t.expected?.value ?? '';
+      if (expected === '') continue;
+      if (expected !== (t.actual?.value ?? '')) delta.set(k, expected);
+      twin.set(k, toMsgTwin(t));
+    }
+    if (delta.size === 0) return null;
+    return json({
+      event_id: randomUUID(),
+      timestamp: Date.now(),
+      twin: sortedMap(twin, (v) => encodeMsgTwin(v, false)),
+      delta: sortedMap(delta, (v) => v),
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // §5.5 twin get
+
+  twinGet(deviceId: string, payload: string): Outcome {
+    const out: Outcome = { publish: [], cloud: [] };
+    const topic = this.topic(deviceId, 'twin/get/result');
+    let eventId: string;
+    try {
+      if (Buffer.byteLength(payload) > MAX_PAYLOAD_BYTES)
+        throw new PayloadError('payload', `at most ${MAX_PAYLOAD_BYTES} bytes`);
+      const parsed: unknown = JSON.parse(payload);
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+        throw new PayloadError('payload', 'an object');
+      eventId = parseBase(parsed as Record<string, unknown>).event_id;
+    } catch (err) {
+      out.publish.push({
+        topic,
+        payload: errorResult(
+          '',
+          400,
+          `Unmarshal twin info ${payload.slice(0, 256)} failed , err: ${(err as Error).message}`,
+        ),
+      });
+      return out;
+    }
+    const device = this.devices.get(deviceId);
+    if (!device) {
+      out.publish.push({
+        topic,
+        payload: errorResult(eventId, 404, `Device ${deviceId} not found while getting twin`),
+      });
+      return out;
+    }
+    const twins = new Map<string, MsgTwin>();
+    for (const [k, t] of device.twins) if (t.type !== 'deleted') twins.set(k, toMsgTwin(t));
+    out.publish.push({
+      topic,
+      payload: json({ ...base(eventId, Date.now()), twin: sortedMap(twins, (v) => encodeMsgTwin(v, false)) }),
+    });
+    return out;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // §5.6 device state update
+
+  stateUpdate(deviceId: string, payload: string): Outcome & { ignored?: string } {
+    const out: Outcome & { ignored?: string } = { publish: [], cloud: [] };
+    let state: string;
+    try {
+      if (Buffer.byteLength(payload) > MAX_PAYLOAD_BYTES)
+        throw new PayloadError('payload', `at most ${MAX_PAYLOAD_BYTES} bytes`);
+      const parsed: unknown = JSON.parse(payload);
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+        throw new PayloadError('payload', 'an object');
+      parseBase(parsed as Record<string, unknown>);
+      const s = field(parsed as Record<string, unknown>, 'state');
+      if (s !== undefined && s !== null && typeof s !== 'string') throw new PayloadError('state', 'a string');
+      state = (s as string | undefined) ?? '';
+    } catch (err) {
+      out.ignored = `bad payload: ${(err as Error).message}`;
+      return out;
+    }
+    const device = this.devices.get(deviceId);
+    if (!device) {
+      out.ignored = `unknown device ${deviceId}`;
+      return out;
+    }
+    const lower = state.toLowerCase();
+    if (!VALID_STATES.has(lower)) {
+      out.ignored = `state ${JSON.stringify(state)} is not one of online, offline, ok, unknown, unhealthy`;
+      return out;
+    }
+    const lastOnline = lower === 'online' || lower === 'ok' ? rfc3339() : '';
+    this.persist({ deviceState: [{ id: deviceId, state, last_online: lastOnline }] });
+    device.state = state;
+    device.lastOnline = lastOnline;
+    const dev: Record<string, string> = {};
+    if (device.name) dev.name = device.name;
+    if (state) dev.state = state;
+    if (lastOnline) dev.lastOnlineTime = lastOnline;
+    const text = json({ event_id: randomUUID(), timestamp: Date.now(), device: dev });
+    out.publish.push({ topic: this.topic(deviceId, 'state/update/result'), payload: text });
+    out.cloud.push({ operation: 'update', resource: `device/${deviceId}/state/update`, content: text });
+    return out;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // §5.7 membership
+
+  private encodeDevice(d: DeviceState | ParsedDevice, withTwin: boolean): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    if (d.id) out.id = d.id;
+    if (d.name) out.name = d.name;
+    if (d.description) out.description = d.description;
+    if (d.state) out.state = d.state;
+    if ('lastOnline' in d && d.lastOnline) out.last_online = d.lastOnline;
+    if ('attrs' in d) {
+      if (d.attrs.size > 0)
+        out.attributes = sortedMap(d.attrs, (a) =>
+          encodeAttr({ value: a.value, optional: a.optional, metadata: { type: a.type } }),
+        );
+      if (withTwin && d.twins.size > 0)
+        out.twin = sortedMap(d.twins, (t) => encodeMsgTwin(toMsgTwin(t), false));
+    } else {
+      if (d.attributes && d.attributes.size > 0)
+        out.attributes = sortedMap(d.attributes, (a) => (a ? encodeAttr(a) : null));
+      if (withTwin && d.twin && d.twin.size > 0)
+        out.twin = sortedMap(d.twin, (t) =>
+          t && t.metadata?.type !== 'deleted' ? encodeMsgTwin(t, false) : null,
+        );
+    }
+    return out;
+  }
+
+  membershipGet(payload: string): Outcome & { ignored?: string } {
+    const out: Outcome & { ignored?: string } = { publish: [], cloud: [] };
+    let eventId: string;
+    try {
+      const parsed: unknown = JSON.parse(payload);
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+        throw new PayloadError('payload', 'an object');
+      eventId = parseBase(parsed as Record<string, unknown>).event_id;
+    } catch (err) {
+      out.ignored = `bad membership/get payload: ${(err as Error).message}`;
+      return out;
+    }
+    const devices = [...this.devices.values()].map((d) => this.encodeDevice(d, false));
+    out.publish.push({
+      topic: `${NODE_PREFIX}${this.nodeName}/membership/get/result`,
+      payload: json({ ...base(eventId, Date.now()), devices }),
+    });
+    return out;
+  }
+
+  /** Cloud → edge `membership` update: `{added_devices, removed_devices}`. Throws PayloadError. */
+  membershipUpdate(content: unknown): Outcome {
+    if (typeof content !== 'object' || content === null || Array.isArray(content))
+      throw new PayloadError('content', 'an object {event_id, timestamp, added_devices, removed_devices}');
+    const body = content as Record<string, unknown>;
+    parseBase(body);
+    const added = parseDeviceList(field(body, 'added_devices'), 'added_devices') ?? [];
+    const removed = parseDeviceList(field(body, 'removed_devices'), 'removed_devices') ?? [];
+    return this.applyMembership(added, removed);
+  }
+
+  /** Cloud → edge `membership/detail` result: the complete device set of this node. */
+  membershipDetail(content: unknown): Outcome {
+    if (typeof content !== 'object' || content === null || Array.isArray(content))
+      throw new PayloadError('content', 'an object {event_id, timestamp, devices}');
+    const devices = parseDeviceList(field(content as Record<string, unknown>, 'devices'), 'devices') ?? [];
+    const keep = new Set(devices.map((d) => d.id));
+    const removed = [...this.devices.values()]
+      .filter((d) => !keep.has(d.id))
+      .map((d) => ({ id: d.id }) as ParsedDevice);
+    return this.applyMembership(devices, removed);
+  }
+
+  private applyMembership(added: ParsedDevice[], removed: ParsedDevice[]): Outcome {
+    const out: Outcome = { publish: [], cloud: [], added: [], removed: [] };
+    const change: ChangeSet = {
+      addDevices: [],
+      deleteDevices: [],
+      addAttrs: [],
+      deleteAttrs: [],
+      addTwins: [],
+    };
+    const newDevices: DeviceState[] = [];
+    const addedEntries: Record<string, unknown>[] = [];
+    for (const d of added) {
+      if (!d.id) throw new PayloadError('added_devices[].id', 'a device ID "<namespace>/<name>"');
+      const existing = this.devices.get(d.id);
+      if (existing) {
+        // merge: name/description and the attributes of the message (missing attributes deleted)
+        existing.name = d.name || existing.name;
+        existing.description = d.description;
+        change.addDevices!.push(this.deviceRow(existing));
+        if (d.attributes) this.replaceAttrs(existing, d.attributes, change);
+        continue;
+      }
+      const dev: DeviceState = {
+        id: d.id,
+        name: d.name,
+        description: d.description,
+        state: d.state,
+        lastOnline: d.lastOnline,
+        attrs: new Map(),
+        twins: new Map(),
+      };
+      if (d.attributes) this.replaceAttrs(dev, d.attributes, change);
+      const now = Date.now();
+      for (const [k, t] of d.twin ?? []) {
+        if (!t || !validTwinKey(k)) continue;
+        const type = t.metadata?.type ?? 'string';
+        const ts: TwinState = {
+          description: '',
+          optional: t.optional ?? true,
+          type,
+          metadata: t.metadata ? '{}' : '',
+        };
+        if (t.expected?.value && !validateValue(type, t.expected.value)) {
+          ts.expected = { value: t.expected.value, ts: t.expected.metadata?.timestamp ?? now };
+          ts.expectedVersion = t.expected_version ?? { cloud: 1, edge: 0 };
+        }
+        if (t.actual?.value && !validateValue(type, t.actual.value)) {
+          ts.actual = { value: t.actual.value, ts: t.actual.metadata?.timestamp ?? now };
+          ts.actualVersion = t.actual_version ?? { cloud: 1, edge: 0 };
+        }
+        dev.twins.set(k, ts);
+        change.addTwins!.push(this.twinRow(dev.id, k, ts));
+      }
+      change.addDevices!.push(this.deviceRow(dev));
+      newDevices.push(dev);
+      addedEntries.push(this.encodeDevice(d, true));
+      out.added!.push(dev.id);
+    }
+    const removedEntries: Record<string, unknown>[] = [];
+    for (const d of removed) {
+      if (!this.devices.has(d.id)) continue;
+      change.deleteDevices!.push(d.id);
+      removedEntries.push(this.encodeDevice(d, false));
+      out.removed!.push(d.id);
+    }
+    this.persist(change);
+    for (const dev of newDevices) this.devices.set(dev.id, dev);
+    for (const id of out.removed!) this.devices.delete(id);
+    if (addedEntries.length > 0 || removedEntries.length > 0) {
+      out.publish.push({
+        topic: `${NODE_PREFIX}${this.nodeName}/membership/updated`,
+        payload: json({
+          event_id: randomUUID(),
+          timestamp: Date.now(),
+          added_devices: addedEntries.length > 0 ? addedEntries : null,
+          removed_devices: removedEntries.length > 0 ? removedEntries : null,
+        }),
+      });
+    }
+    return out;
+  }
+
+  private replaceAttrs(dev: DeviceState, attrs: Map<string, MsgAttr | null>, change: ChangeSet): void {
+    for (const name of dev.attrs.keys()) change.deleteAttrs!.push({ deviceid: dev.id, name });
+    dev.attrs.clear();
+    for (const [name, a] of attrs) {
+      if (!a) continue;
+      const st: AttrState = {
+        description: '',
+        value: a.value,
+        optional: a.optional ?? true,
+        type: a.metadata?.type ?? 'string',
+        metadata: '{}',
+      };
+      dev.attrs.set(name, st);
+      const row: AttrRow = {
+        deviceid: dev.id,
+        name,
+        description: '',
+        value: st.value,
+        optional: st.optional,
+        attr_type: st.type,
+        metadata: st.metadata,
+      };
+      change.addAttrs!.push(row);
+    }
+  }
+
+  private deviceRow(d: DeviceState): DeviceRow {
+    return { id: d.id, name: d.name, description: d.description, state: d.state, last_online: d.lastOnline };
+  }
+}

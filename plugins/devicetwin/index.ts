@@ -1,0 +1,246 @@
+/**
+ * deviceTwin (spec edge-modules §5): module `twin`, group `twin`, config `modules.deviceTwin`.
+ * Keeps each device's attributes and twins in the kernel's SQLite database, answers the MQTT twin
+ * topics (through eventBus), syncs reported values and states to the cloud, and tells the DMI
+ * server (module `dmiserver`) about device and model changes.
+ */
+import {
+  CloudConnectionToken,
+  ConfigToken,
+  DatabaseToken,
+  definePlugin,
+  errorText,
+  newMessage,
+  newResponse,
+  parseResource,
+  type Message,
+  type ModuleConfig,
+  type PluginContext,
+} from '../../kernel/index.js';
+import type { CloudSend, Outcome, TwinEngine } from './engine.js';
+import type { CloudSync } from './cloudsync.js';
+
+export interface DeviceTwinConfig extends ModuleConfig {
+  dmiSockPath: string;
+}
+
+/** Re-send period of unconfirmed cloud messages (KubeEdge: ~60 s of idleness). */
+export const CONFIRM_RETRY_MS = 60_000;
+
+function nodeName(ctx: PluginContext<DeviceTwinConfig>): string {
+  const cfg = ctx.services.get(ConfigToken).config as { modules?: { edged?: { hostnameOverride?: string } } };
+  return cfg.modules?.edged?.hostnameOverride ?? '';
+}
+
+/** base64url (with padding) of an MQTT topic, as eventBus encodes it. */
+const decodeTopic = (resource: string): string =>
+  Buffer.from(resource.replace(/-/g, '+').replace(/_/g, '/'), 'base64').toString('utf8');
+
+const contentText = (c: unknown): string => {
+  if (typeof c === 'string') return c;
+  if (Buffer.isBuffer(c) || c instanceof Uint8Array) return Buffer.from(c).toString('utf8');
+  return JSON.stringify(c ?? null);
+};
+
+export default definePlugin<DeviceTwinConfig>({
+  name: 'twin',
+  group: 'twin',
+  configKey: 'deviceTwin',
+  requires: [DatabaseToken],
+  async start(ctx) {
+    const { TwinStore } = await import('./store.js');
+    const { TwinEngine, classifyTopic } = await import('./engine.js');
+    const { CloudSync } = await import('./cloudsync.js');
+    const node = nodeName(ctx);
+    const store = new TwinStore(ctx.services.get(DatabaseToken));
+    const engine: TwinEngine = new TwinEngine(store, node);
+    const stats = { publishFailures: 0, ignored: 0 };
+
+    const cloud: CloudSync = new CloudSync({
+      node,
+      log: ctx.log,
+      retryMs: CONFIRM_RETRY_MS,
+      hasHub: () => ctx.hasModule('websocket'),
+      sendToHub: (msg) => ctx.send('websocket', msg),
+    });
+
+    const publish = async (topic: string, payload: string): Promise<void> => {
+      try {
+        await ctx.send(
+          'eventbus',
+          newMessage({ source: 'twin', group: 'bus', operation: 'publish', resource: topic }, payload),
+        );
+      } catch (err) {
+        stats.publishFailures++;
+        ctx.log.warn({ topic, err: errorText(err) }, `twin: cannot publish on ${topic} through eventbus`);
+      }
+    };
+
+    // ------------------------------------------------------------------------------ DMI (contract)
+    const dmiObjects = new Map<string, unknown>(); // "device/<ns>/<name>" | "devicemodel/<ns>/<name>" -> object
+    const toDmi = async (operation: 'insert' | 'update' | 'delete', resource: string, content: unknown) => {
+      if (!ctx.hasModule('dmiserver')) return;
+      try {
+        await ctx.send(
+          'dmiserver',
+          newMessage({ source: 'twin', group: 'dmi', operation, resource }, content),
+        );
+      } catch (err) {
+        ctx.log.warn({ resource, err: errorText(err) }, `twin: cannot tell dmiserver about ${resource}`);
+      }
+    };
+
+    const apply = async (outcome: Outcome): Promise<void> => {
+      for (const p of outcome.publish) await publish(p.topic, p.payload);
+      for (const c of outcome.cloud) cloud.send(cloudMessage(c));
+      for (const id of outcome.added ?? []) {
+        const obj = dmiObjects.get(`device/${id}`);
+        if (obj) await toDmi('insert', `device/${id}`, obj);
+      }
+      for (const id of outcome.removed ?? []) {
+        const [namespace, name] = id.split('/');
+        await toDmi(
+          'delete',
+          `device/${id}`,
+          dmiObjects.get(`device/${id}`) ?? { metadata: { name, namespace } },
+        );
+        dmiObjects.delete(`device/${id}`);
+      }
+    };
+
+    const cloudMessage = (c: CloudSend): Message =>
+      newMessage(
+        { source: 'twin', group: 'resource', operation: c.operation, resource: c.resource },
+        c.content,
+      );
+
+    /** An MQTT message from eventBus (or the same shape from dmiserver). */
+    const fromBus = async (msg: Message): Promise<void> => {
+      const topic = decodeTopic(msg.route.resource ?? '');
+      const payload = contentText(msg.content);
+      const t = classifyTopic(topic);
+      if (!t) {
+        stats.ignored++;
+        ctx.log.warn({ topic }, `twin: topic ${topic} is not a device or node event topic; ignored`);
+        return;
+      }
+      if (t.kind === 'device') {
+        if (t.suffix === 'twin/update') return apply(engine.twinUpdate(t.id, payload));
+        if (t.suffix === 'twin/get') return apply(engine.twinGet(t.id, payload));
+        if (t.suffix === 'state/update') {
+          const o = engine.stateUpdate(t.id, payload);
+          if (o.ignored)
+            ctx.log.warn({ topic, why: o.ignored }, `twin: state update on ${topic} ignored: ${o.ignored}`);
+          return apply(o);
+        }
+      } else if (t.suffix === 'membership/get') {
+        const o = engine.membershipGet(payload);
+        if (o.ignored) ctx.log.warn({ topic, why: o.ignored }, `twin: ${o.ignored}`);
+        return apply(o);
+      }
+      stats.ignored++;
+      ctx.log.debug({ topic }, 'twin: no handler for topic');
+    };
+
+    /** Device / DeviceModel objects (forwarded by metaManager) → DMI. */
+    const fromMeta = async (msg: Message): Promise<void> => {
+      const op = msg.route.operation ?? '';
+      const r = parseResource(msg.route.resource ?? '');
+      const type = r.type;
+      if (!['insert', 'update', 'delete'].includes(op)) return;
+      const key = `${type}/${r.namespace}/${r.name}`;
+      let content: unknown = msg.content;
+      if (typeof content === 'string') {
+        try {
+          content = JSON.parse(content);
+        } catch {
+          ctx.log.error(
+            { resource: msg.route.resource },
+            `twin: ${type} ${r.namespace}/${r.name}: content is not JSON`,
+          );
+          return;
+        }
+      }
+      if (op === 'delete') dmiObjects.delete(key);
+      else dmiObjects.set(key, content);
+      await toDmi(
+        op as 'insert' | 'update' | 'delete',
+        key,
+        content ?? { metadata: { name: r.name, namespace: r.namespace } },
+      );
+    };
+
+    const onConnection = (connected: boolean): void => cloud.setConnected(connected);
+    const conn = ctx.services.get(CloudConnectionToken);
+    const unlisten = conn.onChange(onConnection);
+    if (conn.connected) cloud.setConnected(true);
+
+    const handle = async (msg: Message): Promise<void> => {
+      const { source, operation, resource = '', group } = msg.route;
+      try {
+        if (source === 'bus' && operation === 'response') await fromBus(msg);
+        else if (source === 'edgehub' && resource === 'node/connection') {
+          if (msg.content === 'cloud_connected') cloud.setConnected(true);
+          else if (msg.content === 'cloud_disconnected') cloud.setConnected(false);
+        } else if (msg.header.parent_msg_id && group === 'twin') cloud.confirm(msg.header.parent_msg_id);
+        else if (resource.includes('membership/detail'))
+          await apply(engine.membershipDetail(parseContent(msg)));
+        else if (resource === 'membership' || resource.endsWith('/membership'))
+          await apply(engine.membershipUpdate(parseContent(msg)));
+        else if (/(^|\/)(device|devicemodel)\//.test(resource) && !resource.startsWith('device/'))
+          await fromMeta(msg);
+        else ctx.log.debug({ source, operation, resource }, 'twin: message not handled');
+      } catch (err) {
+        ctx.log.error(
+          { source, operation, resource, err: errorText(err) },
+          `twin: cannot handle ${operation ?? ''} ${resource}: ${errorText(err)}`,
+        );
+      } finally {
+        if (msg.header.sync && !msg.header.parent_msg_id) ctx.respond(newResponse(msg, 'OK'));
+      }
+    };
+
+    // Tell dmiserver about every object known at start (from metaManager's store, when there is one).
+    void (async () => {
+      if (!ctx.hasModule('metamanager') || !ctx.hasModule('dmiserver')) return;
+      for (const type of ['devicemodel', 'device']) {
+        try {
+          const reply = await ctx.request(
+            'metamanager',
+            newMessage(
+              { source: 'twin', group: 'meta', operation: 'query', resource: `default/${type}` },
+              null,
+            ),
+            10_000,
+          );
+          const list = Array.isArray(reply.content) ? reply.content : [];
+          for (const item of list) {
+            const obj = (typeof item === 'string' ? JSON.parse(item) : item) as {
+              metadata?: { name?: string; namespace?: string };
+            };
+            const key = `${type}/${obj.metadata?.namespace ?? 'default'}/${obj.metadata?.name ?? ''}`;
+            dmiObjects.set(key, obj);
+            await toDmi('insert', key, obj);
+          }
+        } catch (err) {
+          ctx.log.warn({ type, err: errorText(err) }, `twin: cannot list ${type} objects from metamanager`);
+        }
+      }
+    })();
+
+    ctx.log.info({ devices: engine.devices.size, node }, 'twin started');
+    return {
+      onMessage: handle,
+      stop() {
+        unlisten();
+        cloud.stop();
+      },
+    };
+  },
+});
+
+function parseContent(msg: Message): unknown {
+  const c = msg.content;
+  if (typeof c === 'string' || Buffer.isBuffer(c)) return JSON.parse(contentText(c));
+  return c;
+}

@@ -1,0 +1,204 @@
+/**
+ * eventBus: MQTT at the edge (spec edge-modules §4). Module `eventbus`, group `bus`, config
+ * `modules.eventBus`. Internal broker (aedes, mqttMode 0/1), external broker client (mqttMode 1/2).
+ */
+import {
+  ConfigToken,
+  DatabaseToken,
+  KernelError,
+  definePlugin,
+  errorText,
+  type Message,
+  type ModuleConfig,
+  type PluginContext,
+} from '../../kernel/index.js';
+import type { BrokerSide, SideHooks } from './sides.js';
+import { FIXED_TOPICS, mqttToBeehive, publishPayload, topicMatches } from './topics.js';
+
+export interface EventBusTLSConfig {
+  enable: boolean;
+  tlsMqttCAFile: string;
+  tlsMqttCertFile: string;
+  tlsMqttPrivateKeyFile: string;
+}
+
+/** `modules.eventBus` as the kernel's config loader types it (spec §1.4.3). */
+export interface EventBusConfig extends ModuleConfig {
+  mqttQOS: number;
+  mqttRetain: boolean;
+  mqttSessionQueueSize: number;
+  mqttServerInternal: string;
+  mqttServerExternal: string;
+  mqttSubClientID: string;
+  mqttPubClientID: string;
+  mqttUsername: string;
+  mqttPassword: string;
+  mqttMode: number;
+  eventBusTLS: EventBusTLSConfig;
+}
+
+/** Messages held for the external broker while it is unreachable (then the oldest is dropped, logged). */
+export const EXTERNAL_QUEUE_LIMIT = 1024;
+/** How long the bridge waits for deviceTwin to persist a QoS 1 update before acknowledging it anyway. */
+const TWIN_ACK_TIMEOUT_MS = 10_000;
+
+interface SubTopicsDao {
+  all(): string[];
+  add(topic: string): void;
+  remove(topic: string): void;
+}
+
+function subTopicsDao(ctx: PluginContext<EventBusConfig>): SubTopicsDao {
+  const db = ctx.services.get(DatabaseToken);
+  db.exec('CREATE TABLE IF NOT EXISTS `sub_topics` (`topic` text, PRIMARY KEY (`topic`))');
+  const all = db.prepare('SELECT `topic` FROM `sub_topics`').pluck();
+  const add = db.prepare('INSERT OR REPLACE INTO `sub_topics` (`topic`) VALUES (?)');
+  const remove = db.prepare('DELETE FROM `sub_topics` WHERE `topic` = ?');
+  return {
+    all: () => all.all() as string[],
+    add: (t) => void add.run(t),
+    remove: (t) => void remove.run(t),
+  };
+}
+
+function nodeName(ctx: PluginContext<EventBusConfig>): string {
+  const cfg = ctx.services.get(ConfigToken).config as { modules?: { edged?: { hostnameOverride?: string } } };
+  return cfg.modules?.edged?.hostnameOverride ?? '';
+}
+
+export default definePlugin<EventBusConfig>({
+  name: 'eventbus',
+  group: 'bus',
+  configKey: 'eventBus',
+  requires: [DatabaseToken],
+  async start(ctx) {
+    const mode = ctx.config.mqttMode ?? 2;
+    if (mode !== 0 && mode !== 1 && mode !== 2) {
+      throw new KernelError(
+        'EEVENTBUS_CONFIG',
+        `modules.eventBus.mqttMode: expected 0 (internal), 1 (both) or 2 (external), got ${JSON.stringify(mode)}`,
+      );
+    }
+    const dao = subTopicsDao(ctx);
+    const topics = new Set<string>([...FIXED_TOPICS, ...dao.all()]);
+    const counters = { inbound: 0, dispatchFailures: 0, dropped: 0, notPublishable: 0 };
+
+    const matches = (topic: string): boolean => {
+      for (const f of topics) if (topicMatches(f, topic)) return true;
+      return false;
+    };
+
+    /**
+     * One MQTT message into beehive (spec §4.5). Resolves when it is handed over; for a QoS >= 1
+     * message bound for deviceTwin, when deviceTwin has stored it, so the publisher's PUBACK means
+     * "persisted".
+     */
+    const dispatch = async (topic: string, payload: Buffer, qos: number): Promise<void> => {
+      counters.inbound++;
+      const { to, msg } = mqttToBeehive(topic, payload);
+      try {
+        if (to === 'twin' && qos > 0 && ctx.hasModule('twin')) {
+          await ctx.request('twin', msg, TWIN_ACK_TIMEOUT_MS);
+        } else {
+          await ctx.sendToGroup(to, msg);
+        }
+      } catch (err) {
+        counters.dispatchFailures++;
+        ctx.log.error(
+          { topic, group: to, code: (err as KernelError).code, err: errorText(err) },
+          `eventbus: MQTT message on ${topic} not delivered to group ${to}`,
+        );
+      }
+    };
+
+    const hooks: SideHooks = {
+      matches,
+      dispatch,
+      log: ctx.log,
+      onDrop: (topic, why) => {
+        counters.dropped++;
+        ctx.log.error({ topic, why }, `eventbus: message for MQTT topic ${topic} dropped: ${why}`);
+      },
+    };
+
+    const sides: BrokerSide[] = [];
+    const { startInternalBroker, startExternalClient } = await import('./sides.js');
+    try {
+      if (mode === 0 || mode === 1) sides.push(await startInternalBroker(ctx.config, hooks));
+      if (mode === 1 || mode === 2) {
+        sides.push(startExternalClient(ctx.config, hooks, [...topics], EXTERNAL_QUEUE_LIMIT));
+      }
+    } catch (err) {
+      await Promise.all(sides.map((s) => s.close()));
+      throw err;
+    }
+
+    const publish = (topic: string, payload: Buffer): void => {
+      for (const side of sides) side.publish(topic, payload);
+    };
+
+    const handle = (msg: Message): void => {
+      const op = msg.route.operation ?? '';
+      const resource = msg.route.resource ?? '';
+      switch (op) {
+        case 'subscribe':
+          if (!resource)
+            return void ctx.log.warn({ op }, 'eventbus: subscribe without a topic (route.resource)');
+          topics.add(resource);
+          for (const side of sides) side.subscribe(resource);
+          dao.add(resource);
+          return;
+        case 'unsubscribe':
+          topics.delete(resource);
+          for (const side of sides) side.unsubscribe(resource);
+          dao.remove(resource);
+          return;
+        case 'publish': {
+          const payload = publishPayload(msg.content);
+          if (!payload) {
+            counters.notPublishable++;
+            ctx.log.warn(
+              { topic: resource, contentType: typeof msg.content },
+              `eventbus: publish on ${resource}: content must be bytes or a string; dropped`,
+            );
+            return;
+          }
+          publish(resource, payload);
+          return;
+        }
+        case 'message': {
+          const inner = (msg.content as { message?: { topic?: unknown } } | null)?.message;
+          if (!inner || typeof inner !== 'object' || typeof inner.topic !== 'string') {
+            ctx.log.warn(
+              { op },
+              'eventbus: "message" content must be {"message":{"topic":"<t>",...}}; dropped',
+            );
+            return;
+          }
+          publish(inner.topic, Buffer.from(JSON.stringify(inner), 'utf8'));
+          return;
+        }
+        case 'get_result':
+          if (resource !== 'auth_info') {
+            ctx.log.warn({ resource }, 'eventbus: get_result only for resource auth_info; dropped');
+            return;
+          }
+          publish(
+            `$hw/events/node/${nodeName(ctx)}/authInfo/get/result`,
+            Buffer.from(JSON.stringify(msg.content ?? null), 'utf8'),
+          );
+          return;
+        default:
+          ctx.log.debug({ op, resource }, 'eventbus: action not found');
+      }
+    };
+
+    ctx.log.info({ mode, topics: topics.size }, 'eventbus started');
+    return {
+      onMessage: handle,
+      async stop() {
+        await Promise.all(sides.map((s) => s.close()));
+      },
+    };
+  },
+});

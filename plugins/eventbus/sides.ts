@@ -1,0 +1,258 @@
+/**
+ * The two MQTT sides of eventBus: the internal broker (aedes, spec §4.2) and the external broker
+ * clients (mqtt.js against mosquitto or any broker, spec §4.3). Loaded inside start() only.
+ */
+import { readFileSync } from 'node:fs';
+import { createServer as createNetServer, type Server } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
+import { Aedes } from 'aedes';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { KernelError, errorText, type Logger } from '../../kernel/index.js';
+import type { EventBusConfig } from './index.js';
+
+export interface SideHooks {
+  /** Does eventBus subscribe to this topic? */
+  matches(topic: string): boolean;
+  /** Hand an MQTT message to beehive; resolves when it may be acknowledged. */
+  dispatch(topic: string, payload: Buffer, qos: number): Promise<void>;
+  /** A message bound for MQTT could not be kept (logged and counted by the caller). */
+  onDrop(topic: string, why: string): void;
+  log: Logger;
+}
+
+export interface BrokerSide {
+  readonly kind: 'internal' | 'external';
+  publish(topic: string, payload: Buffer): void;
+  subscribe(topic: string): void;
+  unsubscribe(topic: string): void;
+  close(): Promise<void>;
+}
+
+function parseServerUrl(field: string, value: string): URL {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new KernelError(
+      'EEVENTBUS_CONFIG',
+      `modules.eventBus.${field}: expected a URL like tcp://127.0.0.1:1883, got ${JSON.stringify(value)}`,
+    );
+  }
+  if (!['tcp:', 'ssl:', 'tls:', 'mqtt:', 'mqtts:'].includes(url.protocol) || !url.port) {
+    throw new KernelError(
+      'EEVENTBUS_CONFIG',
+      `modules.eventBus.${field}: expected tcp://, ssl:// or tls:// with a port, got ${JSON.stringify(value)}`,
+    );
+  }
+  return url;
+}
+
+const isTlsScheme = (url: URL): boolean => ['ssl:', 'tls:', 'mqtts:'].includes(url.protocol);
+
+function readTls(cfg: EventBusConfig): { ca: Buffer; cert: Buffer; key: Buffer } {
+  const t = cfg.eventBusTLS;
+  const read = (field: string, path: string): Buffer => {
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      throw new KernelError(
+        'EEVENTBUS_CONFIG',
+        `modules.eventBus.eventBusTLS.${field}: cannot read ${path}: ${errorText(err)}`,
+      );
+    }
+  };
+  return {
+    ca: read('tlsMqttCAFile', t.tlsMqttCAFile),
+    cert: read('tlsMqttCertFile', t.tlsMqttCertFile),
+    key: read('tlsMqttPrivateKeyFile', t.tlsMqttPrivateKeyFile),
+  };
+}
+
+/** The built-in broker on `mqttServerInternal`; eventBus observes what clients publish into it. */
+export async function startInternalBroker(cfg: EventBusConfig, hooks: SideHooks): Promise<BrokerSide> {
+  const url = parseServerUrl('mqttServerInternal', cfg.mqttServerInternal);
+  const qos = Math.min(Math.max(cfg.mqttQOS ?? 0, 0), 2) as 0 | 1 | 2;
+  const retain = cfg.mqttRetain ?? false;
+  const broker = await Aedes.createBroker({
+    // per-client queue length of the internal broker (mqttSessionQueueSize)
+    queueLimit: Math.max(cfg.mqttSessionQueueSize || 100, 1),
+    authorizePublish(client, packet, callback) {
+      // Messages eventBus itself injects do not pass here (client === null), so there is no loop.
+      if (!client || !hooks.matches(packet.topic)) return callback(null);
+      const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+      const done = hooks.dispatch(packet.topic, payload, packet.qos);
+      // QoS >= 1: aedes writes the PUBACK after this callback, so ack only once it is handed over.
+      if (packet.qos > 0) void done.then(() => callback(null));
+      else callback(null);
+    },
+  });
+  const server: Server = isTlsScheme(url)
+    ? createTlsServer(
+        cfg.eventBusTLS.enable
+          ? { ...readTls(cfg), requestCert: true, rejectUnauthorized: true }
+          : { cert: readTls(cfg).cert, key: readTls(cfg).key },
+        (s) => broker.handle(s),
+      )
+    : createNetServer((s) => broker.handle(s));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(Number(url.port), url.hostname, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    broker.close();
+    throw new KernelError(
+      'EEVENTBUS_BROKER',
+      `eventbus: cannot start the internal broker on ${cfg.mqttServerInternal}: ${errorText(err)}`,
+    );
+  }
+  hooks.log.info({ url: cfg.mqttServerInternal }, 'eventbus: internal MQTT broker listening');
+  const sockets = new Set<import('node:net').Socket>();
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+  });
+
+  return {
+    kind: 'internal',
+    publish(topic, payload) {
+      broker.publish({ cmd: 'publish', topic, payload, qos, retain, dup: false }, (err) => {
+        if (err) hooks.onDrop(topic, `internal broker: ${errorText(err)}`);
+      });
+    },
+    // The internal side observes by topic set (hooks.matches); nothing to do per broker.
+    subscribe() {},
+    unsubscribe() {},
+    async close() {
+      await new Promise<void>((resolve) => broker.close(() => resolve()));
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** `hub-client-<kind>-<first 10 digits of the Unix time in ms>` (spec §4.3). */
+function generatedClientId(kind: 'sub' | 'pub'): string {
+  return `hub-client-${kind}-${String(Date.now()).slice(0, 10)}`;
+}
+
+const RECONNECT_MIN_MS = 200;
+/** KubeEdge retries every 5 s; the back-off grows to that. */
+const RECONNECT_MAX_MS = 5_000;
+
+/**
+ * The external broker: one subscribing and one publishing client (clean sessions, QoS 1, retain
+ * false), re-connecting with back-off and re-subscribing; what is published while the broker is
+ * unreachable waits in a bounded queue.
+ */
+export function startExternalClient(
+  cfg: EventBusConfig,
+  hooks: SideHooks,
+  initialTopics: string[],
+  queueLimit: number,
+): BrokerSide {
+  const url = parseServerUrl('mqttServerExternal', cfg.mqttServerExternal);
+  const tls = isTlsScheme(url);
+  const brokerUrl = `${tls ? 'mqtts' : 'mqtt'}://${url.hostname}:${url.port}`;
+  const base: IClientOptions = {
+    protocolVersion: 4,
+    reconnectPeriod: RECONNECT_MIN_MS,
+    connectTimeout: 10_000,
+    keepalive: 30,
+    queueQoSZero: false,
+  };
+  if (cfg.mqttUsername) {
+    base.username = cfg.mqttUsername;
+    if (cfg.mqttPassword) base.password = cfg.mqttPassword;
+  }
+  if (tls) {
+    if (cfg.eventBusTLS?.enable) Object.assign(base, readTls(cfg), { rejectUnauthorized: true });
+    else base.rejectUnauthorized = false;
+  }
+  const subId = cfg.mqttSubClientID || generatedClientId('sub');
+  const pubId = cfg.mqttPubClientID || generatedClientId('pub');
+  // A pinned subscriber id gets a persistent session, so the broker keeps QoS 1 messages for
+  // eventBus while edgecore is down (KubeEdge always uses clean sessions; see README).
+  const sub = mqtt.connect(brokerUrl, { ...base, clientId: subId, clean: !cfg.mqttSubClientID });
+  const pub = mqtt.connect(brokerUrl, { ...base, clientId: pubId, clean: true });
+  const topics = new Set(initialTopics);
+
+  const backoff = (client: MqttClient, name: string): void => {
+    client.on('connect', () => {
+      client.options.reconnectPeriod = RECONNECT_MIN_MS;
+      hooks.log.info(
+        { url: cfg.mqttServerExternal, client: name },
+        'eventbus: connected to the external broker',
+      );
+    });
+    client.on('reconnect', () => {
+      client.options.reconnectPeriod = Math.min(
+        (client.options.reconnectPeriod ?? RECONNECT_MIN_MS) * 2,
+        RECONNECT_MAX_MS,
+      );
+    });
+    client.on('offline', () =>
+      hooks.log.warn({ url: cfg.mqttServerExternal, client: name }, 'eventbus: external broker unreachable'),
+    );
+    client.on('error', (err) =>
+      hooks.log.warn({ url: cfg.mqttServerExternal, client: name, err: err.message }, 'eventbus: MQTT error'),
+    );
+  };
+  backoff(sub, 'sub');
+  backoff(pub, 'pub');
+
+  // Every message goes through handleMessage: mqtt.js sends the PUBACK when its callback runs, so a
+  // QoS 1 twin update is acknowledged once deviceTwin has stored it.
+  sub.handleMessage = (packet, callback) => {
+    const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+    void hooks.dispatch(packet.topic, payload, packet.qos).then(() => callback());
+  };
+  sub.on('connect', () => {
+    if (topics.size === 0) return;
+    sub.subscribe([...topics], { qos: 1 }, (err) => {
+      if (err) hooks.log.error({ err: err.message }, 'eventbus: subscribe failed on the external broker');
+    });
+  });
+
+  const queue: { topic: string; payload: Buffer }[] = [];
+  const send = (topic: string, payload: Buffer): void => {
+    pub.publish(topic, payload, { qos: 1, retain: false }, (err) => {
+      if (err) hooks.onDrop(topic, `external broker: ${err.message}`);
+    });
+  };
+  pub.on('connect', () => {
+    while (queue.length > 0 && pub.connected) {
+      const next = queue.shift()!;
+      send(next.topic, next.payload);
+    }
+  });
+
+  return {
+    kind: 'external',
+    publish(topic, payload) {
+      if (pub.connected && queue.length === 0) return send(topic, payload);
+      if (queue.length >= queueLimit) {
+        const dropped = queue.shift()!;
+        hooks.onDrop(dropped.topic, `external broker unreachable and ${queueLimit} messages already queued`);
+      }
+      queue.push({ topic, payload });
+    },
+    subscribe(topic) {
+      topics.add(topic);
+      if (sub.connected) sub.subscribe(topic, { qos: 1 });
+    },
+    unsubscribe(topic) {
+      topics.delete(topic);
+      if (sub.connected) sub.unsubscribe(topic);
+    },
+    async close() {
+      if (queue.length > 0) {
+        hooks.log.warn({ queued: queue.length }, 'eventbus: stopping with messages still queued for MQTT');
+      }
+      await Promise.all([sub.endAsync(false), pub.endAsync(false)]);
+    },
+  };
+}
