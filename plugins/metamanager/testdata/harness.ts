@@ -37,6 +37,8 @@ export interface HarnessOptions {
   withCloud?: boolean;
   connected?: boolean;
   logLevel?: LogLevel;
+  /** Called for every message metaManager sends to the cloud. */
+  onCloud?: (m: Message) => void;
 }
 
 export function metaYaml(o: HarnessOptions): string {
@@ -86,6 +88,7 @@ export async function startMeta(o: HarnessOptions): Promise<MetaHarness> {
     kernel.bus.addModule('websocket', 'hub').attach(
       (m) => {
         h.cloud.push(m);
+        o.onCloud?.(m);
         if (m.header.sync && h.answer) {
           const reply = h.answer(m);
           if (reply) kernel.bus.respond(reply);
