@@ -3,9 +3,13 @@
  * lines between runs.
  */
 import { kernelBench } from './kernel.js';
+import { metamanagerBench } from './metamanager.js';
 import { printReport, type Figure } from './report.js';
 
-const suites: [string, () => Promise<Figure[]>][] = [['kernel', kernelBench]];
+const suites: [string, () => Promise<Figure[]>][] = [
+  ['kernel', kernelBench],
+  ['metamanager', metamanagerBench],
+];
 
 const only = process.argv[2];
 const figures: Figure[] = [];
