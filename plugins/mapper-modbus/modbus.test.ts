@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { newMessage, type Message } from '../../kernel/index.js';
 import { startTestKernel, waitUntil, type TestKernel } from '../../test/helpers/kernel.js';
-import { startModbusRtu, startModbusTcp } from '../../test/peers/modbus.js';
+import { startModbusRtu, startModbusTcp, type ModbusTcpOptions } from '../../test/peers/modbus.js';
 import { cleanup } from '../../test/peers/util.js';
 
 afterAll(cleanup);
@@ -170,7 +170,7 @@ function device(
   };
 }
 
-const maps = {
+const maps: ModbusTcpOptions = {
   inputRegisters: [235],
   holdingRegisters: { 3: 0, 10: 0x0000, 11: 0x41bc, 20: 0x1234, 21: 0x5678 },
   coils: [0, 0, 1, 0],
@@ -257,7 +257,10 @@ describe('mapper-modbus through dmiserver (Modbus TCP, pymodbus)', () => {
       visitors: visitor({ register: 'HoldingRegister', offset: 500, limit: 2 }),
     };
     const ok = device('thermo-3', sim.port);
-    ok.spec.properties = [...ok.spec.properties.filter((p) => p.name !== 'counter'), unknownAddr];
+    ok.spec.properties = [
+      ...ok.spec.properties.filter((p) => (p as { name: string }).name !== 'counter'),
+      unknownAddr,
+    ];
     await twin.push('insert', 'device', ok);
     const badOffset = device('thermo-offset', sim.port);
     (badOffset.spec.properties[1] as { visitors: unknown }).visitors = visitor({
