@@ -10,6 +10,7 @@ export const edgeRegistry: readonly PluginEntry[] = [
   { configKey: 'deviceTwin', specifier: pluginSpecifier(import.meta.url, './dmiserver/index') },
   { configKey: 'eventBus', specifier: pluginSpecifier(import.meta.url, './eventbus/index') },
   { configKey: 'deviceTwin', specifier: pluginSpecifier(import.meta.url, './devicetwin/index') },
+  { configKey: 'mapperModbus', specifier: pluginSpecifier(import.meta.url, './mapper-modbus/index') },
 ];
 
 export const cloudRegistry: readonly PluginEntry[] = [];
