@@ -1,0 +1,477 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- JSON documents recorded from the wire are inspected loosely */
+/**
+ * edged against a real containerd (test/peers/containerd.ts): pods created, reported and deleted,
+ * hostPort reachability, crash back-off, configMap volumes, start failures, restart adoption,
+ * node registration/status/lease messages, static pods and the runtime start-up errors.
+ */
+import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request as httpRequest } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger, type LogLevel } from '../../kernel/log.js';
+import { parseConfig } from '../../kernel/config/index.js';
+import { Kernel } from '../../kernel/kernel.js';
+import { newMessage, newResponse, type Message } from '../../kernel/index.js';
+import { pluginSpecifier } from '../../kernel/index.js';
+import {
+  BUSYBOX_IMAGE,
+  buildBusyboxImage,
+  startContainerd,
+  type ContainerdPeer,
+} from '../../test/peers/containerd.js';
+import { cleanup, waitFor } from '../../test/peers/util.js';
+import { CriClient } from './cri.js';
+import { LABEL_POD_UID } from './podspec.js';
+import type { Pod } from './types.js';
+
+const registry = [{ configKey: 'edged', specifier: pluginSpecifier(import.meta.url, './index') }];
+const NODE = 'edge-test';
+
+let cd: ContainerdPeer;
+let cri: CriClient;
+let work: string;
+
+beforeAll(async () => {
+  cd = await startContainerd();
+  await buildBusyboxImage(cd.socket, BUSYBOX_IMAGE);
+  cri = new CriClient({ runtimeEndpoint: cd.endpoint, timeoutMs: 30_000 });
+  work = await mkdtemp(join(tmpdir(), 'edged-test-'));
+}, 120_000);
+
+afterAll(async () => {
+  cri?.close();
+  await cleanup();
+  if (work) await rm(work, { recursive: true, force: true });
+}, 120_000);
+
+/** A metaManager stand-in: records what edged sends, answers like the real one. */
+class MetaStandIn {
+  readonly sent: Message[] = [];
+  readonly store = new Map<string, unknown>();
+  pods: Pod[] = [];
+  constructor(private readonly kernel: Kernel) {}
+  handle(m: Message): void {
+    this.sent.push(m);
+    const op = m.route.operation ?? '';
+    const res = m.route.resource ?? '';
+    const reply = (content: unknown): void => void this.kernel.bus.respond(newResponse(m, content));
+    if (m.route.group === 'edged' && op === 'query') {
+      void this.kernel.bus.send(
+        'edged',
+        newMessage(
+          { source: 'metamanager', group: 'meta', operation: 'response', resource: res },
+          this.pods.map((p) => JSON.stringify(p)),
+        ),
+      );
+      return;
+    }
+    if (!m.header.sync) return;
+    if (op === 'query') {
+      const v = this.store.get(res);
+      reply(v === undefined ? [] : [JSON.stringify(v)]);
+    } else if (op === 'insert' || op === 'update') {
+      const obj = structuredClone(m.content) as { metadata: Record<string, unknown> };
+      obj.metadata.uid ??= res.includes('/pod/') ? 'mirror-uid-1' : `uid-${res}`;
+      obj.metadata.resourceVersion = '1';
+      this.store.set(res, obj);
+      reply({ Object: obj, Err: null });
+    } else if (op === 'patch') {
+      reply({ Object: {}, Err: null });
+    } else if (op === 'delete') {
+      reply('OK');
+    }
+  }
+  of(op: string, resPrefix: string): Message[] {
+    return this.sent.filter(
+      (m) => m.route.operation === op && (m.route.resource ?? '').startsWith(resPrefix),
+    );
+  }
+  patches(ns: string, name: string): Record<string, unknown>[] {
+    return this.of('patch', `${ns}/podpatch/${name}`).map(
+      (m) => JSON.parse(m.content as string) as Record<string, unknown>,
+    );
+  }
+  lastStatus(ns: string, name: string): Record<string, any> | undefined {
+    // merge the patches (enough for the fields asserted)
+    let st: Record<string, any> | undefined;
+    for (const p of this.patches(ns, name)) st = { ...(st ?? {}), ...(p.status as Record<string, unknown>) };
+    return st;
+  }
+}
+
+interface Edge {
+  kernel: Kernel;
+  meta: MetaStandIn;
+  stop(): Promise<void>;
+}
+
+async function startEdge(
+  opts: { pods?: Pod[]; extra?: string; endpoint?: string; runAs?: string; staticDir?: string } = {},
+): Promise<Edge> {
+  const yaml = `apiVersion: edgecore.config.kubeedge.io/v1alpha2
+kind: EdgeCore
+database: {dataSource: ":memory:"}
+modules:
+  edgeHub: {enable: false}
+  eventBus: {enable: false}
+  metaManager: {enable: false}
+  deviceTwin: {enable: false}
+  edged:
+    enable: true
+    ${opts.runAs ? `runAs: ${opts.runAs}` : ''}
+    hostnameOverride: ${NODE}
+    nodeIP: 127.0.0.1
+    rootDirectory: ${work}/kubelet
+${opts.extra ?? ''}
+    tailoredKubeletConfig:
+      containerRuntimeEndpoint: ${opts.endpoint ?? cd.endpoint}
+      imageServiceEndpoint: ${opts.endpoint ?? cd.endpoint}
+      podLogsDir: ${cd.podLogDir}
+      staticPodPath: ${opts.staticDir ?? join(work, 'manifests-none')}
+      fileCheckFrequency: 1s
+      nodeStatusUpdateFrequency: 1s
+      nodeLeaseDurationSeconds: 4
+`;
+  const config = parseConfig('edgecore', yaml, 'edged-test.yaml');
+  const kernel = new Kernel({
+    config,
+    registry,
+    logger: createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as LogLevel),
+  });
+  const meta = new MetaStandIn(kernel);
+  meta.pods = opts.pods ?? [];
+  kernel.bus.addModule('metamanager', 'meta').attach(
+    (m) => meta.handle(m),
+    () => undefined,
+  );
+  await kernel.start();
+  return { kernel, meta, stop: () => kernel.stop() };
+}
+
+let podSeq = 0;
+function pod(name: string, spec: Partial<Pod['spec']>, extraMeta: Partial<Pod['metadata']> = {}): Pod {
+  podSeq++;
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name,
+      namespace: 'default',
+      uid: `00000000-0000-4000-8000-${String(podSeq).padStart(12, '0')}`,
+      resourceVersion: '100',
+      ...extraMeta,
+    },
+    spec: {
+      nodeName: NODE,
+      restartPolicy: 'Always',
+      terminationGracePeriodSeconds: 0,
+      containers: [],
+      ...spec,
+    },
+    status: {},
+  };
+}
+
+function send(edge: Edge, op: string, p: Pod): Promise<void> {
+  return edge.kernel.bus.send(
+    'edged',
+    newMessage(
+      {
+        source: 'edgecontroller',
+        group: 'resource',
+        operation: op,
+        resource: `default/pod/${p.metadata.name}`,
+      },
+      p,
+    ),
+  );
+}
+
+function httpGet(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path: '/', timeout: 2000 }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve(body));
+    });
+    req.on('error', reject);
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.end();
+  });
+}
+
+async function sandboxesOf(uid: string): Promise<number> {
+  return (await cri.listPodSandbox({ [LABEL_POD_UID]: uid })).length;
+}
+
+describe('edged on containerd', () => {
+  it('registers the node, posts node status and keeps the lease', async () => {
+    const edge = await startEdge();
+    try {
+      await waitFor(() => edge.meta.of('update', 'kube-node-lease/lease/').length >= 1, {
+        what: 'lease renewal',
+        timeoutMs: 15_000,
+      });
+      const reg = edge.meta.of('insert', `null/node/${NODE}`)[0];
+      expect(reg?.route).toMatchObject({ source: 'edged', group: 'meta' });
+      const node = reg?.content as Record<string, any>;
+      expect(node.metadata.labels).toMatchObject({
+        'node-role.kubernetes.io/edge': '',
+        'node-role.kubernetes.io/agent': '',
+        'kubernetes.io/hostname': NODE,
+        'kubernetes.io/os': 'linux',
+      });
+      expect(node.status.nodeInfo.kubeletVersion).toBe('v1.32.10-kubeedge-v1.23.1');
+      expect(node.status.nodeInfo.containerRuntimeVersion).toMatch(/^containerd:\/\/1\./);
+      expect(node.status.capacity.pods).toBe('110');
+      expect(Number(node.status.capacity.cpu)).toBeGreaterThan(0);
+      expect(node.status.addresses[0]).toEqual({ type: 'InternalIP', address: '127.0.0.1' });
+      expect(edge.meta.of('patch', `null/nodepatch/${NODE}`).length).toBeGreaterThan(0);
+      expect(typeof edge.meta.of('patch', `null/nodepatch/${NODE}`)[0]?.content).toBe('string');
+      const lease = edge.meta.of('insert', 'kube-node-lease/lease/')[0]?.content as Record<string, any>;
+      expect(lease.spec).toMatchObject({ holderIdentity: NODE, leaseDurationSeconds: 4 });
+    } finally {
+      await edge.stop();
+    }
+  });
+
+  it('runs the nginx example (busybox httpd, hostPort 8050) and removes it on delete', async () => {
+    const p = pod('web', {
+      containers: [
+        {
+          name: 'web',
+          image: BUSYBOX_IMAGE,
+          imagePullPolicy: 'IfNotPresent',
+          command: [
+            'sh',
+            '-c',
+            'mkdir -p /www && echo hello-edge > /www/index.html && exec httpd -f -p 80 -h /www',
+          ],
+          ports: [{ containerPort: 80, hostPort: 8050, protocol: 'TCP' }],
+        },
+      ],
+    });
+    const edge = await startEdge();
+    try {
+      await send(edge, 'insert', p);
+      await waitFor(() => edge.meta.lastStatus('default', 'web')?.phase === 'Running', {
+        what: 'pod Running',
+        timeoutMs: 20_000,
+      });
+      const st = edge.meta.lastStatus('default', 'web') as Record<string, any>;
+      expect(st.podIP).toMatch(/^10\.88\./);
+      expect(st.hostIP).toBe('127.0.0.1');
+      expect(st.containerStatuses[0].containerID).toMatch(/^containerd:\/\/[0-9a-f]{64}$/);
+      const first = edge.meta.patches('default', 'web')[0] as Record<string, any>;
+      expect(first.metadata.uid).toBe(p.metadata.uid);
+      await waitFor(async () => (await httpGet(8050)).includes('hello-edge'), {
+        what: 'HTTP on 127.0.0.1:8050',
+        timeoutMs: 10_000,
+      });
+      await send(edge, 'delete', { ...p, metadata: { ...p.metadata, deletionGracePeriodSeconds: 0 } });
+      await waitFor(async () => (await sandboxesOf(p.metadata.uid ?? '')) === 0, {
+        what: 'sandbox removed',
+        timeoutMs: 15_000,
+      });
+      await expect(httpGet(8050)).rejects.toThrow();
+      expect((await cri.listContainers({ [LABEL_POD_UID]: p.metadata.uid ?? '' })).length).toBe(0);
+    } finally {
+      await edge.stop();
+    }
+  });
+
+  it('restarts a crashing container with back-off, restartCount rising', async () => {
+    const p = pod('crash', {
+      containers: [
+        { name: 'c', image: BUSYBOX_IMAGE, command: ['sh', '-c', 'exit 3'], imagePullPolicy: 'Never' },
+      ],
+    });
+    const edge = await startEdge({ extra: '' });
+    try {
+      await send(edge, 'insert', p);
+      await waitFor(
+        () => (edge.meta.lastStatus('default', 'crash')?.containerStatuses?.[0]?.restartCount ?? 0) >= 2,
+        { what: 'restartCount >= 2', timeoutMs: 25_000, intervalMs: 250 },
+      );
+      const reasons = edge.meta
+        .patches('default', 'crash')
+        .flatMap((x: any) => (x.status?.containerStatuses ?? []).map((c: any) => c.state?.waiting?.reason));
+      expect(reasons).toContain('CrashLoopBackOff');
+      const last = edge.meta.lastStatus('default', 'crash') as Record<string, any>;
+      expect(last.containerStatuses[0].lastState.terminated.exitCode).toBe(3);
+      await send(edge, 'delete', p);
+      await waitFor(async () => (await sandboxesOf(p.metadata.uid ?? '')) === 0, {
+        what: 'sandbox removed',
+        timeoutMs: 15_000,
+      });
+    } finally {
+      await edge.stop();
+    }
+  }, 40_000);
+
+  it('mounts a configMap volume and reports a pod that cannot start', async () => {
+    const cmPod = pod('cm', {
+      hostNetwork: true,
+      volumes: [{ name: 'cfg', configMap: { name: 'settings' } }],
+      containers: [
+        {
+          name: 'c',
+          image: BUSYBOX_IMAGE,
+          command: ['sh', '-c', 'cat /etc/cfg/greeting; sleep 3600'],
+          imagePullPolicy: 'Never',
+          volumeMounts: [{ name: 'cfg', mountPath: '/etc/cfg' }],
+        },
+      ],
+    });
+    const bad = pod('bad', {
+      hostNetwork: true,
+      containers: [{ name: 'c', image: 'registry.local/missing:1', imagePullPolicy: 'Never' }],
+    });
+    const edge = await startEdge();
+    edge.meta.store.set('default/configmap/settings', {
+      kind: 'ConfigMap',
+      metadata: { name: 'settings' },
+      data: { greeting: 'hello-from-configmap' },
+    });
+    try {
+      await send(edge, 'insert', cmPod);
+      await send(edge, 'insert', bad);
+      const log = join(cd.podLogDir, `default_cm_${cmPod.metadata.uid}`, 'c', '0.log');
+      await waitFor(
+        async () => (await readFile(log, 'utf8').catch(() => '')).includes('hello-from-configmap'),
+        {
+          what: 'configmap content in the container log',
+          timeoutMs: 20_000,
+        },
+      );
+      await waitFor(
+        () =>
+          edge.meta.lastStatus('default', 'bad')?.containerStatuses?.[0]?.state?.waiting?.reason ===
+          'ErrImageNeverPull',
+        { what: 'ErrImageNeverPull in status', timeoutMs: 15_000 },
+      );
+      const w = edge.meta.lastStatus('default', 'bad')?.containerStatuses[0].state.waiting;
+      expect(w.message).toContain('registry.local/missing:1');
+      expect(edge.meta.lastStatus('default', 'bad')?.phase).toBe('Pending');
+      for (const x of [cmPod, bad]) await send(edge, 'delete', x);
+      await waitFor(
+        async () =>
+          (await sandboxesOf(cmPod.metadata.uid ?? '')) + (await sandboxesOf(bad.metadata.uid ?? '')) === 0,
+        {
+          what: 'sandboxes removed',
+          timeoutMs: 15_000,
+        },
+      );
+    } finally {
+      await edge.stop();
+    }
+  });
+
+  it('adopts running containers after a restart and removes orphans', async () => {
+    const keep = pod('keep', {
+      hostNetwork: true,
+      containers: [{ name: 'c', image: BUSYBOX_IMAGE, command: ['sleep', '3600'], imagePullPolicy: 'Never' }],
+    });
+    const gone = pod('gone', {
+      hostNetwork: true,
+      containers: [{ name: 'c', image: BUSYBOX_IMAGE, command: ['sleep', '3600'], imagePullPolicy: 'Never' }],
+    });
+    let edge = await startEdge({ pods: [keep, gone] });
+    let ids: string[];
+    try {
+      await waitFor(
+        () => ['keep', 'gone'].every((n) => edge.meta.lastStatus('default', n)?.phase === 'Running'),
+        {
+          what: 'both pods Running',
+          timeoutMs: 20_000,
+        },
+      );
+      ids = (await cri.listContainers({ [LABEL_POD_UID]: keep.metadata.uid ?? '' })).map((c) => c.id);
+      expect(ids).toHaveLength(1);
+    } finally {
+      await edge.stop();
+    }
+    edge = await startEdge({ pods: [keep] }); // "gone" was deleted while edgecore was down
+    try {
+      await waitFor(async () => (await sandboxesOf(gone.metadata.uid ?? '')) === 0, {
+        what: 'orphan removed',
+        timeoutMs: 15_000,
+      });
+      await waitFor(() => edge.meta.lastStatus('default', 'keep')?.phase === 'Running', {
+        what: 'keep reported',
+        timeoutMs: 10_000,
+      });
+      const after = await cri.listContainers({ [LABEL_POD_UID]: keep.metadata.uid ?? '' });
+      expect(after.map((c) => c.id)).toEqual(ids);
+      expect(await sandboxesOf(keep.metadata.uid ?? '')).toBe(1);
+      await send(edge, 'delete', keep);
+      await waitFor(async () => (await sandboxesOf(keep.metadata.uid ?? '')) === 0, {
+        what: 'sandbox removed',
+        timeoutMs: 15_000,
+      });
+    } finally {
+      await edge.stop();
+    }
+  });
+
+  it('runs static pods from staticPodPath, restarts them on change, removes them on delete', async () => {
+    const dir = join(work, 'manifests');
+    await mkdir(dir, { recursive: true });
+    const file = join(dir, 'static.yaml');
+    const manifest = (arg: string) => `apiVersion: v1
+kind: Pod
+metadata: {name: stat}
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 0
+  containers:
+  - {name: c, image: ${BUSYBOX_IMAGE}, command: [sleep, "${arg}"]}
+`;
+    await writeFile(file, manifest('3600'));
+    const edge = await startEdge({ staticDir: dir });
+    const running = async (): Promise<string[]> =>
+      (await cri.listContainers({ 'io.kubernetes.pod.name': `stat-${NODE}` }))
+        .filter((c) => c.state === 1)
+        .map((c) => c.labels[LABEL_POD_UID] ?? '');
+    try {
+      await waitFor(async () => (await running()).length === 1, {
+        what: 'static pod running',
+        timeoutMs: 20_000,
+      });
+      const uid1 = (await running())[0];
+      await waitFor(() => edge.meta.of('insert', `default/pod/stat-${NODE}`).length > 0, {
+        what: 'mirror pod',
+        timeoutMs: 10_000,
+      });
+      const mirror = edge.meta.of('insert', `default/pod/stat-${NODE}`)[0]?.content as Record<string, any>;
+      expect(mirror.metadata.annotations['kubernetes.io/config.mirror']).toBeTruthy();
+      await waitFor(
+        () =>
+          edge.meta.patches('default', `stat-${NODE}`).some((x: any) => x.metadata.uid === 'mirror-uid-1'),
+        {
+          what: 'status reported for the mirror pod',
+          timeoutMs: 10_000,
+        },
+      );
+      await writeFile(file, manifest('3601'));
+      await waitFor(
+        async () => {
+          const r = await running();
+          return r.length === 1 && r[0] !== uid1;
+        },
+        { what: 'static pod restarted with the new manifest', timeoutMs: 20_000 },
+      );
+      await rm(file);
+      await waitFor(
+        async () => (await cri.listPodSandbox({ 'io.kubernetes.pod.name': `stat-${NODE}` })).length === 0,
+        {
+          what: 'static pod removed',
+          timeoutMs: 20_000,
+        },
+      );
+    } finally {
+      await edge.stop();
+    }
+  }, 60_000);
+});
