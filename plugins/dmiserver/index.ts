@@ -35,11 +35,6 @@ import {
 export interface DmiServerConfig {
   enable: boolean;
   dmiSockPath?: string;
-  /**
-   * Our extension (KubeEdge hard-codes 1 request/s, burst 100, shared by every mapper): the token
-   * bucket of the three server RPCs. Default: no limit. `{qps: 1, burst: 100}` is KubeEdge's.
-   */
-  dmiRateLimit?: { qps?: number; burst?: number };
   [key: string]: unknown;
 }
 
@@ -55,6 +50,21 @@ export function topicResource(topic: string): string {
 }
 
 const CALL_TIMEOUT_MS = 10_000;
+
+/**
+ * KubeEdge limits the three server RPCs to 1 request/s with a burst of 100, shared by every mapper,
+ * which rejects most reports of a mapper with more than one device. Here there is no limit unless
+ * this variable sets one as `<qps>,<burst>` (`1,100` is KubeEdge's). The edgecore.yaml section
+ * `deviceTwin` is KubeEdge's and has no field for it.
+ */
+export const RATE_LIMIT_ENV = 'KUBEEDGE_DMI_RATE_LIMIT';
+
+export function parseRateLimit(text: string | undefined): { qps: number; burst: number } | undefined {
+  if (!text) return undefined;
+  const [q, b] = text.split(',').map(Number);
+  if (!q || !Number.isFinite(q) || q <= 0) return undefined;
+  return { qps: q, burst: Math.max(1, b && Number.isFinite(b) ? b : 1) };
+}
 
 type Api = typeof ApiModule;
 type Grpc = typeof import('@grpc/grpc-js');
@@ -114,8 +124,8 @@ class DmiServer {
     private readonly grpc: Grpc,
     private readonly api: Api,
   ) {
-    const rl = ctx.config.dmiRateLimit;
-    if (rl && (rl.qps ?? 0) > 0) this.limiter = new TokenBucket(rl.qps as number, Math.max(1, rl.burst ?? 1));
+    const rl = parseRateLimit(process.env[RATE_LIMIT_ENV]);
+    if (rl) this.limiter = new TokenBucket(rl.qps, rl.burst);
   }
 
   // ------------------------------------------------------------------ persistence of mappers

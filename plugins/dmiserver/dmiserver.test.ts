@@ -1,0 +1,398 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { newMessage, type Message } from '../../kernel/index.js';
+import { startTestKernel, waitUntil, type TestKernel } from '../../test/helpers/kernel.js';
+import {
+  DeviceManagerServiceClient,
+  ReportDeviceStatusRequest,
+  ReportDeviceStatesRequest,
+  MapperRegisterRequest,
+  DeviceMapperServiceService,
+  type Device,
+  type DeviceModel,
+  type DeviceMapperServiceServer,
+} from '../../proto/gen/dmi/v1beta1/api.js';
+import { anyMapToScalars, scalarToAny, anyToScalar } from '../../proto/dmi/v1beta1/values.js';
+import { deviceToV1beta1, modelToV1beta1 } from './convert.js';
+import { RATE_LIMIT_ENV, topicResource } from './index.js';
+
+const registry = [{ configKey: 'deviceTwin', specifier: new URL('./index.ts', import.meta.url).href }];
+
+const yaml = (dir: string, extra = '') => `apiVersion: edgecore.config.kubeedge.io/v1alpha2
+kind: EdgeCore
+database:
+  dataSource: "${dir}/edge.db"
+modules:
+  edged: {enable: false}
+  edgeHub: {enable: false}
+  eventBus: {enable: false}
+  metaManager: {enable: false}
+  deviceTwin: {enable: true, dmiSockPath: "${dir}/"${extra}}
+`;
+
+type Call = [string, unknown];
+
+/** A DeviceMapperService like a Go mapper's, recording every call edgecore makes. */
+async function fakeMapper(socket: string): Promise<{ calls: Call[]; server: grpc.Server }> {
+  const calls: Call[] = [];
+  const server = new grpc.Server();
+  const rec =
+    (name: string, res: unknown = {}) =>
+    (call: { request: unknown }, cb: (e: null, r: unknown) => void) => {
+      calls.push([name, call.request]);
+      cb(null, res);
+    };
+  server.addService(DeviceMapperServiceService, {
+    registerDevice: rec('RegisterDevice', { deviceName: 'x', deviceNamespace: 'default' }),
+    removeDevice: rec('RemoveDevice'),
+    updateDevice: rec('UpdateDevice'),
+    createDeviceModel: rec('CreateDeviceModel', { deviceModelName: 'm', deviceModelNamespace: 'default' }),
+    removeDeviceModel: rec('RemoveDeviceModel'),
+    updateDeviceModel: rec('UpdateDeviceModel'),
+    getDevice: rec('GetDevice', {}),
+  } as unknown as DeviceMapperServiceServer);
+  await new Promise<void>((res, rej) =>
+    server.bindAsync(`unix:${socket}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? rej(e) : res())),
+  );
+  return { calls, server };
+}
+
+const PARTIAL: Record<string, { fromPartial(o: unknown): unknown }> = {
+  reportDeviceStatus: ReportDeviceStatusRequest as never,
+  reportDeviceStates: ReportDeviceStatesRequest as never,
+  mapperRegister: MapperRegisterRequest as never,
+};
+
+function unary<Res>(client: DeviceManagerServiceClient, method: string, partial: unknown): Promise<Res> {
+  const req = PARTIAL[method]!.fromPartial(partial);
+  return new Promise((resolve, reject) =>
+    (client as unknown as Record<string, (r: unknown, cb: (e: Error | null, r: Res) => void) => void>)[
+      method
+    ]!.call(client, req, (e: Error | null, r: Res) => (e ? reject(e) : resolve(r))),
+  );
+}
+
+const model = {
+  apiVersion: 'devices.kubeedge.io/v1beta1',
+  kind: 'DeviceModel',
+  metadata: { name: 'beta1-model', namespace: 'default' },
+  spec: {
+    protocol: 'modbus',
+    protocolConfigData: { timeout: 2000 },
+    properties: [
+      {
+        name: 'temp',
+        type: 'INT',
+        accessMode: 'ReadWrite',
+        minimum: '0',
+        maximum: '100',
+        visitors: { protocolName: 'modbus', configData: { register: 'HoldingRegister', limit: 1 } },
+      },
+    ],
+  },
+};
+
+const device = (desired = '30') => ({
+  apiVersion: 'devices.kubeedge.io/v1beta1',
+  kind: 'Device',
+  metadata: { name: 'beta1-device', namespace: 'default' },
+  spec: {
+    deviceModelRef: { name: 'beta1-model' },
+    nodeName: 'worker-node1',
+    protocol: { protocolName: 'modbus', configData: { ip: '172.17.0.3', port: 1502 } },
+    properties: [
+      {
+        name: 'temp',
+        collectCycle: 2000,
+        reportCycle: 2000,
+        reportToCloud: true,
+        desired: { value: desired },
+        visitors: { protocolName: 'modbus', configData: { offset: 2, scale: 1, isSwap: true } },
+      },
+    ],
+  },
+});
+
+describe('dmiserver', () => {
+  let t: TestKernel | undefined;
+  let dir = '';
+  let mapper: grpc.Server | undefined;
+  let client: DeviceManagerServiceClient | undefined;
+  afterEach(async () => {
+    client?.close();
+    mapper?.forceShutdown();
+    await t?.kernel.stop();
+    t = undefined;
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  const start = async (extra = '') => {
+    dir = mkdtempSync(join(tmpdir(), 'ke-dmiserver-'));
+    t = await startTestKernel(yaml(dir, extra), registry);
+    const twin: Message[] = [];
+    const box = t.kernel.bus.addModule('twin', 'twin');
+    box.attach(
+      (m) => void twin.push(m),
+      () => undefined,
+    );
+    client = new DeviceManagerServiceClient(`unix:${dir}/dmi.sock`, grpc.credentials.createInsecure());
+    const push = (op: string, kind: string, o: { metadata: { name: string } }) =>
+      t!.kernel.bus.send(
+        'dmiserver',
+        newMessage(
+          { source: 'twin', group: 'dmi', operation: op, resource: `${kind}/default/${o.metadata.name}` },
+          o,
+        ),
+      );
+    return { twin, push, client };
+  };
+
+  it('turns ReportDeviceStatus / ReportDeviceStates into the eventBus messages of the MQTT topics', async () => {
+    const { twin, client } = await start();
+    await unary(client, 'reportDeviceStatus', {
+      deviceName: 'thermo-1',
+      deviceNamespace: 'default',
+      reportedDevice: {
+        twins: [
+          {
+            propertyName: 'temperature',
+            reported: { value: '25', metadata: { type: 'int', timestamp: '1' } },
+            observedDesired: { value: '30', metadata: {} },
+          },
+          { propertyName: 'humidity', reported: { value: '61', metadata: {} } },
+        ],
+      },
+    });
+    await unary(client, 'reportDeviceStates', {
+      deviceName: 'thermo-1',
+      deviceNamespace: 'default',
+      state: 'online',
+    });
+    await waitUntil(() => twin.length === 3, 5000, 'three messages to twin');
+    const [a, b, c] = twin as [Message, Message, Message];
+    const topic = '$hw/events/device/default/thermo-1/twin/update';
+    expect(a.route).toEqual({
+      source: 'bus',
+      group: 'user',
+      operation: 'response',
+      resource: topicResource(topic),
+    });
+    expect(Buffer.from(a.route.resource as string, 'base64').toString()).toBe(topic);
+    const pa = JSON.parse(a.content as string);
+    expect(Object.keys(pa)).toEqual(['event_id', 'timestamp', 'twin']);
+    expect(pa.twin).toEqual({ temperature: { expected: { value: '30' }, actual: { value: '25' } } });
+    expect(JSON.parse(b.content as string).twin).toEqual({ humidity: { actual: { value: '61' } } });
+    expect(Buffer.from(c.route.resource as string, 'base64').toString()).toBe(
+      '$hw/events/device/default/thermo-1/state/update',
+    );
+    const pc = JSON.parse(c.content as string);
+    expect(pc).toMatchObject({ event_id: '', State: 'online' });
+  });
+
+  it('refuses bad requests with a clear error and keeps serving', async () => {
+    const { client } = await start();
+    await expect(
+      unary(client, 'reportDeviceStatus', { deviceName: 'x', reportedDevice: { twins: [] } }),
+    ).rejects.toThrow(/does not have twin data/);
+    await expect(unary(client, 'reportDeviceStates', { deviceName: 'x', state: '' })).rejects.toThrow(
+      /state: required/,
+    );
+    await expect(
+      unary(client, 'mapperRegister', {
+        withData: true,
+        mapper: { name: 'm', protocol: '', address: Buffer.alloc(0) },
+      }),
+    ).rejects.toThrow(/mapper.protocol: required/);
+    await unary(client, 'reportDeviceStates', { deviceName: 'x', state: 'ok' });
+  });
+
+  it('registers a Go-style mapper, answers with its devices and pushes changes to it', async () => {
+    const { push, client } = await start();
+    await push('insert', 'devicemodel', model);
+    await push('insert', 'device', device());
+    const sock = join(dir, 'modbus.sock');
+    const fake = await fakeMapper(sock);
+    mapper = fake.server;
+    const res = await unary<{ deviceList: Device[]; modelList: DeviceModel[] }>(client, 'mapperRegister', {
+      withData: true,
+      mapper: {
+        name: 'modbus-mapper',
+        version: 'v1',
+        apiVersion: 'v1beta1',
+        protocol: 'modbus',
+        address: Buffer.from(sock),
+        state: 'ok',
+      },
+    });
+    expect(res.modelList.map((m) => m.name)).toEqual(['beta1-model']);
+    expect(res.modelList[0]!.spec!.properties[0]).toMatchObject({
+      name: 'temp',
+      type: 'INT',
+      minimum: '0',
+      maximum: '100',
+    });
+    const d = res.deviceList[0]!;
+    expect(d).toMatchObject({ name: 'beta1-device', namespace: 'default' });
+    expect(d.spec!.deviceModelReference).toBe('beta1-model');
+    // model defaults merged under the instance (1.22+): protocolConfigData and visitors
+    expect(anyMapToScalars(d.spec!.protocol!.configData!.data)).toEqual({
+      timeout: 2000,
+      ip: '172.17.0.3',
+      port: 1502,
+    });
+    const p = d.spec!.properties[0]!;
+    expect(anyMapToScalars(p.visitors!.configData!.data)).toEqual({
+      register: 'HoldingRegister',
+      limit: 1,
+      offset: 2,
+      scale: 1,
+      isSwap: true,
+    });
+    expect(d.spec!.protocol!.configData!.data.port!.typeUrl).toBe(
+      'type.googleapis.com/google.protobuf.FloatValue',
+    );
+    expect(p).toMatchObject({
+      collectCycle: 2000,
+      reportCycle: 2000,
+      reportToCloud: true,
+      desired: { value: '30' },
+    });
+
+    // desired value changed in the cloud -> UpdateDevice; the same spec again -> nothing
+    await push('update', 'device', device('45'));
+    await push('update', 'device', device('45'));
+    await push('delete', 'device', { metadata: { name: 'beta1-device' } });
+    await push('delete', 'devicemodel', { metadata: { name: 'beta1-model' } });
+    await waitUntil(() => fake.calls.length >= 3, 5000, 'calls');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(fake.calls.map((c) => c[0])).toEqual(['UpdateDevice', 'RemoveDevice', 'RemoveDeviceModel']);
+    const upd = fake.calls[0]![1] as { device: Device };
+    expect(upd.device.spec!.properties[0]!.desired!.value).toBe('45');
+    expect(fake.calls[1]![1]).toEqual({ deviceName: 'beta1-device', deviceNamespace: 'default' });
+
+    // a new device after registration: the model first, then RegisterDevice
+    await push('insert', 'devicemodel', model);
+    await push('insert', 'device', device());
+    await waitUntil(() => fake.calls.length >= 5, 5000, 'register calls');
+    expect(fake.calls.slice(3).map((c) => c[0])).toEqual(['CreateDeviceModel', 'RegisterDevice']);
+  });
+
+  it('rate-limits like KubeEdge when configured', async () => {
+    process.env[RATE_LIMIT_ENV] = '1,2';
+    const { client } = await start().finally(() => delete process.env[RATE_LIMIT_ENV]);
+    const req = { deviceName: 'x', state: 'ok' };
+    await unary(client, 'reportDeviceStates', req);
+    await unary(client, 'reportDeviceStates', req);
+    await expect(unary(client, 'reportDeviceStates', req)).rejects.toThrow(/too many request/);
+  });
+
+  it('logs and skips a device whose configData is not flat', async () => {
+    const { push, client } = await start();
+    await push('insert', 'devicemodel', model);
+    const bad = device();
+    (bad.spec.protocol.configData as Record<string, unknown>).nested = { a: 1 };
+    await push('insert', 'device', bad);
+    const res = await unary<{ deviceList: Device[] }>(client, 'mapperRegister', {
+      withData: true,
+      mapper: { name: 'm', protocol: 'modbus', address: Buffer.from(join(dir, 'none.sock')) },
+    });
+    expect(res.deviceList).toEqual([]);
+  });
+});
+
+describe('DMI values and conversions', () => {
+  it('encodes configData scalars as edgecore does and decodes them back', () => {
+    expect(anyToScalar(scalarToAny('HoldingRegister'))).toBe('HoldingRegister');
+    expect(anyToScalar(scalarToAny(1502))).toBe(1502);
+    expect(anyToScalar(scalarToAny(0.1))).toBe(0.1);
+    expect(anyToScalar(scalarToAny(true))).toBe(true);
+    expect(anyToScalar(scalarToAny(false))).toBe(false);
+    expect(() => scalarToAny({ a: 1 }, 'def3')).toThrow(
+      /configData.def3: expected a string, number or boolean/,
+    );
+  });
+
+  it("converts the user's v1alpha2 device and model to v1beta1", async () => {
+    const { parse } = await import('yaml');
+    const { readFileSync } = await import('node:fs');
+    const dir = new URL('../mapper-modbus/testdata/', import.meta.url);
+    const m = modelToV1beta1(parse(readFileSync(new URL('device-model-v1alpha2.yaml', dir), 'utf8')));
+    expect(m.spec).toEqual({
+      properties: [
+        {
+          name: 'temperature',
+          description: 'temperature in degree celsius',
+          type: 'INT',
+          accessMode: 'ReadWrite',
+          maximum: '100',
+          unit: 'degree celsius',
+        },
+        {
+          name: 'temperature-enable',
+          description: 'enable data collection of temperature sensor',
+          type: 'STRING',
+          accessMode: 'ReadWrite',
+        },
+      ],
+    });
+    const { device: d, warnings } = deviceToV1beta1(
+      parse(readFileSync(new URL('device-instance-v1alpha2.yaml', dir), 'utf8')),
+    );
+    expect(d.apiVersion).toBe('devices.kubeedge.io/v1beta1');
+    expect(d.spec).toMatchObject({
+      deviceModelRef: { name: 'sensor-tag-model' },
+      nodeName: 'node1',
+      protocol: {
+        protocolName: 'modbus',
+        configData: {
+          slaveID: 1,
+          serialPort: '1',
+          baudRate: 115200,
+          dataBits: 8,
+          parity: 'even',
+          stopBits: 1,
+          def1: 'def1-val',
+          def2: 'def2-val',
+        },
+      },
+    });
+    const props = (d.spec as { properties: Record<string, unknown>[] }).properties;
+    expect(props).toEqual([
+      {
+        name: 'temperature',
+        reportToCloud: true,
+        visitors: {
+          protocolName: 'modbus',
+          configData: {
+            register: 'CoilRegister',
+            offset: 2,
+            limit: 1,
+            scale: 1,
+            isSwap: true,
+            isRegisterSwap: true,
+          },
+        },
+        desired: { metadata: { timestamp: '1550049403598', type: 'int' }, value: '15' },
+      },
+      {
+        name: 'temperature-enable',
+        reportToCloud: true,
+        visitors: {
+          protocolName: 'modbus',
+          configData: {
+            register: 'DiscreteInputRegister',
+            offset: 3,
+            limit: 1,
+            scale: 1,
+            isSwap: true,
+            isRegisterSwap: true,
+          },
+        },
+      },
+    ]);
+    expect(warnings).toEqual(['propertyVisitors[temperature]: not a modbus visitor, dropped']);
+  });
+});
