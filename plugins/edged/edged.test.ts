@@ -107,7 +107,14 @@ interface Edge {
 }
 
 async function startEdge(
-  opts: { pods?: Pod[]; extra?: string; endpoint?: string; runAs?: string; staticDir?: string } = {},
+  opts: {
+    pods?: Pod[];
+    extra?: string;
+    tkcExtra?: string;
+    endpoint?: string;
+    runAs?: string;
+    staticDir?: string;
+  } = {},
 ): Promise<Edge> {
   const yaml = `apiVersion: edgecore.config.kubeedge.io/v1alpha2
 kind: EdgeCore
@@ -132,6 +139,7 @@ ${opts.extra ?? ''}
       fileCheckFrequency: 1s
       nodeStatusUpdateFrequency: 1s
       nodeLeaseDurationSeconds: 4
+${opts.tkcExtra ?? ''}
 `;
   const config = parseConfig('edgecore', yaml, 'edged-test.yaml');
   const kernel = new Kernel({
@@ -318,7 +326,7 @@ describe('edged on containerd', () => {
         {
           name: 'c',
           image: BUSYBOX_IMAGE,
-          command: ['sh', '-c', 'cat /etc/cfg/greeting; sleep 3600'],
+          command: ['sh', '-c', 'cat /etc/cfg/greeting; echo; sleep 3600'],
           imagePullPolicy: 'Never',
           volumeMounts: [{ name: 'cfg', mountPath: '/etc/cfg' }],
         },
@@ -342,6 +350,7 @@ describe('edged on containerd', () => {
         async () => (await readFile(log, 'utf8').catch(() => '')).includes('hello-from-configmap'),
         {
           what: 'configmap content in the container log',
+          details: () => JSON.stringify(edge.meta.lastStatus('default', 'cm')),
           timeoutMs: 20_000,
         },
       );
@@ -474,4 +483,92 @@ spec:
       await edge.stop();
     }
   }, 60_000);
+
+  it('runs a pod with edged out of process (runAs: process)', async () => {
+    const p = pod('remote', {
+      hostNetwork: true,
+      containers: [{ name: 'c', image: BUSYBOX_IMAGE, command: ['sleep', '3600'], imagePullPolicy: 'Never' }],
+    });
+    const edge = await startEdge({ runAs: 'process' });
+    try {
+      await send(edge, 'insert', p);
+      await waitFor(() => edge.meta.lastStatus('default', 'remote')?.phase === 'Running', {
+        what: 'pod Running through the plugin process',
+        timeoutMs: 25_000,
+      });
+      await send(edge, 'delete', p);
+      await waitFor(async () => (await sandboxesOf(p.metadata.uid ?? '')) === 0, {
+        what: 'sandbox removed',
+        timeoutMs: 15_000,
+      });
+    } finally {
+      await edge.stop();
+    }
+  });
+});
+
+describe("edged start-up errors (the notes' common errors)", () => {
+  const readyCondition = (edge: Edge): Record<string, any> | undefined => {
+    const reg = edge.meta.of('insert', `null/node/${NODE}`)[0]?.content as Record<string, any> | undefined;
+    return reg?.status.conditions.find((c: any) => c.type === 'Ready');
+  };
+
+  it('reports an unreachable runtime socket clearly and keeps running', async () => {
+    const edge = await startEdge({ endpoint: `unix://${work}/no-such/containerd.sock` });
+    try {
+      await waitFor(() => readyCondition(edge) !== undefined, {
+        what: 'node registration',
+        timeoutMs: 10_000,
+      });
+      const c = readyCondition(edge);
+      expect(c?.status).toBe('False');
+      expect(c?.message).toMatch(
+        /cannot reach the container runtime at unix:.*no-such.*ENOENT.*socket does not exist/,
+      );
+    } finally {
+      await edge.stop();
+    }
+  });
+
+  it('refuses runtimeType docker with the containerd snippet', async () => {
+    const edge = await startEdge({ extra: '    runtimeType: docker' });
+    try {
+      await waitFor(() => readyCondition(edge) !== undefined, {
+        what: 'node registration',
+        timeoutMs: 10_000,
+      });
+      const c = readyCondition(edge);
+      expect(c?.message).toMatch(/runtimeType is "docker".*containerd/s);
+      expect(c?.message).toContain('containerRuntimeEndpoint: unix:///run/containerd/containerd.sock');
+    } finally {
+      await edge.stop();
+    }
+  });
+
+  it('names a cgroup driver mismatch', async () => {
+    const edge = await startEdge({ tkcExtra: '      cgroupDriver: systemd' });
+    try {
+      await waitFor(
+        () =>
+          /cgroup driver mismatch/.test(
+            edge.meta
+              .of('patch', `null/nodepatch/${NODE}`)
+              .map((m) => String(m.content))
+              .join('') + (readyCondition(edge)?.message ?? ''),
+          ),
+        {
+          what: 'cgroup driver message',
+          timeoutMs: 10_000,
+        },
+      );
+      const all =
+        edge.meta
+          .of('patch', `null/nodepatch/${NODE}`)
+          .map((m) => String(m.content))
+          .join('') + (readyCondition(edge)?.message ?? '');
+      expect(all).toContain('SystemdCgroup = false');
+    } finally {
+      await edge.stop();
+    }
+  });
 });
