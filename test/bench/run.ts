@@ -2,13 +2,15 @@
  * `npm run bench`: every benchmark suite, one table. Figures, not pass/fail: compare the BENCH
  * lines between runs.
  */
-import { kernelBench } from './kernel.js';
-import { metamanagerBench } from './metamanager.js';
-import { printReport, type Figure } from './report.js';
+import { edgedBench } from "./edged.js";
+import { kernelBench } from "./kernel.js";
+import { metamanagerBench } from "./metamanager.js";
+import { printReport, type Figure } from "./report.js";
 
 const suites: [string, () => Promise<Figure[]>][] = [
-  ['kernel', kernelBench],
-  ['metamanager', metamanagerBench],
+  ["kernel", kernelBench],
+  ["edged", edgedBench],
+  ["metamanager", metamanagerBench],
 ];
 
 const only = process.argv[2];
