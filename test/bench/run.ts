@@ -2,15 +2,19 @@
  * `npm run bench`: every benchmark suite, one table. Figures, not pass/fail: compare the BENCH
  * lines between runs.
  */
-import { edgedBench } from "./edged.js";
-import { kernelBench } from "./kernel.js";
-import { metamanagerBench } from "./metamanager.js";
-import { printReport, type Figure } from "./report.js";
+import { eventbusBench } from './eventbus.js';
+import { edgedBench } from './edged.js';
+import { kernelBench } from './kernel.js';
+import { metamanagerBench } from './metamanager.js';
+import { mapperBench } from './mapper.js';
+import { printReport, type Figure } from './report.js';
 
 const suites: [string, () => Promise<Figure[]>][] = [
-  ["kernel", kernelBench],
-  ["edged", edgedBench],
-  ["metamanager", metamanagerBench],
+  ['kernel', kernelBench],
+  ['edged', edgedBench],
+  ['eventbus', eventbusBench],
+  ['metamanager', metamanagerBench],
+  ['mapper', mapperBench],
 ];
 
 const only = process.argv[2];
