@@ -163,6 +163,7 @@ describe('dmiserver', () => {
             observedDesired: { value: '30', metadata: {} },
           },
           { propertyName: 'humidity', reported: { value: '61', metadata: {} } },
+          { propertyName: 'label', reported: { value: 'has space', metadata: {} } },
         ],
       },
     });
@@ -172,6 +173,7 @@ describe('dmiserver', () => {
       state: 'online',
     });
     await waitUntil(() => twin.length === 3, 5000, 'three messages to twin');
+    // the twins deviceTwin accepts go as one update; one it would refuse goes alone
     const [a, b, c] = twin as [Message, Message, Message];
     const topic = '$hw/events/device/default/thermo-1/twin/update';
     expect(a.route).toEqual({
@@ -183,8 +185,11 @@ describe('dmiserver', () => {
     expect(Buffer.from(a.route.resource as string, 'base64').toString()).toBe(topic);
     const pa = JSON.parse(a.content as string);
     expect(Object.keys(pa)).toEqual(['event_id', 'timestamp', 'twin']);
-    expect(pa.twin).toEqual({ temperature: { expected: { value: '30' }, actual: { value: '25' } } });
-    expect(JSON.parse(b.content as string).twin).toEqual({ humidity: { actual: { value: '61' } } });
+    expect(pa.twin).toEqual({
+      temperature: { expected: { value: '30' }, actual: { value: '25' } },
+      humidity: { actual: { value: '61' } },
+    });
+    expect(JSON.parse(b.content as string).twin).toEqual({ label: { actual: { value: 'has space' } } });
     expect(Buffer.from(c.route.resource as string, 'base64').toString()).toBe(
       '$hw/events/device/default/thermo-1/state/update',
     );

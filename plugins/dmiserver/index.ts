@@ -51,6 +51,10 @@ export function topicResource(topic: string): string {
 
 const CALL_TIMEOUT_MS = 10_000;
 
+/** deviceTwin's syntax of twin names and values (spec edge-modules §5.4). */
+const TWIN_KEY = /^[a-zA-Z0-9\-_.,:/@#]{1,128}$/;
+const TWIN_VALUE = /^[a-zA-Z0-9\-_.,:/@#]{1,512}$/;
+
 /**
  * KubeEdge limits the three server RPCs to 1 request/s with a burst of 100, shared by every mapper,
  * which rejects most reports of a mapper with more than one device. Here there is no limit unless
@@ -454,13 +458,25 @@ class DmiServer {
           `ReportDeviceStatusRequest.reportedDevice.twins[${i}].propertyName: required`,
         );
     }
+    // All twins of one request go to deviceTwin as one update (the same message an MQTT publish of a
+    // multi-twin update gives); a twin deviceTwin would refuse (name or value syntax) goes alone, so
+    // it is refused alone, as with KubeEdge's one message per twin.
+    const batch: Record<string, unknown> = {};
+    const alone: Record<string, unknown>[] = [];
     for (const t of twins) {
       const twin: Record<string, unknown> = {};
       if (t.observedDesired) twin.expected = { value: t.observedDesired.value };
       if (t.reported) twin.actual = { value: t.reported.value };
-      const payload = { event_id: '', timestamp: Date.now(), twin: { [t.propertyName]: twin } };
-      sends.push(this.toTwin(resource, payload));
+      const ok =
+        TWIN_KEY.test(t.propertyName) &&
+        [t.observedDesired?.value, t.reported?.value].every((v) => !v || TWIN_VALUE.test(v));
+      if (ok) batch[t.propertyName] = twin;
+      else alone.push({ [t.propertyName]: twin });
     }
+    if (Object.keys(batch).length)
+      sends.push(this.toTwin(resource, { event_id: '', timestamp: Date.now(), twin: batch }));
+    for (const twin of alone)
+      sends.push(this.toTwin(resource, { event_id: '', timestamp: Date.now(), twin }));
     await Promise.all(sends);
   }
 
