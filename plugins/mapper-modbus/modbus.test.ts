@@ -309,6 +309,52 @@ describe('mapper-modbus through dmiserver (Modbus TCP, pymodbus)', () => {
   });
 });
 
+describe('mapper-modbus as a standalone program', () => {
+  let t: TestKernel | undefined;
+  let child: import('node:child_process').ChildProcess | undefined;
+  let dir = '';
+  afterEach(async () => {
+    if (child && child.exitCode === null) {
+      const gone = new Promise((r) => child!.once('exit', r));
+      child.kill('SIGTERM');
+      await gone;
+    }
+    await t?.kernel.stop();
+    t = undefined;
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('attaches to a running edgecore through dmi.sock with a KubeEdge-style config file', async () => {
+    const sim = await startModbusTcp(maps);
+    dir = mkdtempSync(join(tmpdir(), 'ke-dmi-'));
+    t = await startTestKernel(yaml(dir).replace(/ {2}mapperModbus: .*\n/, ''), registry);
+    const twin = new FakeTwin(t);
+    await twin.push('insert', 'devicemodel', model);
+    await twin.push('insert', 'device', device('thermo-sa', sim.port, { setpoint: '11' }));
+    const { writeFileSync } = await import('node:fs');
+    const { spawn } = await import('node:child_process');
+    const { fileURLToPath } = await import('node:url');
+    const cfg = join(dir, 'config.yaml');
+    writeFileSync(
+      cfg,
+      `grpc_server: {socket_path: ${join(dir, 'modbus.sock')}}\ncommon: {name: modbus-standalone, edgecore_sock: ${join(dir, 'dmi.sock')}}\n`,
+    );
+    child = spawn(
+      process.execPath,
+      ['--import', 'tsx', fileURLToPath(new URL('./main.ts', import.meta.url)), '--config', cfg],
+      {
+        stdio: 'ignore',
+      },
+    );
+    await twin.waitActual('thermo-sa', 'temp', '23.500000', 15_000);
+    await twin.waitActual('thermo-sa', 'setpoint', '11');
+    expect(await sim.read('holdingRegisters', 3)).toEqual([11]);
+    const gone = new Promise<number | null>((r) => child!.once('exit', (code) => r(code)));
+    child.kill('SIGTERM');
+    expect(await gone).toBe(0);
+  });
+});
+
 describe('mapper-modbus over Modbus RTU (socat pty + pymodbus)', () => {
   let t: TestKernel | undefined;
   let dir = '';
