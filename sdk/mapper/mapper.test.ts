@@ -86,7 +86,7 @@ modules:
       reconnect: { initialMs: 50, maxMs: 100 },
     });
     await mapper.whenRegistered;
-    const send = (operation: string, kind: string, obj: { metadata: { name: string } }) =>
+    const send = (operation: string, kind: string, obj: { metadata: { name: string; namespace?: string } }) =>
       t!.kernel.bus.send(
         'dmiserver',
         newMessage(
