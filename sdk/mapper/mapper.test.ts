@@ -86,7 +86,11 @@ modules:
       reconnect: { initialMs: 50, maxMs: 100 },
     });
     await mapper.whenRegistered;
-    const send = (operation: string, kind: string, obj: { metadata: { name: string; namespace?: string } }) =>
+    const send = (
+      operation: string,
+      kind: string,
+      obj: { metadata: { name: string; namespace?: string }; [k: string]: unknown },
+    ) =>
       t!.kernel.bus.send(
         'dmiserver',
         newMessage(
