@@ -43,6 +43,8 @@ export interface CloudSend {
 }
 export interface Outcome {
   publish: Publication[];
+  /** What to publish instead when the batched write of this outcome fails (500). */
+  onWriteFailure?: Publication[];
   cloud: CloudSend[];
   /** Devices whose membership changed (for DMI). */
   added?: string[];
@@ -154,7 +156,13 @@ export class TwinEngine {
     private readonly nodeName: string,
     private readonly persist: (c: ChangeSet) => void = (c) => store.apply(c),
   ) {
-    const { devices, attrs, twins } = store.loadAll();
+    this.reload();
+  }
+
+  /** (Re)load every device from the database (at start, and after a failed write). */
+  reload(): void {
+    this.devices.clear();
+    const { devices, attrs, twins } = this.store.loadAll();
     for (const d of devices) {
       this.devices.set(d.id, {
         id: d.id,
@@ -415,6 +423,12 @@ export class TwinEngine {
     }
 
     if (change.addTwins!.length > 0 || change.updateTwins!.length > 0) {
+      out.onWriteFailure = [
+        {
+          topic: this.topic(device.id, 'twin/update/result'),
+          payload: errorResult(eventId, 500, 'Update device twin failed due to writing sql error'),
+        },
+      ];
       try {
         this.persist(change);
       } catch (err) {

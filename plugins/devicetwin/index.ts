@@ -18,6 +18,7 @@ import {
   type PluginContext,
 } from '../../kernel/index.js';
 import type { CloudSend, Outcome, TwinEngine } from './engine.js';
+import type { ChangeSet } from './store.js';
 import type { CloudSync } from './cloudsync.js';
 
 export interface DeviceTwinConfig extends ModuleConfig {
@@ -26,6 +27,8 @@ export interface DeviceTwinConfig extends ModuleConfig {
 
 /** Re-send period of unconfirmed cloud messages (KubeEdge: ~60 s of idleness). */
 export const CONFIRM_RETRY_MS = 60_000;
+/** Write attempts before an event is answered with 500 (KubeEdge: 5). */
+const WRITE_ATTEMPTS = 5;
 
 function nodeName(ctx: PluginContext<DeviceTwinConfig>): string {
   const cfg = ctx.services.get(ConfigToken).config as { modules?: { edged?: { hostnameOverride?: string } } };
@@ -47,13 +50,40 @@ export default definePlugin<DeviceTwinConfig>({
   group: 'twin',
   configKey: 'deviceTwin',
   requires: [DatabaseToken],
+  // Handlers run their state change synchronously in mailbox order, then wait for the group commit.
+  concurrency: 256,
   async start(ctx) {
     const { TwinStore } = await import('./store.js');
     const { TwinEngine, classifyTopic } = await import('./engine.js');
     const { CloudSync } = await import('./cloudsync.js');
     const node = nodeName(ctx);
     const store = new TwinStore(ctx.services.get(DatabaseToken));
-    const engine: TwinEngine = new TwinEngine(store, node);
+    // Group commit: the changes of every event handled in one event-loop turn are written in one
+    // transaction; results are published (and QoS 1 publishers acked) only once it is committed.
+    const batch: ChangeSet[] = [];
+    let flushing: Promise<boolean> | undefined;
+    const flush = (): Promise<boolean> =>
+      (flushing ??= new Promise<boolean>((resolve) =>
+        setImmediate(() => {
+          const items = batch.splice(0);
+          flushing = undefined;
+          for (let attempt = 1; ; attempt++) {
+            try {
+              if (items.length > 0) store.applyMany(items);
+              return resolve(true);
+            } catch (err) {
+              if (attempt < WRITE_ATTEMPTS) continue;
+              ctx.log.error(
+                { err: errorText(err), events: items.length },
+                'twin: database write failed; state reloaded',
+              );
+              engine.reload();
+              return resolve(false);
+            }
+          }
+        }),
+      ));
+    const engine: TwinEngine = new TwinEngine(store, node, (c) => void batch.push(c));
     const stats = { publishFailures: 0, ignored: 0 };
 
     const cloud: CloudSync = new CloudSync({
@@ -91,7 +121,12 @@ export default definePlugin<DeviceTwinConfig>({
     };
 
     const apply = async (outcome: Outcome): Promise<void> => {
-      for (const p of outcome.publish) await publish(p.topic, p.payload);
+      if (!(await flush())) {
+        await Promise.all((outcome.onWriteFailure ?? []).map((p) => publish(p.topic, p.payload)));
+        return;
+      }
+      // queued synchronously, in order: result, document, delta of one event stay together
+      await Promise.all(outcome.publish.map((p) => publish(p.topic, p.payload)));
       for (const c of outcome.cloud) cloud.send(cloudMessage(c));
       for (const id of outcome.added ?? []) {
         const obj = dmiObjects.get(`device/${id}`);

@@ -86,6 +86,8 @@ export class TwinStore {
   private readonly stmts;
   private readonly updateCache = new Map<string, import('better-sqlite3').Statement>();
   readonly apply: (c: ChangeSet) => void;
+  /** Several events' changes in one transaction (group commit). */
+  readonly applyMany: (cs: ChangeSet[]) => void;
 
   constructor(private readonly db: Database) {
     db.exec(SCHEMA);
@@ -107,6 +109,9 @@ export class TwinStore {
       deleteTwinsOf: db.prepare('DELETE FROM `device_twin` WHERE `deviceid` = ? AND `name` = ?'),
     };
     this.apply = db.transaction((c: ChangeSet) => this.write(c));
+    this.applyMany = db.transaction((cs: ChangeSet[]) => {
+      for (const c of cs) this.write(c);
+    });
   }
 
   private updateStmt(table: string, cols: string[]): import('better-sqlite3').Statement {

@@ -140,6 +140,8 @@ function generatedClientId(kind: 'sub' | 'pub'): string {
 }
 
 const RECONNECT_MIN_MS = 200;
+/** Messages from the external broker handed to beehive before waiting for the oldest. */
+const DISPATCH_WINDOW = 256;
 /** KubeEdge retries every 5 s; the back-off grows to that. */
 const RECONNECT_MAX_MS = 5_000;
 
@@ -204,11 +206,28 @@ export function startExternalClient(
   backoff(sub, 'sub');
   backoff(pub, 'pub');
 
-  // Every message goes through handleMessage: mqtt.js sends the PUBACK when its callback runs, so a
-  // QoS 1 twin update is acknowledged once deviceTwin has stored it.
+  // Every message goes through handleMessage; mqtt.js sends the PUBACK when its callback runs and
+  // reads the next message only then. With a persistent session (pinned client id) the ack waits
+  // until deviceTwin has stored a twin update, so the broker re-delivers it if edgecore dies. With a
+  // clean session there is nothing to re-deliver after a crash, so up to DISPATCH_WINDOW messages
+  // are handed over without waiting (order kept: each is queued synchronously).
+  const durable = Boolean(cfg.mqttSubClientID);
+  let inflight = 0;
+  const blocked: (() => void)[] = [];
   sub.handleMessage = (packet, callback) => {
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
-    void hooks.dispatch(packet.topic, payload, packet.qos).then(() => callback());
+    const done = hooks.dispatch(packet.topic, payload, packet.qos);
+    if (durable) {
+      void done.then(() => callback());
+      return;
+    }
+    inflight++;
+    void done.then(() => {
+      inflight--;
+      blocked.shift()?.();
+    });
+    if (inflight < DISPATCH_WINDOW) callback();
+    else blocked.push(() => callback());
   };
   sub.on('connect', () => {
     if (topics.size === 0) return;
