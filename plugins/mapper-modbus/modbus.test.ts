@@ -387,4 +387,80 @@ describe('mapper-modbus over Modbus RTU (socat pty + pymodbus)', () => {
     await sim.write('discreteInputs', 3, 0);
     await twin.waitActual('sensor-tag-instance-01', 'temperature-enable', '0');
   });
+
+  it('the same device as v1beta1, and the serial device going silent and coming back', async () => {
+    const sim = await startModbusRtu({ coils: [0, 0, 0, 0], discreteInputs: [0, 0, 0, 1], baudRate: 115200 });
+    dir = mkdtempSync(join(tmpdir(), 'ke-dmi-'));
+    t = await startTestKernel(yaml(dir), registry);
+    const twin = new FakeTwin(t);
+    await twin.push('insert', 'devicemodel', {
+      apiVersion: 'devices.kubeedge.io/v1beta1',
+      kind: 'DeviceModel',
+      metadata: { name: 'sensor-tag-model', namespace: 'default' },
+      spec: {
+        protocol: 'modbus',
+        properties: [
+          {
+            name: 'temperature',
+            type: 'INT',
+            accessMode: 'ReadWrite',
+            maximum: '100',
+            unit: 'degree celsius',
+          },
+          { name: 'temperature-enable', type: 'STRING', accessMode: 'ReadWrite' },
+        ],
+      },
+    });
+    const swaps = { limit: 1, scale: 1, isSwap: true, isRegisterSwap: true };
+    await twin.push('insert', 'device', {
+      apiVersion: 'devices.kubeedge.io/v1beta1',
+      kind: 'Device',
+      metadata: { name: 'sensor-tag-beta', namespace: 'default' },
+      spec: {
+        deviceModelRef: { name: 'sensor-tag-model' },
+        nodeName: 'node1',
+        protocol: {
+          protocolName: 'modbus',
+          configData: {
+            serialPort: sim.devicePath,
+            baudRate: 115200,
+            dataBits: 8,
+            parity: 'none',
+            stopBits: 1,
+            slaveID: 1,
+            timeout: 300,
+          },
+        },
+        properties: [
+          {
+            name: 'temperature',
+            reportToCloud: true,
+            collectCycle: 100,
+            desired: { value: '1', metadata: { type: 'int' } },
+            visitors: {
+              protocolName: 'modbus',
+              configData: { register: 'CoilRegister', offset: 2, ...swaps },
+            },
+          },
+          {
+            name: 'temperature-enable',
+            reportToCloud: true,
+            collectCycle: 100,
+            visitors: {
+              protocolName: 'modbus',
+              configData: { register: 'DiscreteInputRegister', offset: 3, ...swaps },
+            },
+          },
+        ],
+      },
+    });
+    await twin.waitActual('sensor-tag-beta', 'temperature', '1');
+    expect(await sim.read('coils', 2)).toEqual([1]);
+    await twin.waitActual('sensor-tag-beta', 'temperature-enable', '1');
+    await sim.restart({ downMs: 1200 });
+    await waitUntil(() => twin.states('sensor-tag-beta').includes('offline'), 8000, 'offline');
+    await sim.write('discreteInputs', 3, 0);
+    await twin.waitActual('sensor-tag-beta', 'temperature-enable', '0', 10_000);
+    expect(twin.states('sensor-tag-beta').at(-1)).toBe('online');
+  });
 });
