@@ -81,7 +81,9 @@ export async function main(options: MainOptions): Promise<number> {
     process.stderr.write(`${kind}: ${errorText(err)}\n`);
     return 1;
   }
-  const log = createLogger((level ?? config.config.kernel.logLevel) as LogLevel, { component: kind });
+  const log = createLogger((level as LogLevel | undefined) ?? config.config.kernel.logLevel, {
+    component: kind,
+  });
   for (const w of config.warnings) log.warn({ path: w.path, line: w.line }, w.message);
 
   // No plugin can end the process: stray errors are reported and the kernel goes on.
@@ -120,6 +122,9 @@ export async function main(options: MainOptions): Promise<number> {
     await kernel.stop();
     return 1;
   }
+  // Run until a signal, even when no plugin holds the event loop open.
+  const keepAlive = setInterval(() => undefined, 1 << 30);
   await stopped;
+  clearInterval(keepAlive);
   return 0;
 }

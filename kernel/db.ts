@@ -1,9 +1,8 @@
 import { mkdirSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import type Database from 'better-sqlite3';
 
-const require = createRequire(import.meta.url);
+import { requireCjs } from './cjs.js';
 
 /**
  * Open the edge's SQLite database. WAL journal with synchronous=NORMAL: every committed
@@ -12,7 +11,7 @@ const require = createRequire(import.meta.url);
  */
 export function openDatabase(dataSource: string): Database.Database {
   if (dataSource !== ':memory:') mkdirSync(dirname(dataSource), { recursive: true });
-  const Driver = require('better-sqlite3') as typeof Database;
+  const Driver = requireCjs('better-sqlite3') as typeof Database;
   const db = new Driver(dataSource);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');

@@ -62,7 +62,7 @@ export class Kernel {
 
   constructor(readonly options: KernelOptions) {
     const k = options.config.config.kernel;
-    this.log = options.logger ?? createLogger(options.logLevel ?? (k.logLevel as LogLevel));
+    this.log = options.logger ?? createLogger(options.logLevel ?? k.logLevel);
     this.bus = new Bus(k.mailboxSize);
     this.bus.onStrayReply = (msg) =>
       this.log.warn(

@@ -1,9 +1,8 @@
-import { createRequire } from 'node:module';
 import type { Counter, Gauge, Registry } from 'prom-client';
 import type { MailboxStats } from './bus/mailbox.js';
 
 type PromClient = typeof import('prom-client');
-const require = createRequire(import.meta.url);
+import { requireCjs } from './cjs.js';
 
 /** Where the registry reads the per-module figures from when scraped. */
 export interface ModuleFigures {
@@ -62,7 +61,7 @@ export class Metrics {
   }
 
   private client(): PromClient {
-    if (!this.prom) this.prom = require('prom-client') as PromClient;
+    if (!this.prom) this.prom = requireCjs('prom-client') as PromClient;
     return this.prom;
   }
 

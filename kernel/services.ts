@@ -1,6 +1,11 @@
-import 'reflect-metadata';
-import { container as rootContainer, instanceCachingFactory, type DependencyContainer } from 'tsyringe';
+import type { DependencyContainer } from 'tsyringe';
+import { requireCjs } from './cjs.js';
 import { KernelError } from './errors.js';
+
+requireCjs('reflect-metadata');
+const { container: rootContainer, instanceCachingFactory } = requireCjs(
+  'tsyringe',
+) as typeof import('tsyringe');
 
 /**
  * A typed name for a service. Plugins ask for a token, never for a provider: whoever registered

@@ -7,7 +7,6 @@ import { pluginSpecifier, type PluginEntry } from '../kernel/index.js';
 export const edgeRegistry: readonly PluginEntry[] = [
   { configKey: 'metaManager', specifier: pluginSpecifier(import.meta.url, './metamanager/index') },
   { configKey: 'edged', specifier: pluginSpecifier(import.meta.url, './edged/index') },
-  { configKey: 'edged', specifier: pluginSpecifier(import.meta.url, './edged/index') },
   { configKey: 'deviceTwin', specifier: pluginSpecifier(import.meta.url, './dmiserver/index') },
   { configKey: 'eventBus', specifier: pluginSpecifier(import.meta.url, './eventbus/index') },
   { configKey: 'deviceTwin', specifier: pluginSpecifier(import.meta.url, './devicetwin/index') },

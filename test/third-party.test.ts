@@ -2,12 +2,12 @@ import { cpSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfigFile } from '../kernel/config/index.js';
 import { newMessage } from '../kernel/bus/message.js';
 import { Kernel } from '../kernel/kernel.js';
 import { kernelYaml } from './helpers/kernel.js';
+import { createLogger } from '../kernel/log.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -48,7 +48,7 @@ describe.each(['inprocess', 'process'])('third-party plugin from config (%s)', (
     kernel = new Kernel({
       config: loadConfigFile('edgecore', install(runAs)),
       registry: [],
-      logger: pino({ level: 'silent' }),
+      logger: createLogger('silent'),
     });
     await kernel.start();
     expect(kernel.status()).toEqual([
@@ -71,7 +71,7 @@ describe('third-party plugin errors', () => {
     const kernel = new Kernel({
       config: loadConfigFile('edgecore', file),
       registry: [],
-      logger: pino({ level: 'silent' }),
+      logger: createLogger('silent'),
     });
     await expect(kernel.start()).rejects.toMatchObject({
       code: 'EPLUGIN_LOAD',
@@ -87,7 +87,7 @@ describe('third-party plugin errors', () => {
     const kernel = new Kernel({
       config: loadConfigFile('edgecore', file),
       registry: [],
-      logger: pino({ level: 'silent' }),
+      logger: createLogger('silent'),
     });
     await expect(kernel.start()).rejects.toMatchObject({
       code: 'EPLUGIN_INVALID',

@@ -4,7 +4,10 @@
  * merge into the default map, lists replace, absent keys keep their default, `null` on a scalar has
  * no effect. Type errors and unknown keys are collected with their YAML path and line.
  */
-import { isAlias, isMap, isScalar, isSeq, type Document, type LineCounter, type Node, type Pair } from 'yaml';
+import type { Document, LineCounter, Node, Pair } from 'yaml';
+import { requireCjs } from '../cjs.js';
+
+const { isAlias, isMap, isScalar, isSeq } = requireCjs('yaml') as typeof import('yaml');
 import { formatNanos, normalizeDuration } from './duration.js';
 import type { ConfigWarning } from './types.js';
 import { expectedName, type LegacyRule, type ObjectSchema, type Schema } from './schema.js';

@@ -4,8 +4,9 @@
  */
 import { bool, int, list, obj, str, dur, type ObjectSchemaOf, type Schema } from './schema.js';
 
-export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
+import { LOG_LEVELS, type LogLevel } from '../log.js';
+
+export { LOG_LEVELS, type LogLevel };
 
 export const RUN_AS = ['inprocess', 'process'] as const;
 /** Where a module (plugin) runs: inside the kernel's process, or in a child process over gRPC. */

@@ -226,7 +226,7 @@ describe('kernel-extension keys', () => {
       startTimeout: '30s',
       stopTimeout: '10s',
     });
-    expect(defaultConfig('cloudcore').kernel.socket).toBe('/var/run/kubeedge/cloudcore-kernel.sock');
+    expect(defaultConfig('cloudcore').kernel.socket).toBe('');
   });
 
   it('accepts and normalises the kernel section', () => {
@@ -285,7 +285,7 @@ describe('kernel-extension keys', () => {
     );
     expect(f.code).toBe('ECONFIG_INVALID');
     expect(f.message.split('\n')).toEqual([
-      'kernel.logLevel: expected one of "trace", "debug", "info", "warn", "error", "fatal", got "verbose" (edgecore.yaml:2)',
+      'kernel.logLevel: expected one of "trace", "debug", "info", "warn", "error", "fatal", "silent", got "verbose" (edgecore.yaml:2)',
       'kernel.mailboxSize: expected integer >= 1, got 0 (edgecore.yaml:3)',
       'kernel.stopTimeout: expected duration (e.g. "1m0s"), got "soon" (edgecore.yaml:4)',
       'kernel.restart.maxBackoff: must not be less than kernel.restart.initialBackoff (1m0s), got "10s" (edgecore.yaml:7)',

@@ -4,7 +4,10 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { isMap, isScalar, LineCounter, parseAllDocuments, type Node, type Pair } from 'yaml';
+import type { LineCounter as YamlLineCounter, Node, Pair } from 'yaml';
+import { requireCjs } from '../cjs.js';
+
+const { isMap, isScalar, LineCounter, parseAllDocuments } = requireCjs('yaml') as typeof import('yaml');
 import { KernelError } from '../errors.js';
 import {
   CLOUDCORE_API_VERSION,
@@ -154,7 +157,7 @@ function checkKind(
   kind: ConfigKind,
   file: string,
   items: Pair<Node, Node>[],
-  lc: LineCounter,
+  lc: YamlLineCounter,
 ): string | undefined {
   const info = KINDS[kind];
   let apiVersion: { value: unknown; line?: number } | undefined;

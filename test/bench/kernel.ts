@@ -3,12 +3,12 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { pino } from 'pino';
 import { parseConfig } from '../../kernel/config/index.js';
 import { newMessage } from '../../kernel/bus/message.js';
 import { Kernel } from '../../kernel/kernel.js';
 import { pluginSpecifier } from '../../kernel/plugin/specifier.js';
 import { latencyFigures, percentile, round, type Figure } from './report.js';
+import { createLogger } from '../../kernel/log.js';
 
 const registry = [
   { configKey: 'benchSender', specifier: pluginSpecifier(import.meta.url, './plugins/sender') },
@@ -32,7 +32,7 @@ async function withKernel<T>(senderRunAs: string, fn: (k: Kernel) => Promise<T>)
     `${BASE}  benchSender: {enable: true, runAs: ${senderRunAs}}\n  benchSink: {enable: true}\n`,
     'bench.yaml',
   );
-  const kernel = new Kernel({ config, registry, logger: pino({ level: 'silent' }) });
+  const kernel = new Kernel({ config, registry, logger: createLogger('silent') });
   await kernel.start();
   try {
     return await fn(kernel);

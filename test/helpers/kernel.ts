@@ -1,9 +1,9 @@
-import { pino } from 'pino';
 import { parseConfig } from '../../kernel/config/index.js';
 import type { Mailbox } from '../../kernel/bus/mailbox.js';
 import type { Message } from '../../kernel/bus/message.js';
 import { Kernel } from '../../kernel/kernel.js';
 import type { PluginEntry } from '../../kernel/plugin/types.js';
+import { createLogger, type LogLevel } from '../../kernel/log.js';
 
 export interface TestKernel {
   kernel: Kernel;
@@ -14,7 +14,7 @@ export interface TestKernel {
   waitInbox(pred: (msgs: Message[]) => boolean, timeoutMs?: number): Promise<void>;
 }
 
-const quiet = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+const quiet = createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as LogLevel);
 
 /** A kernel built from an edgecore.yaml text, with a "tester" module the test drives. */
 export async function startTestKernel(yaml: string, registry: readonly PluginEntry[]): Promise<TestKernel> {
