@@ -56,7 +56,7 @@ export class Kernel {
   readonly cloud = new CloudConnection();
   readonly log: Logger;
   private hosts: SupervisedHost[] = [];
-  private started = false;
+  private starting: Promise<void> | undefined;
   private remote: RemoteServer | undefined;
   private db: ReturnType<typeof openDatabase> | undefined;
 
@@ -89,9 +89,12 @@ export class Kernel {
   }
 
   /** Load, order and start every enabled plugin. Configuration problems throw; plugin failures don't. */
-  async start(): Promise<void> {
-    if (this.started) return;
-    this.started = true;
+  start(): Promise<void> {
+    this.starting ??= this.startPlugins();
+    return this.starting;
+  }
+
+  private async startPlugins(): Promise<void> {
     const plugins = await this.loadPlugins();
     const ordered = startOrder(
       plugins,
@@ -120,6 +123,8 @@ export class Kernel {
 
   /** Stop every plugin in reverse start order, each within its stop timeout. */
   async stop(): Promise<void> {
+    // A stop during start (an early SIGTERM) waits for the start, so no plugin outlives it.
+    await this.starting?.catch(() => undefined);
     for (const host of [...this.hosts].reverse()) await host.stop();
     this.bus.close();
     await this.remote?.close();

@@ -118,6 +118,7 @@ export abstract class SupervisedHost {
     if (this.state === 'stopped') return;
     this.state = 'stopping';
     await this.haltQuietly('plugin did not stop cleanly');
+    this.box.closedReason ??= 'the plugin has stopped';
     this.state = 'stopped';
     this.log.info('plugin stopped');
   }
