@@ -16,7 +16,9 @@ import { newMessage, newResponse, type Message } from '../../kernel/index.js';
 import { pluginSpecifier } from '../../kernel/index.js';
 import {
   BUSYBOX_IMAGE,
+  PAUSE_IMAGE,
   buildBusyboxImage,
+  buildPauseImage,
   startContainerd,
   type ContainerdPeer,
 } from '../../test/peers/containerd.js';
@@ -114,6 +116,9 @@ async function startEdge(
     endpoint?: string;
     runAs?: string;
     staticDir?: string;
+    podLogsDir?: string;
+    /** Receives edged's log lines (level error and up) instead of the quiet test logger. */
+    logSink?: (line: string) => void;
   } = {},
 ): Promise<Edge> {
   const yaml = `apiVersion: edgecore.config.kubeedge.io/v1alpha2
@@ -134,7 +139,7 @@ ${opts.extra ?? ''}
     tailoredKubeletConfig:
       containerRuntimeEndpoint: ${opts.endpoint ?? cd.endpoint}
       imageServiceEndpoint: ${opts.endpoint ?? cd.endpoint}
-      podLogsDir: ${cd.podLogDir}
+      podLogsDir: ${opts.podLogsDir ?? cd.podLogDir}
       staticPodPath: ${opts.staticDir ?? join(work, 'manifests-none')}
       fileCheckFrequency: 1s
       nodeStatusUpdateFrequency: 1s
@@ -145,7 +150,9 @@ ${opts.tkcExtra ?? ''}
   const kernel = new Kernel({
     config,
     registry,
-    logger: createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as LogLevel),
+    logger: opts.logSink
+      ? createLogger('error', {}, opts.logSink)
+      : createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as LogLevel),
   });
   const meta = new MetaStandIn(kernel);
   meta.pods = opts.pods ?? [];
@@ -571,4 +578,90 @@ describe("edged start-up errors (the notes' common errors)", () => {
       await edge.stop();
     }
   });
+
+  it('names a missing sandbox image (EEDGED_SANDBOX_IMAGE), reports it on the node, recovers once imported', async () => {
+    // A containerd of its own whose sandbox_image was never imported.
+    const bare = await startContainerd({ importSandboxImage: false });
+    await buildBusyboxImage(bare.socket, BUSYBOX_IMAGE);
+    const logs: string[] = [];
+    const edge = await startEdge({
+      endpoint: bare.endpoint,
+      podLogsDir: bare.podLogDir,
+      logSink: (line) => void logs.push(line),
+    });
+    const bareCri = new CriClient({ runtimeEndpoint: bare.endpoint, timeoutMs: 30_000 });
+    const p = pod('nopause', {
+      hostNetwork: true,
+      containers: [{ name: 'c', image: BUSYBOX_IMAGE, command: ['sleep', '3600'], imagePullPolicy: 'Never' }],
+    });
+    const nodeMessages = (): string =>
+      [
+        JSON.stringify(readyCondition(edge) ?? {}),
+        ...edge.meta.of('patch', `null/nodepatch/${NODE}`).map((m) => String(m.content)),
+      ].join('\n');
+    try {
+      await waitFor(() => /sandbox \(pause\) image/.test(nodeMessages()), {
+        what: 'the sandbox image problem on the node',
+        details: nodeMessages,
+        timeoutMs: 15_000,
+      });
+      const all = nodeMessages();
+      expect(all).toContain(`sandbox (pause) image \\"${PAUSE_IMAGE}\\"`);
+      expect(all).toContain('ctr -n k8s.io images import');
+      expect(all).toContain('KubeletNotReady');
+      // One clear error with its code, logged once; edged keeps running (no restart loop).
+      await send(edge, 'insert', p);
+      await new Promise((r) => setTimeout(r, 3000));
+      const errors = logs.filter((l) => l.includes('EEDGED_SANDBOX_IMAGE'));
+      expect(errors).toHaveLength(1);
+      expect(JSON.parse(errors[0] ?? '{}')).toMatchObject({ code: 'EEDGED_SANDBOX_IMAGE' });
+      expect(edge.kernel.status().find((s) => s.name === 'edged')).toMatchObject({
+        state: 'running',
+        restarts: 0,
+      });
+      expect(edge.meta.lastStatus('default', 'nopause')?.phase ?? 'Pending').toBe('Pending');
+      // Importing the image fixes it without restarting edgecore: the pod starts, the node is Ready.
+      await buildPauseImage(bare.socket);
+      await waitFor(() => edge.meta.lastStatus('default', 'nopause')?.phase === 'Running', {
+        what: 'pod Running after the sandbox image was imported',
+        timeoutMs: 25_000,
+      });
+      await waitFor(() => !/sandbox \(pause\) image/.test(lastNodeReady(edge)), {
+        what: 'node no longer reports the sandbox image',
+        details: () => lastNodeReady(edge),
+        timeoutMs: 15_000,
+      });
+      await send(edge, 'delete', p);
+      await waitFor(
+        async () => (await bareCri.listPodSandbox({ [LABEL_POD_UID]: p.metadata.uid ?? '' })).length === 0,
+        {
+          what: 'sandbox removed',
+          timeoutMs: 15_000,
+        },
+      );
+    } finally {
+      bareCri.close();
+      await edge.stop();
+      await bare.stop();
+    }
+  }, 60_000);
 });
+
+/** The Ready condition as last reported (registration, then the node status patches). */
+function lastNodeReady(edge: Edge): string {
+  let ready = '';
+  const reg = edge.meta.of('insert', `null/node/${NODE}`)[0]?.content as Record<string, any> | undefined;
+  const fromConds = (conds: any[] | undefined): void => {
+    const c = (conds ?? []).find((x: any) => x.type === 'Ready');
+    if (c && (c.status !== undefined || c.message !== undefined)) ready = JSON.stringify(c);
+  };
+  fromConds(reg?.status?.conditions);
+  for (const m of edge.meta.of('patch', `null/nodepatch/${NODE}`)) {
+    try {
+      fromConds((JSON.parse(String(m.content)) as any).status?.conditions);
+    } catch {
+      // "{}" right after registration
+    }
+  }
+  return ready;
+}
