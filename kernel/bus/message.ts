@@ -87,10 +87,14 @@ export function newErrorMessage(request: Message, text: string, route: MessageRo
 const HEADER_KEYS = ['msg_id', 'parent_msg_id', 'timestamp', 'resourceversion', 'sync', 'type'] as const;
 const ROUTE_KEYS = ['source', 'destination', 'group', 'operation', 'resource'] as const;
 
-/** Go's encoder escapes <, > and & inside strings (HTML-safe JSON). */
-function goString(value: string): string {
-  const json = JSON.stringify(value);
-  return /[<>&\u2028\u2029]/.test(json)
+const HTML_UNSAFE = /[<>&\u2028\u2029]/;
+
+/**
+ * Go's encoder escapes <, > and & (and U+2028/2029) inside strings. In JSON text these characters
+ * can only occur inside strings, so escaping the whole text is the same as escaping each string.
+ */
+function htmlSafe(json: string): string {
+  return HTML_UNSAFE.test(json)
     ? json
         .replace(/</g, '\\u003c')
         .replace(/>/g, '\\u003e')
@@ -100,20 +104,17 @@ function goString(value: string): string {
     : json;
 }
 
+function goString(value: string): string {
+  return htmlSafe(JSON.stringify(value));
+}
+
+/** Content as Go encodes it: bytes as a base64 string, anything else as HTML-safe JSON. */
 function goJson(value: unknown): string {
   if (value === undefined || value === null) return 'null';
-  if (typeof value === 'string') return goString(value);
   if (Buffer.isBuffer(value) || value instanceof Uint8Array) {
     return JSON.stringify(Buffer.from(value).toString('base64'));
   }
-  if (typeof value !== 'object') return JSON.stringify(value);
-  if (Array.isArray(value)) return `[${value.map(goJson).join(',')}]`;
-  const parts: string[] = [];
-  for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-    if (v === undefined) continue;
-    parts.push(`${goString(k)}:${goJson(v)}`);
-  }
-  return `{${parts.join(',')}}`;
+  return htmlSafe(JSON.stringify(value));
 }
 
 /**
@@ -148,10 +149,21 @@ function fail(path: string, expected: string, got: unknown): never {
   throw new KernelError('EMSG_DECODE', `message ${path}: expected ${expected}, got ${shown}`);
 }
 
-function lowerKeys(obj: Record<string, unknown>): Map<string, unknown> {
-  const out = new Map<string, unknown>();
-  // Go matches keys case-insensitively and the last duplicate wins, as in encoding/json.
-  for (const [k, v] of Object.entries(obj)) out.set(k.toLowerCase(), v);
+/**
+ * Go matches keys case-insensitively and the last duplicate wins, as in encoding/json. Messages
+ * almost always come with lower-case keys already: then the object itself is used as it is.
+ */
+function lowerKeys(obj: Record<string, unknown>): Record<string, unknown> {
+  let lower = true;
+  for (const k in obj) {
+    if (k !== k.toLowerCase()) {
+      lower = false;
+      break;
+    }
+  }
+  if (lower) return obj;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(obj)) out[k.toLowerCase()] = v;
   return out;
 }
 
@@ -171,24 +183,24 @@ export function decodeMessage(input: string | unknown): Message {
   }
   if (!isObject(value)) fail('', 'a JSON object', value);
   const top = lowerKeys(value);
-  const rawHeader = top.get('header') ?? {};
-  const rawRoute = top.get('route') ?? {};
+  const rawHeader = top.header ?? {};
+  const rawRoute = top.route ?? {};
   if (!isObject(rawHeader)) fail('header', 'an object', rawHeader);
   if (!isObject(rawRoute)) fail('route', 'an object', rawRoute);
   const h = lowerKeys(rawHeader);
   const header: MessageHeader = { msg_id: '', timestamp: 0 };
   for (const key of ['msg_id', 'parent_msg_id', 'resourceversion', 'type'] as const) {
-    const v = h.get(key);
+    const v = h[key];
     if (v === undefined || v === null) continue;
     if (typeof v !== 'string') fail(`header.${key}`, 'a string', v);
     if (v !== '' || key === 'msg_id') header[key] = v;
   }
-  const ts = h.get('timestamp');
+  const ts = h.timestamp;
   if (ts !== undefined && ts !== null) {
     if (typeof ts !== 'number' || !Number.isInteger(ts)) fail('header.timestamp', 'an integer', ts);
     header.timestamp = ts;
   }
-  const sync = h.get('sync');
+  const sync = h.sync;
   if (sync !== undefined && sync !== null) {
     if (typeof sync !== 'boolean') fail('header.sync', 'a boolean', sync);
     if (sync) header.sync = true;
@@ -196,12 +208,12 @@ export function decodeMessage(input: string | unknown): Message {
   const r = lowerKeys(rawRoute);
   const route: MessageRoute = {};
   for (const key of ROUTE_KEYS) {
-    const v = r.get(key);
+    const v = r[key];
     if (v === undefined || v === null) continue;
     if (typeof v !== 'string') fail(`route.${key}`, 'a string', v);
     if (v !== '') route[key] = v;
   }
-  const content = top.has('content') ? top.get('content') : null;
+  const content = top.content;
   return { header, route, content: content === undefined ? null : content };
 }
 
