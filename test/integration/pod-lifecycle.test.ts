@@ -13,6 +13,7 @@
  *    status patches (content a JSON string) going to Running.
  *  - the cloud deletes it; metaManager drops the row and ACKs; edged removes sandbox and containers.
  */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -36,6 +37,31 @@ let cd: ContainerdPeer;
 let cri: CriClient;
 let work: string;
 
+/** KubeEdge's default paths: with every path configured, a test run must not create any of them. */
+const SYSTEM_PATHS = [
+  '/etc/kubeedge',
+  '/var/lib/kubeedge',
+  '/var/lib/edged',
+  '/var/lib/kubelet',
+  '/var/log/pods',
+  '/var/lib/kubeedge/edgecore.db',
+];
+const systemBefore = SYSTEM_PATHS.filter((p) => existsSync(p));
+
+/** Processes whose command line names `text` (containerd, its shims, runc). */
+function processesNaming(text: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(text)) pids.push(Number(entry));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return pids;
+}
+
 beforeAll(async () => {
   cd = await startContainerd();
   await buildBusyboxImage(cd.socket, BUSYBOX_IMAGE);
@@ -46,6 +72,13 @@ beforeAll(async () => {
 afterAll(async () => {
   cri?.close();
   await cleanup(); // containerd torn down (sandboxes, shims, bridge), temp dirs removed
+  // Nothing leaked: containerd and its shims gone, temp dirs removed, no system path created.
+  if (cd) {
+    expect(processesNaming(cd.dir)).toEqual([]);
+    expect(existsSync(cd.dir)).toBe(false);
+  }
+  if (work) expect(existsSync(work)).toBe(false);
+  expect(SYSTEM_PATHS.filter((p) => existsSync(p))).toEqual(systemBefore);
 }, 120_000);
 
 function edgecoreYaml(dataSource: string): string {
