@@ -79,6 +79,8 @@ export function rowOf(
   obj: unknown,
   kindOverride?: string,
   apiVersionOverride?: string,
+  /** `JSON.stringify(obj)` when the caller has it already (reused when obj is stored as is). */
+  text?: string,
 ): MetaV2Row | undefined {
   if (!isObject(obj)) return undefined;
   const kind = typeof obj.kind === 'string' && obj.kind ? obj.kind : kindOverride;
@@ -98,7 +100,7 @@ export function rowOf(
     namespace,
     name,
     resource_version: parseRv(obj.metadata?.resourceVersion),
-    value: JSON.stringify(full),
+    value: full === obj && text !== undefined ? text : JSON.stringify(full),
   };
 }
 
@@ -112,6 +114,8 @@ export function feedV2(
   type: string,
   source: string,
   content: unknown,
+  /** `JSON.stringify(content)`, when the caller has it already. */
+  text?: string,
 ): number {
   if (type.includes('status') || type === 'event') return 0;
   if (type === 'lease' && source === 'edged') return 0;
@@ -124,7 +128,7 @@ export function feedV2(
       if (row) objects.push({ row, obj: item as KubeObject });
     }
   } else {
-    const row = rowOf(content);
+    const row = rowOf(content, undefined, undefined, text);
     if (row) objects = [{ row, obj: content }];
   }
   for (const { row } of objects) {

@@ -124,7 +124,7 @@ export class MetaProcessor {
       return this.remote(msg, type);
     }
     const value = storedValue(msg, true);
-    feedV2(this.store, 'insert', type, source, contentObject(msg));
+    feedV2(this.store, 'insert', type, source, contentObject(msg), serialised(msg, value));
     this.store.upsert(msg.route.resource as string, type, value);
     if (source === 'devicecontroller') this.toTwin(msg);
     else if (source !== 'policycontroller') this.toEdged(msg);
@@ -155,7 +155,7 @@ export class MetaProcessor {
       return;
     }
     const value = storedValue(msg, true);
-    feedV2(this.store, 'update', type, source, contentObject(msg));
+    feedV2(this.store, 'update', type, source, contentObject(msg), serialised(msg, value));
     this.store.upsert(msg.route.resource as string, type, value);
     switch (source) {
       case EDGED:
@@ -360,6 +360,14 @@ export class MetaProcessor {
 }
 
 /** The content as an object (JSON strings parsed), or undefined. */
+/** The stored value when it is `JSON.stringify(content)` (one line, reusable for meta_v2). */
+function serialised(msg: Message, value: string): string | undefined {
+  const c = msg.content;
+  return typeof c === 'object' && c !== null && !Buffer.isBuffer(c) && !(c instanceof Uint8Array)
+    ? value
+    : undefined;
+}
+
 function contentObject(msg: Message): unknown {
   const c = msg.content;
   if (typeof c === 'string') {

@@ -49,6 +49,10 @@ export class MetaStore {
   readonly history: WatchEvent[] = [];
   historyFrom: number;
   private readonly watchers = new Set<(ev: WatchEvent) => void>();
+  /** Called after every committed write (metaServer schedules WAL checkpoints with it). */
+  onCommit: (() => void) | undefined;
+  /** Changes per group_version_resource since start (metaServer's list cache is keyed on it). */
+  private readonly generations = new Map<string, number>();
 
   constructor(readonly db: Database.Database) {
     db.transaction(() => {
@@ -99,6 +103,7 @@ export class MetaStore {
   /** `INSERT OR REPLACE INTO meta (key, type, value)`. */
   upsert(key: string, type: string, value: string): void {
     this.st.upsert.run(key, type, value);
+    this.onCommit?.();
   }
 
   /** Several upserts in one transaction (one fsync-free commit). */
@@ -106,15 +111,20 @@ export class MetaStore {
     this.db.transaction(() => {
       for (const [k, t, v] of rows) this.st.upsert.run(k, t, v);
     })();
+    this.onCommit?.();
   }
 
   delete(key: string): number {
-    return this.st.del.run(key).changes;
+    const n = this.st.del.run(key).changes;
+    if (n > 0) this.onCommit?.();
+    return n;
   }
 
   /** Delete a pod row only if the stored JSON holds this UID (processDeletePodDB). */
   deletePod(key: string, uid: string): number {
-    return this.st.delPod.run(key, uid).changes;
+    const n = this.st.delPod.run(key, uid).changes;
+    if (n > 0) this.onCommit?.();
+    return n;
   }
 
   queryKey(key: string): string[] {
@@ -138,6 +148,7 @@ export class MetaStore {
       row.resource_version,
       row.value,
     );
+    this.onCommit?.();
     return this.emit({
       type: existed ? 'MODIFIED' : 'ADDED',
       gvr: row.group_version_resource,
@@ -160,6 +171,7 @@ export class MetaStore {
     const stored = this.st.v2Get.get(key) as string | undefined;
     if (stored === undefined) return undefined;
     this.st.v2Del.run(key);
+    this.onCommit?.();
     return this.emit({ type: 'DELETED', gvr, namespace, name, rv, value: value || stored });
   }
 
@@ -191,7 +203,13 @@ export class MetaStore {
     return this.history.filter((e) => e.rv > rv);
   }
 
+  /** How many changes `gvr` had since start: equal numbers mean equal lists. */
+  generation(gvr: string): number {
+    return this.generations.get(gvr) ?? 0;
+  }
+
   private emit(ev: WatchEvent): WatchEvent {
+    this.generations.set(ev.gvr, (this.generations.get(ev.gvr) ?? 0) + 1);
     if (ev.rv > this.revision) this.revision = ev.rv;
     this.history.push(ev);
     if (this.history.length > HISTORY_SIZE) {

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { errorText, isKernelError, newMessage, type PluginContext } from '../../../kernel/index.js';
 import { gvrString, v2Key } from '../imitator.js';
+import { Checkpointer } from '../checkpointer.js';
 import type { MetaStore, WatchEvent } from '../store.js';
 import { BUILTIN, discovery, HEALTH_PATHS, type ResourceInfo } from './discovery.js';
 import { parseFieldSelector, parseLabelSelector, type FieldSelector, type Selector } from './selectors.js';
@@ -23,6 +24,24 @@ export interface MetaServerOptions {
 const CONNECTION_LOST = 'connection lost between EdgeCore and CloudCore';
 const MAX_BODY = 3 * 1024 * 1024;
 const APPLICATION_TIMEOUT_MS = 10_000;
+/** Bound of the serialised unfiltered lists kept for repeated list requests. */
+const LIST_CACHE_BYTES = 8 * 1024 * 1024;
+
+/** One open watch stream. */
+interface Watcher {
+  res: ServerResponse;
+  /** Only this namespace ('' = all). */
+  ns: string;
+  /** Only this name ('' = all). */
+  name: string;
+  /** Label and field selectors, when given. */
+  filter: ((obj: Record<string, unknown>) => boolean) | undefined;
+}
+
+/** One line of a watch stream. */
+function eventLine(type: string, value: string): Buffer {
+  return Buffer.from(`{"type":"${type}","object":${value}}\n`);
+}
 
 class HttpError extends Error {
   constructor(
@@ -66,12 +85,21 @@ interface Target {
 export class MetaServer {
   private http: Server | undefined;
   private readonly streams = new Set<ServerResponse>();
+  /** Open watches by group_version_resource. */
+  private readonly watchers = new Map<string, Set<Watcher>>();
+  private offStore: (() => void) | undefined;
+  private readonly listCache = new Map<string, { generation: number; items: Buffer }>();
+  private listCacheBytes = 0;
+  /** Started by the first watch: keeps WAL checkpoints off the commits that precede events. */
+  readonly checkpointer: Checkpointer;
 
   constructor(
     private readonly ctx: PluginContext,
     private readonly store: MetaStore,
     private readonly opts: MetaServerOptions,
-  ) {}
+  ) {
+    this.checkpointer = new Checkpointer(store.db, ctx.log);
+  }
 
   async listen(): Promise<{ host: string; port: number }> {
     const i = this.opts.server.lastIndexOf(':');
@@ -94,13 +122,22 @@ export class MetaServer {
         resolve();
       });
     });
+    this.offStore = this.store.watch(this.fanOut);
+    this.store.onCommit = () => this.checkpointer.wrote();
     const addr = http.address();
     return { host, port: typeof addr === 'object' && addr ? addr.port : port };
   }
 
   async close(): Promise<void> {
+    this.offStore?.();
+    this.offStore = undefined;
+    this.store.onCommit = undefined;
     for (const s of this.streams) s.end();
     this.streams.clear();
+    this.watchers.clear();
+    this.listCache.clear();
+    this.listCacheBytes = 0;
+    await this.checkpointer.stop();
     const http = this.http;
     if (!http) return;
     await new Promise<void>((resolve) => {
@@ -227,26 +264,61 @@ export class MetaServer {
 
   private list(res: ServerResponse, t: Target, q: URLSearchParams): void {
     const { labels, fields, filtered } = this.selectors(t, q);
-    const ns = t.info.namespaced ? t.namespace || fields.namespace : undefined;
-    let values = this.store.listV2(t.gvr, ns || undefined);
+    const ns = (t.info.namespaced ? t.namespace || fields.namespace : undefined) || undefined;
+    let items: Buffer;
     if (filtered) {
-      values = values.filter((v) => {
+      const values = this.store.listV2(t.gvr, ns).filter((v) => {
         const obj = JSON.parse(v) as Record<string, unknown>;
         const md = (obj.metadata ?? {}) as { labels?: Record<string, string> };
         return labels(md.labels) && fields(obj);
       });
-    }
+      items = Buffer.from(`,"items":[${values.join(',')}]}`);
+    } else items = this.listItems(t.gvr, ns);
     const apiVersion = t.info.group ? `${t.info.group}/${t.info.version}` : t.info.version;
     const head = JSON.stringify({
       kind: `${t.info.kind}List`,
       apiVersion,
       metadata: { resourceVersion: String(this.store.revision) },
     });
-    this.sendText(res, 200, `${head.slice(0, -1)},"items":[${values.join(',')}]}`);
+    const headBytes = Buffer.from(head.slice(0, -1));
+    res.cork();
+    res.writeHead(200, {
+      'Content-Type': 'application/json',
+      'Content-Length': headBytes.length + items.length,
+    });
+    res.write(headBytes);
+    res.end(items);
+    res.uncork();
+  }
+
+  /**
+   * `,"items":[…]}` of an unfiltered list, serialised once per change of the resource: repeated
+   * lists (informers relisting, kubectl polling) cost no SQLite read and no copy.
+   */
+  private listItems(gvr: string, ns: string | undefined): Buffer {
+    const key = `${gvr}\u0000${ns ?? ''}`;
+    const generation = this.store.generation(gvr);
+    const hit = this.listCache.get(key);
+    if (hit && hit.generation === generation) return hit.items;
+    if (hit) {
+      this.listCache.delete(key);
+      this.listCacheBytes -= hit.items.length;
+    }
+    const items = Buffer.from(`,"items":[${this.store.listV2(gvr, ns).join(',')}]}`);
+    if (items.length <= LIST_CACHE_BYTES) {
+      this.listCache.set(key, { generation, items });
+      this.listCacheBytes += items.length;
+      for (const [k, e] of this.listCache) {
+        if (this.listCacheBytes <= LIST_CACHE_BYTES) break;
+        this.listCache.delete(k);
+        this.listCacheBytes -= e.items.length;
+      }
+    }
+    return items;
   }
 
   private watch(req: IncomingMessage, res: ServerResponse, t: Target, q: URLSearchParams): void {
-    const { labels, fields } = this.selectors(t, q);
+    const { labels, fields, filtered } = this.selectors(t, q);
     const rvText = q.get('resourceVersion') ?? '';
     if (rvText !== '' && !/^\d+$/.test(rvText)) {
       throw new HttpError(
@@ -263,47 +335,47 @@ export class MetaServer {
         `timeoutSeconds: Invalid value: "${timeout}": expected an integer`,
       );
     }
-    const ns = t.info.namespaced ? t.namespace || fields.namespace || '' : '';
-    const name = t.name || fields.name || '';
-    const filtered = Boolean(q.get('labelSelector') || q.get('fieldSelector'));
-    const matches = (ev: WatchEvent): boolean => {
-      if (ev.gvr !== t.gvr) return false;
-      if (ns && ev.namespace !== ns) return false;
-      if (name && ev.name !== name) return false;
-      if (!filtered) return true;
-      const obj = JSON.parse(ev.value) as Record<string, unknown>;
-      return labels(((obj.metadata ?? {}) as { labels?: Record<string, string> }).labels) && fields(obj);
+    const w: Watcher = {
+      res,
+      ns: t.info.namespaced ? t.namespace || fields.namespace || '' : '',
+      name: t.name || fields.name || '',
+      filter: filtered
+        ? (obj) => labels(((obj.metadata ?? {}) as { labels?: Record<string, string> }).labels) && fields(obj)
+        : undefined,
     };
+    const matches = (ev: WatchEvent): boolean =>
+      ev.gvr === t.gvr &&
+      (!w.ns || ev.namespace === w.ns) &&
+      (!w.name || ev.name === w.name) &&
+      (!w.filter || w.filter(JSON.parse(ev.value) as Record<string, unknown>));
     res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private' });
     res.flushHeaders();
-    const write = (type: string, value: string): void => {
-      res.write(`{"type":"${type}","object":${value}}\n`);
-    };
     const rv = rvText === '' ? 0 : Number(rvText);
     // Registered before anything is read: nothing can happen in between (one thread).
-    const off = this.store.watch((ev) => {
-      if (matches(ev)) write(ev.type, ev.value);
-    });
-    this.streams.add(res);
+    let set = this.watchers.get(t.gvr);
+    if (!set) this.watchers.set(t.gvr, (set = new Set()));
+    set.add(w);
+    this.checkpointer.start();
+    const watchers = set;
     const end = (): void => {
-      off();
+      watchers.delete(w);
+      if (watchers.size === 0 && this.watchers.get(t.gvr) === watchers) this.watchers.delete(t.gvr);
       this.streams.delete(res);
       clearTimeout(timer);
       if (!res.writableEnded) res.end();
     };
+    this.streams.add(res);
     const timer = timeout !== null ? setTimeout(end, Number(timeout) * 1000) : undefined;
     req.on('close', end);
     res.on('close', end);
     if (rv === 0) {
-      const values = this.store.listV2(t.gvr, ns || undefined);
-      for (const v of values) {
-        if (name || filtered) {
+      for (const v of this.store.listV2(t.gvr, w.ns || undefined)) {
+        if (w.name || w.filter) {
           const obj = JSON.parse(v) as Record<string, unknown>;
-          const md = (obj.metadata ?? {}) as { name?: string; labels?: Record<string, string> };
-          if (name && md.name !== name) continue;
-          if (!labels(md.labels) || !fields(obj)) continue;
+          if (w.name && (obj.metadata as { name?: string } | undefined)?.name !== w.name) continue;
+          if (w.filter && !w.filter(obj)) continue;
         }
-        write('ADDED', v);
+        res.write(eventLine('ADDED', v));
       }
       return;
     }
@@ -314,12 +386,30 @@ export class MetaServer {
         'Expired',
         `too old resource version: ${rv} (${this.store.historyFrom})`,
       );
-      write('ERROR', JSON.stringify(status));
+      res.write(eventLine('ERROR', JSON.stringify(status)));
       end();
       return;
     }
-    for (const ev of missed) if (matches(ev)) write(ev.type, ev.value);
+    for (const ev of missed) if (matches(ev)) res.write(eventLine(ev.type, ev.value));
   }
+
+  /**
+   * One store event to every matching watcher: the watchers of its resource are found by key,
+   * the line is encoded once and the same bytes written to each; a selector's object is parsed
+   * once, shared by every filtered watcher.
+   */
+  private readonly fanOut = (ev: WatchEvent): void => {
+    const set = this.watchers.get(ev.gvr);
+    if (!set) return;
+    let line: Buffer | undefined;
+    let obj: Record<string, unknown> | undefined;
+    for (const w of set) {
+      if (w.ns && ev.namespace !== w.ns) continue;
+      if (w.name && ev.name !== w.name) continue;
+      if (w.filter && !w.filter((obj ??= JSON.parse(ev.value) as Record<string, unknown>))) continue;
+      w.res.write((line ??= eventLine(ev.type, ev.value)));
+    }
+  };
 
   /** create/update/patch/delete: to the cloud as an Application; refused while disconnected. */
   private async write(
