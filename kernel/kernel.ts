@@ -3,7 +3,7 @@ import { dirname, join, resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Bus } from './bus/bus.js';
 import { type LoadedConfig, moduleSection, parseDuration } from './config/index.js';
-import { openDatabase } from './db.js';
+import { provideKernelServices } from './kernel-services.js';
 import { KernelError, errorText } from './errors.js';
 import { createLogger, type Logger, type LogLevel } from './log.js';
 import { Metrics } from './metrics.js';
@@ -12,14 +12,7 @@ import { startOrder } from './plugin/order.js';
 import type { ModuleConfig, PluginDefinition, PluginEntry } from './plugin/types.js';
 import type { RemoteServer } from './remote/server.js';
 import { ServiceRegistry } from './services.js';
-import {
-  CloudConnection,
-  CloudConnectionToken,
-  ConfigToken,
-  DatabaseToken,
-  LoggerToken,
-  MetricsToken,
-} from './tokens.js';
+import { CloudConnection } from './tokens.js';
 
 export interface KernelOptions {
   config: LoadedConfig;
@@ -58,7 +51,7 @@ export class Kernel {
   private hosts: SupervisedHost[] = [];
   private starting: Promise<void> | undefined;
   private remote: RemoteServer | undefined;
-  private db: ReturnType<typeof openDatabase> | undefined;
+  private readonly releaseServices: () => void;
 
   constructor(readonly options: KernelOptions) {
     const k = options.config.config.kernel;
@@ -69,15 +62,12 @@ export class Kernel {
         { parent_msg_id: msg.header.parent_msg_id, resource: msg.route.resource },
         'reply discarded: nobody waits for it',
       );
-    this.services.provide(ConfigToken, { value: options.config });
-    this.services.provide(LoggerToken, { value: this.log });
-    this.services.provide(MetricsToken, { value: this.metrics });
-    this.services.provide(CloudConnectionToken, { value: this.cloud });
-    const database = (options.config.config as { database?: { dataSource?: string } }).database;
-    if (database?.dataSource) {
-      const source = database.dataSource;
-      this.services.provide(DatabaseToken, { factory: () => (this.db = openDatabase(source)) });
-    }
+    this.releaseServices = provideKernelServices(this.services, {
+      config: options.config,
+      log: this.log,
+      metrics: this.metrics,
+      cloud: this.cloud,
+    });
     this.metrics.addModuleSource(() =>
       this.hosts.map((h) => ({
         module: h.name,
@@ -129,8 +119,7 @@ export class Kernel {
     this.bus.close();
     await this.remote?.close();
     this.remote = undefined;
-    this.db?.close();
-    this.db = undefined;
+    this.releaseServices();
     this.log.info('kernel stopped');
   }
 

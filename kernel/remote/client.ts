@@ -14,7 +14,8 @@ import { createLogger, type Logger, type LogLevel } from '../log.js';
 import { Metrics } from '../metrics.js';
 import type { ModuleConfig, PluginContext, PluginDefinition, PluginInstance } from '../plugin/types.js';
 import { ServiceRegistry } from '../services.js';
-import { CloudConnection, CloudConnectionToken, ConfigToken, LoggerToken, MetricsToken } from '../tokens.js';
+import { CloudConnection } from '../tokens.js';
+import { provideKernelServices } from '../kernel-services.js';
 import type { LoadedConfig } from '../config/index.js';
 import { Batcher } from './batch.js';
 import { grpcAddress } from './socket.js';
@@ -53,6 +54,7 @@ export function connectPlugin(def: PluginDefinition, options: ConnectOptions): R
   let seq = 0;
   let modules = new Set<string>();
   let instance: PluginInstance | undefined;
+  let releaseServices: () => void = () => undefined;
   let abort: AbortController | undefined;
   const box = new Mailbox(def.name, def.group, Number.MAX_SAFE_INTEGER);
   let handled = 0;
@@ -99,10 +101,12 @@ export function connectPlugin(def: PluginDefinition, options: ConnectOptions): R
   const context = (start: Start, signal: AbortSignal): PluginContext => {
     const services = new ServiceRegistry();
     const metrics = new Metrics();
-    services.provide(ConfigToken, { value: JSON.parse(start.configJson.toString('utf8')) as LoadedConfig });
-    services.provide(LoggerToken, { value: log });
-    services.provide(MetricsToken, { value: metrics });
-    services.provide(CloudConnectionToken, { value: new CloudConnection() });
+    releaseServices = provideKernelServices(services, {
+      config: JSON.parse(start.configJson.toString('utf8')) as LoadedConfig,
+      log,
+      metrics,
+      cloud: new CloudConnection(),
+    });
     return {
       name: start.name,
       group: start.group,
@@ -177,6 +181,7 @@ export function connectPlugin(def: PluginDefinition, options: ConnectOptions): R
     } catch (err) {
       log.error({ err: errorText(err) }, 'plugin stop failed');
     }
+    releaseServices();
   };
 
   const end = (reason: string): void => {
