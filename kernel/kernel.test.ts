@@ -2,7 +2,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { events } from '../test/fixtures/plugins/ordered.js';
 import { orderedRegistry, probeRegistry } from '../test/fixtures/plugins/registry.js';
 import { kernelYaml, startTestKernel, type TestKernel } from '../test/helpers/kernel.js';
+import { parseConfig } from './config/index.js';
 import { isKernelError } from './errors.js';
+import { Kernel } from './kernel.js';
+import { createLogger } from './log.js';
 
 describe('kernel lifecycle', () => {
   let t: TestKernel | undefined;
@@ -60,5 +63,30 @@ describe('kernel lifecycle', () => {
     expect(text).toMatch(/kubeedge_module_messages_in_total\{module="probe-a"\} 0/);
     expect(text).toMatch(/kubeedge_module_restarts_total\{module="probe-a"\} 0/);
     expect(text).toMatch(/kubeedge_module_queue_depth\{module="probe-a"\} 0/);
+  });
+
+  it('an unknown module section is reported once as a warning naming its YAML path', async () => {
+    const lines: string[] = [];
+    const config = parseConfig(
+      'edgecore',
+      kernelYaml('  fooBar: {enable: true}\n  provider: {enable: true}\n'),
+      'x.yaml',
+    );
+    const kernel = new Kernel({
+      config,
+      registry: orderedRegistry,
+      logger: createLogger('info', {}, (l) => void lines.push(l)),
+    });
+    await kernel.start();
+    await kernel.stop();
+    const warnings = lines
+      .map((l) => JSON.parse(l) as { level: number; msg: string; path?: string })
+      .filter((l) => l.level === 40);
+    expect(warnings).toEqual([
+      expect.objectContaining({
+        path: 'modules.fooBar',
+        msg: 'modules.fooBar: unknown module, ignored (no plugin claims this section)',
+      }),
+    ]);
   });
 });
