@@ -108,7 +108,8 @@ function fieldValue(resource: string, obj: Record<string, unknown>, field: strin
 }
 
 export type FieldSelector = ((obj: Record<string, unknown>) => boolean) & {
-  name?: string;
+  /** `metadata.name=<x>` (not `name`: a function's own `name` is read-only). */
+  objectName?: string;
   namespace?: string;
 };
 
@@ -130,7 +131,7 @@ export function parseFieldSelector(text: string | null, resource: string): Field
   const fn: FieldSelector = (obj) =>
     terms.every((t) => (fieldValue(resource, obj, t.field) === t.value) !== t.neg);
   for (const t of terms) {
-    if (!t.neg && t.field === 'metadata.name') fn.name = t.value;
+    if (!t.neg && t.field === 'metadata.name') fn.objectName = t.value;
     if (!t.neg && t.field === 'metadata.namespace') fn.namespace = t.value;
   }
   return fn;

@@ -338,7 +338,7 @@ export class MetaServer {
     const w: Watcher = {
       res,
       ns: t.info.namespaced ? t.namespace || fields.namespace || '' : '',
-      name: t.name || fields.name || '',
+      name: t.name || fields.objectName || '',
       filter: filtered
         ? (obj) => labels(((obj.metadata ?? {}) as { labels?: Record<string, string> }).labels) && fields(obj)
         : undefined,
