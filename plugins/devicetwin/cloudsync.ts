@@ -57,8 +57,9 @@ export class CloudSync {
   }
 
   confirm(parentId: string): void {
+    // the timer stays armed (it disarms itself when it finds nothing pending): no timer churn when
+    // every message is confirmed before the next is sent
     this.pending.delete(parentId);
-    if (this.pending.size === 0) this.disarm();
   }
 
   setConnected(connected: boolean): void {
@@ -82,6 +83,7 @@ export class CloudSync {
 
   /** Re-send everything unconfirmed (the 60 s retry). */
   resend(): void {
+    if (this.pending.size === 0) return this.disarm();
     if (!this.connected) return;
     for (const m of this.pending.values()) this.write(m);
   }

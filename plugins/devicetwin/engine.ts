@@ -82,6 +82,9 @@ export interface DeviceState {
 }
 
 const json = (v: unknown): string => JSON.stringify(v);
+/** `JSON.stringify({timestamp})` / `JSON.stringify({cloud, edge})` without the generic walk. */
+const metaJson = (ts: number | undefined): string => (ts === undefined ? '{}' : `{"timestamp":${json(ts)}}`);
+const versionJson = (v: TwinVersion): string => `{"cloud":${json(v.cloud)},"edge":${json(v.edge)}}`;
 const parseJson = <T>(text: string | null | undefined): T | undefined => {
   if (!text) return undefined;
   try {
@@ -279,13 +282,20 @@ export class TwinEngine {
     out: Outcome,
   ): Outcome {
     const now = Date.now();
-    const backup = new Map([...device.twins].map(([k, v]) => [k, cloneTwin(v)]));
+    // Copy-on-write backup of the twins this event touches (undefined: the twin did not exist).
+    const backup = new Map<string, TwinState | undefined>();
+    const touch = (key: string, twin: TwinState | undefined): void => {
+      if (!backup.has(key)) backup.set(key, twin ? cloneTwin(twin) : undefined);
+    };
     const result = new Map<string, MsgTwin | null>();
     const sync = new Map<string, MsgTwin>();
     const document = new Map<string, { last: MsgTwin | null; current: MsgTwin | null }>();
     const change: ChangeSet = { addTwins: [], updateTwins: [] };
     const fail = (code: number, reason: string): Outcome => {
-      device.twins = backup;
+      for (const [k, t] of backup) {
+        if (t) device.twins.set(k, t);
+        else device.twins.delete(k);
+      }
       out.publish.push({
         topic: this.topic(device.id, 'twin/update/result'),
         payload: errorResult(eventId, code, reason),
@@ -312,6 +322,7 @@ export class TwinEngine {
           added[side] = { value: v.value as string, ts: now };
           added[side === 'expected' ? 'expectedVersion' : 'actualVersion'] = { cloud: 0, edge: 1 };
         }
+        touch(key, undefined);
         device.twins.set(key, added);
         change.addTwins!.push(this.twinRow(device.id, key, added));
         const current = toMsgTwin(added);
@@ -323,13 +334,14 @@ export class TwinEngine {
       if (msg === null) {
         // delete (only optional twins; an already deleted one stays as it is)
         if (!twin.optional || twin.type === 'deleted') continue;
+        touch(key, twin);
         const last = toMsgTwin(twin);
         const cols: TwinCols = {};
         let changed = false;
         if (twin.expectedVersion) {
           twin.expectedVersion = { ...twin.expectedVersion, edge: twin.expectedVersion.edge + 1 };
           Object.assign(cols, {
-            expected_version: json(twin.expectedVersion),
+            expected_version: versionJson(twin.expectedVersion),
             attr_type: 'deleted',
             expected_meta: null,
             expected: null,
@@ -342,7 +354,7 @@ export class TwinEngine {
         if (twin.actualVersion) {
           twin.actualVersion = { ...twin.actualVersion, edge: twin.actualVersion.edge + 1 };
           Object.assign(cols, {
-            actual_version: json(twin.actualVersion),
+            actual_version: versionJson(twin.actualVersion),
             attr_type: 'deleted',
             actual_meta: null,
             actual: null,
@@ -360,6 +372,7 @@ export class TwinEngine {
         continue;
       }
       // compare
+      touch(key, twin);
       const last = twin.type === 'deleted' ? null : toMsgTwin(twin);
       const valueType = twin.type === 'deleted' ? (msg.metadata?.type ?? 'string') : twin.type;
       const cols: TwinCols = {};
@@ -378,8 +391,8 @@ export class TwinEngine {
         if (side === 'expected') twin.expectedCleared = false;
         else twin.actualCleared = false;
         cols[side] = v.value as string;
-        cols[`${side}_meta`] = json({ timestamp: now });
-        cols[`${side}_version`] = json(version);
+        cols[`${side}_meta`] = metaJson(now);
+        cols[`${side}_version`] = versionJson(version);
         s[side] = { value: v.value as string, metadata: { timestamp: now } };
         s[side === 'expected' ? 'expected_version' : 'actual_version'] = { ...version };
         s.optional = twin.optional;
@@ -398,7 +411,7 @@ export class TwinEngine {
         changed = true;
       }
       if (msg.metadata) {
-        if (json({ type: msg.metadata.type }) !== json({ type: twin.type })) {
+        if (msg.metadata.type !== twin.type) {
           cols.metadata = '{}';
           if (twin.type === 'deleted') {
             twin.type = msg.metadata.type ?? '';
@@ -482,10 +495,10 @@ export class TwinEngine {
       description: t.description,
       expected: t.expected?.value ?? null,
       actual: t.actual?.value ?? null,
-      expected_meta: t.expected ? json({ timestamp: t.expected.ts }) : null,
-      actual_meta: t.actual ? json({ timestamp: t.actual.ts }) : null,
-      expected_version: t.expectedVersion ? json(t.expectedVersion) : null,
-      actual_version: t.actualVersion ? json(t.actualVersion) : null,
+      expected_meta: t.expected ? metaJson(t.expected.ts) : null,
+      actual_meta: t.actual ? metaJson(t.actual.ts) : null,
+      expected_version: t.expectedVersion ? versionJson(t.expectedVersion) : null,
+      actual_version: t.actualVersion ? versionJson(t.actualVersion) : null,
       optional: t.optional,
       attr_type: t.type,
       metadata: t.metadata,

@@ -39,6 +39,20 @@ function nodeName(ctx: PluginContext<DeviceTwinConfig>): string {
 const decodeTopic = (resource: string): string =>
   Buffer.from(resource.replace(/-/g, '+').replace(/_/g, '/'), 'base64').toString('utf8');
 
+/** Remembers f's answers per key (bounded: forgets everything when full); f must be pure. */
+function memo<R>(f: (key: string) => R, limit = 4096): (key: string) => R {
+  const known = new Map<string, R>();
+  return (key) => {
+    let r = known.get(key);
+    if (r === undefined && !known.has(key)) {
+      r = f(key);
+      if (known.size >= limit) known.clear();
+      known.set(key, r);
+    }
+    return r as R;
+  };
+}
+
 const contentText = (c: unknown): string => {
   if (typeof c === 'string') return c;
   if (Buffer.isBuffer(c) || c instanceof Uint8Array) return Buffer.from(c).toString('utf8');
@@ -57,6 +71,11 @@ export default definePlugin<DeviceTwinConfig>({
     const { TwinEngine, classifyTopic } = await import('./engine.js');
     const { CloudSync } = await import('./cloudsync.js');
     const node = nodeName(ctx);
+    // resource (base64url of the MQTT topic) -> topic and its parts; devices publish on few topics
+    const topicOf = memo((resource: string) => {
+      const topic = decodeTopic(resource);
+      return { topic, t: classifyTopic(topic) };
+    });
     const store = new TwinStore(ctx.services.get(DatabaseToken));
     // Group commit: the changes of every event handled in one event-loop turn are written in one
     // transaction; results are published (and QoS 1 publishers acked) only once it is committed.
@@ -94,16 +113,16 @@ export default definePlugin<DeviceTwinConfig>({
       sendToHub: (msg) => ctx.send('websocket', msg),
     });
 
-    const publish = async (topic: string, payload: string): Promise<void> => {
-      try {
-        await ctx.send(
+    const publish = (topic: string, payload: string): void => {
+      ctx
+        .send(
           'eventbus',
           newMessage({ source: 'twin', group: 'bus', operation: 'publish', resource: topic }, payload),
-        );
-      } catch (err) {
-        stats.publishFailures++;
-        ctx.log.warn({ topic, err: errorText(err) }, `twin: cannot publish on ${topic} through eventbus`);
-      }
+        )
+        .catch((err: unknown) => {
+          stats.publishFailures++;
+          ctx.log.warn({ topic, err: errorText(err) }, `twin: cannot publish on ${topic} through eventbus`);
+        });
     };
 
     // ------------------------------------------------------------------------------ DMI (contract)
@@ -122,12 +141,13 @@ export default definePlugin<DeviceTwinConfig>({
 
     const apply = async (outcome: Outcome): Promise<void> => {
       if (!(await flush())) {
-        await Promise.all((outcome.onWriteFailure ?? []).map((p) => publish(p.topic, p.payload)));
+        for (const p of outcome.onWriteFailure ?? []) publish(p.topic, p.payload);
         return;
       }
       // queued synchronously, in order: result, document, delta of one event stay together
-      await Promise.all(outcome.publish.map((p) => publish(p.topic, p.payload)));
+      for (const p of outcome.publish) publish(p.topic, p.payload);
       for (const c of outcome.cloud) cloud.send(cloudMessage(c));
+      if (!outcome.added && !outcome.removed) return;
       for (const id of outcome.added ?? []) {
         const obj = dmiObjects.get(`device/${id}`);
         if (obj) await toDmi('insert', `device/${id}`, obj);
@@ -151,9 +171,8 @@ export default definePlugin<DeviceTwinConfig>({
 
     /** An MQTT message from eventBus (or the same shape from dmiserver). */
     const fromBus = async (msg: Message): Promise<void> => {
-      const topic = decodeTopic(msg.route.resource ?? '');
+      const { topic, t } = topicOf(msg.route.resource ?? '');
       const payload = contentText(msg.content);
-      const t = classifyTopic(topic);
       if (!t) {
         stats.ignored++;
         ctx.log.warn({ topic }, `twin: topic ${topic} is not a device or node event topic; ignored`);

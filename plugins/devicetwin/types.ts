@@ -273,6 +273,7 @@ export function validateValue(type: string, value: string): string | null {
     case 'int':
     case 'integer': {
       if (!INT_RE.test(value)) return 'the value is not int or integer';
+      if (value.length <= 18) return null; // at most 18 digits: within int64
       const n = BigInt(value);
       return n > 9223372036854775807n || n < -9223372036854775808n ? 'the value is not int or integer' : null;
     }

@@ -13,7 +13,7 @@ import {
   type PluginContext,
 } from '../../kernel/index.js';
 import type { BrokerSide, SideHooks } from './sides.js';
-import { FIXED_TOPICS, mqttToBeehive, publishPayload, topicMatches } from './topics.js';
+import { FIXED_TOPICS, TopicFilters, mqttToBeehive, publishPayload } from './topics.js';
 
 export interface EventBusTLSConfig {
   enable: boolean;
@@ -80,13 +80,10 @@ export default definePlugin<EventBusConfig>({
       );
     }
     const dao = subTopicsDao(ctx);
-    const topics = new Set<string>([...FIXED_TOPICS, ...dao.all()]);
+    const topics = new TopicFilters([...FIXED_TOPICS, ...dao.all()]);
     const counters = { inbound: 0, dispatchFailures: 0, dropped: 0, notPublishable: 0 };
 
-    const matches = (topic: string): boolean => {
-      for (const f of topics) if (topicMatches(f, topic)) return true;
-      return false;
-    };
+    const matches = (topic: string): boolean => topics.matches(topic);
 
     /**
      * One MQTT message into beehive (spec §4.5). Resolves when it is handed over; for a QoS >= 1
@@ -126,7 +123,7 @@ export default definePlugin<EventBusConfig>({
     try {
       if (mode === 0 || mode === 1) sides.push(await startInternalBroker(ctx.config, hooks));
       if (mode === 1 || mode === 2) {
-        sides.push(startExternalClient(ctx.config, hooks, [...topics], EXTERNAL_QUEUE_LIMIT));
+        sides.push(startExternalClient(ctx.config, hooks, topics.list(), EXTERNAL_QUEUE_LIMIT));
       }
     } catch (err) {
       await Promise.all(sides.map((s) => s.close()));

@@ -16,8 +16,65 @@ export const FIXED_TOPICS: readonly string[] = [
 /** MQTT topic filter matching (`+` one level, `#` the rest, `$` topics only by explicit prefix). */
 export function topicMatches(filter: string, topic: string): boolean {
   if (filter === topic) return true;
-  const f = filter.split('/');
-  const t = topic.split('/');
+  return matchParts(filter.split('/'), topic.split('/'));
+}
+
+/**
+ * The subscription filters of eventBus, matched against every MQTT message. Filters are split once;
+ * answers are remembered per topic (bounded; forgotten when the filters change), so the hot path is
+ * one map lookup.
+ */
+export class TopicFilters {
+  private readonly filters = new Map<string, string[]>();
+  private readonly answers = new Map<string, boolean>();
+
+  constructor(
+    filters: Iterable<string>,
+    private readonly cacheLimit = 4096,
+  ) {
+    for (const f of filters) this.add(f);
+  }
+
+  get size(): number {
+    return this.filters.size;
+  }
+
+  has(filter: string): boolean {
+    return this.filters.has(filter);
+  }
+
+  list(): string[] {
+    return [...this.filters.keys()];
+  }
+
+  add(filter: string): void {
+    if (this.filters.has(filter)) return;
+    this.filters.set(filter, filter.split('/'));
+    this.answers.clear();
+  }
+
+  delete(filter: string): void {
+    if (this.filters.delete(filter)) this.answers.clear();
+  }
+
+  matches(topic: string): boolean {
+    const known = this.answers.get(topic);
+    if (known !== undefined) return known;
+    const t = topic.split('/');
+    let hit = false;
+    for (const f of this.filters.values()) {
+      if (matchParts(f, t)) {
+        hit = true;
+        break;
+      }
+    }
+    if (this.answers.size >= this.cacheLimit) this.answers.clear();
+    this.answers.set(topic, hit);
+    return hit;
+  }
+}
+
+function matchParts(f: string[], t: string[]): boolean {
   if (t[0]?.startsWith('$') && (f[0] === '+' || f[0] === '#')) return false;
   for (let i = 0; i < f.length; i++) {
     const part = f[i];
@@ -33,9 +90,18 @@ export function hasTopicPrefix(topic: string, prefix: string): boolean {
   return topic === prefix || topic.startsWith(prefix + '/');
 }
 
-/** base64url with `=` padding, as Go's base64.URLEncoding. */
+const encoded = new Map<string, string>();
+const ENCODED_LIMIT = 4096;
+
+/** base64url with `=` padding, as Go's base64.URLEncoding (remembered per topic, bounded). */
 export function encodeTopicResource(topic: string): string {
-  return Buffer.from(topic, 'utf8').toString('base64').replace(/\+/g, '-').replace(/\//g, '_');
+  let r = encoded.get(topic);
+  if (r === undefined) {
+    r = Buffer.from(topic, 'utf8').toString('base64').replace(/\+/g, '-').replace(/\//g, '_');
+    if (encoded.size >= ENCODED_LIMIT) encoded.clear();
+    encoded.set(topic, r);
+  }
+  return r;
 }
 
 export function decodeTopicResource(resource: string): string {

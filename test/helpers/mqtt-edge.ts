@@ -24,6 +24,14 @@ export interface EdgeOptions {
   dataSource?: string;
   node?: string;
   extraEventBus?: string;
+  /**
+   * The stand-in cloud confirms every message it gets (a `twin`-group response whose parent_msg_id
+   * is the message's id), as cloudcore does; without it deviceTwin keeps them for its re-send.
+   */
+  cloudAcks?: boolean;
+  /** Do not record what reaches the stand-in cloud (long benchmarks); `onCloud` still sees it. */
+  keepCloud?: boolean;
+  onCloud?: (msg: Message) => void;
 }
 
 export interface Edge extends TestKernel {
@@ -62,8 +70,23 @@ ${o.extraEventBus ?? ''}`;
   const cloud: Message[] = [];
   const dmi: Message[] = [];
   const ws = t.kernel.bus.addModule('websocket', 'hub');
+  const keep = o.keepCloud ?? true;
   ws.attach(
-    (m) => void cloud.push(m),
+    (m) => {
+      if (keep) cloud.push(m);
+      o.onCloud?.(m);
+      if (o.cloudAcks)
+        void t.kernel.bus
+          .sendToGroup(
+            'twin',
+            newMessage(
+              { source: 'devicecontroller', group: 'twin', operation: 'response', resource: 'twin' },
+              'OK',
+              { parentId: m.header.msg_id },
+            ),
+          )
+          .catch(() => undefined);
+    },
     () => undefined,
   );
   const dm = t.kernel.bus.addModule('dmiserver', 'dmi');
@@ -116,7 +139,12 @@ export interface TestClient {
 }
 
 export async function mqttClient(url: string, subscribe: string[] = ['$hw/events/#']): Promise<TestClient> {
-  const client = mqtt.connect(url.replace(/^tcp:/, 'mqtt:'), { reconnectPeriod: 100, protocolVersion: 4 });
+  const client = mqtt.connect(url.replace(/^tcp:/, 'mqtt:'), {
+    reconnectPeriod: 100,
+    protocolVersion: 4,
+    // mqtt.js calls its `debug` logger several times per packet; a no-op saves that work
+    log: () => undefined,
+  });
   const received: Received[] = [];
   client.on('message', (topic, payload) => {
     const text = payload.toString('utf8');
