@@ -44,7 +44,7 @@ export interface CloudSend {
 export interface Outcome {
   publish: Publication[];
   /** What to publish instead when the batched write of this outcome fails (500). */
-  onWriteFailure?: Publication[];
+  onWriteFailure?: () => Publication[];
   cloud: CloudSend[];
   /** Devices whose membership changed (for DMI). */
   added?: string[];
@@ -82,6 +82,10 @@ export interface DeviceState {
 }
 
 const json = (v: unknown): string => JSON.stringify(v);
+const SIDES = ['expected', 'actual'] as const;
+/** UTF-8 length > MAX_PAYLOAD_BYTES (a string of n UTF-16 units has at most 3n bytes). */
+const tooLarge = (payload: string): boolean =>
+  payload.length * 3 > MAX_PAYLOAD_BYTES && Buffer.byteLength(payload) > MAX_PAYLOAD_BYTES;
 /** `JSON.stringify({timestamp})` / `JSON.stringify({cloud, edge})` without the generic walk. */
 const metaJson = (ts: number | undefined): string => (ts === undefined ? '{}' : `{"timestamp":${json(ts)}}`);
 const versionJson = (v: TwinVersion): string => `{"cloud":${json(v.cloud)},"edge":${json(v.edge)}}`;
@@ -113,13 +117,19 @@ function toMsgTwin(t: TwinState): MsgTwin {
 }
 
 function cloneTwin(t: TwinState): TwinState {
-  return {
-    ...t,
-    expected: t.expected ? { ...t.expected } : undefined,
-    actual: t.actual ? { ...t.actual } : undefined,
-    expectedVersion: t.expectedVersion ? { ...t.expectedVersion } : undefined,
-    actualVersion: t.actualVersion ? { ...t.actualVersion } : undefined,
+  const c: TwinState = {
+    description: t.description,
+    optional: t.optional,
+    type: t.type,
+    metadata: t.metadata,
   };
+  if (t.expected) c.expected = { value: t.expected.value, ts: t.expected.ts };
+  if (t.actual) c.actual = { value: t.actual.value, ts: t.actual.ts };
+  if (t.expectedCleared !== undefined) c.expectedCleared = t.expectedCleared;
+  if (t.actualCleared !== undefined) c.actualCleared = t.actualCleared;
+  if (t.expectedVersion) c.expectedVersion = { cloud: t.expectedVersion.cloud, edge: t.expectedVersion.edge };
+  if (t.actualVersion) c.actualVersion = { cloud: t.actualVersion.cloud, edge: t.actualVersion.edge };
+  return c;
 }
 
 function base(eventId: string, now: number): { event_id: string; timestamp: number } {
@@ -212,7 +222,7 @@ export class TwinEngine {
   twinUpdate(deviceId: string, payload: string): Outcome {
     const out: Outcome = { publish: [], cloud: [] };
     const resultTopic = this.topic(deviceId, 'twin/update/result');
-    if (Buffer.byteLength(payload) > MAX_PAYLOAD_BYTES) {
+    if (tooLarge(payload)) {
       out.publish.push({
         topic: resultTopic,
         payload: errorResult(
@@ -261,7 +271,7 @@ export class TwinEngine {
     }
     // KubeEdge's worker crashes on a side object without a value; reject it instead (README).
     for (const [k, t] of twins) {
-      for (const side of ['expected', 'actual'] as const) {
+      for (const side of SIDES) {
         const v = t?.[side];
         if (v && (v.value === undefined || v.value === null)) {
           out.publish.push({
@@ -283,8 +293,9 @@ export class TwinEngine {
   ): Outcome {
     const now = Date.now();
     // Copy-on-write backup of the twins this event touches (undefined: the twin did not exist).
-    const backup = new Map<string, TwinState | undefined>();
+    let backup: Map<string, TwinState | undefined> | undefined;
     const touch = (key: string, twin: TwinState | undefined): void => {
+      backup ??= new Map();
       if (!backup.has(key)) backup.set(key, twin ? cloneTwin(twin) : undefined);
     };
     const result = new Map<string, MsgTwin | null>();
@@ -292,7 +303,7 @@ export class TwinEngine {
     const document = new Map<string, { last: MsgTwin | null; current: MsgTwin | null }>();
     const change: ChangeSet = { addTwins: [], updateTwins: [] };
     const fail = (code: number, reason: string): Outcome => {
-      for (const [k, t] of backup) {
+      for (const [k, t] of backup ?? []) {
         if (t) device.twins.set(k, t);
         else device.twins.delete(k);
       }
@@ -314,7 +325,7 @@ export class TwinEngine {
           type,
           metadata: msg.metadata ? '{}' : '',
         };
-        for (const side of ['expected', 'actual'] as const) {
+        for (const side of SIDES) {
           const v = msg[side];
           if (!v) continue;
           const err = validateValue(type, v.value as string);
@@ -378,7 +389,7 @@ export class TwinEngine {
       const cols: TwinCols = {};
       const s: MsgTwin = {};
       let changed = false;
-      for (const side of ['expected', 'actual'] as const) {
+      for (const side of SIDES) {
         const v = msg[side];
         if (!v) continue;
         const err = validateValue(valueType, v.value as string);
@@ -436,7 +447,7 @@ export class TwinEngine {
     }
 
     if (change.addTwins!.length > 0 || change.updateTwins!.length > 0) {
-      out.onWriteFailure = [
+      out.onWriteFailure = () => [
         {
           topic: this.topic(device.id, 'twin/update/result'),
           payload: errorResult(eventId, 500, 'Update device twin failed due to writing sql error'),
@@ -456,7 +467,8 @@ export class TwinEngine {
     out.publish.push({
       topic: this.topic(device.id, 'twin/update/result'),
       payload: json({
-        ...base(eventId, now),
+        event_id: eventId,
+        timestamp: now,
         twin: sortedMap(resultTwins, (v) => (v ? encodeMsgTwin(v, false) : null)),
       }),
     });
@@ -464,7 +476,8 @@ export class TwinEngine {
       out.publish.push({
         topic: this.topic(device.id, 'twin/update/document'),
         payload: json({
-          ...base(eventId, now),
+          event_id: eventId,
+          timestamp: now,
           twin: sortedMap(document, (d) => ({
             last: d.last ? encodeMsgTwin(d.last, false) : null,
             current: d.current ? encodeMsgTwin(d.current, false) : null,
@@ -507,6 +520,16 @@ export class TwinEngine {
 
   /** The delta document over the whole twin set, or null when no expected value differs. */
   private delta(device: DeviceState): string | null {
+    // most devices have no expected value differing from the actual one: no allocation then
+    let differs = false;
+    for (const t of device.twins.values()) {
+      const expected = t.expected?.value ?? '';
+      if (t.type !== 'deleted' && expected !== '' && expected !== (t.actual?.value ?? '')) {
+        differs = true;
+        break;
+      }
+    }
+    if (!differs) return null;
     const twin = new Map<string, MsgTwin>();
     const delta = new Map<string, string>();
     for (const [k, t] of device.twins) {
@@ -516,7 +539,6 @@ export class TwinEngine {
       if (expected !== (t.actual?.value ?? '')) delta.set(k, expected);
       twin.set(k, toMsgTwin(t));
     }
-    if (delta.size === 0) return null;
     return json({
       event_id: randomUUID(),
       timestamp: Date.now(),
@@ -533,8 +555,7 @@ export class TwinEngine {
     const topic = this.topic(deviceId, 'twin/get/result');
     let eventId: string;
     try {
-      if (Buffer.byteLength(payload) > MAX_PAYLOAD_BYTES)
-        throw new PayloadError('payload', `at most ${MAX_PAYLOAD_BYTES} bytes`);
+      if (tooLarge(payload)) throw new PayloadError('payload', `at most ${MAX_PAYLOAD_BYTES} bytes`);
       const parsed: unknown = JSON.parse(payload);
       if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
         throw new PayloadError('payload', 'an object');
@@ -574,8 +595,7 @@ export class TwinEngine {
     const out: Outcome & { ignored?: string } = { publish: [], cloud: [] };
     let state: string;
     try {
-      if (Buffer.byteLength(payload) > MAX_PAYLOAD_BYTES)
-        throw new PayloadError('payload', `at most ${MAX_PAYLOAD_BYTES} bytes`);
+      if (tooLarge(payload)) throw new PayloadError('payload', `at most ${MAX_PAYLOAD_BYTES} bytes`);
       const parsed: unknown = JSON.parse(payload);
       if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
         throw new PayloadError('payload', 'an object');

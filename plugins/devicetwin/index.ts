@@ -141,7 +141,7 @@ export default definePlugin<DeviceTwinConfig>({
 
     const apply = async (outcome: Outcome): Promise<void> => {
       if (!(await flush())) {
-        for (const p of outcome.onWriteFailure ?? []) publish(p.topic, p.payload);
+        for (const p of outcome.onWriteFailure?.() ?? []) publish(p.topic, p.payload);
         return;
       }
       // queued synchronously, in order: result, document, delta of one event stay together
@@ -170,7 +170,7 @@ export default definePlugin<DeviceTwinConfig>({
       );
 
     /** An MQTT message from eventBus (or the same shape from dmiserver). */
-    const fromBus = async (msg: Message): Promise<void> => {
+    const fromBus = (msg: Message): Promise<void> | void => {
       const { topic, t } = topicOf(msg.route.resource ?? '');
       const payload = contentText(msg.content);
       if (!t) {
@@ -229,29 +229,49 @@ export default definePlugin<DeviceTwinConfig>({
     const unlisten = conn.onChange(onConnection);
     if (conn.connected) cloud.setConnected(true);
 
-    const handle = async (msg: Message): Promise<void> => {
+    /** The message's work; a promise when it waits for the group commit. */
+    const route = (msg: Message): Promise<void> | void => {
       const { source, operation, resource = '', group } = msg.route;
+      if (source === 'bus' && operation === 'response') return fromBus(msg);
+      if (source === 'edgehub' && resource === 'node/connection') {
+        if (msg.content === 'cloud_connected') cloud.setConnected(true);
+        else if (msg.content === 'cloud_disconnected') cloud.setConnected(false);
+      } else if (msg.header.parent_msg_id && group === 'twin') cloud.confirm(msg.header.parent_msg_id);
+      else if (resource.includes('membership/detail'))
+        return apply(engine.membershipDetail(parseContent(msg)));
+      else if (resource === 'membership' || resource.endsWith('/membership'))
+        return apply(engine.membershipUpdate(parseContent(msg)));
+      else if (/(^|\/)(device|devicemodel)\//.test(resource) && !resource.startsWith('device/'))
+        return fromMeta(msg);
+      else ctx.log.debug({ source, operation, resource }, 'twin: message not handled');
+    };
+    const failed = (msg: Message, err: unknown): void => {
+      const { operation, resource = '', source } = msg.route;
+      ctx.log.error(
+        { source, operation, resource, err: errorText(err) },
+        `twin: cannot handle ${operation ?? ''} ${resource}: ${errorText(err)}`,
+      );
+    };
+    /** A sync request (eventBus's QoS 1 updates) is answered once handled, even when it failed. */
+    const done = (msg: Message): void => {
+      if (msg.header.sync && !msg.header.parent_msg_id) ctx.respond(newResponse(msg, 'OK'));
+    };
+    // No async wrapper: the hot path (twin updates) costs one promise, the group commit's.
+    const handle = (msg: Message): Promise<void> | void => {
+      let pending: Promise<void> | void = undefined;
       try {
-        if (source === 'bus' && operation === 'response') await fromBus(msg);
-        else if (source === 'edgehub' && resource === 'node/connection') {
-          if (msg.content === 'cloud_connected') cloud.setConnected(true);
-          else if (msg.content === 'cloud_disconnected') cloud.setConnected(false);
-        } else if (msg.header.parent_msg_id && group === 'twin') cloud.confirm(msg.header.parent_msg_id);
-        else if (resource.includes('membership/detail'))
-          await apply(engine.membershipDetail(parseContent(msg)));
-        else if (resource === 'membership' || resource.endsWith('/membership'))
-          await apply(engine.membershipUpdate(parseContent(msg)));
-        else if (/(^|\/)(device|devicemodel)\//.test(resource) && !resource.startsWith('device/'))
-          await fromMeta(msg);
-        else ctx.log.debug({ source, operation, resource }, 'twin: message not handled');
+        pending = route(msg);
       } catch (err) {
-        ctx.log.error(
-          { source, operation, resource, err: errorText(err) },
-          `twin: cannot handle ${operation ?? ''} ${resource}: ${errorText(err)}`,
-        );
-      } finally {
-        if (msg.header.sync && !msg.header.parent_msg_id) ctx.respond(newResponse(msg, 'OK'));
+        failed(msg, err);
       }
+      if (!pending) return done(msg);
+      return pending.then(
+        () => done(msg),
+        (err: unknown) => {
+          failed(msg, err);
+          done(msg);
+        },
+      );
     };
 
     // Tell dmiserver about every object known at start (from metaManager's store, when there is one).

@@ -84,7 +84,7 @@ const num = (b: boolean | undefined): number => (b ? 1 : 0);
 
 export class TwinStore {
   private readonly stmts;
-  private readonly updateCache = new Map<string, import('better-sqlite3').Statement>();
+  private readonly updateCache = new Map<number, import('better-sqlite3').Statement>();
   readonly apply: (c: ChangeSet) => void;
   /** Several events' changes in one transaction (group commit). */
   readonly applyMany: (cs: ChangeSet[]) => void;
@@ -114,16 +114,37 @@ export class TwinStore {
     });
   }
 
-  private updateStmt(table: string, cols: string[]): import('better-sqlite3').Statement {
-    const key = `${table}:${cols.join(',')}`;
+  /**
+   * `UPDATE <table> SET <the columns present in cols> WHERE deviceid = ? AND name = ?`, prepared once
+   * per column set (keyed by a bit mask over `all`), run without intermediate arrays of names.
+   */
+  private runUpdate(
+    table: 'device_attr' | 'device_twin',
+    all: readonly string[],
+    cols: Record<string, unknown>,
+    deviceid: string,
+    name: string,
+  ): void {
+    let mask = 0;
+    const vals: unknown[] = [];
+    for (let i = 0; i < all.length; i++) {
+      const k = all[i] as string;
+      if (!(k in cols)) continue;
+      mask |= 1 << i;
+      vals.push(k === 'optional' ? num(cols.optional as boolean | undefined) : (cols[k] ?? null));
+    }
+    if (mask === 0) return;
+    const key = table === 'device_twin' ? mask : -mask;
     let s = this.updateCache.get(key);
     if (!s) {
+      const names = all.filter((_, i) => mask & (1 << i));
       s = this.db.prepare(
-        `UPDATE \`${table}\` SET ${cols.map((c) => `\`${c}\` = ?`).join(', ')} WHERE \`deviceid\` = ? AND \`name\` = ?`,
+        `UPDATE \`${table}\` SET ${names.map((c) => `\`${c}\` = ?`).join(', ')} WHERE \`deviceid\` = ? AND \`name\` = ?`,
       );
       this.updateCache.set(key, s);
     }
-    return s;
+    vals.push(deviceid, name);
+    s.run(vals);
   }
 
   private write(c: ChangeSet): void {
@@ -140,12 +161,7 @@ export class TwinStore {
     for (const a of c.addAttrs ?? []) {
       s.insertAttr.run(a.deviceid, a.name, a.description, a.value, num(a.optional), a.attr_type, a.metadata);
     }
-    for (const u of c.updateAttrs ?? []) {
-      const cols = ATTR_COLS.filter((k) => k in u.cols);
-      if (cols.length === 0) continue;
-      const vals = cols.map((k) => (k === 'optional' ? num(u.cols.optional) : (u.cols[k] ?? null)));
-      this.updateStmt('device_attr', cols).run(...vals, u.deviceid, u.name);
-    }
+    for (const u of c.updateAttrs ?? []) this.runUpdate('device_attr', ATTR_COLS, u.cols, u.deviceid, u.name);
     for (const t of c.addTwins ?? []) {
       s.deleteTwinsOf.run(t.deviceid, t.name);
       s.insertTwin.run(
@@ -163,12 +179,7 @@ export class TwinStore {
         t.metadata,
       );
     }
-    for (const u of c.updateTwins ?? []) {
-      const cols = TWIN_COLS.filter((k) => k in u.cols);
-      if (cols.length === 0) continue;
-      const vals = cols.map((k) => (k === 'optional' ? num(u.cols.optional) : (u.cols[k] ?? null)));
-      this.updateStmt('device_twin', cols).run(...vals, u.deviceid, u.name);
-    }
+    for (const u of c.updateTwins ?? []) this.runUpdate('device_twin', TWIN_COLS, u.cols, u.deviceid, u.name);
   }
 
   loadAll(): { devices: DeviceRow[]; attrs: AttrRow[]; twins: TwinRow[] } {

@@ -61,6 +61,8 @@ function subTopicsDao(ctx: PluginContext<EventBusConfig>): SubTopicsDao {
   };
 }
 
+const ignore = (): void => undefined;
+
 function nodeName(ctx: PluginContext<EventBusConfig>): string {
   const cfg = ctx.services.get(ConfigToken).config as { modules?: { edged?: { hostnameOverride?: string } } };
   return cfg.modules?.edged?.hostnameOverride ?? '';
@@ -90,22 +92,20 @@ export default definePlugin<EventBusConfig>({
      * message bound for deviceTwin, when deviceTwin has stored it, so the publisher's PUBACK means
      * "persisted".
      */
-    const dispatch = async (topic: string, payload: Buffer, qos: number): Promise<void> => {
+    const dispatch = (topic: string, payload: Buffer, qos: number): Promise<void> => {
       counters.inbound++;
       const { to, msg } = mqttToBeehive(topic, payload);
-      try {
-        if (to === 'twin' && qos > 0 && ctx.hasModule('twin')) {
-          await ctx.request('twin', msg, TWIN_ACK_TIMEOUT_MS);
-        } else {
-          await ctx.sendToGroup(to, msg);
-        }
-      } catch (err) {
+      const handed: Promise<unknown> =
+        to === 'twin' && qos > 0 && ctx.hasModule('twin')
+          ? ctx.request('twin', msg, TWIN_ACK_TIMEOUT_MS)
+          : ctx.sendToGroup(to, msg);
+      return handed.then(ignore, (err: unknown) => {
         counters.dispatchFailures++;
         ctx.log.error(
           { topic, group: to, code: (err as KernelError).code, err: errorText(err) },
           `eventbus: MQTT message on ${topic} not delivered to group ${to}`,
         );
-      }
+      });
     };
 
     const hooks: SideHooks = {

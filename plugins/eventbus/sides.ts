@@ -166,6 +166,8 @@ export function startExternalClient(
     keepalive: 30,
     queueQoSZero: false,
   };
+  // mqtt.js formats a debug line several times per packet; unless DEBUG asks for them, skip that work
+  if (!/mqttjs/.test(process.env.DEBUG ?? '')) base.log = () => undefined;
   if (cfg.mqttUsername) {
     base.username = cfg.mqttUsername;
     if (cfg.mqttPassword) base.password = cfg.mqttPassword;

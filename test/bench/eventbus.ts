@@ -81,6 +81,27 @@ async function spawnPublisher(
   return { go: () => void proc.stdin.write('go\n'), done: () => out.includes('DONE') };
 }
 
+/**
+ * `EVENTBUS_BENCH_PROFILE=<dir>`: a CPU profile of this process during the throughput run only
+ * (`<dir>/twin-<label>.cpuprofile`, for Chrome DevTools).
+ */
+async function startProfile(): Promise<{ stop(label: string): Promise<void> } | undefined> {
+  const dir = process.env.EVENTBUS_BENCH_PROFILE;
+  if (!dir) return undefined;
+  const { Session } = await import('node:inspector/promises');
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  return {
+    async stop(label) {
+      const { profile } = await session.post('Profiler.stop');
+      writeFileSync(join(dir, `twin-${label}.cpuprofile`), JSON.stringify(profile));
+      session.disconnect();
+    },
+  };
+}
+
 async function twinEndToEnd(
   label: string,
   mode: 0 | 2,
@@ -114,12 +135,14 @@ async function twinEndToEnd(
     const N = 20_000;
     const base = 100_000;
     const pub = await spawnPublisher(url, N, base);
+    const profile = await startProfile();
     const cpu0 = process.cpuUsage();
     const t0 = process.hrtime.bigint();
     pub.go();
     await arrivals.next(String(base + N - 1));
     const secs = Number((arrivals.at.get(String(base + N - 1)) as bigint) - t0) / 1e9;
     const cpu = process.cpuUsage(cpu0);
+    await profile?.stop(`${label}`);
     await waitUntil(pub.done, 20_000, `${label}: PUBACKs of ${N} updates`);
     return [
       {
