@@ -14,10 +14,12 @@ import {
   encodeAttr,
   encodeMsgTwin,
   field,
+  msgTwinJson,
   parseBase,
   parseDeviceList,
   parseTwinMap,
   sortedMap,
+  sortedMapJson,
   validTwinKey,
   validTwinValue,
   validateValue,
@@ -466,23 +468,22 @@ export class TwinEngine {
     }
     out.publish.push({
       topic: this.topic(device.id, 'twin/update/result'),
-      payload: json({
-        event_id: eventId,
-        timestamp: now,
-        twin: sortedMap(resultTwins, (v) => (v ? encodeMsgTwin(v, false) : null)),
-      }),
+      payload:
+        `{"event_id":${json(eventId)},"timestamp":${now},"twin":` +
+        sortedMapJson(resultTwins, (v) => (v ? msgTwinJson(v, false) : 'null')) +
+        '}',
     });
     if (document.size > 0) {
       out.publish.push({
         topic: this.topic(device.id, 'twin/update/document'),
-        payload: json({
-          event_id: eventId,
-          timestamp: now,
-          twin: sortedMap(document, (d) => ({
-            last: d.last ? encodeMsgTwin(d.last, false) : null,
-            current: d.current ? encodeMsgTwin(d.current, false) : null,
-          })),
-        }),
+        payload:
+          `{"event_id":${json(eventId)},"timestamp":${now},"twin":` +
+          sortedMapJson(
+            document,
+            (d) =>
+              `{"last":${d.last ? msgTwinJson(d.last, false) : 'null'},"current":${d.current ? msgTwinJson(d.current, false) : 'null'}}`,
+          ) +
+          '}',
       });
     }
     const delta = this.delta(device);

@@ -230,6 +230,52 @@ export function encodeMsgTwin(t: MsgTwin, withVersions = true): Obj {
   return out;
 }
 
+// The same encodings straight to JSON text (the hot path of twin updates: no intermediate objects).
+const q = JSON.stringify;
+
+function valueJson(v: TwinValue): string {
+  let out = '{';
+  if (v.value !== undefined && v.value !== null) out += '"value":' + q(v.value);
+  if (v.metadata) {
+    if (out.length > 1) out += ',';
+    out += v.metadata.timestamp
+      ? '"metadata":{"timestamp":' + q(v.metadata.timestamp) + '}}'
+      : '"metadata":{}}';
+    return out;
+  }
+  return out + '}';
+}
+
+/** JSON text of encodeMsgTwin(t, withVersions). */
+export function msgTwinJson(t: MsgTwin, withVersions = true): string {
+  const parts: string[] = [];
+  if (t.expected) parts.push('"expected":' + valueJson(t.expected));
+  if (t.actual) parts.push('"actual":' + valueJson(t.actual));
+  if (t.optional !== undefined && t.optional !== null)
+    parts.push(t.optional ? '"optional":true' : '"optional":false');
+  if (t.metadata)
+    parts.push(t.metadata.type ? '"metadata":{"type":' + q(t.metadata.type) + '}' : '"metadata":{}');
+  if (withVersions && t.expected_version)
+    parts.push(
+      `"expected_version":{"cloud":${q(t.expected_version.cloud)},"edge":${q(t.expected_version.edge)}}`,
+    );
+  if (withVersions && t.actual_version)
+    parts.push(`"actual_version":{"cloud":${q(t.actual_version.cloud)},"edge":${q(t.actual_version.edge)}}`);
+  return '{' + parts.join(',') + '}';
+}
+
+/** JSON text of a Go map (keys sorted as Go sorts strings), values already encoded by `enc`. */
+export function sortedMapJson<V>(m: Map<string, V>, enc: (v: V) => string): string {
+  const keys = [...m.keys()];
+  if (keys.length > 1) keys.sort();
+  let out = '{';
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i] as string;
+    out += (i > 0 ? ',' : '') + q(k) + ':' + enc(m.get(k) as V);
+  }
+  return out + '}';
+}
+
 /** A Go map: keys sorted. */
 export function sortedMap<V, R>(m: Map<string, V>, enc: (v: V) => R): Record<string, R> {
   const out: Record<string, R> = {};
