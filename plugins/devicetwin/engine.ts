@@ -119,19 +119,15 @@ function toMsgTwin(t: TwinState): MsgTwin {
 }
 
 function cloneTwin(t: TwinState): TwinState {
-  const c: TwinState = {
-    description: t.description,
-    optional: t.optional,
-    type: t.type,
-    metadata: t.metadata,
+  // the spread keeps every clone the same shape as the original (measured faster than building
+  // the object field by field)
+  return {
+    ...t,
+    expected: t.expected ? { ...t.expected } : undefined,
+    actual: t.actual ? { ...t.actual } : undefined,
+    expectedVersion: t.expectedVersion ? { ...t.expectedVersion } : undefined,
+    actualVersion: t.actualVersion ? { ...t.actualVersion } : undefined,
   };
-  if (t.expected) c.expected = { value: t.expected.value, ts: t.expected.ts };
-  if (t.actual) c.actual = { value: t.actual.value, ts: t.actual.ts };
-  if (t.expectedCleared !== undefined) c.expectedCleared = t.expectedCleared;
-  if (t.actualCleared !== undefined) c.actualCleared = t.actualCleared;
-  if (t.expectedVersion) c.expectedVersion = { cloud: t.expectedVersion.cloud, edge: t.expectedVersion.edge };
-  if (t.actualVersion) c.actualVersion = { cloud: t.actualVersion.cloud, edge: t.actualVersion.edge };
-  return c;
 }
 
 function base(eventId: string, now: number): { event_id: string; timestamp: number } {
