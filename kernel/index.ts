@@ -41,3 +41,15 @@ export type { Logger, LogLevel } from './log.js';
 export type { Metrics } from './metrics.js';
 export { pluginSpecifier } from './plugin/specifier.js';
 export { parseResource, buildResource, NULL_NAMESPACE, type Resource } from './resource.js';
+export { nodeName } from './kernel-services.js';
+export type {
+  LoadedConfig,
+  EdgeCoreConfig,
+  CloudCoreConfig,
+  EdgedConfig,
+  EdgeHubConfig,
+  EventBusConfig,
+  MetaManagerConfig,
+  DeviceTwinConfig,
+  ServiceBusConfig,
+} from './config/index.js';

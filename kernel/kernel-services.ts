@@ -2,7 +2,7 @@ import type { LoadedConfig } from './config/index.js';
 import { openDatabase } from './db.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
-import type { ServiceRegistry } from './services.js';
+import type { ServiceRegistry, Services } from './services.js';
 import {
   type CloudConnection,
   CloudConnectionToken,
@@ -33,4 +33,13 @@ export function provideKernelServices(
     db?.close();
     db = undefined;
   };
+}
+
+/**
+ * The node name every edge module uses: `modules.edged.hostnameOverride`, even when edged itself is
+ * disabled (as edgecore passes it to edgeHub, eventBus, deviceTwin, metaServer). Empty for cloudcore.
+ */
+export function nodeName(services: Services): string {
+  const config = services.get(ConfigToken).config as { modules?: { edged?: { hostnameOverride?: string } } };
+  return config.modules?.edged?.hostnameOverride ?? '';
 }

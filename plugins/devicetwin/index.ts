@@ -6,16 +6,15 @@
  */
 import {
   CloudConnectionToken,
-  ConfigToken,
   DatabaseToken,
   definePlugin,
   errorText,
   newMessage,
+  nodeName,
   newResponse,
   parseResource,
   type Message,
   type ModuleConfig,
-  type PluginContext,
 } from '../../kernel/index.js';
 import type { CloudSend, Outcome, TwinEngine } from './engine.js';
 import type { ChangeSet } from './store.js';
@@ -29,11 +28,6 @@ export interface DeviceTwinConfig extends ModuleConfig {
 export const CONFIRM_RETRY_MS = 60_000;
 /** Write attempts before an event is answered with 500 (KubeEdge: 5). */
 const WRITE_ATTEMPTS = 5;
-
-function nodeName(ctx: PluginContext<DeviceTwinConfig>): string {
-  const cfg = ctx.services.get(ConfigToken).config as { modules?: { edged?: { hostnameOverride?: string } } };
-  return cfg.modules?.edged?.hostnameOverride ?? '';
-}
 
 /** base64url (with padding) of an MQTT topic, as eventBus encodes it. */
 const decodeTopic = (resource: string): string =>
@@ -70,7 +64,7 @@ export default definePlugin<DeviceTwinConfig>({
     const { TwinStore } = await import('./store.js');
     const { TwinEngine, classifyTopic } = await import('./engine.js');
     const { CloudSync } = await import('./cloudsync.js');
-    const node = nodeName(ctx);
+    const node = nodeName(ctx.services);
     // resource (base64url of the MQTT topic) -> topic and its parts; devices publish on few topics
     const topicOf = memo((resource: string) => {
       const topic = decodeTopic(resource);

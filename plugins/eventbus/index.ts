@@ -3,11 +3,12 @@
  * `modules.eventBus`. Internal broker (aedes, mqttMode 0/1), external broker client (mqttMode 1/2).
  */
 import {
-  ConfigToken,
   DatabaseToken,
   KernelError,
   definePlugin,
   errorText,
+  nodeName,
+  type EventBusConfig as KernelEventBusConfig,
   type Message,
   type ModuleConfig,
   type PluginContext,
@@ -15,27 +16,8 @@ import {
 import type { BrokerSide, SideHooks } from './sides.js';
 import { FIXED_TOPICS, TopicFilters, mqttToBeehive, publishPayload } from './topics.js';
 
-export interface EventBusTLSConfig {
-  enable: boolean;
-  tlsMqttCAFile: string;
-  tlsMqttCertFile: string;
-  tlsMqttPrivateKeyFile: string;
-}
-
 /** `modules.eventBus` as the kernel's config loader types it (spec §1.4.3). */
-export interface EventBusConfig extends ModuleConfig {
-  mqttQOS: number;
-  mqttRetain: boolean;
-  mqttSessionQueueSize: number;
-  mqttServerInternal: string;
-  mqttServerExternal: string;
-  mqttSubClientID: string;
-  mqttPubClientID: string;
-  mqttUsername: string;
-  mqttPassword: string;
-  mqttMode: number;
-  eventBusTLS: EventBusTLSConfig;
-}
+export type EventBusConfig = KernelEventBusConfig & ModuleConfig;
 
 /** Messages held for the external broker while it is unreachable (then the oldest is dropped, logged). */
 export const EXTERNAL_QUEUE_LIMIT = 1024;
@@ -62,11 +44,6 @@ function subTopicsDao(ctx: PluginContext<EventBusConfig>): SubTopicsDao {
 }
 
 const ignore = (): void => undefined;
-
-function nodeName(ctx: PluginContext<EventBusConfig>): string {
-  const cfg = ctx.services.get(ConfigToken).config as { modules?: { edged?: { hostnameOverride?: string } } };
-  return cfg.modules?.edged?.hostnameOverride ?? '';
-}
 
 export default definePlugin<EventBusConfig>({
   name: 'eventbus',
@@ -181,7 +158,7 @@ export default definePlugin<EventBusConfig>({
             return;
           }
           publish(
-            `$hw/events/node/${nodeName(ctx)}/authInfo/get/result`,
+            `$hw/events/node/${nodeName(ctx.services)}/authInfo/get/result`,
             Buffer.from(JSON.stringify(msg.content ?? null), 'utf8'),
           );
           return;

@@ -1,10 +1,10 @@
 import {
   CloudConnectionToken,
-  ConfigToken,
   DatabaseToken,
   definePlugin,
   errorText,
   KernelError,
+  nodeName,
   type ModuleConfig,
 } from '../../kernel/index.js';
 
@@ -50,12 +50,9 @@ export default definePlugin<MetaManagerSection>({
     let server: { close(): Promise<void> } | undefined;
     if (c.metaServer?.enable) {
       const { MetaServer } = await import('./metaserver/server.js');
-      const loaded = ctx.services.get(ConfigToken).config as {
-        modules?: { edged?: { hostnameOverride?: string } };
-      };
       const ms = new MetaServer(ctx, store, {
         server: c.metaServer.server || '127.0.0.1:10550',
-        nodeName: loaded.modules?.edged?.hostnameOverride ?? '',
+        nodeName: nodeName(ctx.services),
         connected: () => processor.connected(),
         contextSendModule: module,
       });
