@@ -17,6 +17,7 @@ import {
   type PluginContext,
 } from '../../kernel/index.js';
 import type * as ApiModule from '../../proto/gen/dmi/v1beta1/api.js';
+import { RpcError, unaryHandler } from '../../proto/rpc.js';
 import {
   checkObject,
   deviceModelName,
@@ -98,15 +99,6 @@ class TokenBucket {
     if (this.tokens < 1) return false;
     this.tokens -= 1;
     return true;
-  }
-}
-
-class RpcError extends Error {
-  constructor(
-    readonly grpcCode: number,
-    message: string,
-  ) {
-    super(message);
   }
 }
 
@@ -508,20 +500,8 @@ class DmiServer {
 
   /** gRPC handler table for DeviceManagerService. */
   handlers(): ApiModule.DeviceManagerServiceServer {
-    const unary =
-      <Req, Res>(fn: (req: Req) => Res | Promise<Res>) =>
-      (call: { request: Req }, cb: (err: unknown, res?: Res) => void): void => {
-        Promise.resolve()
-          .then(() => fn(call.request))
-          .then(
-            (res) => cb(null, res),
-            (err: unknown) => {
-              const code = err instanceof RpcError ? err.grpcCode : this.grpc.status.INTERNAL;
-              this.ctx.log.warn({ err: errorText(err) }, `dmiserver: request refused: ${errorText(err)}`);
-              cb({ code, details: errorText(err), message: errorText(err) });
-            },
-          );
-      };
+    const unary = <Req, Res>(fn: (req: Req) => Res | Promise<Res>) =>
+      unaryHandler(fn, (err) => this.ctx.log.warn({ err }, `dmiserver: request refused: ${err}`));
     return {
       mapperRegister: unary((r: ApiModule.MapperRegisterRequest) => this.mapperRegister(r)),
       reportDeviceStatus: unary(async (r: ApiModule.ReportDeviceStatusRequest) => {

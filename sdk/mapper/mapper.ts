@@ -5,6 +5,7 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type * as ApiModule from '../../proto/gen/dmi/v1beta1/api.js';
+import { RpcError, unaryHandler } from '../../proto/rpc.js';
 import {
   DeviceRunner,
   type DeviceSink,
@@ -54,15 +55,6 @@ export interface DeviceEntry {
 
 const silent: MapperLogger = { debug() {}, info() {}, warn() {}, error() {} };
 const errText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
-
-class RpcError extends Error {
-  constructor(
-    readonly grpcCode: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
 
 export class Mapper implements DeviceSink {
   readonly devices = new Map<string, DeviceEntry>();
@@ -116,20 +108,8 @@ export class Mapper implements DeviceSink {
     mkdirSync(dirname(path), { recursive: true });
     rmSync(path, { force: true });
     const server = new this.grpc.Server();
-    const unary =
-      <Req, Res>(what: string, fn: (req: Req) => Res | Promise<Res>) =>
-      (call: { request: Req }, cb: (err: unknown, res?: Res) => void): void => {
-        Promise.resolve()
-          .then(() => fn(call.request))
-          .then(
-            (res) => cb(null, res),
-            (err: unknown) => {
-              const code = err instanceof RpcError ? err.grpcCode : this.grpc.status.INTERNAL;
-              this.log.warn({ rpc: what, error: errText(err) }, `${what}: ${errText(err)}`);
-              cb({ code, details: errText(err), message: errText(err) });
-            },
-          );
-      };
+    const unary = <Req, Res>(what: string, fn: (req: Req) => Res | Promise<Res>) =>
+      unaryHandler(fn, (err) => this.log.warn({ rpc: what, error: err }, `${what}: ${err}`));
     const impl = {
       registerDevice: unary('RegisterDevice', (r: ApiModule.RegisterDeviceRequest) => this.registerDevice(r)),
       removeDevice: unary('RemoveDevice', (r: ApiModule.RemoveDeviceRequest) => this.removeDevice(r)),
