@@ -37,7 +37,20 @@ export interface Logger {
 
 export type LogSink = (line: string) => void;
 
-const toStderr: LogSink = (line) => void process.stderr.write(line);
+let stderrGone = false;
+/**
+ * Lines go to stderr. When stderr is a pipe whose reader went away, writing fails with EPIPE as an
+ * 'error' event: logging stops quietly instead (reporting it would log, fail again, and spin).
+ */
+const toStderr: LogSink = (line) => {
+  if (stderrGone) return;
+  if (process.stderr.listenerCount('error') === 0) {
+    process.stderr.on('error', () => {
+      stderrGone = true;
+    });
+  }
+  process.stderr.write(line);
+};
 
 function replacer(_key: string, value: unknown): unknown {
   if (value instanceof Error) {

@@ -88,6 +88,35 @@ describe('edgecore / cloudcore command line', () => {
   });
 });
 
+describe('edgecore whose log reader went away', () => {
+  it('stops on SIGTERM instead of spinning on EPIPE', async () => {
+    const child = spawn(
+      process.execPath,
+      [bin('edgecore'), '--config', join(root, 'configs', 'edgecore.yaml')],
+      {
+        cwd: tmp,
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
+    const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+    await new Promise<void>((resolve) => {
+      let text = '';
+      child.stderr.on('data', (d: Buffer) => {
+        text += d.toString();
+        if (text.includes('"kernel ready"')) resolve();
+      });
+    });
+    child.stderr.destroy(); // like `edgecore 2>&1 | head -1`
+    child.kill('SIGTERM'); // its "shutting down" line now meets a closed pipe
+    const code = await Promise.race([
+      exited,
+      new Promise<'hung'>((r) => setTimeout(() => r('hung'), 10_000)),
+    ]);
+    child.kill('SIGKILL');
+    expect(code).toBe(0);
+  });
+});
+
 /** Start edgecore, wait for "kernel ready", SIGTERM it, and collect its exit code and stderr. */
 async function runUntilReady(config: string): Promise<{ code: number | null; stderr: string }> {
   const child = spawn(process.execPath, [bin('edgecore'), '--config', config], {
