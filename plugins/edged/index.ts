@@ -553,8 +553,10 @@ export default definePlugin<EdgedSection & ModuleConfig>({
           (list) => pods.setAll(list, (p) => !isStaticPod(p)),
         )
       : undefined;
+    // The first answer (or failure) of the runtime comes before the node registration, so the
+    // registered Node carries containerRuntimeVersion whenever a runtime is there.
+    const firstContact = docker ? Promise.resolve() : connect();
     if (!docker) {
-      void connect();
       await statics
         ?.start()
         .catch((err: unknown) =>
@@ -563,7 +565,9 @@ export default definePlugin<EdgedSection & ModuleConfig>({
     }
     if (!ctx.hasModule(META)) pods.sourcesReady = true; // static pods are the only source
     await requestPodList();
-    loop(nodeTick, durationMs(tkc.nodeStatusUpdateFrequency, 10_000), 'nodeStatus');
+    void firstContact.then(() =>
+      loop(nodeTick, durationMs(tkc.nodeStatusUpdateFrequency, 10_000), 'nodeStatus'),
+    );
     later(() => loop(leaseTick, Math.max(1000, tkc.nodeLeaseDurationSeconds * 250), 'lease'), 200);
 
     return {
