@@ -19,6 +19,13 @@ const file = (name: string, text: string): string => {
 };
 
 describe('edgecore / cloudcore command line', () => {
+  it("npx edgecore / npx cloudcore run the checkout's executables (linked by npm ci)", () => {
+    for (const name of ['edgecore', 'cloudcore']) {
+      const out = spawnSync('npx', ['--no-install', name, '--version'], { cwd: root, encoding: 'utf8' });
+      expect(out.stdout, out.stderr).toMatch(/^KubeEdge v1\.23\.1/);
+    }
+  });
+
   it('--version and --help', () => {
     expect(run('edgecore', ['--version']).stdout).toMatch(
       /^KubeEdge v1\.23\.1 \(kubeedge-ts \d+\.\d+\.\d+\)\n$/,
