@@ -1,6 +1,6 @@
 // Run by `npm run prepare` after the build: link this package's own executables into
-// node_modules/.bin so that `npx edgecore` / `npx cloudcore` work inside a checkout, as they do
-// where the package is installed as a dependency (npm links a package's bins only for others).
+// node_modules/.bin so that `npx edgecore` / `npx cloudcore` work inside a checkout with npm 10
+// (Node 20's own npm), which, unlike npm 11, does not run a package's own bins.
 import { chmodSync, mkdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { URL, fileURLToPath } from 'node:url';
