@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { newMessage, type Message } from '../../kernel/index.js';
-import { startTestKernel, waitUntil, type TestKernel } from '../../test/helpers/kernel.js';
+import { kernelYaml, startTestKernel, waitUntil, type TestKernel } from '../../test/helpers/kernel.js';
 
 /** The SDK is enough for a new protocol: a standalone virtual mapper attaches to edgecore's DMI socket. */
 describe('mapper-virtual (SDK example) as a standalone process', () => {
@@ -24,24 +24,12 @@ describe('mapper-virtual (SDK example) as a standalone process', () => {
 
   it('registers, reports drifting values and state, applies a desired value, stops on SIGTERM', async () => {
     dir = mkdtempSync(join(tmpdir(), 'ke-virtual-'));
-    t = await startTestKernel(
-      `apiVersion: edgecore.config.kubeedge.io/v1alpha2
-kind: EdgeCore
-database: {dataSource: ":memory:"}
-modules:
-  edged: {enable: false}
-  edgeHub: {enable: false}
-  eventBus: {enable: false}
-  metaManager: {enable: false}
-  deviceTwin: {enable: true, dmiSockPath: "${dir}/"}
-`,
-      [
-        {
-          configKey: 'deviceTwin',
-          specifier: new URL('../../plugins/dmiserver/index.ts', import.meta.url).href,
-        },
-      ],
-    );
+    t = await startTestKernel(kernelYaml('', { deviceTwin: `{enable: true, dmiSockPath: "${dir}/"}` }), [
+      {
+        configKey: 'deviceTwin',
+        specifier: new URL('../../plugins/dmiserver/index.ts', import.meta.url).href,
+      },
+    ]);
     const twin: { topic: string; payload: Record<string, unknown> }[] = [];
     t.kernel.bus.addModule('twin', 'twin').attach(
       (m: Message) =>

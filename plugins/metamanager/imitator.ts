@@ -132,18 +132,8 @@ export function feedV2(
     if (row) objects = [{ row, obj: content }];
   }
   for (const { row } of objects) {
-    if (operation === 'delete') {
-      store.deleteV2(
-        row.key,
-        row.group_version_resource,
-        row.namespace,
-        row.name,
-        row.resource_version,
-        row.value,
-      );
-    } else {
-      store.putV2(row);
-    }
+    if (operation === 'delete') store.deleteV2(row);
+    else store.putV2(row);
   }
   return objects.length;
 }

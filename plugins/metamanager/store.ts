@@ -160,19 +160,19 @@ export class MetaStore {
   }
 
   /** Delete a meta_v2 object; `value` is the object as last known (the DELETED event's body). */
-  deleteV2(
-    key: string,
-    gvr: string,
-    namespace: string,
-    name: string,
-    rv: number,
-    value: string,
-  ): WatchEvent | undefined {
-    const stored = this.st.v2Get.get(key) as string | undefined;
+  deleteV2(row: MetaV2Row): WatchEvent | undefined {
+    const stored = this.st.v2Get.get(row.key) as string | undefined;
     if (stored === undefined) return undefined;
-    this.st.v2Del.run(key);
+    this.st.v2Del.run(row.key);
     this.onCommit?.();
-    return this.emit({ type: 'DELETED', gvr, namespace, name, rv, value: value || stored });
+    return this.emit({
+      type: 'DELETED',
+      gvr: row.group_version_resource,
+      namespace: row.namespace,
+      name: row.name,
+      rv: row.resource_version,
+      value: row.value || stored,
+    });
   }
 
   getV2(key: string): string | undefined {

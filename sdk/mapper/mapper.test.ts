@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { newMessage, type Message } from '../../kernel/index.js';
-import { startTestKernel, waitUntil, type TestKernel } from '../../test/helpers/kernel.js';
+import { kernelYaml, startTestKernel, waitUntil, type TestKernel } from '../../test/helpers/kernel.js';
 import {
   DeviceMapperServiceClient,
   GetDeviceRequest,
@@ -50,24 +50,12 @@ describe('mapper SDK', () => {
 
   it('reports, throttles by reportCycle, survives a failed write, goes offline and back, answers GetDevice', async () => {
     dir = mkdtempSync(join(tmpdir(), 'ke-sdk-'));
-    t = await startTestKernel(
-      `apiVersion: edgecore.config.kubeedge.io/v1alpha2
-kind: EdgeCore
-database: {dataSource: ":memory:"}
-modules:
-  edged: {enable: false}
-  edgeHub: {enable: false}
-  eventBus: {enable: false}
-  metaManager: {enable: false}
-  deviceTwin: {enable: true, dmiSockPath: "${dir}/"}
-`,
-      [
-        {
-          configKey: 'deviceTwin',
-          specifier: new URL('../../plugins/dmiserver/index.ts', import.meta.url).href,
-        },
-      ],
-    );
+    t = await startTestKernel(kernelYaml('', { deviceTwin: `{enable: true, dmiSockPath: "${dir}/"}` }), [
+      {
+        configKey: 'deviceTwin',
+        specifier: new URL('../../plugins/dmiserver/index.ts', import.meta.url).href,
+      },
+    ]);
     const reports: { topic: string; payload: Record<string, unknown> }[] = [];
     t.kernel.bus.addModule('twin', 'twin').attach(
       (m: Message) =>

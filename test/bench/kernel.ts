@@ -7,6 +7,7 @@ import { parseConfig } from '../../kernel/config/index.js';
 import { newMessage } from '../../kernel/bus/message.js';
 import { Kernel } from '../../kernel/kernel.js';
 import { pluginSpecifier } from '../../kernel/plugin/specifier.js';
+import { kernelYaml } from '../helpers/kernel.js';
 import { latencyFigures, percentile, round, type Figure } from './report.js';
 import { createLogger } from '../../kernel/log.js';
 
@@ -15,16 +16,7 @@ const registry = [
   { configKey: 'benchSink', specifier: pluginSpecifier(import.meta.url, './plugins/sink') },
 ];
 
-const BASE = `apiVersion: edgecore.config.kubeedge.io/v1alpha2
-kind: EdgeCore
-database: {dataSource: ":memory:"}
-modules:
-  edged: {enable: false}
-  edgeHub: {enable: false}
-  eventBus: {enable: false}
-  metaManager: {enable: false}
-  deviceTwin: {enable: false}
-`;
+const BASE = kernelYaml();
 
 async function withKernel<T>(senderRunAs: string, fn: (k: Kernel) => Promise<T>): Promise<T> {
   const config = parseConfig(

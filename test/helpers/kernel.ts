@@ -43,17 +43,22 @@ export async function waitUntil(check: () => boolean, timeoutMs: number, what: s
   }
 }
 
-/** edgecore.yaml with the built-in modules off, for kernel tests. */
-export function kernelYaml(extra: string): string {
+const BUILT_IN = ['edged', 'edgeHub', 'eventBus', 'metaManager', 'deviceTwin'] as const;
+
+/**
+ * edgecore.yaml with the built-in modules off (unless `sections` gives one its YAML flow mapping,
+ * e.g. `{ deviceTwin: '{enable: true, dmiSockPath: "/tmp/x/"}' }`), and `extra` lines appended.
+ */
+export function kernelYaml(
+  extra = '',
+  sections: Partial<Record<(typeof BUILT_IN)[number], string>> = {},
+): string {
+  const modules = BUILT_IN.map((k) => `  ${k}: ${sections[k] ?? '{enable: false}'}`).join('\n');
   return `apiVersion: edgecore.config.kubeedge.io/v1alpha2
 kind: EdgeCore
 database:
   dataSource: ":memory:"
 modules:
-  edged: {enable: false}
-  edgeHub: {enable: false}
-  eventBus: {enable: false}
-  metaManager: {enable: false}
-  deviceTwin: {enable: false}
+${modules}
 ${extra}`;
 }
