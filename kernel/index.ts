@@ -13,7 +13,6 @@ export {
   newErrorMessage,
   encodeMessage,
   decodeMessage,
-  contentBytes,
   contentJson,
 } from './bus/message.js';
 export { DEFAULT_SYNC_TIMEOUT_MS } from './bus/bus.js';
@@ -40,7 +39,7 @@ export {
 export type { Logger, LogLevel } from './log.js';
 export type { Metrics } from './metrics.js';
 export { pluginSpecifier } from './plugin/specifier.js';
-export { parseResource, buildResource, NULL_NAMESPACE, type Resource } from './resource.js';
+export { parseResource, NULL_NAMESPACE, type Resource } from './resource.js';
 export { nodeName } from './kernel-services.js';
 export type {
   LoadedConfig,

@@ -1,4 +1,4 @@
-import type { Counter, Gauge, Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { MailboxStats } from './bus/mailbox.js';
 
 type PromClient = typeof import('prom-client');
@@ -29,19 +29,6 @@ export class Metrics {
   get registry(): Registry {
     if (!this.reg) this.init();
     return this.reg as Registry;
-  }
-
-  /** A counter of a plugin's own, registered once by name. */
-  counter(name: string, help: string, labelNames: string[] = []): Counter<string> {
-    const existing = this.registry.getSingleMetric(name);
-    if (existing) return existing as Counter<string>;
-    return new (this.client().Counter)({ name, help, labelNames, registers: [this.registry] });
-  }
-
-  gauge(name: string, help: string, labelNames: string[] = []): Gauge<string> {
-    const existing = this.registry.getSingleMetric(name);
-    if (existing) return existing as Gauge<string>;
-    return new (this.client().Gauge)({ name, help, labelNames, registers: [this.registry] });
   }
 
   /** Prometheus text exposition. */

@@ -26,8 +26,3 @@ export function parseResource(resource: string): Resource {
   }
   return { namespace: parts[0] as string, type: parts[1], name: parts.slice(2).join('/') };
 }
-
-/** Build `<namespace>/<type>[/<name>]`; cluster-scoped objects pass NULL_NAMESPACE. */
-export function buildResource(namespace: string, type: string, name = ''): string {
-  return name ? `${namespace}/${type}/${name}` : `${namespace}/${type}`;
-}

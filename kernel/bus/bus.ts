@@ -129,11 +129,6 @@ export class Bus {
     return true;
   }
 
-  /** Is a sync request with this id still waiting for its reply? */
-  isWaiting(msgId: string): boolean {
-    return this.waiters.has(msgId);
-  }
-
   /** Reject every pending request (kernel shutdown). */
   close(): void {
     for (const [id, waiter] of this.waiters) {

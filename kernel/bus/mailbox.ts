@@ -58,10 +58,6 @@ export class Mailbox {
     return this.items.length - this.head;
   }
 
-  get attached(): boolean {
-    return this.handler !== undefined;
-  }
-
   /** Enqueue; false when the queue is full (the caller reports it). */
   push(msg: Message): boolean {
     const depth = this.items.length - this.head;

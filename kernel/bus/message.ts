@@ -217,17 +217,6 @@ export function decodeMessage(input: string | unknown): Message {
   return { header, route, content: content === undefined ? null : content };
 }
 
-/**
- * beehive's GetContentData: bytes as-is, a string as its UTF-8 bytes, anything else as JSON.
- */
-export function contentBytes(msg: Message): Buffer {
-  const c = msg.content;
-  if (Buffer.isBuffer(c)) return c;
-  if (c instanceof Uint8Array) return Buffer.from(c);
-  if (typeof c === 'string') return Buffer.from(c, 'utf8');
-  return Buffer.from(JSON.stringify(c ?? null), 'utf8');
-}
-
 /** Parse a content that may arrive as an object or as a JSON string holding one. */
 export function contentJson<T = unknown>(msg: Message): T {
   const c = msg.content;
