@@ -5,7 +5,7 @@ import { Bus } from './bus/bus.js';
 import { type LoadedConfig, moduleSection, parseDuration } from './config/index.js';
 import { provideKernelServices } from './kernel-services.js';
 import { KernelError, errorText } from './errors.js';
-import { createLogger, type Logger, type LogLevel } from './log.js';
+import { createLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { InProcessHost, type HostDeps, type SupervisedHost } from './plugin/host.js';
 import { startOrder } from './plugin/order.js';
@@ -19,7 +19,6 @@ export interface KernelOptions {
   /** Built-in plugins (plugins/registry.ts): imported only when their section is enabled. */
   registry: readonly PluginEntry[];
   logger?: Logger;
-  logLevel?: LogLevel;
 }
 
 /** A plugin chosen to run, with where it came from (for errors and the out-of-process runner). */
@@ -55,7 +54,7 @@ export class Kernel {
 
   constructor(readonly options: KernelOptions) {
     const k = options.config.config.kernel;
-    this.log = options.logger ?? createLogger(options.logLevel ?? k.logLevel);
+    this.log = options.logger ?? createLogger(k.logLevel);
     this.bus = new Bus(k.mailboxSize);
     this.bus.onStrayReply = (msg) =>
       this.log.warn(
