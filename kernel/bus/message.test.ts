@@ -10,7 +10,7 @@ import {
   type Message,
 } from './message.js';
 
-const fixture = new URL('../../../shared/fixtures/edgecore-v1.15.4-session.jsonl', import.meta.url);
+const fixture = new URL('../../test/fixtures/kubeedge/edgecore-v1.15.4-session.jsonl', import.meta.url);
 const recorded: Message[] = readFileSync(fixture, 'utf8')
   .split('\n')
   .filter(Boolean)

@@ -6,7 +6,7 @@ import { parse, stringify } from 'yaml';
 import { defaultConfig, loadConfigFile, parseConfig } from './index.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const example = (name: string) => path.resolve(repoRoot, '../shared/seed/examples', name);
+const example = (name: string) => path.resolve(repoRoot, 'test/fixtures/notes', name);
 
 type Tree = Record<string, unknown>;
 const isTree = (v: unknown): v is Tree => typeof v === 'object' && v !== null && !Array.isArray(v);

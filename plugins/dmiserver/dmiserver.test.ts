@@ -323,7 +323,7 @@ describe('DMI values and conversions', () => {
   it("converts the user's v1alpha2 device and model to v1beta1", async () => {
     const { parse } = await import('yaml');
     const { readFileSync } = await import('node:fs');
-    const dir = new URL('../mapper-modbus/testdata/', import.meta.url);
+    const dir = new URL('../../test/fixtures/notes/', import.meta.url);
     const m = modelToV1beta1(parse(readFileSync(new URL('device-model-v1alpha2.yaml', dir), 'utf8')));
     expect(m.spec).toEqual({
       properties: [

@@ -5572,6 +5572,39 @@ export const GetDeviceResponse: MessageFns<GetDeviceResponse> = {
 };
 
 /** Served by edgecore (plugins/dmiserver). */
+export type DeviceManagerServiceDefinition = typeof DeviceManagerServiceDefinition;
+export const DeviceManagerServiceDefinition = {
+  name: "DeviceManagerService",
+  fullName: "v1beta1.DeviceManagerService",
+  methods: {
+    mapperRegister: {
+      name: "MapperRegister",
+      requestType: MapperRegisterRequest as typeof MapperRegisterRequest,
+      requestStream: false,
+      responseType: MapperRegisterResponse as typeof MapperRegisterResponse,
+      responseStream: false,
+      options: {},
+    },
+    reportDeviceStatus: {
+      name: "ReportDeviceStatus",
+      requestType: ReportDeviceStatusRequest as typeof ReportDeviceStatusRequest,
+      requestStream: false,
+      responseType: ReportDeviceStatusResponse as typeof ReportDeviceStatusResponse,
+      responseStream: false,
+      options: {},
+    },
+    reportDeviceStates: {
+      name: "ReportDeviceStates",
+      requestType: ReportDeviceStatesRequest as typeof ReportDeviceStatesRequest,
+      requestStream: false,
+      responseType: ReportDeviceStatesResponse as typeof ReportDeviceStatesResponse,
+      responseStream: false,
+      options: {},
+    },
+  },
+} as const;
+
+/** Served by edgecore (plugins/dmiserver). */
 export type DeviceManagerServiceService = typeof DeviceManagerServiceService;
 export const DeviceManagerServiceService = {
   mapperRegister: {
@@ -5671,6 +5704,71 @@ export const DeviceManagerServiceClient = makeGenericClientConstructor(
   service: typeof DeviceManagerServiceService;
   serviceName: string;
 };
+
+/** Served by every mapper. */
+export type DeviceMapperServiceDefinition = typeof DeviceMapperServiceDefinition;
+export const DeviceMapperServiceDefinition = {
+  name: "DeviceMapperService",
+  fullName: "v1beta1.DeviceMapperService",
+  methods: {
+    registerDevice: {
+      name: "RegisterDevice",
+      requestType: RegisterDeviceRequest as typeof RegisterDeviceRequest,
+      requestStream: false,
+      responseType: RegisterDeviceResponse as typeof RegisterDeviceResponse,
+      responseStream: false,
+      options: {},
+    },
+    removeDevice: {
+      name: "RemoveDevice",
+      requestType: RemoveDeviceRequest as typeof RemoveDeviceRequest,
+      requestStream: false,
+      responseType: RemoveDeviceResponse as typeof RemoveDeviceResponse,
+      responseStream: false,
+      options: {},
+    },
+    updateDevice: {
+      name: "UpdateDevice",
+      requestType: UpdateDeviceRequest as typeof UpdateDeviceRequest,
+      requestStream: false,
+      responseType: UpdateDeviceResponse as typeof UpdateDeviceResponse,
+      responseStream: false,
+      options: {},
+    },
+    createDeviceModel: {
+      name: "CreateDeviceModel",
+      requestType: CreateDeviceModelRequest as typeof CreateDeviceModelRequest,
+      requestStream: false,
+      responseType: CreateDeviceModelResponse as typeof CreateDeviceModelResponse,
+      responseStream: false,
+      options: {},
+    },
+    removeDeviceModel: {
+      name: "RemoveDeviceModel",
+      requestType: RemoveDeviceModelRequest as typeof RemoveDeviceModelRequest,
+      requestStream: false,
+      responseType: RemoveDeviceModelResponse as typeof RemoveDeviceModelResponse,
+      responseStream: false,
+      options: {},
+    },
+    updateDeviceModel: {
+      name: "UpdateDeviceModel",
+      requestType: UpdateDeviceModelRequest as typeof UpdateDeviceModelRequest,
+      requestStream: false,
+      responseType: UpdateDeviceModelResponse as typeof UpdateDeviceModelResponse,
+      responseStream: false,
+      options: {},
+    },
+    getDevice: {
+      name: "GetDevice",
+      requestType: GetDeviceRequest as typeof GetDeviceRequest,
+      requestStream: false,
+      responseType: GetDeviceResponse as typeof GetDeviceResponse,
+      responseStream: false,
+      options: {},
+    },
+  },
+} as const;
 
 /** Served by every mapper. */
 export type DeviceMapperServiceService = typeof DeviceMapperServiceService;

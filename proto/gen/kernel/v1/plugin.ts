@@ -1806,6 +1806,23 @@ export const Modules: MessageFns<Modules> = {
   },
 };
 
+export type PluginHostDefinition = typeof PluginHostDefinition;
+export const PluginHostDefinition = {
+  name: "PluginHost",
+  fullName: "kubeedge.kernel.v1.PluginHost",
+  methods: {
+    /** The plugin opens the stream and sends Hello first; the kernel answers Start. */
+    connect: {
+      name: "Connect",
+      requestType: PluginFrame as typeof PluginFrame,
+      requestStream: true,
+      responseType: KernelFrame as typeof KernelFrame,
+      responseStream: true,
+      options: {},
+    },
+  },
+} as const;
+
 export type PluginHostService = typeof PluginHostService;
 export const PluginHostService = {
   /** The plugin opens the stream and sends Hello first; the kernel answers Start. */
