@@ -74,9 +74,7 @@ describe('edgecore / cloudcore command line', () => {
   });
 
   it("loads the user's v1alpha1 edgecore.yaml from the notes, runs and stops", async () => {
-    const notes = fileURLToPath(
-      new URL('./fixtures/notes/edgecore-v1alpha1.yaml', import.meta.url),
-    );
+    const notes = fileURLToPath(new URL('./fixtures/notes/edgecore-v1alpha1.yaml', import.meta.url));
     // Only the paths change: the database and the DMI socket go to a temp dir instead of /var and /etc.
     const text =
       readFileSync(notes, 'utf8').replace('/var/lib/kubeedge/edgecore.db', join(tmp, 'notes.db')) +
