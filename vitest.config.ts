@@ -5,6 +5,7 @@ export default defineConfig({
     include: [
       'kernel/**/*.test.ts',
       'plugins/**/*.test.ts',
+      'protocol/**/*.test.ts',
       'sdk/**/*.test.ts',
       'test/**/*.test.ts',
       'examples/**/*.test.ts',

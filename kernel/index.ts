@@ -41,6 +41,8 @@ export type { Metrics } from './metrics.js';
 export { pluginSpecifier } from './plugin/specifier.js';
 export { parseResource, NULL_NAMESPACE, type Resource } from './resource.js';
 export { nodeName } from './kernel-services.js';
+export { parseDuration, formatDuration } from './config/duration.js';
+export { localIP } from './config/host.js';
 export type {
   LoadedConfig,
   EdgeCoreConfig,

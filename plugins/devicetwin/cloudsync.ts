@@ -6,6 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { errorText, newMessage, type Logger, type Message } from '../../kernel/index.js';
+import { DeviceTwinModuleName, ResourceGroup } from '../../protocol/index.js';
 
 /** Unconfirmed cloud messages kept at most (then the oldest is dropped, logged). */
 export const CONFIRM_LIMIT = 10_000;
@@ -68,7 +69,12 @@ export class CloudSync {
     if (!connected) return;
     this.send(
       newMessage(
-        { source: 'twin', group: 'resource', operation: 'get', resource: 'membership/detail' },
+        {
+          source: DeviceTwinModuleName,
+          group: ResourceGroup,
+          operation: 'get',
+          resource: 'membership/detail',
+        },
         JSON.stringify({
           event_type: 'group_membership_event',
           event_id: randomUUID(),

@@ -4,12 +4,20 @@
  * cloud. No I/O besides the store; the plugin (index.ts) does the messaging.
  */
 import { randomUUID } from 'node:crypto';
+import {
+  DeviceETPrefix,
+  ErrTwinKey,
+  ErrTwinValue,
+  NodeETPrefix,
+  deviceTopic,
+  nodeTopic,
+  validTwinKey,
+  validTwinValue,
+} from '../../protocol/index.js';
 import type { AttrRow, ChangeSet, DeviceRow, TwinCols, TwinRow, TwinStore } from './store.js';
 import {
-  ERR_KEY,
   ERR_NO_TWIN,
   ERR_UNMARSHAL,
-  ERR_VALUE,
   PayloadError,
   encodeAttr,
   encodeMsgTwin,
@@ -20,8 +28,6 @@ import {
   parseTwinMap,
   sortedMap,
   sortedMapJson,
-  validTwinKey,
-  validTwinValue,
   validateValue,
   type MsgAttr,
   type MsgTwin,
@@ -29,8 +35,6 @@ import {
   type TwinVersion,
 } from './types.js';
 
-export const DEVICE_PREFIX = '$hw/events/device/';
-export const NODE_PREFIX = '$hw/events/node/';
 /** Largest MQTT payload deviceTwin accepts (KubeEdge has no limit; values are <= 512 bytes anyway). */
 export const MAX_PAYLOAD_BYTES = 1 << 20;
 
@@ -146,13 +150,13 @@ const VALID_STATES = new Set(['online', 'offline', 'ok', 'unknown', 'unhealthy']
 export function classifyTopic(
   topic: string,
 ): { kind: 'device'; id: string; suffix: string } | { kind: 'node'; node: string; suffix: string } | null {
-  if (topic.startsWith(DEVICE_PREFIX)) {
-    const parts = topic.slice(DEVICE_PREFIX.length).split('/');
+  if (topic.startsWith(DeviceETPrefix)) {
+    const parts = topic.slice(DeviceETPrefix.length).split('/');
     if (parts.length < 3) return null;
     return { kind: 'device', id: `${parts[0]}/${parts[1]}`, suffix: parts.slice(2).join('/') };
   }
-  if (topic.startsWith(NODE_PREFIX)) {
-    const parts = topic.slice(NODE_PREFIX.length).split('/');
+  if (topic.startsWith(NodeETPrefix)) {
+    const parts = topic.slice(NodeETPrefix.length).split('/');
     if (parts.length < 2) return null;
     return { kind: 'node', node: parts[0] ?? '', suffix: parts.slice(1).join('/') };
   }
@@ -211,7 +215,7 @@ export class TwinEngine {
   }
 
   private topic(id: string, suffix: string): string {
-    return `${DEVICE_PREFIX}${id}/${suffix}`;
+    return deviceTopic(id, suffix);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -254,9 +258,9 @@ export class TwinEngine {
     }
     if (!twins) return payloadError(ERR_NO_TWIN);
     for (const [k, t] of twins) {
-      if (!validTwinKey(k)) return payloadError(ERR_KEY);
+      if (!validTwinKey(k)) return payloadError(ErrTwinKey);
       for (const side of [t?.expected, t?.actual]) {
-        if (side?.value && !validTwinValue(side.value)) return payloadError(ERR_VALUE);
+        if (side?.value && !validTwinValue(side.value)) return payloadError(ErrTwinValue);
       }
     }
     const device = this.devices.get(deviceId);
@@ -670,7 +674,7 @@ export class TwinEngine {
     }
     const devices = [...this.devices.values()].map((d) => this.encodeDevice(d, false));
     out.publish.push({
-      topic: `${NODE_PREFIX}${this.nodeName}/membership/get/result`,
+      topic: nodeTopic(this.nodeName, 'membership/get/result'),
       payload: json({ ...base(eventId, Date.now()), devices }),
     });
     return out;
@@ -769,7 +773,7 @@ export class TwinEngine {
     for (const id of out.removed!) this.devices.delete(id);
     if (addedEntries.length > 0 || removedEntries.length > 0) {
       out.publish.push({
-        topic: `${NODE_PREFIX}${this.nodeName}/membership/updated`,
+        topic: nodeTopic(this.nodeName, 'membership/updated'),
         payload: json({
           event_id: randomUUID(),
           timestamp: Date.now(),

@@ -16,6 +16,25 @@ import {
   type Message,
   type ModuleConfig,
 } from '../../kernel/index.js';
+import {
+  BusGroup,
+  BusSource,
+  CloudConnected,
+  CloudDisconnected,
+  DeviceTwinModuleName,
+  DmiGroup,
+  DmiServerModuleName,
+  EdgeHubModuleName,
+  EventBusModuleName,
+  MessageSuccessfulContent,
+  MetaGroup,
+  MetaManagerModuleName,
+  ResourceGroup,
+  ResourceTypeNodeConnection,
+  SourceNodeConnection,
+  TwinGroup,
+  decodeTopicResource,
+} from '../../protocol/index.js';
 import type { CloudSend, Outcome, TwinEngine } from './engine.js';
 import type { ChangeSet } from './store.js';
 import type { CloudSync } from './cloudsync.js';
@@ -28,10 +47,6 @@ export interface DeviceTwinConfig extends ModuleConfig {
 export const CONFIRM_RETRY_MS = 60_000;
 /** Write attempts before an event is answered with 500 (KubeEdge: 5). */
 const WRITE_ATTEMPTS = 5;
-
-/** base64url (with padding) of an MQTT topic, as eventBus encodes it. */
-const decodeTopic = (resource: string): string =>
-  Buffer.from(resource.replace(/-/g, '+').replace(/_/g, '/'), 'base64').toString('utf8');
 
 /** Remembers f's answers per key (bounded: forgets everything when full); f must be pure. */
 function memo<R>(f: (key: string) => R, limit = 4096): (key: string) => R {
@@ -54,8 +69,8 @@ const contentText = (c: unknown): string => {
 };
 
 export default definePlugin<DeviceTwinConfig>({
-  name: 'twin',
-  group: 'twin',
+  name: DeviceTwinModuleName,
+  group: TwinGroup,
   configKey: 'deviceTwin',
   requires: [DatabaseToken],
   // Handlers run their state change synchronously in mailbox order, then wait for the group commit.
@@ -67,7 +82,7 @@ export default definePlugin<DeviceTwinConfig>({
     const node = nodeName(ctx.services);
     // resource (base64url of the MQTT topic) -> topic and its parts; devices publish on few topics
     const topicOf = memo((resource: string) => {
-      const topic = decodeTopic(resource);
+      const topic = decodeTopicResource(resource);
       return { topic, t: classifyTopic(topic) };
     });
     const store = new TwinStore(ctx.services.get(DatabaseToken));
@@ -103,15 +118,18 @@ export default definePlugin<DeviceTwinConfig>({
       node,
       log: ctx.log,
       retryMs: CONFIRM_RETRY_MS,
-      hasHub: () => ctx.hasModule('websocket'),
-      sendToHub: (msg) => ctx.send('websocket', msg),
+      hasHub: () => ctx.hasModule(EdgeHubModuleName),
+      sendToHub: (msg) => ctx.send(EdgeHubModuleName, msg),
     });
 
     const publish = (topic: string, payload: string): void => {
       ctx
         .send(
-          'eventbus',
-          newMessage({ source: 'twin', group: 'bus', operation: 'publish', resource: topic }, payload),
+          EventBusModuleName,
+          newMessage(
+            { source: DeviceTwinModuleName, group: BusGroup, operation: 'publish', resource: topic },
+            payload,
+          ),
         )
         .catch((err: unknown) => {
           stats.publishFailures++;
@@ -122,11 +140,11 @@ export default definePlugin<DeviceTwinConfig>({
     // ------------------------------------------------------------------------------ DMI (contract)
     const dmiObjects = new Map<string, unknown>(); // "device/<ns>/<name>" | "devicemodel/<ns>/<name>" -> object
     const toDmi = async (operation: 'insert' | 'update' | 'delete', resource: string, content: unknown) => {
-      if (!ctx.hasModule('dmiserver')) return;
+      if (!ctx.hasModule(DmiServerModuleName)) return;
       try {
         await ctx.send(
-          'dmiserver',
-          newMessage({ source: 'twin', group: 'dmi', operation, resource }, content),
+          DmiServerModuleName,
+          newMessage({ source: DeviceTwinModuleName, group: DmiGroup, operation, resource }, content),
         );
       } catch (err) {
         ctx.log.warn({ resource, err: errorText(err) }, `twin: cannot tell dmiserver about ${resource}`);
@@ -159,7 +177,7 @@ export default definePlugin<DeviceTwinConfig>({
 
     const cloudMessage = (c: CloudSend): Message =>
       newMessage(
-        { source: 'twin', group: 'resource', operation: c.operation, resource: c.resource },
+        { source: DeviceTwinModuleName, group: ResourceGroup, operation: c.operation, resource: c.resource },
         c.content,
       );
 
@@ -226,11 +244,11 @@ export default definePlugin<DeviceTwinConfig>({
     /** The message's work; a promise when it waits for the group commit. */
     const route = (msg: Message): Promise<void> | void => {
       const { source, operation, resource = '', group } = msg.route;
-      if (source === 'bus' && operation === 'response') return fromBus(msg);
-      if (source === 'edgehub' && resource === 'node/connection') {
-        if (msg.content === 'cloud_connected') cloud.setConnected(true);
-        else if (msg.content === 'cloud_disconnected') cloud.setConnected(false);
-      } else if (msg.header.parent_msg_id && group === 'twin') cloud.confirm(msg.header.parent_msg_id);
+      if (source === BusSource && operation === 'response') return fromBus(msg);
+      if (source === SourceNodeConnection && resource === ResourceTypeNodeConnection) {
+        if (msg.content === CloudConnected) cloud.setConnected(true);
+        else if (msg.content === CloudDisconnected) cloud.setConnected(false);
+      } else if (msg.header.parent_msg_id && group === TwinGroup) cloud.confirm(msg.header.parent_msg_id);
       else if (resource.includes('membership/detail'))
         return apply(engine.membershipDetail(parseContent(msg)));
       else if (resource === 'membership' || resource.endsWith('/membership'))
@@ -248,7 +266,8 @@ export default definePlugin<DeviceTwinConfig>({
     };
     /** A sync request (eventBus's QoS 1 updates) is answered once handled, even when it failed. */
     const done = (msg: Message): void => {
-      if (msg.header.sync && !msg.header.parent_msg_id) ctx.respond(newResponse(msg, 'OK'));
+      if (msg.header.sync && !msg.header.parent_msg_id)
+        ctx.respond(newResponse(msg, MessageSuccessfulContent));
     };
     // No async wrapper: the hot path (twin updates) costs one promise, the group commit's.
     const handle = (msg: Message): Promise<void> | void => {
@@ -270,13 +289,18 @@ export default definePlugin<DeviceTwinConfig>({
 
     // Tell dmiserver about every object known at start (from metaManager's store, when there is one).
     void (async () => {
-      if (!ctx.hasModule('metamanager') || !ctx.hasModule('dmiserver')) return;
+      if (!ctx.hasModule(MetaManagerModuleName) || !ctx.hasModule(DmiServerModuleName)) return;
       for (const type of ['devicemodel', 'device']) {
         try {
           const reply = await ctx.request(
-            'metamanager',
+            MetaManagerModuleName,
             newMessage(
-              { source: 'twin', group: 'meta', operation: 'query', resource: `default/${type}` },
+              {
+                source: DeviceTwinModuleName,
+                group: MetaGroup,
+                operation: 'query',
+                resource: `default/${type}`,
+              },
               null,
             ),
             10_000,

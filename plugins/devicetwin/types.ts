@@ -293,18 +293,8 @@ export function encodeAttr(a: MsgAttr): Obj {
 // -------------------------------------------------------------------------------------------------
 // Validation (edge/pkg/devicetwin/dtcommon/util.go, dttype/types.go)
 
-const KEY_RE = /^[a-zA-Z0-9\-_.,:/@#]{1,128}$/;
-const VALUE_RE = /^[a-zA-Z0-9\-_.,:/@#]{1,512}$/;
-
 export const ERR_UNMARSHAL = 'Unmarshal update request body failed, please check the request';
 export const ERR_NO_TWIN = 'Update twin error, key:twin does not exist';
-export const ERR_KEY =
-  'The key of twin must only include upper or lowercase letters, number, english, and special letter - _ . , : / @ # and the length of key should be less than 128 bytes';
-export const ERR_VALUE =
-  'The value of twin must only include upper or lowercase letters, number, english, and special letter - _ . , : / @ # and the length of value should be less than 512 bytes';
-
-export const validTwinKey = (k: string): boolean => KEY_RE.test(k);
-export const validTwinValue = (v: string): boolean => VALUE_RE.test(v);
 
 const INT_RE = /^[+-]?\d+$/;
 const FLOAT_RE = /^[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|inf(inity)?|nan)$/i;

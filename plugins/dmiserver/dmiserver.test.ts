@@ -17,7 +17,8 @@ import {
 } from '../../proto/gen/dmi/v1beta1/api.js';
 import { anyMapToScalars, scalarToAny, anyToScalar } from '../../proto/dmi/v1beta1/values.js';
 import { deviceToV1beta1, modelToV1beta1 } from './convert.js';
-import { RATE_LIMIT_ENV, topicResource } from './index.js';
+import { encodeTopicResource } from '../../protocol/index.js';
+import { RATE_LIMIT_ENV } from './index.js';
 
 const registry = [{ configKey: 'deviceTwin', specifier: new URL('./index.ts', import.meta.url).href }];
 
@@ -180,7 +181,7 @@ describe('dmiserver', () => {
       source: 'bus',
       group: 'user',
       operation: 'response',
-      resource: topicResource(topic),
+      resource: encodeTopicResource(topic),
     });
     expect(Buffer.from(a.route.resource as string, 'base64').toString()).toBe(topic);
     const pa = JSON.parse(a.content as string);

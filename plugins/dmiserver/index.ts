@@ -5,7 +5,7 @@
  * change. KubeEdge runs this inside deviceTwin; here it is a plugin enabled with deviceTwin.
  */
 import { mkdirSync, rmSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import {
   DatabaseToken,
   KernelError,
@@ -17,6 +17,18 @@ import {
   type PluginContext,
 } from '../../kernel/index.js';
 import type * as ApiModule from '../../proto/gen/dmi/v1beta1/api.js';
+import {
+  BusSource,
+  DeviceTwinModuleName,
+  DmiGroup,
+  DmiServerModuleName,
+  UserGroup,
+  deviceTopic,
+  dmiSocketPath,
+  encodeTopicResource,
+  validTwinKey,
+  validTwinValue,
+} from '../../protocol/index.js';
 import { RpcError, unaryHandler } from '../../proto/rpc.js';
 import {
   checkObject,
@@ -39,22 +51,7 @@ export interface DmiServerConfig {
   [key: string]: unknown;
 }
 
-/** `<dir>/dmi.sock` from `modules.deviceTwin.dmiSockPath` (a directory, or an older `.sock` file path). */
-export function dmiSocketPath(dmiSockPath: string | undefined): string {
-  const p = dmiSockPath || '/etc/kubeedge/';
-  return join(p.endsWith('.sock') ? dirname(p) : p, 'dmi.sock');
-}
-
-/** Resource of an MQTT message as eventBus builds it: standard base64 with the URL-safe alphabet, padded. */
-export function topicResource(topic: string): string {
-  return Buffer.from(topic, 'utf8').toString('base64').replace(/\+/g, '-').replace(/\//g, '_');
-}
-
 const CALL_TIMEOUT_MS = 10_000;
-
-/** deviceTwin's syntax of twin names and values (spec edge-modules §5.4). */
-const TWIN_KEY = /^[a-zA-Z0-9\-_.,:/@#]{1,128}$/;
-const TWIN_VALUE = /^[a-zA-Z0-9\-_.,:/@#]{1,512}$/;
 
 /**
  * KubeEdge limits the three server RPCs to 1 request/s with a burst of 100, shared by every mapper,
@@ -440,8 +437,7 @@ class DmiServer {
     const twins = req.reportedDevice?.twins ?? [];
     if (twins.length === 0) throw new RpcError(INVALID, 'ReportDeviceStatusRequest does not have twin data');
     const ns = req.deviceNamespace || 'default';
-    const topic = `$hw/events/device/${ns}/${req.deviceName}/twin/update`;
-    const resource = topicResource(topic);
+    const resource = encodeTopicResource(deviceTopic(`${ns}/${req.deviceName}`, 'twin/update'));
     const sends: Promise<void>[] = [];
     for (const [i, t] of twins.entries()) {
       if (!t.propertyName)
@@ -460,8 +456,8 @@ class DmiServer {
       if (t.observedDesired) twin.expected = { value: t.observedDesired.value };
       if (t.reported) twin.actual = { value: t.reported.value };
       const ok =
-        TWIN_KEY.test(t.propertyName) &&
-        [t.observedDesired?.value, t.reported?.value].every((v) => !v || TWIN_VALUE.test(v));
+        validTwinKey(t.propertyName) &&
+        [t.observedDesired?.value, t.reported?.value].every((v) => !v || validTwinValue(v));
       if (ok) batch[t.propertyName] = twin;
       else alone.push({ [t.propertyName]: twin });
     }
@@ -479,17 +475,17 @@ class DmiServer {
     if (!req.state)
       throw new RpcError(INVALID, `ReportDeviceStatesRequest.state: required (device ${req.deviceName})`);
     const ns = req.deviceNamespace || 'default';
-    const topic = `$hw/events/device/${ns}/${req.deviceName}/state/update`;
-    await this.toTwin(topicResource(topic), { event_id: '', timestamp: Date.now(), State: req.state });
+    const topic = deviceTopic(`${ns}/${req.deviceName}`, 'state/update');
+    await this.toTwin(encodeTopicResource(topic), { event_id: '', timestamp: Date.now(), State: req.state });
   }
 
   private async toTwin(resource: string, payload: unknown): Promise<void> {
     const msg = newMessage(
-      { source: 'bus', group: 'user', operation: 'response', resource },
+      { source: BusSource, group: UserGroup, operation: 'response', resource },
       JSON.stringify(payload),
     );
     try {
-      await this.ctx.send('twin', msg);
+      await this.ctx.send(DeviceTwinModuleName, msg);
     } catch (err) {
       throw new RpcError(
         this.grpc.status.UNAVAILABLE,
@@ -517,8 +513,8 @@ class DmiServer {
 }
 
 export default definePlugin<DmiServerConfig>({
-  name: 'dmiserver',
-  group: 'dmi',
+  name: DmiServerModuleName,
+  group: DmiGroup,
   configKey: 'deviceTwin',
   async start(ctx) {
     const grpc = await import('@grpc/grpc-js');
@@ -545,7 +541,7 @@ export default definePlugin<DmiServerConfig>({
     ctx.log.info({ socket }, 'dmiserver: DeviceManagerService listening');
     return {
       async onMessage(msg) {
-        if (msg.route.group === 'dmi' || msg.route.source === 'twin') {
+        if (msg.route.group === DmiGroup || msg.route.source === DeviceTwinModuleName) {
           await dmi.onTwinMessage(msg);
           return;
         }

@@ -8,13 +8,21 @@ import { readFileSync } from 'node:fs';
 import {
   KernelError,
   definePlugin,
+  localIP,
   newMessage,
+  parseDuration,
   parseResource,
   type Message,
   type PluginContext,
   type ModuleConfig,
 } from '../../kernel/index.js';
-import { networkInterfaces } from 'node:os';
+import {
+  EdgedGroup,
+  EdgedModuleName,
+  MessageSuccessfulContent,
+  MetaGroup,
+  MetaManagerModuleName,
+} from '../../protocol/index.js';
 
 /** The fields of modules.edged (kernel-loaded, defaulted as KubeEdge v1.23.1) edged honours. */
 export interface EdgedSection {
@@ -49,41 +57,11 @@ export interface EdgedSection {
 
 type Ctx = PluginContext<EdgedSection & ModuleConfig>;
 
-/** The host's first non-internal IPv4 address (KubeEdge's <localIP> fallback). */
-function hostIP(): string {
-  for (const list of Object.values(networkInterfaces())) {
-    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
-  }
-  return '127.0.0.1';
-}
-
-const MODULE = 'edged';
-const META = 'metamanager';
 const REQUEST_TIMEOUT_MS = 60_000;
 
-function durationMs(text: string | undefined, fallback: number): number {
-  if (!text) return fallback;
-  let total = 0;
-  const re = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g;
-  let m: RegExpExecArray | null;
-  let matched = '';
-  while ((m = re.exec(text)) !== null) {
-    const n = Number(m[1]);
-    const unit = m[2];
-    total +=
-      unit === 'h'
-        ? n * 3.6e6
-        : unit === 'm'
-          ? n * 6e4
-          : unit === 's'
-            ? n * 1e3
-            : unit === 'ms'
-              ? n
-              : n / 1e6;
-    matched += m[0];
-  }
-  return matched === text ? total : fallback;
-}
+/** A Go duration of the config (validated at load) in ms; `fallback` when unset. */
+const durationMs = (text: string | undefined, fallback: number): number =>
+  text ? parseDuration(text) : fallback;
 
 /** The pod list in a metaManager response: an array of JSON strings (or objects, legacy). */
 function podsOf(content: unknown): unknown[] {
@@ -98,7 +76,7 @@ function replyObject(reply: Message): { object?: Record<string, unknown>; err?: 
     return { err: typeof reply.content === 'string' ? reply.content : JSON.stringify(reply.content) };
   let c = reply.content;
   if (typeof c === 'string') {
-    if (c === 'OK') return {};
+    if (c === MessageSuccessfulContent) return {};
     try {
       c = JSON.parse(c);
     } catch {
@@ -140,8 +118,8 @@ function hostDns(resolvConf: string): { servers: string[]; searches: string[]; o
 }
 
 export default definePlugin<EdgedSection & ModuleConfig>({
-  name: MODULE,
-  group: 'edged',
+  name: EdgedModuleName,
+  group: EdgedGroup,
   configKey: 'edged',
   concurrency: 1,
   async start(ctx: Ctx) {
@@ -156,7 +134,7 @@ export default definePlugin<EdgedSection & ModuleConfig>({
     const { diffObject, sortKeys } = await import('./patch.js');
 
     const nodeName = cfg.hostnameOverride;
-    const nodeIP = cfg.nodeIP || hostIP();
+    const nodeIP = cfg.nodeIP || localIP();
     const runtimeEndpoint = tkc.containerRuntimeEndpoint;
     const timeoutMs = durationMs(tkc.runtimeRequestTimeout, 120_000);
     const problems = new Map<string, KernelError>();
@@ -193,8 +171,8 @@ export default definePlugin<EdgedSection & ModuleConfig>({
 
     const requestMeta = async (operation: string, resource: string, content: unknown): Promise<Message> => {
       return ctx.request(
-        META,
-        newMessage({ source: MODULE, group: 'meta', operation, resource }, content),
+        MetaManagerModuleName,
+        newMessage({ source: EdgedModuleName, group: MetaGroup, operation, resource }, content),
         REQUEST_TIMEOUT_MS,
       );
     };
@@ -376,7 +354,7 @@ export default definePlugin<EdgedSection & ModuleConfig>({
       taints: tkc.registerWithTaints,
     });
     const nodeTick = async (): Promise<void> => {
-      if (!ctx.hasModule(META)) return;
+      if (!ctx.hasModule(MetaManagerModuleName)) return;
       if (!registered) {
         if (!tkc.registerNode) {
           registered = true;
@@ -429,7 +407,7 @@ export default definePlugin<EdgedSection & ModuleConfig>({
     let leaseObj: Record<string, unknown> | undefined;
     const leaseResource = `kube-node-lease/lease/${nodeName}`;
     const leaseTick = async (): Promise<void> => {
-      if (!ctx.hasModule(META) || !registered) return;
+      if (!ctx.hasModule(MetaManagerModuleName) || !registered) return;
       const duration = tkc.nodeLeaseDurationSeconds;
       if (!leaseObj) {
         const q = replyObject(await requestMeta('query', leaseResource, null));
@@ -526,14 +504,14 @@ export default definePlugin<EdgedSection & ModuleConfig>({
     };
 
     const requestPodList = async (): Promise<void> => {
-      if (!ctx.hasModule(META)) return;
+      if (!ctx.hasModule(MetaManagerModuleName)) return;
       await ctx
         .send(
-          META,
+          MetaManagerModuleName,
           newMessage(
             {
-              source: MODULE,
-              group: 'edged',
+              source: EdgedModuleName,
+              group: EdgedGroup,
               operation: 'query',
               resource: `${cfg.registerNodeNamespace}/pod`,
             },
@@ -563,7 +541,7 @@ export default definePlugin<EdgedSection & ModuleConfig>({
           ctx.log.error({ dir: tkc.staticPodPath, err: errText(err) }, 'static pod path unreadable'),
         );
     }
-    if (!ctx.hasModule(META)) pods.sourcesReady = true; // static pods are the only source
+    if (!ctx.hasModule(MetaManagerModuleName)) pods.sourcesReady = true; // static pods are the only source
     await requestPodList();
     void firstContact.then(() =>
       loop(nodeTick, durationMs(tkc.nodeStatusUpdateFrequency, 10_000), 'nodeStatus'),
@@ -585,4 +563,4 @@ export default definePlugin<EdgedSection & ModuleConfig>({
 });
 
 /** Internals for tests and benchmarks. */
-export { durationMs, replyObject, podsOf };
+export { replyObject, podsOf };

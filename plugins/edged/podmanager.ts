@@ -4,7 +4,7 @@
  * kill path (§2.7) that also removes what it stopped, and orphan adoption/cleanup after a restart.
  */
 import { mkdir, writeFile, stat } from 'node:fs/promises';
-import type { Logger } from '../../kernel/index.js';
+import { formatDuration, type Logger } from '../../kernel/index.js';
 import { CriError, isNotFound, type CriClient, type ContainerStatus, type PodSandboxStatus } from './cri.js';
 import {
   LABEL_POD_UID,
@@ -13,7 +13,6 @@ import {
   computeStatus,
   containerConfig,
   containerHash,
-  goDuration,
   gracePeriod,
   instancesOf,
   normalizeImage,
@@ -409,7 +408,7 @@ export class PodManager {
         if (b && Date.now() - finished < b.delayMs) {
           e.failures.set(c.name, {
             reason: 'CrashLoopBackOff',
-            message: `back-off ${goDuration(b.delayMs)} restarting failed container=${c.name} pod=${pod.metadata.name}_${pod.metadata.namespace ?? 'default'}(${e.uid})`,
+            message: `back-off ${formatDuration(b.delayMs)} restarting failed container=${c.name} pod=${pod.metadata.name}_${pod.metadata.namespace ?? 'default'}(${e.uid})`,
           });
           nextWake = Math.min(nextWake, finished + b.delayMs - Date.now() + 50);
           continue;

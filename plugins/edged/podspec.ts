@@ -475,13 +475,6 @@ export function gracePeriod(pod: Pod): number {
   return Math.max(2, g);
 }
 
-/** Go's time.Duration String for whole seconds (10s, 1m20s, 5m0s). */
-export function goDuration(ms: number): string {
-  const s = Math.round(ms / 1000);
-  if (s < 60) return `${s}s`;
-  return `${Math.floor(s / 60)}m${s % 60}s`;
-}
-
 /** Short hash used for static pod UIDs. */
 export function md5hex(text: string): string {
   return createHash('md5').update(text).digest('hex');

@@ -13,6 +13,13 @@ import {
   type ModuleConfig,
   type PluginContext,
 } from '../../kernel/index.js';
+import {
+  BusGroup,
+  DeviceTwinModuleName,
+  EventBusModuleName,
+  TwinGroup,
+  nodeTopic,
+} from '../../protocol/index.js';
 import type { BrokerSide, SideHooks } from './sides.js';
 import { FIXED_TOPICS, TopicFilters, mqttToBeehive, publishPayload } from './topics.js';
 
@@ -46,8 +53,8 @@ function subTopicsDao(ctx: PluginContext<EventBusConfig>): SubTopicsDao {
 const ignore = (): void => undefined;
 
 export default definePlugin<EventBusConfig>({
-  name: 'eventbus',
-  group: 'bus',
+  name: EventBusModuleName,
+  group: BusGroup,
   configKey: 'eventBus',
   requires: [DatabaseToken],
   async start(ctx) {
@@ -73,8 +80,8 @@ export default definePlugin<EventBusConfig>({
       counters.inbound++;
       const { to, msg } = mqttToBeehive(topic, payload);
       const handed: Promise<unknown> =
-        to === 'twin' && qos > 0 && ctx.hasModule('twin')
-          ? ctx.request('twin', msg, TWIN_ACK_TIMEOUT_MS)
+        to === TwinGroup && qos > 0 && ctx.hasModule(DeviceTwinModuleName)
+          ? ctx.request(DeviceTwinModuleName, msg, TWIN_ACK_TIMEOUT_MS)
           : ctx.sendToGroup(to, msg);
       return handed.then(ignore, (err: unknown) => {
         counters.dispatchFailures++;
@@ -158,7 +165,7 @@ export default definePlugin<EventBusConfig>({
             return;
           }
           publish(
-            `$hw/events/node/${nodeName(ctx.services)}/authInfo/get/result`,
+            nodeTopic(nodeName(ctx.services), 'authInfo/get/result'),
             Buffer.from(JSON.stringify(msg.content ?? null), 'utf8'),
           );
           return;

@@ -2,6 +2,15 @@
  * eventBus topics and the MQTT <-> beehive conversion (spec edge-modules §4.4–§4.6), pure code.
  */
 import { newMessage, type Message } from '../../kernel/index.js';
+import {
+  BusSource,
+  DeviceETPrefix,
+  HubGroup,
+  NodeETPrefix,
+  TwinGroup,
+  UserGroup,
+  encodeTopicResource,
+} from '../../protocol/index.js';
 
 /** The fixed subscriptions of edgecore v1.23.1 (`edge/pkg/eventbus/mqtt/client.go`). */
 export const FIXED_TOPICS: readonly string[] = [
@@ -85,36 +94,11 @@ function matchParts(f: string[], t: string[]): boolean {
   return f.length === t.length;
 }
 
-/** True when `topic` equals `prefix` or continues it with `/` (eventBus's prefix rule). */
-export function hasTopicPrefix(topic: string, prefix: string): boolean {
-  return topic === prefix || topic.startsWith(prefix + '/');
-}
-
-const encoded = new Map<string, string>();
-const ENCODED_LIMIT = 4096;
-
-/** base64url with `=` padding, as Go's base64.URLEncoding (remembered per topic, bounded). */
-export function encodeTopicResource(topic: string): string {
-  let r = encoded.get(topic);
-  if (r === undefined) {
-    r = Buffer.from(topic, 'utf8').toString('base64').replace(/\+/g, '-').replace(/\//g, '_');
-    if (encoded.size >= ENCODED_LIMIT) encoded.clear();
-    encoded.set(topic, r);
-  }
-  return r;
-}
-
-export function decodeTopicResource(resource: string): string {
-  return Buffer.from(resource.replace(/-/g, '+').replace(/_/g, '/'), 'base64').toString('utf8');
-}
-
-export type Destination = 'twin' | 'hub';
+export type Destination = typeof TwinGroup | typeof HubGroup;
 
 /** Where an MQTT message goes: group `twin` for device/node events, group `hub` (cloud) otherwise. */
 export function destinationOf(topic: string): Destination {
-  return hasTopicPrefix(topic, '$hw/events/device') || hasTopicPrefix(topic, '$hw/events/node')
-    ? 'twin'
-    : 'hub';
+  return topic.startsWith(DeviceETPrefix) || topic.startsWith(NodeETPrefix) ? TwinGroup : HubGroup;
 }
 
 /** The beehive message eventBus produces for an MQTT publish on `topic` (spec §4.5). */
@@ -122,12 +106,17 @@ export function mqttToBeehive(topic: string, payload: Buffer | string): { to: De
   const content = typeof payload === 'string' ? payload : payload.toString('utf8');
   const to = destinationOf(topic);
   const msg =
-    to === 'twin'
+    to === TwinGroup
       ? newMessage(
-          { source: 'bus', group: 'user', operation: 'response', resource: encodeTopicResource(topic) },
+          {
+            source: BusSource,
+            group: UserGroup,
+            operation: 'response',
+            resource: encodeTopicResource(topic),
+          },
           content,
         )
-      : newMessage({ source: 'bus', group: 'user', operation: 'upload', resource: topic }, content);
+      : newMessage({ source: BusSource, group: UserGroup, operation: 'upload', resource: topic }, content);
   return { to, msg };
 }
 

@@ -1,3 +1,4 @@
+import { EdgedModuleName } from '../../protocol/index.js';
 import type { MetaStore, MetaV2Row } from './store.js';
 
 /**
@@ -118,7 +119,7 @@ export function feedV2(
   text?: string,
 ): number {
   if (type.includes('status') || type === 'event') return 0;
-  if (type === 'lease' && source === 'edged') return 0;
+  if (type === 'lease' && source === EdgedModuleName) return 0;
   if (!isObject(content) || typeof content.kind !== 'string') return 0;
   let objects: { row: MetaV2Row; obj: KubeObject }[] = [];
   if (content.kind.endsWith('List') && Array.isArray(content.items)) {

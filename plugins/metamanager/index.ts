@@ -7,6 +7,7 @@ import {
   nodeName,
   type ModuleConfig,
 } from '../../kernel/index.js';
+import { EdgeHubModuleName, HubGroup, MetaGroup, MetaManagerModuleName } from '../../protocol/index.js';
 
 /** modules.metaManager (spec edge-modules §1.4.4); the kernel's config loader fills the defaults. */
 export type MetaManagerSection = ModuleConfig & {
@@ -21,8 +22,8 @@ export type MetaManagerSection = ModuleConfig & {
  * cloud, edged and deviceTwin; with `metaServer.enable`, a Kubernetes API at the edge.
  */
 export default definePlugin<MetaManagerSection>({
-  name: 'metamanager',
-  group: 'meta',
+  name: MetaManagerModuleName,
+  group: MetaGroup,
   configKey: 'metaManager',
   requires: [DatabaseToken],
   // Remote queries wait for the cloud concurrently; store steps stay in arrival order (process.ts).
@@ -31,8 +32,8 @@ export default definePlugin<MetaManagerSection>({
     const { MetaStore } = await import('./store.js');
     const { MetaProcessor } = await import('./process.js');
     const c = ctx.config;
-    const group = c.contextSendGroup || 'hub';
-    const module = c.contextSendModule || 'websocket';
+    const group = c.contextSendGroup || HubGroup;
+    const module = c.contextSendModule || EdgeHubModuleName;
     const timeout = c.remoteQueryTimeout ?? 60;
     if (typeof timeout !== 'number' || !(timeout > 0)) {
       throw new KernelError(

@@ -10,6 +10,21 @@ import {
   newResponse,
   parseResource,
 } from '../../kernel/index.js';
+import {
+  DeviceControllerModuleName,
+  DeviceTwinModuleName,
+  DynamicControllerModuleName,
+  EdgeControllerModuleName,
+  EdgedModuleName,
+  ErrConnectionLost,
+  MessageSuccessfulContent,
+  MetaManagerModuleName,
+  MetaSource,
+  OperationNodeConnection,
+  PolicyControllerModuleName,
+  SourceNodeConnection,
+  TwinGroup,
+} from '../../protocol/index.js';
 import { feedV2, rowOf } from './imitator.js';
 import type { MetaStore } from './store.js';
 
@@ -20,11 +35,6 @@ export interface ProcessorConfig {
   /** Seconds. */
   remoteQueryTimeout: number;
 }
-
-export const EDGED = 'edged';
-export const TWIN = 'twin';
-export const METAMANAGER = 'metamanager';
-export const CONNECTION_LOST = 'connection lost between EdgeCore and CloudCore';
 
 /** Resource types whose queries go to the cloud while connected (requireRemoteQuery, v1.23.1). */
 const REMOTE_TYPES = new Set([
@@ -69,7 +79,7 @@ export class MetaProcessor {
   /** Handle one message. Every store step runs synchronously before the first await (ordering). */
   async handle(msg: Message): Promise<void> {
     const op = msg.route.operation ?? '';
-    if (op === 'connect' && msg.route.source === 'edgehub') {
+    if (op === OperationNodeConnection && msg.route.source === SourceNodeConnection) {
       this.ctx.log.debug({ content: msg.content }, 'cloud connection event');
       return;
     }
@@ -118,7 +128,7 @@ export class MetaProcessor {
   private async insert(msg: Message, type: string): Promise<void> {
     const source = msg.route.source ?? '';
     if (type === 'event') return this.toCloud(msg);
-    if (source === EDGED) {
+    if (source === EdgedModuleName) {
       if (!this.connected())
         return this.fail(msg, new KernelError('EMETA_REMOTE', 'failed to process remote: not connected'));
       return this.remote(msg, type);
@@ -126,26 +136,26 @@ export class MetaProcessor {
     const value = storedValue(msg, true);
     feedV2(this.store, 'insert', type, source, contentObject(msg), serialised(msg, value));
     this.store.upsert(msg.route.resource as string, type, value);
-    if (source === 'devicecontroller') this.toTwin(msg);
-    else if (source !== 'policycontroller') this.toEdged(msg);
+    if (source === DeviceControllerModuleName) this.toTwin(msg);
+    else if (source !== PolicyControllerModuleName) this.toEdged(msg);
     this.ack(msg);
   }
 
   private async update(msg: Message, type: string): Promise<void> {
     const source = msg.route.source ?? '';
     if (type === 'event') return this.toCloud(msg);
-    if (source === EDGED && type === 'lease') {
+    if (source === EdgedModuleName && type === 'lease') {
       if (!this.connected())
         return this.fail(msg, new KernelError('EMETA_REMOTE', 'failed to process remote: not connected'));
       return this.remote(msg, type);
     }
     const known = [
-      EDGED,
-      'edgecontroller',
-      'dynamiccontroller',
-      'devicecontroller',
-      'policycontroller',
-      METAMANAGER,
+      EdgedModuleName,
+      EdgeControllerModuleName,
+      DynamicControllerModuleName,
+      DeviceControllerModuleName,
+      PolicyControllerModuleName,
+      MetaManagerModuleName,
     ];
     if (!known.includes(source)) {
       this.fail(
@@ -158,25 +168,25 @@ export class MetaProcessor {
     feedV2(this.store, 'update', type, source, contentObject(msg), serialised(msg, value));
     this.store.upsert(msg.route.resource as string, type, value);
     switch (source) {
-      case EDGED:
+      case EdgedModuleName:
         this.toCloud(msg);
-        this.reply(msg, newResponse(msg, 'OK'));
+        this.reply(msg, newResponse(msg, MessageSuccessfulContent));
         return;
-      case 'edgecontroller':
-      case 'dynamiccontroller':
+      case EdgeControllerModuleName:
+      case DynamicControllerModuleName:
         if (type !== 'node') this.toEdged(msg);
         this.ack(msg);
         return;
-      case 'devicecontroller':
+      case DeviceControllerModuleName:
         this.ack(msg);
         this.toTwin(msg);
         return;
-      case 'policycontroller':
+      case PolicyControllerModuleName:
         this.ack(msg);
         return;
       default: // metamanager (metaServer's device update)
         this.toTwin(msg);
-        this.reply(msg, newResponse(msg, 'OK'));
+        this.reply(msg, newResponse(msg, MessageSuccessfulContent));
     }
   }
 
@@ -184,7 +194,7 @@ export class MetaProcessor {
     if (type === 'event') return this.toCloud(msg);
     const value = storedValue(msg, true);
     this.store.upsert(msg.route.resource as string, type, value);
-    if (!this.connected()) return this.fail(msg, new KernelError('EMETA_DISCONNECTED', CONNECTION_LOST));
+    if (!this.connected()) return this.fail(msg, new KernelError('EMETA_DISCONNECTED', ErrConnectionLost));
     // The original message, same id: the cloud's reply goes straight to the requester's waiter.
     this.toCloud(msg);
   }
@@ -192,7 +202,7 @@ export class MetaProcessor {
   private async delete(msg: Message, type: string): Promise<void> {
     const source = msg.route.source ?? '';
     const resource = msg.route.resource as string;
-    if (type === 'pod' && source === EDGED) return this.toCloud(msg);
+    if (type === 'pod' && source === EdgedModuleName) return this.toCloud(msg);
     const obj = contentObject(msg);
     if (type === 'pod') {
       const uid = (obj as { metadata?: { uid?: unknown } } | undefined)?.metadata?.uid;
@@ -211,8 +221,8 @@ export class MetaProcessor {
       feedV2(this.store, 'delete', type, source, obj);
       this.store.delete(resource);
     }
-    if (source === 'devicecontroller') this.toTwin(msg);
-    if (source !== 'policycontroller') this.toEdged(msg);
+    if (source === DeviceControllerModuleName) this.toTwin(msg);
+    if (source !== PolicyControllerModuleName) this.toEdged(msg);
     this.ack(msg);
   }
 
@@ -225,20 +235,20 @@ export class MetaProcessor {
     const values =
       tokens >= 3 ? this.store.queryKey(msg.route.resource as string) : this.store.queryType(type);
     const resp = newResponse(msg, values);
-    resp.route.source = METAMANAGER;
+    resp.route.source = MetaManagerModuleName;
     this.reply(msg, resp);
   }
 
   private async response(msg: Message, type: string): Promise<void> {
     const value = storedValue(msg, false);
     this.store.upsert(msg.route.resource as string, type, value);
-    if (msg.route.source === 'edgecontroller') this.toEdged(msg);
+    if (msg.route.source === EdgeControllerModuleName) this.toEdged(msg);
     else this.toCloud(msg);
   }
 
   private async volume(msg: Message): Promise<void> {
     const fwd: Message = { ...msg, header: { ...msg.header, msg_id: randomUUID() } };
-    const reply = await this.ctx.request(EDGED, fwd, 60_000);
+    const reply = await this.ctx.request(EdgedModuleName, fwd, 60_000);
     this.toCloud(newResponse(msg, reply.content));
   }
 
@@ -265,7 +275,12 @@ export class MetaProcessor {
       return this.fail(msg, new KernelError('EMETA_REMOTE', `failed to process remote: ${errorText(err)}`));
     }
     const content = reply.content;
-    if (content !== 'OK' && typeof content === 'object' && content !== null && !Array.isArray(content)) {
+    if (
+      content !== MessageSuccessfulContent &&
+      typeof content === 'object' &&
+      content !== null &&
+      !Array.isArray(content)
+    ) {
       const c = content as Record<string, unknown>;
       const wrapped = 'Object' in c && 'Err' in c;
       const obj = wrapped ? c.Object : c;
@@ -293,7 +308,7 @@ export class MetaProcessor {
 
   /** The response helper with "OK" to the cloud group (the ACK of a cloud message, wire §6.3). */
   private ack(msg: Message): void {
-    this.toCloud(newResponse(msg, 'OK'));
+    this.toCloud(newResponse(msg, MessageSuccessfulContent));
   }
 
   private toCloud(msg: Message): void {
@@ -301,16 +316,16 @@ export class MetaProcessor {
   }
 
   private toEdged(msg: Message): void {
-    this.ctx.send(EDGED, msg).catch((err) => this.dropped(EDGED, msg, err));
+    this.ctx.send(EdgedModuleName, msg).catch((err) => this.dropped(EdgedModuleName, msg, err));
   }
 
   private toTwin(msg: Message): void {
     const copy: Message = {
       header: { ...msg.header },
-      route: { ...msg.route, source: 'meta', group: TWIN },
+      route: { ...msg.route, source: MetaSource, group: TwinGroup },
       content: msg.content,
     };
-    this.ctx.send(TWIN, copy).catch((err) => this.dropped(TWIN, copy, err));
+    this.ctx.send(DeviceTwinModuleName, copy).catch((err) => this.dropped(DeviceTwinModuleName, copy, err));
   }
 
   /**
@@ -323,9 +338,9 @@ export class MetaProcessor {
       return;
     }
     const source = req.route.source ?? '';
-    if (source && source !== METAMANAGER && this.ctx.hasModule(source)) {
+    if (source && source !== MetaManagerModuleName && this.ctx.hasModule(source)) {
       this.ctx.send(source, resp).catch((err) => this.dropped(source, resp, err));
-    } else if (source === EDGED) {
+    } else if (source === EdgedModuleName) {
       this.toEdged(resp);
     } else {
       this.toCloud(resp);
@@ -346,7 +361,7 @@ export class MetaProcessor {
       },
       text,
     );
-    const resp = newErrorMessage(req, text, { source: METAMANAGER, group: req.route.group ?? '' });
+    const resp = newErrorMessage(req, text, { source: MetaManagerModuleName, group: req.route.group ?? '' });
     this.reply(req, resp);
   }
 

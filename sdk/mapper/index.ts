@@ -17,8 +17,8 @@ export {
   mapperPlugin,
   runStandalone,
   consoleLogger,
-  edgecoreSocketPath,
   type MapperPluginConfig,
   type MapperPluginOptions,
   type StandaloneConfig,
 } from './plugin.js';
+export { dmiSocketPath, mapperSocketPath } from '../../protocol/index.js';

@@ -3,16 +3,10 @@
  * standalone program that attaches to a running edgecore through its DMI socket. Same code.
  */
 import { readFileSync } from 'node:fs';
-import { join, dirname } from 'node:path';
 import { ConfigToken, definePlugin, type PluginDefinition } from '../../kernel/index.js';
+import { DefaultDmiSockDir, dmiSocketPath, mapperSocketPath } from '../../protocol/index.js';
 import { Mapper } from './mapper.js';
 import type { MapperLogger, ProtocolDriver } from './types.js';
-
-/** `<dir>/dmi.sock` from `modules.deviceTwin.dmiSockPath` (a directory, or an older `.sock` path). */
-export function edgecoreSocketPath(dmiSockPath: string | undefined): string {
-  const p = dmiSockPath || '/etc/kubeedge/';
-  return join(p.endsWith('.sock') ? dirname(p) : p, 'dmi.sock');
-}
 
 /** Config section of a mapper plugin (`modules.<configKey>`). */
 export interface MapperPluginConfig {
@@ -54,8 +48,8 @@ export function mapperPlugin(opts: MapperPluginOptions): PluginDefinition<Mapper
       } catch {
         dmiSockPath = undefined;
       }
-      const edgecoreSocket = ctx.config.edgecoreSock || edgecoreSocketPath(dmiSockPath);
-      const socketPath = ctx.config.socketPath || join(dirname(edgecoreSocket), `${driver.protocol}.sock`);
+      const edgecoreSocket = ctx.config.edgecoreSock || dmiSocketPath(dmiSockPath);
+      const socketPath = ctx.config.socketPath || mapperSocketPath(edgecoreSocket, driver.protocol);
       const mapper = await Mapper.start({
         name: opts.name,
         version: opts.version ?? '',
@@ -125,9 +119,12 @@ export async function runStandalone(
     cfg = (parse(readFileSync(file, 'utf8')) ?? {}) as StandaloneConfig;
   }
   const name = flag('name') ?? cfg.common?.name ?? `${driver.protocol}-mapper`;
-  const edgecoreSocket = flag('edgecore-sock') ?? cfg.common?.edgecore_sock ?? '/etc/kubeedge/dmi.sock';
+  const edgecoreSocket =
+    flag('edgecore-sock') ?? cfg.common?.edgecore_sock ?? dmiSocketPath(DefaultDmiSockDir);
   const socketPath =
-    flag('socket') ?? cfg.grpc_server?.socket_path ?? `/etc/kubeedge/${driver.protocol}.sock`;
+    flag('socket') ??
+    cfg.grpc_server?.socket_path ??
+    mapperSocketPath(dmiSocketPath(DefaultDmiSockDir), driver.protocol);
   const log = consoleLogger(
     name,
     (flag('log-level') as StandaloneConfig['log_level']) ?? cfg.log_level ?? 'info',

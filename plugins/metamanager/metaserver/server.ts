@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { errorText, isKernelError, newMessage, type PluginContext } from '../../../kernel/index.js';
+import { DynamicControllerGroup, ErrConnectionLost, MetaServerSource } from '../../../protocol/index.js';
 import { gvrString, v2Key } from '../imitator.js';
 import { Checkpointer } from '../checkpointer.js';
 import type { MetaStore, WatchEvent } from '../store.js';
@@ -21,7 +22,6 @@ export interface MetaServerOptions {
   contextSendModule: string;
 }
 
-const CONNECTION_LOST = 'connection lost between EdgeCore and CloudCore';
 const MAX_BODY = 3 * 1024 * 1024;
 const APPLICATION_TIMEOUT_MS = 10_000;
 /** Bound of the serialised unfiltered lists kept for repeated list requests. */
@@ -428,7 +428,7 @@ export class MetaServer {
       }
     }
     if (!this.opts.connected())
-      throw new HttpError(500, 'InternalError', `Internal error occurred: ${CONNECTION_LOST}`);
+      throw new HttpError(500, 'InternalError', `Internal error occurred: ${ErrConnectionLost}`);
     const verb =
       method === 'POST'
         ? 'create'
@@ -472,7 +472,7 @@ export class MetaServer {
       Timestamp: '0001-01-01T00:00:00Z',
     };
     const msg = newMessage(
-      { source: 'metaserver', group: 'dynamiccontroller', resource: 'null', operation: 'null' },
+      { source: MetaServerSource, group: DynamicControllerGroup, resource: 'null', operation: 'null' },
       app,
     );
     let reply;

@@ -1,0 +1,43 @@
+/**
+ * Beehive module names (mailbox addresses), groups and the message sources that are not modules,
+ * as edgecore uses them on the wire and between modules.
+ */
+
+// Module names (edge/pkg/common/modules/names.go)
+export const EdgedModuleName = 'edged';
+/** edgeHub's mailbox is `websocket`, also when it speaks QUIC. */
+export const EdgeHubModuleName = 'websocket';
+export const EventBusModuleName = 'eventbus';
+export const MetaManagerModuleName = 'metamanager';
+export const DeviceTwinModuleName = 'twin';
+/** Ours: KubeEdge runs the DMI server inside deviceTwin; here it is a module of its own. */
+export const DmiServerModuleName = 'dmiserver';
+
+// Groups (edge/pkg/common/modules/group.go)
+export const EdgedGroup = 'edged';
+export const HubGroup = 'hub';
+export const BusGroup = 'bus';
+export const MetaGroup = 'meta';
+export const TwinGroup = 'twin';
+/** Ours: the group of the DMI server module. */
+export const DmiGroup = 'dmi';
+
+// Groups that appear in messages but have no edge module (cloud/pkg/common/modules/modules.go)
+export const UserGroup = 'user';
+export const ResourceGroup = 'resource';
+
+// Sources that are not module names
+/** eventBus's messages from MQTT (edge/pkg/eventbus/mqtt/client.go). */
+export const BusSource = 'bus';
+/** metaManager's copies of device objects for deviceTwin (edge/pkg/metamanager/process.go). */
+export const MetaSource = 'meta';
+
+// Cloud modules whose names edge messages carry as their source (cloud/pkg/common/modules/modules.go)
+export const EdgeControllerModuleName = 'edgecontroller';
+export const DeviceControllerModuleName = 'devicecontroller';
+export const DynamicControllerModuleName = 'dynamiccontroller';
+export const PolicyControllerModuleName = 'policycontroller';
+/** The group of the cloud's dynamicController, where metaServer's requests go. */
+export const DynamicControllerGroup = 'dynamiccontroller';
+/** metaServer's requests to the cloud (edge/pkg/metamanager/metaserver). */
+export const MetaServerSource = 'metaserver';
