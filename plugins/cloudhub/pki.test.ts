@@ -154,7 +154,7 @@ describe('CA and server certificate (§4.1)', () => {
     expect(new Date(x.validTo).getTime() - new Date(x.validFrom).getTime()).toBe(365 * DAY);
     // a tampered CSR (signature no longer matches) is refused
     const bad = Buffer.from(csrDer);
-    bad[bad.length - 5] ^= 0xff;
+    bad.writeUInt8(bad.readUInt8(bad.length - 5) ^ 0xff, bad.length - 5);
     await expect(parseCsr(bad)).rejects.toThrow(/failed to parse csr/);
     await expect(parseCsr(Buffer.from('not a csr'))).rejects.toThrow(/failed to parse csr/);
   });
