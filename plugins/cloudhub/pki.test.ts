@@ -117,6 +117,13 @@ describe('CA and server certificate (§4.1)', () => {
         dnsNames: ['cloud.example', 'x'],
       }),
     ).toEqual(['127.0.0.2', 'x']);
+    // IPv6 addresses compare in any notation; a name in advertiseAddress is refused
+    const v6 = await createServerCert(ca, { advertiseAddress: ['::1', 'fd00::10'], dnsNames: [] });
+    expect(certText(v6.cert)).toContain('IP Address:0:0:0:0:0:0:0:1, IP Address:FD00:0:0:0:0:0:0:10');
+    expect(missingSans(v6.cert, { advertiseAddress: ['0::1', 'FD00::10'], dnsNames: [] })).toEqual([]);
+    await expect(createServerCert(ca, { advertiseAddress: ['cloud.example'], dnsNames: [] })).rejects.toThrow(
+      /advertiseAddress: "cloud.example" is not an IP address/,
+    );
   });
 
   it('signs a CSR copying CN, O and SANs, with the requested usages and validity', async () => {

@@ -300,6 +300,14 @@ export async function createServerCert(
   sans: { advertiseAddress: string[]; dnsNames: string[] },
   now = new Date(),
 ): Promise<KeyPairDer> {
+  for (const a of sans.advertiseAddress) {
+    if (isIP(a) === 0) {
+      throw new KernelError(
+        'EPKI_SIGN',
+        `cloudHub.advertiseAddress: "${a}" is not an IP address (DNS names go to cloudHub.dnsNames)`,
+      );
+    }
+  }
   const { keys, sec1 } = await generateP256();
   const spki = await webcrypto.subtle.exportKey('spki', keys.publicKey);
   const cert = await signCertificate(ca, {
@@ -364,7 +372,7 @@ export function missingSans(
   want: { advertiseAddress: string[]; dnsNames: string[] },
 ): string[] {
   const have = certificateSans(certDer);
-  const norm = (a: string): string => (isIP(a) === 6 ? a.toLowerCase() : a);
+  const norm = (a: string): string => (isIP(a) === 6 ? new URL(`http://[${a}]`).hostname : a);
   const ips = new Set(have.ip.map(norm));
   return [
     ...want.advertiseAddress.filter((a) => !ips.has(norm(a))),

@@ -258,11 +258,11 @@ describe('rotation (§4.5)', () => {
   });
 });
 
-describe('go-restful answers', () => {
-  it('maps a 406 (Accept without */*) to its fix', async () => {
-    // a cert server behind something that adds Accept: the edge sees go-restful's 406
+describe('refusals seen through an intermediary that alters the request', () => {
+  /** The cert server behind a relay that rewrites the /edge.crt request headers. */
+  async function relayed(alter: (headers: Record<string, string | string[] | undefined>) => void) {
     const pki = await preparePki({
-      store: new FilePkiStore(await tempDir('bootstrap-406')),
+      store: new FilePkiStore(await tempDir('bootstrap-relay')),
       advertiseAddress: ['127.0.0.1'],
       dnsNames: [],
       log,
@@ -270,15 +270,26 @@ describe('go-restful answers', () => {
     const inner = createCertServer({ pki, log, nodeExists: async () => false });
     const url = await listen(
       createHttpsServer({ ...tlsPair(pki.server) }, (req, res) => {
-        if (req.url === '/edge.crt') req.headers.accept = 'application/octet-stream';
+        if (req.url === '/edge.crt') alter(req.headers);
         inner.emit('request', req, res);
       }),
     );
     const files = await edgeFiles();
-    const err = await failure(
+    return failure(
       bootstrap({ ...files, httpServer: url, nodeName: 'edge-1', token: createToken(pki.ca, 12) }),
     );
+  }
+
+  it("maps go-restful's 406 (an Accept without */*) to its fix", async () => {
+    const err = await relayed((h) => (h.accept = 'application/octet-stream'));
     expect(err.code).toBe('EBOOTSTRAP_NOT_ACCEPTABLE');
     expect(err.message).toContain('failed to call http, code: 406, message: 406: Not Acceptable');
+  });
+
+  it("maps node isolation's 403 (a CSR for another node than the NodeName header)", async () => {
+    const err = await relayed((h) => (h.nodename = 'edge-2'));
+    expect(err.code).toBe('EBOOTSTRAP_NODE_REFUSED');
+    expect(err.message).toContain('failed to call http, code: 403, message: node isolation');
+    expect(err.message).toContain('hostnameOverride');
   });
 });
