@@ -120,6 +120,67 @@ describe('edge token bootstrap (§4.3) against the cert server', () => {
     ).toMatchObject({ ok: false, problem: 'expired' });
   });
 
+  it('sends what a Go edgecore sends: GET with the CSR body, Content-Length, Nodename, no Accept', async () => {
+    const seen: { method: string; path: string; headers: string[]; body: Buffer }[] = [];
+    const inner = createCertServer({ pki: main.pki, log, nodeExists: async () => false });
+    const url = await listen(
+      createHttpsServer({ ...tlsPair(main.pki.server) }, (req, res) => {
+        const chunks: Buffer[] = [];
+        req.on('data', (c: Buffer) => chunks.push(c));
+        req.on('end', () => {
+          seen.push({
+            method: req.method!,
+            path: req.url!,
+            headers: req.rawHeaders,
+            body: Buffer.concat(chunks),
+          });
+          if (req.url === '/ca.crt') inner.emit('request', req, res);
+          else res.writeHead(418).end('seen');
+        });
+      }),
+    );
+    const files = await edgeFiles();
+    const token = createToken(main.pki.ca, 12);
+    const err = await failure(bootstrap({ ...files, httpServer: url, nodeName: 'edge-1', token }));
+    expect(err.code).toBe('EBOOTSTRAP_HTTP');
+    const [ca, cert] = seen;
+    expect(ca).toMatchObject({ method: 'GET', path: '/ca.crt', body: Buffer.alloc(0) });
+    expect(cert).toMatchObject({ method: 'GET', path: '/edge.crt' });
+    const names = (h: string[]) => h.filter((_, i) => i % 2 === 0).map((n) => n.toLowerCase());
+    expect(names(ca!.headers).sort()).toEqual(['connection', 'host']);
+    expect(names(cert!.headers).sort()).toEqual([
+      'authorization',
+      'connection',
+      'content-length',
+      'host',
+      'nodename',
+    ]);
+    const header = (n: string) => cert!.headers[cert!.headers.findIndex((h) => h.toLowerCase() === n) + 1];
+    expect(header('nodename')).toBe('edge-1');
+    expect(header('authorization')).toBe(`Bearer ${token.split('.').slice(1).join('.')}`);
+    expect(Number(header('content-length'))).toBe(cert!.body.length);
+    expect(
+      execFileSync(openssl, ['req', '-inform', 'DER', '-noout', '-subject'], {
+        input: cert!.body,
+        encoding: 'utf8',
+      }),
+    ).toBe('subject=C = CN, ST = Zhejiang, L = Hangzhou, O = system:nodes, CN = system:node:edge-1\n');
+  });
+
+  it('loads @peculiar/x509 only when a certificate is made', () => {
+    const probe = [
+      "await import('./plugins/edgehub/bootstrap.ts');",
+      "await import('./plugins/cloudhub/certserver.ts');",
+      "const { createRequire } = await import('node:module');",
+      "console.log(Object.keys(createRequire(import.meta.url).cache).filter((k) => k.includes('@peculiar')).length);",
+    ].join(' ');
+    const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', probe], {
+      cwd: join(import.meta.dirname, '../..'),
+      encoding: 'utf8',
+    });
+    expect(out.trim()).toBe('0');
+  });
+
   it('builds the CSR of §4.3 step 4', async () => {
     const { csr } = await createCsr('edge-1');
     const text = execFileSync(openssl, ['req', '-inform', 'DER', '-noout', '-text', '-verify'], {
