@@ -188,6 +188,21 @@ describe('cert server :10002 (§4.4, §4.6)', () => {
     expect(refused).toContain('node-isolation');
   });
 
+  it('with nodeIsolation off, copies whatever subject the CSR carries (KubeEdge)', async () => {
+    const open = createCertServer({ pki, log, nodeIsolation: false, nodeExists: async () => false });
+    await new Promise<void>((resolve) => open.listen(0, '127.0.0.1', resolve));
+    const saved = port;
+    port = (open.address() as AddressInfo).port;
+    try {
+      const res = await raw(goEdgeCrt({ jwt: jwtOf(createToken(pki.ca, 12)), node: 'edge-2' }), GO_CSR);
+      expect(res.status).toBe(200);
+      expect(new X509Certificate(res.body).subject).toBe('O=system:nodes\nCN=system:node:edge-1');
+    } finally {
+      port = saved;
+      await new Promise((resolve) => open.close(resolve));
+    }
+  });
+
   it('rotation: a CA-signed client certificate of the node needs no token; another node is 401', async () => {
     const key = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     const certDer = await signCertificate(pki.ca, {
