@@ -80,7 +80,11 @@ export function createCertServer(opts: CertServerOptions): Server {
     if (path === CA_PATH) target = 'ca';
     else if (path === CERT_PATH) target = 'cert';
     else if (path.startsWith(CHECK_NODE_PATH) && /^[^/]+$/.test(path.slice(CHECK_NODE_PATH.length))) {
-      target = { node: decodeURIComponent(path.slice(CHECK_NODE_PATH.length)) };
+      try {
+        target = { node: decodeURIComponent(path.slice(CHECK_NODE_PATH.length)) };
+      } catch {
+        target = undefined; // a malformed escape matches no route
+      }
     }
     if (target === undefined) throw new HttpAnswer(404, '404: Page Not Found', 'routing');
     if (req.method !== 'GET') throw new HttpAnswer(405, '405: Method Not Allowed', 'routing');

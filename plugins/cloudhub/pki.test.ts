@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { X509Certificate, createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { createLogger } from '../../kernel/log.js';
 import { cleanup, requirePeer, tempDir } from '../../test/peers/util.js';
 import {
@@ -299,18 +299,32 @@ describe('token (§4.2)', () => {
     expect(verifyJwt(none, ca.key, now)).toMatch(/want \*jwt.SigningMethodHMAC/);
   });
 
-  it('is saved to tokensecret at start and refreshed', async () => {
+  it('is saved to tokensecret at start and refreshed every tokenRefreshDuration', async () => {
     const dir = await tempDir('pki-token');
     const store = new FilePkiStore(dir);
     const ca = await createCa();
-    const refresher = await startTokenRefresh({ ca, store, refreshHours: 12, log });
+    let refreshed: () => void = () => {};
+    const lines = createLogger('info', {}, (line) => {
+      if (line.includes('join token refreshed')) refreshed();
+    });
+    const exp = (token: string): number =>
+      JSON.parse(Buffer.from(token.split('.')[2]!, 'base64url').toString()).exp;
+    const stored = async (): Promise<string | undefined> =>
+      (await store.get(TOKEN_SECRET.name))?.[TOKEN_SECRET.key]?.toString();
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval', 'Date'] });
+    const refresher = await startTokenRefresh({ ca, store, refreshHours: 12, log: lines });
     try {
-      expect((await store.get(TOKEN_SECRET.name))?.[TOKEN_SECRET.key]?.toString()).toBe(refresher.token);
-      expect(
-        verifyAuthorization(`Bearer ${refresher.token.split('.').slice(1).join('.')}`, ca.key),
-      ).toBeUndefined();
+      const first = refresher.token;
+      expect(await stored()).toBe(first);
+      expect(verifyAuthorization(`Bearer ${first.split('.').slice(1).join('.')}`, ca.key)).toBeUndefined();
+      const tick = new Promise<void>((resolve) => (refreshed = resolve));
+      vi.advanceTimersByTime(12 * 3600_000);
+      await tick;
+      expect(exp(refresher.token)).toBe(exp(first) + 12 * 3600);
+      expect(await stored()).toBe(refresher.token);
     } finally {
       refresher.stop();
+      vi.useRealTimers();
     }
     await expect(startTokenRefresh({ ca, store, refreshHours: 0, log })).rejects.toThrow(
       /tokenRefreshDuration/,
