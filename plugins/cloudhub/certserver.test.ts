@@ -24,17 +24,30 @@ afterAll(cleanup);
 const openssl = requirePeer('openssl');
 const log = createLogger('silent');
 
-/** The CSR a real edgecore v1.23.1 sent for node edge-1 in the recorded session (294 bytes). */
-const GO_CSR = (() => {
-  const lines = readFileSync(
-    join(import.meta.dirname, '../../test/fixtures/kubeedge/kubeedge-v1.23-cloud-edge-session.jsonl'),
-    'utf8',
-  ).split('\n');
-  const req = lines
-    .map((l) => (l ? JSON.parse(l) : {}))
-    .find((o) => o.kind === 'https-request' && o.path === '/edge.crt');
-  return Buffer.from(req.body_b64, 'base64');
-})();
+/** The recorded v1.23.1 session: the CSR a real edgecore sent for edge-1 and what cloudcore answered. */
+const session = readFileSync(
+  join(import.meta.dirname, '../../test/fixtures/kubeedge/kubeedge-v1.23-cloud-edge-session.jsonl'),
+  'utf8',
+)
+  .split('\n')
+  .map((l) => (l ? JSON.parse(l) : {}));
+const GO_CSR = Buffer.from(
+  session.find((o) => o.kind === 'https-request' && o.path === '/edge.crt').body_b64,
+  'base64',
+);
+const GO_ISSUED = Buffer.from(
+  session.find((o) => o.kind === 'https-response' && o.req === 2).body_b64,
+  'base64',
+);
+
+/** openssl's text with the per-certificate values (serial, keys, ids, dates, signatures) blanked. */
+function shape(text: string): string {
+  return text
+    .replace(/Serial Number: .*/, 'Serial Number: N')
+    .replace(/(pub:|Signature Value:)\n(\s+[0-9a-f:]+\n)+/g, '$1 …\n')
+    .replace(/([0-9A-F]{2}:){19}[0-9A-F]{2}/g, 'KEYID')
+    .replace(/Not (Before|After) ?: .*/g, 'Not $1: DATE');
+}
 
 interface RawResponse {
   status: number;
@@ -132,6 +145,8 @@ describe('cert server :10002 (§4.4, §4.6)', () => {
     expect(res.status).toBe(200);
     expect(res.headers['content-type']).toBe('application/octet-stream');
     const text = certText(res.body);
+    // field for field what a Go cloudcore issued for this very CSR
+    expect(shape(text)).toBe(shape(certText(GO_ISSUED)));
     expect(text).toContain('Subject: O = system:nodes, CN = system:node:edge-1');
     expect(text).toContain('Issuer: CN = KubeEdge');
     expect(text).toMatch(/Key Usage: critical\n\s+Digital Signature, Key Encipherment\n/);

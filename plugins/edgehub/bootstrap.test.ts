@@ -194,6 +194,19 @@ describe('edge token bootstrap (§4.3) against the cert server', () => {
     expect(text).toContain('ASN1 OID: prime256v1');
     expect(text).toContain('Signature Algorithm: ecdsa-with-SHA256');
     expect(text).not.toContain('Subject Alternative Name');
+    // the same ASN.1 structure, element for element, as the CSR a Go edgecore v1.23.1 sent
+    const structure = (der: Buffer): string =>
+      execFileSync(openssl, ['asn1parse', '-inform', 'DER'], { input: der, encoding: 'utf8' })
+        .replace(/^\s*\d+:d=(\d+)\s+hl=\d+ l=\s*\d+/gm, 'd=$1')
+        .replace(/INTEGER\s+:[0-9A-F]+/g, 'INTEGER');
+    const goCsr = readFileSync(
+      join(import.meta.dirname, '../../test/fixtures/kubeedge/kubeedge-v1.23-cloud-edge-session.jsonl'),
+      'utf8',
+    )
+      .split('\n')
+      .map((l) => (l ? JSON.parse(l) : {}))
+      .find((o) => o.kind === 'https-request' && o.path === '/edge.crt').body_b64;
+    expect(structure(csr)).toBe(structure(Buffer.from(goCsr, 'base64')));
   });
 
   it('explains a token in the wrong format', async () => {
