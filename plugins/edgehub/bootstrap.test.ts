@@ -268,9 +268,17 @@ describe('edge token bootstrap (§4.3) against the cert server', () => {
       }),
     );
     expect(err.code).toBe('EBOOTSTRAP_SERVER_SAN');
-    expect(err.message).toContain('not valid for 127.0.0.1');
-    expect(err.message).toContain('IP Address:127.0.0.2');
+    expect(err.message).toMatch(/^x509: certificate is valid for 127.0.0.2, not 127.0.0.1: /);
     expect(err.message).toContain('add 127.0.0.1 to cloudHub.advertiseAddress');
+    // the user's notes: a server certificate with no IP SAN at all
+    const none = await cloud([]);
+    const noIp = await failure(
+      bootstrap({ ...files, httpServer: none.url, nodeName: 'edge-1', token: createToken(none.pki.ca, 12) }),
+    );
+    expect(noIp.code).toBe('EBOOTSTRAP_SERVER_SAN');
+    expect(noIp.message).toMatch(
+      /^x509: cannot validate certificate for 127.0.0.1 because it doesn't contain any IP SANs: .*add 127.0.0.1 to cloudHub.advertiseAddress/,
+    );
   });
 
   it('reads the bootstrap file over the config token', async () => {

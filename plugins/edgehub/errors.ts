@@ -2,6 +2,7 @@
  * The certificate bootstrap errors of wire-cloud-edge §4.7, each with its own code and a message that
  * starts with KubeEdge's text (so searches for it still find the cause) and ends with the fix.
  */
+import { isIP } from 'node:net';
 import { KernelError } from '../../kernel/index.js';
 
 export type BootstrapErrorCode =
@@ -139,11 +140,22 @@ export function transportError(err: unknown, url: string): BootstrapError {
   const text = e instanceof Error ? e.message : String(err);
   if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
     const host = e.host ?? new URL(url).hostname;
-    const names = e.cert?.subjectaltname ?? 'none';
+    const sans = (e.cert?.subjectaltname ?? '').split(', ');
+    const ip = isIP(host) !== 0;
+    const names = sans
+      .filter((n) => n.startsWith(ip ? 'IP Address:' : 'DNS:'))
+      .map((n) => n.slice(n.indexOf(':') + 1));
+    // Go's wording (crypto/x509 HostnameError), which is what users search for
+    const goText =
+      names.length > 0
+        ? `x509: certificate is valid for ${names.join(', ')}, not ${host}`
+        : ip
+          ? `x509: cannot validate certificate for ${host} because it doesn't contain any IP SANs`
+          : `x509: certificate is not valid for any names, but wanted to match ${host}`;
     return new BootstrapError(
       'EBOOTSTRAP_SERVER_SAN',
-      `x509: certificate is not valid for ${host} (${text}; it names: ${names}): ` +
-        `add ${host} to cloudHub.${/^[\d.]+$|:/.test(host) ? 'advertiseAddress' : 'dnsNames'} in cloudcore.yaml and restart cloudcore so it issues a server certificate naming it ` +
+      `${goText}: the cloudcore server certificate does not name ${host}; add ${host} to cloudHub.${ip ? 'advertiseAddress' : 'dnsNames'} ` +
+        'in cloudcore.yaml and restart cloudcore so it issues a server certificate naming it ' +
         '(a Go cloudcore keeps its old one: delete the secret kubeedge/cloudcoresecret first)',
       { cause: err },
     );
