@@ -180,6 +180,20 @@ describe('cert server :10002 (§4.4, §4.6)', () => {
     );
   });
 
+  it('answers a body that is not a CSR with 500 and keeps serving', async () => {
+    const junk = Buffer.from('not a certificate request');
+    const res = await raw(
+      goEdgeCrt({ jwt: jwtOf(createToken(pki.ca, 12)), node: 'edge-1', csr: junk }),
+      junk,
+    );
+    expect(res.status).toBe(500);
+    expect(res.body.toString()).toMatch(
+      /^failed to sign certs for edgenode edge-1, err: fail to signCerts, err: failed to parse csr, err: /,
+    );
+    const ok = await raw(goEdgeCrt({ jwt: jwtOf(createToken(pki.ca, 12)), node: 'edge-1' }), GO_CSR);
+    expect(ok.status).toBe(200);
+  });
+
   it('refuses bad tokens with 401 and KubeEdge texts', async () => {
     const expired = createToken(pki.ca, 12, Date.now() - 25 * 3600_000);
     const other = createToken(await createCa(), 12);
