@@ -49,9 +49,9 @@ function abbreviate(token: string): string {
 }
 
 /** What is wrong with a token that does not have 4 parts, in the user's words. */
-function formatHint(token: string, source: string): string {
+function formatHint(token: string): string {
   if (token === '') {
-    return `the token is empty (${source}); a token is cleared from edgecore.yaml after the first bootstrap, so a new certificate needs a new one`;
+    return 'the token is empty; a token is cleared from edgecore.yaml after the first bootstrap, so a new certificate needs a new one';
   }
   if (/\s/.test(token)) return 'it contains spaces or line breaks: paste it on one line';
   const parts = token.split('.');
@@ -70,9 +70,9 @@ function formatHint(token: string, source: string): string {
 export function tokenFormatError(token: string, source: string): BootstrapError {
   return new BootstrapError(
     'EBOOTSTRAP_TOKEN_FORMAT',
-    `token ${abbreviate(token)} credentials are in the wrong format: ${formatHint(token, source)}; ` +
+    `token ${abbreviate(token)} credentials are in the wrong format (read from ${source}): ${formatHint(token)}; ` +
       `it must be the 4-part value printed by \`keadm gettoken\` (caHash.header.payload.signature), ` +
-      `in modules.edgeHub.token or the bootstrap file`,
+      'in modules.edgeHub.token or the bootstrap file',
   );
 }
 
@@ -97,7 +97,7 @@ export function certHttpError(status: number, body: string, rotation: boolean): 
   if (status === 401 && body.startsWith('token validation failure')) {
     return new BootstrapError(
       'EBOOTSTRAP_TOKEN_REJECTED',
-      `${base}: the token has expired (a token is valid 24 h) or was signed by another CA; ${GETTOKEN}`,
+      `${base}: the token has expired (a token is valid 2 × tokenRefreshDuration, 24 h by default) or was signed by another CA; ${GETTOKEN}`,
     );
   }
   if (status === 401 && rotation) {
