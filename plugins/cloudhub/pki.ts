@@ -16,7 +16,7 @@ import {
   webcrypto,
 } from 'node:crypto';
 import { isIP } from 'node:net';
-import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type * as X509Lib from '@peculiar/x509';
 type CryptoKey = webcrypto.CryptoKey;
@@ -112,6 +112,7 @@ export class FilePkiStore implements PkiStore {
     const folder = join(this.dir, name);
     try {
       await mkdir(folder, { recursive: true, mode: 0o700 });
+      await chmod(folder, 0o700); // also when it existed with a wider mode
       for (const [key, value] of Object.entries(data)) await writePrivateFile(join(folder, key), value);
       for (const old of await readdir(folder))
         if (!(old in data)) await rm(join(folder, old), { force: true });
