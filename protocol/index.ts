@@ -8,3 +8,4 @@ export * from './connection.js';
 export * from './topics.js';
 export * from './twin.js';
 export * from './dmi.js';
+export * from './pki.js';

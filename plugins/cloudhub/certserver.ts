@@ -15,19 +15,19 @@ import type { TLSSocket } from 'node:tls';
 import { errorText, isKernelError, type Logger } from '../../kernel/index.js';
 import { CLIENT_AUTH, EXT_KEY_USAGE_OIDS, parseCsr, signCertificate, tlsPair, type CloudPki } from './pki.js';
 import { verifyAuthorization } from './token.js';
+import {
+  CA_PATH,
+  CERT_PATH,
+  CHECK_NODE_PATH,
+  MAX_CERT_BODY_BYTES as MAX_BODY_BYTES,
+  NODE_NAME_HEADER,
+  NODE_ORGANIZATION,
+  nodeCommonName,
+} from '../../protocol/index.js';
 
-export const CA_PATH = '/ca.crt';
-export const CERT_PATH = '/edge.crt';
-export const CHECK_NODE_PATH = '/node/';
-/** Request header naming the node (Go sends it as `Nodename`). */
-export const NODE_NAME_HEADER = 'nodename';
 export const EXT_KEY_USAGES_HEADER = 'extkeyusages';
-/** KubeEdge's `MaxRespBodyLength`. */
-export const MAX_BODY_BYTES = 1 << 20;
 /** Default `cloudHub.edgeCertSigningDuration` (days). */
 export const DEFAULT_EDGE_CERT_DAYS = 365;
-export const NODE_ORGANIZATION = 'system:nodes';
-export const nodeCommonName = (node: string): string => `system:node:${node}`;
 
 /** Why a request was refused, for counters (bootstrap failures by reason). */
 export type CertRefusal = 'token' | 'certificate' | 'node-isolation' | 'sign' | 'routing';

@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import type * as X509Lib from '@peculiar/x509';
 type CryptoKey = webcrypto.CryptoKey;
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
-import { requireCjs } from '../../kernel/cjs.js';
+import { x509 } from '../../protocol/index.js';
 import { KernelError, errorText, type Logger } from '../../kernel/index.js';
 
 /** Namespace of KubeEdge's secrets. */
@@ -127,17 +127,6 @@ export async function writePrivateFile(path: string, data: Buffer | string): Pro
   const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
   await writeFile(tmp, data, { mode: 0o600 });
   await rename(tmp, path);
-}
-
-let x509Lib: typeof X509Lib | undefined;
-/** @peculiar/x509, loaded on first use (it needs reflect-metadata before it). */
-function x509(): typeof X509Lib {
-  if (x509Lib === undefined) {
-    requireCjs('reflect-metadata');
-    x509Lib = requireCjs('@peculiar/x509') as typeof X509Lib;
-    x509Lib.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509Lib.cryptoProvider.set>[0]);
-  }
-  return x509Lib;
 }
 
 /** PEM text of DER bytes (`CERTIFICATE`, `EC PRIVATE KEY`, ...). */

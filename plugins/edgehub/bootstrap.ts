@@ -19,9 +19,13 @@ import {
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { dirname } from 'node:path';
-import type * as X509Lib from '@peculiar/x509';
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
-import { requireCjs } from '../../kernel/cjs.js';
+import {
+  MAX_CERT_BODY_BYTES as MAX_BODY_BYTES,
+  NODE_ORGANIZATION,
+  nodeCommonName,
+  x509,
+} from '../../protocol/index.js';
 import { errorText } from '../../kernel/index.js';
 import {
   BootstrapError,
@@ -34,8 +38,6 @@ import {
 
 /** Where `keadm join` writes the token; its trimmed content overrides `edgeHub.token`. */
 export const DEFAULT_BOOTSTRAP_FILE = '/etc/kubeedge/bootstrap-edgecore.conf';
-/** KubeEdge's `MaxRespBodyLength`. */
-export const MAX_BODY_BYTES = 1 << 20;
 /** The Go client's timeout for the cert server. */
 export const REQUEST_TIMEOUT_MS = 30_000;
 /** A certificate with less validity left than this is renewed with the token. */
@@ -79,8 +81,6 @@ export async function resolveToken(
 export type CertProblem = 'missing' | 'unloadable' | 'wrong-node' | 'stale' | 'expired' | 'expiring';
 
 export type CertCheck = { ok: true; cert: IssuedCert } | { ok: false; problem: CertProblem; detail: string };
-
-export const nodeCommonName = (node: string): string => `system:node:${node}`;
 
 function commonNameOf(cert: X509Certificate): string {
   const line = cert.subject.split('\n').find((l) => l.startsWith('CN='));
@@ -180,16 +180,6 @@ export async function checkEdgeCert(
   return { ok: true, cert: info };
 }
 
-let x509Lib: typeof X509Lib | undefined;
-function x509(): typeof X509Lib {
-  if (x509Lib === undefined) {
-    requireCjs('reflect-metadata');
-    x509Lib = requireCjs('@peculiar/x509') as typeof X509Lib;
-    x509Lib.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509Lib.cryptoProvider.set>[0]);
-  }
-  return x509Lib;
-}
-
 /** A new P-256 key and the CSR of §4.3 step 4: `C=CN, ST=Zhejiang, L=Hangzhou, O=system:nodes, CN=system:node:<node>`. */
 export async function createCsr(nodeName: string): Promise<{ csr: Buffer; keyPem: string }> {
   const X = x509();
@@ -202,7 +192,7 @@ export async function createCsr(nodeName: string): Promise<{ csr: Buffer; keyPem
       { C: ['CN'] },
       { ST: ['Zhejiang'] },
       { L: ['Hangzhou'] },
-      { O: ['system:nodes'] },
+      { O: [NODE_ORGANIZATION] },
       { CN: [nodeCommonName(nodeName)] },
     ],
     keys,
