@@ -575,7 +575,7 @@ export class MetaServer {
 /** `host:port` of metaServer.server; only a loopback host is accepted (there is no authentication). */
 function parseListenAddress(server: string): { host: string; port: number } {
   const field = 'modules.metaManager.metaServer.server';
-  const m = /^(\[[^\]]*\]|[^:]*|[^\[\]]*):(\d{1,5})$/.exec(server);
+  const m = /^(.*):(\d{1,5})$/.exec(server);
   const port = Number(m?.[2]);
   if (!m || port > 65535) {
     throw new KernelError(
