@@ -11,9 +11,9 @@ import type { ServerResponse } from 'node:http';
  */
 
 /** Bytes of events a watch may have queued (written, not yet taken by the client) before it is dropped. */
-export const WATCH_QUEUE_BYTES = 16 * 1024 * 1024;
+const WATCH_QUEUE_BYTES = 16 * 1024 * 1024;
 /** How long a dropped watch's client has to read what was queued before its connection is closed. */
-export const DROP_GRACE_MS = 10_000;
+const DROP_GRACE_MS = 10_000;
 
 /** The Status object kube-apiserver returns for an error. */
 export function statusObject(
