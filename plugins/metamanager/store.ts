@@ -43,7 +43,7 @@ const DDL = [
 export interface HistoryLimits {
   /** Events (default 10,000). */
   events: number;
-  /** Bytes of object text (default 16 MiB). */
+  /** Size of the object texts, in characters (bytes for ASCII JSON; default 16 Mi). */
   bytes: number;
 }
 
@@ -57,7 +57,7 @@ export class EventHistory {
   private readonly ring: (WatchEvent | undefined)[];
   private head = 0;
   private count = 0;
-  /** Bytes of the object text held. */
+  /** Size of the object texts held, in characters. */
   bytes = 0;
 
   constructor(
