@@ -146,23 +146,21 @@ describe('edge autonomy', () => {
     let out = '';
     let err = '';
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      let i;
-      while ((i = out.indexOf('\n')) >= 0) {
-        const line = out.slice(0, i);
-        out = out.slice(i + 1);
-        if (line.startsWith('ACK ')) acked.push(line.slice(4));
-      }
-    });
     const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
-    const deadline = Date.now() + 20_000;
-    while (acked.length < 3000) {
-      if (Date.now() > deadline || child.exitCode !== null)
-        throw new Error(`burst writer: ${acked.length} acks; stderr: ${err}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    child.kill('SIGKILL');
+    // Killed from the data handler itself, the moment the 3,000th ACK has been read.
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        let i;
+        while ((i = out.indexOf('\n')) >= 0) {
+          const line = out.slice(0, i);
+          out = out.slice(i + 1);
+          if (line.startsWith('ACK ')) acked.push(line.slice(4));
+        }
+        if (acked.length >= 3000 && child.kill('SIGKILL')) resolve();
+      });
+      child.on('exit', () => reject(new Error(`burst writer exited: ${acked.length} acks; stderr: ${err}`)));
+    });
     await exited;
     const db = openDb(dataSource);
     try {
@@ -195,21 +193,21 @@ describe('edge autonomy', () => {
       },
     );
     let log = '';
-    child.stdout.on('data', (d: Buffer) => (log += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (log += d.toString()));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     try {
-      const deadline = Date.now() + 20_000;
-      for (;;) {
-        const ok = await fetch(`http://127.0.0.1:${port}/healthz`).then(
-          (r) => r.ok,
-          () => false,
+      // Every plugin has started (metaServer listens) when the kernel logs "kernel ready".
+      await new Promise<void>((resolve, reject) => {
+        const onData = (d: Buffer): void => {
+          log += d.toString();
+          if (log.includes('kernel ready')) resolve();
+        };
+        child.stdout.on('data', onData);
+        child.stderr.on('data', onData);
+        void exited.then((code) =>
+          reject(new Error(`edgecore exited (${code}) before "kernel ready":\n${log}`)),
         );
-        if (ok) break;
-        if (Date.now() > deadline || child.exitCode !== null)
-          throw new Error(`edgecore did not serve metaServer:\n${log}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      });
+      expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
       const { stdout } = await promisify(execFile)(
         kubectl,
         [

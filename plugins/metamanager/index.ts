@@ -1,8 +1,10 @@
 import {
   CloudConnectionToken,
+  ConfigToken,
   DatabaseToken,
   definePlugin,
   errorText,
+  isKernelError,
   KernelError,
   nodeName,
   type ModuleConfig,
@@ -50,6 +52,19 @@ export default definePlugin<MetaManagerSection>({
     });
     let server: { close(): Promise<void> } | undefined;
     if (c.metaServer?.enable) {
+      const gates = (ctx.services.get(ConfigToken).config as { featureGates?: Record<string, boolean> })
+        .featureGates;
+      if (gates?.requireAuthorization === true) {
+        // KubeEdge v1.23 then serves HTTPS with a certificate the cluster signs (a CSR through the
+        // cloud), authenticates service-account tokens and authorizes with RBAC rules fetched from
+        // the cloud. None of that exists here yet; serving without it would be a silent downgrade.
+        throw new KernelError(
+          'ECONFIG_INVALID',
+          'featureGates.requireAuthorization: true is not supported with modules.metaManager.metaServer.enable: true ' +
+            '(HTTPS with a cluster-signed certificate, service-account token authentication and RBAC are not implemented); ' +
+            'disable metaServer or the gate',
+        );
+      }
       const { MetaServer } = await import('./metaserver/server.js');
       const ms = new MetaServer(ctx, store, {
         server: c.metaServer.server || '127.0.0.1:10550',
@@ -59,8 +74,9 @@ export default definePlugin<MetaManagerSection>({
       });
       try {
         const addr = await ms.listen();
-        ctx.log.info(addr, 'metaServer listening (http)');
+        ctx.log.info(addr, 'metaServer listening (http, loopback only)');
       } catch (err) {
+        if (isKernelError(err)) throw err;
         throw new KernelError(
           'EMETA_LISTEN',
           `modules.metaManager.metaServer.server ${c.metaServer.server}: cannot listen: ${errorText(err)}`,

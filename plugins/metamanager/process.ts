@@ -134,8 +134,10 @@ export class MetaProcessor {
       return this.remote(msg, type);
     }
     const value = storedValue(msg, true);
-    feedV2(this.store, 'insert', type, source, contentObject(msg), serialised(msg, value));
-    this.store.upsert(msg.route.resource as string, type, value);
+    this.store.transaction(() => {
+      feedV2(this.store, 'insert', type, source, contentObject(msg), serialised(msg, value));
+      this.store.upsert(msg.route.resource as string, type, value);
+    });
     if (source === DeviceControllerModuleName) this.toTwin(msg);
     else if (source !== PolicyControllerModuleName) this.toEdged(msg);
     this.ack(msg);
@@ -165,8 +167,10 @@ export class MetaProcessor {
       return;
     }
     const value = storedValue(msg, true);
-    feedV2(this.store, 'update', type, source, contentObject(msg), serialised(msg, value));
-    this.store.upsert(msg.route.resource as string, type, value);
+    this.store.transaction(() => {
+      feedV2(this.store, 'update', type, source, contentObject(msg), serialised(msg, value));
+      this.store.upsert(msg.route.resource as string, type, value);
+    });
     switch (source) {
       case EdgedModuleName:
         this.toCloud(msg);
@@ -212,14 +216,18 @@ export class MetaProcessor {
           `delete ${resource}: expected a Pod with metadata.uid in content`,
         );
       }
-      feedV2(this.store, 'delete', type, source, obj);
-      if (this.store.deletePod(resource, uid) > 0) {
-        const [ns, , ...name] = resource.split('/');
-        this.store.delete(`${ns}/podpatch/${name.join('/')}`);
-      }
+      this.store.transaction(() => {
+        feedV2(this.store, 'delete', type, source, obj);
+        if (this.store.deletePod(resource, uid) > 0) {
+          const [ns, , ...name] = resource.split('/');
+          this.store.delete(`${ns}/podpatch/${name.join('/')}`);
+        }
+      });
     } else {
-      feedV2(this.store, 'delete', type, source, obj);
-      this.store.delete(resource);
+      this.store.transaction(() => {
+        feedV2(this.store, 'delete', type, source, obj);
+        this.store.delete(resource);
+      });
     }
     if (source === DeviceControllerModuleName) this.toTwin(msg);
     if (source !== PolicyControllerModuleName) this.toEdged(msg);
@@ -288,8 +296,10 @@ export class MetaProcessor {
         const resource = reply.route.resource ?? msg.route.resource ?? '';
         try {
           const r = parseResource(resource);
-          this.store.upsert(resource, r.type, JSON.stringify(obj));
-          if (rowOf(obj)) feedV2(this.store, 'update', r.type, 'cloud', obj);
+          this.store.transaction(() => {
+            this.store.upsert(resource, r.type, JSON.stringify(obj));
+            if (rowOf(obj)) feedV2(this.store, 'update', r.type, 'cloud', obj);
+          });
         } catch (err) {
           this.ctx.log.error({ resource, err: errorText(err) }, 'remote reply not stored');
         }
@@ -374,7 +384,6 @@ export class MetaProcessor {
   }
 }
 
-/** The content as an object (JSON strings parsed), or undefined. */
 /** The stored value when it is `JSON.stringify(content)` (one line, reusable for meta_v2). */
 function serialised(msg: Message, value: string): string | undefined {
   const c = msg.content;
@@ -383,6 +392,7 @@ function serialised(msg: Message, value: string): string | undefined {
     : undefined;
 }
 
+/** The content as an object (JSON strings parsed), or undefined. */
 function contentObject(msg: Message): unknown {
   const c = msg.content;
   if (typeof c === 'string') {

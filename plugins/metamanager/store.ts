@@ -4,8 +4,9 @@ import { KernelError } from '../../kernel/index.js';
 /**
  * The edge store of metaManager: KubeEdge's `meta` and `meta_v2` tables (spec edge-modules §3.2),
  * same names, columns and key formats, so `sqlite3 edgecore.db 'select * from meta'` still works.
- * All statements are prepared once; every write is its own committed transaction (or part of an
- * explicit batch), so what was acknowledged survives a kill -9 (WAL, kernel/db.ts).
+ * All statements are prepared once; every write is its own committed transaction, or part of one
+ * made with {@link MetaStore.transaction} (a message's `meta` and `meta_v2` rows commit together),
+ * so what was acknowledged survives a kill -9 (WAL, kernel/db.ts).
  */
 
 /** One row of `meta_v2` as metaServer serves it. */
@@ -38,23 +39,93 @@ const DDL = [
   'CREATE INDEX IF NOT EXISTS `idx_meta_v2_gvr` ON `meta_v2` (`group_version_resource`, `namespace`)',
 ];
 
-/** How many recent watch events are kept in memory to let a watch resume from a resourceVersion. */
-export const HISTORY_SIZE = 10_000;
+/** Bounds of the recent watch events kept in memory to let a watch resume from a resourceVersion. */
+export interface HistoryLimits {
+  /** Events (default 10,000). */
+  events: number;
+  /** Size of the object texts, in characters (bytes for ASCII JSON; default 16 Mi). */
+  bytes: number;
+}
+
+export const HISTORY_LIMITS: HistoryLimits = { events: 10_000, bytes: 16 * 1024 * 1024 };
+
+/**
+ * The recent events, oldest first, in a ring bounded by count and by bytes: the oldest are
+ * overwritten in O(1). `from` is the oldest resourceVersion a watch can resume from.
+ */
+export class EventHistory {
+  private readonly ring: (WatchEvent | undefined)[];
+  private head = 0;
+  private count = 0;
+  /** Size of the object texts held, in characters. */
+  bytes = 0;
+
+  constructor(
+    /** Events up to this resourceVersion are not known (before start, or dropped). */
+    public from: number,
+    private readonly limits: HistoryLimits,
+  ) {
+    this.ring = new Array<WatchEvent | undefined>(limits.events);
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  push(ev: WatchEvent): void {
+    const cap = this.ring.length;
+    while (this.count > 0 && (this.count === cap || this.bytes + ev.value.length > this.limits.bytes)) {
+      this.dropOldest();
+    }
+    if (ev.value.length > this.limits.bytes) {
+      // Too large to keep at all: a watch from before it must relist.
+      if (ev.rv > this.from) this.from = ev.rv;
+      return;
+    }
+    this.ring[(this.head + this.count) % cap] = ev;
+    this.count++;
+    this.bytes += ev.value.length;
+  }
+
+  /** Events after `rv`, or undefined when some of them are no longer known (410 Gone). */
+  since(rv: number): WatchEvent[] | undefined {
+    if (rv < this.from) return undefined;
+    const out: WatchEvent[] = [];
+    for (let i = 0; i < this.count; i++) {
+      const ev = this.ring[(this.head + i) % this.ring.length] as WatchEvent;
+      if (ev.rv > rv) out.push(ev);
+    }
+    return out;
+  }
+
+  private dropOldest(): void {
+    const ev = this.ring[this.head] as WatchEvent;
+    this.ring[this.head] = undefined;
+    this.head = (this.head + 1) % this.ring.length;
+    this.count--;
+    this.bytes -= ev.value.length;
+    if (ev.rv > this.from) this.from = ev.rv;
+  }
+}
 
 export class MetaStore {
   private readonly st: ReturnType<MetaStore['prepare']>;
   /** Largest resourceVersion stored in meta_v2 (KubeEdge's imitator "revision"). */
   revision: number;
-  /** Events since start, oldest first (bounded); a watch from rv >= historyFrom can resume. */
-  readonly history: WatchEvent[] = [];
-  historyFrom: number;
+  /** Events since start (bounded); a watch from rv >= history.from can resume. */
+  readonly history: EventHistory;
   private readonly watchers = new Set<(ev: WatchEvent) => void>();
   /** Called after every committed write (metaServer schedules WAL checkpoints with it). */
   onCommit: (() => void) | undefined;
   /** Changes per group_version_resource since start (metaServer's list cache is keyed on it). */
   private readonly generations = new Map<string, number>();
+  /** Events of the open transaction, emitted once it has committed. */
+  private pending: WatchEvent[] | undefined;
 
-  constructor(readonly db: Database.Database) {
+  constructor(
+    readonly db: Database.Database,
+    historyLimits: HistoryLimits = HISTORY_LIMITS,
+  ) {
     db.transaction(() => {
       for (const sql of DDL) db.exec(sql);
       migrateLegacyMetaV2(db);
@@ -62,7 +133,7 @@ export class MetaStore {
     this.st = this.prepare();
     const row = this.st.maxRv.get() as { rv: number | null };
     this.revision = Number(row.rv ?? 0);
-    this.historyFrom = this.revision;
+    this.history = new EventHistory(this.revision, historyLimits);
   }
 
   private prepare() {
@@ -103,28 +174,47 @@ export class MetaStore {
   /** `INSERT OR REPLACE INTO meta (key, type, value)`. */
   upsert(key: string, type: string, value: string): void {
     this.st.upsert.run(key, type, value);
-    this.onCommit?.();
+    this.committed();
   }
 
   /** Several upserts in one transaction (one fsync-free commit). */
   upsertMany(rows: readonly (readonly [string, string, string])[]): void {
-    this.db.transaction(() => {
-      for (const [k, t, v] of rows) this.st.upsert.run(k, t, v);
-    })();
-    this.onCommit?.();
+    this.transaction(() => {
+      for (const [k, t, v] of rows) this.upsert(k, t, v);
+    });
   }
 
   delete(key: string): number {
     const n = this.st.del.run(key).changes;
-    if (n > 0) this.onCommit?.();
+    if (n > 0) this.committed();
     return n;
   }
 
   /** Delete a pod row only if the stored JSON holds this UID (processDeletePodDB). */
   deletePod(key: string, uid: string): number {
     const n = this.st.delPod.run(key, uid).changes;
-    if (n > 0) this.onCommit?.();
+    if (n > 0) this.committed();
     return n;
+  }
+
+  /**
+   * Run `fn`'s writes in one SQLite transaction: all of them are committed, or none (fn threw and
+   * the error is rethrown). Watchers see the meta_v2 events only after the commit. Nested calls
+   * join the outer transaction.
+   */
+  transaction<T>(fn: () => T): T {
+    if (this.pending) return fn();
+    const events: WatchEvent[] = [];
+    this.pending = events;
+    let result: T;
+    try {
+      result = this.db.transaction(fn)();
+    } finally {
+      this.pending = undefined;
+    }
+    this.onCommit?.();
+    for (const ev of events) this.emit(ev);
+    return result;
   }
 
   queryKey(key: string): string[] {
@@ -148,8 +238,7 @@ export class MetaStore {
       row.resource_version,
       row.value,
     );
-    this.onCommit?.();
-    return this.emit({
+    return this.changed({
       type: existed ? 'MODIFIED' : 'ADDED',
       gvr: row.group_version_resource,
       namespace: row.namespace,
@@ -164,8 +253,7 @@ export class MetaStore {
     const stored = this.st.v2Get.get(row.key) as string | undefined;
     if (stored === undefined) return undefined;
     this.st.v2Del.run(row.key);
-    this.onCommit?.();
-    return this.emit({
+    return this.changed({
       type: 'DELETED',
       gvr: row.group_version_resource,
       namespace: row.namespace,
@@ -199,8 +287,7 @@ export class MetaStore {
    * (the caller answers 410 Gone).
    */
   eventsSince(rv: number): WatchEvent[] | undefined {
-    if (rv < this.historyFrom) return undefined;
-    return this.history.filter((e) => e.rv > rv);
+    return this.history.since(rv);
   }
 
   /** How many changes `gvr` had since start: equal numbers mean equal lists. */
@@ -208,16 +295,26 @@ export class MetaStore {
     return this.generations.get(gvr) ?? 0;
   }
 
-  private emit(ev: WatchEvent): WatchEvent {
+  /** A write outside a transaction has committed. */
+  private committed(): void {
+    if (!this.pending) this.onCommit?.();
+  }
+
+  /** A meta_v2 change: emitted now, or when the open transaction commits. */
+  private changed(ev: WatchEvent): WatchEvent {
+    if (this.pending) this.pending.push(ev);
+    else {
+      this.onCommit?.();
+      this.emit(ev);
+    }
+    return ev;
+  }
+
+  private emit(ev: WatchEvent): void {
     this.generations.set(ev.gvr, (this.generations.get(ev.gvr) ?? 0) + 1);
     if (ev.rv > this.revision) this.revision = ev.rv;
     this.history.push(ev);
-    if (this.history.length > HISTORY_SIZE) {
-      const dropped = this.history.splice(0, this.history.length - HISTORY_SIZE);
-      for (const d of dropped) if (d.rv > this.historyFrom) this.historyFrom = d.rv;
-    }
     for (const w of this.watchers) w(ev);
-    return ev;
   }
 }
 

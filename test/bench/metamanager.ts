@@ -1,9 +1,11 @@
 /**
  * metaManager / metaServer figures: SQLite upserts (single and batched), query latency on a
  * database of 10,000 objects, metaServer list of 1,000 pods, watch fan-out to 50 watchers (clients in
- * a worker thread, and on the server's own event loop).
+ * a worker thread, and on the server's own event loop), and the memory a watch client that stops
+ * reading costs.
  */
 import { request as httpGet, Agent, type ClientRequest } from 'node:http';
+import { connect } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -115,6 +117,7 @@ async function metaServerFigures(dir: string): Promise<Figure[]> {
     }
     const sameThread = await watchSameThread(h, port);
     const separate = await watchFromWorker(h, port);
+    const stalled = await stalledWatcher(h, port);
     return [
       ...latencyFigures('metaserver_list_1000_pods', list, 'ms', '<= 20'),
       { name: 'metaserver_list_1000_pods_bytes', value: bytes, unit: 'B' },
@@ -123,6 +126,7 @@ async function metaServerFigures(dir: string): Promise<Figure[]> {
       ...tailFigures('metaserver_watch_event_50_watchers', separate),
       ...latencyFigures('metaserver_watch_event_50_watchers_same_thread', sameThread, 'ms'),
       ...tailFigures('metaserver_watch_event_50_watchers_same_thread', sameThread),
+      ...stalled,
     ];
   } finally {
     agent.destroy();
@@ -271,6 +275,77 @@ async function watchSameThread(h: MetaHarness, port: number): Promise<number[]> 
   } finally {
     for (const r of reqs) r.destroy();
   }
+}
+
+/**
+ * A watch client that stops reading while 3,000 pods of about 50 KB (150 MB of events) are pushed:
+ * the peak growth of the memory outside the JS heap (`arrayBuffers`: the encoded event lines,
+ * where what is queued for a client lives) and of the RSS (which also holds the JS heap's
+ * garbage of 150 MB of messages, the event history and SQLite's cache),
+ * and whether the watch was ended with the 410 ERROR event (1) once the client reads again.
+ * Without a bound every event stayed queued for it.
+ */
+async function stalledWatcher(h: MetaHarness, port: number): Promise<Figure[]> {
+  h.cloud.length = 0;
+  h.edged.length = 0;
+  const socket = connect(port, '127.0.0.1');
+  const chunks: Buffer[] = [];
+  const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+  const opened = new Promise<void>((resolve) =>
+    socket.once('data', (d: Buffer) => {
+      chunks.push(d);
+      socket.pause();
+      socket.on('data', (more: Buffer) => chunks.push(more));
+      resolve();
+    }),
+  );
+  socket.write(
+    `GET /api/v1/namespaces/stalled/pods?watch=true&resourceVersion=${nextRv - 1} HTTP/1.1\r\n` +
+      'Host: 127.0.0.1\r\nConnection: close\r\n\r\n',
+  );
+  await opened;
+  const filler = 'x'.repeat(50 * 1024);
+  const events = 3000;
+  const before = process.memoryUsage();
+  let rssMax = before.rss;
+  let buffersMax = before.arrayBuffers;
+  for (let i = 0; i < events; i++) {
+    const rv = String(nextRv++);
+    const p = pod(`stalled-${i}`, rv, { ns: 'stalled' });
+    await h.send(
+      cloudMsg('insert', `stalled/pod/stalled-${i}`, { ...p, spec: { ...(p.spec as object), filler } }, rv),
+    );
+    if (i % 100 === 99) {
+      await h.waitFor('acks', () => h.cloud.length >= 100, 30_000);
+      h.cloud.length = 0;
+      h.edged.length = 0; // the stand-in edged keeps what it receives
+      const m = process.memoryUsage();
+      rssMax = Math.max(rssMax, m.rss);
+      buffersMax = Math.max(buffersMax, m.arrayBuffers);
+    }
+  }
+  socket.resume();
+  // Ended by the server once read; if it never ends (no bound), give up after 30 s.
+  const giveUp = setTimeout(() => socket.destroy(), 30_000);
+  await closed;
+  clearTimeout(giveUp);
+  const text = Buffer.concat(chunks).toString('utf8');
+  const last = text.slice(text.lastIndexOf('{"type":'));
+  const ended = /^\{"type":"ERROR","object":\{"kind":"Status".*"code":410\}\}/.test(last) ? 1 : 0;
+  return [
+    {
+      name: 'metaserver_stalled_watcher_3000_pods_50k_buffers_growth',
+      value: round((buffersMax - before.arrayBuffers) / 2 ** 20),
+      unit: 'MB',
+      goal: '<= 40',
+    },
+    {
+      name: 'metaserver_stalled_watcher_3000_pods_50k_rss_growth',
+      value: round((rssMax - before.rss) / 2 ** 20),
+      unit: 'MB',
+    },
+    { name: 'metaserver_stalled_watcher_dropped_with_410', value: ended, unit: 'bool', goal: '>= 1' },
+  ];
 }
 
 export async function metamanagerBench(): Promise<Figure[]> {

@@ -123,6 +123,13 @@ function apiGroup(group: string, list: ResourceInfo[]): unknown {
   return { kind: 'APIGroup', apiVersion: 'v1', name: group, versions: gv, preferredVersion: gv[0] };
 }
 
+const DISCOVERY_PATH = /^\/(?:version|api|api\/v1|apis|apis\/[^/]+(?:\/[^/]+)?)\/*$/;
+
+/** `/version`, `/api`, `/api/v1`, `/apis`, `/apis/<group>[/<version>]`. */
+export function isDiscoveryPath(path: string): boolean {
+  return DISCOVERY_PATH.test(path);
+}
+
 /** The discovery document of a GET path, or undefined if the path is not a discovery path. */
 export function discovery(path: string, list: ResourceInfo[]): unknown {
   const p = path.replace(/\/+$/, '') || '/';

@@ -1,16 +1,29 @@
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { errorText, isKernelError, newMessage, type PluginContext } from '../../../kernel/index.js';
+import { BlockList, isIP } from 'node:net';
+import { LRUCache } from 'lru-cache';
+import {
+  errorText,
+  isKernelError,
+  KernelError,
+  newMessage,
+  type PluginContext,
+} from '../../../kernel/index.js';
 import { DynamicControllerGroup, ErrConnectionLost, MetaServerSource } from '../../../protocol/index.js';
 import { gvrString, v2Key } from '../imitator.js';
 import { Checkpointer } from '../checkpointer.js';
 import type { MetaStore, WatchEvent } from '../store.js';
-import { BUILTIN, discovery, HEALTH_PATHS, type ResourceInfo } from './discovery.js';
+import { BUILTIN, discovery, HEALTH_PATHS, isDiscoveryPath, type ResourceInfo } from './discovery.js';
 import { parseFieldSelector, parseLabelSelector, type FieldSelector, type Selector } from './selectors.js';
+import { eventLine, statusObject, WatchStream } from './watch.js';
 
 /**
  * metaServer (spec edge-modules §3.10): a Kubernetes-compatible API at the edge, served from
  * meta_v2. Reads (get, list, watch) are local; writes go to the cloud as an Application.
+ *
+ * It has no authentication (KubeEdge's `requireAuthorization` is refused at start, see index.ts),
+ * so it listens on a loopback address only and answers only requests whose Host is a loopback
+ * name (a web page cannot reach it through DNS rebinding).
  */
 
 export interface MetaServerOptions {
@@ -26,21 +39,40 @@ const MAX_BODY = 3 * 1024 * 1024;
 const APPLICATION_TIMEOUT_MS = 10_000;
 /** Bound of the serialised unfiltered lists kept for repeated list requests. */
 const LIST_CACHE_BYTES = 8 * 1024 * 1024;
+/** The longest watch `timeoutSeconds` a timer can hold (larger values are clamped to it). */
+const MAX_WATCH_TIMEOUT_S = Math.floor(0x7fffffff / 1000);
+
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
+LOOPBACK.addSubnet('::ffff:127.0.0.0', 104, 'ipv6');
+
+/** `localhost`, 127.0.0.0/8 or ::1. */
+function isLoopbackName(host: string): boolean {
+  if (host.toLowerCase() === 'localhost') return true;
+  const family = isIP(host);
+  return family !== 0 && LOOPBACK.check(host, family === 4 ? 'ipv4' : 'ipv6');
+}
+
+/** The host of a `Host` header or listen address: `name`, `name:port`, `[v6]`, `[v6]:port`. */
+function hostPart(hostPort: string): string {
+  const v6 = /^\[([^\]]*)\](?::\d*)?$/.exec(hostPort);
+  if (v6) return v6[1] as string;
+  const i = hostPort.lastIndexOf(':');
+  return i >= 0 && hostPort.indexOf(':') === i ? hostPort.slice(0, i) : hostPort;
+}
 
 /** One open watch stream. */
 interface Watcher {
-  res: ServerResponse;
+  stream: WatchStream;
+  /** Its group_version_resource. */
+  gvr: string;
   /** Only this namespace ('' = all). */
   ns: string;
   /** Only this name ('' = all). */
   name: string;
   /** Label and field selectors, when given. */
   filter: ((obj: Record<string, unknown>) => boolean) | undefined;
-}
-
-/** One line of a watch stream. */
-function eventLine(type: string, value: string): Buffer {
-  return Buffer.from(`{"type":"${type}","object":${value}}\n`);
 }
 
 class HttpError extends Error {
@@ -54,25 +86,6 @@ class HttpError extends Error {
   }
 }
 
-/** The Status object kube-apiserver returns for an error. */
-export function statusObject(
-  code: number,
-  reason: string,
-  message: string,
-  details?: Record<string, unknown>,
-): unknown {
-  return {
-    kind: 'Status',
-    apiVersion: 'v1',
-    metadata: {},
-    status: 'Failure',
-    message,
-    reason,
-    ...(details ? { details } : {}),
-    code,
-  };
-}
-
 interface Target {
   info: ResourceInfo;
   gvr: string;
@@ -84,12 +97,15 @@ interface Target {
 
 export class MetaServer {
   private http: Server | undefined;
-  private readonly streams = new Set<ServerResponse>();
+  private readonly streams = new Set<WatchStream>();
   /** Open watches by group_version_resource. */
   private readonly watchers = new Map<string, Set<Watcher>>();
   private offStore: (() => void) | undefined;
-  private readonly listCache = new Map<string, { generation: number; items: Buffer }>();
-  private listCacheBytes = 0;
+  /** Unfiltered list bodies by resource and namespace, valid while the resource's generation holds. */
+  private readonly listCache = new LRUCache<string, { generation: number; items: Buffer }>({
+    maxSize: LIST_CACHE_BYTES,
+    sizeCalculation: (e) => Math.max(1, e.items.length),
+  });
   /** Started by the first watch: keeps WAL checkpoints off the commits that precede events. */
   readonly checkpointer: Checkpointer;
 
@@ -102,16 +118,15 @@ export class MetaServer {
   }
 
   async listen(): Promise<{ host: string; port: number }> {
-    const i = this.opts.server.lastIndexOf(':');
-    const host = i > 0 ? this.opts.server.slice(0, i).replace(/^\[|\]$/g, '') : '127.0.0.1';
-    const port = Number(this.opts.server.slice(i + 1));
-    if (!Number.isInteger(port) || port < 0 || port > 65535) {
-      throw new Error(
-        `modules.metaManager.metaServer.server: expected "<host>:<port>", got "${this.opts.server}"`,
-      );
-    }
-    const http = createServer((req, res) => {
-      this.serve(req, res).catch((err) => this.sendError(res, err));
+    const { host, port } = parseListenAddress(this.opts.server);
+    const handle = (req: IncomingMessage, res: ServerResponse): void => {
+      this.serve(req, res).catch((err) => this.sendError(req, res, err));
+    };
+    const http = createServer(handle);
+    // `Expect: 100-continue`: a body over the limit is refused before the client sends it.
+    http.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+      if (declaredLength(req) <= MAX_BODY) res.writeContinue();
+      handle(req, res);
     });
     http.keepAliveTimeout = 30_000;
     this.http = http;
@@ -136,7 +151,6 @@ export class MetaServer {
     this.streams.clear();
     this.watchers.clear();
     this.listCache.clear();
-    this.listCacheBytes = 0;
     await this.checkpointer.stop();
     const http = this.http;
     if (!http) return;
@@ -160,25 +174,36 @@ export class MetaServer {
   }
 
   private async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://metaserver');
-    const path = url.pathname;
+    const host = req.headers.host ?? '';
+    if (!isLoopbackName(hostPart(host))) {
+      throw new HttpError(
+        403,
+        'Forbidden',
+        `Host ${JSON.stringify(host)}: metaServer has no authentication and answers only loopback names (localhost, 127.0.0.1, [::1])`,
+      );
+    }
+    if (declaredLength(req) > MAX_BODY) {
+      throw new HttpError(413, 'RequestEntityTooLarge', `request body larger than ${MAX_BODY} bytes`);
+    }
+    const { path, segments, query } = parseRequestTarget(req.url ?? '');
     const method = req.method ?? 'GET';
     if (method === 'GET' && HEALTH_PATHS.has(path)) {
       res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8' }).end('ok');
       return;
     }
-    const target = this.target(path);
+    const target = this.target(segments);
     if (!target) {
-      if (method === 'GET') {
+      if (method === 'GET' && isDiscoveryPath(path)) {
+        // KubeEdge keeps the cloud's discovery documents in meta_v2 under their path.
         const cached = this.store.getV2(path);
-        const doc = cached !== undefined ? undefined : discovery(path, this.resources());
         if (cached !== undefined) return this.sendText(res, 200, cached);
+        const doc = discovery(path, this.resources());
         if (doc !== undefined) return this.sendJson(res, 200, doc);
       }
       throw new HttpError(404, 'NotFound', 'the server could not find the requested resource');
     }
     if (method === 'GET') {
-      const watch = target.watchPath || isTrue(url.searchParams.get('watch'));
+      const watch = target.watchPath || isTrue(query.get('watch'));
       if (target.subresource && target.subresource !== 'status') {
         throw new HttpError(
           404,
@@ -186,21 +211,17 @@ export class MetaServer {
           `${target.info.resource}/${target.subresource}: not served by metaServer`,
         );
       }
-      if (watch) return this.watch(req, res, target, url.searchParams);
+      if (watch) return this.watch(req, res, target, query);
       if (target.name) return this.get(res, target);
-      return this.list(res, target, url.searchParams);
+      return this.list(res, target, query);
     }
     if (['POST', 'PUT', 'PATCH', 'DELETE'].includes(method))
-      return this.write(req, res, target, method, url.searchParams);
+      return this.write(req, res, target, method, query);
     throw new HttpError(405, 'MethodNotAllowed', `method ${method} is not supported`);
   }
 
-  /** Parse `/api/v1/...` or `/apis/<g>/<v>/...` into a resource target. */
-  private target(path: string): Target | undefined {
-    const seg = path
-      .split('/')
-      .filter((s) => s !== '')
-      .map(decodeURIComponent);
+  /** `/api/v1/...` or `/apis/<g>/<v>/...` (decoded path segments) as a resource target. */
+  private target(seg: string[]): Target | undefined {
     let group: string;
     let version: string;
     let rest: string[];
@@ -300,20 +321,8 @@ export class MetaServer {
     const generation = this.store.generation(gvr);
     const hit = this.listCache.get(key);
     if (hit && hit.generation === generation) return hit.items;
-    if (hit) {
-      this.listCache.delete(key);
-      this.listCacheBytes -= hit.items.length;
-    }
     const items = Buffer.from(`,"items":[${this.store.listV2(gvr, ns).join(',')}]}`);
-    if (items.length <= LIST_CACHE_BYTES) {
-      this.listCache.set(key, { generation, items });
-      this.listCacheBytes += items.length;
-      for (const [k, e] of this.listCache) {
-        if (this.listCacheBytes <= LIST_CACHE_BYTES) break;
-        this.listCache.delete(k);
-        this.listCacheBytes -= e.items.length;
-      }
-    }
+    this.listCache.set(key, { generation, items }); // refused when larger than the whole cache
     return items;
   }
 
@@ -335,62 +344,77 @@ export class MetaServer {
         `timeoutSeconds: Invalid value: "${timeout}": expected an integer`,
       );
     }
-    const w: Watcher = {
-      res,
-      ns: t.info.namespaced ? t.namespace || fields.namespace || '' : '',
-      name: t.name || fields.objectName || '',
-      filter: filtered
-        ? (obj) => labels(((obj.metadata ?? {}) as { labels?: Record<string, string> }).labels) && fields(obj)
-        : undefined,
-    };
-    const matches = (ev: WatchEvent): boolean =>
-      ev.gvr === t.gvr &&
-      (!w.ns || ev.namespace === w.ns) &&
-      (!w.name || ev.name === w.name) &&
-      (!w.filter || w.filter(JSON.parse(ev.value) as Record<string, unknown>));
+    // 0 or absent: no timeout of ours; beyond what a timer holds: clamped (about 24 days).
+    const timeoutS = timeout === null ? 0 : Math.min(Number(timeout), MAX_WATCH_TIMEOUT_S);
+    const ns = t.info.namespaced ? t.namespace || fields.namespace || '' : '';
+    const name = t.name || fields.objectName || '';
+    const filter = filtered
+      ? (obj: Record<string, unknown>) =>
+          labels(((obj.metadata ?? {}) as { labels?: Record<string, string> }).labels) && fields(obj)
+      : undefined;
     res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private' });
     res.flushHeaders();
-    const rv = rvText === '' ? 0 : Number(rvText);
+    const stream = new WatchStream(res, (queued) => {
+      detach();
+      this.ctx.log.warn(
+        { path: req.url, queued, client: req.socket.remotePort },
+        'metaServer: watch dropped, the client reads too slowly (it lists again)',
+      );
+    });
+    const w: Watcher = { stream, gvr: t.gvr, ns, name, filter };
     // Registered before anything is read: nothing can happen in between (one thread).
     let set = this.watchers.get(t.gvr);
     if (!set) this.watchers.set(t.gvr, (set = new Set()));
     set.add(w);
+    this.streams.add(stream);
     this.checkpointer.start();
     const watchers = set;
-    const end = (): void => {
+    const detach = (): void => {
       watchers.delete(w);
       if (watchers.size === 0 && this.watchers.get(t.gvr) === watchers) this.watchers.delete(t.gvr);
-      this.streams.delete(res);
+      this.streams.delete(stream);
       clearTimeout(timer);
-      if (!res.writableEnded) res.end();
     };
-    this.streams.add(res);
-    const timer = timeout !== null ? setTimeout(end, Number(timeout) * 1000) : undefined;
-    req.on('close', end);
-    res.on('close', end);
+    const finish = (last?: Buffer): void => {
+      detach();
+      stream.end(last);
+    };
+    const timer = timeoutS > 0 ? setTimeout(finish, timeoutS * 1000) : undefined;
+    res.on('close', () => finish());
+    const rv = rvText === '' ? 0 : Number(rvText);
+    const replay: Buffer[] = [];
     if (rv === 0) {
-      for (const v of this.store.listV2(t.gvr, w.ns || undefined)) {
-        if (w.name || w.filter) {
+      for (const v of this.store.listV2(t.gvr, ns || undefined)) {
+        if (name || filter) {
           const obj = JSON.parse(v) as Record<string, unknown>;
-          if (w.name && (obj.metadata as { name?: string } | undefined)?.name !== w.name) continue;
-          if (w.filter && !w.filter(obj)) continue;
+          if (name && (obj.metadata as { name?: string } | undefined)?.name !== name) continue;
+          if (filter && !filter(obj)) continue;
         }
-        res.write(eventLine('ADDED', v));
+        replay.push(eventLine('ADDED', v));
       }
-      return;
+    } else {
+      const missed = this.store.eventsSince(rv);
+      if (missed === undefined) {
+        const status = statusObject(
+          410,
+          'Expired',
+          `too old resource version: ${rv} (${this.store.history.from})`,
+        );
+        finish(eventLine('ERROR', JSON.stringify(status)));
+        return;
+      }
+      for (const ev of missed) if (this.matches(w, ev)) replay.push(eventLine(ev.type, ev.value));
     }
-    const missed = this.store.eventsSince(rv);
-    if (missed === undefined) {
-      const status = statusObject(
-        410,
-        'Expired',
-        `too old resource version: ${rv} (${this.store.historyFrom})`,
-      );
-      res.write(eventLine('ERROR', JSON.stringify(status)));
-      end();
-      return;
-    }
-    for (const ev of missed) if (matches(ev)) res.write(eventLine(ev.type, ev.value));
+    void stream.replay(replay);
+  }
+
+  private matches(w: Watcher, ev: WatchEvent): boolean {
+    return (
+      ev.gvr === w.gvr &&
+      (!w.ns || ev.namespace === w.ns) &&
+      (!w.name || ev.name === w.name) &&
+      (!w.filter || w.filter(JSON.parse(ev.value) as Record<string, unknown>))
+    );
   }
 
   /**
@@ -407,7 +431,7 @@ export class MetaServer {
       if (w.ns && ev.namespace !== w.ns) continue;
       if (w.name && ev.name !== w.name) continue;
       if (w.filter && !w.filter((obj ??= JSON.parse(ev.value) as Record<string, unknown>))) continue;
-      w.res.write((line ??= eventLine(ev.type, ev.value)));
+      w.stream.push((line ??= eventLine(ev.type, ev.value)));
     }
   };
 
@@ -530,7 +554,7 @@ export class MetaServer {
       .end(text);
   }
 
-  private sendError(res: ServerResponse, err: unknown): void {
+  private sendError(req: IncomingMessage, res: ServerResponse, err: unknown): void {
     let e: HttpError;
     if (err instanceof HttpError) e = err;
     else if (isKernelError(err, 'EMETA_BAD_SELECTOR')) e = new HttpError(400, 'BadRequest', err.message);
@@ -542,7 +566,60 @@ export class MetaServer {
       res.end();
       return;
     }
+    // A request body left unread (413, or refused before reading) is not drained: close instead.
+    if (!req.complete) res.setHeader('Connection', 'close');
     this.sendJson(res, e.code, statusObject(e.code, e.reason, e.message, e.details));
+  }
+}
+
+/** `host:port` of metaServer.server; only a loopback host is accepted (there is no authentication). */
+function parseListenAddress(server: string): { host: string; port: number } {
+  const field = 'modules.metaManager.metaServer.server';
+  const m = /^(.*):(\d{1,5})$/.exec(server);
+  const port = Number(m?.[2]);
+  if (!m || port > 65535) {
+    throw new KernelError(
+      'ECONFIG_INVALID',
+      `${field}: expected "<host>:<port>", got ${JSON.stringify(server)}`,
+    );
+  }
+  const host = hostPart(m[1] as string);
+  if (!isLoopbackName(host)) {
+    throw new KernelError(
+      'ECONFIG_INVALID',
+      `${field}: ${JSON.stringify(server)} is not a loopback address; metaServer serves every object (Secrets included) without authentication, so it listens only on 127.0.0.1, ::1 or localhost`,
+    );
+  }
+  return { host, port };
+}
+
+/** The declared Content-Length (0 when absent or not a number). */
+function declaredLength(req: IncomingMessage): number {
+  const n = Number(req.headers['content-length'] ?? 0);
+  return Number.isFinite(n) ? n : 0;
+}
+
+/**
+ * The origin-form request target (`/path?query`), its decoded segments and its query. Anything
+ * else, or malformed percent-encoding, is a 400.
+ */
+function parseRequestTarget(raw: string): { path: string; segments: string[]; query: URLSearchParams } {
+  const shown = JSON.stringify(raw.length > 200 ? `${raw.slice(0, 200)}...` : raw);
+  if (!raw.startsWith('/')) {
+    throw new HttpError(400, 'BadRequest', `request target ${shown}: expected a path beginning with "/"`);
+  }
+  const q = raw.indexOf('?');
+  const path = q < 0 ? raw : raw.slice(0, q);
+  const query = q < 0 ? '' : raw.slice(q + 1);
+  try {
+    const segments = path
+      .split('/')
+      .filter((s) => s !== '')
+      .map(decodeURIComponent);
+    decodeURIComponent(query.replace(/\+/g, ' '));
+    return { path, segments, query: new URLSearchParams(query) };
+  } catch {
+    throw new HttpError(400, 'BadRequest', `request target ${shown}: malformed percent-encoding`);
   }
 }
 

@@ -39,12 +39,14 @@ export interface HarnessOptions {
   logLevel?: LogLevel;
   /** Called for every message metaManager sends to the cloud. */
   onCloud?: (m: Message) => void;
+  /** Top-level `featureGates` of the config. */
+  featureGates?: Record<string, boolean>;
 }
 
 export function metaYaml(o: HarnessOptions): string {
   return `apiVersion: edgecore.config.kubeedge.io/v1alpha2
 kind: EdgeCore
-database:
+${o.featureGates ? `featureGates: ${JSON.stringify(o.featureGates)}\n` : ''}database:
   dataSource: ${JSON.stringify(o.dataSource)}
 modules:
   edged: {enable: false, hostnameOverride: edge-1}
