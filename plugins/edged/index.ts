@@ -426,9 +426,23 @@ export default definePlugin<EdgedSection & ModuleConfig>({
         ctx.log.warn({ err: r.err }, 'lease renewal refused');
       } else leaseObj = r.object ?? renewed;
     };
+    // Node status and lease failures are warnings; the same failure again is logged at debug until
+    // the task succeeds or fails differently.
+    const lastFailure = new Map<string, string>();
     const loop = (fn: () => Promise<void>, everyMs: number, name: string): void => {
       void fn()
-        .catch((err: unknown) => ctx.log.debug({ loop: name, err: errText(err) }, 'periodic task failed'))
+        .then(
+          () => {
+            if (lastFailure.delete(name)) ctx.log.info({ loop: name }, `${name} update works again`);
+          },
+          (err: unknown) => {
+            const text = errText(err);
+            const repeated = lastFailure.get(name) === text;
+            lastFailure.set(name, text);
+            if (repeated) ctx.log.debug({ loop: name, err: text }, `${name} update failed again`);
+            else ctx.log.warn({ loop: name, err: text }, `${name} update failed`);
+          },
+        )
         .finally(() => later(() => loop(fn, everyMs, name), everyMs));
     };
 

@@ -30,13 +30,14 @@ import {
   type Observed,
   type PodPaths,
 } from './podspec.js';
+import { CrashBackoff } from './backoff.js';
 import { rfc3339, type Pod, type PodContainer, type PodStatus } from './types.js';
 
 const CONTAINER_RUNNING = 1;
 const CONTAINER_EXITED = 2;
 const SANDBOX_READY = 0;
-const BACKOFF_INITIAL_MS = 10_000;
-const BACKOFF_MAX_MS = 300_000;
+/** Syncs kept for benchmarks (the most recent ones). */
+const SYNC_SAMPLES = 1000;
 
 export interface PodManagerHooks {
   log: Logger;
@@ -61,7 +62,7 @@ interface PodEntry {
   uid: string;
   startTime: string;
   failures: Map<string, Failure>;
-  backoff: Map<string, { delayMs: number }>;
+  backoff: CrashBackoff;
   lastStatus?: PodStatus;
   /** Deletion requested: 'update' (deletionTimestamp, cloud still has it) or 'delete' (already gone). */
   deleting?: 'update' | 'delete';
@@ -90,7 +91,7 @@ export class PodManager {
   private readonly cleaning = new Set<string>();
   /** Set once the pod source has delivered its full set: orphans may then be removed. */
   sourcesReady = false;
-  /** Durations of syncs that created a pod, for benchmarks. */
+  /** Durations of the last {@link SYNC_SAMPLES} syncs that created a pod, for benchmarks. */
   readonly syncs: { totalMs: number; criMs: number }[] = [];
 
   constructor(
@@ -152,7 +153,7 @@ export class PodManager {
         uid,
         startTime: rfc3339(),
         failures: new Map(),
-        backoff: new Map(),
+        backoff: new CrashBackoff(),
         running: false,
         dirty: false,
         signature: '',
@@ -325,7 +326,10 @@ export class PodManager {
     }
     await this.report(e, obs);
     e.signature = signatureOf(obs);
-    if (created) this.syncs.push({ totalMs: performance.now() - t0, criMs: this.cri.criTimeMs - cri0 });
+    if (created) {
+      if (this.syncs.length >= SYNC_SAMPLES) this.syncs.shift();
+      this.syncs.push({ totalMs: performance.now() - t0, criMs: this.cri.criTimeMs - cri0 });
+    }
   }
 
   private async report(e: PodEntry, obs: Observed): Promise<void> {
@@ -404,16 +408,16 @@ export class PodManager {
       // back-off (keyed by container; measured from the last finish)
       if (cur && cur.state === CONTAINER_EXITED) {
         const finished = nsToMs(cur.finishedAt) || nsToMs(cur.createdAt);
-        const b = e.backoff.get(c.name);
-        if (b && Date.now() - finished < b.delayMs) {
+        const wait = e.backoff.remaining(c.name, finished);
+        if (wait > 0) {
           e.failures.set(c.name, {
             reason: 'CrashLoopBackOff',
-            message: `back-off ${formatDuration(b.delayMs)} restarting failed container=${c.name} pod=${pod.metadata.name}_${pod.metadata.namespace ?? 'default'}(${e.uid})`,
+            message: `back-off ${formatDuration(e.backoff.delay(c.name))} restarting failed container=${c.name} pod=${pod.metadata.name}_${pod.metadata.namespace ?? 'default'}(${e.uid})`,
           });
-          nextWake = Math.min(nextWake, finished + b.delayMs - Date.now() + 50);
+          nextWake = Math.min(nextWake, wait + 50);
           continue;
         }
-        e.backoff.set(c.name, { delayMs: b ? Math.min(b.delayMs * 2, BACKOFF_MAX_MS) : BACKOFF_INITIAL_MS });
+        e.backoff.next(c.name, finished);
       }
       const restartCount = cur ? restartCountOf(cur) + 1 : 0;
       try {
@@ -426,8 +430,8 @@ export class PodManager {
             : { reason: 'RunContainerError', message: errText(err) };
         this.hooks.log.warn({ pod: podKey(pod), container: c.name, ...f }, 'container did not start');
         e.failures.set(c.name, f);
-        if (!e.backoff.has(c.name)) e.backoff.set(c.name, { delayMs: BACKOFF_INITIAL_MS });
-        nextWake = Math.min(nextWake, e.backoff.get(c.name)?.delayMs ?? BACKOFF_INITIAL_MS);
+        e.backoff.ensure(c.name);
+        nextWake = Math.min(nextWake, e.backoff.delay(c.name));
       }
     }
     if (nextWake !== Infinity) this.schedule(e, Math.max(100, nextWake));
