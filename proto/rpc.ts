@@ -7,11 +7,13 @@
  *   and anything else is answered `INTERNAL` with its message (nice-grpc alone answers `UNKNOWN`).
  * Load it from a plugin's `start()`: it imports nice-grpc.
  */
+import { setTimeout as delay } from 'node:timers/promises';
 import {
   ClientError,
   ServerError,
   Status,
   type ClientMiddleware,
+  type Server,
   type ServerMiddleware,
 } from 'nice-grpc';
 
@@ -61,4 +63,15 @@ export function refusals(onError: (method: string, message: string) => void): Se
       throw new ServerError(Status.INTERNAL, message);
     }
   };
+}
+
+/** Graceful shutdown of a server, forced after `graceMs` (calls still running are cancelled). */
+export async function shutdown(server: Server, graceMs: number): Promise<void> {
+  const ac = new AbortController();
+  const forced = delay(graceMs, undefined, { signal: ac.signal }).then(
+    () => server.forceShutdown(),
+    () => undefined, // the graceful shutdown finished first
+  );
+  await Promise.race([server.shutdown().catch(() => server.forceShutdown()), forced]);
+  ac.abort();
 }
