@@ -40,7 +40,11 @@ export const deadlineMiddleware: ClientMiddleware<DeadlineOptions> = async funct
     return yield* call.next(call.request, { ...rest, signal: ac.signal });
   } catch (err) {
     if (expired)
-      throw new ClientError(call.method.path, Status.DEADLINE_EXCEEDED, `deadline of ${deadlineMs} ms exceeded`);
+      throw new ClientError(
+        call.method.path,
+        Status.DEADLINE_EXCEEDED,
+        `deadline of ${deadlineMs} ms exceeded`,
+      );
     throw err;
   } finally {
     clearTimeout(timer);

@@ -1,4 +1,6 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -18,7 +20,7 @@ import {
 import { anyMapToScalars, scalarToAny, anyToScalar } from '../../proto/dmi/v1beta1/values.js';
 import { deviceToV1beta1, modelToV1beta1 } from './convert.js';
 import { encodeTopicResource } from '../../protocol/index.js';
-import { RATE_LIMIT_ENV } from './index.js';
+import { MAX_MAPPERS, RATE_LIMIT_ENV, freeSocketPath } from './index.js';
 
 const registry = [{ configKey: 'deviceTwin', specifier: new URL('./index.ts', import.meta.url).href }];
 
@@ -290,6 +292,62 @@ describe('dmiserver', () => {
       'CreateDeviceModel',
       'RegisterDevice',
     ]);
+  });
+
+  it(`refuses mapper ${MAX_MAPPERS + 1}, and takes a known mapper registering again`, async () => {
+    const { client } = await start();
+    const register = (i: number) =>
+      unary(client, 'mapperRegister', {
+        withData: false,
+        mapper: { name: `m${i}`, protocol: `p${i}`, address: Buffer.from(`${dir}/m${i}.sock`) },
+      });
+    for (let i = 0; i < MAX_MAPPERS; i++) await register(i);
+    await expect(register(MAX_MAPPERS)).rejects.toThrow(
+      new RegExp(`RESOURCE_EXHAUSTED.*${MAX_MAPPERS} mappers are registered already`),
+    );
+    await register(7);
+  });
+
+  it('refuses a regular file or a live socket at the DMI socket path; removes only a stale socket', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'ke-dmisock-'));
+    const path = join(dir, 'dmi.sock');
+    writeFileSync(path, 'keep me');
+    await expect(freeSocketPath(path)).rejects.toMatchObject({
+      code: 'EDMI_SOCKET_PATH',
+      message: expect.stringMatching(
+        /dmi\.sock \(modules\.deviceTwin\.dmiSockPath\) exists and is not a socket but a regular file/,
+      ),
+    });
+    expect(readFileSync(path, 'utf8')).toBe('keep me');
+    rmSync(path);
+
+    const live = createServer();
+    await new Promise<void>((resolve) => live.listen(path, resolve));
+    await expect(freeSocketPath(path)).rejects.toMatchObject({ code: 'EDMI_SOCKET_IN_USE' });
+    await new Promise((resolve) => live.close(resolve));
+
+    // a socket left by a process that died: bound, nobody listening
+    execFileSync('python3', [
+      '-c',
+      'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])',
+      path,
+    ]);
+    expect(existsSync(path)).toBe(true);
+    await freeSocketPath(path);
+    expect(existsSync(path)).toBe(false);
+  });
+
+  it('does not start over a regular file at the DMI socket path', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'ke-dmiserver-'));
+    writeFileSync(join(dir, 'dmi.sock'), 'keep me');
+    t = await startTestKernel(yaml(dir), registry);
+    const host = t.kernel.host('dmiserver');
+    await waitUntil(() => host?.lastError !== undefined, 5000, 'dmiserver start failure');
+    expect(host?.lastError).toMatch(
+      /dmi\.sock \(modules\.deviceTwin\.dmiSockPath\) exists and is not a socket/,
+    );
+    expect(host?.state).not.toBe('running');
+    expect(readFileSync(join(dir, 'dmi.sock'), 'utf8')).toBe('keep me');
   });
 
   it('rate-limits like KubeEdge when configured', async () => {

@@ -563,7 +563,7 @@ class DmiServer {
  * Makes the socket path free to listen on: nothing there, or a stale socket (nobody answers) that
  * is removed. A socket someone listens on, a regular file or anything else is refused.
  */
-async function freeSocketPath(socket: string): Promise<void> {
+export async function freeSocketPath(socket: string): Promise<void> {
   let st;
   try {
     st = lstatSync(socket);

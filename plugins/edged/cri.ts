@@ -194,10 +194,7 @@ export class CriClient {
   }
   async listContainers(labelSelector: Record<string, string> = {}): Promise<Container[]> {
     const r = await this.call('listContainers', () =>
-      this.runtime.listContainers(
-        { filter: { id: '', podSandboxId: '', labelSelector } },
-        this.deadline(),
-      ),
+      this.runtime.listContainers({ filter: { id: '', podSandboxId: '', labelSelector } }, this.deadline()),
     );
     return r.containers;
   }

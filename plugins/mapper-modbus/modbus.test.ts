@@ -252,9 +252,11 @@ describe('mapper-modbus through dmiserver (Modbus TCP, pymodbus)', () => {
       // Go sends map entries in random order: the same connection, its keys reversed, new desired values
       for (const setpoint of ['43', '44', '45']) {
         const d = device('thermo-5', sim.port, { setpoint });
-        const conf = d.spec.protocol.configData as Record<string, unknown>;
-        d.spec.protocol.configData = Object.fromEntries(Object.entries(conf).reverse());
-        await twin.push('update', 'device', d);
+        const reversed = Object.fromEntries(Object.entries(d.spec.protocol.configData).reverse());
+        await twin.push('update', 'device', {
+          ...d,
+          spec: { ...d.spec, protocol: { ...d.spec.protocol, configData: reversed } },
+        });
         await twin.waitActual('thermo-5', 'setpoint', setpoint);
       }
       expect(await sim.read('holdingRegisters', 3)).toEqual([45]);

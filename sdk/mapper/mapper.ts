@@ -192,8 +192,7 @@ export class Mapper implements DeviceSink {
     r: ApiModule.RegisterDeviceRequest,
   ): Promise<ApiModule.RegisterDeviceResponse> {
     const d = r.device;
-    if (!d?.name)
-      throw this.refuse('INVALID_ARGUMENT', 'RegisterDeviceRequest.device.name: required');
+    if (!d?.name) throw this.refuse('INVALID_ARGUMENT', 'RegisterDeviceRequest.device.name: required');
     const id = deviceId(d.namespace, d.name);
     if (!this.devices.has(id)) await this.addDevice(d, await this.waitModel(d));
     return { deviceName: d.name, deviceNamespace: d.namespace };
