@@ -3,7 +3,7 @@
  * (kubelet's SyncPod, cri.md §2.2), a relist that notices container state changes (PLEG), the
  * kill path (§2.7) that also removes what it stopped, and orphan adoption/cleanup after a restart.
  */
-import { mkdir, writeFile, stat } from 'node:fs/promises';
+import { chmod, mkdir, writeFile, stat } from 'node:fs/promises';
 import { formatDuration, type Logger } from '../../kernel/index.js';
 import { CriError, isNotFound, type CriClient, type ContainerStatus, type PodSandboxStatus } from './cri.js';
 import {
@@ -31,6 +31,7 @@ import {
   type PodPaths,
 } from './podspec.js';
 import { CrashBackoff } from './backoff.js';
+import { ensurePodDir, ensureSecretDir, removePodDir } from './volumes.js';
 import { rfc3339, type Pod, type PodContainer, type PodStatus } from './types.js';
 
 const CONTAINER_RUNNING = 1;
@@ -270,6 +271,7 @@ export class PodManager {
 
     if (e.deleting) {
       await this.killPod(pod, obs, gracePeriod(pod), true);
+      await this.removeDir(pod);
       obs = await this.observe(e.uid);
       await this.report(e, obs);
       e.done = true;
@@ -353,7 +355,7 @@ export class PodManager {
   private async createSandbox(e: PodEntry, attempt: number): Promise<string | undefined> {
     const pod = e.pod;
     await mkdir(podLogDirectory(pod, this.paths.podLogsDir), { recursive: true, mode: 0o755 });
-    await mkdir(`${podDir(pod, this.paths.rootDirectory)}/volumes`, { recursive: true });
+    await ensurePodDir(podDir(pod, this.paths.rootDirectory));
     const config = sandboxConfig(pod, attempt, this.paths);
     try {
       const id = await this.cri.runPodSandbox(config);
@@ -590,7 +592,15 @@ export class PodManager {
             `MountVolume.SetUp failed for volume "${vol.name}": ${isCm ? 'configmap' : 'secret'} "${name}" not found`,
           );
         host = `${base}/kubernetes.io~${isCm ? 'configmap' : 'secret'}/${vol.name}`;
-        await mkdir(host, { recursive: true, mode: 0o755 });
+        if (isCm) await mkdir(host, { recursive: true, mode: 0o755 });
+        else {
+          const dir = await ensureSecretDir(host);
+          if (!dir.tmpfs && dir.created)
+            this.hooks.log.warn(
+              { pod: podKey(pod), volume: vol.name, reason: dir.reason },
+              `secret volume ${vol.name} of pod ${podKey(pod)} is written to disk, not to a tmpfs (${dir.reason}); its directory is 0700`,
+            );
+        }
         const files: Record<string, Buffer> = {};
         const data = (obj?.data as Record<string, string> | undefined) ?? {};
         for (const [k, v] of Object.entries(data))
@@ -609,11 +619,14 @@ export class PodManager {
             }
             const p = `${host}/${it.path}`;
             await mkdir(p.slice(0, p.lastIndexOf('/')), { recursive: true });
-            await writeFile(p, content, { mode: it.mode ?? mode });
+            await writeFile(p, content);
+            await chmod(p, it.mode ?? mode); // exactly this mode, whatever the umask or an older file
           }
         } else {
-          for (const [k, content] of Object.entries(files))
-            await writeFile(`${host}/${k}`, content, { mode });
+          for (const [k, content] of Object.entries(files)) {
+            await writeFile(`${host}/${k}`, content);
+            await chmod(`${host}/${k}`, mode);
+          }
         }
       } else {
         throw new Error(
@@ -712,8 +725,16 @@ export class PodManager {
       'removing orphaned pod',
     );
     const fake: Pod = { metadata: { uid }, spec: { containers: [] } };
-    await this.killPod(fake, obs, 2, true).catch((err: unknown) =>
-      this.hooks.log.warn({ uid, err: errText(err) }, 'orphan cleanup failed'),
+    await this.killPod(fake, obs, 2, true).then(
+      () => this.removeDir(fake),
+      (err: unknown) => this.hooks.log.warn({ uid, err: errText(err) }, 'orphan cleanup failed'),
+    );
+  }
+
+  /** The pod's directory (volumes, secret tmpfs, etc-hosts) goes with the pod. */
+  private async removeDir(pod: Pod): Promise<void> {
+    await removePodDir(podDir(pod, this.paths.rootDirectory)).catch((err: unknown) =>
+      this.hooks.log.warn({ pod: podKey(pod), err: errText(err) }, 'pod directory not removed'),
     );
   }
 
