@@ -1,10 +1,11 @@
 /**
- * The two nice-grpc middlewares shared by the programs that use our protos (edged's CRI client,
- * dmiserver, the mapper SDK):
+ * What the programs that use our protos (edged's CRI client, dmiserver, the mapper SDK) share on
+ * top of nice-grpc: two middlewares and a bounded shutdown.
  * - clients: a per-call `deadlineMs` option; a call still running at its deadline is cancelled and
  *   fails with `DEADLINE_EXCEEDED` (a ClientError, as a grpc-js deadline would);
  * - servers: every refusal is reported to `onError` (for logging), a `ServerError` keeps its status
- *   and anything else is answered `INTERNAL` with its message (nice-grpc alone answers `UNKNOWN`).
+ *   and anything else is answered `INTERNAL` with its message (nice-grpc alone answers `UNKNOWN`);
+ * - `shutdown`: graceful, forced after a grace period.
  * Load it from a plugin's `start()`: it imports nice-grpc.
  */
 import { setTimeout as delay } from 'node:timers/promises';

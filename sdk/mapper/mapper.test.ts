@@ -11,6 +11,7 @@ import {
   type GetDeviceResponse,
 } from '../../proto/gen/dmi/v1beta1/api.js';
 import { DeviceOfflineError, Mapper, type DeviceSpec, type ProtocolDriver } from './index.js';
+import { sameConnection } from './spec.js';
 
 /** A driver whose device can be switched off, and whose `broken` property cannot be written. */
 function flakyDriver() {
@@ -37,6 +38,26 @@ function flakyDriver() {
   };
   return { driver, state };
 }
+
+describe('sameConnection', () => {
+  const spec = (protocol: DeviceSpec['protocol'], protocolName = 'p'): DeviceSpec => ({
+    id: 'default/d',
+    name: 'd',
+    namespace: 'default',
+    model: 'm',
+    protocolName,
+    protocol,
+    properties: [],
+    stateReport: { reportToCloud: false, cycleMs: 1000 },
+  });
+  it('compares configData by value, whatever the key order', () => {
+    const a = spec({ ip: '10.0.0.1', port: 502, slaveID: 1 });
+    expect(sameConnection(a, spec({ slaveID: 1, port: 502, ip: '10.0.0.1' }))).toBe(true);
+    expect(sameConnection(a, spec({ slaveID: 1, port: 503, ip: '10.0.0.1' }))).toBe(false);
+    expect(sameConnection(a, spec({ ip: '10.0.0.1', port: 502 }))).toBe(false);
+    expect(sameConnection(a, spec({ ip: '10.0.0.1', port: 502, slaveID: 1 }, 'q'))).toBe(false);
+  });
+});
 
 describe('mapper SDK', () => {
   let t: TestKernel | undefined;
