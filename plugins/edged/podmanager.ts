@@ -4,6 +4,7 @@
  * kill path (§2.7) that also removes what it stopped, and orphan adoption/cleanup after a restart.
  */
 import { chmod, mkdir, writeFile, stat } from 'node:fs/promises';
+import { setTimeout as delay } from 'node:timers/promises';
 import { formatDuration, type Logger } from '../../kernel/index.js';
 import { CriError, isNotFound, type CriClient, type ContainerStatus, type PodSandboxStatus } from './cri.js';
 import {
@@ -88,6 +89,8 @@ export class PodManager {
   private relistTimer?: NodeJS.Timeout;
   private relisting = false;
   private stopped = false;
+  /** The sync loops running now (stop() waits for them). */
+  private readonly active = new Set<Promise<void>>();
   /** Pod UIDs whose removal is in flight (orphans). */
   private readonly cleaning = new Set<string>();
   /** Set once the pod source has delivered its full set: orphans may then be removed. */
@@ -116,11 +119,13 @@ export class PodManager {
     this.stopped = true;
     if (this.relistTimer) clearTimeout(this.relistTimer);
     for (const e of this.pods.values()) if (e.timer) clearTimeout(e.timer);
-    // wait for in-flight syncs (bounded)
-    const deadline = Date.now() + 5000;
-    while ([...this.pods.values()].some((e) => e.running) && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    // wait for in-flight syncs (at most 5 s)
+    const ac = new AbortController();
+    await Promise.race([
+      Promise.allSettled(this.active),
+      delay(5000, undefined, { signal: ac.signal }).catch(() => undefined),
+    ]);
+    ac.abort();
   }
 
   list(): Pod[] {
@@ -214,7 +219,7 @@ export class PodManager {
       return;
     }
     e.running = true;
-    void (async () => {
+    const run = (async () => {
       try {
         do {
           e.dirty = false;
@@ -227,6 +232,8 @@ export class PodManager {
         e.running = false;
       }
     })();
+    this.active.add(run);
+    void run.finally(() => this.active.delete(run));
   }
 
   // -------------------------------------------------------------------------------------------
