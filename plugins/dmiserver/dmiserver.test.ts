@@ -1,21 +1,17 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
+import { createChannel, createClient, createServer, type Channel, type Client, type Server } from 'nice-grpc';
 import { afterEach, describe, expect, it } from 'vitest';
 import { newMessage, type Message } from '../../kernel/index.js';
 import { startTestKernel, waitUntil, type TestKernel } from '../../test/helpers/kernel.js';
 import {
-  DeviceManagerServiceClient,
-  ReportDeviceStatusRequest,
-  ReportDeviceStatesRequest,
-  MapperRegisterRequest,
-  DeviceMapperServiceService,
+  DeviceManagerServiceDefinition,
+  DeviceMapperServiceDefinition,
   type Device,
   type DeviceModel,
-  type DeviceMapperServiceServer,
 } from '../../proto/gen/dmi/v1beta1/api.js';
 import { anyMapToScalars, scalarToAny, anyToScalar } from '../../proto/dmi/v1beta1/values.js';
 import { deviceToV1beta1, modelToV1beta1 } from './convert.js';
@@ -39,43 +35,35 @@ modules:
 type Call = [string, unknown];
 
 /** A DeviceMapperService like a Go mapper's, recording every call edgecore makes. */
-async function fakeMapper(socket: string): Promise<{ calls: Call[]; server: grpc.Server }> {
+async function fakeMapper(socket: string): Promise<{ calls: Call[]; server: Server }> {
   const calls: Call[] = [];
-  const server = new grpc.Server();
+  const server = createServer();
   const rec =
-    (name: string, res: unknown = {}) =>
-    (call: { request: unknown }, cb: (e: null, r: unknown) => void) => {
-      calls.push([name, call.request]);
-      cb(null, res);
+    <Res>(name: string, res: Res) =>
+    async (request: unknown): Promise<Res> => {
+      calls.push([name, request]);
+      return res;
     };
-  server.addService(DeviceMapperServiceService, {
+  server.add(DeviceMapperServiceDefinition, {
     registerDevice: rec('RegisterDevice', { deviceName: 'x', deviceNamespace: 'default' }),
-    removeDevice: rec('RemoveDevice'),
-    updateDevice: rec('UpdateDevice'),
+    removeDevice: rec('RemoveDevice', {}),
+    updateDevice: rec('UpdateDevice', {}),
     createDeviceModel: rec('CreateDeviceModel', { deviceModelName: 'm', deviceModelNamespace: 'default' }),
-    removeDeviceModel: rec('RemoveDeviceModel'),
-    updateDeviceModel: rec('UpdateDeviceModel'),
+    removeDeviceModel: rec('RemoveDeviceModel', {}),
+    updateDeviceModel: rec('UpdateDeviceModel', {}),
     getDevice: rec('GetDevice', {}),
-  } as unknown as DeviceMapperServiceServer);
-  await new Promise<void>((res, rej) =>
-    server.bindAsync(`unix:${socket}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? rej(e) : res())),
-  );
+  });
+  await server.listen(`unix://${socket}`);
   return { calls, server };
 }
 
-const PARTIAL: Record<string, { fromPartial(o: unknown): unknown }> = {
-  reportDeviceStatus: ReportDeviceStatusRequest as never,
-  reportDeviceStates: ReportDeviceStatesRequest as never,
-  mapperRegister: MapperRegisterRequest as never,
-};
+type ManagerClient = Client<typeof DeviceManagerServiceDefinition>;
+type ManagerMethod = 'reportDeviceStatus' | 'reportDeviceStates' | 'mapperRegister';
 
-function unary<Res>(client: DeviceManagerServiceClient, method: string, partial: unknown): Promise<Res> {
-  const req = PARTIAL[method]!.fromPartial(partial);
-  return new Promise((resolve, reject) =>
-    (client as unknown as Record<string, (r: unknown, cb: (e: Error | null, r: Res) => void) => void>)[
-      method
-    ]!.call(client, req, (e: Error | null, r: Res) => (e ? reject(e) : resolve(r))),
-  );
+/** One call of edgecore's DeviceManagerService, the request given as a partial message. */
+function unary<Res>(client: ManagerClient, method: ManagerMethod, partial: object): Promise<Res> {
+  const call = client[method] as (req: object) => Promise<unknown>;
+  return call(partial) as Promise<Res>;
 }
 
 const model = {
@@ -122,10 +110,10 @@ const device = (desired = '30') => ({
 describe('dmiserver', () => {
   let t: TestKernel | undefined;
   let dir = '';
-  let mapper: grpc.Server | undefined;
-  let client: DeviceManagerServiceClient | undefined;
+  let mapper: Server | undefined;
+  let channel: Channel | undefined;
   afterEach(async () => {
-    client?.close();
+    channel?.close();
     mapper?.forceShutdown();
     await t?.kernel.stop();
     t = undefined;
@@ -141,7 +129,8 @@ describe('dmiserver', () => {
       (m) => void twin.push(m),
       () => undefined,
     );
-    client = new DeviceManagerServiceClient(`unix:${dir}/dmi.sock`, grpc.credentials.createInsecure());
+    channel = createChannel(`unix://${dir}/dmi.sock`);
+    const client = createClient(DeviceManagerServiceDefinition, channel);
     const push = (op: string, kind: string, o: { metadata: { name: string } }) =>
       t!.kernel.bus.send(
         'dmiserver',
@@ -321,7 +310,7 @@ describe('dmiserver', () => {
     expect(readFileSync(path, 'utf8')).toBe('keep me');
     rmSync(path);
 
-    const live = createServer();
+    const live = createNetServer();
     await new Promise<void>((resolve) => live.listen(path, resolve));
     await expect(freeSocketPath(path)).rejects.toMatchObject({ code: 'EDMI_SOCKET_IN_USE' });
     await new Promise((resolve) => live.close(resolve));

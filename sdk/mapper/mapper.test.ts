@@ -1,15 +1,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
+import { createChannel, createClient } from 'nice-grpc';
 import { afterEach, describe, expect, it } from 'vitest';
 import { newMessage, type Message } from '../../kernel/index.js';
 import { kernelYaml, startTestKernel, waitUntil, type TestKernel } from '../../test/helpers/kernel.js';
-import {
-  DeviceMapperServiceClient,
-  GetDeviceRequest,
-  type GetDeviceResponse,
-} from '../../proto/gen/dmi/v1beta1/api.js';
+import { DeviceMapperServiceDefinition } from '../../proto/gen/dmi/v1beta1/api.js';
 import { DeviceOfflineError, Mapper, type DeviceSpec, type ProtocolDriver } from './index.js';
 import { sameConnection } from './spec.js';
 
@@ -150,17 +146,12 @@ describe('mapper SDK', () => {
     state.up = true;
     await waitUntil(() => states().at(-1) === 'online' && states().length >= 3, 3000, 'online again');
 
-    const client = new DeviceMapperServiceClient(
-      `unix:${join(dir, 'flaky.sock')}`,
-      grpc.credentials.createInsecure(),
-    );
-    const res = await new Promise<GetDeviceResponse>((resolve, reject) =>
-      client.getDevice(
-        GetDeviceRequest.fromPartial({ deviceName: 'f1', deviceNamespace: 'default' }),
-        (e, r) => (e ? reject(e) : resolve(r)),
-      ),
-    );
-    client.close();
+    const channel = createChannel(`unix://${join(dir, 'flaky.sock')}`);
+    const res = await createClient(DeviceMapperServiceDefinition, channel).getDevice({
+      deviceName: 'f1',
+      deviceNamespace: 'default',
+    });
+    channel.close();
     const twins = res.device!.status!.twins;
     expect(twins.map((x) => x.propertyName)).toEqual(['counter', 'slow', 'broken']);
     expect(Number(twins[0]!.reported!.value)).toBeGreaterThan(0);
