@@ -190,10 +190,10 @@ describe('dmiserver', () => {
   });
 
   it('refuses bad requests with a clear error and keeps serving', async () => {
-    const { client } = await start();
+    const { client, twin } = await start();
     await expect(
       unary(client, 'reportDeviceStatus', { deviceName: 'x', reportedDevice: { twins: [] } }),
-    ).rejects.toThrow(/does not have twin data/);
+    ).rejects.toThrow(/INVALID_ARGUMENT: ReportDeviceStatusRequest does not have twin data/);
     await expect(unary(client, 'reportDeviceStates', { deviceName: 'x', state: '' })).rejects.toThrow(
       /state: required/,
     );
@@ -203,7 +203,10 @@ describe('dmiserver', () => {
         mapper: { name: 'm', protocol: '', address: Buffer.alloc(0) },
       }),
     ).rejects.toThrow(/mapper.protocol: required/);
+    expect(twin).toHaveLength(0);
     await unary(client, 'reportDeviceStates', { deviceName: 'x', state: 'ok' });
+    await waitUntil(() => twin.length === 1, 5000, 'the good report delivered to twin');
+    expect(JSON.parse(String(twin[0]?.content))).toMatchObject({ State: 'ok' });
   });
 
   it('registers a Go-style mapper, answers with its devices and pushes changes to it', async () => {
@@ -354,11 +357,14 @@ describe('dmiserver', () => {
     const bad = device();
     (bad.spec.protocol.configData as Record<string, unknown>).nested = { a: 1 };
     await push('insert', 'device', bad);
+    const good = device();
+    good.metadata = { ...good.metadata, name: 'good-device' };
+    await push('insert', 'device', good);
     const res = await unary<{ deviceList: Device[] }>(client, 'mapperRegister', {
       withData: true,
       mapper: { name: 'm', protocol: 'modbus', address: Buffer.from(join(dir, 'none.sock')) },
     });
-    expect(res.deviceList).toEqual([]);
+    expect(res.deviceList.map((d) => d.name)).toEqual(['good-device']);
   });
 });
 
