@@ -300,6 +300,39 @@ describe('dmiserver', () => {
     await register(7);
   });
 
+  it(`reloads only the ${MAX_MAPPERS} most recent of more stored registrations`, async () => {
+    dir = mkdtempSync(join(tmpdir(), 'ke-dmiserver-'));
+    const { default: Database } = await import('better-sqlite3');
+    const db = new Database(join(dir, 'edge.db'));
+    db.exec(
+      'CREATE TABLE dmi_mapper (name TEXT PRIMARY KEY, protocol TEXT NOT NULL, address TEXT NOT NULL, info TEXT NOT NULL)',
+    );
+    const insert = db.prepare('INSERT INTO dmi_mapper (name, protocol, address, info) VALUES (?, ?, ?, ?)');
+    for (let i = 0; i < MAX_MAPPERS + 50; i++) {
+      const rec = {
+        name: `m${i}`,
+        version: '',
+        apiVersion: 'v1beta1',
+        protocol: `p${i}`,
+        address: `${dir}/m${i}.sock`,
+        state: 'ok',
+      };
+      insert.run(rec.name, rec.protocol, rec.address, JSON.stringify(rec));
+    }
+    db.close();
+    t = await startTestKernel(yaml(dir), registry);
+    channel = createChannel(`unix://${dir}/dmi.sock`);
+    const client = createClient(DeviceManagerServiceDefinition, channel);
+    const register = (name: string) =>
+      unary(client, 'mapperRegister', {
+        withData: false,
+        mapper: { name, protocol: name, address: Buffer.from(`${dir}/${name}.sock`) },
+      });
+    await register(`m${MAX_MAPPERS + 49}`); // reloaded: known
+    await expect(register('m0')).rejects.toThrow(/RESOURCE_EXHAUSTED/); // the oldest was not reloaded
+    await expect(register('new')).rejects.toThrow(/RESOURCE_EXHAUSTED/);
+  });
+
   it('refuses a regular file or a live socket at the DMI socket path; removes only a stale socket', async () => {
     dir = mkdtempSync(join(tmpdir(), 'ke-dmisock-'));
     const path = join(dir, 'dmi.sock');
