@@ -333,6 +333,7 @@ export class Mapper implements DeviceSink {
     this.registered = true;
     this.edgecoreDown = false;
     for (const m of res.modelList) this.models.set(deviceId(m.namespace, m.name), m);
+    if (res.modelList.length) this.modelArrived();
     for (const d of res.deviceList) {
       const cur = this.devices.get(deviceId(d.namespace, d.name));
       // by value: Go sends configData map entries in any order
