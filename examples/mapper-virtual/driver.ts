@@ -1,7 +1,7 @@
 /**
  * A virtual device for the mapper SDK: every property is a number that drifts randomly around a
- * base value, and a written (desired) value becomes the new base. It is the whole protocol code of
- * a mapper: connect, read property, write property.
+ * base value, and a written (desired) value is then read back as it is. It is the whole protocol
+ * code of a mapper: connect, read property, write property.
  *
  * Device `protocol.configData`: `{ seed?: number, failConnect?: boolean }`.
  * Property `visitors.configData`: `{ base: number, jitter?: number }`.
@@ -26,6 +26,9 @@ function random(seed: number): () => number {
 }
 
 export function createVirtualDriver(): ProtocolDriver {
+  // What was written to a device outlives a handle: on an update the SDK makes a new handle for the
+  // device before it closes the old one, and the device keeps its values.
+  const written = new Map<string, { values: Map<string, number>; handles: number }>();
   return {
     protocol: 'virtual',
     createDevice(spec: DeviceSpec): DeviceHandle {
@@ -40,8 +43,12 @@ export function createVirtualDriver(): ProtocolDriver {
         base.set(p.name, b);
         jitter.set(p.name, Number(p.visitor.jitter ?? 1));
       }
+      const device = written.get(spec.id) ?? { values: new Map<string, number>(), handles: 0 };
+      device.handles++;
+      written.set(spec.id, device);
       const next = random(Number(spec.protocol.seed ?? 1));
       let connected = false;
+      let closed = false;
       return {
         async connect() {
           if (spec.protocol.failConnect === true) throw new Error('virtual device refuses to connect');
@@ -49,14 +56,19 @@ export function createVirtualDriver(): ProtocolDriver {
         },
         async readProperty(p) {
           if (!connected) throw new Error('not connected');
-          const value = (base.get(p.name) ?? 0) + (next() * 2 - 1) * (jitter.get(p.name) ?? 0);
+          const w = device.values.get(p.name);
+          const value = w ?? (base.get(p.name) ?? 0) + (next() * 2 - 1) * (jitter.get(p.name) ?? 0);
           return p.type === 'int' ? String(Math.round(value)) : value.toFixed(2);
         },
         async writeProperty(p, value) {
           const n = Number(value);
           if (!Number.isFinite(n)) throw new Error(`expected a number, got ${JSON.stringify(value)}`);
-          base.set(p.name, n);
-          jitter.set(p.name, 0);
+          device.values.set(p.name, n);
+        },
+        async close() {
+          if (closed) return;
+          closed = true;
+          if (--device.handles === 0) written.delete(spec.id);
         },
       };
     },

@@ -54,7 +54,7 @@ describe('mapper-virtual (SDK example) as a standalone process', () => {
         properties: [{ name: 'temperature', type: 'FLOAT', accessMode: 'ReadWrite' }],
       },
     };
-    const device = (desired?: string) => ({
+    const device = (desired?: string, collectCycle = 100) => ({
       metadata: { name: 'room-1', namespace: 'default' },
       spec: {
         deviceModelRef: { name: 'room-model' },
@@ -62,7 +62,7 @@ describe('mapper-virtual (SDK example) as a standalone process', () => {
         properties: [
           {
             name: 'temperature',
-            collectCycle: 100,
+            collectCycle,
             reportToCloud: true,
             ...(desired ? { desired: { value: desired } } : {}),
             visitors: { protocolName: 'virtual', configData: { base: 21, jitter: 0.5 } },
@@ -100,6 +100,20 @@ describe('mapper-virtual (SDK example) as a standalone process', () => {
     );
     await send('update', 'device', device('30'));
     await waitUntil(() => values().at(-1) === 30, 5000, 'desired value applied');
+    // another update on the same connection (a new collect cycle): the device keeps running with
+    // the value written to it (no reconnect, no new 'online')
+    const reportsBefore = values().length;
+    await send('update', 'device', device('30', 50));
+    await waitUntil(() => values().length >= reportsBefore + 10, 5000, 'reports after the update');
+    expect(values().slice(reportsBefore)).toEqual(
+      values()
+        .slice(reportsBefore)
+        .map(() => 30),
+    );
+    const online = twin.filter(
+      (e) => e.topic.endsWith('room-1/state/update') && e.payload.State === 'online',
+    );
+    expect(online).toHaveLength(1);
     const gone = new Promise<number | null>((r) => child!.once('exit', (code) => r(code)));
     child.kill('SIGTERM');
     expect(await gone).toBe(0);

@@ -1,24 +1,22 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
+import { createChannel, createClient, createServer, type Channel, type Client, type Server } from 'nice-grpc';
 import { afterEach, describe, expect, it } from 'vitest';
 import { newMessage, type Message } from '../../kernel/index.js';
 import { startTestKernel, waitUntil, type TestKernel } from '../../test/helpers/kernel.js';
 import {
-  DeviceManagerServiceClient,
-  ReportDeviceStatusRequest,
-  ReportDeviceStatesRequest,
-  MapperRegisterRequest,
-  DeviceMapperServiceService,
+  DeviceManagerServiceDefinition,
+  DeviceMapperServiceDefinition,
   type Device,
   type DeviceModel,
-  type DeviceMapperServiceServer,
 } from '../../proto/gen/dmi/v1beta1/api.js';
 import { anyMapToScalars, scalarToAny, anyToScalar } from '../../proto/dmi/v1beta1/values.js';
 import { deviceToV1beta1, modelToV1beta1 } from './convert.js';
 import { encodeTopicResource } from '../../protocol/index.js';
-import { RATE_LIMIT_ENV } from './index.js';
+import { MAX_MAPPERS, RATE_LIMIT_ENV, freeSocketPath } from './index.js';
 
 const registry = [{ configKey: 'deviceTwin', specifier: new URL('./index.ts', import.meta.url).href }];
 
@@ -37,43 +35,35 @@ modules:
 type Call = [string, unknown];
 
 /** A DeviceMapperService like a Go mapper's, recording every call edgecore makes. */
-async function fakeMapper(socket: string): Promise<{ calls: Call[]; server: grpc.Server }> {
+async function fakeMapper(socket: string): Promise<{ calls: Call[]; server: Server }> {
   const calls: Call[] = [];
-  const server = new grpc.Server();
+  const server = createServer();
   const rec =
-    (name: string, res: unknown = {}) =>
-    (call: { request: unknown }, cb: (e: null, r: unknown) => void) => {
-      calls.push([name, call.request]);
-      cb(null, res);
+    <Res>(name: string, res: Res) =>
+    async (request: unknown): Promise<Res> => {
+      calls.push([name, request]);
+      return res;
     };
-  server.addService(DeviceMapperServiceService, {
+  server.add(DeviceMapperServiceDefinition, {
     registerDevice: rec('RegisterDevice', { deviceName: 'x', deviceNamespace: 'default' }),
-    removeDevice: rec('RemoveDevice'),
-    updateDevice: rec('UpdateDevice'),
+    removeDevice: rec('RemoveDevice', {}),
+    updateDevice: rec('UpdateDevice', {}),
     createDeviceModel: rec('CreateDeviceModel', { deviceModelName: 'm', deviceModelNamespace: 'default' }),
-    removeDeviceModel: rec('RemoveDeviceModel'),
-    updateDeviceModel: rec('UpdateDeviceModel'),
+    removeDeviceModel: rec('RemoveDeviceModel', {}),
+    updateDeviceModel: rec('UpdateDeviceModel', {}),
     getDevice: rec('GetDevice', {}),
-  } as unknown as DeviceMapperServiceServer);
-  await new Promise<void>((res, rej) =>
-    server.bindAsync(`unix:${socket}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? rej(e) : res())),
-  );
+  });
+  await server.listen(`unix://${socket}`);
   return { calls, server };
 }
 
-const PARTIAL: Record<string, { fromPartial(o: unknown): unknown }> = {
-  reportDeviceStatus: ReportDeviceStatusRequest as never,
-  reportDeviceStates: ReportDeviceStatesRequest as never,
-  mapperRegister: MapperRegisterRequest as never,
-};
+type ManagerClient = Client<typeof DeviceManagerServiceDefinition>;
+type ManagerMethod = 'reportDeviceStatus' | 'reportDeviceStates' | 'mapperRegister';
 
-function unary<Res>(client: DeviceManagerServiceClient, method: string, partial: unknown): Promise<Res> {
-  const req = PARTIAL[method]!.fromPartial(partial);
-  return new Promise((resolve, reject) =>
-    (client as unknown as Record<string, (r: unknown, cb: (e: Error | null, r: Res) => void) => void>)[
-      method
-    ]!.call(client, req, (e: Error | null, r: Res) => (e ? reject(e) : resolve(r))),
-  );
+/** One call of edgecore's DeviceManagerService, the request given as a partial message. */
+function unary<Res>(client: ManagerClient, method: ManagerMethod, partial: object): Promise<Res> {
+  const call = client[method] as (req: object) => Promise<unknown>;
+  return call(partial) as Promise<Res>;
 }
 
 const model = {
@@ -120,10 +110,10 @@ const device = (desired = '30') => ({
 describe('dmiserver', () => {
   let t: TestKernel | undefined;
   let dir = '';
-  let mapper: grpc.Server | undefined;
-  let client: DeviceManagerServiceClient | undefined;
+  let mapper: Server | undefined;
+  let channel: Channel | undefined;
   afterEach(async () => {
-    client?.close();
+    channel?.close();
     mapper?.forceShutdown();
     await t?.kernel.stop();
     t = undefined;
@@ -139,7 +129,8 @@ describe('dmiserver', () => {
       (m) => void twin.push(m),
       () => undefined,
     );
-    client = new DeviceManagerServiceClient(`unix:${dir}/dmi.sock`, grpc.credentials.createInsecure());
+    channel = createChannel(`unix://${dir}/dmi.sock`);
+    const client = createClient(DeviceManagerServiceDefinition, channel);
     const push = (op: string, kind: string, o: { metadata: { name: string } }) =>
       t!.kernel.bus.send(
         'dmiserver',
@@ -199,10 +190,10 @@ describe('dmiserver', () => {
   });
 
   it('refuses bad requests with a clear error and keeps serving', async () => {
-    const { client } = await start();
+    const { client, twin } = await start();
     await expect(
       unary(client, 'reportDeviceStatus', { deviceName: 'x', reportedDevice: { twins: [] } }),
-    ).rejects.toThrow(/does not have twin data/);
+    ).rejects.toThrow(/INVALID_ARGUMENT: ReportDeviceStatusRequest does not have twin data/);
     await expect(unary(client, 'reportDeviceStates', { deviceName: 'x', state: '' })).rejects.toThrow(
       /state: required/,
     );
@@ -212,7 +203,10 @@ describe('dmiserver', () => {
         mapper: { name: 'm', protocol: '', address: Buffer.alloc(0) },
       }),
     ).rejects.toThrow(/mapper.protocol: required/);
+    expect(twin).toHaveLength(0);
     await unary(client, 'reportDeviceStates', { deviceName: 'x', state: 'ok' });
+    await waitUntil(() => twin.length === 1, 5000, 'the good report delivered to twin');
+    expect(JSON.parse(String(twin[0]?.content))).toMatchObject({ State: 'ok' });
   });
 
   it('registers a Go-style mapper, answers with its devices and pushes changes to it', async () => {
@@ -273,7 +267,7 @@ describe('dmiserver', () => {
     await push('delete', 'device', { metadata: { name: 'beta1-device' } });
     await push('delete', 'devicemodel', { metadata: { name: 'beta1-model' } });
     await waitUntil(() => fake.calls.length >= 3, 5000, 'calls');
-    await new Promise((r) => setTimeout(r, 200));
+    // in order: a call for the second, unchanged update would come before RemoveDevice
     expect(fake.calls.map((c) => c[0])).toEqual(['UpdateDevice', 'RemoveDevice', 'RemoveDeviceModel']);
     const upd = fake.calls[0]![1] as { device: Device };
     expect(upd.device.spec!.properties[0]!.desired!.value).toBe('45');
@@ -283,7 +277,102 @@ describe('dmiserver', () => {
     await push('insert', 'devicemodel', model);
     await push('insert', 'device', device());
     await waitUntil(() => fake.calls.length >= 5, 5000, 'register calls');
-    expect(fake.calls.slice(3).map((c) => c[0])).toEqual(['CreateDeviceModel', 'RegisterDevice']);
+    expect(fake.calls.map((c) => c[0])).toEqual([
+      'UpdateDevice',
+      'RemoveDevice',
+      'RemoveDeviceModel',
+      'CreateDeviceModel',
+      'RegisterDevice',
+    ]);
+  });
+
+  it(`refuses mapper ${MAX_MAPPERS + 1}, and takes a known mapper registering again`, async () => {
+    const { client } = await start();
+    const register = (i: number) =>
+      unary(client, 'mapperRegister', {
+        withData: false,
+        mapper: { name: `m${i}`, protocol: `p${i}`, address: Buffer.from(`${dir}/m${i}.sock`) },
+      });
+    for (let i = 0; i < MAX_MAPPERS; i++) await register(i);
+    await expect(register(MAX_MAPPERS)).rejects.toThrow(
+      new RegExp(`RESOURCE_EXHAUSTED.*${MAX_MAPPERS} mappers are registered already`),
+    );
+    await register(7);
+  });
+
+  it(`reloads only the ${MAX_MAPPERS} most recent of more stored registrations`, async () => {
+    dir = mkdtempSync(join(tmpdir(), 'ke-dmiserver-'));
+    const { default: Database } = await import('better-sqlite3');
+    const db = new Database(join(dir, 'edge.db'));
+    db.exec(
+      'CREATE TABLE dmi_mapper (name TEXT PRIMARY KEY, protocol TEXT NOT NULL, address TEXT NOT NULL, info TEXT NOT NULL)',
+    );
+    const insert = db.prepare('INSERT INTO dmi_mapper (name, protocol, address, info) VALUES (?, ?, ?, ?)');
+    for (let i = 0; i < MAX_MAPPERS + 50; i++) {
+      const rec = {
+        name: `m${i}`,
+        version: '',
+        apiVersion: 'v1beta1',
+        protocol: `p${i}`,
+        address: `${dir}/m${i}.sock`,
+        state: 'ok',
+      };
+      insert.run(rec.name, rec.protocol, rec.address, JSON.stringify(rec));
+    }
+    db.close();
+    t = await startTestKernel(yaml(dir), registry);
+    channel = createChannel(`unix://${dir}/dmi.sock`);
+    const client = createClient(DeviceManagerServiceDefinition, channel);
+    const register = (name: string) =>
+      unary(client, 'mapperRegister', {
+        withData: false,
+        mapper: { name, protocol: name, address: Buffer.from(`${dir}/${name}.sock`) },
+      });
+    await register(`m${MAX_MAPPERS + 49}`); // reloaded: known
+    await expect(register('m0')).rejects.toThrow(/RESOURCE_EXHAUSTED/); // the oldest was not reloaded
+    await expect(register('new')).rejects.toThrow(/RESOURCE_EXHAUSTED/);
+  });
+
+  it('refuses a regular file or a live socket at the DMI socket path; removes only a stale socket', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'ke-dmisock-'));
+    const path = join(dir, 'dmi.sock');
+    writeFileSync(path, 'keep me');
+    await expect(freeSocketPath(path)).rejects.toMatchObject({
+      code: 'EDMI_SOCKET_PATH',
+      message: expect.stringMatching(
+        /dmi\.sock \(modules\.deviceTwin\.dmiSockPath\) exists and is not a socket but a regular file/,
+      ),
+    });
+    expect(readFileSync(path, 'utf8')).toBe('keep me');
+    rmSync(path);
+
+    const live = createNetServer();
+    await new Promise<void>((resolve) => live.listen(path, resolve));
+    await expect(freeSocketPath(path)).rejects.toMatchObject({ code: 'EDMI_SOCKET_IN_USE' });
+    await new Promise((resolve) => live.close(resolve));
+
+    // a socket left by a process that died: bound, nobody listening
+    execFileSync('python3', [
+      '-c',
+      'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])',
+      path,
+    ]);
+    expect(existsSync(path)).toBe(true);
+    await freeSocketPath(path);
+    expect(existsSync(path)).toBe(false);
+  });
+
+  it('does not start over a regular file at the DMI socket path', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'ke-dmiserver-'));
+    writeFileSync(join(dir, 'dmi.sock'), 'keep me');
+    t = await startTestKernel(yaml(dir), registry);
+    const host = t.kernel.host('dmiserver');
+    await waitUntil(() => host?.lastError !== undefined, 5000, 'dmiserver start failure');
+    expect(host?.lastError).toMatch(
+      /dmi\.sock \(modules\.deviceTwin\.dmiSockPath\) exists and is not a socket/,
+    );
+    expect(host?.state).not.toBe('running');
+    expect(readFileSync(join(dir, 'dmi.sock'), 'utf8')).toBe('keep me');
   });
 
   it('rate-limits like KubeEdge when configured', async () => {
@@ -301,11 +390,14 @@ describe('dmiserver', () => {
     const bad = device();
     (bad.spec.protocol.configData as Record<string, unknown>).nested = { a: 1 };
     await push('insert', 'device', bad);
+    const good = device();
+    good.metadata = { ...good.metadata, name: 'good-device' };
+    await push('insert', 'device', good);
     const res = await unary<{ deviceList: Device[] }>(client, 'mapperRegister', {
       withData: true,
       mapper: { name: 'm', protocol: 'modbus', address: Buffer.from(join(dir, 'none.sock')) },
     });
-    expect(res.deviceList).toEqual([]);
+    expect(res.deviceList.map((d) => d.name)).toEqual(['good-device']);
   });
 });
 

@@ -4,7 +4,8 @@
  * the MQTT topics) and calls each mapper's DeviceMapperService when deviceTwin's devices or models
  * change. KubeEdge runs this inside deviceTwin; here it is a plugin enabled with deviceTwin.
  */
-import { mkdirSync, rmSync } from 'node:fs';
+import { lstatSync, mkdirSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import {
   DatabaseToken,
@@ -16,6 +17,7 @@ import {
   type Message,
   type PluginContext,
 } from '../../kernel/index.js';
+import type { Channel, Client, ServiceImplementation } from 'nice-grpc';
 import type * as ApiModule from '../../proto/gen/dmi/v1beta1/api.js';
 import {
   BusSource,
@@ -29,7 +31,7 @@ import {
   validTwinKey,
   validTwinValue,
 } from '../../protocol/index.js';
-import { RpcError, unaryHandler } from '../../proto/rpc.js';
+import type { DeadlineOptions } from '../../proto/rpc.js';
 import {
   checkObject,
   deviceModelName,
@@ -54,6 +56,12 @@ export interface DmiServerConfig {
 const CALL_TIMEOUT_MS = 10_000;
 
 /**
+ * At most this many mappers are registered (and reloaded at start); a registration beyond it is
+ * refused with RESOURCE_EXHAUSTED. KubeEdge has no limit; an edge node runs a handful of mappers.
+ */
+export const MAX_MAPPERS = 256;
+
+/**
  * KubeEdge limits the three server RPCs to 1 request/s with a burst of 100, shared by every mapper,
  * which rejects most reports of a mapper with more than one device. Here there is no limit unless
  * this variable sets one as `<qps>,<burst>` (`1,100` is KubeEdge's). The edgecore.yaml section
@@ -69,7 +77,8 @@ export function parseRateLimit(text: string | undefined): { qps: number; burst: 
 }
 
 type Api = typeof ApiModule;
-type Grpc = typeof import('@grpc/grpc-js');
+type Rpc = typeof import('../../proto/rpc.js');
+type MapperClient = Client<typeof ApiModule.DeviceMapperServiceDefinition, DeadlineOptions>;
 
 interface MapperRecord {
   name: string;
@@ -103,10 +112,7 @@ class DmiServer {
   readonly devices = new Map<string, CrdObject>();
   readonly models = new Map<string, CrdObject>();
   readonly mappers = new Map<string, MapperRecord>();
-  private readonly clients = new Map<
-    string,
-    { address: string; client: ApiModule.DeviceMapperServiceClient }
-  >();
+  private readonly clients = new Map<string, { address: string; channel: Channel; client: MapperClient }>();
   /** Models each protocol's mapper has been given (so a device never reaches a mapper before its model). */
   private readonly sentModels = new Map<string, Set<string>>();
   private readonly limiter: TokenBucket | undefined;
@@ -114,7 +120,8 @@ class DmiServer {
 
   constructor(
     private readonly ctx: PluginContext<DmiServerConfig>,
-    private readonly grpc: Grpc,
+    private readonly rpc: Rpc,
+    private readonly grpc: typeof import('nice-grpc'),
     private readonly api: Api,
   ) {
     const rl = parseRateLimit(process.env[RATE_LIMIT_ENV]);
@@ -130,8 +137,28 @@ class DmiServer {
         'CREATE TABLE IF NOT EXISTS dmi_mapper (name TEXT PRIMARY KEY, protocol TEXT NOT NULL, address TEXT NOT NULL, info TEXT NOT NULL)',
       );
       this.db = db;
-      for (const row of db.prepare('SELECT info FROM dmi_mapper').all() as { info: string }[]) {
-        const rec = JSON.parse(row.info) as MapperRecord;
+      // the most recently registered first (INSERT OR REPLACE gives a new rowid)
+      const rows = db
+        .prepare('SELECT name, info FROM dmi_mapper ORDER BY rowid DESC LIMIT ?')
+        .all(MAX_MAPPERS + 1) as { name: string; info: string }[];
+      if (rows.length > MAX_MAPPERS) {
+        const { n } = db.prepare('SELECT count(*) AS n FROM dmi_mapper').get() as { n: number };
+        this.ctx.log.warn(
+          { stored: n, limit: MAX_MAPPERS },
+          `dmiserver: ${n} mapper registrations stored, only the ${MAX_MAPPERS} most recent are reloaded`,
+        );
+      }
+      for (const row of rows.slice(0, MAX_MAPPERS).reverse()) {
+        let rec: MapperRecord;
+        try {
+          rec = JSON.parse(row.info) as MapperRecord;
+        } catch {
+          this.ctx.log.warn(
+            { mapper: row.name },
+            'dmiserver: stored mapper registration unreadable, skipped',
+          );
+          continue;
+        }
         this.mappers.set(rec.name, rec);
         this.setClient(rec.protocol, rec.address);
       }
@@ -158,43 +185,39 @@ class DmiServer {
   private setClient(protocol: string, address: string): void {
     const cur = this.clients.get(protocol);
     if (cur?.address === address) return;
-    cur?.client.close();
-    const client = new this.api.DeviceMapperServiceClient(
-      `unix:${address}`,
-      this.grpc.credentials.createInsecure(),
-    );
-    this.clients.set(protocol, { address, client });
+    cur?.channel.close();
+    const channel = this.grpc.createChannel(`unix://${address}`);
+    const client = this.grpc
+      .createClientFactory()
+      .use(this.rpc.deadlineMiddleware)
+      .create(this.api.DeviceMapperServiceDefinition, channel, { '*': { deadlineMs: CALL_TIMEOUT_MS } });
+    this.clients.set(protocol, { address, channel, client });
     this.sentModels.set(protocol, new Set());
   }
 
-  private call<Req>(protocol: string, method: string, req: Req): Promise<unknown> {
+  /** Closes the client of a protocol no registered mapper serves any more. */
+  private dropUnusedClient(protocol: string): void {
+    for (const m of this.mappers.values()) if (m.protocol === protocol) return;
+    this.clients.get(protocol)?.channel.close();
+    this.clients.delete(protocol);
+    this.sentModels.delete(protocol);
+  }
+
+  private async call<T>(protocol: string, method: string, fn: (c: MapperClient) => Promise<T>): Promise<T> {
     const entry = this.clients.get(protocol);
-    if (!entry)
-      return Promise.reject(
-        new KernelError('EDMI_NO_MAPPER', `fail to get dmi client of protocol ${protocol}`),
+    if (!entry) throw new KernelError('EDMI_NO_MAPPER', `fail to get dmi client of protocol ${protocol}`);
+    try {
+      return await fn(entry.client);
+    } catch (err) {
+      throw new KernelError(
+        'EDMI_MAPPER_CALL',
+        `${method} on mapper of protocol ${protocol}: ${err instanceof this.rpc.ClientError ? err.details : errorText(err)}`,
       );
-    const fn = (entry.client as unknown as Record<string, (...args: unknown[]) => void>)[method];
-    return new Promise((resolve, reject) => {
-      fn!.call(
-        entry.client,
-        req,
-        new this.grpc.Metadata(),
-        { deadline: Date.now() + CALL_TIMEOUT_MS },
-        (err: Error | null, res: unknown) =>
-          err
-            ? reject(
-                new KernelError(
-                  'EDMI_MAPPER_CALL',
-                  `${method} on mapper of protocol ${protocol}: ${err.message}`,
-                ),
-              )
-            : resolve(res),
-      );
-    });
+    }
   }
 
   close(): void {
-    for (const { client } of this.clients.values()) client.close();
+    for (const { channel } of this.clients.values()) channel.close();
     this.clients.clear();
   }
 
@@ -271,9 +294,11 @@ class DmiServer {
       return;
     }
     const sent = this.sentModels.get(protocol) as Set<string>;
-    const method = op === 'update' && sent.has(key) ? 'updateDeviceModel' : 'createDeviceModel';
+    const update = op === 'update' && sent.has(key);
     try {
-      await this.call(protocol, method, { model: modelToProto(model) });
+      const req = { model: modelToProto(model) };
+      if (update) await this.call(protocol, 'UpdateDeviceModel', (c) => c.updateDeviceModel(req));
+      else await this.call(protocol, 'CreateDeviceModel', (c) => c.createDeviceModel(req));
       sent.add(key);
     } catch (err) {
       this.ctx.log.error({ model: key, protocol, err: errorText(err) }, `dmiserver: ${errorText(err)}`);
@@ -290,7 +315,9 @@ class DmiServer {
     sent.delete(key);
     const [ns, name] = key.split('/');
     try {
-      await this.call(protocol, 'removeDeviceModel', { modelName: name, modelNamespace: ns });
+      await this.call(protocol, 'RemoveDeviceModel', (c) =>
+        c.removeDeviceModel({ modelName: name, modelNamespace: ns }),
+      );
     } catch (err) {
       this.ctx.log.error({ model: key, protocol, err: errorText(err) }, `dmiserver: ${errorText(err)}`);
     }
@@ -310,7 +337,9 @@ class DmiServer {
     const model = this.models.get(key);
     const sent = this.sentModels.get(protocol);
     if (!model || !sent || sent.has(key)) return;
-    await this.call(protocol, 'createDeviceModel', { model: modelToProto(model) });
+    await this.call(protocol, 'CreateDeviceModel', (c) =>
+      c.createDeviceModel({ model: modelToProto(model) }),
+    );
     sent.add(key);
   }
 
@@ -339,7 +368,9 @@ class DmiServer {
     }
     try {
       await this.ensureModelSent(protocol, device);
-      await this.call(protocol, op === 'insert' || !old ? 'registerDevice' : 'updateDevice', { device: pb });
+      if (op === 'insert' || !old)
+        await this.call(protocol, 'RegisterDevice', (c) => c.registerDevice({ device: pb }));
+      else await this.call(protocol, 'UpdateDevice', (c) => c.updateDevice({ device: pb }));
     } catch (err) {
       this.ctx.log.error(
         { device: key, protocol, err: errorText(err) },
@@ -351,7 +382,9 @@ class DmiServer {
   private async removeFromMapper(protocol: string, key: string): Promise<void> {
     const [ns, name] = key.split('/');
     try {
-      await this.call(protocol, 'removeDevice', { deviceName: name, deviceNamespace: ns });
+      await this.call(protocol, 'RemoveDevice', (c) =>
+        c.removeDevice({ deviceName: name, deviceNamespace: ns }),
+      );
     } catch (err) {
       this.ctx.log.error(
         { device: key, protocol, err: errorText(err) },
@@ -372,8 +405,8 @@ class DmiServer {
 
   private limit(what: string, name: string): void {
     if (this.limiter && !this.limiter.take())
-      throw new RpcError(
-        this.grpc.status.RESOURCE_EXHAUSTED,
+      throw new this.rpc.ServerError(
+        this.rpc.Status.RESOURCE_EXHAUSTED,
         `fail to ${what} because of too many request: ${name}`,
       );
   }
@@ -381,13 +414,16 @@ class DmiServer {
   mapperRegister(req: ApiModule.MapperRegisterRequest): ApiModule.MapperRegisterResponse {
     const m = req.mapper;
     this.limit('register mapper', m?.name ?? '');
-    const INVALID = this.grpc.status.INVALID_ARGUMENT;
-    if (!m) throw new RpcError(INVALID, 'MapperRegisterRequest.mapper: required');
+    const INVALID = this.rpc.Status.INVALID_ARGUMENT;
+    if (!m) throw new this.rpc.ServerError(INVALID, 'MapperRegisterRequest.mapper: required');
     if (!m.protocol)
-      throw new RpcError(INVALID, `MapperRegisterRequest.mapper.protocol: required (mapper "${m.name}")`);
+      throw new this.rpc.ServerError(
+        INVALID,
+        `MapperRegisterRequest.mapper.protocol: required (mapper "${m.name}")`,
+      );
     const address = Buffer.from(m.address ?? []).toString('utf8');
     if (!address)
-      throw new RpcError(
+      throw new this.rpc.ServerError(
         INVALID,
         `MapperRegisterRequest.mapper.address: the mapper's unix socket path is required (mapper "${m.name}")`,
       );
@@ -399,8 +435,15 @@ class DmiServer {
       address,
       state: m.state,
     };
+    const previous = this.mappers.get(rec.name);
+    if (!previous && this.mappers.size >= MAX_MAPPERS)
+      throw new this.rpc.ServerError(
+        this.rpc.Status.RESOURCE_EXHAUSTED,
+        `mapper "${rec.name}" refused: ${MAX_MAPPERS} mappers are registered already (the limit)`,
+      );
     this.mappers.set(rec.name, rec);
     this.saveMapper(rec);
+    if (previous && previous.protocol !== rec.protocol) this.dropUnusedClient(previous.protocol);
     // Unlike KubeEdge (which creates no client when withData is false) the mapper is always reachable.
     this.setClient(rec.protocol, address);
     this.sentModels.set(rec.protocol, new Set());
@@ -432,16 +475,18 @@ class DmiServer {
 
   async reportDeviceStatus(req: ApiModule.ReportDeviceStatusRequest): Promise<void> {
     this.limit('report device status', req.deviceName);
-    const INVALID = this.grpc.status.INVALID_ARGUMENT;
-    if (!req.deviceName) throw new RpcError(INVALID, 'ReportDeviceStatusRequest.deviceName: required');
+    const INVALID = this.rpc.Status.INVALID_ARGUMENT;
+    if (!req.deviceName)
+      throw new this.rpc.ServerError(INVALID, 'ReportDeviceStatusRequest.deviceName: required');
     const twins = req.reportedDevice?.twins ?? [];
-    if (twins.length === 0) throw new RpcError(INVALID, 'ReportDeviceStatusRequest does not have twin data');
+    if (twins.length === 0)
+      throw new this.rpc.ServerError(INVALID, 'ReportDeviceStatusRequest does not have twin data');
     const ns = req.deviceNamespace || 'default';
     const resource = encodeTopicResource(deviceTopic(`${ns}/${req.deviceName}`, 'twin/update'));
     const sends: Promise<void>[] = [];
     for (const [i, t] of twins.entries()) {
       if (!t.propertyName)
-        throw new RpcError(
+        throw new this.rpc.ServerError(
           INVALID,
           `ReportDeviceStatusRequest.reportedDevice.twins[${i}].propertyName: required`,
         );
@@ -470,10 +515,14 @@ class DmiServer {
 
   async reportDeviceStates(req: ApiModule.ReportDeviceStatesRequest): Promise<void> {
     this.limit('report device states', req.deviceName);
-    const INVALID = this.grpc.status.INVALID_ARGUMENT;
-    if (!req.deviceName) throw new RpcError(INVALID, 'ReportDeviceStatesRequest.deviceName: required');
+    const INVALID = this.rpc.Status.INVALID_ARGUMENT;
+    if (!req.deviceName)
+      throw new this.rpc.ServerError(INVALID, 'ReportDeviceStatesRequest.deviceName: required');
     if (!req.state)
-      throw new RpcError(INVALID, `ReportDeviceStatesRequest.state: required (device ${req.deviceName})`);
+      throw new this.rpc.ServerError(
+        INVALID,
+        `ReportDeviceStatesRequest.state: required (device ${req.deviceName})`,
+      );
     const ns = req.deviceNamespace || 'default';
     const topic = deviceTopic(`${ns}/${req.deviceName}`, 'state/update');
     await this.toTwin(encodeTopicResource(topic), { event_id: '', timestamp: Date.now(), State: req.state });
@@ -487,29 +536,61 @@ class DmiServer {
     try {
       await this.ctx.send(DeviceTwinModuleName, msg);
     } catch (err) {
-      throw new RpcError(
-        this.grpc.status.UNAVAILABLE,
+      throw new this.rpc.ServerError(
+        this.rpc.Status.UNAVAILABLE,
         `deviceTwin cannot take the report: ${errorText(err)}`,
       );
     }
   }
 
-  /** gRPC handler table for DeviceManagerService. */
-  handlers(): ApiModule.DeviceManagerServiceServer {
-    const unary = <Req, Res>(fn: (req: Req) => Res | Promise<Res>) =>
-      unaryHandler(fn, (err) => this.ctx.log.warn({ err }, `dmiserver: request refused: ${err}`));
+  /** DeviceManagerService. */
+  service(): ServiceImplementation<typeof ApiModule.DeviceManagerServiceDefinition> {
     return {
-      mapperRegister: unary((r: ApiModule.MapperRegisterRequest) => this.mapperRegister(r)),
-      reportDeviceStatus: unary(async (r: ApiModule.ReportDeviceStatusRequest) => {
+      mapperRegister: async (r) => this.mapperRegister(r),
+      reportDeviceStatus: async (r) => {
         await this.reportDeviceStatus(r);
         return {};
-      }),
-      reportDeviceStates: unary(async (r: ApiModule.ReportDeviceStatesRequest) => {
+      },
+      reportDeviceStates: async (r) => {
         await this.reportDeviceStates(r);
         return {};
-      }),
-    } as unknown as ApiModule.DeviceManagerServiceServer;
+      },
+    };
   }
+}
+
+/**
+ * Makes the socket path free to listen on: nothing there, or a stale socket (nobody answers) that
+ * is removed. A socket someone listens on, a regular file or anything else is refused.
+ */
+export async function freeSocketPath(socket: string): Promise<void> {
+  let st;
+  try {
+    st = lstatSync(socket);
+  } catch {
+    return; // nothing there
+  }
+  const where = `${socket} (modules.deviceTwin.dmiSockPath)`;
+  if (!st.isSocket())
+    throw new KernelError(
+      'EDMI_SOCKET_PATH',
+      `dmiserver: ${where} exists and is not a socket but a ${st.isFile() ? 'regular file' : st.isDirectory() ? 'directory' : 'special file'}: ` +
+        'it is left alone; move it away or point dmiSockPath at another directory',
+    );
+  const live = await new Promise<boolean>((resolve) => {
+    const s = connect(socket);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+  if (live)
+    throw new KernelError(
+      'EDMI_SOCKET_IN_USE',
+      `dmiserver: ${where} is in use: another edgecore (or program) listens on it; stop it or point dmiSockPath elsewhere`,
+    );
+  rmSync(socket, { force: true });
 }
 
 export default definePlugin<DmiServerConfig>({
@@ -517,27 +598,29 @@ export default definePlugin<DmiServerConfig>({
   group: DmiGroup,
   configKey: 'deviceTwin',
   async start(ctx) {
-    const grpc = await import('@grpc/grpc-js');
+    const grpc = await import('nice-grpc');
+    const rpc = await import('../../proto/rpc.js');
     const api = await import('../../proto/gen/dmi/v1beta1/api.js');
     const socket = dmiSocketPath(ctx.config.dmiSockPath);
     mkdirSync(dirname(socket), { recursive: true, mode: 0o750 });
-    rmSync(socket, { force: true });
-    const dmi = new DmiServer(ctx, grpc, api);
+    await freeSocketPath(socket);
+    const dmi = new DmiServer(ctx, rpc, grpc, api);
     dmi.loadMappers();
-    const server = new grpc.Server();
-    server.addService(api.DeviceManagerServiceService, dmi.handlers());
-    await new Promise<void>((resolve, reject) =>
-      server.bindAsync(`unix:${socket}`, grpc.ServerCredentials.createInsecure(), (err) =>
-        err
-          ? reject(
-              new KernelError(
-                'EDMI_LISTEN',
-                `dmiserver: cannot listen on unix socket ${socket}: ${err.message}`,
-              ),
-            )
-          : resolve(),
-      ),
-    );
+    const server = grpc
+      .createServer()
+      .use(
+        rpc.refusals((method, err) => ctx.log.warn({ method, err }, `dmiserver: request refused: ${err}`)),
+      );
+    server.add(api.DeviceManagerServiceDefinition, dmi.service());
+    try {
+      await server.listen(`unix://${socket}`);
+    } catch (err) {
+      dmi.close();
+      throw new KernelError(
+        'EDMI_LISTEN',
+        `dmiserver: cannot listen on unix socket ${socket}: ${errorText(err)}`,
+      );
+    }
     ctx.log.info({ socket }, 'dmiserver: DeviceManagerService listening');
     return {
       async onMessage(msg) {
@@ -552,16 +635,7 @@ export default definePlugin<DmiServerConfig>({
       },
       async stop() {
         dmi.close();
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(() => {
-            server.forceShutdown();
-            resolve();
-          }, 2000);
-          server.tryShutdown(() => {
-            clearTimeout(t);
-            resolve();
-          });
-        });
+        await rpc.shutdown(server, 2000);
         rmSync(socket, { force: true });
       },
     };

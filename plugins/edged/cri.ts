@@ -1,13 +1,15 @@
 /**
- * edged's CRI client: runtime.v1 RuntimeService / ImageService over a unix socket, typed by the
- * ts-proto code generated from proto/cri/v1/api.proto. Every call has a deadline (kubelet's: T,
- * 2T for RunPodSandbox, T + grace for StopContainer, none for PullImage) and the channel accepts
- * 16 MiB messages as kubelet's does. Imported lazily from edged's start().
+ * edged's CRI client: runtime.v1 RuntimeService / ImageService over a unix socket, nice-grpc
+ * clients of the generic definitions ts-proto generates from proto/cri/v1/api.proto. Every call
+ * has a deadline (kubelet's: T, 2T for RunPodSandbox, T + grace for StopContainer, none for
+ * PullImage) and the channel accepts 16 MiB messages as kubelet's does. Imported lazily from
+ * edged's start().
  */
-import * as grpc from '@grpc/grpc-js';
+import { createChannel, createClientFactory, type Channel, type Client } from 'nice-grpc';
+import { ClientError, Status, deadlineMiddleware, type DeadlineOptions } from '../../proto/rpc.js';
 import {
-  ImageServiceClient,
-  RuntimeServiceClient,
+  ImageServiceDefinition,
+  RuntimeServiceDefinition,
   type ContainerConfig,
   type ContainerStatus,
   type Container,
@@ -19,41 +21,7 @@ import {
   type VersionResponse,
   ContainerState,
   PodSandboxState,
-  VersionRequest,
-  StatusRequest,
-  RunPodSandboxRequest,
-  StopPodSandboxRequest,
-  RemovePodSandboxRequest,
-  PodSandboxStatusRequest,
-  ListPodSandboxRequest,
-  CreateContainerRequest,
-  StartContainerRequest,
-  StopContainerRequest,
-  RemoveContainerRequest,
-  ListContainersRequest,
-  ContainerStatusRequest,
-  ImageStatusRequest,
-  PullImageRequest,
 } from '../../proto/gen/cri/v1/api.js';
-
-/** Request codecs by client method: requests are completed with fromPartial (proto3 zero values). */
-const REQUESTS: Record<string, { fromPartial(o: never): unknown }> = {
-  version: VersionRequest,
-  status: StatusRequest,
-  runPodSandbox: RunPodSandboxRequest,
-  stopPodSandbox: StopPodSandboxRequest,
-  removePodSandbox: RemovePodSandboxRequest,
-  podSandboxStatus: PodSandboxStatusRequest,
-  listPodSandbox: ListPodSandboxRequest,
-  createContainer: CreateContainerRequest,
-  startContainer: StartContainerRequest,
-  stopContainer: StopContainerRequest,
-  removeContainer: RemoveContainerRequest,
-  listContainers: ListContainersRequest,
-  containerStatus: ContainerStatusRequest,
-  imageStatus: ImageStatusRequest,
-  pullImage: PullImageRequest,
-};
 
 export { ContainerState, PodSandboxState };
 export type {
@@ -76,26 +44,19 @@ export class CriError extends Error {
     readonly code: number,
     readonly details: string,
   ) {
-    super(`CRI ${method} failed (${grpc.status[code] ?? code}): ${details}`);
+    super(`CRI ${method} failed (${Status[code] ?? code}): ${details}`);
     this.name = 'CriError';
   }
 }
 
 export function isNotFound(err: unknown): boolean {
-  return err instanceof CriError && err.code === grpc.status.NOT_FOUND;
+  return err instanceof CriError && err.code === Status.NOT_FOUND;
 }
 export function isUnavailable(err: unknown): boolean {
-  return err instanceof CriError && err.code === grpc.status.UNAVAILABLE;
+  return err instanceof CriError && err.code === Status.UNAVAILABLE;
 }
 
-type Unary<Req, Res> = (
-  request: Req,
-  metadata: grpc.Metadata,
-  options: Partial<grpc.CallOptions>,
-  callback: (err: grpc.ServiceError | null, response: Res) => void,
-) => grpc.ClientUnaryCall;
-
-/** Normalises `unix:/p`, `unix:///p` and a bare absolute path to what grpc-js accepts. */
+/** Normalises `unix:/p`, `unix:///p` and a bare absolute path to `unix:///p` (what grpc-js takes). */
 export function grpcTarget(endpoint: string): string {
   if (endpoint.startsWith('unix://')) return endpoint;
   if (endpoint.startsWith('unix:')) return `unix://${endpoint.slice('unix:'.length)}`;
@@ -110,9 +71,16 @@ export interface CriClientOptions {
   timeoutMs: number;
 }
 
+const CHANNEL_OPTIONS = {
+  'grpc.max_receive_message_length': MAX_MSG_SIZE,
+  'grpc.max_send_message_length': MAX_MSG_SIZE,
+  'grpc.default_authority': 'localhost',
+};
+
 export class CriClient {
-  private readonly runtime: RuntimeServiceClient;
-  private readonly image: ImageServiceClient;
+  private readonly channels: Channel[];
+  private readonly runtime: Client<typeof RuntimeServiceDefinition, DeadlineOptions>;
+  private readonly image: Client<typeof ImageServiceDefinition, DeadlineOptions>;
   readonly timeoutMs: number;
   /** Count of calls made, per method (benchmarks). */
   readonly calls = new Map<string, number>();
@@ -122,93 +90,74 @@ export class CriClient {
   private busySince = 0;
 
   constructor(opts: CriClientOptions) {
-    const channelOptions: grpc.ClientOptions = {
-      'grpc.max_receive_message_length': MAX_MSG_SIZE,
-      'grpc.max_send_message_length': MAX_MSG_SIZE,
-      'grpc.default_authority': 'localhost',
-    };
-    const creds = grpc.credentials.createInsecure();
-    this.runtime = new RuntimeServiceClient(grpcTarget(opts.runtimeEndpoint), creds, channelOptions);
+    const factory = createClientFactory().use(deadlineMiddleware);
+    const runtimeChannel = createChannel(grpcTarget(opts.runtimeEndpoint), undefined, CHANNEL_OPTIONS);
     const imageEndpoint = opts.imageEndpoint || opts.runtimeEndpoint;
-    this.image = new ImageServiceClient(grpcTarget(imageEndpoint), creds, channelOptions);
+    const imageChannel =
+      imageEndpoint === opts.runtimeEndpoint
+        ? runtimeChannel
+        : createChannel(grpcTarget(imageEndpoint), undefined, CHANNEL_OPTIONS);
+    this.channels = [...new Set([runtimeChannel, imageChannel])];
+    this.runtime = factory.create(RuntimeServiceDefinition, runtimeChannel);
+    this.image = factory.create(ImageServiceDefinition, imageChannel);
     this.timeoutMs = opts.timeoutMs;
   }
 
   close(): void {
-    this.runtime.close();
-    this.image.close();
+    for (const c of this.channels) c.close();
   }
 
-  private call<Req, Res>(
-    client: grpc.Client,
-    method: string,
-    request: Req,
-    timeoutMs: number | undefined,
-  ): Promise<Res> {
-    const fn = (client as unknown as Record<string, Unary<unknown, Res>>)[method];
-    const codec = REQUESTS[method];
-    if (!fn || !codec) throw new Error(`CRI method ${method} is not in the generated client`);
-    const full = codec.fromPartial(request as never);
+  /** Runs one call: counted, timed, its failure turned into a CriError naming the method. */
+  private async call<Res>(method: string, fn: () => Promise<Res>): Promise<Res> {
     this.calls.set(method, (this.calls.get(method) ?? 0) + 1);
     // wall time with at least one call in flight (parallel calls are not counted twice)
     if (this.inflight++ === 0) this.busySince = performance.now();
-    return new Promise<Res>((resolve, reject) => {
-      const options: Partial<grpc.CallOptions> = {};
-      if (timeoutMs !== undefined) options.deadline = Date.now() + timeoutMs;
-      fn.call(client, full, new grpc.Metadata(), options, (err, res) => {
-        if (--this.inflight === 0) this.criTimeMs += performance.now() - this.busySince;
-        if (err) reject(new CriError(method, err.code, err.details || err.message));
-        else resolve(res);
-      });
-    });
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof ClientError) throw new CriError(method, err.code, err.details);
+      throw err;
+    } finally {
+      if (--this.inflight === 0) this.criTimeMs += performance.now() - this.busySince;
+    }
   }
 
-  private rt<Res>(
-    method: string,
-    req: unknown,
-    timeoutMs: number | undefined = this.timeoutMs,
-  ): Promise<Res> {
-    return this.call<unknown, Res>(this.runtime, method, req, timeoutMs);
-  }
-  private im<Res>(
-    method: string,
-    req: unknown,
-    timeoutMs: number | undefined = this.timeoutMs,
-  ): Promise<Res> {
-    return this.call<unknown, Res>(this.image, method, req, timeoutMs);
+  private deadline(ms = this.timeoutMs): DeadlineOptions {
+    return { deadlineMs: ms };
   }
 
   version(timeoutMs?: number): Promise<VersionResponse> {
-    return this.rt('version', { version: '0.1.0' }, timeoutMs ?? this.timeoutMs);
+    return this.call('version', () => this.runtime.version({ version: '0.1.0' }, this.deadline(timeoutMs)));
   }
   status(verbose = false, timeoutMs?: number): Promise<StatusResponse> {
-    return this.rt('status', { verbose }, timeoutMs ?? this.timeoutMs);
+    return this.call('status', () => this.runtime.status({ verbose }, this.deadline(timeoutMs)));
   }
   async runPodSandbox(config: PodSandboxConfig): Promise<string> {
-    const r = await this.rt<{ podSandboxId: string }>(
-      'runPodSandbox',
-      { config, runtimeHandler: '' },
-      2 * this.timeoutMs,
+    const r = await this.call('runPodSandbox', () =>
+      this.runtime.runPodSandbox({ config, runtimeHandler: '' }, this.deadline(2 * this.timeoutMs)),
     );
     return r.podSandboxId;
   }
   async stopPodSandbox(id: string): Promise<void> {
-    await this.rt('stopPodSandbox', { podSandboxId: id });
+    await this.call('stopPodSandbox', () =>
+      this.runtime.stopPodSandbox({ podSandboxId: id }, this.deadline()),
+    );
   }
   async removePodSandbox(id: string): Promise<void> {
-    await this.rt('removePodSandbox', { podSandboxId: id });
+    await this.call('removePodSandbox', () =>
+      this.runtime.removePodSandbox({ podSandboxId: id }, this.deadline()),
+    );
   }
   async podSandboxStatus(id: string): Promise<PodSandboxStatus | undefined> {
-    const r = await this.rt<{ status?: PodSandboxStatus }>('podSandboxStatus', {
-      podSandboxId: id,
-      verbose: false,
-    });
+    const r = await this.call('podSandboxStatus', () =>
+      this.runtime.podSandboxStatus({ podSandboxId: id, verbose: false }, this.deadline()),
+    );
     return r.status;
   }
   async listPodSandbox(labelSelector: Record<string, string> = {}): Promise<PodSandbox[]> {
-    const r = await this.rt<{ items: PodSandbox[] }>('listPodSandbox', {
-      filter: { id: '', labelSelector },
-    });
+    const r = await this.call('listPodSandbox', () =>
+      this.runtime.listPodSandbox({ filter: { id: '', labelSelector } }, this.deadline()),
+    );
     return r.items;
   }
   async createContainer(
@@ -216,59 +165,62 @@ export class CriClient {
     config: ContainerConfig,
     sandboxConfig: PodSandboxConfig,
   ): Promise<string> {
-    const r = await this.rt<{ containerId: string }>('createContainer', {
-      podSandboxId,
-      config,
-      sandboxConfig, // always: containerd 1.6.20 crashes without it (cri.md §4.4)
-    });
+    const r = await this.call('createContainer', () =>
+      this.runtime.createContainer(
+        // sandboxConfig always: containerd 1.6.20 crashes without it (cri.md §4.4)
+        { podSandboxId, config, sandboxConfig },
+        this.deadline(),
+      ),
+    );
     return r.containerId;
   }
   async startContainer(id: string): Promise<void> {
-    await this.rt('startContainer', { containerId: id });
+    await this.call('startContainer', () =>
+      this.runtime.startContainer({ containerId: id }, this.deadline()),
+    );
   }
   async stopContainer(id: string, timeoutSeconds: number): Promise<void> {
-    await this.rt(
-      'stopContainer',
-      { containerId: id, timeout: timeoutSeconds },
-      this.timeoutMs + timeoutSeconds * 1000,
+    await this.call('stopContainer', () =>
+      this.runtime.stopContainer(
+        { containerId: id, timeout: timeoutSeconds },
+        this.deadline(this.timeoutMs + timeoutSeconds * 1000),
+      ),
     );
   }
   async removeContainer(id: string): Promise<void> {
-    await this.rt('removeContainer', { containerId: id });
+    await this.call('removeContainer', () =>
+      this.runtime.removeContainer({ containerId: id }, this.deadline()),
+    );
   }
   async listContainers(labelSelector: Record<string, string> = {}): Promise<Container[]> {
-    const r = await this.rt<{ containers: Container[] }>('listContainers', {
-      filter: { id: '', podSandboxId: '', labelSelector },
-    });
+    const r = await this.call('listContainers', () =>
+      this.runtime.listContainers({ filter: { id: '', podSandboxId: '', labelSelector } }, this.deadline()),
+    );
     return r.containers;
   }
   async containerStatus(id: string): Promise<ContainerStatus | undefined> {
-    const r = await this.rt<{ status?: ContainerStatus }>('containerStatus', {
-      containerId: id,
-      verbose: false,
-    });
+    const r = await this.call('containerStatus', () =>
+      this.runtime.containerStatus({ containerId: id, verbose: false }, this.deadline()),
+    );
     return r.status;
   }
   async imageStatus(image: string): Promise<Image | undefined> {
-    const r = await this.im<{ image?: Image }>('imageStatus', {
-      image: { image, annotations: {}, userSpecifiedImage: '', runtimeHandler: '' },
-      verbose: false,
-    });
+    const r = await this.call('imageStatus', () =>
+      this.image.imageStatus(
+        { image: { image, annotations: {}, userSpecifiedImage: '', runtimeHandler: '' }, verbose: false },
+        this.deadline(),
+      ),
+    );
     return r.image ?? undefined;
   }
-  async pullImage(
-    image: string,
-    sandboxConfig: PodSandboxConfig | undefined,
-    signal?: AbortSignal,
-  ): Promise<string> {
-    const p = this.im<{ imageRef: string }>(
-      'pullImage',
-      { image: { image, annotations: {}, userSpecifiedImage: image, runtimeHandler: '' }, sandboxConfig },
-      undefined, // kubelet: no deadline on pulls, cancel only
+  /** kubelet: no deadline on pulls. */
+  async pullImage(image: string, sandboxConfig: PodSandboxConfig | undefined): Promise<string> {
+    const r = await this.call('pullImage', () =>
+      this.image.pullImage({
+        image: { image, annotations: {}, userSpecifiedImage: image, runtimeHandler: '' },
+        sandboxConfig,
+      }),
     );
-    if (signal) {
-      signal.throwIfAborted();
-    }
-    return (await p).imageRef;
+    return r.imageRef;
   }
 }

@@ -2,7 +2,7 @@
  * edged: the edge pod manager (KubeEdge's trimmed kubelet). Receives pods from metaManager (and
  * static pods from staticPodPath), runs them on a CRI runtime (containerd) and reports pod status,
  * node registration, node status and the node lease back through metaManager in the shapes a real
- * edgecore uses. See README.md. Heavy modules (grpc-js, generated CRI code) load in start().
+ * edgecore uses. See README.md. Heavy modules (nice-grpc, generated CRI code) load in start().
  */
 import { readFileSync } from 'node:fs';
 import {
@@ -370,7 +370,9 @@ export default definePlugin<EdgedSection & ModuleConfig>({
           lastStatus = nodeObj.status as import('./node.js').NodeStatus;
           ctx.log.info({ node: nodeName }, 'node registered');
           // kubelet posts a status right after registration
-          await requestMeta('patch', `null/nodepatch/${nodeName}`, '{}').catch(() => undefined);
+          await requestMeta('patch', `null/nodepatch/${nodeName}`, '{}').catch((err: unknown) =>
+            ctx.log.warn({ err: errText(err) }, 'node status after registration not sent'),
+          );
           lastReport = Date.now();
           return;
         }
@@ -426,9 +428,23 @@ export default definePlugin<EdgedSection & ModuleConfig>({
         ctx.log.warn({ err: r.err }, 'lease renewal refused');
       } else leaseObj = r.object ?? renewed;
     };
+    // Node status and lease failures are warnings; the same failure again is logged at debug until
+    // the task succeeds or fails differently.
+    const lastFailure = new Map<string, string>();
     const loop = (fn: () => Promise<void>, everyMs: number, name: string): void => {
       void fn()
-        .catch((err: unknown) => ctx.log.debug({ loop: name, err: errText(err) }, 'periodic task failed'))
+        .then(
+          () => {
+            if (lastFailure.delete(name)) ctx.log.info({ loop: name }, `${name} update works again`);
+          },
+          (err: unknown) => {
+            const text = errText(err);
+            const repeated = lastFailure.get(name) === text;
+            lastFailure.set(name, text);
+            if (repeated) ctx.log.debug({ loop: name, err: text }, `${name} update failed again`);
+            else ctx.log.warn({ loop: name, err: text }, `${name} update failed`);
+          },
+        )
         .finally(() => later(() => loop(fn, everyMs, name), everyMs));
     };
 

@@ -3,7 +3,8 @@
  * (kubelet's SyncPod, cri.md §2.2), a relist that notices container state changes (PLEG), the
  * kill path (§2.7) that also removes what it stopped, and orphan adoption/cleanup after a restart.
  */
-import { mkdir, writeFile, stat } from 'node:fs/promises';
+import { chmod, mkdir, writeFile, stat } from 'node:fs/promises';
+import { setTimeout as delay } from 'node:timers/promises';
 import { formatDuration, type Logger } from '../../kernel/index.js';
 import { CriError, isNotFound, type CriClient, type ContainerStatus, type PodSandboxStatus } from './cri.js';
 import {
@@ -30,13 +31,15 @@ import {
   type Observed,
   type PodPaths,
 } from './podspec.js';
+import { CrashBackoff } from './backoff.js';
+import { ensurePodDir, ensureSecretDir, removePodDir } from './volumes.js';
 import { rfc3339, type Pod, type PodContainer, type PodStatus } from './types.js';
 
 const CONTAINER_RUNNING = 1;
 const CONTAINER_EXITED = 2;
 const SANDBOX_READY = 0;
-const BACKOFF_INITIAL_MS = 10_000;
-const BACKOFF_MAX_MS = 300_000;
+/** Syncs kept for benchmarks (the most recent ones). */
+const SYNC_SAMPLES = 1000;
 
 export interface PodManagerHooks {
   log: Logger;
@@ -61,7 +64,7 @@ interface PodEntry {
   uid: string;
   startTime: string;
   failures: Map<string, Failure>;
-  backoff: Map<string, { delayMs: number }>;
+  backoff: CrashBackoff;
   lastStatus?: PodStatus;
   /** Deletion requested: 'update' (deletionTimestamp, cloud still has it) or 'delete' (already gone). */
   deleting?: 'update' | 'delete';
@@ -86,11 +89,13 @@ export class PodManager {
   private relistTimer?: NodeJS.Timeout;
   private relisting = false;
   private stopped = false;
+  /** The sync loops running now (stop() waits for them). */
+  private readonly active = new Set<Promise<void>>();
   /** Pod UIDs whose removal is in flight (orphans). */
   private readonly cleaning = new Set<string>();
   /** Set once the pod source has delivered its full set: orphans may then be removed. */
   sourcesReady = false;
-  /** Durations of syncs that created a pod, for benchmarks. */
+  /** Durations of the last {@link SYNC_SAMPLES} syncs that created a pod, for benchmarks. */
   readonly syncs: { totalMs: number; criMs: number }[] = [];
 
   constructor(
@@ -114,11 +119,13 @@ export class PodManager {
     this.stopped = true;
     if (this.relistTimer) clearTimeout(this.relistTimer);
     for (const e of this.pods.values()) if (e.timer) clearTimeout(e.timer);
-    // wait for in-flight syncs (bounded)
-    const deadline = Date.now() + 5000;
-    while ([...this.pods.values()].some((e) => e.running) && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    // wait for in-flight syncs (at most 5 s)
+    const ac = new AbortController();
+    await Promise.race([
+      Promise.allSettled(this.active),
+      delay(5000, undefined, { signal: ac.signal }).catch(() => undefined),
+    ]);
+    ac.abort();
   }
 
   list(): Pod[] {
@@ -152,7 +159,7 @@ export class PodManager {
         uid,
         startTime: rfc3339(),
         failures: new Map(),
-        backoff: new Map(),
+        backoff: new CrashBackoff(),
         running: false,
         dirty: false,
         signature: '',
@@ -212,7 +219,7 @@ export class PodManager {
       return;
     }
     e.running = true;
-    void (async () => {
+    const run = (async () => {
       try {
         do {
           e.dirty = false;
@@ -225,6 +232,8 @@ export class PodManager {
         e.running = false;
       }
     })();
+    this.active.add(run);
+    void run.finally(() => this.active.delete(run));
   }
 
   // -------------------------------------------------------------------------------------------
@@ -269,6 +278,7 @@ export class PodManager {
 
     if (e.deleting) {
       await this.killPod(pod, obs, gracePeriod(pod), true);
+      await this.removeDir(pod);
       obs = await this.observe(e.uid);
       await this.report(e, obs);
       e.done = true;
@@ -325,7 +335,10 @@ export class PodManager {
     }
     await this.report(e, obs);
     e.signature = signatureOf(obs);
-    if (created) this.syncs.push({ totalMs: performance.now() - t0, criMs: this.cri.criTimeMs - cri0 });
+    if (created) {
+      if (this.syncs.length >= SYNC_SAMPLES) this.syncs.shift();
+      this.syncs.push({ totalMs: performance.now() - t0, criMs: this.cri.criTimeMs - cri0 });
+    }
   }
 
   private async report(e: PodEntry, obs: Observed): Promise<void> {
@@ -349,7 +362,7 @@ export class PodManager {
   private async createSandbox(e: PodEntry, attempt: number): Promise<string | undefined> {
     const pod = e.pod;
     await mkdir(podLogDirectory(pod, this.paths.podLogsDir), { recursive: true, mode: 0o755 });
-    await mkdir(`${podDir(pod, this.paths.rootDirectory)}/volumes`, { recursive: true });
+    await ensurePodDir(podDir(pod, this.paths.rootDirectory));
     const config = sandboxConfig(pod, attempt, this.paths);
     try {
       const id = await this.cri.runPodSandbox(config);
@@ -404,16 +417,16 @@ export class PodManager {
       // back-off (keyed by container; measured from the last finish)
       if (cur && cur.state === CONTAINER_EXITED) {
         const finished = nsToMs(cur.finishedAt) || nsToMs(cur.createdAt);
-        const b = e.backoff.get(c.name);
-        if (b && Date.now() - finished < b.delayMs) {
+        const wait = e.backoff.remaining(c.name, finished);
+        if (wait > 0) {
           e.failures.set(c.name, {
             reason: 'CrashLoopBackOff',
-            message: `back-off ${formatDuration(b.delayMs)} restarting failed container=${c.name} pod=${pod.metadata.name}_${pod.metadata.namespace ?? 'default'}(${e.uid})`,
+            message: `back-off ${formatDuration(e.backoff.delay(c.name))} restarting failed container=${c.name} pod=${pod.metadata.name}_${pod.metadata.namespace ?? 'default'}(${e.uid})`,
           });
-          nextWake = Math.min(nextWake, finished + b.delayMs - Date.now() + 50);
+          nextWake = Math.min(nextWake, wait + 50);
           continue;
         }
-        e.backoff.set(c.name, { delayMs: b ? Math.min(b.delayMs * 2, BACKOFF_MAX_MS) : BACKOFF_INITIAL_MS });
+        e.backoff.next(c.name, finished);
       }
       const restartCount = cur ? restartCountOf(cur) + 1 : 0;
       try {
@@ -426,8 +439,8 @@ export class PodManager {
             : { reason: 'RunContainerError', message: errText(err) };
         this.hooks.log.warn({ pod: podKey(pod), container: c.name, ...f }, 'container did not start');
         e.failures.set(c.name, f);
-        if (!e.backoff.has(c.name)) e.backoff.set(c.name, { delayMs: BACKOFF_INITIAL_MS });
-        nextWake = Math.min(nextWake, e.backoff.get(c.name)?.delayMs ?? BACKOFF_INITIAL_MS);
+        e.backoff.ensure(c.name);
+        nextWake = Math.min(nextWake, e.backoff.delay(c.name));
       }
     }
     if (nextWake !== Infinity) this.schedule(e, Math.max(100, nextWake));
@@ -586,7 +599,15 @@ export class PodManager {
             `MountVolume.SetUp failed for volume "${vol.name}": ${isCm ? 'configmap' : 'secret'} "${name}" not found`,
           );
         host = `${base}/kubernetes.io~${isCm ? 'configmap' : 'secret'}/${vol.name}`;
-        await mkdir(host, { recursive: true, mode: 0o755 });
+        if (isCm) await mkdir(host, { recursive: true, mode: 0o755 });
+        else {
+          const dir = await ensureSecretDir(host);
+          if (!dir.tmpfs && dir.created)
+            this.hooks.log.warn(
+              { pod: podKey(pod), volume: vol.name, reason: dir.reason },
+              `secret volume ${vol.name} of pod ${podKey(pod)} is written to disk, not to a tmpfs (${dir.reason}); its directory is 0700`,
+            );
+        }
         const files: Record<string, Buffer> = {};
         const data = (obj?.data as Record<string, string> | undefined) ?? {};
         for (const [k, v] of Object.entries(data))
@@ -605,11 +626,14 @@ export class PodManager {
             }
             const p = `${host}/${it.path}`;
             await mkdir(p.slice(0, p.lastIndexOf('/')), { recursive: true });
-            await writeFile(p, content, { mode: it.mode ?? mode });
+            await writeFile(p, content);
+            await chmod(p, it.mode ?? mode); // exactly this mode, whatever the umask or an older file
           }
         } else {
-          for (const [k, content] of Object.entries(files))
-            await writeFile(`${host}/${k}`, content, { mode });
+          for (const [k, content] of Object.entries(files)) {
+            await writeFile(`${host}/${k}`, content);
+            await chmod(`${host}/${k}`, mode);
+          }
         }
       } else {
         throw new Error(
@@ -708,8 +732,16 @@ export class PodManager {
       'removing orphaned pod',
     );
     const fake: Pod = { metadata: { uid }, spec: { containers: [] } };
-    await this.killPod(fake, obs, 2, true).catch((err: unknown) =>
-      this.hooks.log.warn({ uid, err: errText(err) }, 'orphan cleanup failed'),
+    await this.killPod(fake, obs, 2, true).then(
+      () => this.removeDir(fake),
+      (err: unknown) => this.hooks.log.warn({ uid, err: errText(err) }, 'orphan cleanup failed'),
+    );
+  }
+
+  /** The pod's directory (volumes, secret tmpfs, etc-hosts) goes with the pod. */
+  private async removeDir(pod: Pod): Promise<void> {
+    await removePodDir(podDir(pod, this.paths.rootDirectory)).catch((err: unknown) =>
+      this.hooks.log.warn({ pod: podKey(pod), err: errText(err) }, 'pod directory not removed'),
     );
   }
 

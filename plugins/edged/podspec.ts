@@ -195,7 +195,7 @@ export function sandboxConfig(pod: Pod, attempt: number, paths: PodPaths): PodSa
       },
       sysctls,
     },
-  } as PodSandboxConfig;
+  };
 }
 
 /** Expands `$(VAR)` references against env (`$$` escapes; unknown references stay literal). */
@@ -258,7 +258,7 @@ export function containerConfig(pod: Pod, c: PodContainer, inputs: ContainerInpu
             : undefined,
       },
     },
-  } as unknown as ContainerConfig;
+  };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ import { newMessage, type Message } from '../../kernel/index.js';
 import { startTestKernel, waitUntil, type TestKernel } from '../../test/helpers/kernel.js';
 import { startModbusRtu, startModbusTcp, type ModbusTcpOptions } from '../../test/peers/modbus.js';
 import { cleanup } from '../../test/peers/util.js';
+import { Mapper } from '../../sdk/mapper/index.js';
+import { createModbusDriver } from './driver.js';
 
 afterAll(cleanup);
 
@@ -15,7 +17,7 @@ const registry = [
   { configKey: 'mapperModbus', specifier: new URL('./index.ts', import.meta.url).href },
 ];
 
-function yaml(dir: string, runAs: 'inprocess' | 'process' = 'inprocess'): string {
+function yaml(dir: string, runAs: 'inprocess' | 'process' = 'inprocess', mapper = true): string {
   return `apiVersion: edgecore.config.kubeedge.io/v1alpha2
 kind: EdgeCore
 database:
@@ -26,7 +28,7 @@ modules:
   eventBus: {enable: false}
   metaManager: {enable: false}
   deviceTwin: {enable: true, dmiSockPath: "${dir}/"}
-  mapperModbus: {enable: true, runAs: ${runAs}, reconnectInitialMs: 200, reconnectMaxMs: 1000}
+  mapperModbus: {enable: ${mapper}, runAs: ${runAs}, reconnectInitialMs: 200, reconnectMaxMs: 1000}
 kernel:
   restart: {maxRestarts: 5, initialBackoff: 100ms, maxBackoff: 500ms}
 `;
@@ -219,12 +221,54 @@ describe('mapper-modbus through dmiserver (Modbus TCP, pymodbus)', () => {
     const last = twin.events.filter((e) => e.topic.endsWith('thermo-1/twin/update')).at(-1) as TwinEvent;
     expect(last.payload).toMatchObject({ event_id: '' });
     expect(typeof last.payload.timestamp).toBe('number');
-    // removal stops the reports
+    // removal stops the reports: dmiserver handles its messages in order, so once a device
+    // inserted after the delete reports, thermo-1 is gone; five of its reads later, still nothing
     await twin.push('delete', 'device', { metadata: { name: 'thermo-1', namespace: 'default' } });
-    await new Promise((r) => setTimeout(r, 300));
-    const n = twin.events.length;
-    await new Promise((r) => setTimeout(r, 400));
-    expect(twin.events.length).toBe(n);
+    await twin.push('insert', 'device', device('thermo-after', sim.port));
+    const reportsOf = (name: string) => twin.events.filter((e) => e.topic.includes(`/${name}/twin/`)).length;
+    await waitUntil(() => reportsOf('thermo-after') >= 1, 8000, 'a report of the next device');
+    const n = reportsOf('thermo-1');
+    await waitUntil(() => reportsOf('thermo-after') >= 6, 8000, 'five more reports of the next device');
+    expect(reportsOf('thermo-1')).toBe(n);
+  });
+
+  it('a desired-value update with configData in another key order keeps the connection and leaks nothing', async () => {
+    const sim = await startModbusTcp(maps);
+    dir = mkdtempSync(join(tmpdir(), 'ke-dmi-'));
+    t = await startTestKernel(yaml(dir, 'inprocess', false), registry);
+    const twin = new FakeTwin(t);
+    const driver = await createModbusDriver();
+    const mapper = await Mapper.start({
+      name: 'modbus-in-test',
+      driver,
+      socketPath: join(dir, 'modbus.sock'),
+      edgecoreSocket: join(dir, 'dmi.sock'),
+    });
+    try {
+      await mapper.whenRegistered;
+      await twin.push('insert', 'devicemodel', model);
+      await twin.push('insert', 'device', device('thermo-5', sim.port, { setpoint: '42' }));
+      await twin.waitActual('thermo-5', 'setpoint', '42');
+      // Go sends map entries in random order: the same connection, its keys reversed, new desired values
+      for (const setpoint of ['43', '44', '45']) {
+        const d = device('thermo-5', sim.port, { setpoint });
+        const reversed = Object.fromEntries(Object.entries(d.spec.protocol.configData).reverse());
+        await twin.push('update', 'device', {
+          ...d,
+          spec: { ...d.spec, protocol: { ...d.spec.protocol, configData: reversed } },
+        });
+        await twin.waitActual('thermo-5', 'setpoint', setpoint);
+      }
+      expect(await sim.read('holdingRegisters', 3)).toEqual([45]);
+      expect(twin.states('thermo-5')).toEqual(['online']); // never dropped and reconnected
+      expect(driver.connections()).toBe(1);
+      // removed: the last user of the connection closes it (a leaked user would keep it open)
+      await twin.push('delete', 'device', { metadata: { name: 'thermo-5', namespace: 'default' } });
+      await waitUntil(() => mapper.devices.size === 0, 5000, 'device removed from the mapper');
+      expect(driver.connections()).toBe(0);
+    } finally {
+      await mapper.stop();
+    }
   });
 
   it('reconnects after the device goes away: offline, then online again', async () => {
@@ -287,7 +331,7 @@ describe('mapper-modbus through dmiserver (Modbus TCP, pymodbus)', () => {
       10_000,
       'mapper process',
     );
-    await new Promise((r) => setTimeout(r, 500)); // let it register
+    // registered or not yet: dmiserver keeps the device and hands it over at registration
     await twin.push('insert', 'device', device('thermo-4', sim.port, { setpoint: '5' }));
     await twin.waitActual('thermo-4', 'setpoint', '5', 15_000);
     const pid = (t?.kernel.host('mapper-modbus') as unknown as { pid: number }).pid;

@@ -53,7 +53,7 @@ export class DeviceRunner {
 
   constructor(
     public spec: DeviceSpec,
-    private readonly handle: DeviceHandle,
+    private handle: DeviceHandle,
     private readonly sink: DeviceSink,
     private readonly log: MapperLogger,
     private readonly reconnect: ReconnectPolicy,
@@ -209,11 +209,28 @@ export class DeviceRunner {
     }
   }
 
-  /** A new definition with the same connection: new cycles, new desired values written. */
-  async update(spec: DeviceSpec): Promise<void> {
+  /**
+   * A new definition with the same connection and the driver's handle for it: the old handle is
+   * closed (after the new one took over, so a shared connection stays open), new cycles start and
+   * desired values that changed are written.
+   */
+  async update(spec: DeviceSpec, handle: DeviceHandle): Promise<void> {
+    const old = this.handle;
     this.spec = spec;
+    this.handle = handle;
     this.startStateTimer();
-    if (!this.connected) return;
+    if (this.connected) {
+      this.stopCycles();
+      try {
+        await handle.connect();
+      } catch (err) {
+        await old.close?.().catch(() => undefined);
+        await this.lost(err);
+        return;
+      }
+    }
+    await old.close?.().catch(() => undefined);
+    if (!this.connected || this.stopped) return;
     await this.writeDesired(spec.properties);
     this.startCycles();
   }

@@ -1,16 +1,13 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
+import { createChannel, createClient } from 'nice-grpc';
 import { afterEach, describe, expect, it } from 'vitest';
 import { newMessage, type Message } from '../../kernel/index.js';
 import { kernelYaml, startTestKernel, waitUntil, type TestKernel } from '../../test/helpers/kernel.js';
-import {
-  DeviceMapperServiceClient,
-  GetDeviceRequest,
-  type GetDeviceResponse,
-} from '../../proto/gen/dmi/v1beta1/api.js';
+import { DeviceMapperServiceDefinition } from '../../proto/gen/dmi/v1beta1/api.js';
 import { DeviceOfflineError, Mapper, type DeviceSpec, type ProtocolDriver } from './index.js';
+import { sameConnection } from './spec.js';
 
 /** A driver whose device can be switched off, and whose `broken` property cannot be written. */
 function flakyDriver() {
@@ -37,6 +34,26 @@ function flakyDriver() {
   };
   return { driver, state };
 }
+
+describe('sameConnection', () => {
+  const spec = (protocol: DeviceSpec['protocol'], protocolName = 'p'): DeviceSpec => ({
+    id: 'default/d',
+    name: 'd',
+    namespace: 'default',
+    model: 'm',
+    protocolName,
+    protocol,
+    properties: [],
+    stateReport: { reportToCloud: false, cycleMs: 1000 },
+  });
+  it('compares configData by value, whatever the key order', () => {
+    const a = spec({ ip: '10.0.0.1', port: 502, slaveID: 1 });
+    expect(sameConnection(a, spec({ slaveID: 1, port: 502, ip: '10.0.0.1' }))).toBe(true);
+    expect(sameConnection(a, spec({ slaveID: 1, port: 503, ip: '10.0.0.1' }))).toBe(false);
+    expect(sameConnection(a, spec({ ip: '10.0.0.1', port: 502 }))).toBe(false);
+    expect(sameConnection(a, spec({ ip: '10.0.0.1', port: 502, slaveID: 1 }, 'q'))).toBe(false);
+  });
+});
 
 describe('mapper SDK', () => {
   let t: TestKernel | undefined;
@@ -129,17 +146,12 @@ describe('mapper SDK', () => {
     state.up = true;
     await waitUntil(() => states().at(-1) === 'online' && states().length >= 3, 3000, 'online again');
 
-    const client = new DeviceMapperServiceClient(
-      `unix:${join(dir, 'flaky.sock')}`,
-      grpc.credentials.createInsecure(),
-    );
-    const res = await new Promise<GetDeviceResponse>((resolve, reject) =>
-      client.getDevice(
-        GetDeviceRequest.fromPartial({ deviceName: 'f1', deviceNamespace: 'default' }),
-        (e, r) => (e ? reject(e) : resolve(r)),
-      ),
-    );
-    client.close();
+    const channel = createChannel(`unix://${join(dir, 'flaky.sock')}`);
+    const res = await createClient(DeviceMapperServiceDefinition, channel).getDevice({
+      deviceName: 'f1',
+      deviceNamespace: 'default',
+    });
+    channel.close();
     const twins = res.device!.status!.twins;
     expect(twins.map((x) => x.propertyName)).toEqual(['counter', 'slow', 'broken']);
     expect(Number(twins[0]!.reported!.value)).toBeGreaterThan(0);

@@ -2,10 +2,13 @@
  * The mapper runtime: serves DeviceMapperService on its own unix socket, registers with edgecore's
  * DeviceManagerService (dmi.sock), keeps the device table and sends twin and state reports.
  */
+import { EventEmitter, once } from 'node:events';
 import { mkdirSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
+import type { Channel, Client, Server, ServiceImplementation } from 'nice-grpc';
 import type * as ApiModule from '../../proto/gen/dmi/v1beta1/api.js';
-import { RpcError, unaryHandler } from '../../proto/rpc.js';
+import type { DeadlineOptions } from '../../proto/rpc.js';
 import {
   DeviceRunner,
   type DeviceSink,
@@ -22,8 +25,10 @@ import {
   type ProtocolDriver,
 } from './types.js';
 
-type Grpc = typeof import('@grpc/grpc-js');
+type Grpc = typeof import('nice-grpc');
+type Rpc = typeof import('../../proto/rpc.js');
 type Api = typeof ApiModule;
+type EdgecoreClient = Client<typeof ApiModule.DeviceManagerServiceDefinition, DeadlineOptions>;
 
 export interface MapperOptions {
   /** Mapper name (edgecore's key for it). */
@@ -53,6 +58,9 @@ export interface DeviceEntry {
   error?: string;
 }
 
+/** How long RegisterDevice / UpdateDevice wait for the device's model. */
+const MODEL_WAIT_MS = 3000;
+
 const silent: MapperLogger = { debug() {}, info() {}, warn() {}, error() {} };
 const errText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
@@ -61,12 +69,15 @@ export class Mapper implements DeviceSink {
   readonly models = new Map<string, ApiModule.DeviceModel>();
   private readonly log: MapperLogger;
   private readonly reconnect: ReconnectPolicy;
-  private server: import('@grpc/grpc-js').Server | undefined;
-  private client: ApiModule.DeviceManagerServiceClient | undefined;
+  private server: Server | undefined;
+  private channel: Channel | undefined;
+  private client: EdgecoreClient | undefined;
   private stopped = false;
   private registered = false;
   private registerTimer: NodeJS.Timeout | undefined;
   private edgecoreDown = false;
+  /** 'model': a model arrived (or the mapper stops): wakes waitModel. */
+  private readonly events = new EventEmitter();
   /** Reports sent / failed, for tests and benchmarks. */
   readonly counters = { twinReports: 0, stateReports: 0, failedReports: 0, registrations: 0 };
   private registeredResolve: (() => void) | undefined;
@@ -76,6 +87,7 @@ export class Mapper implements DeviceSink {
   private constructor(
     private readonly opts: MapperOptions,
     private readonly grpc: Grpc,
+    private readonly rpc: Rpc,
     private readonly api: Api,
   ) {
     this.log = opts.log ?? silent;
@@ -85,14 +97,18 @@ export class Mapper implements DeviceSink {
 
   /** Starts serving, then registers with edgecore (retried in the background until it answers). */
   static async start(opts: MapperOptions): Promise<Mapper> {
-    const grpc = await import('@grpc/grpc-js');
+    const grpc = await import('nice-grpc');
+    const rpc = await import('../../proto/rpc.js');
     const api = await import('../../proto/gen/dmi/v1beta1/api.js');
-    const m = new Mapper(opts, grpc, api);
+    const m = new Mapper(opts, grpc, rpc, api);
     await m.listen();
-    m.client = new api.DeviceManagerServiceClient(
-      `unix:${opts.edgecoreSocket}`,
-      grpc.credentials.createInsecure(),
-    );
+    m.channel = grpc.createChannel(`unix://${opts.edgecoreSocket}`);
+    m.client = grpc
+      .createClientFactory()
+      .use(rpc.deadlineMiddleware)
+      .create(api.DeviceManagerServiceDefinition, m.channel, {
+        '*': { deadlineMs: opts.callTimeoutMs ?? 5000 },
+      });
     void m.register();
     return m;
   }
@@ -107,103 +123,122 @@ export class Mapper implements DeviceSink {
     const path = this.opts.socketPath;
     mkdirSync(dirname(path), { recursive: true });
     rmSync(path, { force: true });
-    const server = new this.grpc.Server();
-    const unary = <Req, Res>(what: string, fn: (req: Req) => Res | Promise<Res>) =>
-      unaryHandler(fn, (err) => this.log.warn({ rpc: what, error: err }, `${what}: ${err}`));
-    const impl = {
-      registerDevice: unary('RegisterDevice', (r: ApiModule.RegisterDeviceRequest) => this.registerDevice(r)),
-      removeDevice: unary('RemoveDevice', (r: ApiModule.RemoveDeviceRequest) => this.removeDevice(r)),
-      updateDevice: unary('UpdateDevice', (r: ApiModule.UpdateDeviceRequest) => this.updateDevice(r)),
-      createDeviceModel: unary('CreateDeviceModel', (r: ApiModule.CreateDeviceModelRequest) => {
-        const m = this.needModel(r.model, 'CreateDeviceModelRequest');
-        this.models.set(deviceId(m.namespace, m.name), m);
-        return { deviceModelName: m.name, deviceModelNamespace: m.namespace };
-      }),
-      updateDeviceModel: unary('UpdateDeviceModel', (r: ApiModule.UpdateDeviceModelRequest) => {
-        const m = this.needModel(r.model, 'UpdateDeviceModelRequest');
-        const id = deviceId(m.namespace, m.name);
-        if (!this.models.has(id))
-          throw new RpcError(this.grpc.status.NOT_FOUND, `device model ${id} not found`);
-        this.models.set(id, m);
-        return {};
-      }),
-      removeDeviceModel: unary('RemoveDeviceModel', (r: ApiModule.RemoveDeviceModelRequest) => {
-        this.models.delete(deviceId(r.modelNamespace, r.modelName));
-        return {};
-      }),
-      getDevice: unary('GetDevice', (r: ApiModule.GetDeviceRequest) => this.getDevice(r)),
-    };
-    server.addService(
-      this.api.DeviceMapperServiceService,
-      impl as unknown as ApiModule.DeviceMapperServiceServer,
-    );
-    await new Promise<void>((resolve, reject) =>
-      server.bindAsync(`unix:${path}`, this.grpc.ServerCredentials.createInsecure(), (err) =>
-        err
-          ? reject(new Error(`mapper ${this.opts.name}: cannot listen on ${path}: ${err.message}`))
-          : resolve(),
-      ),
-    );
+    const server = this.grpc
+      .createServer()
+      .use(this.rpc.refusals((rpc, error) => this.log.warn({ rpc, error }, `${rpc}: ${error}`)));
+    server.add(this.api.DeviceMapperServiceDefinition, this.service());
+    try {
+      await server.listen(`unix://${path}`);
+    } catch (err) {
+      throw new Error(`mapper ${this.opts.name}: cannot listen on ${path}: ${errText(err)}`);
+    }
     this.server = server;
     this.log.info({ socket: path, protocol: this.protocol }, `mapper ${this.opts.name} listening`);
   }
 
+  private service(): ServiceImplementation<typeof ApiModule.DeviceMapperServiceDefinition> {
+    return {
+      registerDevice: (r) => this.registerDevice(r),
+      removeDevice: (r) => this.removeDevice(r),
+      updateDevice: (r) => this.updateDevice(r),
+      createDeviceModel: async (r) => {
+        const m = this.needModel(r.model, 'CreateDeviceModelRequest');
+        this.models.set(deviceId(m.namespace, m.name), m);
+        this.modelArrived();
+        return { deviceModelName: m.name, deviceModelNamespace: m.namespace };
+      },
+      updateDeviceModel: async (r) => {
+        const m = this.needModel(r.model, 'UpdateDeviceModelRequest');
+        const id = deviceId(m.namespace, m.name);
+        if (!this.models.has(id)) throw this.refuse('NOT_FOUND', `device model ${id} not found`);
+        this.models.set(id, m);
+        return {};
+      },
+      removeDeviceModel: async (r) => {
+        this.models.delete(deviceId(r.modelNamespace, r.modelName));
+        return {};
+      },
+      getDevice: async (r) => this.getDevice(r),
+    };
+  }
+
+  /** A gRPC refusal with this status. */
+  private refuse(code: keyof typeof this.rpc.Status, message: string): Error {
+    return new this.rpc.ServerError(this.rpc.Status[code], message);
+  }
+
   private needModel(m: ApiModule.DeviceModel | undefined, what: string): ApiModule.DeviceModel {
-    if (!m?.name) throw new RpcError(this.grpc.status.INVALID_ARGUMENT, `${what}.model.name: required`);
+    if (!m?.name) throw this.refuse('INVALID_ARGUMENT', `${what}.model.name: required`);
     return m;
   }
 
+  /** The device's model, waiting up to MODEL_WAIT_MS for it (edgecore sends it just before). */
   private async waitModel(device: ApiModule.Device): Promise<ApiModule.DeviceModel | undefined> {
     const id = deviceId(device.namespace, device.spec?.deviceModelReference ?? '');
-    for (let i = 0; i < 30 && !this.stopped; i++) {
+    const deadline = Date.now() + MODEL_WAIT_MS;
+    for (;;) {
       const m = this.models.get(id);
-      if (m) return m;
-      await new Promise((r) => setTimeout(r, 100));
+      const left = deadline - Date.now();
+      if (m || left <= 0 || this.stopped) return m;
+      await once(this.events, 'model', { signal: AbortSignal.timeout(left) }).catch(() => undefined);
     }
-    return this.models.get(id);
+  }
+
+  private modelArrived(): void {
+    this.events.emit('model');
   }
 
   private async registerDevice(
     r: ApiModule.RegisterDeviceRequest,
   ): Promise<ApiModule.RegisterDeviceResponse> {
     const d = r.device;
-    if (!d?.name)
-      throw new RpcError(this.grpc.status.INVALID_ARGUMENT, 'RegisterDeviceRequest.device.name: required');
+    if (!d?.name) throw this.refuse('INVALID_ARGUMENT', 'RegisterDeviceRequest.device.name: required');
     const id = deviceId(d.namespace, d.name);
-    if (!this.devices.has(id)) await this.addDevice(d, true);
+    if (!this.devices.has(id)) await this.addDevice(d, await this.waitModel(d));
     return { deviceName: d.name, deviceNamespace: d.namespace };
   }
 
   private async updateDevice(r: ApiModule.UpdateDeviceRequest): Promise<ApiModule.UpdateDeviceResponse> {
     const d = r.device;
-    if (!d?.name)
-      throw new RpcError(this.grpc.status.INVALID_ARGUMENT, 'UpdateDeviceRequest.device.name: required');
+    if (!d?.name) throw this.refuse('INVALID_ARGUMENT', 'UpdateDeviceRequest.device.name: required');
+    await this.applyDevice(d, await this.waitModel(d));
+    return {};
+  }
+
+  /**
+   * A new definition of a device. With the same connection (compared by value: Go sends
+   * `configData` map entries in any order) the running device is kept: the driver makes a handle
+   * for the new definition, the runner switches to it and closes the old one, and only changed
+   * desired values are written. Otherwise (or when the new definition is refused) the device is
+   * restarted.
+   */
+  private async applyDevice(d: ApiModule.Device, model: ApiModule.DeviceModel | undefined): Promise<void> {
     const id = deviceId(d.namespace, d.name);
     const cur = this.devices.get(id);
-    const model = await this.waitModel(d);
     if (cur?.runner && cur.spec && model) {
       const spec = toDeviceSpec(d, model);
       if (sameConnection(cur.spec, spec)) {
+        let handle;
         try {
-          this.opts.driver.createDevice(spec); // validate the new visitors
+          handle = this.opts.driver.createDevice(spec);
         } catch {
-          await this.dropDevice(id);
-          return this.addDevice(d, true).then(() => ({}));
+          handle = undefined; // refused: restarted below, where the error is reported
         }
-        cur.proto = d;
-        cur.spec = spec;
-        await cur.runner.update(spec);
-        return {};
+        if (handle) {
+          cur.proto = d;
+          cur.spec = spec;
+          await cur.runner.update(spec, handle);
+          return;
+        }
       }
     }
     await this.dropDevice(id);
-    await this.addDevice(d, true);
-    return {};
+    await this.addDevice(d, model);
   }
 
   private async removeDevice(r: ApiModule.RemoveDeviceRequest): Promise<ApiModule.RemoveDeviceResponse> {
     const id = deviceId(r.deviceNamespace, r.deviceName);
-    if (!this.devices.has(id)) throw new RpcError(this.grpc.status.NOT_FOUND, `device ${id} not found`);
+    if (!this.devices.has(id)) throw this.refuse('NOT_FOUND', `device ${id} not found`);
     await this.dropDevice(id);
     return {};
   }
@@ -211,7 +246,7 @@ export class Mapper implements DeviceSink {
   private getDevice(r: ApiModule.GetDeviceRequest): ApiModule.GetDeviceResponse {
     const id = deviceId(r.deviceNamespace, r.deviceName);
     const e = this.devices.get(id);
-    if (!e) throw new RpcError(this.grpc.status.NOT_FOUND, `device ${id} not found`);
+    if (!e) throw this.refuse('NOT_FOUND', `device ${id} not found`);
     const twins: ApiModule.Twin[] = [];
     for (const p of e.spec?.properties ?? []) {
       const v: PropertyValue | undefined = e.runner?.values.get(p.name);
@@ -228,14 +263,11 @@ export class Mapper implements DeviceSink {
   }
 
   /** Adds and starts a device; a configuration error keeps it (unstarted, state unhealthy) and is thrown. */
-  private async addDevice(d: ApiModule.Device, waitForModel: boolean): Promise<void> {
+  private async addDevice(d: ApiModule.Device, model: ApiModule.DeviceModel | undefined): Promise<void> {
     const id = deviceId(d.namespace, d.name);
-    const model = waitForModel
-      ? await this.waitModel(d)
-      : this.models.get(deviceId(d.namespace, d.spec?.deviceModelReference ?? ''));
     if (!model) {
-      throw new RpcError(
-        this.grpc.status.FAILED_PRECONDITION,
+      throw this.refuse(
+        'FAILED_PRECONDITION',
         `device ${id}: device model ${d.spec?.deviceModelReference || '(none)'} not found`,
       );
     }
@@ -252,7 +284,7 @@ export class Mapper implements DeviceSink {
       this.devices.set(id, { proto: d, spec, error: text });
       this.log.error({ device: id, error: errText(err) }, text);
       this.state(spec, 'unhealthy');
-      throw new RpcError(this.grpc.status.INVALID_ARGUMENT, text);
+      throw this.refuse('INVALID_ARGUMENT', text);
     }
     const runner = new DeviceRunner(spec, handle, this, this.log, this.reconnect);
     this.devices.set(id, { proto: d, spec, runner });
@@ -267,19 +299,10 @@ export class Mapper implements DeviceSink {
 
   // ------------------------------------------------------------------ mapper -> edgecore
 
-  private callEdgecore<Req>(method: string, req: Req): Promise<unknown> {
-    const client = this.client;
-    if (!client || this.stopped) return Promise.reject(new Error('mapper stopped'));
-    const fn = (client as unknown as Record<string, (...args: unknown[]) => void>)[method];
-    return new Promise((resolve, reject) =>
-      fn!.call(
-        client,
-        req,
-        new this.grpc.Metadata(),
-        { deadline: Date.now() + (this.opts.callTimeoutMs ?? 5000) },
-        (err: (Error & { code?: number }) | null, res: unknown) => (err ? reject(err) : resolve(res)),
-      ),
-    );
+  /** A call to edgecore's DeviceManagerService; a stopped mapper calls nothing. */
+  private async callEdgecore<T>(fn: (client: EdgecoreClient) => Promise<T>): Promise<T> {
+    if (!this.client || this.stopped) throw new Error('mapper stopped');
+    return fn(this.client);
   }
 
   /** MapperRegister(withData) until edgecore answers; the devices it returns are (re)started. */
@@ -299,7 +322,7 @@ export class Mapper implements DeviceSink {
     };
     let res: ApiModule.MapperRegisterResponse;
     try {
-      res = (await this.callEdgecore('mapperRegister', req)) as ApiModule.MapperRegisterResponse;
+      res = await this.callEdgecore((c) => c.mapperRegister(req));
     } catch (err) {
       if (this.stopped) return;
       this.log.warn({ error: errText(err) }, `mapper ${this.opts.name}: MapperRegister failed, retrying`);
@@ -310,12 +333,13 @@ export class Mapper implements DeviceSink {
     this.registered = true;
     this.edgecoreDown = false;
     for (const m of res.modelList) this.models.set(deviceId(m.namespace, m.name), m);
+    if (res.modelList.length) this.modelArrived();
     for (const d of res.deviceList) {
-      const id = deviceId(d.namespace, d.name);
-      const cur = this.devices.get(id);
-      if (cur && JSON.stringify(cur.proto) === JSON.stringify(d)) continue;
-      if (cur) await this.dropDevice(id);
-      await this.addDevice(d, false).catch(() => undefined); // logged by addDevice
+      const cur = this.devices.get(deviceId(d.namespace, d.name));
+      // by value: Go sends configData map entries in any order
+      if (cur && isDeepStrictEqual(cur.proto, d)) continue;
+      const model = this.models.get(deviceId(d.namespace, d.spec?.deviceModelReference ?? ''));
+      await this.applyDevice(d, model).catch(() => undefined); // logged by addDevice
     }
     this.log.info(
       { devices: res.deviceList.length, models: res.modelList.length },
@@ -329,7 +353,7 @@ export class Mapper implements DeviceSink {
     if (!this.edgecoreDown)
       this.log.warn({ error: errText(err) }, `mapper ${this.opts.name}: ${what} failed: ${errText(err)}`);
     const code = (err as { code?: number }).code;
-    if (code === this.grpc.status.UNAVAILABLE || code === this.grpc.status.DEADLINE_EXCEEDED)
+    if (code === this.rpc.Status.UNAVAILABLE || code === this.rpc.Status.DEADLINE_EXCEEDED)
       this.edgecoreDown = true;
   }
 
@@ -362,7 +386,7 @@ export class Mapper implements DeviceSink {
         reportCycle: 0,
       },
     };
-    this.callEdgecore('reportDeviceStatus', req).then(
+    this.callEdgecore((c) => c.reportDeviceStatus(req)).then(
       () => {
         this.counters.twinReports += twins.length;
         this.reportOk();
@@ -373,11 +397,9 @@ export class Mapper implements DeviceSink {
 
   /** DeviceSink: ReportDeviceStates. */
   state(device: DeviceSpec, state: DeviceState): void {
-    this.callEdgecore('reportDeviceStates', {
-      deviceName: device.name,
-      deviceNamespace: device.namespace,
-      state,
-    }).then(
+    this.callEdgecore((c) =>
+      c.reportDeviceStates({ deviceName: device.name, deviceNamespace: device.namespace, state }),
+    ).then(
       () => {
         this.counters.stateReports++;
         this.reportOk();
@@ -392,21 +414,11 @@ export class Mapper implements DeviceSink {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.modelArrived(); // wake waiters
     if (this.registerTimer) clearTimeout(this.registerTimer);
     await Promise.all([...this.devices.keys()].map((id) => this.dropDevice(id)));
-    this.client?.close();
-    const server = this.server;
-    if (server)
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, 1000);
-        server.tryShutdown(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
+    this.channel?.close();
+    if (this.server) await this.rpc.shutdown(this.server, 1000);
     rmSync(this.opts.socketPath, { force: true });
   }
 }

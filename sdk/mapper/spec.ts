@@ -1,4 +1,5 @@
 /** DMI proto objects to the SDK's DeviceSpec. */
+import { isDeepStrictEqual } from 'node:util';
 import type { Device, DeviceModel } from '../../proto/gen/dmi/v1beta1/api.js';
 import { anyMapToScalars } from '../../proto/dmi/v1beta1/values.js';
 import type { DeviceSpec, PropertySpec, PropertyType } from './types.js';
@@ -55,7 +56,10 @@ export function toDeviceSpec(device: Device, model: DeviceModel | undefined): De
   };
 }
 
-/** Same connection and visitors: only desired values (or cycles) differ, no reconnect needed. */
+/**
+ * Same connection (protocol name and `configData`, compared by value whatever the key order: Go
+ * sends map entries in random order): the device is kept, no reconnect needed.
+ */
 export function sameConnection(a: DeviceSpec, b: DeviceSpec): boolean {
-  return JSON.stringify(a.protocol) === JSON.stringify(b.protocol) && a.protocolName === b.protocolName;
+  return a.protocolName === b.protocolName && isDeepStrictEqual(a.protocol, b.protocol);
 }

@@ -77,7 +77,11 @@ export interface DeviceHandle {
 export interface ProtocolDriver {
   /** Protocol name, matched against `spec.protocol.protocolName` of devices. */
   readonly protocol: string;
-  /** Validate the configuration (throw MapperConfigError) and create the handle. Must not do I/O. */
+  /**
+   * Validate the configuration (throw MapperConfigError) and create the handle. Must not do I/O.
+   * On an UpdateDevice that keeps the connection, a handle for the new definition is created
+   * before the old one is closed: both exist for a moment.
+   */
   createDevice(device: DeviceSpec): DeviceHandle;
 }
 

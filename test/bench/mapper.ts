@@ -118,12 +118,10 @@ modules:
   );
   const kernel = new Kernel({ config, registry: edgeRegistry, logger: createLogger('silent') });
   await kernel.start();
-  const grpc = await import('@grpc/grpc-js');
+  const { createChannel, createClient } = await import('nice-grpc');
   const api = await import('../../proto/gen/dmi/v1beta1/api.js');
-  const client = new api.DeviceManagerServiceClient(
-    `unix:${dir}/dmi.sock`,
-    grpc.credentials.createInsecure(),
-  );
+  const channel = createChannel(`unix://${dir}/dmi.sock`);
+  const client = createClient(api.DeviceManagerServiceDefinition, channel);
   const require = createRequire(import.meta.url);
   const Database = require('better-sqlite3') as typeof BetterSqlite3;
   try {
@@ -142,21 +140,21 @@ modules:
     );
     await new Promise((r) => setTimeout(r, 300));
     const report = (round: number): Promise<boolean> =>
-      new Promise((resolve) =>
-        client.reportDeviceStatus(
-          api.ReportDeviceStatusRequest.fromPartial({
-            deviceName: 'bench',
-            deviceNamespace: 'default',
-            reportedDevice: {
-              twins: Array.from({ length: PROPS }, (_, i) => ({
-                propertyName: `p${i}`,
-                reported: { value: `v${round}`, metadata: {} },
-              })),
-            },
-          }),
-          (err) => resolve(!err),
-        ),
-      );
+      client
+        .reportDeviceStatus({
+          deviceName: 'bench',
+          deviceNamespace: 'default',
+          reportedDevice: {
+            twins: Array.from({ length: PROPS }, (_, i) => ({
+              propertyName: `p${i}`,
+              reported: { value: `v${round}`, metadata: {} },
+            })),
+          },
+        })
+        .then(
+          () => true,
+          () => false,
+        );
     const db = new Database(dataSource, { readonly: true });
     const count = db.prepare('SELECT count(*) AS n FROM device_twin WHERE deviceid = ? AND actual = ?');
     const t0 = process.hrtime.bigint();
@@ -175,7 +173,7 @@ modules:
       { name, value: round(sent / seconds), unit: 'values/s', ...(PROPS > 1 ? { goal: '>= 5000' } : {}) },
     ];
   } finally {
-    client.close();
+    channel.close();
     await kernel.stop();
     rmSync(dir, { recursive: true, force: true });
   }

@@ -10,8 +10,9 @@
  * releases veths, IPs and hostPort rules, kills what is left of tasks, stops containerd by its pid,
  * and only then deletes the bridge, mounts and directories.
  */
-import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import { createChannel, createClientFactory, type Channel, type Client } from 'nice-grpc';
+import { RuntimeServiceDefinition } from '../../proto/gen/cri/v1/api.js';
+import { deadlineMiddleware, type DeadlineOptions } from '../../proto/rpc.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
 import {
@@ -31,7 +32,6 @@ import { join } from 'node:path';
 import {
   errorMessage,
   onCleanup,
-  peerAsset,
   progress,
   removeTempDir,
   requirePeer,
@@ -365,59 +365,17 @@ export interface ContainerdPeer {
   stop(): Promise<void>;
 }
 
-interface RuntimeCondition {
-  type: string;
-  status: boolean;
-  reason: string;
-  message: string;
+/** A CRI client of the runtime.v1 definitions (proto/gen), with per-call deadlines. */
+interface TeardownClient {
+  channel: Channel;
+  cri: Client<typeof RuntimeServiceDefinition, DeadlineOptions>;
+  close(): void;
 }
-
-type Unary<Req, Res> = (
-  request: Req,
-  options: grpc.CallOptions,
-  callback: (err: grpc.ServiceError | null, response?: Res) => void,
-) => grpc.ClientUnaryCall;
-
-interface TeardownClient extends grpc.Client {
-  Status: Unary<{ verbose: boolean }, { status: { conditions: RuntimeCondition[] } | null }>;
-  ListPodSandbox: Unary<object, { items: { id: string }[] }>;
-  StopPodSandbox: Unary<{ pod_sandbox_id: string }, object>;
-  RemovePodSandbox: Unary<{ pod_sandbox_id: string }, object>;
-}
-
-let teardownService: grpc.ServiceClientConstructor | undefined;
 
 function criClient(socket: string): TeardownClient {
-  if (!teardownService) {
-    const definition = protoLoader.loadSync(peerAsset('cri-teardown.proto'), {
-      keepCase: true,
-      longs: String,
-      enums: String,
-      defaults: true,
-    });
-    const pkg = grpc.loadPackageDefinition(definition) as unknown as {
-      runtime: { v1: { RuntimeService: grpc.ServiceClientConstructor } };
-    };
-    teardownService = pkg.runtime.v1.RuntimeService;
-  }
-  return new teardownService(
-    `unix://${socket}`,
-    grpc.credentials.createInsecure(),
-  ) as unknown as TeardownClient;
-}
-
-function call<Req, Res>(
-  fn: Unary<Req, Res>,
-  client: grpc.Client,
-  request: Req,
-  timeoutMs = 30_000,
-): Promise<Res> {
-  return new Promise<Res>((resolve, reject) => {
-    fn.call(client, request, { deadline: Date.now() + timeoutMs }, (err, response) => {
-      if (err) reject(err);
-      else resolve(response as Res);
-    });
-  });
+  const channel = createChannel(`unix://${socket}`);
+  const cri = createClientFactory().use(deadlineMiddleware).create(RuntimeServiceDefinition, channel);
+  return { channel, cri, close: () => channel.close() };
 }
 
 async function pickSubnet(): Promise<string> {
@@ -579,12 +537,12 @@ state = ${JSON.stringify(state)}
       // 1. CRI: stop + remove every sandbox (CNI DEL releases veth, IP, hostPort rules).
       try {
         const c = (client ??= criClient(socket));
-        const { items } = await call(c.ListPodSandbox, c, {}, 10_000);
+        const { items } = await c.cri.listPodSandbox({}, { deadlineMs: 10_000 });
         for (const { id } of items) {
-          await call(c.StopPodSandbox, c, { pod_sandbox_id: id }, 30_000).catch((e: unknown) => {
+          await c.cri.stopPodSandbox({ podSandboxId: id }, { deadlineMs: 30_000 }).catch((e: unknown) => {
             problems.push(`StopPodSandbox ${id}: ${errorMessage(e)}`);
           });
-          await call(c.RemovePodSandbox, c, { pod_sandbox_id: id }, 30_000).catch((e: unknown) => {
+          await c.cri.removePodSandbox({ podSandboxId: id }, { deadlineMs: 30_000 }).catch((e: unknown) => {
             problems.push(`RemovePodSandbox ${id}: ${errorMessage(e)}`);
           });
         }
@@ -703,7 +661,7 @@ state = ${JSON.stringify(state)}
     const c = (client = criClient(socket));
     await waitFor(
       async () => {
-        const res = await call(c.Status, c, { verbose: false }, 5_000);
+        const res = await c.cri.status({ verbose: false }, { deadlineMs: 5_000 });
         const conds = res.status?.conditions ?? [];
         const ready = (type: string): boolean => conds.some((x) => x.type === type && x.status);
         return ready('RuntimeReady') && (!withCni || ready('NetworkReady'));
@@ -743,7 +701,7 @@ state = ${JSON.stringify(state)}
     sandboxImage,
     ctr,
     status: async () => {
-      const res = await call(c.Status, c, { verbose: false }, 10_000);
+      const res = await c.cri.status({ verbose: false }, { deadlineMs: 10_000 });
       const out: Record<string, { status: boolean; reason: string; message: string }> = {};
       for (const x of res.status?.conditions ?? [])
         out[x.type] = { status: x.status, reason: x.reason, message: x.message };

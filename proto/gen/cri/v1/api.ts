@@ -24,13 +24,14 @@ export const protobufPackage = "runtime.v1";
 export const protobufFileName = "cri/v1/api.proto";
 
 /**
- * The subset of the Kubernetes Container Runtime Interface (runtime.v1) that edged uses, written
- * from the field tables of shared/spec/cri.md (k8s.io/cri-api v1.32). Field numbers and types are
- * what matter on the wire; Windows-only fields and RPCs edged does not call are left out.
- * Nanosecond timestamps and 64-bit counters are JS strings (they exceed 2^53).
+ * The part of the Kubernetes Container Runtime Interface (runtime.v1) that edged uses, written
+ * from the field tables of the CRI spec notes (k8s.io/cri-api v1.32): only the RPCs edged calls,
+ * the fields it sends and the fields it reads. Field numbers and types are KubeEdge's/kubelet's,
+ * so the wire is the same; a field left out here is skipped when received and never sent.
+ * Nanosecond timestamps are JS strings (they exceed 2^53).
  */
 
-/** ---- enums (§1.4) ---- */
+/** ---- enums ---- */
 export enum Protocol {
   TCP = 0,
   UDP = 1,
@@ -38,75 +39,11 @@ export enum Protocol {
   UNRECOGNIZED = -1,
 }
 
-export function protocolFromJSON(object: any): Protocol {
-  switch (object) {
-    case 0:
-    case "TCP":
-      return Protocol.TCP;
-    case 1:
-    case "UDP":
-      return Protocol.UDP;
-    case 2:
-    case "SCTP":
-      return Protocol.SCTP;
-    case -1:
-    case "UNRECOGNIZED":
-    default:
-      return Protocol.UNRECOGNIZED;
-  }
-}
-
-export function protocolToJSON(object: Protocol): string {
-  switch (object) {
-    case Protocol.TCP:
-      return "TCP";
-    case Protocol.UDP:
-      return "UDP";
-    case Protocol.SCTP:
-      return "SCTP";
-    case Protocol.UNRECOGNIZED:
-    default:
-      return "UNRECOGNIZED";
-  }
-}
-
 export enum MountPropagation {
   PROPAGATION_PRIVATE = 0,
   PROPAGATION_HOST_TO_CONTAINER = 1,
   PROPAGATION_BIDIRECTIONAL = 2,
   UNRECOGNIZED = -1,
-}
-
-export function mountPropagationFromJSON(object: any): MountPropagation {
-  switch (object) {
-    case 0:
-    case "PROPAGATION_PRIVATE":
-      return MountPropagation.PROPAGATION_PRIVATE;
-    case 1:
-    case "PROPAGATION_HOST_TO_CONTAINER":
-      return MountPropagation.PROPAGATION_HOST_TO_CONTAINER;
-    case 2:
-    case "PROPAGATION_BIDIRECTIONAL":
-      return MountPropagation.PROPAGATION_BIDIRECTIONAL;
-    case -1:
-    case "UNRECOGNIZED":
-    default:
-      return MountPropagation.UNRECOGNIZED;
-  }
-}
-
-export function mountPropagationToJSON(object: MountPropagation): string {
-  switch (object) {
-    case MountPropagation.PROPAGATION_PRIVATE:
-      return "PROPAGATION_PRIVATE";
-    case MountPropagation.PROPAGATION_HOST_TO_CONTAINER:
-      return "PROPAGATION_HOST_TO_CONTAINER";
-    case MountPropagation.PROPAGATION_BIDIRECTIONAL:
-      return "PROPAGATION_BIDIRECTIONAL";
-    case MountPropagation.UNRECOGNIZED:
-    default:
-      return "UNRECOGNIZED";
-  }
 }
 
 export enum NamespaceMode {
@@ -117,74 +54,10 @@ export enum NamespaceMode {
   UNRECOGNIZED = -1,
 }
 
-export function namespaceModeFromJSON(object: any): NamespaceMode {
-  switch (object) {
-    case 0:
-    case "POD":
-      return NamespaceMode.POD;
-    case 1:
-    case "CONTAINER":
-      return NamespaceMode.CONTAINER;
-    case 2:
-    case "NODE":
-      return NamespaceMode.NODE;
-    case 3:
-    case "TARGET":
-      return NamespaceMode.TARGET;
-    case -1:
-    case "UNRECOGNIZED":
-    default:
-      return NamespaceMode.UNRECOGNIZED;
-  }
-}
-
-export function namespaceModeToJSON(object: NamespaceMode): string {
-  switch (object) {
-    case NamespaceMode.POD:
-      return "POD";
-    case NamespaceMode.CONTAINER:
-      return "CONTAINER";
-    case NamespaceMode.NODE:
-      return "NODE";
-    case NamespaceMode.TARGET:
-      return "TARGET";
-    case NamespaceMode.UNRECOGNIZED:
-    default:
-      return "UNRECOGNIZED";
-  }
-}
-
 export enum PodSandboxState {
   SANDBOX_READY = 0,
   SANDBOX_NOTREADY = 1,
   UNRECOGNIZED = -1,
-}
-
-export function podSandboxStateFromJSON(object: any): PodSandboxState {
-  switch (object) {
-    case 0:
-    case "SANDBOX_READY":
-      return PodSandboxState.SANDBOX_READY;
-    case 1:
-    case "SANDBOX_NOTREADY":
-      return PodSandboxState.SANDBOX_NOTREADY;
-    case -1:
-    case "UNRECOGNIZED":
-    default:
-      return PodSandboxState.UNRECOGNIZED;
-  }
-}
-
-export function podSandboxStateToJSON(object: PodSandboxState): string {
-  switch (object) {
-    case PodSandboxState.SANDBOX_READY:
-      return "SANDBOX_READY";
-    case PodSandboxState.SANDBOX_NOTREADY:
-      return "SANDBOX_NOTREADY";
-    case PodSandboxState.UNRECOGNIZED:
-    default:
-      return "UNRECOGNIZED";
-  }
 }
 
 export enum ContainerState {
@@ -195,86 +68,20 @@ export enum ContainerState {
   UNRECOGNIZED = -1,
 }
 
-export function containerStateFromJSON(object: any): ContainerState {
-  switch (object) {
-    case 0:
-    case "CONTAINER_CREATED":
-      return ContainerState.CONTAINER_CREATED;
-    case 1:
-    case "CONTAINER_RUNNING":
-      return ContainerState.CONTAINER_RUNNING;
-    case 2:
-    case "CONTAINER_EXITED":
-      return ContainerState.CONTAINER_EXITED;
-    case 3:
-    case "CONTAINER_UNKNOWN":
-      return ContainerState.CONTAINER_UNKNOWN;
-    case -1:
-    case "UNRECOGNIZED":
-    default:
-      return ContainerState.UNRECOGNIZED;
-  }
-}
-
-export function containerStateToJSON(object: ContainerState): string {
-  switch (object) {
-    case ContainerState.CONTAINER_CREATED:
-      return "CONTAINER_CREATED";
-    case ContainerState.CONTAINER_RUNNING:
-      return "CONTAINER_RUNNING";
-    case ContainerState.CONTAINER_EXITED:
-      return "CONTAINER_EXITED";
-    case ContainerState.CONTAINER_UNKNOWN:
-      return "CONTAINER_UNKNOWN";
-    case ContainerState.UNRECOGNIZED:
-    default:
-      return "UNRECOGNIZED";
-  }
-}
-
 export enum SupplementalGroupsPolicy {
   Merge = 0,
   Strict = 1,
   UNRECOGNIZED = -1,
 }
 
-export function supplementalGroupsPolicyFromJSON(object: any): SupplementalGroupsPolicy {
-  switch (object) {
-    case 0:
-    case "Merge":
-      return SupplementalGroupsPolicy.Merge;
-    case 1:
-    case "Strict":
-      return SupplementalGroupsPolicy.Strict;
-    case -1:
-    case "UNRECOGNIZED":
-    default:
-      return SupplementalGroupsPolicy.UNRECOGNIZED;
-  }
-}
-
-export function supplementalGroupsPolicyToJSON(object: SupplementalGroupsPolicy): string {
-  switch (object) {
-    case SupplementalGroupsPolicy.Merge:
-      return "Merge";
-    case SupplementalGroupsPolicy.Strict:
-      return "Strict";
-    case SupplementalGroupsPolicy.UNRECOGNIZED:
-    default:
-      return "UNRECOGNIZED";
-  }
-}
-
-/** ---- version and status (§1.5) ---- */
+/** ---- version and status ---- */
 export interface VersionRequest {
   version: string;
 }
 
 export interface VersionResponse {
-  version: string;
   runtimeName: string;
   runtimeVersion: string;
-  runtimeApiVersion: string;
 }
 
 export interface StatusRequest {
@@ -284,8 +91,6 @@ export interface StatusRequest {
 export interface StatusResponse {
   status?: RuntimeStatus | undefined;
   info: { [key: string]: string };
-  runtimeHandlers: RuntimeHandler[];
-  features?: RuntimeFeatures | undefined;
 }
 
 export interface StatusResponse_InfoEntry {
@@ -304,21 +109,7 @@ export interface RuntimeCondition {
   message: string;
 }
 
-export interface RuntimeHandler {
-  name: string;
-  features?: RuntimeHandlerFeatures | undefined;
-}
-
-export interface RuntimeHandlerFeatures {
-  recursiveReadOnlyMounts: boolean;
-  userNamespaces: boolean;
-}
-
-export interface RuntimeFeatures {
-  supplementalGroupsPolicy: boolean;
-}
-
-/** ---- shared building blocks (§1.6) ---- */
+/** ---- shared building blocks ---- */
 export interface PodSandboxMetadata {
   name: string;
   uid: string;
@@ -361,28 +152,11 @@ export interface PortMapping {
   hostIp: string;
 }
 
-export interface IDMapping {
-  hostId: number;
-  containerId: number;
-  length: number;
-}
-
 export interface Mount {
   containerPath: string;
   hostPath: string;
   readonly: boolean;
-  selinuxRelabel: boolean;
   propagation: MountPropagation;
-  uidMappings: IDMapping[];
-  gidMappings: IDMapping[];
-  recursiveReadOnly: boolean;
-  image?: ImageSpec | undefined;
-}
-
-export interface UserNamespace {
-  mode: NamespaceMode;
-  uids: IDMapping[];
-  gids: IDMapping[];
 }
 
 export interface NamespaceOption {
@@ -390,15 +164,10 @@ export interface NamespaceOption {
   pid: NamespaceMode;
   ipc: NamespaceMode;
   targetId: string;
-  usernsOptions?: UserNamespace | undefined;
 }
 
 export interface Int64Value {
   value: number;
-}
-
-export interface UInt64Value {
-  value: string;
 }
 
 export interface SecurityProfile {
@@ -413,78 +182,9 @@ export enum SecurityProfile_ProfileType {
   UNRECOGNIZED = -1,
 }
 
-export function securityProfile_ProfileTypeFromJSON(object: any): SecurityProfile_ProfileType {
-  switch (object) {
-    case 0:
-    case "RuntimeDefault":
-      return SecurityProfile_ProfileType.RuntimeDefault;
-    case 1:
-    case "Unconfined":
-      return SecurityProfile_ProfileType.Unconfined;
-    case 2:
-    case "Localhost":
-      return SecurityProfile_ProfileType.Localhost;
-    case -1:
-    case "UNRECOGNIZED":
-    default:
-      return SecurityProfile_ProfileType.UNRECOGNIZED;
-  }
-}
-
-export function securityProfile_ProfileTypeToJSON(object: SecurityProfile_ProfileType): string {
-  switch (object) {
-    case SecurityProfile_ProfileType.RuntimeDefault:
-      return "RuntimeDefault";
-    case SecurityProfile_ProfileType.Unconfined:
-      return "Unconfined";
-    case SecurityProfile_ProfileType.Localhost:
-      return "Localhost";
-    case SecurityProfile_ProfileType.UNRECOGNIZED:
-    default:
-      return "UNRECOGNIZED";
-  }
-}
-
-export interface SELinuxOption {
-  user: string;
-  role: string;
-  type: string;
-  level: string;
-}
-
-export interface Capability {
-  addCapabilities: string[];
-  dropCapabilities: string[];
-  addAmbientCapabilities: string[];
-}
-
-export interface HugepageLimit {
-  pageSize: string;
-  limit: number;
-}
-
-export interface LinuxContainerResources {
-  cpuPeriod: number;
-  cpuQuota: number;
-  cpuShares: number;
-  memoryLimitInBytes: number;
-  oomScoreAdj: number;
-  cpusetCpus: string;
-  cpusetMems: string;
-  hugepageLimits: HugepageLimit[];
-  unified: { [key: string]: string };
-  memorySwapLimitInBytes: number;
-}
-
-export interface LinuxContainerResources_UnifiedEntry {
-  key: string;
-  value: string;
-}
-
-/** ---- sandboxes (§1.7) ---- */
+/** ---- sandboxes ---- */
 export interface LinuxSandboxSecurityContext {
   namespaceOptions?: NamespaceOption | undefined;
-  selinuxOptions?: SELinuxOption | undefined;
   runAsUser?: Int64Value | undefined;
   readonlyRootfs: boolean;
   supplementalGroups: number[];
@@ -492,7 +192,6 @@ export interface LinuxSandboxSecurityContext {
   seccompProfilePath: string;
   runAsGroup?: Int64Value | undefined;
   seccomp?: SecurityProfile | undefined;
-  apparmor?: SecurityProfile | undefined;
   supplementalGroupsPolicy: SupplementalGroupsPolicy;
 }
 
@@ -500,8 +199,6 @@ export interface LinuxPodSandboxConfig {
   cgroupParent: string;
   securityContext?: LinuxSandboxSecurityContext | undefined;
   sysctls: { [key: string]: string };
-  overhead?: LinuxContainerResources | undefined;
-  resources?: LinuxContainerResources | undefined;
 }
 
 export interface LinuxPodSandboxConfig_SysctlsEntry {
@@ -560,23 +257,10 @@ export interface PodSandboxStatusRequest {
 
 export interface PodSandboxStatusResponse {
   status?: PodSandboxStatus | undefined;
-  info: { [key: string]: string };
-  containersStatuses: ContainerStatus[];
-  timestamp: string;
-}
-
-export interface PodSandboxStatusResponse_InfoEntry {
-  key: string;
-  value: string;
-}
-
-export interface PodIP {
-  ip: string;
 }
 
 export interface PodSandboxNetworkStatus {
   ip: string;
-  additionalIps: PodIP[];
 }
 
 export interface Namespace {
@@ -594,28 +278,10 @@ export interface PodSandboxStatus {
   createdAt: string;
   network?: PodSandboxNetworkStatus | undefined;
   linux?: LinuxPodSandboxStatus | undefined;
-  labels: { [key: string]: string };
-  annotations: { [key: string]: string };
-  runtimeHandler: string;
-}
-
-export interface PodSandboxStatus_LabelsEntry {
-  key: string;
-  value: string;
-}
-
-export interface PodSandboxStatus_AnnotationsEntry {
-  key: string;
-  value: string;
-}
-
-export interface PodSandboxStateValue {
-  state: PodSandboxState;
 }
 
 export interface PodSandboxFilter {
   id: string;
-  state?: PodSandboxStateValue | undefined;
   labelSelector: { [key: string]: string };
 }
 
@@ -634,12 +300,9 @@ export interface ListPodSandboxResponse {
 
 export interface PodSandbox {
   id: string;
-  metadata?: PodSandboxMetadata | undefined;
   state: PodSandboxState;
   createdAt: string;
   labels: { [key: string]: string };
-  annotations: { [key: string]: string };
-  runtimeHandler: string;
 }
 
 export interface PodSandbox_LabelsEntry {
@@ -647,45 +310,16 @@ export interface PodSandbox_LabelsEntry {
   value: string;
 }
 
-export interface PodSandbox_AnnotationsEntry {
-  key: string;
-  value: string;
-}
-
-/** ---- containers (§1.8) ---- */
+/** ---- containers ---- */
 export interface LinuxContainerSecurityContext {
-  capabilities?: Capability | undefined;
   privileged: boolean;
   namespaceOptions?: NamespaceOption | undefined;
-  selinuxOptions?: SELinuxOption | undefined;
   runAsUser?: Int64Value | undefined;
-  runAsUsername: string;
   readonlyRootfs: boolean;
-  supplementalGroups: number[];
-  apparmorProfile: string;
-  seccompProfilePath: string;
-  noNewPrivs: boolean;
-  runAsGroup?: Int64Value | undefined;
-  maskedPaths: string[];
-  readonlyPaths: string[];
-  seccomp?: SecurityProfile | undefined;
-  apparmor?: SecurityProfile | undefined;
-  supplementalGroupsPolicy: SupplementalGroupsPolicy;
 }
 
 export interface LinuxContainerConfig {
-  resources?: LinuxContainerResources | undefined;
   securityContext?: LinuxContainerSecurityContext | undefined;
-}
-
-export interface Device {
-  containerPath: string;
-  hostPath: string;
-  permissions: string;
-}
-
-export interface CDIDevice {
-  name: string;
 }
 
 export interface ContainerConfig {
@@ -696,7 +330,6 @@ export interface ContainerConfig {
   workingDir: string;
   envs: KeyValue[];
   mounts: Mount[];
-  devices: Device[];
   labels: { [key: string]: string };
   annotations: { [key: string]: string };
   logPath: string;
@@ -704,7 +337,6 @@ export interface ContainerConfig {
   stdinOnce: boolean;
   tty: boolean;
   linux?: LinuxContainerConfig | undefined;
-  CDIDevices: CDIDevice[];
 }
 
 export interface ContainerConfig_LabelsEntry {
@@ -749,13 +381,8 @@ export interface RemoveContainerRequest {
 export interface RemoveContainerResponse {
 }
 
-export interface ContainerStateValue {
-  state: ContainerState;
-}
-
 export interface ContainerFilter {
   id: string;
-  state?: ContainerStateValue | undefined;
   podSandboxId: string;
   labelSelector: { [key: string]: string };
 }
@@ -775,23 +402,11 @@ export interface ListContainersResponse {
 
 export interface Container {
   id: string;
-  podSandboxId: string;
-  metadata?: ContainerMetadata | undefined;
-  image?: ImageSpec | undefined;
-  imageRef: string;
   state: ContainerState;
-  createdAt: string;
   labels: { [key: string]: string };
-  annotations: { [key: string]: string };
-  imageId: string;
 }
 
 export interface Container_LabelsEntry {
-  key: string;
-  value: string;
-}
-
-export interface Container_AnnotationsEntry {
   key: string;
   value: string;
 }
@@ -803,26 +418,6 @@ export interface ContainerStatusRequest {
 
 export interface ContainerStatusResponse {
   status?: ContainerStatus | undefined;
-  info: { [key: string]: string };
-}
-
-export interface ContainerStatusResponse_InfoEntry {
-  key: string;
-  value: string;
-}
-
-export interface ContainerResources {
-  linux?: LinuxContainerResources | undefined;
-}
-
-export interface LinuxContainerUser {
-  uid: number;
-  gid: number;
-  supplementalGroups: number[];
-}
-
-export interface ContainerUser {
-  linux?: LinuxContainerUser | undefined;
 }
 
 export interface ContainerStatus {
@@ -837,18 +432,8 @@ export interface ContainerStatus {
   imageRef: string;
   reason: string;
   message: string;
-  labels: { [key: string]: string };
   annotations: { [key: string]: string };
-  mounts: Mount[];
-  logPath: string;
-  resources?: ContainerResources | undefined;
   imageId: string;
-  user?: ContainerUser | undefined;
-}
-
-export interface ContainerStatus_LabelsEntry {
-  key: string;
-  value: string;
 }
 
 export interface ContainerStatus_AnnotationsEntry {
@@ -856,126 +441,9 @@ export interface ContainerStatus_AnnotationsEntry {
   value: string;
 }
 
-export interface ExecSyncRequest {
-  containerId: string;
-  cmd: string[];
-  timeout: number;
-}
-
-export interface ExecSyncResponse {
-  stdout: Buffer;
-  stderr: Buffer;
-  exitCode: number;
-}
-
-/** ---- stats (§1.9) ---- */
-export interface ContainerStatsRequest {
-  containerId: string;
-}
-
-export interface ContainerStatsResponse {
-  stats?: ContainerStats | undefined;
-}
-
-export interface ContainerStatsFilter {
-  id: string;
-  podSandboxId: string;
-  labelSelector: { [key: string]: string };
-}
-
-export interface ContainerStatsFilter_LabelSelectorEntry {
-  key: string;
-  value: string;
-}
-
-export interface ListContainerStatsRequest {
-  filter?: ContainerStatsFilter | undefined;
-}
-
-export interface ListContainerStatsResponse {
-  stats: ContainerStats[];
-}
-
-export interface ContainerAttributes {
-  id: string;
-  metadata?: ContainerMetadata | undefined;
-  labels: { [key: string]: string };
-  annotations: { [key: string]: string };
-}
-
-export interface ContainerAttributes_LabelsEntry {
-  key: string;
-  value: string;
-}
-
-export interface ContainerAttributes_AnnotationsEntry {
-  key: string;
-  value: string;
-}
-
-export interface ContainerStats {
-  attributes?: ContainerAttributes | undefined;
-  cpu?: CpuUsage | undefined;
-  memory?: MemoryUsage | undefined;
-  writableLayer?: FilesystemUsage | undefined;
-  swap?: SwapUsage | undefined;
-}
-
-export interface CpuUsage {
-  timestamp: string;
-  usageCoreNanoSeconds?: UInt64Value | undefined;
-  usageNanoCores?: UInt64Value | undefined;
-}
-
-export interface MemoryUsage {
-  timestamp: string;
-  workingSetBytes?: UInt64Value | undefined;
-  availableBytes?: UInt64Value | undefined;
-  usageBytes?: UInt64Value | undefined;
-  rssBytes?: UInt64Value | undefined;
-  pageFaults?: UInt64Value | undefined;
-  majorPageFaults?: UInt64Value | undefined;
-}
-
-export interface SwapUsage {
-  timestamp: string;
-  swapAvailableBytes?: UInt64Value | undefined;
-  swapUsageBytes?: UInt64Value | undefined;
-}
-
-export interface FilesystemIdentifier {
-  mountpoint: string;
-}
-
-export interface FilesystemUsage {
-  timestamp: string;
-  fsId?: FilesystemIdentifier | undefined;
-  usedBytes?: UInt64Value | undefined;
-  inodesUsed?: UInt64Value | undefined;
-}
-
-/** ---- images (§1.10) ---- */
-export interface ImageFilter {
-  image?: ImageSpec | undefined;
-}
-
-export interface ListImagesRequest {
-  filter?: ImageFilter | undefined;
-}
-
-export interface ListImagesResponse {
-  images: Image[];
-}
-
+/** ---- images ---- */
 export interface Image {
   id: string;
-  repoTags: string[];
-  repoDigests: string[];
-  size: string;
-  uid?: Int64Value | undefined;
-  username: string;
-  spec?: ImageSpec | undefined;
-  pinned: boolean;
 }
 
 export interface ImageStatusRequest {
@@ -985,46 +453,15 @@ export interface ImageStatusRequest {
 
 export interface ImageStatusResponse {
   image?: Image | undefined;
-  info: { [key: string]: string };
-}
-
-export interface ImageStatusResponse_InfoEntry {
-  key: string;
-  value: string;
-}
-
-export interface AuthConfig {
-  username: string;
-  password: string;
-  auth: string;
-  serverAddress: string;
-  identityToken: string;
-  registryToken: string;
 }
 
 export interface PullImageRequest {
   image?: ImageSpec | undefined;
-  auth?: AuthConfig | undefined;
   sandboxConfig?: PodSandboxConfig | undefined;
 }
 
 export interface PullImageResponse {
   imageRef: string;
-}
-
-export interface RemoveImageRequest {
-  image?: ImageSpec | undefined;
-}
-
-export interface RemoveImageResponse {
-}
-
-export interface ImageFsInfoRequest {
-}
-
-export interface ImageFsInfoResponse {
-  imageFilesystems: FilesystemUsage[];
-  containerFilesystems: FilesystemUsage[];
 }
 
 function createBaseVersionRequest(): VersionRequest {
@@ -1072,22 +509,10 @@ export const VersionRequest: MessageFns<VersionRequest> = {
     }
   },
 
-  fromJSON(object: any): VersionRequest {
-    return { version: isSet(object.version) ? globalThis.String(object.version) : "" };
+  create(base?: DeepPartial<VersionRequest>): VersionRequest {
+    return VersionRequest.fromPartial(base ?? {});
   },
-
-  toJSON(message: VersionRequest): unknown {
-    const obj: any = {};
-    if (message.version !== "") {
-      obj.version = message.version;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<VersionRequest>, I>>(base?: I): VersionRequest {
-    return VersionRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<VersionRequest>, I>>(object: I): VersionRequest {
+  fromPartial(object: DeepPartial<VersionRequest>): VersionRequest {
     const message = createBaseVersionRequest();
     message.version = object.version ?? "";
     return message;
@@ -1095,22 +520,16 @@ export const VersionRequest: MessageFns<VersionRequest> = {
 };
 
 function createBaseVersionResponse(): VersionResponse {
-  return { version: "", runtimeName: "", runtimeVersion: "", runtimeApiVersion: "" };
+  return { runtimeName: "", runtimeVersion: "" };
 }
 
 export const VersionResponse: MessageFns<VersionResponse> = {
   encode(message: VersionResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.version !== "") {
-      writer.uint32(10).string(message.version);
-    }
     if (message.runtimeName !== "") {
       writer.uint32(18).string(message.runtimeName);
     }
     if (message.runtimeVersion !== "") {
       writer.uint32(26).string(message.runtimeVersion);
-    }
-    if (message.runtimeApiVersion !== "") {
-      writer.uint32(34).string(message.runtimeApiVersion);
     }
     return writer;
   },
@@ -1128,14 +547,6 @@ export const VersionResponse: MessageFns<VersionResponse> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.version = reader.string();
-            continue;
-          }
           case 2: {
             if (tag !== 18) {
               break;
@@ -1152,14 +563,6 @@ export const VersionResponse: MessageFns<VersionResponse> = {
             message.runtimeVersion = reader.string();
             continue;
           }
-          case 4: {
-            if (tag !== 34) {
-              break;
-            }
-
-            message.runtimeApiVersion = reader.string();
-            continue;
-          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1172,53 +575,13 @@ export const VersionResponse: MessageFns<VersionResponse> = {
     }
   },
 
-  fromJSON(object: any): VersionResponse {
-    return {
-      version: isSet(object.version) ? globalThis.String(object.version) : "",
-      runtimeName: isSet(object.runtimeName)
-        ? globalThis.String(object.runtimeName)
-        : isSet(object.runtime_name)
-        ? globalThis.String(object.runtime_name)
-        : "",
-      runtimeVersion: isSet(object.runtimeVersion)
-        ? globalThis.String(object.runtimeVersion)
-        : isSet(object.runtime_version)
-        ? globalThis.String(object.runtime_version)
-        : "",
-      runtimeApiVersion: isSet(object.runtimeApiVersion)
-        ? globalThis.String(object.runtimeApiVersion)
-        : isSet(object.runtime_api_version)
-        ? globalThis.String(object.runtime_api_version)
-        : "",
-    };
+  create(base?: DeepPartial<VersionResponse>): VersionResponse {
+    return VersionResponse.fromPartial(base ?? {});
   },
-
-  toJSON(message: VersionResponse): unknown {
-    const obj: any = {};
-    if (message.version !== "") {
-      obj.version = message.version;
-    }
-    if (message.runtimeName !== "") {
-      obj.runtimeName = message.runtimeName;
-    }
-    if (message.runtimeVersion !== "") {
-      obj.runtimeVersion = message.runtimeVersion;
-    }
-    if (message.runtimeApiVersion !== "") {
-      obj.runtimeApiVersion = message.runtimeApiVersion;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<VersionResponse>, I>>(base?: I): VersionResponse {
-    return VersionResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<VersionResponse>, I>>(object: I): VersionResponse {
+  fromPartial(object: DeepPartial<VersionResponse>): VersionResponse {
     const message = createBaseVersionResponse();
-    message.version = object.version ?? "";
     message.runtimeName = object.runtimeName ?? "";
     message.runtimeVersion = object.runtimeVersion ?? "";
-    message.runtimeApiVersion = object.runtimeApiVersion ?? "";
     return message;
   },
 };
@@ -1268,22 +631,10 @@ export const StatusRequest: MessageFns<StatusRequest> = {
     }
   },
 
-  fromJSON(object: any): StatusRequest {
-    return { verbose: isSet(object.verbose) ? globalThis.Boolean(object.verbose) : false };
+  create(base?: DeepPartial<StatusRequest>): StatusRequest {
+    return StatusRequest.fromPartial(base ?? {});
   },
-
-  toJSON(message: StatusRequest): unknown {
-    const obj: any = {};
-    if (message.verbose !== false) {
-      obj.verbose = message.verbose;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<StatusRequest>, I>>(base?: I): StatusRequest {
-    return StatusRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<StatusRequest>, I>>(object: I): StatusRequest {
+  fromPartial(object: DeepPartial<StatusRequest>): StatusRequest {
     const message = createBaseStatusRequest();
     message.verbose = object.verbose ?? false;
     return message;
@@ -1291,7 +642,7 @@ export const StatusRequest: MessageFns<StatusRequest> = {
 };
 
 function createBaseStatusResponse(): StatusResponse {
-  return { status: undefined, info: {}, runtimeHandlers: [], features: undefined };
+  return { status: undefined, info: {} };
 }
 
 export const StatusResponse: MessageFns<StatusResponse> = {
@@ -1302,12 +653,6 @@ export const StatusResponse: MessageFns<StatusResponse> = {
     globalThis.Object.entries(message.info).forEach(([key, value]: [string, string]) => {
       StatusResponse_InfoEntry.encode({ key: key as any, value }, writer.uint32(18).fork()).join();
     });
-    for (const v of message.runtimeHandlers) {
-      RuntimeHandler.encode(v!, writer.uint32(26).fork()).join();
-    }
-    if (message.features !== undefined) {
-      RuntimeFeatures.encode(message.features, writer.uint32(34).fork()).join();
-    }
     return writer;
   },
 
@@ -1343,22 +688,6 @@ export const StatusResponse: MessageFns<StatusResponse> = {
             }
             continue;
           }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.runtimeHandlers.push(RuntimeHandler.decode(reader, reader.uint32()));
-            continue;
-          }
-          case 4: {
-            if (tag !== 34) {
-              break;
-            }
-
-            message.features = RuntimeFeatures.decode(reader, reader.uint32());
-            continue;
-          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1371,59 +700,10 @@ export const StatusResponse: MessageFns<StatusResponse> = {
     }
   },
 
-  fromJSON(object: any): StatusResponse {
-    return {
-      status: isSet(object.status) ? RuntimeStatus.fromJSON(object.status) : undefined,
-      info: isObject(object.info)
-        ? (globalThis.Object.entries(object.info) as [string, any][]).reduce(
-          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
-            globalThis.Object.defineProperty(acc, key, {
-              value: globalThis.String(value),
-              enumerable: true,
-              configurable: true,
-              writable: true,
-            });
-            return acc;
-          },
-          {},
-        )
-        : {},
-      runtimeHandlers: globalThis.Array.isArray(object?.runtimeHandlers)
-        ? object.runtimeHandlers.map((e: any) => RuntimeHandler.fromJSON(e))
-        : globalThis.Array.isArray(object?.runtime_handlers)
-        ? object.runtime_handlers.map((e: any) => RuntimeHandler.fromJSON(e))
-        : [],
-      features: isSet(object.features) ? RuntimeFeatures.fromJSON(object.features) : undefined,
-    };
+  create(base?: DeepPartial<StatusResponse>): StatusResponse {
+    return StatusResponse.fromPartial(base ?? {});
   },
-
-  toJSON(message: StatusResponse): unknown {
-    const obj: any = {};
-    if (message.status !== undefined) {
-      obj.status = RuntimeStatus.toJSON(message.status);
-    }
-    if (message.info) {
-      const entries = globalThis.Object.entries(message.info) as [string, string][];
-      if (entries.length > 0) {
-        obj.info = {};
-        entries.forEach(([k, v]) => {
-          obj.info[k] = v;
-        });
-      }
-    }
-    if (message.runtimeHandlers?.length) {
-      obj.runtimeHandlers = message.runtimeHandlers.map((e) => RuntimeHandler.toJSON(e));
-    }
-    if (message.features !== undefined) {
-      obj.features = RuntimeFeatures.toJSON(message.features);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<StatusResponse>, I>>(base?: I): StatusResponse {
-    return StatusResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<StatusResponse>, I>>(object: I): StatusResponse {
+  fromPartial(object: DeepPartial<StatusResponse>): StatusResponse {
     const message = createBaseStatusResponse();
     message.status = (object.status !== undefined && object.status !== null)
       ? RuntimeStatus.fromPartial(object.status)
@@ -1437,10 +717,6 @@ export const StatusResponse: MessageFns<StatusResponse> = {
       },
       {},
     );
-    message.runtimeHandlers = object.runtimeHandlers?.map((e) => RuntimeHandler.fromPartial(e)) || [];
-    message.features = (object.features !== undefined && object.features !== null)
-      ? RuntimeFeatures.fromPartial(object.features)
-      : undefined;
     return message;
   },
 };
@@ -1501,28 +777,10 @@ export const StatusResponse_InfoEntry: MessageFns<StatusResponse_InfoEntry> = {
     }
   },
 
-  fromJSON(object: any): StatusResponse_InfoEntry {
-    return {
-      key: isSet(object.key) ? globalThis.String(object.key) : "",
-      value: isSet(object.value) ? globalThis.String(object.value) : "",
-    };
+  create(base?: DeepPartial<StatusResponse_InfoEntry>): StatusResponse_InfoEntry {
+    return StatusResponse_InfoEntry.fromPartial(base ?? {});
   },
-
-  toJSON(message: StatusResponse_InfoEntry): unknown {
-    const obj: any = {};
-    if (message.key !== "") {
-      obj.key = message.key;
-    }
-    if (message.value !== "") {
-      obj.value = message.value;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<StatusResponse_InfoEntry>, I>>(base?: I): StatusResponse_InfoEntry {
-    return StatusResponse_InfoEntry.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<StatusResponse_InfoEntry>, I>>(object: I): StatusResponse_InfoEntry {
+  fromPartial(object: DeepPartial<StatusResponse_InfoEntry>): StatusResponse_InfoEntry {
     const message = createBaseStatusResponse_InfoEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
@@ -1575,26 +833,10 @@ export const RuntimeStatus: MessageFns<RuntimeStatus> = {
     }
   },
 
-  fromJSON(object: any): RuntimeStatus {
-    return {
-      conditions: globalThis.Array.isArray(object?.conditions)
-        ? object.conditions.map((e: any) => RuntimeCondition.fromJSON(e))
-        : [],
-    };
+  create(base?: DeepPartial<RuntimeStatus>): RuntimeStatus {
+    return RuntimeStatus.fromPartial(base ?? {});
   },
-
-  toJSON(message: RuntimeStatus): unknown {
-    const obj: any = {};
-    if (message.conditions?.length) {
-      obj.conditions = message.conditions.map((e) => RuntimeCondition.toJSON(e));
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<RuntimeStatus>, I>>(base?: I): RuntimeStatus {
-    return RuntimeStatus.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<RuntimeStatus>, I>>(object: I): RuntimeStatus {
+  fromPartial(object: DeepPartial<RuntimeStatus>): RuntimeStatus {
     const message = createBaseRuntimeStatus();
     message.conditions = object.conditions?.map((e) => RuntimeCondition.fromPartial(e)) || [];
     return message;
@@ -1679,294 +921,15 @@ export const RuntimeCondition: MessageFns<RuntimeCondition> = {
     }
   },
 
-  fromJSON(object: any): RuntimeCondition {
-    return {
-      type: isSet(object.type) ? globalThis.String(object.type) : "",
-      status: isSet(object.status) ? globalThis.Boolean(object.status) : false,
-      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
-      message: isSet(object.message) ? globalThis.String(object.message) : "",
-    };
+  create(base?: DeepPartial<RuntimeCondition>): RuntimeCondition {
+    return RuntimeCondition.fromPartial(base ?? {});
   },
-
-  toJSON(message: RuntimeCondition): unknown {
-    const obj: any = {};
-    if (message.type !== "") {
-      obj.type = message.type;
-    }
-    if (message.status !== false) {
-      obj.status = message.status;
-    }
-    if (message.reason !== "") {
-      obj.reason = message.reason;
-    }
-    if (message.message !== "") {
-      obj.message = message.message;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<RuntimeCondition>, I>>(base?: I): RuntimeCondition {
-    return RuntimeCondition.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<RuntimeCondition>, I>>(object: I): RuntimeCondition {
+  fromPartial(object: DeepPartial<RuntimeCondition>): RuntimeCondition {
     const message = createBaseRuntimeCondition();
     message.type = object.type ?? "";
     message.status = object.status ?? false;
     message.reason = object.reason ?? "";
     message.message = object.message ?? "";
-    return message;
-  },
-};
-
-function createBaseRuntimeHandler(): RuntimeHandler {
-  return { name: "", features: undefined };
-}
-
-export const RuntimeHandler: MessageFns<RuntimeHandler> = {
-  encode(message: RuntimeHandler, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.name !== "") {
-      writer.uint32(10).string(message.name);
-    }
-    if (message.features !== undefined) {
-      RuntimeHandlerFeatures.encode(message.features, writer.uint32(18).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): RuntimeHandler {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseRuntimeHandler();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.name = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.features = RuntimeHandlerFeatures.decode(reader, reader.uint32());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): RuntimeHandler {
-    return {
-      name: isSet(object.name) ? globalThis.String(object.name) : "",
-      features: isSet(object.features) ? RuntimeHandlerFeatures.fromJSON(object.features) : undefined,
-    };
-  },
-
-  toJSON(message: RuntimeHandler): unknown {
-    const obj: any = {};
-    if (message.name !== "") {
-      obj.name = message.name;
-    }
-    if (message.features !== undefined) {
-      obj.features = RuntimeHandlerFeatures.toJSON(message.features);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<RuntimeHandler>, I>>(base?: I): RuntimeHandler {
-    return RuntimeHandler.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<RuntimeHandler>, I>>(object: I): RuntimeHandler {
-    const message = createBaseRuntimeHandler();
-    message.name = object.name ?? "";
-    message.features = (object.features !== undefined && object.features !== null)
-      ? RuntimeHandlerFeatures.fromPartial(object.features)
-      : undefined;
-    return message;
-  },
-};
-
-function createBaseRuntimeHandlerFeatures(): RuntimeHandlerFeatures {
-  return { recursiveReadOnlyMounts: false, userNamespaces: false };
-}
-
-export const RuntimeHandlerFeatures: MessageFns<RuntimeHandlerFeatures> = {
-  encode(message: RuntimeHandlerFeatures, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.recursiveReadOnlyMounts !== false) {
-      writer.uint32(8).bool(message.recursiveReadOnlyMounts);
-    }
-    if (message.userNamespaces !== false) {
-      writer.uint32(16).bool(message.userNamespaces);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): RuntimeHandlerFeatures {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseRuntimeHandlerFeatures();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 8) {
-              break;
-            }
-
-            message.recursiveReadOnlyMounts = reader.bool();
-            continue;
-          }
-          case 2: {
-            if (tag !== 16) {
-              break;
-            }
-
-            message.userNamespaces = reader.bool();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): RuntimeHandlerFeatures {
-    return {
-      recursiveReadOnlyMounts: isSet(object.recursiveReadOnlyMounts)
-        ? globalThis.Boolean(object.recursiveReadOnlyMounts)
-        : isSet(object.recursive_read_only_mounts)
-        ? globalThis.Boolean(object.recursive_read_only_mounts)
-        : false,
-      userNamespaces: isSet(object.userNamespaces)
-        ? globalThis.Boolean(object.userNamespaces)
-        : isSet(object.user_namespaces)
-        ? globalThis.Boolean(object.user_namespaces)
-        : false,
-    };
-  },
-
-  toJSON(message: RuntimeHandlerFeatures): unknown {
-    const obj: any = {};
-    if (message.recursiveReadOnlyMounts !== false) {
-      obj.recursiveReadOnlyMounts = message.recursiveReadOnlyMounts;
-    }
-    if (message.userNamespaces !== false) {
-      obj.userNamespaces = message.userNamespaces;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<RuntimeHandlerFeatures>, I>>(base?: I): RuntimeHandlerFeatures {
-    return RuntimeHandlerFeatures.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<RuntimeHandlerFeatures>, I>>(object: I): RuntimeHandlerFeatures {
-    const message = createBaseRuntimeHandlerFeatures();
-    message.recursiveReadOnlyMounts = object.recursiveReadOnlyMounts ?? false;
-    message.userNamespaces = object.userNamespaces ?? false;
-    return message;
-  },
-};
-
-function createBaseRuntimeFeatures(): RuntimeFeatures {
-  return { supplementalGroupsPolicy: false };
-}
-
-export const RuntimeFeatures: MessageFns<RuntimeFeatures> = {
-  encode(message: RuntimeFeatures, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.supplementalGroupsPolicy !== false) {
-      writer.uint32(8).bool(message.supplementalGroupsPolicy);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): RuntimeFeatures {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseRuntimeFeatures();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 8) {
-              break;
-            }
-
-            message.supplementalGroupsPolicy = reader.bool();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): RuntimeFeatures {
-    return {
-      supplementalGroupsPolicy: isSet(object.supplementalGroupsPolicy)
-        ? globalThis.Boolean(object.supplementalGroupsPolicy)
-        : isSet(object.supplemental_groups_policy)
-        ? globalThis.Boolean(object.supplemental_groups_policy)
-        : false,
-    };
-  },
-
-  toJSON(message: RuntimeFeatures): unknown {
-    const obj: any = {};
-    if (message.supplementalGroupsPolicy !== false) {
-      obj.supplementalGroupsPolicy = message.supplementalGroupsPolicy;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<RuntimeFeatures>, I>>(base?: I): RuntimeFeatures {
-    return RuntimeFeatures.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<RuntimeFeatures>, I>>(object: I): RuntimeFeatures {
-    const message = createBaseRuntimeFeatures();
-    message.supplementalGroupsPolicy = object.supplementalGroupsPolicy ?? false;
     return message;
   },
 };
@@ -2049,36 +1012,10 @@ export const PodSandboxMetadata: MessageFns<PodSandboxMetadata> = {
     }
   },
 
-  fromJSON(object: any): PodSandboxMetadata {
-    return {
-      name: isSet(object.name) ? globalThis.String(object.name) : "",
-      uid: isSet(object.uid) ? globalThis.String(object.uid) : "",
-      namespace: isSet(object.namespace) ? globalThis.String(object.namespace) : "",
-      attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
-    };
+  create(base?: DeepPartial<PodSandboxMetadata>): PodSandboxMetadata {
+    return PodSandboxMetadata.fromPartial(base ?? {});
   },
-
-  toJSON(message: PodSandboxMetadata): unknown {
-    const obj: any = {};
-    if (message.name !== "") {
-      obj.name = message.name;
-    }
-    if (message.uid !== "") {
-      obj.uid = message.uid;
-    }
-    if (message.namespace !== "") {
-      obj.namespace = message.namespace;
-    }
-    if (message.attempt !== 0) {
-      obj.attempt = Math.round(message.attempt);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<PodSandboxMetadata>, I>>(base?: I): PodSandboxMetadata {
-    return PodSandboxMetadata.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<PodSandboxMetadata>, I>>(object: I): PodSandboxMetadata {
+  fromPartial(object: DeepPartial<PodSandboxMetadata>): PodSandboxMetadata {
     const message = createBasePodSandboxMetadata();
     message.name = object.name ?? "";
     message.uid = object.uid ?? "";
@@ -2144,28 +1081,10 @@ export const ContainerMetadata: MessageFns<ContainerMetadata> = {
     }
   },
 
-  fromJSON(object: any): ContainerMetadata {
-    return {
-      name: isSet(object.name) ? globalThis.String(object.name) : "",
-      attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
-    };
+  create(base?: DeepPartial<ContainerMetadata>): ContainerMetadata {
+    return ContainerMetadata.fromPartial(base ?? {});
   },
-
-  toJSON(message: ContainerMetadata): unknown {
-    const obj: any = {};
-    if (message.name !== "") {
-      obj.name = message.name;
-    }
-    if (message.attempt !== 0) {
-      obj.attempt = Math.round(message.attempt);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ContainerMetadata>, I>>(base?: I): ContainerMetadata {
-    return ContainerMetadata.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ContainerMetadata>, I>>(object: I): ContainerMetadata {
+  fromPartial(object: DeepPartial<ContainerMetadata>): ContainerMetadata {
     const message = createBaseContainerMetadata();
     message.name = object.name ?? "";
     message.attempt = object.attempt ?? 0;
@@ -2254,63 +1173,10 @@ export const ImageSpec: MessageFns<ImageSpec> = {
     }
   },
 
-  fromJSON(object: any): ImageSpec {
-    return {
-      image: isSet(object.image) ? globalThis.String(object.image) : "",
-      annotations: isObject(object.annotations)
-        ? (globalThis.Object.entries(object.annotations) as [string, any][]).reduce(
-          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
-            globalThis.Object.defineProperty(acc, key, {
-              value: globalThis.String(value),
-              enumerable: true,
-              configurable: true,
-              writable: true,
-            });
-            return acc;
-          },
-          {},
-        )
-        : {},
-      userSpecifiedImage: isSet(object.userSpecifiedImage)
-        ? globalThis.String(object.userSpecifiedImage)
-        : isSet(object.user_specified_image)
-        ? globalThis.String(object.user_specified_image)
-        : "",
-      runtimeHandler: isSet(object.runtimeHandler)
-        ? globalThis.String(object.runtimeHandler)
-        : isSet(object.runtime_handler)
-        ? globalThis.String(object.runtime_handler)
-        : "",
-    };
+  create(base?: DeepPartial<ImageSpec>): ImageSpec {
+    return ImageSpec.fromPartial(base ?? {});
   },
-
-  toJSON(message: ImageSpec): unknown {
-    const obj: any = {};
-    if (message.image !== "") {
-      obj.image = message.image;
-    }
-    if (message.annotations) {
-      const entries = globalThis.Object.entries(message.annotations) as [string, string][];
-      if (entries.length > 0) {
-        obj.annotations = {};
-        entries.forEach(([k, v]) => {
-          obj.annotations[k] = v;
-        });
-      }
-    }
-    if (message.userSpecifiedImage !== "") {
-      obj.userSpecifiedImage = message.userSpecifiedImage;
-    }
-    if (message.runtimeHandler !== "") {
-      obj.runtimeHandler = message.runtimeHandler;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ImageSpec>, I>>(base?: I): ImageSpec {
-    return ImageSpec.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ImageSpec>, I>>(object: I): ImageSpec {
+  fromPartial(object: DeepPartial<ImageSpec>): ImageSpec {
     const message = createBaseImageSpec();
     message.image = object.image ?? "";
     message.annotations = (globalThis.Object.entries(object.annotations ?? {}) as [string, string][]).reduce(
@@ -2384,28 +1250,10 @@ export const ImageSpec_AnnotationsEntry: MessageFns<ImageSpec_AnnotationsEntry> 
     }
   },
 
-  fromJSON(object: any): ImageSpec_AnnotationsEntry {
-    return {
-      key: isSet(object.key) ? globalThis.String(object.key) : "",
-      value: isSet(object.value) ? globalThis.String(object.value) : "",
-    };
+  create(base?: DeepPartial<ImageSpec_AnnotationsEntry>): ImageSpec_AnnotationsEntry {
+    return ImageSpec_AnnotationsEntry.fromPartial(base ?? {});
   },
-
-  toJSON(message: ImageSpec_AnnotationsEntry): unknown {
-    const obj: any = {};
-    if (message.key !== "") {
-      obj.key = message.key;
-    }
-    if (message.value !== "") {
-      obj.value = message.value;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ImageSpec_AnnotationsEntry>, I>>(base?: I): ImageSpec_AnnotationsEntry {
-    return ImageSpec_AnnotationsEntry.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ImageSpec_AnnotationsEntry>, I>>(object: I): ImageSpec_AnnotationsEntry {
+  fromPartial(object: DeepPartial<ImageSpec_AnnotationsEntry>): ImageSpec_AnnotationsEntry {
     const message = createBaseImageSpec_AnnotationsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
@@ -2469,28 +1317,10 @@ export const KeyValue: MessageFns<KeyValue> = {
     }
   },
 
-  fromJSON(object: any): KeyValue {
-    return {
-      key: isSet(object.key) ? globalThis.String(object.key) : "",
-      value: isSet(object.value) ? globalThis.String(object.value) : "",
-    };
+  create(base?: DeepPartial<KeyValue>): KeyValue {
+    return KeyValue.fromPartial(base ?? {});
   },
-
-  toJSON(message: KeyValue): unknown {
-    const obj: any = {};
-    if (message.key !== "") {
-      obj.key = message.key;
-    }
-    if (message.value !== "") {
-      obj.value = message.value;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<KeyValue>, I>>(base?: I): KeyValue {
-    return KeyValue.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<KeyValue>, I>>(object: I): KeyValue {
+  fromPartial(object: DeepPartial<KeyValue>): KeyValue {
     const message = createBaseKeyValue();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
@@ -2565,32 +1395,10 @@ export const DNSConfig: MessageFns<DNSConfig> = {
     }
   },
 
-  fromJSON(object: any): DNSConfig {
-    return {
-      servers: globalThis.Array.isArray(object?.servers) ? object.servers.map((e: any) => globalThis.String(e)) : [],
-      searches: globalThis.Array.isArray(object?.searches) ? object.searches.map((e: any) => globalThis.String(e)) : [],
-      options: globalThis.Array.isArray(object?.options) ? object.options.map((e: any) => globalThis.String(e)) : [],
-    };
+  create(base?: DeepPartial<DNSConfig>): DNSConfig {
+    return DNSConfig.fromPartial(base ?? {});
   },
-
-  toJSON(message: DNSConfig): unknown {
-    const obj: any = {};
-    if (message.servers?.length) {
-      obj.servers = message.servers;
-    }
-    if (message.searches?.length) {
-      obj.searches = message.searches;
-    }
-    if (message.options?.length) {
-      obj.options = message.options;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<DNSConfig>, I>>(base?: I): DNSConfig {
-    return DNSConfig.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<DNSConfig>, I>>(object: I): DNSConfig {
+  fromPartial(object: DeepPartial<DNSConfig>): DNSConfig {
     const message = createBaseDNSConfig();
     message.servers = object.servers?.map((e) => e) || [];
     message.searches = object.searches?.map((e) => e) || [];
@@ -2677,48 +1485,10 @@ export const PortMapping: MessageFns<PortMapping> = {
     }
   },
 
-  fromJSON(object: any): PortMapping {
-    return {
-      protocol: isSet(object.protocol) ? protocolFromJSON(object.protocol) : 0,
-      containerPort: isSet(object.containerPort)
-        ? globalThis.Number(object.containerPort)
-        : isSet(object.container_port)
-        ? globalThis.Number(object.container_port)
-        : 0,
-      hostPort: isSet(object.hostPort)
-        ? globalThis.Number(object.hostPort)
-        : isSet(object.host_port)
-        ? globalThis.Number(object.host_port)
-        : 0,
-      hostIp: isSet(object.hostIp)
-        ? globalThis.String(object.hostIp)
-        : isSet(object.host_ip)
-        ? globalThis.String(object.host_ip)
-        : "",
-    };
+  create(base?: DeepPartial<PortMapping>): PortMapping {
+    return PortMapping.fromPartial(base ?? {});
   },
-
-  toJSON(message: PortMapping): unknown {
-    const obj: any = {};
-    if (message.protocol !== 0) {
-      obj.protocol = protocolToJSON(message.protocol);
-    }
-    if (message.containerPort !== 0) {
-      obj.containerPort = Math.round(message.containerPort);
-    }
-    if (message.hostPort !== 0) {
-      obj.hostPort = Math.round(message.hostPort);
-    }
-    if (message.hostIp !== "") {
-      obj.hostIp = message.hostIp;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<PortMapping>, I>>(base?: I): PortMapping {
-    return PortMapping.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<PortMapping>, I>>(object: I): PortMapping {
+  fromPartial(object: DeepPartial<PortMapping>): PortMapping {
     const message = createBasePortMapping();
     message.protocol = object.protocol ?? 0;
     message.containerPort = object.containerPort ?? 0;
@@ -2728,127 +1498,8 @@ export const PortMapping: MessageFns<PortMapping> = {
   },
 };
 
-function createBaseIDMapping(): IDMapping {
-  return { hostId: 0, containerId: 0, length: 0 };
-}
-
-export const IDMapping: MessageFns<IDMapping> = {
-  encode(message: IDMapping, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.hostId !== 0) {
-      writer.uint32(8).uint32(message.hostId);
-    }
-    if (message.containerId !== 0) {
-      writer.uint32(16).uint32(message.containerId);
-    }
-    if (message.length !== 0) {
-      writer.uint32(24).uint32(message.length);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): IDMapping {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseIDMapping();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 8) {
-              break;
-            }
-
-            message.hostId = reader.uint32();
-            continue;
-          }
-          case 2: {
-            if (tag !== 16) {
-              break;
-            }
-
-            message.containerId = reader.uint32();
-            continue;
-          }
-          case 3: {
-            if (tag !== 24) {
-              break;
-            }
-
-            message.length = reader.uint32();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): IDMapping {
-    return {
-      hostId: isSet(object.hostId)
-        ? globalThis.Number(object.hostId)
-        : isSet(object.host_id)
-        ? globalThis.Number(object.host_id)
-        : 0,
-      containerId: isSet(object.containerId)
-        ? globalThis.Number(object.containerId)
-        : isSet(object.container_id)
-        ? globalThis.Number(object.container_id)
-        : 0,
-      length: isSet(object.length) ? globalThis.Number(object.length) : 0,
-    };
-  },
-
-  toJSON(message: IDMapping): unknown {
-    const obj: any = {};
-    if (message.hostId !== 0) {
-      obj.hostId = Math.round(message.hostId);
-    }
-    if (message.containerId !== 0) {
-      obj.containerId = Math.round(message.containerId);
-    }
-    if (message.length !== 0) {
-      obj.length = Math.round(message.length);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<IDMapping>, I>>(base?: I): IDMapping {
-    return IDMapping.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<IDMapping>, I>>(object: I): IDMapping {
-    const message = createBaseIDMapping();
-    message.hostId = object.hostId ?? 0;
-    message.containerId = object.containerId ?? 0;
-    message.length = object.length ?? 0;
-    return message;
-  },
-};
-
 function createBaseMount(): Mount {
-  return {
-    containerPath: "",
-    hostPath: "",
-    readonly: false,
-    selinuxRelabel: false,
-    propagation: 0,
-    uidMappings: [],
-    gidMappings: [],
-    recursiveReadOnly: false,
-    image: undefined,
-  };
+  return { containerPath: "", hostPath: "", readonly: false, propagation: 0 };
 }
 
 export const Mount: MessageFns<Mount> = {
@@ -2862,23 +1513,8 @@ export const Mount: MessageFns<Mount> = {
     if (message.readonly !== false) {
       writer.uint32(24).bool(message.readonly);
     }
-    if (message.selinuxRelabel !== false) {
-      writer.uint32(32).bool(message.selinuxRelabel);
-    }
     if (message.propagation !== 0) {
       writer.uint32(40).int32(message.propagation);
-    }
-    for (const v of message.uidMappings) {
-      IDMapping.encode(v!, writer.uint32(50).fork()).join();
-    }
-    for (const v of message.gidMappings) {
-      IDMapping.encode(v!, writer.uint32(58).fork()).join();
-    }
-    if (message.recursiveReadOnly !== false) {
-      writer.uint32(64).bool(message.recursiveReadOnly);
-    }
-    if (message.image !== undefined) {
-      ImageSpec.encode(message.image, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -2920,14 +1556,6 @@ export const Mount: MessageFns<Mount> = {
             message.readonly = reader.bool();
             continue;
           }
-          case 4: {
-            if (tag !== 32) {
-              break;
-            }
-
-            message.selinuxRelabel = reader.bool();
-            continue;
-          }
           case 5: {
             if (tag !== 40) {
               break;
@@ -2936,38 +1564,6 @@ export const Mount: MessageFns<Mount> = {
             message.propagation = reader.int32() as any;
             continue;
           }
-          case 6: {
-            if (tag !== 50) {
-              break;
-            }
-
-            message.uidMappings.push(IDMapping.decode(reader, reader.uint32()));
-            continue;
-          }
-          case 7: {
-            if (tag !== 58) {
-              break;
-            }
-
-            message.gidMappings.push(IDMapping.decode(reader, reader.uint32()));
-            continue;
-          }
-          case 8: {
-            if (tag !== 64) {
-              break;
-            }
-
-            message.recursiveReadOnly = reader.bool();
-            continue;
-          }
-          case 9: {
-            if (tag !== 74) {
-              break;
-            }
-
-            message.image = ImageSpec.decode(reader, reader.uint32());
-            continue;
-          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2980,195 +1576,21 @@ export const Mount: MessageFns<Mount> = {
     }
   },
 
-  fromJSON(object: any): Mount {
-    return {
-      containerPath: isSet(object.containerPath)
-        ? globalThis.String(object.containerPath)
-        : isSet(object.container_path)
-        ? globalThis.String(object.container_path)
-        : "",
-      hostPath: isSet(object.hostPath)
-        ? globalThis.String(object.hostPath)
-        : isSet(object.host_path)
-        ? globalThis.String(object.host_path)
-        : "",
-      readonly: isSet(object.readonly) ? globalThis.Boolean(object.readonly) : false,
-      selinuxRelabel: isSet(object.selinuxRelabel)
-        ? globalThis.Boolean(object.selinuxRelabel)
-        : isSet(object.selinux_relabel)
-        ? globalThis.Boolean(object.selinux_relabel)
-        : false,
-      propagation: isSet(object.propagation) ? mountPropagationFromJSON(object.propagation) : 0,
-      uidMappings: globalThis.Array.isArray(object?.uidMappings)
-        ? object.uidMappings.map((e: any) => IDMapping.fromJSON(e))
-        : [],
-      gidMappings: globalThis.Array.isArray(object?.gidMappings)
-        ? object.gidMappings.map((e: any) => IDMapping.fromJSON(e))
-        : [],
-      recursiveReadOnly: isSet(object.recursiveReadOnly)
-        ? globalThis.Boolean(object.recursiveReadOnly)
-        : isSet(object.recursive_read_only)
-        ? globalThis.Boolean(object.recursive_read_only)
-        : false,
-      image: isSet(object.image) ? ImageSpec.fromJSON(object.image) : undefined,
-    };
+  create(base?: DeepPartial<Mount>): Mount {
+    return Mount.fromPartial(base ?? {});
   },
-
-  toJSON(message: Mount): unknown {
-    const obj: any = {};
-    if (message.containerPath !== "") {
-      obj.containerPath = message.containerPath;
-    }
-    if (message.hostPath !== "") {
-      obj.hostPath = message.hostPath;
-    }
-    if (message.readonly !== false) {
-      obj.readonly = message.readonly;
-    }
-    if (message.selinuxRelabel !== false) {
-      obj.selinuxRelabel = message.selinuxRelabel;
-    }
-    if (message.propagation !== 0) {
-      obj.propagation = mountPropagationToJSON(message.propagation);
-    }
-    if (message.uidMappings?.length) {
-      obj.uidMappings = message.uidMappings.map((e) => IDMapping.toJSON(e));
-    }
-    if (message.gidMappings?.length) {
-      obj.gidMappings = message.gidMappings.map((e) => IDMapping.toJSON(e));
-    }
-    if (message.recursiveReadOnly !== false) {
-      obj.recursiveReadOnly = message.recursiveReadOnly;
-    }
-    if (message.image !== undefined) {
-      obj.image = ImageSpec.toJSON(message.image);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<Mount>, I>>(base?: I): Mount {
-    return Mount.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<Mount>, I>>(object: I): Mount {
+  fromPartial(object: DeepPartial<Mount>): Mount {
     const message = createBaseMount();
     message.containerPath = object.containerPath ?? "";
     message.hostPath = object.hostPath ?? "";
     message.readonly = object.readonly ?? false;
-    message.selinuxRelabel = object.selinuxRelabel ?? false;
     message.propagation = object.propagation ?? 0;
-    message.uidMappings = object.uidMappings?.map((e) => IDMapping.fromPartial(e)) || [];
-    message.gidMappings = object.gidMappings?.map((e) => IDMapping.fromPartial(e)) || [];
-    message.recursiveReadOnly = object.recursiveReadOnly ?? false;
-    message.image = (object.image !== undefined && object.image !== null)
-      ? ImageSpec.fromPartial(object.image)
-      : undefined;
-    return message;
-  },
-};
-
-function createBaseUserNamespace(): UserNamespace {
-  return { mode: 0, uids: [], gids: [] };
-}
-
-export const UserNamespace: MessageFns<UserNamespace> = {
-  encode(message: UserNamespace, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.mode !== 0) {
-      writer.uint32(8).int32(message.mode);
-    }
-    for (const v of message.uids) {
-      IDMapping.encode(v!, writer.uint32(18).fork()).join();
-    }
-    for (const v of message.gids) {
-      IDMapping.encode(v!, writer.uint32(26).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): UserNamespace {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseUserNamespace();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 8) {
-              break;
-            }
-
-            message.mode = reader.int32() as any;
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.uids.push(IDMapping.decode(reader, reader.uint32()));
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.gids.push(IDMapping.decode(reader, reader.uint32()));
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): UserNamespace {
-    return {
-      mode: isSet(object.mode) ? namespaceModeFromJSON(object.mode) : 0,
-      uids: globalThis.Array.isArray(object?.uids) ? object.uids.map((e: any) => IDMapping.fromJSON(e)) : [],
-      gids: globalThis.Array.isArray(object?.gids) ? object.gids.map((e: any) => IDMapping.fromJSON(e)) : [],
-    };
-  },
-
-  toJSON(message: UserNamespace): unknown {
-    const obj: any = {};
-    if (message.mode !== 0) {
-      obj.mode = namespaceModeToJSON(message.mode);
-    }
-    if (message.uids?.length) {
-      obj.uids = message.uids.map((e) => IDMapping.toJSON(e));
-    }
-    if (message.gids?.length) {
-      obj.gids = message.gids.map((e) => IDMapping.toJSON(e));
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<UserNamespace>, I>>(base?: I): UserNamespace {
-    return UserNamespace.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<UserNamespace>, I>>(object: I): UserNamespace {
-    const message = createBaseUserNamespace();
-    message.mode = object.mode ?? 0;
-    message.uids = object.uids?.map((e) => IDMapping.fromPartial(e)) || [];
-    message.gids = object.gids?.map((e) => IDMapping.fromPartial(e)) || [];
     return message;
   },
 };
 
 function createBaseNamespaceOption(): NamespaceOption {
-  return { network: 0, pid: 0, ipc: 0, targetId: "", usernsOptions: undefined };
+  return { network: 0, pid: 0, ipc: 0, targetId: "" };
 }
 
 export const NamespaceOption: MessageFns<NamespaceOption> = {
@@ -3184,9 +1606,6 @@ export const NamespaceOption: MessageFns<NamespaceOption> = {
     }
     if (message.targetId !== "") {
       writer.uint32(34).string(message.targetId);
-    }
-    if (message.usernsOptions !== undefined) {
-      UserNamespace.encode(message.usernsOptions, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -3236,14 +1655,6 @@ export const NamespaceOption: MessageFns<NamespaceOption> = {
             message.targetId = reader.string();
             continue;
           }
-          case 5: {
-            if (tag !== 42) {
-              break;
-            }
-
-            message.usernsOptions = UserNamespace.decode(reader, reader.uint32());
-            continue;
-          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3256,56 +1667,15 @@ export const NamespaceOption: MessageFns<NamespaceOption> = {
     }
   },
 
-  fromJSON(object: any): NamespaceOption {
-    return {
-      network: isSet(object.network) ? namespaceModeFromJSON(object.network) : 0,
-      pid: isSet(object.pid) ? namespaceModeFromJSON(object.pid) : 0,
-      ipc: isSet(object.ipc) ? namespaceModeFromJSON(object.ipc) : 0,
-      targetId: isSet(object.targetId)
-        ? globalThis.String(object.targetId)
-        : isSet(object.target_id)
-        ? globalThis.String(object.target_id)
-        : "",
-      usernsOptions: isSet(object.usernsOptions)
-        ? UserNamespace.fromJSON(object.usernsOptions)
-        : isSet(object.userns_options)
-        ? UserNamespace.fromJSON(object.userns_options)
-        : undefined,
-    };
+  create(base?: DeepPartial<NamespaceOption>): NamespaceOption {
+    return NamespaceOption.fromPartial(base ?? {});
   },
-
-  toJSON(message: NamespaceOption): unknown {
-    const obj: any = {};
-    if (message.network !== 0) {
-      obj.network = namespaceModeToJSON(message.network);
-    }
-    if (message.pid !== 0) {
-      obj.pid = namespaceModeToJSON(message.pid);
-    }
-    if (message.ipc !== 0) {
-      obj.ipc = namespaceModeToJSON(message.ipc);
-    }
-    if (message.targetId !== "") {
-      obj.targetId = message.targetId;
-    }
-    if (message.usernsOptions !== undefined) {
-      obj.usernsOptions = UserNamespace.toJSON(message.usernsOptions);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<NamespaceOption>, I>>(base?: I): NamespaceOption {
-    return NamespaceOption.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<NamespaceOption>, I>>(object: I): NamespaceOption {
+  fromPartial(object: DeepPartial<NamespaceOption>): NamespaceOption {
     const message = createBaseNamespaceOption();
     message.network = object.network ?? 0;
     message.pid = object.pid ?? 0;
     message.ipc = object.ipc ?? 0;
     message.targetId = object.targetId ?? "";
-    message.usernsOptions = (object.usernsOptions !== undefined && object.usernsOptions !== null)
-      ? UserNamespace.fromPartial(object.usernsOptions)
-      : undefined;
     return message;
   },
 };
@@ -3355,91 +1725,12 @@ export const Int64Value: MessageFns<Int64Value> = {
     }
   },
 
-  fromJSON(object: any): Int64Value {
-    return { value: isSet(object.value) ? globalThis.Number(object.value) : 0 };
+  create(base?: DeepPartial<Int64Value>): Int64Value {
+    return Int64Value.fromPartial(base ?? {});
   },
-
-  toJSON(message: Int64Value): unknown {
-    const obj: any = {};
-    if (message.value !== 0) {
-      obj.value = Math.round(message.value);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<Int64Value>, I>>(base?: I): Int64Value {
-    return Int64Value.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<Int64Value>, I>>(object: I): Int64Value {
+  fromPartial(object: DeepPartial<Int64Value>): Int64Value {
     const message = createBaseInt64Value();
     message.value = object.value ?? 0;
-    return message;
-  },
-};
-
-function createBaseUInt64Value(): UInt64Value {
-  return { value: "0" };
-}
-
-export const UInt64Value: MessageFns<UInt64Value> = {
-  encode(message: UInt64Value, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.value !== "0") {
-      writer.uint32(8).uint64(message.value);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): UInt64Value {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseUInt64Value();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 8) {
-              break;
-            }
-
-            message.value = reader.uint64().toString();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): UInt64Value {
-    return { value: isSet(object.value) ? globalThis.String(object.value) : "0" };
-  },
-
-  toJSON(message: UInt64Value): unknown {
-    const obj: any = {};
-    if (message.value !== "0") {
-      obj.value = globalThis.String(message.value);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<UInt64Value>, I>>(base?: I): UInt64Value {
-    return UInt64Value.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<UInt64Value>, I>>(object: I): UInt64Value {
-    const message = createBaseUInt64Value();
-    message.value = object.value ?? "0";
     return message;
   },
 };
@@ -3500,36 +1791,10 @@ export const SecurityProfile: MessageFns<SecurityProfile> = {
     }
   },
 
-  fromJSON(object: any): SecurityProfile {
-    return {
-      profileType: isSet(object.profileType)
-        ? securityProfile_ProfileTypeFromJSON(object.profileType)
-        : isSet(object.profile_type)
-        ? securityProfile_ProfileTypeFromJSON(object.profile_type)
-        : 0,
-      localhostRef: isSet(object.localhostRef)
-        ? globalThis.String(object.localhostRef)
-        : isSet(object.localhost_ref)
-        ? globalThis.String(object.localhost_ref)
-        : "",
-    };
+  create(base?: DeepPartial<SecurityProfile>): SecurityProfile {
+    return SecurityProfile.fromPartial(base ?? {});
   },
-
-  toJSON(message: SecurityProfile): unknown {
-    const obj: any = {};
-    if (message.profileType !== 0) {
-      obj.profileType = securityProfile_ProfileTypeToJSON(message.profileType);
-    }
-    if (message.localhostRef !== "") {
-      obj.localhostRef = message.localhostRef;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<SecurityProfile>, I>>(base?: I): SecurityProfile {
-    return SecurityProfile.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<SecurityProfile>, I>>(object: I): SecurityProfile {
+  fromPartial(object: DeepPartial<SecurityProfile>): SecurityProfile {
     const message = createBaseSecurityProfile();
     message.profileType = object.profileType ?? 0;
     message.localhostRef = object.localhostRef ?? "";
@@ -3537,708 +1802,9 @@ export const SecurityProfile: MessageFns<SecurityProfile> = {
   },
 };
 
-function createBaseSELinuxOption(): SELinuxOption {
-  return { user: "", role: "", type: "", level: "" };
-}
-
-export const SELinuxOption: MessageFns<SELinuxOption> = {
-  encode(message: SELinuxOption, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.user !== "") {
-      writer.uint32(10).string(message.user);
-    }
-    if (message.role !== "") {
-      writer.uint32(18).string(message.role);
-    }
-    if (message.type !== "") {
-      writer.uint32(26).string(message.type);
-    }
-    if (message.level !== "") {
-      writer.uint32(34).string(message.level);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): SELinuxOption {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseSELinuxOption();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.user = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.role = reader.string();
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.type = reader.string();
-            continue;
-          }
-          case 4: {
-            if (tag !== 34) {
-              break;
-            }
-
-            message.level = reader.string();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): SELinuxOption {
-    return {
-      user: isSet(object.user) ? globalThis.String(object.user) : "",
-      role: isSet(object.role) ? globalThis.String(object.role) : "",
-      type: isSet(object.type) ? globalThis.String(object.type) : "",
-      level: isSet(object.level) ? globalThis.String(object.level) : "",
-    };
-  },
-
-  toJSON(message: SELinuxOption): unknown {
-    const obj: any = {};
-    if (message.user !== "") {
-      obj.user = message.user;
-    }
-    if (message.role !== "") {
-      obj.role = message.role;
-    }
-    if (message.type !== "") {
-      obj.type = message.type;
-    }
-    if (message.level !== "") {
-      obj.level = message.level;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<SELinuxOption>, I>>(base?: I): SELinuxOption {
-    return SELinuxOption.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<SELinuxOption>, I>>(object: I): SELinuxOption {
-    const message = createBaseSELinuxOption();
-    message.user = object.user ?? "";
-    message.role = object.role ?? "";
-    message.type = object.type ?? "";
-    message.level = object.level ?? "";
-    return message;
-  },
-};
-
-function createBaseCapability(): Capability {
-  return { addCapabilities: [], dropCapabilities: [], addAmbientCapabilities: [] };
-}
-
-export const Capability: MessageFns<Capability> = {
-  encode(message: Capability, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    for (const v of message.addCapabilities) {
-      writer.uint32(10).string(v!);
-    }
-    for (const v of message.dropCapabilities) {
-      writer.uint32(18).string(v!);
-    }
-    for (const v of message.addAmbientCapabilities) {
-      writer.uint32(26).string(v!);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): Capability {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseCapability();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.addCapabilities.push(reader.string());
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.dropCapabilities.push(reader.string());
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.addAmbientCapabilities.push(reader.string());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): Capability {
-    return {
-      addCapabilities: globalThis.Array.isArray(object?.addCapabilities)
-        ? object.addCapabilities.map((e: any) => globalThis.String(e))
-        : globalThis.Array.isArray(object?.add_capabilities)
-        ? object.add_capabilities.map((e: any) => globalThis.String(e))
-        : [],
-      dropCapabilities: globalThis.Array.isArray(object?.dropCapabilities)
-        ? object.dropCapabilities.map((e: any) => globalThis.String(e))
-        : globalThis.Array.isArray(object?.drop_capabilities)
-        ? object.drop_capabilities.map((e: any) => globalThis.String(e))
-        : [],
-      addAmbientCapabilities: globalThis.Array.isArray(object?.addAmbientCapabilities)
-        ? object.addAmbientCapabilities.map((e: any) => globalThis.String(e))
-        : globalThis.Array.isArray(object?.add_ambient_capabilities)
-        ? object.add_ambient_capabilities.map((e: any) => globalThis.String(e))
-        : [],
-    };
-  },
-
-  toJSON(message: Capability): unknown {
-    const obj: any = {};
-    if (message.addCapabilities?.length) {
-      obj.addCapabilities = message.addCapabilities;
-    }
-    if (message.dropCapabilities?.length) {
-      obj.dropCapabilities = message.dropCapabilities;
-    }
-    if (message.addAmbientCapabilities?.length) {
-      obj.addAmbientCapabilities = message.addAmbientCapabilities;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<Capability>, I>>(base?: I): Capability {
-    return Capability.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<Capability>, I>>(object: I): Capability {
-    const message = createBaseCapability();
-    message.addCapabilities = object.addCapabilities?.map((e) => e) || [];
-    message.dropCapabilities = object.dropCapabilities?.map((e) => e) || [];
-    message.addAmbientCapabilities = object.addAmbientCapabilities?.map((e) => e) || [];
-    return message;
-  },
-};
-
-function createBaseHugepageLimit(): HugepageLimit {
-  return { pageSize: "", limit: 0 };
-}
-
-export const HugepageLimit: MessageFns<HugepageLimit> = {
-  encode(message: HugepageLimit, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.pageSize !== "") {
-      writer.uint32(10).string(message.pageSize);
-    }
-    if (message.limit !== 0) {
-      writer.uint32(16).uint64(message.limit);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): HugepageLimit {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseHugepageLimit();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.pageSize = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 16) {
-              break;
-            }
-
-            message.limit = longToNumber(reader.uint64());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): HugepageLimit {
-    return {
-      pageSize: isSet(object.pageSize)
-        ? globalThis.String(object.pageSize)
-        : isSet(object.page_size)
-        ? globalThis.String(object.page_size)
-        : "",
-      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
-    };
-  },
-
-  toJSON(message: HugepageLimit): unknown {
-    const obj: any = {};
-    if (message.pageSize !== "") {
-      obj.pageSize = message.pageSize;
-    }
-    if (message.limit !== 0) {
-      obj.limit = Math.round(message.limit);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<HugepageLimit>, I>>(base?: I): HugepageLimit {
-    return HugepageLimit.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<HugepageLimit>, I>>(object: I): HugepageLimit {
-    const message = createBaseHugepageLimit();
-    message.pageSize = object.pageSize ?? "";
-    message.limit = object.limit ?? 0;
-    return message;
-  },
-};
-
-function createBaseLinuxContainerResources(): LinuxContainerResources {
-  return {
-    cpuPeriod: 0,
-    cpuQuota: 0,
-    cpuShares: 0,
-    memoryLimitInBytes: 0,
-    oomScoreAdj: 0,
-    cpusetCpus: "",
-    cpusetMems: "",
-    hugepageLimits: [],
-    unified: {},
-    memorySwapLimitInBytes: 0,
-  };
-}
-
-export const LinuxContainerResources: MessageFns<LinuxContainerResources> = {
-  encode(message: LinuxContainerResources, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.cpuPeriod !== 0) {
-      writer.uint32(8).int64(message.cpuPeriod);
-    }
-    if (message.cpuQuota !== 0) {
-      writer.uint32(16).int64(message.cpuQuota);
-    }
-    if (message.cpuShares !== 0) {
-      writer.uint32(24).int64(message.cpuShares);
-    }
-    if (message.memoryLimitInBytes !== 0) {
-      writer.uint32(32).int64(message.memoryLimitInBytes);
-    }
-    if (message.oomScoreAdj !== 0) {
-      writer.uint32(40).int64(message.oomScoreAdj);
-    }
-    if (message.cpusetCpus !== "") {
-      writer.uint32(50).string(message.cpusetCpus);
-    }
-    if (message.cpusetMems !== "") {
-      writer.uint32(58).string(message.cpusetMems);
-    }
-    for (const v of message.hugepageLimits) {
-      HugepageLimit.encode(v!, writer.uint32(66).fork()).join();
-    }
-    globalThis.Object.entries(message.unified).forEach(([key, value]: [string, string]) => {
-      LinuxContainerResources_UnifiedEntry.encode({ key: key as any, value }, writer.uint32(74).fork()).join();
-    });
-    if (message.memorySwapLimitInBytes !== 0) {
-      writer.uint32(80).int64(message.memorySwapLimitInBytes);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): LinuxContainerResources {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseLinuxContainerResources();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 8) {
-              break;
-            }
-
-            message.cpuPeriod = longToNumber(reader.int64());
-            continue;
-          }
-          case 2: {
-            if (tag !== 16) {
-              break;
-            }
-
-            message.cpuQuota = longToNumber(reader.int64());
-            continue;
-          }
-          case 3: {
-            if (tag !== 24) {
-              break;
-            }
-
-            message.cpuShares = longToNumber(reader.int64());
-            continue;
-          }
-          case 4: {
-            if (tag !== 32) {
-              break;
-            }
-
-            message.memoryLimitInBytes = longToNumber(reader.int64());
-            continue;
-          }
-          case 5: {
-            if (tag !== 40) {
-              break;
-            }
-
-            message.oomScoreAdj = longToNumber(reader.int64());
-            continue;
-          }
-          case 6: {
-            if (tag !== 50) {
-              break;
-            }
-
-            message.cpusetCpus = reader.string();
-            continue;
-          }
-          case 7: {
-            if (tag !== 58) {
-              break;
-            }
-
-            message.cpusetMems = reader.string();
-            continue;
-          }
-          case 8: {
-            if (tag !== 66) {
-              break;
-            }
-
-            message.hugepageLimits.push(HugepageLimit.decode(reader, reader.uint32()));
-            continue;
-          }
-          case 9: {
-            if (tag !== 74) {
-              break;
-            }
-
-            const entry9 = LinuxContainerResources_UnifiedEntry.decode(reader, reader.uint32());
-            if (entry9.value !== undefined) {
-              message.unified[entry9.key] = entry9.value;
-            }
-            continue;
-          }
-          case 10: {
-            if (tag !== 80) {
-              break;
-            }
-
-            message.memorySwapLimitInBytes = longToNumber(reader.int64());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): LinuxContainerResources {
-    return {
-      cpuPeriod: isSet(object.cpuPeriod)
-        ? globalThis.Number(object.cpuPeriod)
-        : isSet(object.cpu_period)
-        ? globalThis.Number(object.cpu_period)
-        : 0,
-      cpuQuota: isSet(object.cpuQuota)
-        ? globalThis.Number(object.cpuQuota)
-        : isSet(object.cpu_quota)
-        ? globalThis.Number(object.cpu_quota)
-        : 0,
-      cpuShares: isSet(object.cpuShares)
-        ? globalThis.Number(object.cpuShares)
-        : isSet(object.cpu_shares)
-        ? globalThis.Number(object.cpu_shares)
-        : 0,
-      memoryLimitInBytes: isSet(object.memoryLimitInBytes)
-        ? globalThis.Number(object.memoryLimitInBytes)
-        : isSet(object.memory_limit_in_bytes)
-        ? globalThis.Number(object.memory_limit_in_bytes)
-        : 0,
-      oomScoreAdj: isSet(object.oomScoreAdj)
-        ? globalThis.Number(object.oomScoreAdj)
-        : isSet(object.oom_score_adj)
-        ? globalThis.Number(object.oom_score_adj)
-        : 0,
-      cpusetCpus: isSet(object.cpusetCpus)
-        ? globalThis.String(object.cpusetCpus)
-        : isSet(object.cpuset_cpus)
-        ? globalThis.String(object.cpuset_cpus)
-        : "",
-      cpusetMems: isSet(object.cpusetMems)
-        ? globalThis.String(object.cpusetMems)
-        : isSet(object.cpuset_mems)
-        ? globalThis.String(object.cpuset_mems)
-        : "",
-      hugepageLimits: globalThis.Array.isArray(object?.hugepageLimits)
-        ? object.hugepageLimits.map((e: any) => HugepageLimit.fromJSON(e))
-        : globalThis.Array.isArray(object?.hugepage_limits)
-        ? object.hugepage_limits.map((e: any) => HugepageLimit.fromJSON(e))
-        : [],
-      unified: isObject(object.unified)
-        ? (globalThis.Object.entries(object.unified) as [string, any][]).reduce(
-          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
-            globalThis.Object.defineProperty(acc, key, {
-              value: globalThis.String(value),
-              enumerable: true,
-              configurable: true,
-              writable: true,
-            });
-            return acc;
-          },
-          {},
-        )
-        : {},
-      memorySwapLimitInBytes: isSet(object.memorySwapLimitInBytes)
-        ? globalThis.Number(object.memorySwapLimitInBytes)
-        : isSet(object.memory_swap_limit_in_bytes)
-        ? globalThis.Number(object.memory_swap_limit_in_bytes)
-        : 0,
-    };
-  },
-
-  toJSON(message: LinuxContainerResources): unknown {
-    const obj: any = {};
-    if (message.cpuPeriod !== 0) {
-      obj.cpuPeriod = Math.round(message.cpuPeriod);
-    }
-    if (message.cpuQuota !== 0) {
-      obj.cpuQuota = Math.round(message.cpuQuota);
-    }
-    if (message.cpuShares !== 0) {
-      obj.cpuShares = Math.round(message.cpuShares);
-    }
-    if (message.memoryLimitInBytes !== 0) {
-      obj.memoryLimitInBytes = Math.round(message.memoryLimitInBytes);
-    }
-    if (message.oomScoreAdj !== 0) {
-      obj.oomScoreAdj = Math.round(message.oomScoreAdj);
-    }
-    if (message.cpusetCpus !== "") {
-      obj.cpusetCpus = message.cpusetCpus;
-    }
-    if (message.cpusetMems !== "") {
-      obj.cpusetMems = message.cpusetMems;
-    }
-    if (message.hugepageLimits?.length) {
-      obj.hugepageLimits = message.hugepageLimits.map((e) => HugepageLimit.toJSON(e));
-    }
-    if (message.unified) {
-      const entries = globalThis.Object.entries(message.unified) as [string, string][];
-      if (entries.length > 0) {
-        obj.unified = {};
-        entries.forEach(([k, v]) => {
-          obj.unified[k] = v;
-        });
-      }
-    }
-    if (message.memorySwapLimitInBytes !== 0) {
-      obj.memorySwapLimitInBytes = Math.round(message.memorySwapLimitInBytes);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<LinuxContainerResources>, I>>(base?: I): LinuxContainerResources {
-    return LinuxContainerResources.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<LinuxContainerResources>, I>>(object: I): LinuxContainerResources {
-    const message = createBaseLinuxContainerResources();
-    message.cpuPeriod = object.cpuPeriod ?? 0;
-    message.cpuQuota = object.cpuQuota ?? 0;
-    message.cpuShares = object.cpuShares ?? 0;
-    message.memoryLimitInBytes = object.memoryLimitInBytes ?? 0;
-    message.oomScoreAdj = object.oomScoreAdj ?? 0;
-    message.cpusetCpus = object.cpusetCpus ?? "";
-    message.cpusetMems = object.cpusetMems ?? "";
-    message.hugepageLimits = object.hugepageLimits?.map((e) => HugepageLimit.fromPartial(e)) || [];
-    message.unified = (globalThis.Object.entries(object.unified ?? {}) as [string, string][]).reduce(
-      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
-        if (value !== undefined) {
-          acc[key] = globalThis.String(value);
-        }
-        return acc;
-      },
-      {},
-    );
-    message.memorySwapLimitInBytes = object.memorySwapLimitInBytes ?? 0;
-    return message;
-  },
-};
-
-function createBaseLinuxContainerResources_UnifiedEntry(): LinuxContainerResources_UnifiedEntry {
-  return { key: "", value: "" };
-}
-
-export const LinuxContainerResources_UnifiedEntry: MessageFns<LinuxContainerResources_UnifiedEntry> = {
-  encode(message: LinuxContainerResources_UnifiedEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.key !== "") {
-      writer.uint32(10).string(message.key);
-    }
-    if (message.value !== "") {
-      writer.uint32(18).string(message.value);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): LinuxContainerResources_UnifiedEntry {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseLinuxContainerResources_UnifiedEntry();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.key = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.value = reader.string();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): LinuxContainerResources_UnifiedEntry {
-    return {
-      key: isSet(object.key) ? globalThis.String(object.key) : "",
-      value: isSet(object.value) ? globalThis.String(object.value) : "",
-    };
-  },
-
-  toJSON(message: LinuxContainerResources_UnifiedEntry): unknown {
-    const obj: any = {};
-    if (message.key !== "") {
-      obj.key = message.key;
-    }
-    if (message.value !== "") {
-      obj.value = message.value;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<LinuxContainerResources_UnifiedEntry>, I>>(
-    base?: I,
-  ): LinuxContainerResources_UnifiedEntry {
-    return LinuxContainerResources_UnifiedEntry.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<LinuxContainerResources_UnifiedEntry>, I>>(
-    object: I,
-  ): LinuxContainerResources_UnifiedEntry {
-    const message = createBaseLinuxContainerResources_UnifiedEntry();
-    message.key = object.key ?? "";
-    message.value = object.value ?? "";
-    return message;
-  },
-};
-
 function createBaseLinuxSandboxSecurityContext(): LinuxSandboxSecurityContext {
   return {
     namespaceOptions: undefined,
-    selinuxOptions: undefined,
     runAsUser: undefined,
     readonlyRootfs: false,
     supplementalGroups: [],
@@ -4246,7 +1812,6 @@ function createBaseLinuxSandboxSecurityContext(): LinuxSandboxSecurityContext {
     seccompProfilePath: "",
     runAsGroup: undefined,
     seccomp: undefined,
-    apparmor: undefined,
     supplementalGroupsPolicy: 0,
   };
 }
@@ -4255,9 +1820,6 @@ export const LinuxSandboxSecurityContext: MessageFns<LinuxSandboxSecurityContext
   encode(message: LinuxSandboxSecurityContext, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.namespaceOptions !== undefined) {
       NamespaceOption.encode(message.namespaceOptions, writer.uint32(10).fork()).join();
-    }
-    if (message.selinuxOptions !== undefined) {
-      SELinuxOption.encode(message.selinuxOptions, writer.uint32(18).fork()).join();
     }
     if (message.runAsUser !== undefined) {
       Int64Value.encode(message.runAsUser, writer.uint32(26).fork()).join();
@@ -4284,9 +1846,6 @@ export const LinuxSandboxSecurityContext: MessageFns<LinuxSandboxSecurityContext
     if (message.seccomp !== undefined) {
       SecurityProfile.encode(message.seccomp, writer.uint32(74).fork()).join();
     }
-    if (message.apparmor !== undefined) {
-      SecurityProfile.encode(message.apparmor, writer.uint32(82).fork()).join();
-    }
     if (message.supplementalGroupsPolicy !== 0) {
       writer.uint32(88).int32(message.supplementalGroupsPolicy);
     }
@@ -4312,14 +1871,6 @@ export const LinuxSandboxSecurityContext: MessageFns<LinuxSandboxSecurityContext
             }
 
             message.namespaceOptions = NamespaceOption.decode(reader, reader.uint32());
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.selinuxOptions = SELinuxOption.decode(reader, reader.uint32());
             continue;
           }
           case 3: {
@@ -4388,14 +1939,6 @@ export const LinuxSandboxSecurityContext: MessageFns<LinuxSandboxSecurityContext
             message.seccomp = SecurityProfile.decode(reader, reader.uint32());
             continue;
           }
-          case 10: {
-            if (tag !== 82) {
-              break;
-            }
-
-            message.apparmor = SecurityProfile.decode(reader, reader.uint32());
-            continue;
-          }
           case 11: {
             if (tag !== 88) {
               break;
@@ -4416,102 +1959,13 @@ export const LinuxSandboxSecurityContext: MessageFns<LinuxSandboxSecurityContext
     }
   },
 
-  fromJSON(object: any): LinuxSandboxSecurityContext {
-    return {
-      namespaceOptions: isSet(object.namespaceOptions)
-        ? NamespaceOption.fromJSON(object.namespaceOptions)
-        : isSet(object.namespace_options)
-        ? NamespaceOption.fromJSON(object.namespace_options)
-        : undefined,
-      selinuxOptions: isSet(object.selinuxOptions)
-        ? SELinuxOption.fromJSON(object.selinuxOptions)
-        : isSet(object.selinux_options)
-        ? SELinuxOption.fromJSON(object.selinux_options)
-        : undefined,
-      runAsUser: isSet(object.runAsUser)
-        ? Int64Value.fromJSON(object.runAsUser)
-        : isSet(object.run_as_user)
-        ? Int64Value.fromJSON(object.run_as_user)
-        : undefined,
-      readonlyRootfs: isSet(object.readonlyRootfs)
-        ? globalThis.Boolean(object.readonlyRootfs)
-        : isSet(object.readonly_rootfs)
-        ? globalThis.Boolean(object.readonly_rootfs)
-        : false,
-      supplementalGroups: globalThis.Array.isArray(object?.supplementalGroups)
-        ? object.supplementalGroups.map((e: any) => globalThis.Number(e))
-        : globalThis.Array.isArray(object?.supplemental_groups)
-        ? object.supplemental_groups.map((e: any) => globalThis.Number(e))
-        : [],
-      privileged: isSet(object.privileged) ? globalThis.Boolean(object.privileged) : false,
-      seccompProfilePath: isSet(object.seccompProfilePath)
-        ? globalThis.String(object.seccompProfilePath)
-        : isSet(object.seccomp_profile_path)
-        ? globalThis.String(object.seccomp_profile_path)
-        : "",
-      runAsGroup: isSet(object.runAsGroup)
-        ? Int64Value.fromJSON(object.runAsGroup)
-        : isSet(object.run_as_group)
-        ? Int64Value.fromJSON(object.run_as_group)
-        : undefined,
-      seccomp: isSet(object.seccomp) ? SecurityProfile.fromJSON(object.seccomp) : undefined,
-      apparmor: isSet(object.apparmor) ? SecurityProfile.fromJSON(object.apparmor) : undefined,
-      supplementalGroupsPolicy: isSet(object.supplementalGroupsPolicy)
-        ? supplementalGroupsPolicyFromJSON(object.supplementalGroupsPolicy)
-        : isSet(object.supplemental_groups_policy)
-        ? supplementalGroupsPolicyFromJSON(object.supplemental_groups_policy)
-        : 0,
-    };
+  create(base?: DeepPartial<LinuxSandboxSecurityContext>): LinuxSandboxSecurityContext {
+    return LinuxSandboxSecurityContext.fromPartial(base ?? {});
   },
-
-  toJSON(message: LinuxSandboxSecurityContext): unknown {
-    const obj: any = {};
-    if (message.namespaceOptions !== undefined) {
-      obj.namespaceOptions = NamespaceOption.toJSON(message.namespaceOptions);
-    }
-    if (message.selinuxOptions !== undefined) {
-      obj.selinuxOptions = SELinuxOption.toJSON(message.selinuxOptions);
-    }
-    if (message.runAsUser !== undefined) {
-      obj.runAsUser = Int64Value.toJSON(message.runAsUser);
-    }
-    if (message.readonlyRootfs !== false) {
-      obj.readonlyRootfs = message.readonlyRootfs;
-    }
-    if (message.supplementalGroups?.length) {
-      obj.supplementalGroups = message.supplementalGroups.map((e) => Math.round(e));
-    }
-    if (message.privileged !== false) {
-      obj.privileged = message.privileged;
-    }
-    if (message.seccompProfilePath !== "") {
-      obj.seccompProfilePath = message.seccompProfilePath;
-    }
-    if (message.runAsGroup !== undefined) {
-      obj.runAsGroup = Int64Value.toJSON(message.runAsGroup);
-    }
-    if (message.seccomp !== undefined) {
-      obj.seccomp = SecurityProfile.toJSON(message.seccomp);
-    }
-    if (message.apparmor !== undefined) {
-      obj.apparmor = SecurityProfile.toJSON(message.apparmor);
-    }
-    if (message.supplementalGroupsPolicy !== 0) {
-      obj.supplementalGroupsPolicy = supplementalGroupsPolicyToJSON(message.supplementalGroupsPolicy);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<LinuxSandboxSecurityContext>, I>>(base?: I): LinuxSandboxSecurityContext {
-    return LinuxSandboxSecurityContext.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<LinuxSandboxSecurityContext>, I>>(object: I): LinuxSandboxSecurityContext {
+  fromPartial(object: DeepPartial<LinuxSandboxSecurityContext>): LinuxSandboxSecurityContext {
     const message = createBaseLinuxSandboxSecurityContext();
     message.namespaceOptions = (object.namespaceOptions !== undefined && object.namespaceOptions !== null)
       ? NamespaceOption.fromPartial(object.namespaceOptions)
-      : undefined;
-    message.selinuxOptions = (object.selinuxOptions !== undefined && object.selinuxOptions !== null)
-      ? SELinuxOption.fromPartial(object.selinuxOptions)
       : undefined;
     message.runAsUser = (object.runAsUser !== undefined && object.runAsUser !== null)
       ? Int64Value.fromPartial(object.runAsUser)
@@ -4526,16 +1980,13 @@ export const LinuxSandboxSecurityContext: MessageFns<LinuxSandboxSecurityContext
     message.seccomp = (object.seccomp !== undefined && object.seccomp !== null)
       ? SecurityProfile.fromPartial(object.seccomp)
       : undefined;
-    message.apparmor = (object.apparmor !== undefined && object.apparmor !== null)
-      ? SecurityProfile.fromPartial(object.apparmor)
-      : undefined;
     message.supplementalGroupsPolicy = object.supplementalGroupsPolicy ?? 0;
     return message;
   },
 };
 
 function createBaseLinuxPodSandboxConfig(): LinuxPodSandboxConfig {
-  return { cgroupParent: "", securityContext: undefined, sysctls: {}, overhead: undefined, resources: undefined };
+  return { cgroupParent: "", securityContext: undefined, sysctls: {} };
 }
 
 export const LinuxPodSandboxConfig: MessageFns<LinuxPodSandboxConfig> = {
@@ -4549,12 +2000,6 @@ export const LinuxPodSandboxConfig: MessageFns<LinuxPodSandboxConfig> = {
     globalThis.Object.entries(message.sysctls).forEach(([key, value]: [string, string]) => {
       LinuxPodSandboxConfig_SysctlsEntry.encode({ key: key as any, value }, writer.uint32(26).fork()).join();
     });
-    if (message.overhead !== undefined) {
-      LinuxContainerResources.encode(message.overhead, writer.uint32(34).fork()).join();
-    }
-    if (message.resources !== undefined) {
-      LinuxContainerResources.encode(message.resources, writer.uint32(42).fork()).join();
-    }
     return writer;
   },
 
@@ -4598,22 +2043,6 @@ export const LinuxPodSandboxConfig: MessageFns<LinuxPodSandboxConfig> = {
             }
             continue;
           }
-          case 4: {
-            if (tag !== 34) {
-              break;
-            }
-
-            message.overhead = LinuxContainerResources.decode(reader, reader.uint32());
-            continue;
-          }
-          case 5: {
-            if (tag !== 42) {
-              break;
-            }
-
-            message.resources = LinuxContainerResources.decode(reader, reader.uint32());
-            continue;
-          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4626,67 +2055,10 @@ export const LinuxPodSandboxConfig: MessageFns<LinuxPodSandboxConfig> = {
     }
   },
 
-  fromJSON(object: any): LinuxPodSandboxConfig {
-    return {
-      cgroupParent: isSet(object.cgroupParent)
-        ? globalThis.String(object.cgroupParent)
-        : isSet(object.cgroup_parent)
-        ? globalThis.String(object.cgroup_parent)
-        : "",
-      securityContext: isSet(object.securityContext)
-        ? LinuxSandboxSecurityContext.fromJSON(object.securityContext)
-        : isSet(object.security_context)
-        ? LinuxSandboxSecurityContext.fromJSON(object.security_context)
-        : undefined,
-      sysctls: isObject(object.sysctls)
-        ? (globalThis.Object.entries(object.sysctls) as [string, any][]).reduce(
-          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
-            globalThis.Object.defineProperty(acc, key, {
-              value: globalThis.String(value),
-              enumerable: true,
-              configurable: true,
-              writable: true,
-            });
-            return acc;
-          },
-          {},
-        )
-        : {},
-      overhead: isSet(object.overhead) ? LinuxContainerResources.fromJSON(object.overhead) : undefined,
-      resources: isSet(object.resources) ? LinuxContainerResources.fromJSON(object.resources) : undefined,
-    };
+  create(base?: DeepPartial<LinuxPodSandboxConfig>): LinuxPodSandboxConfig {
+    return LinuxPodSandboxConfig.fromPartial(base ?? {});
   },
-
-  toJSON(message: LinuxPodSandboxConfig): unknown {
-    const obj: any = {};
-    if (message.cgroupParent !== "") {
-      obj.cgroupParent = message.cgroupParent;
-    }
-    if (message.securityContext !== undefined) {
-      obj.securityContext = LinuxSandboxSecurityContext.toJSON(message.securityContext);
-    }
-    if (message.sysctls) {
-      const entries = globalThis.Object.entries(message.sysctls) as [string, string][];
-      if (entries.length > 0) {
-        obj.sysctls = {};
-        entries.forEach(([k, v]) => {
-          obj.sysctls[k] = v;
-        });
-      }
-    }
-    if (message.overhead !== undefined) {
-      obj.overhead = LinuxContainerResources.toJSON(message.overhead);
-    }
-    if (message.resources !== undefined) {
-      obj.resources = LinuxContainerResources.toJSON(message.resources);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<LinuxPodSandboxConfig>, I>>(base?: I): LinuxPodSandboxConfig {
-    return LinuxPodSandboxConfig.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<LinuxPodSandboxConfig>, I>>(object: I): LinuxPodSandboxConfig {
+  fromPartial(object: DeepPartial<LinuxPodSandboxConfig>): LinuxPodSandboxConfig {
     const message = createBaseLinuxPodSandboxConfig();
     message.cgroupParent = object.cgroupParent ?? "";
     message.securityContext = (object.securityContext !== undefined && object.securityContext !== null)
@@ -4701,12 +2073,6 @@ export const LinuxPodSandboxConfig: MessageFns<LinuxPodSandboxConfig> = {
       },
       {},
     );
-    message.overhead = (object.overhead !== undefined && object.overhead !== null)
-      ? LinuxContainerResources.fromPartial(object.overhead)
-      : undefined;
-    message.resources = (object.resources !== undefined && object.resources !== null)
-      ? LinuxContainerResources.fromPartial(object.resources)
-      : undefined;
     return message;
   },
 };
@@ -4767,32 +2133,10 @@ export const LinuxPodSandboxConfig_SysctlsEntry: MessageFns<LinuxPodSandboxConfi
     }
   },
 
-  fromJSON(object: any): LinuxPodSandboxConfig_SysctlsEntry {
-    return {
-      key: isSet(object.key) ? globalThis.String(object.key) : "",
-      value: isSet(object.value) ? globalThis.String(object.value) : "",
-    };
+  create(base?: DeepPartial<LinuxPodSandboxConfig_SysctlsEntry>): LinuxPodSandboxConfig_SysctlsEntry {
+    return LinuxPodSandboxConfig_SysctlsEntry.fromPartial(base ?? {});
   },
-
-  toJSON(message: LinuxPodSandboxConfig_SysctlsEntry): unknown {
-    const obj: any = {};
-    if (message.key !== "") {
-      obj.key = message.key;
-    }
-    if (message.value !== "") {
-      obj.value = message.value;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<LinuxPodSandboxConfig_SysctlsEntry>, I>>(
-    base?: I,
-  ): LinuxPodSandboxConfig_SysctlsEntry {
-    return LinuxPodSandboxConfig_SysctlsEntry.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<LinuxPodSandboxConfig_SysctlsEntry>, I>>(
-    object: I,
-  ): LinuxPodSandboxConfig_SysctlsEntry {
+  fromPartial(object: DeepPartial<LinuxPodSandboxConfig_SysctlsEntry>): LinuxPodSandboxConfig_SysctlsEntry {
     const message = createBaseLinuxPodSandboxConfig_SysctlsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
@@ -4937,102 +2281,10 @@ export const PodSandboxConfig: MessageFns<PodSandboxConfig> = {
     }
   },
 
-  fromJSON(object: any): PodSandboxConfig {
-    return {
-      metadata: isSet(object.metadata) ? PodSandboxMetadata.fromJSON(object.metadata) : undefined,
-      hostname: isSet(object.hostname) ? globalThis.String(object.hostname) : "",
-      logDirectory: isSet(object.logDirectory)
-        ? globalThis.String(object.logDirectory)
-        : isSet(object.log_directory)
-        ? globalThis.String(object.log_directory)
-        : "",
-      dnsConfig: isSet(object.dnsConfig)
-        ? DNSConfig.fromJSON(object.dnsConfig)
-        : isSet(object.dns_config)
-        ? DNSConfig.fromJSON(object.dns_config)
-        : undefined,
-      portMappings: globalThis.Array.isArray(object?.portMappings)
-        ? object.portMappings.map((e: any) => PortMapping.fromJSON(e))
-        : globalThis.Array.isArray(object?.port_mappings)
-        ? object.port_mappings.map((e: any) => PortMapping.fromJSON(e))
-        : [],
-      labels: isObject(object.labels)
-        ? (globalThis.Object.entries(object.labels) as [string, any][]).reduce(
-          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
-            globalThis.Object.defineProperty(acc, key, {
-              value: globalThis.String(value),
-              enumerable: true,
-              configurable: true,
-              writable: true,
-            });
-            return acc;
-          },
-          {},
-        )
-        : {},
-      annotations: isObject(object.annotations)
-        ? (globalThis.Object.entries(object.annotations) as [string, any][]).reduce(
-          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
-            globalThis.Object.defineProperty(acc, key, {
-              value: globalThis.String(value),
-              enumerable: true,
-              configurable: true,
-              writable: true,
-            });
-            return acc;
-          },
-          {},
-        )
-        : {},
-      linux: isSet(object.linux) ? LinuxPodSandboxConfig.fromJSON(object.linux) : undefined,
-    };
+  create(base?: DeepPartial<PodSandboxConfig>): PodSandboxConfig {
+    return PodSandboxConfig.fromPartial(base ?? {});
   },
-
-  toJSON(message: PodSandboxConfig): unknown {
-    const obj: any = {};
-    if (message.metadata !== undefined) {
-      obj.metadata = PodSandboxMetadata.toJSON(message.metadata);
-    }
-    if (message.hostname !== "") {
-      obj.hostname = message.hostname;
-    }
-    if (message.logDirectory !== "") {
-      obj.logDirectory = message.logDirectory;
-    }
-    if (message.dnsConfig !== undefined) {
-      obj.dnsConfig = DNSConfig.toJSON(message.dnsConfig);
-    }
-    if (message.portMappings?.length) {
-      obj.portMappings = message.portMappings.map((e) => PortMapping.toJSON(e));
-    }
-    if (message.labels) {
-      const entries = globalThis.Object.entries(message.labels) as [string, string][];
-      if (entries.length > 0) {
-        obj.labels = {};
-        entries.forEach(([k, v]) => {
-          obj.labels[k] = v;
-        });
-      }
-    }
-    if (message.annotations) {
-      const entries = globalThis.Object.entries(message.annotations) as [string, string][];
-      if (entries.length > 0) {
-        obj.annotations = {};
-        entries.forEach(([k, v]) => {
-          obj.annotations[k] = v;
-        });
-      }
-    }
-    if (message.linux !== undefined) {
-      obj.linux = LinuxPodSandboxConfig.toJSON(message.linux);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<PodSandboxConfig>, I>>(base?: I): PodSandboxConfig {
-    return PodSandboxConfig.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<PodSandboxConfig>, I>>(object: I): PodSandboxConfig {
+  fromPartial(object: DeepPartial<PodSandboxConfig>): PodSandboxConfig {
     const message = createBasePodSandboxConfig();
     message.metadata = (object.metadata !== undefined && object.metadata !== null)
       ? PodSandboxMetadata.fromPartial(object.metadata)
@@ -5124,28 +2376,10 @@ export const PodSandboxConfig_LabelsEntry: MessageFns<PodSandboxConfig_LabelsEnt
     }
   },
 
-  fromJSON(object: any): PodSandboxConfig_LabelsEntry {
-    return {
-      key: isSet(object.key) ? globalThis.String(object.key) : "",
-      value: isSet(object.value) ? globalThis.String(object.value) : "",
-    };
+  create(base?: DeepPartial<PodSandboxConfig_LabelsEntry>): PodSandboxConfig_LabelsEntry {
+    return PodSandboxConfig_LabelsEntry.fromPartial(base ?? {});
   },
-
-  toJSON(message: PodSandboxConfig_LabelsEntry): unknown {
-    const obj: any = {};
-    if (message.key !== "") {
-      obj.key = message.key;
-    }
-    if (message.value !== "") {
-      obj.value = message.value;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<PodSandboxConfig_LabelsEntry>, I>>(base?: I): PodSandboxConfig_LabelsEntry {
-    return PodSandboxConfig_LabelsEntry.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<PodSandboxConfig_LabelsEntry>, I>>(object: I): PodSandboxConfig_LabelsEntry {
+  fromPartial(object: DeepPartial<PodSandboxConfig_LabelsEntry>): PodSandboxConfig_LabelsEntry {
     const message = createBasePodSandboxConfig_LabelsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
@@ -5209,32 +2443,10 @@ export const PodSandboxConfig_AnnotationsEntry: MessageFns<PodSandboxConfig_Anno
     }
   },
 
-  fromJSON(object: any): PodSandboxConfig_AnnotationsEntry {
-    return {
-      key: isSet(object.key) ? globalThis.String(object.key) : "",
-      value: isSet(object.value) ? globalThis.String(object.value) : "",
-    };
+  create(base?: DeepPartial<PodSandboxConfig_AnnotationsEntry>): PodSandboxConfig_AnnotationsEntry {
+    return PodSandboxConfig_AnnotationsEntry.fromPartial(base ?? {});
   },
-
-  toJSON(message: PodSandboxConfig_AnnotationsEntry): unknown {
-    const obj: any = {};
-    if (message.key !== "") {
-      obj.key = message.key;
-    }
-    if (message.value !== "") {
-      obj.value = message.value;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<PodSandboxConfig_AnnotationsEntry>, I>>(
-    base?: I,
-  ): PodSandboxConfig_AnnotationsEntry {
-    return PodSandboxConfig_AnnotationsEntry.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<PodSandboxConfig_AnnotationsEntry>, I>>(
-    object: I,
-  ): PodSandboxConfig_AnnotationsEntry {
+  fromPartial(object: DeepPartial<PodSandboxConfig_AnnotationsEntry>): PodSandboxConfig_AnnotationsEntry {
     const message = createBasePodSandboxConfig_AnnotationsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
@@ -5298,32 +2510,10 @@ export const RunPodSandboxRequest: MessageFns<RunPodSandboxRequest> = {
     }
   },
 
-  fromJSON(object: any): RunPodSandboxRequest {
-    return {
-      config: isSet(object.config) ? PodSandboxConfig.fromJSON(object.config) : undefined,
-      runtimeHandler: isSet(object.runtimeHandler)
-        ? globalThis.String(object.runtimeHandler)
-        : isSet(object.runtime_handler)
-        ? globalThis.String(object.runtime_handler)
-        : "",
-    };
+  create(base?: DeepPartial<RunPodSandboxRequest>): RunPodSandboxRequest {
+    return RunPodSandboxRequest.fromPartial(base ?? {});
   },
-
-  toJSON(message: RunPodSandboxRequest): unknown {
-    const obj: any = {};
-    if (message.config !== undefined) {
-      obj.config = PodSandboxConfig.toJSON(message.config);
-    }
-    if (message.runtimeHandler !== "") {
-      obj.runtimeHandler = message.runtimeHandler;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<RunPodSandboxRequest>, I>>(base?: I): RunPodSandboxRequest {
-    return RunPodSandboxRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<RunPodSandboxRequest>, I>>(object: I): RunPodSandboxRequest {
+  fromPartial(object: DeepPartial<RunPodSandboxRequest>): RunPodSandboxRequest {
     const message = createBaseRunPodSandboxRequest();
     message.config = (object.config !== undefined && object.config !== null)
       ? PodSandboxConfig.fromPartial(object.config)
@@ -5378,28 +2568,10 @@ export const RunPodSandboxResponse: MessageFns<RunPodSandboxResponse> = {
     }
   },
 
-  fromJSON(object: any): RunPodSandboxResponse {
-    return {
-      podSandboxId: isSet(object.podSandboxId)
-        ? globalThis.String(object.podSandboxId)
-        : isSet(object.pod_sandbox_id)
-        ? globalThis.String(object.pod_sandbox_id)
-        : "",
-    };
+  create(base?: DeepPartial<RunPodSandboxResponse>): RunPodSandboxResponse {
+    return RunPodSandboxResponse.fromPartial(base ?? {});
   },
-
-  toJSON(message: RunPodSandboxResponse): unknown {
-    const obj: any = {};
-    if (message.podSandboxId !== "") {
-      obj.podSandboxId = message.podSandboxId;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<RunPodSandboxResponse>, I>>(base?: I): RunPodSandboxResponse {
-    return RunPodSandboxResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<RunPodSandboxResponse>, I>>(object: I): RunPodSandboxResponse {
+  fromPartial(object: DeepPartial<RunPodSandboxResponse>): RunPodSandboxResponse {
     const message = createBaseRunPodSandboxResponse();
     message.podSandboxId = object.podSandboxId ?? "";
     return message;
@@ -5451,28 +2623,10 @@ export const StopPodSandboxRequest: MessageFns<StopPodSandboxRequest> = {
     }
   },
 
-  fromJSON(object: any): StopPodSandboxRequest {
-    return {
-      podSandboxId: isSet(object.podSandboxId)
-        ? globalThis.String(object.podSandboxId)
-        : isSet(object.pod_sandbox_id)
-        ? globalThis.String(object.pod_sandbox_id)
-        : "",
-    };
+  create(base?: DeepPartial<StopPodSandboxRequest>): StopPodSandboxRequest {
+    return StopPodSandboxRequest.fromPartial(base ?? {});
   },
-
-  toJSON(message: StopPodSandboxRequest): unknown {
-    const obj: any = {};
-    if (message.podSandboxId !== "") {
-      obj.podSandboxId = message.podSandboxId;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<StopPodSandboxRequest>, I>>(base?: I): StopPodSandboxRequest {
-    return StopPodSandboxRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<StopPodSandboxRequest>, I>>(object: I): StopPodSandboxRequest {
+  fromPartial(object: DeepPartial<StopPodSandboxRequest>): StopPodSandboxRequest {
     const message = createBaseStopPodSandboxRequest();
     message.podSandboxId = object.podSandboxId ?? "";
     return message;
@@ -5513,19 +2667,10 @@ export const StopPodSandboxResponse: MessageFns<StopPodSandboxResponse> = {
     }
   },
 
-  fromJSON(_: any): StopPodSandboxResponse {
-    return {};
+  create(base?: DeepPartial<StopPodSandboxResponse>): StopPodSandboxResponse {
+    return StopPodSandboxResponse.fromPartial(base ?? {});
   },
-
-  toJSON(_: StopPodSandboxResponse): unknown {
-    const obj: any = {};
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<StopPodSandboxResponse>, I>>(base?: I): StopPodSandboxResponse {
-    return StopPodSandboxResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<StopPodSandboxResponse>, I>>(_: I): StopPodSandboxResponse {
+  fromPartial(_: DeepPartial<StopPodSandboxResponse>): StopPodSandboxResponse {
     const message = createBaseStopPodSandboxResponse();
     return message;
   },
@@ -5576,28 +2721,10 @@ export const RemovePodSandboxRequest: MessageFns<RemovePodSandboxRequest> = {
     }
   },
 
-  fromJSON(object: any): RemovePodSandboxRequest {
-    return {
-      podSandboxId: isSet(object.podSandboxId)
-        ? globalThis.String(object.podSandboxId)
-        : isSet(object.pod_sandbox_id)
-        ? globalThis.String(object.pod_sandbox_id)
-        : "",
-    };
+  create(base?: DeepPartial<RemovePodSandboxRequest>): RemovePodSandboxRequest {
+    return RemovePodSandboxRequest.fromPartial(base ?? {});
   },
-
-  toJSON(message: RemovePodSandboxRequest): unknown {
-    const obj: any = {};
-    if (message.podSandboxId !== "") {
-      obj.podSandboxId = message.podSandboxId;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<RemovePodSandboxRequest>, I>>(base?: I): RemovePodSandboxRequest {
-    return RemovePodSandboxRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<RemovePodSandboxRequest>, I>>(object: I): RemovePodSandboxRequest {
+  fromPartial(object: DeepPartial<RemovePodSandboxRequest>): RemovePodSandboxRequest {
     const message = createBaseRemovePodSandboxRequest();
     message.podSandboxId = object.podSandboxId ?? "";
     return message;
@@ -5638,19 +2765,10 @@ export const RemovePodSandboxResponse: MessageFns<RemovePodSandboxResponse> = {
     }
   },
 
-  fromJSON(_: any): RemovePodSandboxResponse {
-    return {};
+  create(base?: DeepPartial<RemovePodSandboxResponse>): RemovePodSandboxResponse {
+    return RemovePodSandboxResponse.fromPartial(base ?? {});
   },
-
-  toJSON(_: RemovePodSandboxResponse): unknown {
-    const obj: any = {};
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<RemovePodSandboxResponse>, I>>(base?: I): RemovePodSandboxResponse {
-    return RemovePodSandboxResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<RemovePodSandboxResponse>, I>>(_: I): RemovePodSandboxResponse {
+  fromPartial(_: DeepPartial<RemovePodSandboxResponse>): RemovePodSandboxResponse {
     const message = createBaseRemovePodSandboxResponse();
     return message;
   },
@@ -5712,32 +2830,10 @@ export const PodSandboxStatusRequest: MessageFns<PodSandboxStatusRequest> = {
     }
   },
 
-  fromJSON(object: any): PodSandboxStatusRequest {
-    return {
-      podSandboxId: isSet(object.podSandboxId)
-        ? globalThis.String(object.podSandboxId)
-        : isSet(object.pod_sandbox_id)
-        ? globalThis.String(object.pod_sandbox_id)
-        : "",
-      verbose: isSet(object.verbose) ? globalThis.Boolean(object.verbose) : false,
-    };
+  create(base?: DeepPartial<PodSandboxStatusRequest>): PodSandboxStatusRequest {
+    return PodSandboxStatusRequest.fromPartial(base ?? {});
   },
-
-  toJSON(message: PodSandboxStatusRequest): unknown {
-    const obj: any = {};
-    if (message.podSandboxId !== "") {
-      obj.podSandboxId = message.podSandboxId;
-    }
-    if (message.verbose !== false) {
-      obj.verbose = message.verbose;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<PodSandboxStatusRequest>, I>>(base?: I): PodSandboxStatusRequest {
-    return PodSandboxStatusRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<PodSandboxStatusRequest>, I>>(object: I): PodSandboxStatusRequest {
+  fromPartial(object: DeepPartial<PodSandboxStatusRequest>): PodSandboxStatusRequest {
     const message = createBasePodSandboxStatusRequest();
     message.podSandboxId = object.podSandboxId ?? "";
     message.verbose = object.verbose ?? false;
@@ -5746,22 +2842,13 @@ export const PodSandboxStatusRequest: MessageFns<PodSandboxStatusRequest> = {
 };
 
 function createBasePodSandboxStatusResponse(): PodSandboxStatusResponse {
-  return { status: undefined, info: {}, containersStatuses: [], timestamp: "0" };
+  return { status: undefined };
 }
 
 export const PodSandboxStatusResponse: MessageFns<PodSandboxStatusResponse> = {
   encode(message: PodSandboxStatusResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.status !== undefined) {
       PodSandboxStatus.encode(message.status, writer.uint32(10).fork()).join();
-    }
-    globalThis.Object.entries(message.info).forEach(([key, value]: [string, string]) => {
-      PodSandboxStatusResponse_InfoEntry.encode({ key: key as any, value }, writer.uint32(18).fork()).join();
-    });
-    for (const v of message.containersStatuses) {
-      ContainerStatus.encode(v!, writer.uint32(26).fork()).join();
-    }
-    if (message.timestamp !== "0") {
-      writer.uint32(32).int64(message.timestamp);
     }
     return writer;
   },
@@ -5787,33 +2874,6 @@ export const PodSandboxStatusResponse: MessageFns<PodSandboxStatusResponse> = {
             message.status = PodSandboxStatus.decode(reader, reader.uint32());
             continue;
           }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            const entry2 = PodSandboxStatusResponse_InfoEntry.decode(reader, reader.uint32());
-            if (entry2.value !== undefined) {
-              message.info[entry2.key] = entry2.value;
-            }
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.containersStatuses.push(ContainerStatus.decode(reader, reader.uint32()));
-            continue;
-          }
-          case 4: {
-            if (tag !== 32) {
-              break;
-            }
-
-            message.timestamp = reader.int64().toString();
-            continue;
-          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5826,245 +2886,26 @@ export const PodSandboxStatusResponse: MessageFns<PodSandboxStatusResponse> = {
     }
   },
 
-  fromJSON(object: any): PodSandboxStatusResponse {
-    return {
-      status: isSet(object.status) ? PodSandboxStatus.fromJSON(object.status) : undefined,
-      info: isObject(object.info)
-        ? (globalThis.Object.entries(object.info) as [string, any][]).reduce(
-          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
-            globalThis.Object.defineProperty(acc, key, {
-              value: globalThis.String(value),
-              enumerable: true,
-              configurable: true,
-              writable: true,
-            });
-            return acc;
-          },
-          {},
-        )
-        : {},
-      containersStatuses: globalThis.Array.isArray(object?.containersStatuses)
-        ? object.containersStatuses.map((e: any) => ContainerStatus.fromJSON(e))
-        : globalThis.Array.isArray(object?.containers_statuses)
-        ? object.containers_statuses.map((e: any) => ContainerStatus.fromJSON(e))
-        : [],
-      timestamp: isSet(object.timestamp) ? globalThis.String(object.timestamp) : "0",
-    };
+  create(base?: DeepPartial<PodSandboxStatusResponse>): PodSandboxStatusResponse {
+    return PodSandboxStatusResponse.fromPartial(base ?? {});
   },
-
-  toJSON(message: PodSandboxStatusResponse): unknown {
-    const obj: any = {};
-    if (message.status !== undefined) {
-      obj.status = PodSandboxStatus.toJSON(message.status);
-    }
-    if (message.info) {
-      const entries = globalThis.Object.entries(message.info) as [string, string][];
-      if (entries.length > 0) {
-        obj.info = {};
-        entries.forEach(([k, v]) => {
-          obj.info[k] = v;
-        });
-      }
-    }
-    if (message.containersStatuses?.length) {
-      obj.containersStatuses = message.containersStatuses.map((e) => ContainerStatus.toJSON(e));
-    }
-    if (message.timestamp !== "0") {
-      obj.timestamp = globalThis.String(message.timestamp);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<PodSandboxStatusResponse>, I>>(base?: I): PodSandboxStatusResponse {
-    return PodSandboxStatusResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<PodSandboxStatusResponse>, I>>(object: I): PodSandboxStatusResponse {
+  fromPartial(object: DeepPartial<PodSandboxStatusResponse>): PodSandboxStatusResponse {
     const message = createBasePodSandboxStatusResponse();
     message.status = (object.status !== undefined && object.status !== null)
       ? PodSandboxStatus.fromPartial(object.status)
       : undefined;
-    message.info = (globalThis.Object.entries(object.info ?? {}) as [string, string][]).reduce(
-      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
-        if (value !== undefined) {
-          acc[key] = globalThis.String(value);
-        }
-        return acc;
-      },
-      {},
-    );
-    message.containersStatuses = object.containersStatuses?.map((e) => ContainerStatus.fromPartial(e)) || [];
-    message.timestamp = object.timestamp ?? "0";
-    return message;
-  },
-};
-
-function createBasePodSandboxStatusResponse_InfoEntry(): PodSandboxStatusResponse_InfoEntry {
-  return { key: "", value: "" };
-}
-
-export const PodSandboxStatusResponse_InfoEntry: MessageFns<PodSandboxStatusResponse_InfoEntry> = {
-  encode(message: PodSandboxStatusResponse_InfoEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.key !== "") {
-      writer.uint32(10).string(message.key);
-    }
-    if (message.value !== "") {
-      writer.uint32(18).string(message.value);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): PodSandboxStatusResponse_InfoEntry {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBasePodSandboxStatusResponse_InfoEntry();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.key = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.value = reader.string();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): PodSandboxStatusResponse_InfoEntry {
-    return {
-      key: isSet(object.key) ? globalThis.String(object.key) : "",
-      value: isSet(object.value) ? globalThis.String(object.value) : "",
-    };
-  },
-
-  toJSON(message: PodSandboxStatusResponse_InfoEntry): unknown {
-    const obj: any = {};
-    if (message.key !== "") {
-      obj.key = message.key;
-    }
-    if (message.value !== "") {
-      obj.value = message.value;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<PodSandboxStatusResponse_InfoEntry>, I>>(
-    base?: I,
-  ): PodSandboxStatusResponse_InfoEntry {
-    return PodSandboxStatusResponse_InfoEntry.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<PodSandboxStatusResponse_InfoEntry>, I>>(
-    object: I,
-  ): PodSandboxStatusResponse_InfoEntry {
-    const message = createBasePodSandboxStatusResponse_InfoEntry();
-    message.key = object.key ?? "";
-    message.value = object.value ?? "";
-    return message;
-  },
-};
-
-function createBasePodIP(): PodIP {
-  return { ip: "" };
-}
-
-export const PodIP: MessageFns<PodIP> = {
-  encode(message: PodIP, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.ip !== "") {
-      writer.uint32(10).string(message.ip);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): PodIP {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBasePodIP();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.ip = reader.string();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): PodIP {
-    return { ip: isSet(object.ip) ? globalThis.String(object.ip) : "" };
-  },
-
-  toJSON(message: PodIP): unknown {
-    const obj: any = {};
-    if (message.ip !== "") {
-      obj.ip = message.ip;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<PodIP>, I>>(base?: I): PodIP {
-    return PodIP.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<PodIP>, I>>(object: I): PodIP {
-    const message = createBasePodIP();
-    message.ip = object.ip ?? "";
     return message;
   },
 };
 
 function createBasePodSandboxNetworkStatus(): PodSandboxNetworkStatus {
-  return { ip: "", additionalIps: [] };
+  return { ip: "" };
 }
 
 export const PodSandboxNetworkStatus: MessageFns<PodSandboxNetworkStatus> = {
   encode(message: PodSandboxNetworkStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.ip !== "") {
       writer.uint32(10).string(message.ip);
-    }
-    for (const v of message.additionalIps) {
-      PodIP.encode(v!, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -6090,14 +2931,6 @@ export const PodSandboxNetworkStatus: MessageFns<PodSandboxNetworkStatus> = {
             message.ip = reader.string();
             continue;
           }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.additionalIps.push(PodIP.decode(reader, reader.uint32()));
-            continue;
-          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6110,35 +2943,12 @@ export const PodSandboxNetworkStatus: MessageFns<PodSandboxNetworkStatus> = {
     }
   },
 
-  fromJSON(object: any): PodSandboxNetworkStatus {
-    return {
-      ip: isSet(object.ip) ? globalThis.String(object.ip) : "",
-      additionalIps: globalThis.Array.isArray(object?.additionalIps)
-        ? object.additionalIps.map((e: any) => PodIP.fromJSON(e))
-        : globalThis.Array.isArray(object?.additional_ips)
-        ? object.additional_ips.map((e: any) => PodIP.fromJSON(e))
-        : [],
-    };
+  create(base?: DeepPartial<PodSandboxNetworkStatus>): PodSandboxNetworkStatus {
+    return PodSandboxNetworkStatus.fromPartial(base ?? {});
   },
-
-  toJSON(message: PodSandboxNetworkStatus): unknown {
-    const obj: any = {};
-    if (message.ip !== "") {
-      obj.ip = message.ip;
-    }
-    if (message.additionalIps?.length) {
-      obj.additionalIps = message.additionalIps.map((e) => PodIP.toJSON(e));
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<PodSandboxNetworkStatus>, I>>(base?: I): PodSandboxNetworkStatus {
-    return PodSandboxNetworkStatus.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<PodSandboxNetworkStatus>, I>>(object: I): PodSandboxNetworkStatus {
+  fromPartial(object: DeepPartial<PodSandboxNetworkStatus>): PodSandboxNetworkStatus {
     const message = createBasePodSandboxNetworkStatus();
     message.ip = object.ip ?? "";
-    message.additionalIps = object.additionalIps?.map((e) => PodIP.fromPartial(e)) || [];
     return message;
   },
 };
@@ -6188,22 +2998,10 @@ export const Namespace: MessageFns<Namespace> = {
     }
   },
 
-  fromJSON(object: any): Namespace {
-    return { options: isSet(object.options) ? NamespaceOption.fromJSON(object.options) : undefined };
+  create(base?: DeepPartial<Namespace>): Namespace {
+    return Namespace.fromPartial(base ?? {});
   },
-
-  toJSON(message: Namespace): unknown {
-    const obj: any = {};
-    if (message.options !== undefined) {
-      obj.options = NamespaceOption.toJSON(message.options);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<Namespace>, I>>(base?: I): Namespace {
-    return Namespace.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<Namespace>, I>>(object: I): Namespace {
+  fromPartial(object: DeepPartial<Namespace>): Namespace {
     const message = createBaseNamespace();
     message.options = (object.options !== undefined && object.options !== null)
       ? NamespaceOption.fromPartial(object.options)
@@ -6257,22 +3055,10 @@ export const LinuxPodSandboxStatus: MessageFns<LinuxPodSandboxStatus> = {
     }
   },
 
-  fromJSON(object: any): LinuxPodSandboxStatus {
-    return { namespaces: isSet(object.namespaces) ? Namespace.fromJSON(object.namespaces) : undefined };
+  create(base?: DeepPartial<LinuxPodSandboxStatus>): LinuxPodSandboxStatus {
+    return LinuxPodSandboxStatus.fromPartial(base ?? {});
   },
-
-  toJSON(message: LinuxPodSandboxStatus): unknown {
-    const obj: any = {};
-    if (message.namespaces !== undefined) {
-      obj.namespaces = Namespace.toJSON(message.namespaces);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<LinuxPodSandboxStatus>, I>>(base?: I): LinuxPodSandboxStatus {
-    return LinuxPodSandboxStatus.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<LinuxPodSandboxStatus>, I>>(object: I): LinuxPodSandboxStatus {
+  fromPartial(object: DeepPartial<LinuxPodSandboxStatus>): LinuxPodSandboxStatus {
     const message = createBaseLinuxPodSandboxStatus();
     message.namespaces = (object.namespaces !== undefined && object.namespaces !== null)
       ? Namespace.fromPartial(object.namespaces)
@@ -6282,17 +3068,7 @@ export const LinuxPodSandboxStatus: MessageFns<LinuxPodSandboxStatus> = {
 };
 
 function createBasePodSandboxStatus(): PodSandboxStatus {
-  return {
-    id: "",
-    metadata: undefined,
-    state: 0,
-    createdAt: "0",
-    network: undefined,
-    linux: undefined,
-    labels: {},
-    annotations: {},
-    runtimeHandler: "",
-  };
+  return { id: "", metadata: undefined, state: 0, createdAt: "0", network: undefined, linux: undefined };
 }
 
 export const PodSandboxStatus: MessageFns<PodSandboxStatus> = {
@@ -6314,15 +3090,6 @@ export const PodSandboxStatus: MessageFns<PodSandboxStatus> = {
     }
     if (message.linux !== undefined) {
       LinuxPodSandboxStatus.encode(message.linux, writer.uint32(50).fork()).join();
-    }
-    globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
-      PodSandboxStatus_LabelsEntry.encode({ key: key as any, value }, writer.uint32(58).fork()).join();
-    });
-    globalThis.Object.entries(message.annotations).forEach(([key, value]: [string, string]) => {
-      PodSandboxStatus_AnnotationsEntry.encode({ key: key as any, value }, writer.uint32(66).fork()).join();
-    });
-    if (message.runtimeHandler !== "") {
-      writer.uint32(74).string(message.runtimeHandler);
     }
     return writer;
   },
@@ -6388,36 +3155,6 @@ export const PodSandboxStatus: MessageFns<PodSandboxStatus> = {
             message.linux = LinuxPodSandboxStatus.decode(reader, reader.uint32());
             continue;
           }
-          case 7: {
-            if (tag !== 58) {
-              break;
-            }
-
-            const entry7 = PodSandboxStatus_LabelsEntry.decode(reader, reader.uint32());
-            if (entry7.value !== undefined) {
-              message.labels[entry7.key] = entry7.value;
-            }
-            continue;
-          }
-          case 8: {
-            if (tag !== 66) {
-              break;
-            }
-
-            const entry8 = PodSandboxStatus_AnnotationsEntry.decode(reader, reader.uint32());
-            if (entry8.value !== undefined) {
-              message.annotations[entry8.key] = entry8.value;
-            }
-            continue;
-          }
-          case 9: {
-            if (tag !== 74) {
-              break;
-            }
-
-            message.runtimeHandler = reader.string();
-            continue;
-          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6430,102 +3167,10 @@ export const PodSandboxStatus: MessageFns<PodSandboxStatus> = {
     }
   },
 
-  fromJSON(object: any): PodSandboxStatus {
-    return {
-      id: isSet(object.id) ? globalThis.String(object.id) : "",
-      metadata: isSet(object.metadata) ? PodSandboxMetadata.fromJSON(object.metadata) : undefined,
-      state: isSet(object.state) ? podSandboxStateFromJSON(object.state) : 0,
-      createdAt: isSet(object.createdAt)
-        ? globalThis.String(object.createdAt)
-        : isSet(object.created_at)
-        ? globalThis.String(object.created_at)
-        : "0",
-      network: isSet(object.network) ? PodSandboxNetworkStatus.fromJSON(object.network) : undefined,
-      linux: isSet(object.linux) ? LinuxPodSandboxStatus.fromJSON(object.linux) : undefined,
-      labels: isObject(object.labels)
-        ? (globalThis.Object.entries(object.labels) as [string, any][]).reduce(
-          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
-            globalThis.Object.defineProperty(acc, key, {
-              value: globalThis.String(value),
-              enumerable: true,
-              configurable: true,
-              writable: true,
-            });
-            return acc;
-          },
-          {},
-        )
-        : {},
-      annotations: isObject(object.annotations)
-        ? (globalThis.Object.entries(object.annotations) as [string, any][]).reduce(
-          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
-            globalThis.Object.defineProperty(acc, key, {
-              value: globalThis.String(value),
-              enumerable: true,
-              configurable: true,
-              writable: true,
-            });
-            return acc;
-          },
-          {},
-        )
-        : {},
-      runtimeHandler: isSet(object.runtimeHandler)
-        ? globalThis.String(object.runtimeHandler)
-        : isSet(object.runtime_handler)
-        ? globalThis.String(object.runtime_handler)
-        : "",
-    };
+  create(base?: DeepPartial<PodSandboxStatus>): PodSandboxStatus {
+    return PodSandboxStatus.fromPartial(base ?? {});
   },
-
-  toJSON(message: PodSandboxStatus): unknown {
-    const obj: any = {};
-    if (message.id !== "") {
-      obj.id = message.id;
-    }
-    if (message.metadata !== undefined) {
-      obj.metadata = PodSandboxMetadata.toJSON(message.metadata);
-    }
-    if (message.state !== 0) {
-      obj.state = podSandboxStateToJSON(message.state);
-    }
-    if (message.createdAt !== "0") {
-      obj.createdAt = globalThis.String(message.createdAt);
-    }
-    if (message.network !== undefined) {
-      obj.network = PodSandboxNetworkStatus.toJSON(message.network);
-    }
-    if (message.linux !== undefined) {
-      obj.linux = LinuxPodSandboxStatus.toJSON(message.linux);
-    }
-    if (message.labels) {
-      const entries = globalThis.Object.entries(message.labels) as [string, string][];
-      if (entries.length > 0) {
-        obj.labels = {};
-        entries.forEach(([k, v]) => {
-          obj.labels[k] = v;
-        });
-      }
-    }
-    if (message.annotations) {
-      const entries = globalThis.Object.entries(message.annotations) as [string, string][];
-      if (entries.length > 0) {
-        obj.annotations = {};
-        entries.forEach(([k, v]) => {
-          obj.annotations[k] = v;
-        });
-      }
-    }
-    if (message.runtimeHandler !== "") {
-      obj.runtimeHandler = message.runtimeHandler;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<PodSandboxStatus>, I>>(base?: I): PodSandboxStatus {
-    return PodSandboxStatus.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<PodSandboxStatus>, I>>(object: I): PodSandboxStatus {
+  fromPartial(object: DeepPartial<PodSandboxStatus>): PodSandboxStatus {
     const message = createBasePodSandboxStatus();
     message.id = object.id ?? "";
     message.metadata = (object.metadata !== undefined && object.metadata !== null)
@@ -6539,281 +3184,18 @@ export const PodSandboxStatus: MessageFns<PodSandboxStatus> = {
     message.linux = (object.linux !== undefined && object.linux !== null)
       ? LinuxPodSandboxStatus.fromPartial(object.linux)
       : undefined;
-    message.labels = (globalThis.Object.entries(object.labels ?? {}) as [string, string][]).reduce(
-      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
-        if (value !== undefined) {
-          acc[key] = globalThis.String(value);
-        }
-        return acc;
-      },
-      {},
-    );
-    message.annotations = (globalThis.Object.entries(object.annotations ?? {}) as [string, string][]).reduce(
-      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
-        if (value !== undefined) {
-          acc[key] = globalThis.String(value);
-        }
-        return acc;
-      },
-      {},
-    );
-    message.runtimeHandler = object.runtimeHandler ?? "";
-    return message;
-  },
-};
-
-function createBasePodSandboxStatus_LabelsEntry(): PodSandboxStatus_LabelsEntry {
-  return { key: "", value: "" };
-}
-
-export const PodSandboxStatus_LabelsEntry: MessageFns<PodSandboxStatus_LabelsEntry> = {
-  encode(message: PodSandboxStatus_LabelsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.key !== "") {
-      writer.uint32(10).string(message.key);
-    }
-    if (message.value !== "") {
-      writer.uint32(18).string(message.value);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): PodSandboxStatus_LabelsEntry {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBasePodSandboxStatus_LabelsEntry();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.key = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.value = reader.string();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): PodSandboxStatus_LabelsEntry {
-    return {
-      key: isSet(object.key) ? globalThis.String(object.key) : "",
-      value: isSet(object.value) ? globalThis.String(object.value) : "",
-    };
-  },
-
-  toJSON(message: PodSandboxStatus_LabelsEntry): unknown {
-    const obj: any = {};
-    if (message.key !== "") {
-      obj.key = message.key;
-    }
-    if (message.value !== "") {
-      obj.value = message.value;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<PodSandboxStatus_LabelsEntry>, I>>(base?: I): PodSandboxStatus_LabelsEntry {
-    return PodSandboxStatus_LabelsEntry.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<PodSandboxStatus_LabelsEntry>, I>>(object: I): PodSandboxStatus_LabelsEntry {
-    const message = createBasePodSandboxStatus_LabelsEntry();
-    message.key = object.key ?? "";
-    message.value = object.value ?? "";
-    return message;
-  },
-};
-
-function createBasePodSandboxStatus_AnnotationsEntry(): PodSandboxStatus_AnnotationsEntry {
-  return { key: "", value: "" };
-}
-
-export const PodSandboxStatus_AnnotationsEntry: MessageFns<PodSandboxStatus_AnnotationsEntry> = {
-  encode(message: PodSandboxStatus_AnnotationsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.key !== "") {
-      writer.uint32(10).string(message.key);
-    }
-    if (message.value !== "") {
-      writer.uint32(18).string(message.value);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): PodSandboxStatus_AnnotationsEntry {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBasePodSandboxStatus_AnnotationsEntry();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.key = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.value = reader.string();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): PodSandboxStatus_AnnotationsEntry {
-    return {
-      key: isSet(object.key) ? globalThis.String(object.key) : "",
-      value: isSet(object.value) ? globalThis.String(object.value) : "",
-    };
-  },
-
-  toJSON(message: PodSandboxStatus_AnnotationsEntry): unknown {
-    const obj: any = {};
-    if (message.key !== "") {
-      obj.key = message.key;
-    }
-    if (message.value !== "") {
-      obj.value = message.value;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<PodSandboxStatus_AnnotationsEntry>, I>>(
-    base?: I,
-  ): PodSandboxStatus_AnnotationsEntry {
-    return PodSandboxStatus_AnnotationsEntry.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<PodSandboxStatus_AnnotationsEntry>, I>>(
-    object: I,
-  ): PodSandboxStatus_AnnotationsEntry {
-    const message = createBasePodSandboxStatus_AnnotationsEntry();
-    message.key = object.key ?? "";
-    message.value = object.value ?? "";
-    return message;
-  },
-};
-
-function createBasePodSandboxStateValue(): PodSandboxStateValue {
-  return { state: 0 };
-}
-
-export const PodSandboxStateValue: MessageFns<PodSandboxStateValue> = {
-  encode(message: PodSandboxStateValue, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.state !== 0) {
-      writer.uint32(8).int32(message.state);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): PodSandboxStateValue {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBasePodSandboxStateValue();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 8) {
-              break;
-            }
-
-            message.state = reader.int32() as any;
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): PodSandboxStateValue {
-    return { state: isSet(object.state) ? podSandboxStateFromJSON(object.state) : 0 };
-  },
-
-  toJSON(message: PodSandboxStateValue): unknown {
-    const obj: any = {};
-    if (message.state !== 0) {
-      obj.state = podSandboxStateToJSON(message.state);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<PodSandboxStateValue>, I>>(base?: I): PodSandboxStateValue {
-    return PodSandboxStateValue.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<PodSandboxStateValue>, I>>(object: I): PodSandboxStateValue {
-    const message = createBasePodSandboxStateValue();
-    message.state = object.state ?? 0;
     return message;
   },
 };
 
 function createBasePodSandboxFilter(): PodSandboxFilter {
-  return { id: "", state: undefined, labelSelector: {} };
+  return { id: "", labelSelector: {} };
 }
 
 export const PodSandboxFilter: MessageFns<PodSandboxFilter> = {
   encode(message: PodSandboxFilter, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.id !== "") {
       writer.uint32(10).string(message.id);
-    }
-    if (message.state !== undefined) {
-      PodSandboxStateValue.encode(message.state, writer.uint32(18).fork()).join();
     }
     globalThis.Object.entries(message.labelSelector).forEach(([key, value]: [string, string]) => {
       PodSandboxFilter_LabelSelectorEntry.encode({ key: key as any, value }, writer.uint32(26).fork()).join();
@@ -6842,14 +3224,6 @@ export const PodSandboxFilter: MessageFns<PodSandboxFilter> = {
             message.id = reader.string();
             continue;
           }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.state = PodSandboxStateValue.decode(reader, reader.uint32());
-            continue;
-          }
           case 3: {
             if (tag !== 26) {
               break;
@@ -6873,69 +3247,12 @@ export const PodSandboxFilter: MessageFns<PodSandboxFilter> = {
     }
   },
 
-  fromJSON(object: any): PodSandboxFilter {
-    return {
-      id: isSet(object.id) ? globalThis.String(object.id) : "",
-      state: isSet(object.state) ? PodSandboxStateValue.fromJSON(object.state) : undefined,
-      labelSelector: isObject(object.labelSelector)
-        ? (globalThis.Object.entries(object.labelSelector) as [string, any][]).reduce(
-          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
-            globalThis.Object.defineProperty(acc, key, {
-              value: globalThis.String(value),
-              enumerable: true,
-              configurable: true,
-              writable: true,
-            });
-            return acc;
-          },
-          {},
-        )
-        : isObject(object.label_selector)
-        ? (globalThis.Object.entries(object.label_selector) as [string, any][]).reduce(
-          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
-            globalThis.Object.defineProperty(acc, key, {
-              value: globalThis.String(value),
-              enumerable: true,
-              configurable: true,
-              writable: true,
-            });
-            return acc;
-          },
-          {},
-        )
-        : {},
-    };
+  create(base?: DeepPartial<PodSandboxFilter>): PodSandboxFilter {
+    return PodSandboxFilter.fromPartial(base ?? {});
   },
-
-  toJSON(message: PodSandboxFilter): unknown {
-    const obj: any = {};
-    if (message.id !== "") {
-      obj.id = message.id;
-    }
-    if (message.state !== undefined) {
-      obj.state = PodSandboxStateValue.toJSON(message.state);
-    }
-    if (message.labelSelector) {
-      const entries = globalThis.Object.entries(message.labelSelector) as [string, string][];
-      if (entries.length > 0) {
-        obj.labelSelector = {};
-        entries.forEach(([k, v]) => {
-          obj.labelSelector[k] = v;
-        });
-      }
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<PodSandboxFilter>, I>>(base?: I): PodSandboxFilter {
-    return PodSandboxFilter.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<PodSandboxFilter>, I>>(object: I): PodSandboxFilter {
+  fromPartial(object: DeepPartial<PodSandboxFilter>): PodSandboxFilter {
     const message = createBasePodSandboxFilter();
     message.id = object.id ?? "";
-    message.state = (object.state !== undefined && object.state !== null)
-      ? PodSandboxStateValue.fromPartial(object.state)
-      : undefined;
     message.labelSelector = (globalThis.Object.entries(object.labelSelector ?? {}) as [string, string][]).reduce(
       (acc: { [key: string]: string }, [key, value]: [string, string]) => {
         if (value !== undefined) {
@@ -7005,32 +3322,10 @@ export const PodSandboxFilter_LabelSelectorEntry: MessageFns<PodSandboxFilter_La
     }
   },
 
-  fromJSON(object: any): PodSandboxFilter_LabelSelectorEntry {
-    return {
-      key: isSet(object.key) ? globalThis.String(object.key) : "",
-      value: isSet(object.value) ? globalThis.String(object.value) : "",
-    };
+  create(base?: DeepPartial<PodSandboxFilter_LabelSelectorEntry>): PodSandboxFilter_LabelSelectorEntry {
+    return PodSandboxFilter_LabelSelectorEntry.fromPartial(base ?? {});
   },
-
-  toJSON(message: PodSandboxFilter_LabelSelectorEntry): unknown {
-    const obj: any = {};
-    if (message.key !== "") {
-      obj.key = message.key;
-    }
-    if (message.value !== "") {
-      obj.value = message.value;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<PodSandboxFilter_LabelSelectorEntry>, I>>(
-    base?: I,
-  ): PodSandboxFilter_LabelSelectorEntry {
-    return PodSandboxFilter_LabelSelectorEntry.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<PodSandboxFilter_LabelSelectorEntry>, I>>(
-    object: I,
-  ): PodSandboxFilter_LabelSelectorEntry {
+  fromPartial(object: DeepPartial<PodSandboxFilter_LabelSelectorEntry>): PodSandboxFilter_LabelSelectorEntry {
     const message = createBasePodSandboxFilter_LabelSelectorEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
@@ -7083,22 +3378,10 @@ export const ListPodSandboxRequest: MessageFns<ListPodSandboxRequest> = {
     }
   },
 
-  fromJSON(object: any): ListPodSandboxRequest {
-    return { filter: isSet(object.filter) ? PodSandboxFilter.fromJSON(object.filter) : undefined };
+  create(base?: DeepPartial<ListPodSandboxRequest>): ListPodSandboxRequest {
+    return ListPodSandboxRequest.fromPartial(base ?? {});
   },
-
-  toJSON(message: ListPodSandboxRequest): unknown {
-    const obj: any = {};
-    if (message.filter !== undefined) {
-      obj.filter = PodSandboxFilter.toJSON(message.filter);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ListPodSandboxRequest>, I>>(base?: I): ListPodSandboxRequest {
-    return ListPodSandboxRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ListPodSandboxRequest>, I>>(object: I): ListPodSandboxRequest {
+  fromPartial(object: DeepPartial<ListPodSandboxRequest>): ListPodSandboxRequest {
     const message = createBaseListPodSandboxRequest();
     message.filter = (object.filter !== undefined && object.filter !== null)
       ? PodSandboxFilter.fromPartial(object.filter)
@@ -7152,24 +3435,10 @@ export const ListPodSandboxResponse: MessageFns<ListPodSandboxResponse> = {
     }
   },
 
-  fromJSON(object: any): ListPodSandboxResponse {
-    return {
-      items: globalThis.Array.isArray(object?.items) ? object.items.map((e: any) => PodSandbox.fromJSON(e)) : [],
-    };
+  create(base?: DeepPartial<ListPodSandboxResponse>): ListPodSandboxResponse {
+    return ListPodSandboxResponse.fromPartial(base ?? {});
   },
-
-  toJSON(message: ListPodSandboxResponse): unknown {
-    const obj: any = {};
-    if (message.items?.length) {
-      obj.items = message.items.map((e) => PodSandbox.toJSON(e));
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ListPodSandboxResponse>, I>>(base?: I): ListPodSandboxResponse {
-    return ListPodSandboxResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ListPodSandboxResponse>, I>>(object: I): ListPodSandboxResponse {
+  fromPartial(object: DeepPartial<ListPodSandboxResponse>): ListPodSandboxResponse {
     const message = createBaseListPodSandboxResponse();
     message.items = object.items?.map((e) => PodSandbox.fromPartial(e)) || [];
     return message;
@@ -7177,16 +3446,13 @@ export const ListPodSandboxResponse: MessageFns<ListPodSandboxResponse> = {
 };
 
 function createBasePodSandbox(): PodSandbox {
-  return { id: "", metadata: undefined, state: 0, createdAt: "0", labels: {}, annotations: {}, runtimeHandler: "" };
+  return { id: "", state: 0, createdAt: "0", labels: {} };
 }
 
 export const PodSandbox: MessageFns<PodSandbox> = {
   encode(message: PodSandbox, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.id !== "") {
       writer.uint32(10).string(message.id);
-    }
-    if (message.metadata !== undefined) {
-      PodSandboxMetadata.encode(message.metadata, writer.uint32(18).fork()).join();
     }
     if (message.state !== 0) {
       writer.uint32(24).int32(message.state);
@@ -7197,12 +3463,6 @@ export const PodSandbox: MessageFns<PodSandbox> = {
     globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
       PodSandbox_LabelsEntry.encode({ key: key as any, value }, writer.uint32(42).fork()).join();
     });
-    globalThis.Object.entries(message.annotations).forEach(([key, value]: [string, string]) => {
-      PodSandbox_AnnotationsEntry.encode({ key: key as any, value }, writer.uint32(50).fork()).join();
-    });
-    if (message.runtimeHandler !== "") {
-      writer.uint32(58).string(message.runtimeHandler);
-    }
     return writer;
   },
 
@@ -7225,14 +3485,6 @@ export const PodSandbox: MessageFns<PodSandbox> = {
             }
 
             message.id = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.metadata = PodSandboxMetadata.decode(reader, reader.uint32());
             continue;
           }
           case 3: {
@@ -7262,25 +3514,6 @@ export const PodSandbox: MessageFns<PodSandbox> = {
             }
             continue;
           }
-          case 6: {
-            if (tag !== 50) {
-              break;
-            }
-
-            const entry6 = PodSandbox_AnnotationsEntry.decode(reader, reader.uint32());
-            if (entry6.value !== undefined) {
-              message.annotations[entry6.key] = entry6.value;
-            }
-            continue;
-          }
-          case 7: {
-            if (tag !== 58) {
-              break;
-            }
-
-            message.runtimeHandler = reader.string();
-            continue;
-          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7293,99 +3526,12 @@ export const PodSandbox: MessageFns<PodSandbox> = {
     }
   },
 
-  fromJSON(object: any): PodSandbox {
-    return {
-      id: isSet(object.id) ? globalThis.String(object.id) : "",
-      metadata: isSet(object.metadata) ? PodSandboxMetadata.fromJSON(object.metadata) : undefined,
-      state: isSet(object.state) ? podSandboxStateFromJSON(object.state) : 0,
-      createdAt: isSet(object.createdAt)
-        ? globalThis.String(object.createdAt)
-        : isSet(object.created_at)
-        ? globalThis.String(object.created_at)
-        : "0",
-      labels: isObject(object.labels)
-        ? (globalThis.Object.entries(object.labels) as [string, any][]).reduce(
-          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
-            globalThis.Object.defineProperty(acc, key, {
-              value: globalThis.String(value),
-              enumerable: true,
-              configurable: true,
-              writable: true,
-            });
-            return acc;
-          },
-          {},
-        )
-        : {},
-      annotations: isObject(object.annotations)
-        ? (globalThis.Object.entries(object.annotations) as [string, any][]).reduce(
-          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
-            globalThis.Object.defineProperty(acc, key, {
-              value: globalThis.String(value),
-              enumerable: true,
-              configurable: true,
-              writable: true,
-            });
-            return acc;
-          },
-          {},
-        )
-        : {},
-      runtimeHandler: isSet(object.runtimeHandler)
-        ? globalThis.String(object.runtimeHandler)
-        : isSet(object.runtime_handler)
-        ? globalThis.String(object.runtime_handler)
-        : "",
-    };
+  create(base?: DeepPartial<PodSandbox>): PodSandbox {
+    return PodSandbox.fromPartial(base ?? {});
   },
-
-  toJSON(message: PodSandbox): unknown {
-    const obj: any = {};
-    if (message.id !== "") {
-      obj.id = message.id;
-    }
-    if (message.metadata !== undefined) {
-      obj.metadata = PodSandboxMetadata.toJSON(message.metadata);
-    }
-    if (message.state !== 0) {
-      obj.state = podSandboxStateToJSON(message.state);
-    }
-    if (message.createdAt !== "0") {
-      obj.createdAt = globalThis.String(message.createdAt);
-    }
-    if (message.labels) {
-      const entries = globalThis.Object.entries(message.labels) as [string, string][];
-      if (entries.length > 0) {
-        obj.labels = {};
-        entries.forEach(([k, v]) => {
-          obj.labels[k] = v;
-        });
-      }
-    }
-    if (message.annotations) {
-      const entries = globalThis.Object.entries(message.annotations) as [string, string][];
-      if (entries.length > 0) {
-        obj.annotations = {};
-        entries.forEach(([k, v]) => {
-          obj.annotations[k] = v;
-        });
-      }
-    }
-    if (message.runtimeHandler !== "") {
-      obj.runtimeHandler = message.runtimeHandler;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<PodSandbox>, I>>(base?: I): PodSandbox {
-    return PodSandbox.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<PodSandbox>, I>>(object: I): PodSandbox {
+  fromPartial(object: DeepPartial<PodSandbox>): PodSandbox {
     const message = createBasePodSandbox();
     message.id = object.id ?? "";
-    message.metadata = (object.metadata !== undefined && object.metadata !== null)
-      ? PodSandboxMetadata.fromPartial(object.metadata)
-      : undefined;
     message.state = object.state ?? 0;
     message.createdAt = object.createdAt ?? "0";
     message.labels = (globalThis.Object.entries(object.labels ?? {}) as [string, string][]).reduce(
@@ -7397,16 +3543,6 @@ export const PodSandbox: MessageFns<PodSandbox> = {
       },
       {},
     );
-    message.annotations = (globalThis.Object.entries(object.annotations ?? {}) as [string, string][]).reduce(
-      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
-        if (value !== undefined) {
-          acc[key] = globalThis.String(value);
-        }
-        return acc;
-      },
-      {},
-    );
-    message.runtimeHandler = object.runtimeHandler ?? "";
     return message;
   },
 };
@@ -7467,28 +3603,10 @@ export const PodSandbox_LabelsEntry: MessageFns<PodSandbox_LabelsEntry> = {
     }
   },
 
-  fromJSON(object: any): PodSandbox_LabelsEntry {
-    return {
-      key: isSet(object.key) ? globalThis.String(object.key) : "",
-      value: isSet(object.value) ? globalThis.String(object.value) : "",
-    };
+  create(base?: DeepPartial<PodSandbox_LabelsEntry>): PodSandbox_LabelsEntry {
+    return PodSandbox_LabelsEntry.fromPartial(base ?? {});
   },
-
-  toJSON(message: PodSandbox_LabelsEntry): unknown {
-    const obj: any = {};
-    if (message.key !== "") {
-      obj.key = message.key;
-    }
-    if (message.value !== "") {
-      obj.value = message.value;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<PodSandbox_LabelsEntry>, I>>(base?: I): PodSandbox_LabelsEntry {
-    return PodSandbox_LabelsEntry.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<PodSandbox_LabelsEntry>, I>>(object: I): PodSandbox_LabelsEntry {
+  fromPartial(object: DeepPartial<PodSandbox_LabelsEntry>): PodSandbox_LabelsEntry {
     const message = createBasePodSandbox_LabelsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
@@ -7496,169 +3614,23 @@ export const PodSandbox_LabelsEntry: MessageFns<PodSandbox_LabelsEntry> = {
   },
 };
 
-function createBasePodSandbox_AnnotationsEntry(): PodSandbox_AnnotationsEntry {
-  return { key: "", value: "" };
-}
-
-export const PodSandbox_AnnotationsEntry: MessageFns<PodSandbox_AnnotationsEntry> = {
-  encode(message: PodSandbox_AnnotationsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.key !== "") {
-      writer.uint32(10).string(message.key);
-    }
-    if (message.value !== "") {
-      writer.uint32(18).string(message.value);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): PodSandbox_AnnotationsEntry {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBasePodSandbox_AnnotationsEntry();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.key = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.value = reader.string();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): PodSandbox_AnnotationsEntry {
-    return {
-      key: isSet(object.key) ? globalThis.String(object.key) : "",
-      value: isSet(object.value) ? globalThis.String(object.value) : "",
-    };
-  },
-
-  toJSON(message: PodSandbox_AnnotationsEntry): unknown {
-    const obj: any = {};
-    if (message.key !== "") {
-      obj.key = message.key;
-    }
-    if (message.value !== "") {
-      obj.value = message.value;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<PodSandbox_AnnotationsEntry>, I>>(base?: I): PodSandbox_AnnotationsEntry {
-    return PodSandbox_AnnotationsEntry.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<PodSandbox_AnnotationsEntry>, I>>(object: I): PodSandbox_AnnotationsEntry {
-    const message = createBasePodSandbox_AnnotationsEntry();
-    message.key = object.key ?? "";
-    message.value = object.value ?? "";
-    return message;
-  },
-};
-
 function createBaseLinuxContainerSecurityContext(): LinuxContainerSecurityContext {
-  return {
-    capabilities: undefined,
-    privileged: false,
-    namespaceOptions: undefined,
-    selinuxOptions: undefined,
-    runAsUser: undefined,
-    runAsUsername: "",
-    readonlyRootfs: false,
-    supplementalGroups: [],
-    apparmorProfile: "",
-    seccompProfilePath: "",
-    noNewPrivs: false,
-    runAsGroup: undefined,
-    maskedPaths: [],
-    readonlyPaths: [],
-    seccomp: undefined,
-    apparmor: undefined,
-    supplementalGroupsPolicy: 0,
-  };
+  return { privileged: false, namespaceOptions: undefined, runAsUser: undefined, readonlyRootfs: false };
 }
 
 export const LinuxContainerSecurityContext: MessageFns<LinuxContainerSecurityContext> = {
   encode(message: LinuxContainerSecurityContext, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.capabilities !== undefined) {
-      Capability.encode(message.capabilities, writer.uint32(10).fork()).join();
-    }
     if (message.privileged !== false) {
       writer.uint32(16).bool(message.privileged);
     }
     if (message.namespaceOptions !== undefined) {
       NamespaceOption.encode(message.namespaceOptions, writer.uint32(26).fork()).join();
     }
-    if (message.selinuxOptions !== undefined) {
-      SELinuxOption.encode(message.selinuxOptions, writer.uint32(34).fork()).join();
-    }
     if (message.runAsUser !== undefined) {
       Int64Value.encode(message.runAsUser, writer.uint32(42).fork()).join();
     }
-    if (message.runAsUsername !== "") {
-      writer.uint32(50).string(message.runAsUsername);
-    }
     if (message.readonlyRootfs !== false) {
       writer.uint32(56).bool(message.readonlyRootfs);
-    }
-    if (message.supplementalGroups.length !== 0) {
-      writer.uint32(66).fork();
-      for (const v of message.supplementalGroups) {
-        writer.int64(v);
-      }
-      writer.join();
-    }
-    if (message.apparmorProfile !== "") {
-      writer.uint32(74).string(message.apparmorProfile);
-    }
-    if (message.seccompProfilePath !== "") {
-      writer.uint32(82).string(message.seccompProfilePath);
-    }
-    if (message.noNewPrivs !== false) {
-      writer.uint32(88).bool(message.noNewPrivs);
-    }
-    if (message.runAsGroup !== undefined) {
-      Int64Value.encode(message.runAsGroup, writer.uint32(98).fork()).join();
-    }
-    for (const v of message.maskedPaths) {
-      writer.uint32(106).string(v!);
-    }
-    for (const v of message.readonlyPaths) {
-      writer.uint32(114).string(v!);
-    }
-    if (message.seccomp !== undefined) {
-      SecurityProfile.encode(message.seccomp, writer.uint32(122).fork()).join();
-    }
-    if (message.apparmor !== undefined) {
-      SecurityProfile.encode(message.apparmor, writer.uint32(130).fork()).join();
-    }
-    if (message.supplementalGroupsPolicy !== 0) {
-      writer.uint32(136).int32(message.supplementalGroupsPolicy);
     }
     return writer;
   },
@@ -7676,14 +3648,6 @@ export const LinuxContainerSecurityContext: MessageFns<LinuxContainerSecurityCon
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.capabilities = Capability.decode(reader, reader.uint32());
-            continue;
-          }
           case 2: {
             if (tag !== 16) {
               break;
@@ -7700,14 +3664,6 @@ export const LinuxContainerSecurityContext: MessageFns<LinuxContainerSecurityCon
             message.namespaceOptions = NamespaceOption.decode(reader, reader.uint32());
             continue;
           }
-          case 4: {
-            if (tag !== 34) {
-              break;
-            }
-
-            message.selinuxOptions = SELinuxOption.decode(reader, reader.uint32());
-            continue;
-          }
           case 5: {
             if (tag !== 42) {
               break;
@@ -7716,110 +3672,12 @@ export const LinuxContainerSecurityContext: MessageFns<LinuxContainerSecurityCon
             message.runAsUser = Int64Value.decode(reader, reader.uint32());
             continue;
           }
-          case 6: {
-            if (tag !== 50) {
-              break;
-            }
-
-            message.runAsUsername = reader.string();
-            continue;
-          }
           case 7: {
             if (tag !== 56) {
               break;
             }
 
             message.readonlyRootfs = reader.bool();
-            continue;
-          }
-          case 8: {
-            if (tag === 64) {
-              message.supplementalGroups.push(longToNumber(reader.int64()));
-
-              continue;
-            }
-
-            if (tag === 66) {
-              const end2 = reader.uint32() + reader.pos;
-              while (reader.pos < end2) {
-                message.supplementalGroups.push(longToNumber(reader.int64()));
-              }
-
-              continue;
-            }
-
-            break;
-          }
-          case 9: {
-            if (tag !== 74) {
-              break;
-            }
-
-            message.apparmorProfile = reader.string();
-            continue;
-          }
-          case 10: {
-            if (tag !== 82) {
-              break;
-            }
-
-            message.seccompProfilePath = reader.string();
-            continue;
-          }
-          case 11: {
-            if (tag !== 88) {
-              break;
-            }
-
-            message.noNewPrivs = reader.bool();
-            continue;
-          }
-          case 12: {
-            if (tag !== 98) {
-              break;
-            }
-
-            message.runAsGroup = Int64Value.decode(reader, reader.uint32());
-            continue;
-          }
-          case 13: {
-            if (tag !== 106) {
-              break;
-            }
-
-            message.maskedPaths.push(reader.string());
-            continue;
-          }
-          case 14: {
-            if (tag !== 114) {
-              break;
-            }
-
-            message.readonlyPaths.push(reader.string());
-            continue;
-          }
-          case 15: {
-            if (tag !== 122) {
-              break;
-            }
-
-            message.seccomp = SecurityProfile.decode(reader, reader.uint32());
-            continue;
-          }
-          case 16: {
-            if (tag !== 130) {
-              break;
-            }
-
-            message.apparmor = SecurityProfile.decode(reader, reader.uint32());
-            continue;
-          }
-          case 17: {
-            if (tag !== 136) {
-              break;
-            }
-
-            message.supplementalGroupsPolicy = reader.int32() as any;
             continue;
           }
         }
@@ -7834,187 +3692,29 @@ export const LinuxContainerSecurityContext: MessageFns<LinuxContainerSecurityCon
     }
   },
 
-  fromJSON(object: any): LinuxContainerSecurityContext {
-    return {
-      capabilities: isSet(object.capabilities) ? Capability.fromJSON(object.capabilities) : undefined,
-      privileged: isSet(object.privileged) ? globalThis.Boolean(object.privileged) : false,
-      namespaceOptions: isSet(object.namespaceOptions)
-        ? NamespaceOption.fromJSON(object.namespaceOptions)
-        : isSet(object.namespace_options)
-        ? NamespaceOption.fromJSON(object.namespace_options)
-        : undefined,
-      selinuxOptions: isSet(object.selinuxOptions)
-        ? SELinuxOption.fromJSON(object.selinuxOptions)
-        : isSet(object.selinux_options)
-        ? SELinuxOption.fromJSON(object.selinux_options)
-        : undefined,
-      runAsUser: isSet(object.runAsUser)
-        ? Int64Value.fromJSON(object.runAsUser)
-        : isSet(object.run_as_user)
-        ? Int64Value.fromJSON(object.run_as_user)
-        : undefined,
-      runAsUsername: isSet(object.runAsUsername)
-        ? globalThis.String(object.runAsUsername)
-        : isSet(object.run_as_username)
-        ? globalThis.String(object.run_as_username)
-        : "",
-      readonlyRootfs: isSet(object.readonlyRootfs)
-        ? globalThis.Boolean(object.readonlyRootfs)
-        : isSet(object.readonly_rootfs)
-        ? globalThis.Boolean(object.readonly_rootfs)
-        : false,
-      supplementalGroups: globalThis.Array.isArray(object?.supplementalGroups)
-        ? object.supplementalGroups.map((e: any) => globalThis.Number(e))
-        : globalThis.Array.isArray(object?.supplemental_groups)
-        ? object.supplemental_groups.map((e: any) => globalThis.Number(e))
-        : [],
-      apparmorProfile: isSet(object.apparmorProfile)
-        ? globalThis.String(object.apparmorProfile)
-        : isSet(object.apparmor_profile)
-        ? globalThis.String(object.apparmor_profile)
-        : "",
-      seccompProfilePath: isSet(object.seccompProfilePath)
-        ? globalThis.String(object.seccompProfilePath)
-        : isSet(object.seccomp_profile_path)
-        ? globalThis.String(object.seccomp_profile_path)
-        : "",
-      noNewPrivs: isSet(object.noNewPrivs)
-        ? globalThis.Boolean(object.noNewPrivs)
-        : isSet(object.no_new_privs)
-        ? globalThis.Boolean(object.no_new_privs)
-        : false,
-      runAsGroup: isSet(object.runAsGroup)
-        ? Int64Value.fromJSON(object.runAsGroup)
-        : isSet(object.run_as_group)
-        ? Int64Value.fromJSON(object.run_as_group)
-        : undefined,
-      maskedPaths: globalThis.Array.isArray(object?.maskedPaths)
-        ? object.maskedPaths.map((e: any) => globalThis.String(e))
-        : globalThis.Array.isArray(object?.masked_paths)
-        ? object.masked_paths.map((e: any) => globalThis.String(e))
-        : [],
-      readonlyPaths: globalThis.Array.isArray(object?.readonlyPaths)
-        ? object.readonlyPaths.map((e: any) => globalThis.String(e))
-        : globalThis.Array.isArray(object?.readonly_paths)
-        ? object.readonly_paths.map((e: any) => globalThis.String(e))
-        : [],
-      seccomp: isSet(object.seccomp) ? SecurityProfile.fromJSON(object.seccomp) : undefined,
-      apparmor: isSet(object.apparmor) ? SecurityProfile.fromJSON(object.apparmor) : undefined,
-      supplementalGroupsPolicy: isSet(object.supplementalGroupsPolicy)
-        ? supplementalGroupsPolicyFromJSON(object.supplementalGroupsPolicy)
-        : isSet(object.supplemental_groups_policy)
-        ? supplementalGroupsPolicyFromJSON(object.supplemental_groups_policy)
-        : 0,
-    };
+  create(base?: DeepPartial<LinuxContainerSecurityContext>): LinuxContainerSecurityContext {
+    return LinuxContainerSecurityContext.fromPartial(base ?? {});
   },
-
-  toJSON(message: LinuxContainerSecurityContext): unknown {
-    const obj: any = {};
-    if (message.capabilities !== undefined) {
-      obj.capabilities = Capability.toJSON(message.capabilities);
-    }
-    if (message.privileged !== false) {
-      obj.privileged = message.privileged;
-    }
-    if (message.namespaceOptions !== undefined) {
-      obj.namespaceOptions = NamespaceOption.toJSON(message.namespaceOptions);
-    }
-    if (message.selinuxOptions !== undefined) {
-      obj.selinuxOptions = SELinuxOption.toJSON(message.selinuxOptions);
-    }
-    if (message.runAsUser !== undefined) {
-      obj.runAsUser = Int64Value.toJSON(message.runAsUser);
-    }
-    if (message.runAsUsername !== "") {
-      obj.runAsUsername = message.runAsUsername;
-    }
-    if (message.readonlyRootfs !== false) {
-      obj.readonlyRootfs = message.readonlyRootfs;
-    }
-    if (message.supplementalGroups?.length) {
-      obj.supplementalGroups = message.supplementalGroups.map((e) => Math.round(e));
-    }
-    if (message.apparmorProfile !== "") {
-      obj.apparmorProfile = message.apparmorProfile;
-    }
-    if (message.seccompProfilePath !== "") {
-      obj.seccompProfilePath = message.seccompProfilePath;
-    }
-    if (message.noNewPrivs !== false) {
-      obj.noNewPrivs = message.noNewPrivs;
-    }
-    if (message.runAsGroup !== undefined) {
-      obj.runAsGroup = Int64Value.toJSON(message.runAsGroup);
-    }
-    if (message.maskedPaths?.length) {
-      obj.maskedPaths = message.maskedPaths;
-    }
-    if (message.readonlyPaths?.length) {
-      obj.readonlyPaths = message.readonlyPaths;
-    }
-    if (message.seccomp !== undefined) {
-      obj.seccomp = SecurityProfile.toJSON(message.seccomp);
-    }
-    if (message.apparmor !== undefined) {
-      obj.apparmor = SecurityProfile.toJSON(message.apparmor);
-    }
-    if (message.supplementalGroupsPolicy !== 0) {
-      obj.supplementalGroupsPolicy = supplementalGroupsPolicyToJSON(message.supplementalGroupsPolicy);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<LinuxContainerSecurityContext>, I>>(base?: I): LinuxContainerSecurityContext {
-    return LinuxContainerSecurityContext.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<LinuxContainerSecurityContext>, I>>(
-    object: I,
-  ): LinuxContainerSecurityContext {
+  fromPartial(object: DeepPartial<LinuxContainerSecurityContext>): LinuxContainerSecurityContext {
     const message = createBaseLinuxContainerSecurityContext();
-    message.capabilities = (object.capabilities !== undefined && object.capabilities !== null)
-      ? Capability.fromPartial(object.capabilities)
-      : undefined;
     message.privileged = object.privileged ?? false;
     message.namespaceOptions = (object.namespaceOptions !== undefined && object.namespaceOptions !== null)
       ? NamespaceOption.fromPartial(object.namespaceOptions)
       : undefined;
-    message.selinuxOptions = (object.selinuxOptions !== undefined && object.selinuxOptions !== null)
-      ? SELinuxOption.fromPartial(object.selinuxOptions)
-      : undefined;
     message.runAsUser = (object.runAsUser !== undefined && object.runAsUser !== null)
       ? Int64Value.fromPartial(object.runAsUser)
       : undefined;
-    message.runAsUsername = object.runAsUsername ?? "";
     message.readonlyRootfs = object.readonlyRootfs ?? false;
-    message.supplementalGroups = object.supplementalGroups?.map((e) => e) || [];
-    message.apparmorProfile = object.apparmorProfile ?? "";
-    message.seccompProfilePath = object.seccompProfilePath ?? "";
-    message.noNewPrivs = object.noNewPrivs ?? false;
-    message.runAsGroup = (object.runAsGroup !== undefined && object.runAsGroup !== null)
-      ? Int64Value.fromPartial(object.runAsGroup)
-      : undefined;
-    message.maskedPaths = object.maskedPaths?.map((e) => e) || [];
-    message.readonlyPaths = object.readonlyPaths?.map((e) => e) || [];
-    message.seccomp = (object.seccomp !== undefined && object.seccomp !== null)
-      ? SecurityProfile.fromPartial(object.seccomp)
-      : undefined;
-    message.apparmor = (object.apparmor !== undefined && object.apparmor !== null)
-      ? SecurityProfile.fromPartial(object.apparmor)
-      : undefined;
-    message.supplementalGroupsPolicy = object.supplementalGroupsPolicy ?? 0;
     return message;
   },
 };
 
 function createBaseLinuxContainerConfig(): LinuxContainerConfig {
-  return { resources: undefined, securityContext: undefined };
+  return { securityContext: undefined };
 }
 
 export const LinuxContainerConfig: MessageFns<LinuxContainerConfig> = {
   encode(message: LinuxContainerConfig, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.resources !== undefined) {
-      LinuxContainerResources.encode(message.resources, writer.uint32(10).fork()).join();
-    }
     if (message.securityContext !== undefined) {
       LinuxContainerSecurityContext.encode(message.securityContext, writer.uint32(18).fork()).join();
     }
@@ -8034,14 +3734,6 @@ export const LinuxContainerConfig: MessageFns<LinuxContainerConfig> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.resources = LinuxContainerResources.decode(reader, reader.uint32());
-            continue;
-          }
           case 2: {
             if (tag !== 18) {
               break;
@@ -8062,215 +3754,14 @@ export const LinuxContainerConfig: MessageFns<LinuxContainerConfig> = {
     }
   },
 
-  fromJSON(object: any): LinuxContainerConfig {
-    return {
-      resources: isSet(object.resources) ? LinuxContainerResources.fromJSON(object.resources) : undefined,
-      securityContext: isSet(object.securityContext)
-        ? LinuxContainerSecurityContext.fromJSON(object.securityContext)
-        : isSet(object.security_context)
-        ? LinuxContainerSecurityContext.fromJSON(object.security_context)
-        : undefined,
-    };
+  create(base?: DeepPartial<LinuxContainerConfig>): LinuxContainerConfig {
+    return LinuxContainerConfig.fromPartial(base ?? {});
   },
-
-  toJSON(message: LinuxContainerConfig): unknown {
-    const obj: any = {};
-    if (message.resources !== undefined) {
-      obj.resources = LinuxContainerResources.toJSON(message.resources);
-    }
-    if (message.securityContext !== undefined) {
-      obj.securityContext = LinuxContainerSecurityContext.toJSON(message.securityContext);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<LinuxContainerConfig>, I>>(base?: I): LinuxContainerConfig {
-    return LinuxContainerConfig.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<LinuxContainerConfig>, I>>(object: I): LinuxContainerConfig {
+  fromPartial(object: DeepPartial<LinuxContainerConfig>): LinuxContainerConfig {
     const message = createBaseLinuxContainerConfig();
-    message.resources = (object.resources !== undefined && object.resources !== null)
-      ? LinuxContainerResources.fromPartial(object.resources)
-      : undefined;
     message.securityContext = (object.securityContext !== undefined && object.securityContext !== null)
       ? LinuxContainerSecurityContext.fromPartial(object.securityContext)
       : undefined;
-    return message;
-  },
-};
-
-function createBaseDevice(): Device {
-  return { containerPath: "", hostPath: "", permissions: "" };
-}
-
-export const Device: MessageFns<Device> = {
-  encode(message: Device, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.containerPath !== "") {
-      writer.uint32(10).string(message.containerPath);
-    }
-    if (message.hostPath !== "") {
-      writer.uint32(18).string(message.hostPath);
-    }
-    if (message.permissions !== "") {
-      writer.uint32(26).string(message.permissions);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): Device {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseDevice();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.containerPath = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.hostPath = reader.string();
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.permissions = reader.string();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): Device {
-    return {
-      containerPath: isSet(object.containerPath)
-        ? globalThis.String(object.containerPath)
-        : isSet(object.container_path)
-        ? globalThis.String(object.container_path)
-        : "",
-      hostPath: isSet(object.hostPath)
-        ? globalThis.String(object.hostPath)
-        : isSet(object.host_path)
-        ? globalThis.String(object.host_path)
-        : "",
-      permissions: isSet(object.permissions) ? globalThis.String(object.permissions) : "",
-    };
-  },
-
-  toJSON(message: Device): unknown {
-    const obj: any = {};
-    if (message.containerPath !== "") {
-      obj.containerPath = message.containerPath;
-    }
-    if (message.hostPath !== "") {
-      obj.hostPath = message.hostPath;
-    }
-    if (message.permissions !== "") {
-      obj.permissions = message.permissions;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<Device>, I>>(base?: I): Device {
-    return Device.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<Device>, I>>(object: I): Device {
-    const message = createBaseDevice();
-    message.containerPath = object.containerPath ?? "";
-    message.hostPath = object.hostPath ?? "";
-    message.permissions = object.permissions ?? "";
-    return message;
-  },
-};
-
-function createBaseCDIDevice(): CDIDevice {
-  return { name: "" };
-}
-
-export const CDIDevice: MessageFns<CDIDevice> = {
-  encode(message: CDIDevice, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.name !== "") {
-      writer.uint32(10).string(message.name);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): CDIDevice {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseCDIDevice();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.name = reader.string();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): CDIDevice {
-    return { name: isSet(object.name) ? globalThis.String(object.name) : "" };
-  },
-
-  toJSON(message: CDIDevice): unknown {
-    const obj: any = {};
-    if (message.name !== "") {
-      obj.name = message.name;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<CDIDevice>, I>>(base?: I): CDIDevice {
-    return CDIDevice.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<CDIDevice>, I>>(object: I): CDIDevice {
-    const message = createBaseCDIDevice();
-    message.name = object.name ?? "";
     return message;
   },
 };
@@ -8284,7 +3775,6 @@ function createBaseContainerConfig(): ContainerConfig {
     workingDir: "",
     envs: [],
     mounts: [],
-    devices: [],
     labels: {},
     annotations: {},
     logPath: "",
@@ -8292,7 +3782,6 @@ function createBaseContainerConfig(): ContainerConfig {
     stdinOnce: false,
     tty: false,
     linux: undefined,
-    CDIDevices: [],
   };
 }
 
@@ -8319,9 +3808,6 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
     for (const v of message.mounts) {
       Mount.encode(v!, writer.uint32(58).fork()).join();
     }
-    for (const v of message.devices) {
-      Device.encode(v!, writer.uint32(66).fork()).join();
-    }
     globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
       ContainerConfig_LabelsEntry.encode({ key: key as any, value }, writer.uint32(74).fork()).join();
     });
@@ -8342,9 +3828,6 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
     }
     if (message.linux !== undefined) {
       LinuxContainerConfig.encode(message.linux, writer.uint32(122).fork()).join();
-    }
-    for (const v of message.CDIDevices) {
-      CDIDevice.encode(v!, writer.uint32(138).fork()).join();
     }
     return writer;
   },
@@ -8418,14 +3901,6 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
             message.mounts.push(Mount.decode(reader, reader.uint32()));
             continue;
           }
-          case 8: {
-            if (tag !== 66) {
-              break;
-            }
-
-            message.devices.push(Device.decode(reader, reader.uint32()));
-            continue;
-          }
           case 9: {
             if (tag !== 74) {
               break;
@@ -8488,14 +3963,6 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
             message.linux = LinuxContainerConfig.decode(reader, reader.uint32());
             continue;
           }
-          case 17: {
-            if (tag !== 138) {
-              break;
-            }
-
-            message.CDIDevices.push(CDIDevice.decode(reader, reader.uint32()));
-            continue;
-          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -8508,138 +3975,10 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
     }
   },
 
-  fromJSON(object: any): ContainerConfig {
-    return {
-      metadata: isSet(object.metadata) ? ContainerMetadata.fromJSON(object.metadata) : undefined,
-      image: isSet(object.image) ? ImageSpec.fromJSON(object.image) : undefined,
-      command: globalThis.Array.isArray(object?.command) ? object.command.map((e: any) => globalThis.String(e)) : [],
-      args: globalThis.Array.isArray(object?.args) ? object.args.map((e: any) => globalThis.String(e)) : [],
-      workingDir: isSet(object.workingDir)
-        ? globalThis.String(object.workingDir)
-        : isSet(object.working_dir)
-        ? globalThis.String(object.working_dir)
-        : "",
-      envs: globalThis.Array.isArray(object?.envs) ? object.envs.map((e: any) => KeyValue.fromJSON(e)) : [],
-      mounts: globalThis.Array.isArray(object?.mounts) ? object.mounts.map((e: any) => Mount.fromJSON(e)) : [],
-      devices: globalThis.Array.isArray(object?.devices) ? object.devices.map((e: any) => Device.fromJSON(e)) : [],
-      labels: isObject(object.labels)
-        ? (globalThis.Object.entries(object.labels) as [string, any][]).reduce(
-          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
-            globalThis.Object.defineProperty(acc, key, {
-              value: globalThis.String(value),
-              enumerable: true,
-              configurable: true,
-              writable: true,
-            });
-            return acc;
-          },
-          {},
-        )
-        : {},
-      annotations: isObject(object.annotations)
-        ? (globalThis.Object.entries(object.annotations) as [string, any][]).reduce(
-          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
-            globalThis.Object.defineProperty(acc, key, {
-              value: globalThis.String(value),
-              enumerable: true,
-              configurable: true,
-              writable: true,
-            });
-            return acc;
-          },
-          {},
-        )
-        : {},
-      logPath: isSet(object.logPath)
-        ? globalThis.String(object.logPath)
-        : isSet(object.log_path)
-        ? globalThis.String(object.log_path)
-        : "",
-      stdin: isSet(object.stdin) ? globalThis.Boolean(object.stdin) : false,
-      stdinOnce: isSet(object.stdinOnce)
-        ? globalThis.Boolean(object.stdinOnce)
-        : isSet(object.stdin_once)
-        ? globalThis.Boolean(object.stdin_once)
-        : false,
-      tty: isSet(object.tty) ? globalThis.Boolean(object.tty) : false,
-      linux: isSet(object.linux) ? LinuxContainerConfig.fromJSON(object.linux) : undefined,
-      CDIDevices: globalThis.Array.isArray(object?.CDIDevices)
-        ? object.CDIDevices.map((e: any) => CDIDevice.fromJSON(e))
-        : globalThis.Array.isArray(object?.CDI_devices)
-        ? object.CDI_devices.map((e: any) => CDIDevice.fromJSON(e))
-        : [],
-    };
+  create(base?: DeepPartial<ContainerConfig>): ContainerConfig {
+    return ContainerConfig.fromPartial(base ?? {});
   },
-
-  toJSON(message: ContainerConfig): unknown {
-    const obj: any = {};
-    if (message.metadata !== undefined) {
-      obj.metadata = ContainerMetadata.toJSON(message.metadata);
-    }
-    if (message.image !== undefined) {
-      obj.image = ImageSpec.toJSON(message.image);
-    }
-    if (message.command?.length) {
-      obj.command = message.command;
-    }
-    if (message.args?.length) {
-      obj.args = message.args;
-    }
-    if (message.workingDir !== "") {
-      obj.workingDir = message.workingDir;
-    }
-    if (message.envs?.length) {
-      obj.envs = message.envs.map((e) => KeyValue.toJSON(e));
-    }
-    if (message.mounts?.length) {
-      obj.mounts = message.mounts.map((e) => Mount.toJSON(e));
-    }
-    if (message.devices?.length) {
-      obj.devices = message.devices.map((e) => Device.toJSON(e));
-    }
-    if (message.labels) {
-      const entries = globalThis.Object.entries(message.labels) as [string, string][];
-      if (entries.length > 0) {
-        obj.labels = {};
-        entries.forEach(([k, v]) => {
-          obj.labels[k] = v;
-        });
-      }
-    }
-    if (message.annotations) {
-      const entries = globalThis.Object.entries(message.annotations) as [string, string][];
-      if (entries.length > 0) {
-        obj.annotations = {};
-        entries.forEach(([k, v]) => {
-          obj.annotations[k] = v;
-        });
-      }
-    }
-    if (message.logPath !== "") {
-      obj.logPath = message.logPath;
-    }
-    if (message.stdin !== false) {
-      obj.stdin = message.stdin;
-    }
-    if (message.stdinOnce !== false) {
-      obj.stdinOnce = message.stdinOnce;
-    }
-    if (message.tty !== false) {
-      obj.tty = message.tty;
-    }
-    if (message.linux !== undefined) {
-      obj.linux = LinuxContainerConfig.toJSON(message.linux);
-    }
-    if (message.CDIDevices?.length) {
-      obj.CDIDevices = message.CDIDevices.map((e) => CDIDevice.toJSON(e));
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ContainerConfig>, I>>(base?: I): ContainerConfig {
-    return ContainerConfig.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ContainerConfig>, I>>(object: I): ContainerConfig {
+  fromPartial(object: DeepPartial<ContainerConfig>): ContainerConfig {
     const message = createBaseContainerConfig();
     message.metadata = (object.metadata !== undefined && object.metadata !== null)
       ? ContainerMetadata.fromPartial(object.metadata)
@@ -8652,7 +3991,6 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
     message.workingDir = object.workingDir ?? "";
     message.envs = object.envs?.map((e) => KeyValue.fromPartial(e)) || [];
     message.mounts = object.mounts?.map((e) => Mount.fromPartial(e)) || [];
-    message.devices = object.devices?.map((e) => Device.fromPartial(e)) || [];
     message.labels = (globalThis.Object.entries(object.labels ?? {}) as [string, string][]).reduce(
       (acc: { [key: string]: string }, [key, value]: [string, string]) => {
         if (value !== undefined) {
@@ -8678,7 +4016,6 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
     message.linux = (object.linux !== undefined && object.linux !== null)
       ? LinuxContainerConfig.fromPartial(object.linux)
       : undefined;
-    message.CDIDevices = object.CDIDevices?.map((e) => CDIDevice.fromPartial(e)) || [];
     return message;
   },
 };
@@ -8739,28 +4076,10 @@ export const ContainerConfig_LabelsEntry: MessageFns<ContainerConfig_LabelsEntry
     }
   },
 
-  fromJSON(object: any): ContainerConfig_LabelsEntry {
-    return {
-      key: isSet(object.key) ? globalThis.String(object.key) : "",
-      value: isSet(object.value) ? globalThis.String(object.value) : "",
-    };
+  create(base?: DeepPartial<ContainerConfig_LabelsEntry>): ContainerConfig_LabelsEntry {
+    return ContainerConfig_LabelsEntry.fromPartial(base ?? {});
   },
-
-  toJSON(message: ContainerConfig_LabelsEntry): unknown {
-    const obj: any = {};
-    if (message.key !== "") {
-      obj.key = message.key;
-    }
-    if (message.value !== "") {
-      obj.value = message.value;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ContainerConfig_LabelsEntry>, I>>(base?: I): ContainerConfig_LabelsEntry {
-    return ContainerConfig_LabelsEntry.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ContainerConfig_LabelsEntry>, I>>(object: I): ContainerConfig_LabelsEntry {
+  fromPartial(object: DeepPartial<ContainerConfig_LabelsEntry>): ContainerConfig_LabelsEntry {
     const message = createBaseContainerConfig_LabelsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
@@ -8824,32 +4143,10 @@ export const ContainerConfig_AnnotationsEntry: MessageFns<ContainerConfig_Annota
     }
   },
 
-  fromJSON(object: any): ContainerConfig_AnnotationsEntry {
-    return {
-      key: isSet(object.key) ? globalThis.String(object.key) : "",
-      value: isSet(object.value) ? globalThis.String(object.value) : "",
-    };
+  create(base?: DeepPartial<ContainerConfig_AnnotationsEntry>): ContainerConfig_AnnotationsEntry {
+    return ContainerConfig_AnnotationsEntry.fromPartial(base ?? {});
   },
-
-  toJSON(message: ContainerConfig_AnnotationsEntry): unknown {
-    const obj: any = {};
-    if (message.key !== "") {
-      obj.key = message.key;
-    }
-    if (message.value !== "") {
-      obj.value = message.value;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ContainerConfig_AnnotationsEntry>, I>>(
-    base?: I,
-  ): ContainerConfig_AnnotationsEntry {
-    return ContainerConfig_AnnotationsEntry.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ContainerConfig_AnnotationsEntry>, I>>(
-    object: I,
-  ): ContainerConfig_AnnotationsEntry {
+  fromPartial(object: DeepPartial<ContainerConfig_AnnotationsEntry>): ContainerConfig_AnnotationsEntry {
     const message = createBaseContainerConfig_AnnotationsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
@@ -8924,40 +4221,10 @@ export const CreateContainerRequest: MessageFns<CreateContainerRequest> = {
     }
   },
 
-  fromJSON(object: any): CreateContainerRequest {
-    return {
-      podSandboxId: isSet(object.podSandboxId)
-        ? globalThis.String(object.podSandboxId)
-        : isSet(object.pod_sandbox_id)
-        ? globalThis.String(object.pod_sandbox_id)
-        : "",
-      config: isSet(object.config) ? ContainerConfig.fromJSON(object.config) : undefined,
-      sandboxConfig: isSet(object.sandboxConfig)
-        ? PodSandboxConfig.fromJSON(object.sandboxConfig)
-        : isSet(object.sandbox_config)
-        ? PodSandboxConfig.fromJSON(object.sandbox_config)
-        : undefined,
-    };
+  create(base?: DeepPartial<CreateContainerRequest>): CreateContainerRequest {
+    return CreateContainerRequest.fromPartial(base ?? {});
   },
-
-  toJSON(message: CreateContainerRequest): unknown {
-    const obj: any = {};
-    if (message.podSandboxId !== "") {
-      obj.podSandboxId = message.podSandboxId;
-    }
-    if (message.config !== undefined) {
-      obj.config = ContainerConfig.toJSON(message.config);
-    }
-    if (message.sandboxConfig !== undefined) {
-      obj.sandboxConfig = PodSandboxConfig.toJSON(message.sandboxConfig);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<CreateContainerRequest>, I>>(base?: I): CreateContainerRequest {
-    return CreateContainerRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<CreateContainerRequest>, I>>(object: I): CreateContainerRequest {
+  fromPartial(object: DeepPartial<CreateContainerRequest>): CreateContainerRequest {
     const message = createBaseCreateContainerRequest();
     message.podSandboxId = object.podSandboxId ?? "";
     message.config = (object.config !== undefined && object.config !== null)
@@ -9015,28 +4282,10 @@ export const CreateContainerResponse: MessageFns<CreateContainerResponse> = {
     }
   },
 
-  fromJSON(object: any): CreateContainerResponse {
-    return {
-      containerId: isSet(object.containerId)
-        ? globalThis.String(object.containerId)
-        : isSet(object.container_id)
-        ? globalThis.String(object.container_id)
-        : "",
-    };
+  create(base?: DeepPartial<CreateContainerResponse>): CreateContainerResponse {
+    return CreateContainerResponse.fromPartial(base ?? {});
   },
-
-  toJSON(message: CreateContainerResponse): unknown {
-    const obj: any = {};
-    if (message.containerId !== "") {
-      obj.containerId = message.containerId;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<CreateContainerResponse>, I>>(base?: I): CreateContainerResponse {
-    return CreateContainerResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<CreateContainerResponse>, I>>(object: I): CreateContainerResponse {
+  fromPartial(object: DeepPartial<CreateContainerResponse>): CreateContainerResponse {
     const message = createBaseCreateContainerResponse();
     message.containerId = object.containerId ?? "";
     return message;
@@ -9088,28 +4337,10 @@ export const StartContainerRequest: MessageFns<StartContainerRequest> = {
     }
   },
 
-  fromJSON(object: any): StartContainerRequest {
-    return {
-      containerId: isSet(object.containerId)
-        ? globalThis.String(object.containerId)
-        : isSet(object.container_id)
-        ? globalThis.String(object.container_id)
-        : "",
-    };
+  create(base?: DeepPartial<StartContainerRequest>): StartContainerRequest {
+    return StartContainerRequest.fromPartial(base ?? {});
   },
-
-  toJSON(message: StartContainerRequest): unknown {
-    const obj: any = {};
-    if (message.containerId !== "") {
-      obj.containerId = message.containerId;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<StartContainerRequest>, I>>(base?: I): StartContainerRequest {
-    return StartContainerRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<StartContainerRequest>, I>>(object: I): StartContainerRequest {
+  fromPartial(object: DeepPartial<StartContainerRequest>): StartContainerRequest {
     const message = createBaseStartContainerRequest();
     message.containerId = object.containerId ?? "";
     return message;
@@ -9150,19 +4381,10 @@ export const StartContainerResponse: MessageFns<StartContainerResponse> = {
     }
   },
 
-  fromJSON(_: any): StartContainerResponse {
-    return {};
+  create(base?: DeepPartial<StartContainerResponse>): StartContainerResponse {
+    return StartContainerResponse.fromPartial(base ?? {});
   },
-
-  toJSON(_: StartContainerResponse): unknown {
-    const obj: any = {};
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<StartContainerResponse>, I>>(base?: I): StartContainerResponse {
-    return StartContainerResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<StartContainerResponse>, I>>(_: I): StartContainerResponse {
+  fromPartial(_: DeepPartial<StartContainerResponse>): StartContainerResponse {
     const message = createBaseStartContainerResponse();
     return message;
   },
@@ -9224,32 +4446,10 @@ export const StopContainerRequest: MessageFns<StopContainerRequest> = {
     }
   },
 
-  fromJSON(object: any): StopContainerRequest {
-    return {
-      containerId: isSet(object.containerId)
-        ? globalThis.String(object.containerId)
-        : isSet(object.container_id)
-        ? globalThis.String(object.container_id)
-        : "",
-      timeout: isSet(object.timeout) ? globalThis.Number(object.timeout) : 0,
-    };
+  create(base?: DeepPartial<StopContainerRequest>): StopContainerRequest {
+    return StopContainerRequest.fromPartial(base ?? {});
   },
-
-  toJSON(message: StopContainerRequest): unknown {
-    const obj: any = {};
-    if (message.containerId !== "") {
-      obj.containerId = message.containerId;
-    }
-    if (message.timeout !== 0) {
-      obj.timeout = Math.round(message.timeout);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<StopContainerRequest>, I>>(base?: I): StopContainerRequest {
-    return StopContainerRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<StopContainerRequest>, I>>(object: I): StopContainerRequest {
+  fromPartial(object: DeepPartial<StopContainerRequest>): StopContainerRequest {
     const message = createBaseStopContainerRequest();
     message.containerId = object.containerId ?? "";
     message.timeout = object.timeout ?? 0;
@@ -9291,19 +4491,10 @@ export const StopContainerResponse: MessageFns<StopContainerResponse> = {
     }
   },
 
-  fromJSON(_: any): StopContainerResponse {
-    return {};
+  create(base?: DeepPartial<StopContainerResponse>): StopContainerResponse {
+    return StopContainerResponse.fromPartial(base ?? {});
   },
-
-  toJSON(_: StopContainerResponse): unknown {
-    const obj: any = {};
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<StopContainerResponse>, I>>(base?: I): StopContainerResponse {
-    return StopContainerResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<StopContainerResponse>, I>>(_: I): StopContainerResponse {
+  fromPartial(_: DeepPartial<StopContainerResponse>): StopContainerResponse {
     const message = createBaseStopContainerResponse();
     return message;
   },
@@ -9354,28 +4545,10 @@ export const RemoveContainerRequest: MessageFns<RemoveContainerRequest> = {
     }
   },
 
-  fromJSON(object: any): RemoveContainerRequest {
-    return {
-      containerId: isSet(object.containerId)
-        ? globalThis.String(object.containerId)
-        : isSet(object.container_id)
-        ? globalThis.String(object.container_id)
-        : "",
-    };
+  create(base?: DeepPartial<RemoveContainerRequest>): RemoveContainerRequest {
+    return RemoveContainerRequest.fromPartial(base ?? {});
   },
-
-  toJSON(message: RemoveContainerRequest): unknown {
-    const obj: any = {};
-    if (message.containerId !== "") {
-      obj.containerId = message.containerId;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<RemoveContainerRequest>, I>>(base?: I): RemoveContainerRequest {
-    return RemoveContainerRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<RemoveContainerRequest>, I>>(object: I): RemoveContainerRequest {
+  fromPartial(object: DeepPartial<RemoveContainerRequest>): RemoveContainerRequest {
     const message = createBaseRemoveContainerRequest();
     message.containerId = object.containerId ?? "";
     return message;
@@ -9416,102 +4589,23 @@ export const RemoveContainerResponse: MessageFns<RemoveContainerResponse> = {
     }
   },
 
-  fromJSON(_: any): RemoveContainerResponse {
-    return {};
+  create(base?: DeepPartial<RemoveContainerResponse>): RemoveContainerResponse {
+    return RemoveContainerResponse.fromPartial(base ?? {});
   },
-
-  toJSON(_: RemoveContainerResponse): unknown {
-    const obj: any = {};
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<RemoveContainerResponse>, I>>(base?: I): RemoveContainerResponse {
-    return RemoveContainerResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<RemoveContainerResponse>, I>>(_: I): RemoveContainerResponse {
+  fromPartial(_: DeepPartial<RemoveContainerResponse>): RemoveContainerResponse {
     const message = createBaseRemoveContainerResponse();
     return message;
   },
 };
 
-function createBaseContainerStateValue(): ContainerStateValue {
-  return { state: 0 };
-}
-
-export const ContainerStateValue: MessageFns<ContainerStateValue> = {
-  encode(message: ContainerStateValue, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.state !== 0) {
-      writer.uint32(8).int32(message.state);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): ContainerStateValue {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseContainerStateValue();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 8) {
-              break;
-            }
-
-            message.state = reader.int32() as any;
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): ContainerStateValue {
-    return { state: isSet(object.state) ? containerStateFromJSON(object.state) : 0 };
-  },
-
-  toJSON(message: ContainerStateValue): unknown {
-    const obj: any = {};
-    if (message.state !== 0) {
-      obj.state = containerStateToJSON(message.state);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ContainerStateValue>, I>>(base?: I): ContainerStateValue {
-    return ContainerStateValue.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ContainerStateValue>, I>>(object: I): ContainerStateValue {
-    const message = createBaseContainerStateValue();
-    message.state = object.state ?? 0;
-    return message;
-  },
-};
-
 function createBaseContainerFilter(): ContainerFilter {
-  return { id: "", state: undefined, podSandboxId: "", labelSelector: {} };
+  return { id: "", podSandboxId: "", labelSelector: {} };
 }
 
 export const ContainerFilter: MessageFns<ContainerFilter> = {
   encode(message: ContainerFilter, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.id !== "") {
       writer.uint32(10).string(message.id);
-    }
-    if (message.state !== undefined) {
-      ContainerStateValue.encode(message.state, writer.uint32(18).fork()).join();
     }
     if (message.podSandboxId !== "") {
       writer.uint32(26).string(message.podSandboxId);
@@ -9541,14 +4635,6 @@ export const ContainerFilter: MessageFns<ContainerFilter> = {
             }
 
             message.id = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.state = ContainerStateValue.decode(reader, reader.uint32());
             continue;
           }
           case 3: {
@@ -9582,77 +4668,12 @@ export const ContainerFilter: MessageFns<ContainerFilter> = {
     }
   },
 
-  fromJSON(object: any): ContainerFilter {
-    return {
-      id: isSet(object.id) ? globalThis.String(object.id) : "",
-      state: isSet(object.state) ? ContainerStateValue.fromJSON(object.state) : undefined,
-      podSandboxId: isSet(object.podSandboxId)
-        ? globalThis.String(object.podSandboxId)
-        : isSet(object.pod_sandbox_id)
-        ? globalThis.String(object.pod_sandbox_id)
-        : "",
-      labelSelector: isObject(object.labelSelector)
-        ? (globalThis.Object.entries(object.labelSelector) as [string, any][]).reduce(
-          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
-            globalThis.Object.defineProperty(acc, key, {
-              value: globalThis.String(value),
-              enumerable: true,
-              configurable: true,
-              writable: true,
-            });
-            return acc;
-          },
-          {},
-        )
-        : isObject(object.label_selector)
-        ? (globalThis.Object.entries(object.label_selector) as [string, any][]).reduce(
-          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
-            globalThis.Object.defineProperty(acc, key, {
-              value: globalThis.String(value),
-              enumerable: true,
-              configurable: true,
-              writable: true,
-            });
-            return acc;
-          },
-          {},
-        )
-        : {},
-    };
+  create(base?: DeepPartial<ContainerFilter>): ContainerFilter {
+    return ContainerFilter.fromPartial(base ?? {});
   },
-
-  toJSON(message: ContainerFilter): unknown {
-    const obj: any = {};
-    if (message.id !== "") {
-      obj.id = message.id;
-    }
-    if (message.state !== undefined) {
-      obj.state = ContainerStateValue.toJSON(message.state);
-    }
-    if (message.podSandboxId !== "") {
-      obj.podSandboxId = message.podSandboxId;
-    }
-    if (message.labelSelector) {
-      const entries = globalThis.Object.entries(message.labelSelector) as [string, string][];
-      if (entries.length > 0) {
-        obj.labelSelector = {};
-        entries.forEach(([k, v]) => {
-          obj.labelSelector[k] = v;
-        });
-      }
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ContainerFilter>, I>>(base?: I): ContainerFilter {
-    return ContainerFilter.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ContainerFilter>, I>>(object: I): ContainerFilter {
+  fromPartial(object: DeepPartial<ContainerFilter>): ContainerFilter {
     const message = createBaseContainerFilter();
     message.id = object.id ?? "";
-    message.state = (object.state !== undefined && object.state !== null)
-      ? ContainerStateValue.fromPartial(object.state)
-      : undefined;
     message.podSandboxId = object.podSandboxId ?? "";
     message.labelSelector = (globalThis.Object.entries(object.labelSelector ?? {}) as [string, string][]).reduce(
       (acc: { [key: string]: string }, [key, value]: [string, string]) => {
@@ -9723,32 +4744,10 @@ export const ContainerFilter_LabelSelectorEntry: MessageFns<ContainerFilter_Labe
     }
   },
 
-  fromJSON(object: any): ContainerFilter_LabelSelectorEntry {
-    return {
-      key: isSet(object.key) ? globalThis.String(object.key) : "",
-      value: isSet(object.value) ? globalThis.String(object.value) : "",
-    };
+  create(base?: DeepPartial<ContainerFilter_LabelSelectorEntry>): ContainerFilter_LabelSelectorEntry {
+    return ContainerFilter_LabelSelectorEntry.fromPartial(base ?? {});
   },
-
-  toJSON(message: ContainerFilter_LabelSelectorEntry): unknown {
-    const obj: any = {};
-    if (message.key !== "") {
-      obj.key = message.key;
-    }
-    if (message.value !== "") {
-      obj.value = message.value;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ContainerFilter_LabelSelectorEntry>, I>>(
-    base?: I,
-  ): ContainerFilter_LabelSelectorEntry {
-    return ContainerFilter_LabelSelectorEntry.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ContainerFilter_LabelSelectorEntry>, I>>(
-    object: I,
-  ): ContainerFilter_LabelSelectorEntry {
+  fromPartial(object: DeepPartial<ContainerFilter_LabelSelectorEntry>): ContainerFilter_LabelSelectorEntry {
     const message = createBaseContainerFilter_LabelSelectorEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
@@ -9801,22 +4800,10 @@ export const ListContainersRequest: MessageFns<ListContainersRequest> = {
     }
   },
 
-  fromJSON(object: any): ListContainersRequest {
-    return { filter: isSet(object.filter) ? ContainerFilter.fromJSON(object.filter) : undefined };
+  create(base?: DeepPartial<ListContainersRequest>): ListContainersRequest {
+    return ListContainersRequest.fromPartial(base ?? {});
   },
-
-  toJSON(message: ListContainersRequest): unknown {
-    const obj: any = {};
-    if (message.filter !== undefined) {
-      obj.filter = ContainerFilter.toJSON(message.filter);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ListContainersRequest>, I>>(base?: I): ListContainersRequest {
-    return ListContainersRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ListContainersRequest>, I>>(object: I): ListContainersRequest {
+  fromPartial(object: DeepPartial<ListContainersRequest>): ListContainersRequest {
     const message = createBaseListContainersRequest();
     message.filter = (object.filter !== undefined && object.filter !== null)
       ? ContainerFilter.fromPartial(object.filter)
@@ -9870,26 +4857,10 @@ export const ListContainersResponse: MessageFns<ListContainersResponse> = {
     }
   },
 
-  fromJSON(object: any): ListContainersResponse {
-    return {
-      containers: globalThis.Array.isArray(object?.containers)
-        ? object.containers.map((e: any) => Container.fromJSON(e))
-        : [],
-    };
+  create(base?: DeepPartial<ListContainersResponse>): ListContainersResponse {
+    return ListContainersResponse.fromPartial(base ?? {});
   },
-
-  toJSON(message: ListContainersResponse): unknown {
-    const obj: any = {};
-    if (message.containers?.length) {
-      obj.containers = message.containers.map((e) => Container.toJSON(e));
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ListContainersResponse>, I>>(base?: I): ListContainersResponse {
-    return ListContainersResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ListContainersResponse>, I>>(object: I): ListContainersResponse {
+  fromPartial(object: DeepPartial<ListContainersResponse>): ListContainersResponse {
     const message = createBaseListContainersResponse();
     message.containers = object.containers?.map((e) => Container.fromPartial(e)) || [];
     return message;
@@ -9897,18 +4868,7 @@ export const ListContainersResponse: MessageFns<ListContainersResponse> = {
 };
 
 function createBaseContainer(): Container {
-  return {
-    id: "",
-    podSandboxId: "",
-    metadata: undefined,
-    image: undefined,
-    imageRef: "",
-    state: 0,
-    createdAt: "0",
-    labels: {},
-    annotations: {},
-    imageId: "",
-  };
+  return { id: "", state: 0, labels: {} };
 }
 
 export const Container: MessageFns<Container> = {
@@ -9916,33 +4876,12 @@ export const Container: MessageFns<Container> = {
     if (message.id !== "") {
       writer.uint32(10).string(message.id);
     }
-    if (message.podSandboxId !== "") {
-      writer.uint32(18).string(message.podSandboxId);
-    }
-    if (message.metadata !== undefined) {
-      ContainerMetadata.encode(message.metadata, writer.uint32(26).fork()).join();
-    }
-    if (message.image !== undefined) {
-      ImageSpec.encode(message.image, writer.uint32(34).fork()).join();
-    }
-    if (message.imageRef !== "") {
-      writer.uint32(42).string(message.imageRef);
-    }
     if (message.state !== 0) {
       writer.uint32(48).int32(message.state);
-    }
-    if (message.createdAt !== "0") {
-      writer.uint32(56).int64(message.createdAt);
     }
     globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
       Container_LabelsEntry.encode({ key: key as any, value }, writer.uint32(66).fork()).join();
     });
-    globalThis.Object.entries(message.annotations).forEach(([key, value]: [string, string]) => {
-      Container_AnnotationsEntry.encode({ key: key as any, value }, writer.uint32(74).fork()).join();
-    });
-    if (message.imageId !== "") {
-      writer.uint32(82).string(message.imageId);
-    }
     return writer;
   },
 
@@ -9967,52 +4906,12 @@ export const Container: MessageFns<Container> = {
             message.id = reader.string();
             continue;
           }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.podSandboxId = reader.string();
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.metadata = ContainerMetadata.decode(reader, reader.uint32());
-            continue;
-          }
-          case 4: {
-            if (tag !== 34) {
-              break;
-            }
-
-            message.image = ImageSpec.decode(reader, reader.uint32());
-            continue;
-          }
-          case 5: {
-            if (tag !== 42) {
-              break;
-            }
-
-            message.imageRef = reader.string();
-            continue;
-          }
           case 6: {
             if (tag !== 48) {
               break;
             }
 
             message.state = reader.int32() as any;
-            continue;
-          }
-          case 7: {
-            if (tag !== 56) {
-              break;
-            }
-
-            message.createdAt = reader.int64().toString();
             continue;
           }
           case 8: {
@@ -10024,25 +4923,6 @@ export const Container: MessageFns<Container> = {
             if (entry8.value !== undefined) {
               message.labels[entry8.key] = entry8.value;
             }
-            continue;
-          }
-          case 9: {
-            if (tag !== 74) {
-              break;
-            }
-
-            const entry9 = Container_AnnotationsEntry.decode(reader, reader.uint32());
-            if (entry9.value !== undefined) {
-              message.annotations[entry9.key] = entry9.value;
-            }
-            continue;
-          }
-          case 10: {
-            if (tag !== 82) {
-              break;
-            }
-
-            message.imageId = reader.string();
             continue;
           }
         }
@@ -10057,126 +4937,13 @@ export const Container: MessageFns<Container> = {
     }
   },
 
-  fromJSON(object: any): Container {
-    return {
-      id: isSet(object.id) ? globalThis.String(object.id) : "",
-      podSandboxId: isSet(object.podSandboxId)
-        ? globalThis.String(object.podSandboxId)
-        : isSet(object.pod_sandbox_id)
-        ? globalThis.String(object.pod_sandbox_id)
-        : "",
-      metadata: isSet(object.metadata) ? ContainerMetadata.fromJSON(object.metadata) : undefined,
-      image: isSet(object.image) ? ImageSpec.fromJSON(object.image) : undefined,
-      imageRef: isSet(object.imageRef)
-        ? globalThis.String(object.imageRef)
-        : isSet(object.image_ref)
-        ? globalThis.String(object.image_ref)
-        : "",
-      state: isSet(object.state) ? containerStateFromJSON(object.state) : 0,
-      createdAt: isSet(object.createdAt)
-        ? globalThis.String(object.createdAt)
-        : isSet(object.created_at)
-        ? globalThis.String(object.created_at)
-        : "0",
-      labels: isObject(object.labels)
-        ? (globalThis.Object.entries(object.labels) as [string, any][]).reduce(
-          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
-            globalThis.Object.defineProperty(acc, key, {
-              value: globalThis.String(value),
-              enumerable: true,
-              configurable: true,
-              writable: true,
-            });
-            return acc;
-          },
-          {},
-        )
-        : {},
-      annotations: isObject(object.annotations)
-        ? (globalThis.Object.entries(object.annotations) as [string, any][]).reduce(
-          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
-            globalThis.Object.defineProperty(acc, key, {
-              value: globalThis.String(value),
-              enumerable: true,
-              configurable: true,
-              writable: true,
-            });
-            return acc;
-          },
-          {},
-        )
-        : {},
-      imageId: isSet(object.imageId)
-        ? globalThis.String(object.imageId)
-        : isSet(object.image_id)
-        ? globalThis.String(object.image_id)
-        : "",
-    };
+  create(base?: DeepPartial<Container>): Container {
+    return Container.fromPartial(base ?? {});
   },
-
-  toJSON(message: Container): unknown {
-    const obj: any = {};
-    if (message.id !== "") {
-      obj.id = message.id;
-    }
-    if (message.podSandboxId !== "") {
-      obj.podSandboxId = message.podSandboxId;
-    }
-    if (message.metadata !== undefined) {
-      obj.metadata = ContainerMetadata.toJSON(message.metadata);
-    }
-    if (message.image !== undefined) {
-      obj.image = ImageSpec.toJSON(message.image);
-    }
-    if (message.imageRef !== "") {
-      obj.imageRef = message.imageRef;
-    }
-    if (message.state !== 0) {
-      obj.state = containerStateToJSON(message.state);
-    }
-    if (message.createdAt !== "0") {
-      obj.createdAt = globalThis.String(message.createdAt);
-    }
-    if (message.labels) {
-      const entries = globalThis.Object.entries(message.labels) as [string, string][];
-      if (entries.length > 0) {
-        obj.labels = {};
-        entries.forEach(([k, v]) => {
-          obj.labels[k] = v;
-        });
-      }
-    }
-    if (message.annotations) {
-      const entries = globalThis.Object.entries(message.annotations) as [string, string][];
-      if (entries.length > 0) {
-        obj.annotations = {};
-        entries.forEach(([k, v]) => {
-          obj.annotations[k] = v;
-        });
-      }
-    }
-    if (message.imageId !== "") {
-      obj.imageId = message.imageId;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<Container>, I>>(base?: I): Container {
-    return Container.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<Container>, I>>(object: I): Container {
+  fromPartial(object: DeepPartial<Container>): Container {
     const message = createBaseContainer();
     message.id = object.id ?? "";
-    message.podSandboxId = object.podSandboxId ?? "";
-    message.metadata = (object.metadata !== undefined && object.metadata !== null)
-      ? ContainerMetadata.fromPartial(object.metadata)
-      : undefined;
-    message.image = (object.image !== undefined && object.image !== null)
-      ? ImageSpec.fromPartial(object.image)
-      : undefined;
-    message.imageRef = object.imageRef ?? "";
     message.state = object.state ?? 0;
-    message.createdAt = object.createdAt ?? "0";
     message.labels = (globalThis.Object.entries(object.labels ?? {}) as [string, string][]).reduce(
       (acc: { [key: string]: string }, [key, value]: [string, string]) => {
         if (value !== undefined) {
@@ -10186,16 +4953,6 @@ export const Container: MessageFns<Container> = {
       },
       {},
     );
-    message.annotations = (globalThis.Object.entries(object.annotations ?? {}) as [string, string][]).reduce(
-      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
-        if (value !== undefined) {
-          acc[key] = globalThis.String(value);
-        }
-        return acc;
-      },
-      {},
-    );
-    message.imageId = object.imageId ?? "";
     return message;
   },
 };
@@ -10256,114 +5013,11 @@ export const Container_LabelsEntry: MessageFns<Container_LabelsEntry> = {
     }
   },
 
-  fromJSON(object: any): Container_LabelsEntry {
-    return {
-      key: isSet(object.key) ? globalThis.String(object.key) : "",
-      value: isSet(object.value) ? globalThis.String(object.value) : "",
-    };
+  create(base?: DeepPartial<Container_LabelsEntry>): Container_LabelsEntry {
+    return Container_LabelsEntry.fromPartial(base ?? {});
   },
-
-  toJSON(message: Container_LabelsEntry): unknown {
-    const obj: any = {};
-    if (message.key !== "") {
-      obj.key = message.key;
-    }
-    if (message.value !== "") {
-      obj.value = message.value;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<Container_LabelsEntry>, I>>(base?: I): Container_LabelsEntry {
-    return Container_LabelsEntry.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<Container_LabelsEntry>, I>>(object: I): Container_LabelsEntry {
+  fromPartial(object: DeepPartial<Container_LabelsEntry>): Container_LabelsEntry {
     const message = createBaseContainer_LabelsEntry();
-    message.key = object.key ?? "";
-    message.value = object.value ?? "";
-    return message;
-  },
-};
-
-function createBaseContainer_AnnotationsEntry(): Container_AnnotationsEntry {
-  return { key: "", value: "" };
-}
-
-export const Container_AnnotationsEntry: MessageFns<Container_AnnotationsEntry> = {
-  encode(message: Container_AnnotationsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.key !== "") {
-      writer.uint32(10).string(message.key);
-    }
-    if (message.value !== "") {
-      writer.uint32(18).string(message.value);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): Container_AnnotationsEntry {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseContainer_AnnotationsEntry();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.key = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.value = reader.string();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): Container_AnnotationsEntry {
-    return {
-      key: isSet(object.key) ? globalThis.String(object.key) : "",
-      value: isSet(object.value) ? globalThis.String(object.value) : "",
-    };
-  },
-
-  toJSON(message: Container_AnnotationsEntry): unknown {
-    const obj: any = {};
-    if (message.key !== "") {
-      obj.key = message.key;
-    }
-    if (message.value !== "") {
-      obj.value = message.value;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<Container_AnnotationsEntry>, I>>(base?: I): Container_AnnotationsEntry {
-    return Container_AnnotationsEntry.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<Container_AnnotationsEntry>, I>>(object: I): Container_AnnotationsEntry {
-    const message = createBaseContainer_AnnotationsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
     return message;
@@ -10426,32 +5080,10 @@ export const ContainerStatusRequest: MessageFns<ContainerStatusRequest> = {
     }
   },
 
-  fromJSON(object: any): ContainerStatusRequest {
-    return {
-      containerId: isSet(object.containerId)
-        ? globalThis.String(object.containerId)
-        : isSet(object.container_id)
-        ? globalThis.String(object.container_id)
-        : "",
-      verbose: isSet(object.verbose) ? globalThis.Boolean(object.verbose) : false,
-    };
+  create(base?: DeepPartial<ContainerStatusRequest>): ContainerStatusRequest {
+    return ContainerStatusRequest.fromPartial(base ?? {});
   },
-
-  toJSON(message: ContainerStatusRequest): unknown {
-    const obj: any = {};
-    if (message.containerId !== "") {
-      obj.containerId = message.containerId;
-    }
-    if (message.verbose !== false) {
-      obj.verbose = message.verbose;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ContainerStatusRequest>, I>>(base?: I): ContainerStatusRequest {
-    return ContainerStatusRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ContainerStatusRequest>, I>>(object: I): ContainerStatusRequest {
+  fromPartial(object: DeepPartial<ContainerStatusRequest>): ContainerStatusRequest {
     const message = createBaseContainerStatusRequest();
     message.containerId = object.containerId ?? "";
     message.verbose = object.verbose ?? false;
@@ -10460,7 +5092,7 @@ export const ContainerStatusRequest: MessageFns<ContainerStatusRequest> = {
 };
 
 function createBaseContainerStatusResponse(): ContainerStatusResponse {
-  return { status: undefined, info: {} };
+  return { status: undefined };
 }
 
 export const ContainerStatusResponse: MessageFns<ContainerStatusResponse> = {
@@ -10468,9 +5100,6 @@ export const ContainerStatusResponse: MessageFns<ContainerStatusResponse> = {
     if (message.status !== undefined) {
       ContainerStatus.encode(message.status, writer.uint32(10).fork()).join();
     }
-    globalThis.Object.entries(message.info).forEach(([key, value]: [string, string]) => {
-      ContainerStatusResponse_InfoEntry.encode({ key: key as any, value }, writer.uint32(18).fork()).join();
-    });
     return writer;
   },
 
@@ -10495,17 +5124,6 @@ export const ContainerStatusResponse: MessageFns<ContainerStatusResponse> = {
             message.status = ContainerStatus.decode(reader, reader.uint32());
             continue;
           }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            const entry2 = ContainerStatusResponse_InfoEntry.decode(reader, reader.uint32());
-            if (entry2.value !== undefined) {
-              message.info[entry2.key] = entry2.value;
-            }
-            continue;
-          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -10518,405 +5136,13 @@ export const ContainerStatusResponse: MessageFns<ContainerStatusResponse> = {
     }
   },
 
-  fromJSON(object: any): ContainerStatusResponse {
-    return {
-      status: isSet(object.status) ? ContainerStatus.fromJSON(object.status) : undefined,
-      info: isObject(object.info)
-        ? (globalThis.Object.entries(object.info) as [string, any][]).reduce(
-          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
-            globalThis.Object.defineProperty(acc, key, {
-              value: globalThis.String(value),
-              enumerable: true,
-              configurable: true,
-              writable: true,
-            });
-            return acc;
-          },
-          {},
-        )
-        : {},
-    };
+  create(base?: DeepPartial<ContainerStatusResponse>): ContainerStatusResponse {
+    return ContainerStatusResponse.fromPartial(base ?? {});
   },
-
-  toJSON(message: ContainerStatusResponse): unknown {
-    const obj: any = {};
-    if (message.status !== undefined) {
-      obj.status = ContainerStatus.toJSON(message.status);
-    }
-    if (message.info) {
-      const entries = globalThis.Object.entries(message.info) as [string, string][];
-      if (entries.length > 0) {
-        obj.info = {};
-        entries.forEach(([k, v]) => {
-          obj.info[k] = v;
-        });
-      }
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ContainerStatusResponse>, I>>(base?: I): ContainerStatusResponse {
-    return ContainerStatusResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ContainerStatusResponse>, I>>(object: I): ContainerStatusResponse {
+  fromPartial(object: DeepPartial<ContainerStatusResponse>): ContainerStatusResponse {
     const message = createBaseContainerStatusResponse();
     message.status = (object.status !== undefined && object.status !== null)
       ? ContainerStatus.fromPartial(object.status)
-      : undefined;
-    message.info = (globalThis.Object.entries(object.info ?? {}) as [string, string][]).reduce(
-      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
-        if (value !== undefined) {
-          acc[key] = globalThis.String(value);
-        }
-        return acc;
-      },
-      {},
-    );
-    return message;
-  },
-};
-
-function createBaseContainerStatusResponse_InfoEntry(): ContainerStatusResponse_InfoEntry {
-  return { key: "", value: "" };
-}
-
-export const ContainerStatusResponse_InfoEntry: MessageFns<ContainerStatusResponse_InfoEntry> = {
-  encode(message: ContainerStatusResponse_InfoEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.key !== "") {
-      writer.uint32(10).string(message.key);
-    }
-    if (message.value !== "") {
-      writer.uint32(18).string(message.value);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): ContainerStatusResponse_InfoEntry {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseContainerStatusResponse_InfoEntry();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.key = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.value = reader.string();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): ContainerStatusResponse_InfoEntry {
-    return {
-      key: isSet(object.key) ? globalThis.String(object.key) : "",
-      value: isSet(object.value) ? globalThis.String(object.value) : "",
-    };
-  },
-
-  toJSON(message: ContainerStatusResponse_InfoEntry): unknown {
-    const obj: any = {};
-    if (message.key !== "") {
-      obj.key = message.key;
-    }
-    if (message.value !== "") {
-      obj.value = message.value;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ContainerStatusResponse_InfoEntry>, I>>(
-    base?: I,
-  ): ContainerStatusResponse_InfoEntry {
-    return ContainerStatusResponse_InfoEntry.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ContainerStatusResponse_InfoEntry>, I>>(
-    object: I,
-  ): ContainerStatusResponse_InfoEntry {
-    const message = createBaseContainerStatusResponse_InfoEntry();
-    message.key = object.key ?? "";
-    message.value = object.value ?? "";
-    return message;
-  },
-};
-
-function createBaseContainerResources(): ContainerResources {
-  return { linux: undefined };
-}
-
-export const ContainerResources: MessageFns<ContainerResources> = {
-  encode(message: ContainerResources, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.linux !== undefined) {
-      LinuxContainerResources.encode(message.linux, writer.uint32(10).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): ContainerResources {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseContainerResources();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.linux = LinuxContainerResources.decode(reader, reader.uint32());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): ContainerResources {
-    return { linux: isSet(object.linux) ? LinuxContainerResources.fromJSON(object.linux) : undefined };
-  },
-
-  toJSON(message: ContainerResources): unknown {
-    const obj: any = {};
-    if (message.linux !== undefined) {
-      obj.linux = LinuxContainerResources.toJSON(message.linux);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ContainerResources>, I>>(base?: I): ContainerResources {
-    return ContainerResources.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ContainerResources>, I>>(object: I): ContainerResources {
-    const message = createBaseContainerResources();
-    message.linux = (object.linux !== undefined && object.linux !== null)
-      ? LinuxContainerResources.fromPartial(object.linux)
-      : undefined;
-    return message;
-  },
-};
-
-function createBaseLinuxContainerUser(): LinuxContainerUser {
-  return { uid: 0, gid: 0, supplementalGroups: [] };
-}
-
-export const LinuxContainerUser: MessageFns<LinuxContainerUser> = {
-  encode(message: LinuxContainerUser, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.uid !== 0) {
-      writer.uint32(8).int64(message.uid);
-    }
-    if (message.gid !== 0) {
-      writer.uint32(16).int64(message.gid);
-    }
-    if (message.supplementalGroups.length !== 0) {
-      writer.uint32(26).fork();
-      for (const v of message.supplementalGroups) {
-        writer.int64(v);
-      }
-      writer.join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): LinuxContainerUser {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseLinuxContainerUser();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 8) {
-              break;
-            }
-
-            message.uid = longToNumber(reader.int64());
-            continue;
-          }
-          case 2: {
-            if (tag !== 16) {
-              break;
-            }
-
-            message.gid = longToNumber(reader.int64());
-            continue;
-          }
-          case 3: {
-            if (tag === 24) {
-              message.supplementalGroups.push(longToNumber(reader.int64()));
-
-              continue;
-            }
-
-            if (tag === 26) {
-              const end2 = reader.uint32() + reader.pos;
-              while (reader.pos < end2) {
-                message.supplementalGroups.push(longToNumber(reader.int64()));
-              }
-
-              continue;
-            }
-
-            break;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): LinuxContainerUser {
-    return {
-      uid: isSet(object.uid) ? globalThis.Number(object.uid) : 0,
-      gid: isSet(object.gid) ? globalThis.Number(object.gid) : 0,
-      supplementalGroups: globalThis.Array.isArray(object?.supplementalGroups)
-        ? object.supplementalGroups.map((e: any) => globalThis.Number(e))
-        : globalThis.Array.isArray(object?.supplemental_groups)
-        ? object.supplemental_groups.map((e: any) => globalThis.Number(e))
-        : [],
-    };
-  },
-
-  toJSON(message: LinuxContainerUser): unknown {
-    const obj: any = {};
-    if (message.uid !== 0) {
-      obj.uid = Math.round(message.uid);
-    }
-    if (message.gid !== 0) {
-      obj.gid = Math.round(message.gid);
-    }
-    if (message.supplementalGroups?.length) {
-      obj.supplementalGroups = message.supplementalGroups.map((e) => Math.round(e));
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<LinuxContainerUser>, I>>(base?: I): LinuxContainerUser {
-    return LinuxContainerUser.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<LinuxContainerUser>, I>>(object: I): LinuxContainerUser {
-    const message = createBaseLinuxContainerUser();
-    message.uid = object.uid ?? 0;
-    message.gid = object.gid ?? 0;
-    message.supplementalGroups = object.supplementalGroups?.map((e) => e) || [];
-    return message;
-  },
-};
-
-function createBaseContainerUser(): ContainerUser {
-  return { linux: undefined };
-}
-
-export const ContainerUser: MessageFns<ContainerUser> = {
-  encode(message: ContainerUser, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.linux !== undefined) {
-      LinuxContainerUser.encode(message.linux, writer.uint32(10).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): ContainerUser {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseContainerUser();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.linux = LinuxContainerUser.decode(reader, reader.uint32());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): ContainerUser {
-    return { linux: isSet(object.linux) ? LinuxContainerUser.fromJSON(object.linux) : undefined };
-  },
-
-  toJSON(message: ContainerUser): unknown {
-    const obj: any = {};
-    if (message.linux !== undefined) {
-      obj.linux = LinuxContainerUser.toJSON(message.linux);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ContainerUser>, I>>(base?: I): ContainerUser {
-    return ContainerUser.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ContainerUser>, I>>(object: I): ContainerUser {
-    const message = createBaseContainerUser();
-    message.linux = (object.linux !== undefined && object.linux !== null)
-      ? LinuxContainerUser.fromPartial(object.linux)
       : undefined;
     return message;
   },
@@ -10935,13 +5161,8 @@ function createBaseContainerStatus(): ContainerStatus {
     imageRef: "",
     reason: "",
     message: "",
-    labels: {},
     annotations: {},
-    mounts: [],
-    logPath: "",
-    resources: undefined,
     imageId: "",
-    user: undefined,
   };
 }
 
@@ -10980,26 +5201,11 @@ export const ContainerStatus: MessageFns<ContainerStatus> = {
     if (message.message !== "") {
       writer.uint32(90).string(message.message);
     }
-    globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
-      ContainerStatus_LabelsEntry.encode({ key: key as any, value }, writer.uint32(98).fork()).join();
-    });
     globalThis.Object.entries(message.annotations).forEach(([key, value]: [string, string]) => {
       ContainerStatus_AnnotationsEntry.encode({ key: key as any, value }, writer.uint32(106).fork()).join();
     });
-    for (const v of message.mounts) {
-      Mount.encode(v!, writer.uint32(114).fork()).join();
-    }
-    if (message.logPath !== "") {
-      writer.uint32(122).string(message.logPath);
-    }
-    if (message.resources !== undefined) {
-      ContainerResources.encode(message.resources, writer.uint32(130).fork()).join();
-    }
     if (message.imageId !== "") {
       writer.uint32(138).string(message.imageId);
-    }
-    if (message.user !== undefined) {
-      ContainerUser.encode(message.user, writer.uint32(146).fork()).join();
     }
     return writer;
   },
@@ -11105,17 +5311,6 @@ export const ContainerStatus: MessageFns<ContainerStatus> = {
             message.message = reader.string();
             continue;
           }
-          case 12: {
-            if (tag !== 98) {
-              break;
-            }
-
-            const entry12 = ContainerStatus_LabelsEntry.decode(reader, reader.uint32());
-            if (entry12.value !== undefined) {
-              message.labels[entry12.key] = entry12.value;
-            }
-            continue;
-          }
           case 13: {
             if (tag !== 106) {
               break;
@@ -11127,44 +5322,12 @@ export const ContainerStatus: MessageFns<ContainerStatus> = {
             }
             continue;
           }
-          case 14: {
-            if (tag !== 114) {
-              break;
-            }
-
-            message.mounts.push(Mount.decode(reader, reader.uint32()));
-            continue;
-          }
-          case 15: {
-            if (tag !== 122) {
-              break;
-            }
-
-            message.logPath = reader.string();
-            continue;
-          }
-          case 16: {
-            if (tag !== 130) {
-              break;
-            }
-
-            message.resources = ContainerResources.decode(reader, reader.uint32());
-            continue;
-          }
           case 17: {
             if (tag !== 138) {
               break;
             }
 
             message.imageId = reader.string();
-            continue;
-          }
-          case 18: {
-            if (tag !== 146) {
-              break;
-            }
-
-            message.user = ContainerUser.decode(reader, reader.uint32());
             continue;
           }
         }
@@ -11179,160 +5342,10 @@ export const ContainerStatus: MessageFns<ContainerStatus> = {
     }
   },
 
-  fromJSON(object: any): ContainerStatus {
-    return {
-      id: isSet(object.id) ? globalThis.String(object.id) : "",
-      metadata: isSet(object.metadata) ? ContainerMetadata.fromJSON(object.metadata) : undefined,
-      state: isSet(object.state) ? containerStateFromJSON(object.state) : 0,
-      createdAt: isSet(object.createdAt)
-        ? globalThis.String(object.createdAt)
-        : isSet(object.created_at)
-        ? globalThis.String(object.created_at)
-        : "0",
-      startedAt: isSet(object.startedAt)
-        ? globalThis.String(object.startedAt)
-        : isSet(object.started_at)
-        ? globalThis.String(object.started_at)
-        : "0",
-      finishedAt: isSet(object.finishedAt)
-        ? globalThis.String(object.finishedAt)
-        : isSet(object.finished_at)
-        ? globalThis.String(object.finished_at)
-        : "0",
-      exitCode: isSet(object.exitCode)
-        ? globalThis.Number(object.exitCode)
-        : isSet(object.exit_code)
-        ? globalThis.Number(object.exit_code)
-        : 0,
-      image: isSet(object.image) ? ImageSpec.fromJSON(object.image) : undefined,
-      imageRef: isSet(object.imageRef)
-        ? globalThis.String(object.imageRef)
-        : isSet(object.image_ref)
-        ? globalThis.String(object.image_ref)
-        : "",
-      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
-      message: isSet(object.message) ? globalThis.String(object.message) : "",
-      labels: isObject(object.labels)
-        ? (globalThis.Object.entries(object.labels) as [string, any][]).reduce(
-          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
-            globalThis.Object.defineProperty(acc, key, {
-              value: globalThis.String(value),
-              enumerable: true,
-              configurable: true,
-              writable: true,
-            });
-            return acc;
-          },
-          {},
-        )
-        : {},
-      annotations: isObject(object.annotations)
-        ? (globalThis.Object.entries(object.annotations) as [string, any][]).reduce(
-          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
-            globalThis.Object.defineProperty(acc, key, {
-              value: globalThis.String(value),
-              enumerable: true,
-              configurable: true,
-              writable: true,
-            });
-            return acc;
-          },
-          {},
-        )
-        : {},
-      mounts: globalThis.Array.isArray(object?.mounts)
-        ? object.mounts.map((e: any) => Mount.fromJSON(e))
-        : [],
-      logPath: isSet(object.logPath)
-        ? globalThis.String(object.logPath)
-        : isSet(object.log_path)
-        ? globalThis.String(object.log_path)
-        : "",
-      resources: isSet(object.resources) ? ContainerResources.fromJSON(object.resources) : undefined,
-      imageId: isSet(object.imageId)
-        ? globalThis.String(object.imageId)
-        : isSet(object.image_id)
-        ? globalThis.String(object.image_id)
-        : "",
-      user: isSet(object.user) ? ContainerUser.fromJSON(object.user) : undefined,
-    };
+  create(base?: DeepPartial<ContainerStatus>): ContainerStatus {
+    return ContainerStatus.fromPartial(base ?? {});
   },
-
-  toJSON(message: ContainerStatus): unknown {
-    const obj: any = {};
-    if (message.id !== "") {
-      obj.id = message.id;
-    }
-    if (message.metadata !== undefined) {
-      obj.metadata = ContainerMetadata.toJSON(message.metadata);
-    }
-    if (message.state !== 0) {
-      obj.state = containerStateToJSON(message.state);
-    }
-    if (message.createdAt !== "0") {
-      obj.createdAt = globalThis.String(message.createdAt);
-    }
-    if (message.startedAt !== "0") {
-      obj.startedAt = globalThis.String(message.startedAt);
-    }
-    if (message.finishedAt !== "0") {
-      obj.finishedAt = globalThis.String(message.finishedAt);
-    }
-    if (message.exitCode !== 0) {
-      obj.exitCode = Math.round(message.exitCode);
-    }
-    if (message.image !== undefined) {
-      obj.image = ImageSpec.toJSON(message.image);
-    }
-    if (message.imageRef !== "") {
-      obj.imageRef = message.imageRef;
-    }
-    if (message.reason !== "") {
-      obj.reason = message.reason;
-    }
-    if (message.message !== "") {
-      obj.message = message.message;
-    }
-    if (message.labels) {
-      const entries = globalThis.Object.entries(message.labels) as [string, string][];
-      if (entries.length > 0) {
-        obj.labels = {};
-        entries.forEach(([k, v]) => {
-          obj.labels[k] = v;
-        });
-      }
-    }
-    if (message.annotations) {
-      const entries = globalThis.Object.entries(message.annotations) as [string, string][];
-      if (entries.length > 0) {
-        obj.annotations = {};
-        entries.forEach(([k, v]) => {
-          obj.annotations[k] = v;
-        });
-      }
-    }
-    if (message.mounts?.length) {
-      obj.mounts = message.mounts.map((e) => Mount.toJSON(e));
-    }
-    if (message.logPath !== "") {
-      obj.logPath = message.logPath;
-    }
-    if (message.resources !== undefined) {
-      obj.resources = ContainerResources.toJSON(message.resources);
-    }
-    if (message.imageId !== "") {
-      obj.imageId = message.imageId;
-    }
-    if (message.user !== undefined) {
-      obj.user = ContainerUser.toJSON(message.user);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ContainerStatus>, I>>(base?: I): ContainerStatus {
-    return ContainerStatus.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ContainerStatus>, I>>(object: I): ContainerStatus {
+  fromPartial(object: DeepPartial<ContainerStatus>): ContainerStatus {
     const message = createBaseContainerStatus();
     message.id = object.id ?? "";
     message.metadata = (object.metadata !== undefined && object.metadata !== null)
@@ -11349,15 +5362,6 @@ export const ContainerStatus: MessageFns<ContainerStatus> = {
     message.imageRef = object.imageRef ?? "";
     message.reason = object.reason ?? "";
     message.message = object.message ?? "";
-    message.labels = (globalThis.Object.entries(object.labels ?? {}) as [string, string][]).reduce(
-      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
-        if (value !== undefined) {
-          acc[key] = globalThis.String(value);
-        }
-        return acc;
-      },
-      {},
-    );
     message.annotations = (globalThis.Object.entries(object.annotations ?? {}) as [string, string][]).reduce(
       (acc: { [key: string]: string }, [key, value]: [string, string]) => {
         if (value !== undefined) {
@@ -11367,100 +5371,7 @@ export const ContainerStatus: MessageFns<ContainerStatus> = {
       },
       {},
     );
-    message.mounts = object.mounts?.map((e) => Mount.fromPartial(e)) || [];
-    message.logPath = object.logPath ?? "";
-    message.resources = (object.resources !== undefined && object.resources !== null)
-      ? ContainerResources.fromPartial(object.resources)
-      : undefined;
     message.imageId = object.imageId ?? "";
-    message.user = (object.user !== undefined && object.user !== null)
-      ? ContainerUser.fromPartial(object.user)
-      : undefined;
-    return message;
-  },
-};
-
-function createBaseContainerStatus_LabelsEntry(): ContainerStatus_LabelsEntry {
-  return { key: "", value: "" };
-}
-
-export const ContainerStatus_LabelsEntry: MessageFns<ContainerStatus_LabelsEntry> = {
-  encode(message: ContainerStatus_LabelsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.key !== "") {
-      writer.uint32(10).string(message.key);
-    }
-    if (message.value !== "") {
-      writer.uint32(18).string(message.value);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): ContainerStatus_LabelsEntry {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseContainerStatus_LabelsEntry();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.key = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.value = reader.string();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): ContainerStatus_LabelsEntry {
-    return {
-      key: isSet(object.key) ? globalThis.String(object.key) : "",
-      value: isSet(object.value) ? globalThis.String(object.value) : "",
-    };
-  },
-
-  toJSON(message: ContainerStatus_LabelsEntry): unknown {
-    const obj: any = {};
-    if (message.key !== "") {
-      obj.key = message.key;
-    }
-    if (message.value !== "") {
-      obj.value = message.value;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ContainerStatus_LabelsEntry>, I>>(base?: I): ContainerStatus_LabelsEntry {
-    return ContainerStatus_LabelsEntry.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ContainerStatus_LabelsEntry>, I>>(object: I): ContainerStatus_LabelsEntry {
-    const message = createBaseContainerStatus_LabelsEntry();
-    message.key = object.key ?? "";
-    message.value = object.value ?? "";
     return message;
   },
 };
@@ -11521,32 +5432,10 @@ export const ContainerStatus_AnnotationsEntry: MessageFns<ContainerStatus_Annota
     }
   },
 
-  fromJSON(object: any): ContainerStatus_AnnotationsEntry {
-    return {
-      key: isSet(object.key) ? globalThis.String(object.key) : "",
-      value: isSet(object.value) ? globalThis.String(object.value) : "",
-    };
+  create(base?: DeepPartial<ContainerStatus_AnnotationsEntry>): ContainerStatus_AnnotationsEntry {
+    return ContainerStatus_AnnotationsEntry.fromPartial(base ?? {});
   },
-
-  toJSON(message: ContainerStatus_AnnotationsEntry): unknown {
-    const obj: any = {};
-    if (message.key !== "") {
-      obj.key = message.key;
-    }
-    if (message.value !== "") {
-      obj.value = message.value;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ContainerStatus_AnnotationsEntry>, I>>(
-    base?: I,
-  ): ContainerStatus_AnnotationsEntry {
-    return ContainerStatus_AnnotationsEntry.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ContainerStatus_AnnotationsEntry>, I>>(
-    object: I,
-  ): ContainerStatus_AnnotationsEntry {
+  fromPartial(object: DeepPartial<ContainerStatus_AnnotationsEntry>): ContainerStatus_AnnotationsEntry {
     const message = createBaseContainerStatus_AnnotationsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
@@ -11554,2111 +5443,14 @@ export const ContainerStatus_AnnotationsEntry: MessageFns<ContainerStatus_Annota
   },
 };
 
-function createBaseExecSyncRequest(): ExecSyncRequest {
-  return { containerId: "", cmd: [], timeout: 0 };
-}
-
-export const ExecSyncRequest: MessageFns<ExecSyncRequest> = {
-  encode(message: ExecSyncRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.containerId !== "") {
-      writer.uint32(10).string(message.containerId);
-    }
-    for (const v of message.cmd) {
-      writer.uint32(18).string(v!);
-    }
-    if (message.timeout !== 0) {
-      writer.uint32(24).int64(message.timeout);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): ExecSyncRequest {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseExecSyncRequest();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.containerId = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.cmd.push(reader.string());
-            continue;
-          }
-          case 3: {
-            if (tag !== 24) {
-              break;
-            }
-
-            message.timeout = longToNumber(reader.int64());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): ExecSyncRequest {
-    return {
-      containerId: isSet(object.containerId)
-        ? globalThis.String(object.containerId)
-        : isSet(object.container_id)
-        ? globalThis.String(object.container_id)
-        : "",
-      cmd: globalThis.Array.isArray(object?.cmd) ? object.cmd.map((e: any) => globalThis.String(e)) : [],
-      timeout: isSet(object.timeout) ? globalThis.Number(object.timeout) : 0,
-    };
-  },
-
-  toJSON(message: ExecSyncRequest): unknown {
-    const obj: any = {};
-    if (message.containerId !== "") {
-      obj.containerId = message.containerId;
-    }
-    if (message.cmd?.length) {
-      obj.cmd = message.cmd;
-    }
-    if (message.timeout !== 0) {
-      obj.timeout = Math.round(message.timeout);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ExecSyncRequest>, I>>(base?: I): ExecSyncRequest {
-    return ExecSyncRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ExecSyncRequest>, I>>(object: I): ExecSyncRequest {
-    const message = createBaseExecSyncRequest();
-    message.containerId = object.containerId ?? "";
-    message.cmd = object.cmd?.map((e) => e) || [];
-    message.timeout = object.timeout ?? 0;
-    return message;
-  },
-};
-
-function createBaseExecSyncResponse(): ExecSyncResponse {
-  return { stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), exitCode: 0 };
-}
-
-export const ExecSyncResponse: MessageFns<ExecSyncResponse> = {
-  encode(message: ExecSyncResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.stdout.length !== 0) {
-      writer.uint32(10).bytes(message.stdout);
-    }
-    if (message.stderr.length !== 0) {
-      writer.uint32(18).bytes(message.stderr);
-    }
-    if (message.exitCode !== 0) {
-      writer.uint32(24).int32(message.exitCode);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): ExecSyncResponse {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseExecSyncResponse();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.stdout = Buffer.from(reader.bytes());
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.stderr = Buffer.from(reader.bytes());
-            continue;
-          }
-          case 3: {
-            if (tag !== 24) {
-              break;
-            }
-
-            message.exitCode = reader.int32();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): ExecSyncResponse {
-    return {
-      stdout: isSet(object.stdout) ? Buffer.from(bytesFromBase64(object.stdout)) : Buffer.alloc(0),
-      stderr: isSet(object.stderr) ? Buffer.from(bytesFromBase64(object.stderr)) : Buffer.alloc(0),
-      exitCode: isSet(object.exitCode)
-        ? globalThis.Number(object.exitCode)
-        : isSet(object.exit_code)
-        ? globalThis.Number(object.exit_code)
-        : 0,
-    };
-  },
-
-  toJSON(message: ExecSyncResponse): unknown {
-    const obj: any = {};
-    if (message.stdout.length !== 0) {
-      obj.stdout = base64FromBytes(message.stdout);
-    }
-    if (message.stderr.length !== 0) {
-      obj.stderr = base64FromBytes(message.stderr);
-    }
-    if (message.exitCode !== 0) {
-      obj.exitCode = Math.round(message.exitCode);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ExecSyncResponse>, I>>(base?: I): ExecSyncResponse {
-    return ExecSyncResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ExecSyncResponse>, I>>(object: I): ExecSyncResponse {
-    const message = createBaseExecSyncResponse();
-    message.stdout = object.stdout ?? Buffer.alloc(0);
-    message.stderr = object.stderr ?? Buffer.alloc(0);
-    message.exitCode = object.exitCode ?? 0;
-    return message;
-  },
-};
-
-function createBaseContainerStatsRequest(): ContainerStatsRequest {
-  return { containerId: "" };
-}
-
-export const ContainerStatsRequest: MessageFns<ContainerStatsRequest> = {
-  encode(message: ContainerStatsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.containerId !== "") {
-      writer.uint32(10).string(message.containerId);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): ContainerStatsRequest {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseContainerStatsRequest();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.containerId = reader.string();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): ContainerStatsRequest {
-    return {
-      containerId: isSet(object.containerId)
-        ? globalThis.String(object.containerId)
-        : isSet(object.container_id)
-        ? globalThis.String(object.container_id)
-        : "",
-    };
-  },
-
-  toJSON(message: ContainerStatsRequest): unknown {
-    const obj: any = {};
-    if (message.containerId !== "") {
-      obj.containerId = message.containerId;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ContainerStatsRequest>, I>>(base?: I): ContainerStatsRequest {
-    return ContainerStatsRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ContainerStatsRequest>, I>>(object: I): ContainerStatsRequest {
-    const message = createBaseContainerStatsRequest();
-    message.containerId = object.containerId ?? "";
-    return message;
-  },
-};
-
-function createBaseContainerStatsResponse(): ContainerStatsResponse {
-  return { stats: undefined };
-}
-
-export const ContainerStatsResponse: MessageFns<ContainerStatsResponse> = {
-  encode(message: ContainerStatsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.stats !== undefined) {
-      ContainerStats.encode(message.stats, writer.uint32(10).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): ContainerStatsResponse {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseContainerStatsResponse();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.stats = ContainerStats.decode(reader, reader.uint32());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): ContainerStatsResponse {
-    return { stats: isSet(object.stats) ? ContainerStats.fromJSON(object.stats) : undefined };
-  },
-
-  toJSON(message: ContainerStatsResponse): unknown {
-    const obj: any = {};
-    if (message.stats !== undefined) {
-      obj.stats = ContainerStats.toJSON(message.stats);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ContainerStatsResponse>, I>>(base?: I): ContainerStatsResponse {
-    return ContainerStatsResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ContainerStatsResponse>, I>>(object: I): ContainerStatsResponse {
-    const message = createBaseContainerStatsResponse();
-    message.stats = (object.stats !== undefined && object.stats !== null)
-      ? ContainerStats.fromPartial(object.stats)
-      : undefined;
-    return message;
-  },
-};
-
-function createBaseContainerStatsFilter(): ContainerStatsFilter {
-  return { id: "", podSandboxId: "", labelSelector: {} };
-}
-
-export const ContainerStatsFilter: MessageFns<ContainerStatsFilter> = {
-  encode(message: ContainerStatsFilter, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.id !== "") {
-      writer.uint32(10).string(message.id);
-    }
-    if (message.podSandboxId !== "") {
-      writer.uint32(18).string(message.podSandboxId);
-    }
-    globalThis.Object.entries(message.labelSelector).forEach(([key, value]: [string, string]) => {
-      ContainerStatsFilter_LabelSelectorEntry.encode({ key: key as any, value }, writer.uint32(26).fork()).join();
-    });
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): ContainerStatsFilter {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseContainerStatsFilter();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.id = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.podSandboxId = reader.string();
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            const entry3 = ContainerStatsFilter_LabelSelectorEntry.decode(reader, reader.uint32());
-            if (entry3.value !== undefined) {
-              message.labelSelector[entry3.key] = entry3.value;
-            }
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): ContainerStatsFilter {
-    return {
-      id: isSet(object.id) ? globalThis.String(object.id) : "",
-      podSandboxId: isSet(object.podSandboxId)
-        ? globalThis.String(object.podSandboxId)
-        : isSet(object.pod_sandbox_id)
-        ? globalThis.String(object.pod_sandbox_id)
-        : "",
-      labelSelector: isObject(object.labelSelector)
-        ? (globalThis.Object.entries(object.labelSelector) as [string, any][]).reduce(
-          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
-            globalThis.Object.defineProperty(acc, key, {
-              value: globalThis.String(value),
-              enumerable: true,
-              configurable: true,
-              writable: true,
-            });
-            return acc;
-          },
-          {},
-        )
-        : isObject(object.label_selector)
-        ? (globalThis.Object.entries(object.label_selector) as [string, any][]).reduce(
-          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
-            globalThis.Object.defineProperty(acc, key, {
-              value: globalThis.String(value),
-              enumerable: true,
-              configurable: true,
-              writable: true,
-            });
-            return acc;
-          },
-          {},
-        )
-        : {},
-    };
-  },
-
-  toJSON(message: ContainerStatsFilter): unknown {
-    const obj: any = {};
-    if (message.id !== "") {
-      obj.id = message.id;
-    }
-    if (message.podSandboxId !== "") {
-      obj.podSandboxId = message.podSandboxId;
-    }
-    if (message.labelSelector) {
-      const entries = globalThis.Object.entries(message.labelSelector) as [string, string][];
-      if (entries.length > 0) {
-        obj.labelSelector = {};
-        entries.forEach(([k, v]) => {
-          obj.labelSelector[k] = v;
-        });
-      }
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ContainerStatsFilter>, I>>(base?: I): ContainerStatsFilter {
-    return ContainerStatsFilter.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ContainerStatsFilter>, I>>(object: I): ContainerStatsFilter {
-    const message = createBaseContainerStatsFilter();
-    message.id = object.id ?? "";
-    message.podSandboxId = object.podSandboxId ?? "";
-    message.labelSelector = (globalThis.Object.entries(object.labelSelector ?? {}) as [string, string][]).reduce(
-      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
-        if (value !== undefined) {
-          acc[key] = globalThis.String(value);
-        }
-        return acc;
-      },
-      {},
-    );
-    return message;
-  },
-};
-
-function createBaseContainerStatsFilter_LabelSelectorEntry(): ContainerStatsFilter_LabelSelectorEntry {
-  return { key: "", value: "" };
-}
-
-export const ContainerStatsFilter_LabelSelectorEntry: MessageFns<ContainerStatsFilter_LabelSelectorEntry> = {
-  encode(message: ContainerStatsFilter_LabelSelectorEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.key !== "") {
-      writer.uint32(10).string(message.key);
-    }
-    if (message.value !== "") {
-      writer.uint32(18).string(message.value);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): ContainerStatsFilter_LabelSelectorEntry {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseContainerStatsFilter_LabelSelectorEntry();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.key = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.value = reader.string();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): ContainerStatsFilter_LabelSelectorEntry {
-    return {
-      key: isSet(object.key) ? globalThis.String(object.key) : "",
-      value: isSet(object.value) ? globalThis.String(object.value) : "",
-    };
-  },
-
-  toJSON(message: ContainerStatsFilter_LabelSelectorEntry): unknown {
-    const obj: any = {};
-    if (message.key !== "") {
-      obj.key = message.key;
-    }
-    if (message.value !== "") {
-      obj.value = message.value;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ContainerStatsFilter_LabelSelectorEntry>, I>>(
-    base?: I,
-  ): ContainerStatsFilter_LabelSelectorEntry {
-    return ContainerStatsFilter_LabelSelectorEntry.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ContainerStatsFilter_LabelSelectorEntry>, I>>(
-    object: I,
-  ): ContainerStatsFilter_LabelSelectorEntry {
-    const message = createBaseContainerStatsFilter_LabelSelectorEntry();
-    message.key = object.key ?? "";
-    message.value = object.value ?? "";
-    return message;
-  },
-};
-
-function createBaseListContainerStatsRequest(): ListContainerStatsRequest {
-  return { filter: undefined };
-}
-
-export const ListContainerStatsRequest: MessageFns<ListContainerStatsRequest> = {
-  encode(message: ListContainerStatsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.filter !== undefined) {
-      ContainerStatsFilter.encode(message.filter, writer.uint32(10).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): ListContainerStatsRequest {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseListContainerStatsRequest();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.filter = ContainerStatsFilter.decode(reader, reader.uint32());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): ListContainerStatsRequest {
-    return { filter: isSet(object.filter) ? ContainerStatsFilter.fromJSON(object.filter) : undefined };
-  },
-
-  toJSON(message: ListContainerStatsRequest): unknown {
-    const obj: any = {};
-    if (message.filter !== undefined) {
-      obj.filter = ContainerStatsFilter.toJSON(message.filter);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ListContainerStatsRequest>, I>>(base?: I): ListContainerStatsRequest {
-    return ListContainerStatsRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ListContainerStatsRequest>, I>>(object: I): ListContainerStatsRequest {
-    const message = createBaseListContainerStatsRequest();
-    message.filter = (object.filter !== undefined && object.filter !== null)
-      ? ContainerStatsFilter.fromPartial(object.filter)
-      : undefined;
-    return message;
-  },
-};
-
-function createBaseListContainerStatsResponse(): ListContainerStatsResponse {
-  return { stats: [] };
-}
-
-export const ListContainerStatsResponse: MessageFns<ListContainerStatsResponse> = {
-  encode(message: ListContainerStatsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    for (const v of message.stats) {
-      ContainerStats.encode(v!, writer.uint32(10).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): ListContainerStatsResponse {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseListContainerStatsResponse();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.stats.push(ContainerStats.decode(reader, reader.uint32()));
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): ListContainerStatsResponse {
-    return {
-      stats: globalThis.Array.isArray(object?.stats) ? object.stats.map((e: any) => ContainerStats.fromJSON(e)) : [],
-    };
-  },
-
-  toJSON(message: ListContainerStatsResponse): unknown {
-    const obj: any = {};
-    if (message.stats?.length) {
-      obj.stats = message.stats.map((e) => ContainerStats.toJSON(e));
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ListContainerStatsResponse>, I>>(base?: I): ListContainerStatsResponse {
-    return ListContainerStatsResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ListContainerStatsResponse>, I>>(object: I): ListContainerStatsResponse {
-    const message = createBaseListContainerStatsResponse();
-    message.stats = object.stats?.map((e) => ContainerStats.fromPartial(e)) || [];
-    return message;
-  },
-};
-
-function createBaseContainerAttributes(): ContainerAttributes {
-  return { id: "", metadata: undefined, labels: {}, annotations: {} };
-}
-
-export const ContainerAttributes: MessageFns<ContainerAttributes> = {
-  encode(message: ContainerAttributes, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.id !== "") {
-      writer.uint32(10).string(message.id);
-    }
-    if (message.metadata !== undefined) {
-      ContainerMetadata.encode(message.metadata, writer.uint32(18).fork()).join();
-    }
-    globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
-      ContainerAttributes_LabelsEntry.encode({ key: key as any, value }, writer.uint32(26).fork()).join();
-    });
-    globalThis.Object.entries(message.annotations).forEach(([key, value]: [string, string]) => {
-      ContainerAttributes_AnnotationsEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
-    });
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): ContainerAttributes {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseContainerAttributes();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.id = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.metadata = ContainerMetadata.decode(reader, reader.uint32());
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            const entry3 = ContainerAttributes_LabelsEntry.decode(reader, reader.uint32());
-            if (entry3.value !== undefined) {
-              message.labels[entry3.key] = entry3.value;
-            }
-            continue;
-          }
-          case 4: {
-            if (tag !== 34) {
-              break;
-            }
-
-            const entry4 = ContainerAttributes_AnnotationsEntry.decode(reader, reader.uint32());
-            if (entry4.value !== undefined) {
-              message.annotations[entry4.key] = entry4.value;
-            }
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): ContainerAttributes {
-    return {
-      id: isSet(object.id) ? globalThis.String(object.id) : "",
-      metadata: isSet(object.metadata) ? ContainerMetadata.fromJSON(object.metadata) : undefined,
-      labels: isObject(object.labels)
-        ? (globalThis.Object.entries(object.labels) as [string, any][]).reduce(
-          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
-            globalThis.Object.defineProperty(acc, key, {
-              value: globalThis.String(value),
-              enumerable: true,
-              configurable: true,
-              writable: true,
-            });
-            return acc;
-          },
-          {},
-        )
-        : {},
-      annotations: isObject(object.annotations)
-        ? (globalThis.Object.entries(object.annotations) as [string, any][]).reduce(
-          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
-            globalThis.Object.defineProperty(acc, key, {
-              value: globalThis.String(value),
-              enumerable: true,
-              configurable: true,
-              writable: true,
-            });
-            return acc;
-          },
-          {},
-        )
-        : {},
-    };
-  },
-
-  toJSON(message: ContainerAttributes): unknown {
-    const obj: any = {};
-    if (message.id !== "") {
-      obj.id = message.id;
-    }
-    if (message.metadata !== undefined) {
-      obj.metadata = ContainerMetadata.toJSON(message.metadata);
-    }
-    if (message.labels) {
-      const entries = globalThis.Object.entries(message.labels) as [string, string][];
-      if (entries.length > 0) {
-        obj.labels = {};
-        entries.forEach(([k, v]) => {
-          obj.labels[k] = v;
-        });
-      }
-    }
-    if (message.annotations) {
-      const entries = globalThis.Object.entries(message.annotations) as [string, string][];
-      if (entries.length > 0) {
-        obj.annotations = {};
-        entries.forEach(([k, v]) => {
-          obj.annotations[k] = v;
-        });
-      }
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ContainerAttributes>, I>>(base?: I): ContainerAttributes {
-    return ContainerAttributes.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ContainerAttributes>, I>>(object: I): ContainerAttributes {
-    const message = createBaseContainerAttributes();
-    message.id = object.id ?? "";
-    message.metadata = (object.metadata !== undefined && object.metadata !== null)
-      ? ContainerMetadata.fromPartial(object.metadata)
-      : undefined;
-    message.labels = (globalThis.Object.entries(object.labels ?? {}) as [string, string][]).reduce(
-      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
-        if (value !== undefined) {
-          acc[key] = globalThis.String(value);
-        }
-        return acc;
-      },
-      {},
-    );
-    message.annotations = (globalThis.Object.entries(object.annotations ?? {}) as [string, string][]).reduce(
-      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
-        if (value !== undefined) {
-          acc[key] = globalThis.String(value);
-        }
-        return acc;
-      },
-      {},
-    );
-    return message;
-  },
-};
-
-function createBaseContainerAttributes_LabelsEntry(): ContainerAttributes_LabelsEntry {
-  return { key: "", value: "" };
-}
-
-export const ContainerAttributes_LabelsEntry: MessageFns<ContainerAttributes_LabelsEntry> = {
-  encode(message: ContainerAttributes_LabelsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.key !== "") {
-      writer.uint32(10).string(message.key);
-    }
-    if (message.value !== "") {
-      writer.uint32(18).string(message.value);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): ContainerAttributes_LabelsEntry {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseContainerAttributes_LabelsEntry();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.key = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.value = reader.string();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): ContainerAttributes_LabelsEntry {
-    return {
-      key: isSet(object.key) ? globalThis.String(object.key) : "",
-      value: isSet(object.value) ? globalThis.String(object.value) : "",
-    };
-  },
-
-  toJSON(message: ContainerAttributes_LabelsEntry): unknown {
-    const obj: any = {};
-    if (message.key !== "") {
-      obj.key = message.key;
-    }
-    if (message.value !== "") {
-      obj.value = message.value;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ContainerAttributes_LabelsEntry>, I>>(base?: I): ContainerAttributes_LabelsEntry {
-    return ContainerAttributes_LabelsEntry.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ContainerAttributes_LabelsEntry>, I>>(
-    object: I,
-  ): ContainerAttributes_LabelsEntry {
-    const message = createBaseContainerAttributes_LabelsEntry();
-    message.key = object.key ?? "";
-    message.value = object.value ?? "";
-    return message;
-  },
-};
-
-function createBaseContainerAttributes_AnnotationsEntry(): ContainerAttributes_AnnotationsEntry {
-  return { key: "", value: "" };
-}
-
-export const ContainerAttributes_AnnotationsEntry: MessageFns<ContainerAttributes_AnnotationsEntry> = {
-  encode(message: ContainerAttributes_AnnotationsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.key !== "") {
-      writer.uint32(10).string(message.key);
-    }
-    if (message.value !== "") {
-      writer.uint32(18).string(message.value);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): ContainerAttributes_AnnotationsEntry {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseContainerAttributes_AnnotationsEntry();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.key = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.value = reader.string();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): ContainerAttributes_AnnotationsEntry {
-    return {
-      key: isSet(object.key) ? globalThis.String(object.key) : "",
-      value: isSet(object.value) ? globalThis.String(object.value) : "",
-    };
-  },
-
-  toJSON(message: ContainerAttributes_AnnotationsEntry): unknown {
-    const obj: any = {};
-    if (message.key !== "") {
-      obj.key = message.key;
-    }
-    if (message.value !== "") {
-      obj.value = message.value;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ContainerAttributes_AnnotationsEntry>, I>>(
-    base?: I,
-  ): ContainerAttributes_AnnotationsEntry {
-    return ContainerAttributes_AnnotationsEntry.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ContainerAttributes_AnnotationsEntry>, I>>(
-    object: I,
-  ): ContainerAttributes_AnnotationsEntry {
-    const message = createBaseContainerAttributes_AnnotationsEntry();
-    message.key = object.key ?? "";
-    message.value = object.value ?? "";
-    return message;
-  },
-};
-
-function createBaseContainerStats(): ContainerStats {
-  return { attributes: undefined, cpu: undefined, memory: undefined, writableLayer: undefined, swap: undefined };
-}
-
-export const ContainerStats: MessageFns<ContainerStats> = {
-  encode(message: ContainerStats, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.attributes !== undefined) {
-      ContainerAttributes.encode(message.attributes, writer.uint32(10).fork()).join();
-    }
-    if (message.cpu !== undefined) {
-      CpuUsage.encode(message.cpu, writer.uint32(18).fork()).join();
-    }
-    if (message.memory !== undefined) {
-      MemoryUsage.encode(message.memory, writer.uint32(26).fork()).join();
-    }
-    if (message.writableLayer !== undefined) {
-      FilesystemUsage.encode(message.writableLayer, writer.uint32(34).fork()).join();
-    }
-    if (message.swap !== undefined) {
-      SwapUsage.encode(message.swap, writer.uint32(42).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): ContainerStats {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseContainerStats();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.attributes = ContainerAttributes.decode(reader, reader.uint32());
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.cpu = CpuUsage.decode(reader, reader.uint32());
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.memory = MemoryUsage.decode(reader, reader.uint32());
-            continue;
-          }
-          case 4: {
-            if (tag !== 34) {
-              break;
-            }
-
-            message.writableLayer = FilesystemUsage.decode(reader, reader.uint32());
-            continue;
-          }
-          case 5: {
-            if (tag !== 42) {
-              break;
-            }
-
-            message.swap = SwapUsage.decode(reader, reader.uint32());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): ContainerStats {
-    return {
-      attributes: isSet(object.attributes) ? ContainerAttributes.fromJSON(object.attributes) : undefined,
-      cpu: isSet(object.cpu) ? CpuUsage.fromJSON(object.cpu) : undefined,
-      memory: isSet(object.memory) ? MemoryUsage.fromJSON(object.memory) : undefined,
-      writableLayer: isSet(object.writableLayer)
-        ? FilesystemUsage.fromJSON(object.writableLayer)
-        : isSet(object.writable_layer)
-        ? FilesystemUsage.fromJSON(object.writable_layer)
-        : undefined,
-      swap: isSet(object.swap) ? SwapUsage.fromJSON(object.swap) : undefined,
-    };
-  },
-
-  toJSON(message: ContainerStats): unknown {
-    const obj: any = {};
-    if (message.attributes !== undefined) {
-      obj.attributes = ContainerAttributes.toJSON(message.attributes);
-    }
-    if (message.cpu !== undefined) {
-      obj.cpu = CpuUsage.toJSON(message.cpu);
-    }
-    if (message.memory !== undefined) {
-      obj.memory = MemoryUsage.toJSON(message.memory);
-    }
-    if (message.writableLayer !== undefined) {
-      obj.writableLayer = FilesystemUsage.toJSON(message.writableLayer);
-    }
-    if (message.swap !== undefined) {
-      obj.swap = SwapUsage.toJSON(message.swap);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ContainerStats>, I>>(base?: I): ContainerStats {
-    return ContainerStats.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ContainerStats>, I>>(object: I): ContainerStats {
-    const message = createBaseContainerStats();
-    message.attributes = (object.attributes !== undefined && object.attributes !== null)
-      ? ContainerAttributes.fromPartial(object.attributes)
-      : undefined;
-    message.cpu = (object.cpu !== undefined && object.cpu !== null) ? CpuUsage.fromPartial(object.cpu) : undefined;
-    message.memory = (object.memory !== undefined && object.memory !== null)
-      ? MemoryUsage.fromPartial(object.memory)
-      : undefined;
-    message.writableLayer = (object.writableLayer !== undefined && object.writableLayer !== null)
-      ? FilesystemUsage.fromPartial(object.writableLayer)
-      : undefined;
-    message.swap = (object.swap !== undefined && object.swap !== null) ? SwapUsage.fromPartial(object.swap) : undefined;
-    return message;
-  },
-};
-
-function createBaseCpuUsage(): CpuUsage {
-  return { timestamp: "0", usageCoreNanoSeconds: undefined, usageNanoCores: undefined };
-}
-
-export const CpuUsage: MessageFns<CpuUsage> = {
-  encode(message: CpuUsage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.timestamp !== "0") {
-      writer.uint32(8).int64(message.timestamp);
-    }
-    if (message.usageCoreNanoSeconds !== undefined) {
-      UInt64Value.encode(message.usageCoreNanoSeconds, writer.uint32(18).fork()).join();
-    }
-    if (message.usageNanoCores !== undefined) {
-      UInt64Value.encode(message.usageNanoCores, writer.uint32(26).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): CpuUsage {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseCpuUsage();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 8) {
-              break;
-            }
-
-            message.timestamp = reader.int64().toString();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.usageCoreNanoSeconds = UInt64Value.decode(reader, reader.uint32());
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.usageNanoCores = UInt64Value.decode(reader, reader.uint32());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): CpuUsage {
-    return {
-      timestamp: isSet(object.timestamp) ? globalThis.String(object.timestamp) : "0",
-      usageCoreNanoSeconds: isSet(object.usageCoreNanoSeconds)
-        ? UInt64Value.fromJSON(object.usageCoreNanoSeconds)
-        : isSet(object.usage_core_nano_seconds)
-        ? UInt64Value.fromJSON(object.usage_core_nano_seconds)
-        : undefined,
-      usageNanoCores: isSet(object.usageNanoCores)
-        ? UInt64Value.fromJSON(object.usageNanoCores)
-        : isSet(object.usage_nano_cores)
-        ? UInt64Value.fromJSON(object.usage_nano_cores)
-        : undefined,
-    };
-  },
-
-  toJSON(message: CpuUsage): unknown {
-    const obj: any = {};
-    if (message.timestamp !== "0") {
-      obj.timestamp = globalThis.String(message.timestamp);
-    }
-    if (message.usageCoreNanoSeconds !== undefined) {
-      obj.usageCoreNanoSeconds = UInt64Value.toJSON(message.usageCoreNanoSeconds);
-    }
-    if (message.usageNanoCores !== undefined) {
-      obj.usageNanoCores = UInt64Value.toJSON(message.usageNanoCores);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<CpuUsage>, I>>(base?: I): CpuUsage {
-    return CpuUsage.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<CpuUsage>, I>>(object: I): CpuUsage {
-    const message = createBaseCpuUsage();
-    message.timestamp = object.timestamp ?? "0";
-    message.usageCoreNanoSeconds = (object.usageCoreNanoSeconds !== undefined && object.usageCoreNanoSeconds !== null)
-      ? UInt64Value.fromPartial(object.usageCoreNanoSeconds)
-      : undefined;
-    message.usageNanoCores = (object.usageNanoCores !== undefined && object.usageNanoCores !== null)
-      ? UInt64Value.fromPartial(object.usageNanoCores)
-      : undefined;
-    return message;
-  },
-};
-
-function createBaseMemoryUsage(): MemoryUsage {
-  return {
-    timestamp: "0",
-    workingSetBytes: undefined,
-    availableBytes: undefined,
-    usageBytes: undefined,
-    rssBytes: undefined,
-    pageFaults: undefined,
-    majorPageFaults: undefined,
-  };
-}
-
-export const MemoryUsage: MessageFns<MemoryUsage> = {
-  encode(message: MemoryUsage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.timestamp !== "0") {
-      writer.uint32(8).int64(message.timestamp);
-    }
-    if (message.workingSetBytes !== undefined) {
-      UInt64Value.encode(message.workingSetBytes, writer.uint32(18).fork()).join();
-    }
-    if (message.availableBytes !== undefined) {
-      UInt64Value.encode(message.availableBytes, writer.uint32(26).fork()).join();
-    }
-    if (message.usageBytes !== undefined) {
-      UInt64Value.encode(message.usageBytes, writer.uint32(34).fork()).join();
-    }
-    if (message.rssBytes !== undefined) {
-      UInt64Value.encode(message.rssBytes, writer.uint32(42).fork()).join();
-    }
-    if (message.pageFaults !== undefined) {
-      UInt64Value.encode(message.pageFaults, writer.uint32(50).fork()).join();
-    }
-    if (message.majorPageFaults !== undefined) {
-      UInt64Value.encode(message.majorPageFaults, writer.uint32(58).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): MemoryUsage {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseMemoryUsage();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 8) {
-              break;
-            }
-
-            message.timestamp = reader.int64().toString();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.workingSetBytes = UInt64Value.decode(reader, reader.uint32());
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.availableBytes = UInt64Value.decode(reader, reader.uint32());
-            continue;
-          }
-          case 4: {
-            if (tag !== 34) {
-              break;
-            }
-
-            message.usageBytes = UInt64Value.decode(reader, reader.uint32());
-            continue;
-          }
-          case 5: {
-            if (tag !== 42) {
-              break;
-            }
-
-            message.rssBytes = UInt64Value.decode(reader, reader.uint32());
-            continue;
-          }
-          case 6: {
-            if (tag !== 50) {
-              break;
-            }
-
-            message.pageFaults = UInt64Value.decode(reader, reader.uint32());
-            continue;
-          }
-          case 7: {
-            if (tag !== 58) {
-              break;
-            }
-
-            message.majorPageFaults = UInt64Value.decode(reader, reader.uint32());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): MemoryUsage {
-    return {
-      timestamp: isSet(object.timestamp) ? globalThis.String(object.timestamp) : "0",
-      workingSetBytes: isSet(object.workingSetBytes)
-        ? UInt64Value.fromJSON(object.workingSetBytes)
-        : isSet(object.working_set_bytes)
-        ? UInt64Value.fromJSON(object.working_set_bytes)
-        : undefined,
-      availableBytes: isSet(object.availableBytes)
-        ? UInt64Value.fromJSON(object.availableBytes)
-        : isSet(object.available_bytes)
-        ? UInt64Value.fromJSON(object.available_bytes)
-        : undefined,
-      usageBytes: isSet(object.usageBytes)
-        ? UInt64Value.fromJSON(object.usageBytes)
-        : isSet(object.usage_bytes)
-        ? UInt64Value.fromJSON(object.usage_bytes)
-        : undefined,
-      rssBytes: isSet(object.rssBytes)
-        ? UInt64Value.fromJSON(object.rssBytes)
-        : isSet(object.rss_bytes)
-        ? UInt64Value.fromJSON(object.rss_bytes)
-        : undefined,
-      pageFaults: isSet(object.pageFaults)
-        ? UInt64Value.fromJSON(object.pageFaults)
-        : isSet(object.page_faults)
-        ? UInt64Value.fromJSON(object.page_faults)
-        : undefined,
-      majorPageFaults: isSet(object.majorPageFaults)
-        ? UInt64Value.fromJSON(object.majorPageFaults)
-        : isSet(object.major_page_faults)
-        ? UInt64Value.fromJSON(object.major_page_faults)
-        : undefined,
-    };
-  },
-
-  toJSON(message: MemoryUsage): unknown {
-    const obj: any = {};
-    if (message.timestamp !== "0") {
-      obj.timestamp = globalThis.String(message.timestamp);
-    }
-    if (message.workingSetBytes !== undefined) {
-      obj.workingSetBytes = UInt64Value.toJSON(message.workingSetBytes);
-    }
-    if (message.availableBytes !== undefined) {
-      obj.availableBytes = UInt64Value.toJSON(message.availableBytes);
-    }
-    if (message.usageBytes !== undefined) {
-      obj.usageBytes = UInt64Value.toJSON(message.usageBytes);
-    }
-    if (message.rssBytes !== undefined) {
-      obj.rssBytes = UInt64Value.toJSON(message.rssBytes);
-    }
-    if (message.pageFaults !== undefined) {
-      obj.pageFaults = UInt64Value.toJSON(message.pageFaults);
-    }
-    if (message.majorPageFaults !== undefined) {
-      obj.majorPageFaults = UInt64Value.toJSON(message.majorPageFaults);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<MemoryUsage>, I>>(base?: I): MemoryUsage {
-    return MemoryUsage.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<MemoryUsage>, I>>(object: I): MemoryUsage {
-    const message = createBaseMemoryUsage();
-    message.timestamp = object.timestamp ?? "0";
-    message.workingSetBytes = (object.workingSetBytes !== undefined && object.workingSetBytes !== null)
-      ? UInt64Value.fromPartial(object.workingSetBytes)
-      : undefined;
-    message.availableBytes = (object.availableBytes !== undefined && object.availableBytes !== null)
-      ? UInt64Value.fromPartial(object.availableBytes)
-      : undefined;
-    message.usageBytes = (object.usageBytes !== undefined && object.usageBytes !== null)
-      ? UInt64Value.fromPartial(object.usageBytes)
-      : undefined;
-    message.rssBytes = (object.rssBytes !== undefined && object.rssBytes !== null)
-      ? UInt64Value.fromPartial(object.rssBytes)
-      : undefined;
-    message.pageFaults = (object.pageFaults !== undefined && object.pageFaults !== null)
-      ? UInt64Value.fromPartial(object.pageFaults)
-      : undefined;
-    message.majorPageFaults = (object.majorPageFaults !== undefined && object.majorPageFaults !== null)
-      ? UInt64Value.fromPartial(object.majorPageFaults)
-      : undefined;
-    return message;
-  },
-};
-
-function createBaseSwapUsage(): SwapUsage {
-  return { timestamp: "0", swapAvailableBytes: undefined, swapUsageBytes: undefined };
-}
-
-export const SwapUsage: MessageFns<SwapUsage> = {
-  encode(message: SwapUsage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.timestamp !== "0") {
-      writer.uint32(8).int64(message.timestamp);
-    }
-    if (message.swapAvailableBytes !== undefined) {
-      UInt64Value.encode(message.swapAvailableBytes, writer.uint32(18).fork()).join();
-    }
-    if (message.swapUsageBytes !== undefined) {
-      UInt64Value.encode(message.swapUsageBytes, writer.uint32(26).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): SwapUsage {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseSwapUsage();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 8) {
-              break;
-            }
-
-            message.timestamp = reader.int64().toString();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.swapAvailableBytes = UInt64Value.decode(reader, reader.uint32());
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.swapUsageBytes = UInt64Value.decode(reader, reader.uint32());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): SwapUsage {
-    return {
-      timestamp: isSet(object.timestamp) ? globalThis.String(object.timestamp) : "0",
-      swapAvailableBytes: isSet(object.swapAvailableBytes)
-        ? UInt64Value.fromJSON(object.swapAvailableBytes)
-        : isSet(object.swap_available_bytes)
-        ? UInt64Value.fromJSON(object.swap_available_bytes)
-        : undefined,
-      swapUsageBytes: isSet(object.swapUsageBytes)
-        ? UInt64Value.fromJSON(object.swapUsageBytes)
-        : isSet(object.swap_usage_bytes)
-        ? UInt64Value.fromJSON(object.swap_usage_bytes)
-        : undefined,
-    };
-  },
-
-  toJSON(message: SwapUsage): unknown {
-    const obj: any = {};
-    if (message.timestamp !== "0") {
-      obj.timestamp = globalThis.String(message.timestamp);
-    }
-    if (message.swapAvailableBytes !== undefined) {
-      obj.swapAvailableBytes = UInt64Value.toJSON(message.swapAvailableBytes);
-    }
-    if (message.swapUsageBytes !== undefined) {
-      obj.swapUsageBytes = UInt64Value.toJSON(message.swapUsageBytes);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<SwapUsage>, I>>(base?: I): SwapUsage {
-    return SwapUsage.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<SwapUsage>, I>>(object: I): SwapUsage {
-    const message = createBaseSwapUsage();
-    message.timestamp = object.timestamp ?? "0";
-    message.swapAvailableBytes = (object.swapAvailableBytes !== undefined && object.swapAvailableBytes !== null)
-      ? UInt64Value.fromPartial(object.swapAvailableBytes)
-      : undefined;
-    message.swapUsageBytes = (object.swapUsageBytes !== undefined && object.swapUsageBytes !== null)
-      ? UInt64Value.fromPartial(object.swapUsageBytes)
-      : undefined;
-    return message;
-  },
-};
-
-function createBaseFilesystemIdentifier(): FilesystemIdentifier {
-  return { mountpoint: "" };
-}
-
-export const FilesystemIdentifier: MessageFns<FilesystemIdentifier> = {
-  encode(message: FilesystemIdentifier, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.mountpoint !== "") {
-      writer.uint32(10).string(message.mountpoint);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): FilesystemIdentifier {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseFilesystemIdentifier();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.mountpoint = reader.string();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): FilesystemIdentifier {
-    return { mountpoint: isSet(object.mountpoint) ? globalThis.String(object.mountpoint) : "" };
-  },
-
-  toJSON(message: FilesystemIdentifier): unknown {
-    const obj: any = {};
-    if (message.mountpoint !== "") {
-      obj.mountpoint = message.mountpoint;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<FilesystemIdentifier>, I>>(base?: I): FilesystemIdentifier {
-    return FilesystemIdentifier.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<FilesystemIdentifier>, I>>(object: I): FilesystemIdentifier {
-    const message = createBaseFilesystemIdentifier();
-    message.mountpoint = object.mountpoint ?? "";
-    return message;
-  },
-};
-
-function createBaseFilesystemUsage(): FilesystemUsage {
-  return { timestamp: "0", fsId: undefined, usedBytes: undefined, inodesUsed: undefined };
-}
-
-export const FilesystemUsage: MessageFns<FilesystemUsage> = {
-  encode(message: FilesystemUsage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.timestamp !== "0") {
-      writer.uint32(8).int64(message.timestamp);
-    }
-    if (message.fsId !== undefined) {
-      FilesystemIdentifier.encode(message.fsId, writer.uint32(18).fork()).join();
-    }
-    if (message.usedBytes !== undefined) {
-      UInt64Value.encode(message.usedBytes, writer.uint32(26).fork()).join();
-    }
-    if (message.inodesUsed !== undefined) {
-      UInt64Value.encode(message.inodesUsed, writer.uint32(34).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): FilesystemUsage {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseFilesystemUsage();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 8) {
-              break;
-            }
-
-            message.timestamp = reader.int64().toString();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.fsId = FilesystemIdentifier.decode(reader, reader.uint32());
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.usedBytes = UInt64Value.decode(reader, reader.uint32());
-            continue;
-          }
-          case 4: {
-            if (tag !== 34) {
-              break;
-            }
-
-            message.inodesUsed = UInt64Value.decode(reader, reader.uint32());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): FilesystemUsage {
-    return {
-      timestamp: isSet(object.timestamp) ? globalThis.String(object.timestamp) : "0",
-      fsId: isSet(object.fsId)
-        ? FilesystemIdentifier.fromJSON(object.fsId)
-        : isSet(object.fs_id)
-        ? FilesystemIdentifier.fromJSON(object.fs_id)
-        : undefined,
-      usedBytes: isSet(object.usedBytes)
-        ? UInt64Value.fromJSON(object.usedBytes)
-        : isSet(object.used_bytes)
-        ? UInt64Value.fromJSON(object.used_bytes)
-        : undefined,
-      inodesUsed: isSet(object.inodesUsed)
-        ? UInt64Value.fromJSON(object.inodesUsed)
-        : isSet(object.inodes_used)
-        ? UInt64Value.fromJSON(object.inodes_used)
-        : undefined,
-    };
-  },
-
-  toJSON(message: FilesystemUsage): unknown {
-    const obj: any = {};
-    if (message.timestamp !== "0") {
-      obj.timestamp = globalThis.String(message.timestamp);
-    }
-    if (message.fsId !== undefined) {
-      obj.fsId = FilesystemIdentifier.toJSON(message.fsId);
-    }
-    if (message.usedBytes !== undefined) {
-      obj.usedBytes = UInt64Value.toJSON(message.usedBytes);
-    }
-    if (message.inodesUsed !== undefined) {
-      obj.inodesUsed = UInt64Value.toJSON(message.inodesUsed);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<FilesystemUsage>, I>>(base?: I): FilesystemUsage {
-    return FilesystemUsage.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<FilesystemUsage>, I>>(object: I): FilesystemUsage {
-    const message = createBaseFilesystemUsage();
-    message.timestamp = object.timestamp ?? "0";
-    message.fsId = (object.fsId !== undefined && object.fsId !== null)
-      ? FilesystemIdentifier.fromPartial(object.fsId)
-      : undefined;
-    message.usedBytes = (object.usedBytes !== undefined && object.usedBytes !== null)
-      ? UInt64Value.fromPartial(object.usedBytes)
-      : undefined;
-    message.inodesUsed = (object.inodesUsed !== undefined && object.inodesUsed !== null)
-      ? UInt64Value.fromPartial(object.inodesUsed)
-      : undefined;
-    return message;
-  },
-};
-
-function createBaseImageFilter(): ImageFilter {
-  return { image: undefined };
-}
-
-export const ImageFilter: MessageFns<ImageFilter> = {
-  encode(message: ImageFilter, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.image !== undefined) {
-      ImageSpec.encode(message.image, writer.uint32(10).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): ImageFilter {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseImageFilter();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.image = ImageSpec.decode(reader, reader.uint32());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): ImageFilter {
-    return { image: isSet(object.image) ? ImageSpec.fromJSON(object.image) : undefined };
-  },
-
-  toJSON(message: ImageFilter): unknown {
-    const obj: any = {};
-    if (message.image !== undefined) {
-      obj.image = ImageSpec.toJSON(message.image);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ImageFilter>, I>>(base?: I): ImageFilter {
-    return ImageFilter.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ImageFilter>, I>>(object: I): ImageFilter {
-    const message = createBaseImageFilter();
-    message.image = (object.image !== undefined && object.image !== null)
-      ? ImageSpec.fromPartial(object.image)
-      : undefined;
-    return message;
-  },
-};
-
-function createBaseListImagesRequest(): ListImagesRequest {
-  return { filter: undefined };
-}
-
-export const ListImagesRequest: MessageFns<ListImagesRequest> = {
-  encode(message: ListImagesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.filter !== undefined) {
-      ImageFilter.encode(message.filter, writer.uint32(10).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): ListImagesRequest {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseListImagesRequest();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.filter = ImageFilter.decode(reader, reader.uint32());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): ListImagesRequest {
-    return { filter: isSet(object.filter) ? ImageFilter.fromJSON(object.filter) : undefined };
-  },
-
-  toJSON(message: ListImagesRequest): unknown {
-    const obj: any = {};
-    if (message.filter !== undefined) {
-      obj.filter = ImageFilter.toJSON(message.filter);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ListImagesRequest>, I>>(base?: I): ListImagesRequest {
-    return ListImagesRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ListImagesRequest>, I>>(object: I): ListImagesRequest {
-    const message = createBaseListImagesRequest();
-    message.filter = (object.filter !== undefined && object.filter !== null)
-      ? ImageFilter.fromPartial(object.filter)
-      : undefined;
-    return message;
-  },
-};
-
-function createBaseListImagesResponse(): ListImagesResponse {
-  return { images: [] };
-}
-
-export const ListImagesResponse: MessageFns<ListImagesResponse> = {
-  encode(message: ListImagesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    for (const v of message.images) {
-      Image.encode(v!, writer.uint32(10).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): ListImagesResponse {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseListImagesResponse();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.images.push(Image.decode(reader, reader.uint32()));
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): ListImagesResponse {
-    return { images: globalThis.Array.isArray(object?.images) ? object.images.map((e: any) => Image.fromJSON(e)) : [] };
-  },
-
-  toJSON(message: ListImagesResponse): unknown {
-    const obj: any = {};
-    if (message.images?.length) {
-      obj.images = message.images.map((e) => Image.toJSON(e));
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ListImagesResponse>, I>>(base?: I): ListImagesResponse {
-    return ListImagesResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ListImagesResponse>, I>>(object: I): ListImagesResponse {
-    const message = createBaseListImagesResponse();
-    message.images = object.images?.map((e) => Image.fromPartial(e)) || [];
-    return message;
-  },
-};
-
 function createBaseImage(): Image {
-  return {
-    id: "",
-    repoTags: [],
-    repoDigests: [],
-    size: "0",
-    uid: undefined,
-    username: "",
-    spec: undefined,
-    pinned: false,
-  };
+  return { id: "" };
 }
 
 export const Image: MessageFns<Image> = {
   encode(message: Image, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.id !== "") {
       writer.uint32(10).string(message.id);
-    }
-    for (const v of message.repoTags) {
-      writer.uint32(18).string(v!);
-    }
-    for (const v of message.repoDigests) {
-      writer.uint32(26).string(v!);
-    }
-    if (message.size !== "0") {
-      writer.uint32(32).uint64(message.size);
-    }
-    if (message.uid !== undefined) {
-      Int64Value.encode(message.uid, writer.uint32(42).fork()).join();
-    }
-    if (message.username !== "") {
-      writer.uint32(50).string(message.username);
-    }
-    if (message.spec !== undefined) {
-      ImageSpec.encode(message.spec, writer.uint32(58).fork()).join();
-    }
-    if (message.pinned !== false) {
-      writer.uint32(64).bool(message.pinned);
     }
     return writer;
   },
@@ -13684,62 +5476,6 @@ export const Image: MessageFns<Image> = {
             message.id = reader.string();
             continue;
           }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.repoTags.push(reader.string());
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.repoDigests.push(reader.string());
-            continue;
-          }
-          case 4: {
-            if (tag !== 32) {
-              break;
-            }
-
-            message.size = reader.uint64().toString();
-            continue;
-          }
-          case 5: {
-            if (tag !== 42) {
-              break;
-            }
-
-            message.uid = Int64Value.decode(reader, reader.uint32());
-            continue;
-          }
-          case 6: {
-            if (tag !== 50) {
-              break;
-            }
-
-            message.username = reader.string();
-            continue;
-          }
-          case 7: {
-            if (tag !== 58) {
-              break;
-            }
-
-            message.spec = ImageSpec.decode(reader, reader.uint32());
-            continue;
-          }
-          case 8: {
-            if (tag !== 64) {
-              break;
-            }
-
-            message.pinned = reader.bool();
-            continue;
-          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -13752,69 +5488,12 @@ export const Image: MessageFns<Image> = {
     }
   },
 
-  fromJSON(object: any): Image {
-    return {
-      id: isSet(object.id) ? globalThis.String(object.id) : "",
-      repoTags: globalThis.Array.isArray(object?.repoTags)
-        ? object.repoTags.map((e: any) => globalThis.String(e))
-        : globalThis.Array.isArray(object?.repo_tags)
-        ? object.repo_tags.map((e: any) => globalThis.String(e))
-        : [],
-      repoDigests: globalThis.Array.isArray(object?.repoDigests)
-        ? object.repoDigests.map((e: any) => globalThis.String(e))
-        : globalThis.Array.isArray(object?.repo_digests)
-        ? object.repo_digests.map((e: any) => globalThis.String(e))
-        : [],
-      size: isSet(object.size) ? globalThis.String(object.size) : "0",
-      uid: isSet(object.uid) ? Int64Value.fromJSON(object.uid) : undefined,
-      username: isSet(object.username) ? globalThis.String(object.username) : "",
-      spec: isSet(object.spec) ? ImageSpec.fromJSON(object.spec) : undefined,
-      pinned: isSet(object.pinned) ? globalThis.Boolean(object.pinned) : false,
-    };
+  create(base?: DeepPartial<Image>): Image {
+    return Image.fromPartial(base ?? {});
   },
-
-  toJSON(message: Image): unknown {
-    const obj: any = {};
-    if (message.id !== "") {
-      obj.id = message.id;
-    }
-    if (message.repoTags?.length) {
-      obj.repoTags = message.repoTags;
-    }
-    if (message.repoDigests?.length) {
-      obj.repoDigests = message.repoDigests;
-    }
-    if (message.size !== "0") {
-      obj.size = globalThis.String(message.size);
-    }
-    if (message.uid !== undefined) {
-      obj.uid = Int64Value.toJSON(message.uid);
-    }
-    if (message.username !== "") {
-      obj.username = message.username;
-    }
-    if (message.spec !== undefined) {
-      obj.spec = ImageSpec.toJSON(message.spec);
-    }
-    if (message.pinned !== false) {
-      obj.pinned = message.pinned;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<Image>, I>>(base?: I): Image {
-    return Image.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<Image>, I>>(object: I): Image {
+  fromPartial(object: DeepPartial<Image>): Image {
     const message = createBaseImage();
     message.id = object.id ?? "";
-    message.repoTags = object.repoTags?.map((e) => e) || [];
-    message.repoDigests = object.repoDigests?.map((e) => e) || [];
-    message.size = object.size ?? "0";
-    message.uid = (object.uid !== undefined && object.uid !== null) ? Int64Value.fromPartial(object.uid) : undefined;
-    message.username = object.username ?? "";
-    message.spec = (object.spec !== undefined && object.spec !== null) ? ImageSpec.fromPartial(object.spec) : undefined;
-    message.pinned = object.pinned ?? false;
     return message;
   },
 };
@@ -13875,28 +5554,10 @@ export const ImageStatusRequest: MessageFns<ImageStatusRequest> = {
     }
   },
 
-  fromJSON(object: any): ImageStatusRequest {
-    return {
-      image: isSet(object.image) ? ImageSpec.fromJSON(object.image) : undefined,
-      verbose: isSet(object.verbose) ? globalThis.Boolean(object.verbose) : false,
-    };
+  create(base?: DeepPartial<ImageStatusRequest>): ImageStatusRequest {
+    return ImageStatusRequest.fromPartial(base ?? {});
   },
-
-  toJSON(message: ImageStatusRequest): unknown {
-    const obj: any = {};
-    if (message.image !== undefined) {
-      obj.image = ImageSpec.toJSON(message.image);
-    }
-    if (message.verbose !== false) {
-      obj.verbose = message.verbose;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ImageStatusRequest>, I>>(base?: I): ImageStatusRequest {
-    return ImageStatusRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ImageStatusRequest>, I>>(object: I): ImageStatusRequest {
+  fromPartial(object: DeepPartial<ImageStatusRequest>): ImageStatusRequest {
     const message = createBaseImageStatusRequest();
     message.image = (object.image !== undefined && object.image !== null)
       ? ImageSpec.fromPartial(object.image)
@@ -13907,7 +5568,7 @@ export const ImageStatusRequest: MessageFns<ImageStatusRequest> = {
 };
 
 function createBaseImageStatusResponse(): ImageStatusResponse {
-  return { image: undefined, info: {} };
+  return { image: undefined };
 }
 
 export const ImageStatusResponse: MessageFns<ImageStatusResponse> = {
@@ -13915,9 +5576,6 @@ export const ImageStatusResponse: MessageFns<ImageStatusResponse> = {
     if (message.image !== undefined) {
       Image.encode(message.image, writer.uint32(10).fork()).join();
     }
-    globalThis.Object.entries(message.info).forEach(([key, value]: [string, string]) => {
-      ImageStatusResponse_InfoEntry.encode({ key: key as any, value }, writer.uint32(18).fork()).join();
-    });
     return writer;
   },
 
@@ -13942,17 +5600,6 @@ export const ImageStatusResponse: MessageFns<ImageStatusResponse> = {
             message.image = Image.decode(reader, reader.uint32());
             continue;
           }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            const entry2 = ImageStatusResponse_InfoEntry.decode(reader, reader.uint32());
-            if (entry2.value !== undefined) {
-              message.info[entry2.key] = entry2.value;
-            }
-            continue;
-          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -13965,321 +5612,24 @@ export const ImageStatusResponse: MessageFns<ImageStatusResponse> = {
     }
   },
 
-  fromJSON(object: any): ImageStatusResponse {
-    return {
-      image: isSet(object.image) ? Image.fromJSON(object.image) : undefined,
-      info: isObject(object.info)
-        ? (globalThis.Object.entries(object.info) as [string, any][]).reduce(
-          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
-            globalThis.Object.defineProperty(acc, key, {
-              value: globalThis.String(value),
-              enumerable: true,
-              configurable: true,
-              writable: true,
-            });
-            return acc;
-          },
-          {},
-        )
-        : {},
-    };
+  create(base?: DeepPartial<ImageStatusResponse>): ImageStatusResponse {
+    return ImageStatusResponse.fromPartial(base ?? {});
   },
-
-  toJSON(message: ImageStatusResponse): unknown {
-    const obj: any = {};
-    if (message.image !== undefined) {
-      obj.image = Image.toJSON(message.image);
-    }
-    if (message.info) {
-      const entries = globalThis.Object.entries(message.info) as [string, string][];
-      if (entries.length > 0) {
-        obj.info = {};
-        entries.forEach(([k, v]) => {
-          obj.info[k] = v;
-        });
-      }
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ImageStatusResponse>, I>>(base?: I): ImageStatusResponse {
-    return ImageStatusResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ImageStatusResponse>, I>>(object: I): ImageStatusResponse {
+  fromPartial(object: DeepPartial<ImageStatusResponse>): ImageStatusResponse {
     const message = createBaseImageStatusResponse();
     message.image = (object.image !== undefined && object.image !== null) ? Image.fromPartial(object.image) : undefined;
-    message.info = (globalThis.Object.entries(object.info ?? {}) as [string, string][]).reduce(
-      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
-        if (value !== undefined) {
-          acc[key] = globalThis.String(value);
-        }
-        return acc;
-      },
-      {},
-    );
-    return message;
-  },
-};
-
-function createBaseImageStatusResponse_InfoEntry(): ImageStatusResponse_InfoEntry {
-  return { key: "", value: "" };
-}
-
-export const ImageStatusResponse_InfoEntry: MessageFns<ImageStatusResponse_InfoEntry> = {
-  encode(message: ImageStatusResponse_InfoEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.key !== "") {
-      writer.uint32(10).string(message.key);
-    }
-    if (message.value !== "") {
-      writer.uint32(18).string(message.value);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): ImageStatusResponse_InfoEntry {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseImageStatusResponse_InfoEntry();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.key = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.value = reader.string();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): ImageStatusResponse_InfoEntry {
-    return {
-      key: isSet(object.key) ? globalThis.String(object.key) : "",
-      value: isSet(object.value) ? globalThis.String(object.value) : "",
-    };
-  },
-
-  toJSON(message: ImageStatusResponse_InfoEntry): unknown {
-    const obj: any = {};
-    if (message.key !== "") {
-      obj.key = message.key;
-    }
-    if (message.value !== "") {
-      obj.value = message.value;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ImageStatusResponse_InfoEntry>, I>>(base?: I): ImageStatusResponse_InfoEntry {
-    return ImageStatusResponse_InfoEntry.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ImageStatusResponse_InfoEntry>, I>>(
-    object: I,
-  ): ImageStatusResponse_InfoEntry {
-    const message = createBaseImageStatusResponse_InfoEntry();
-    message.key = object.key ?? "";
-    message.value = object.value ?? "";
-    return message;
-  },
-};
-
-function createBaseAuthConfig(): AuthConfig {
-  return { username: "", password: "", auth: "", serverAddress: "", identityToken: "", registryToken: "" };
-}
-
-export const AuthConfig: MessageFns<AuthConfig> = {
-  encode(message: AuthConfig, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.username !== "") {
-      writer.uint32(10).string(message.username);
-    }
-    if (message.password !== "") {
-      writer.uint32(18).string(message.password);
-    }
-    if (message.auth !== "") {
-      writer.uint32(26).string(message.auth);
-    }
-    if (message.serverAddress !== "") {
-      writer.uint32(34).string(message.serverAddress);
-    }
-    if (message.identityToken !== "") {
-      writer.uint32(42).string(message.identityToken);
-    }
-    if (message.registryToken !== "") {
-      writer.uint32(50).string(message.registryToken);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): AuthConfig {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseAuthConfig();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.username = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.password = reader.string();
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.auth = reader.string();
-            continue;
-          }
-          case 4: {
-            if (tag !== 34) {
-              break;
-            }
-
-            message.serverAddress = reader.string();
-            continue;
-          }
-          case 5: {
-            if (tag !== 42) {
-              break;
-            }
-
-            message.identityToken = reader.string();
-            continue;
-          }
-          case 6: {
-            if (tag !== 50) {
-              break;
-            }
-
-            message.registryToken = reader.string();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): AuthConfig {
-    return {
-      username: isSet(object.username) ? globalThis.String(object.username) : "",
-      password: isSet(object.password) ? globalThis.String(object.password) : "",
-      auth: isSet(object.auth) ? globalThis.String(object.auth) : "",
-      serverAddress: isSet(object.serverAddress)
-        ? globalThis.String(object.serverAddress)
-        : isSet(object.server_address)
-        ? globalThis.String(object.server_address)
-        : "",
-      identityToken: isSet(object.identityToken)
-        ? globalThis.String(object.identityToken)
-        : isSet(object.identity_token)
-        ? globalThis.String(object.identity_token)
-        : "",
-      registryToken: isSet(object.registryToken)
-        ? globalThis.String(object.registryToken)
-        : isSet(object.registry_token)
-        ? globalThis.String(object.registry_token)
-        : "",
-    };
-  },
-
-  toJSON(message: AuthConfig): unknown {
-    const obj: any = {};
-    if (message.username !== "") {
-      obj.username = message.username;
-    }
-    if (message.password !== "") {
-      obj.password = message.password;
-    }
-    if (message.auth !== "") {
-      obj.auth = message.auth;
-    }
-    if (message.serverAddress !== "") {
-      obj.serverAddress = message.serverAddress;
-    }
-    if (message.identityToken !== "") {
-      obj.identityToken = message.identityToken;
-    }
-    if (message.registryToken !== "") {
-      obj.registryToken = message.registryToken;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<AuthConfig>, I>>(base?: I): AuthConfig {
-    return AuthConfig.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<AuthConfig>, I>>(object: I): AuthConfig {
-    const message = createBaseAuthConfig();
-    message.username = object.username ?? "";
-    message.password = object.password ?? "";
-    message.auth = object.auth ?? "";
-    message.serverAddress = object.serverAddress ?? "";
-    message.identityToken = object.identityToken ?? "";
-    message.registryToken = object.registryToken ?? "";
     return message;
   },
 };
 
 function createBasePullImageRequest(): PullImageRequest {
-  return { image: undefined, auth: undefined, sandboxConfig: undefined };
+  return { image: undefined, sandboxConfig: undefined };
 }
 
 export const PullImageRequest: MessageFns<PullImageRequest> = {
   encode(message: PullImageRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.image !== undefined) {
       ImageSpec.encode(message.image, writer.uint32(10).fork()).join();
-    }
-    if (message.auth !== undefined) {
-      AuthConfig.encode(message.auth, writer.uint32(18).fork()).join();
     }
     if (message.sandboxConfig !== undefined) {
       PodSandboxConfig.encode(message.sandboxConfig, writer.uint32(26).fork()).join();
@@ -14308,14 +5658,6 @@ export const PullImageRequest: MessageFns<PullImageRequest> = {
             message.image = ImageSpec.decode(reader, reader.uint32());
             continue;
           }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.auth = AuthConfig.decode(reader, reader.uint32());
-            continue;
-          }
           case 3: {
             if (tag !== 26) {
               break;
@@ -14336,42 +5678,13 @@ export const PullImageRequest: MessageFns<PullImageRequest> = {
     }
   },
 
-  fromJSON(object: any): PullImageRequest {
-    return {
-      image: isSet(object.image) ? ImageSpec.fromJSON(object.image) : undefined,
-      auth: isSet(object.auth) ? AuthConfig.fromJSON(object.auth) : undefined,
-      sandboxConfig: isSet(object.sandboxConfig)
-        ? PodSandboxConfig.fromJSON(object.sandboxConfig)
-        : isSet(object.sandbox_config)
-        ? PodSandboxConfig.fromJSON(object.sandbox_config)
-        : undefined,
-    };
+  create(base?: DeepPartial<PullImageRequest>): PullImageRequest {
+    return PullImageRequest.fromPartial(base ?? {});
   },
-
-  toJSON(message: PullImageRequest): unknown {
-    const obj: any = {};
-    if (message.image !== undefined) {
-      obj.image = ImageSpec.toJSON(message.image);
-    }
-    if (message.auth !== undefined) {
-      obj.auth = AuthConfig.toJSON(message.auth);
-    }
-    if (message.sandboxConfig !== undefined) {
-      obj.sandboxConfig = PodSandboxConfig.toJSON(message.sandboxConfig);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<PullImageRequest>, I>>(base?: I): PullImageRequest {
-    return PullImageRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<PullImageRequest>, I>>(object: I): PullImageRequest {
+  fromPartial(object: DeepPartial<PullImageRequest>): PullImageRequest {
     const message = createBasePullImageRequest();
     message.image = (object.image !== undefined && object.image !== null)
       ? ImageSpec.fromPartial(object.image)
-      : undefined;
-    message.auth = (object.auth !== undefined && object.auth !== null)
-      ? AuthConfig.fromPartial(object.auth)
       : undefined;
     message.sandboxConfig = (object.sandboxConfig !== undefined && object.sandboxConfig !== null)
       ? PodSandboxConfig.fromPartial(object.sandboxConfig)
@@ -14425,296 +5738,12 @@ export const PullImageResponse: MessageFns<PullImageResponse> = {
     }
   },
 
-  fromJSON(object: any): PullImageResponse {
-    return {
-      imageRef: isSet(object.imageRef)
-        ? globalThis.String(object.imageRef)
-        : isSet(object.image_ref)
-        ? globalThis.String(object.image_ref)
-        : "",
-    };
+  create(base?: DeepPartial<PullImageResponse>): PullImageResponse {
+    return PullImageResponse.fromPartial(base ?? {});
   },
-
-  toJSON(message: PullImageResponse): unknown {
-    const obj: any = {};
-    if (message.imageRef !== "") {
-      obj.imageRef = message.imageRef;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<PullImageResponse>, I>>(base?: I): PullImageResponse {
-    return PullImageResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<PullImageResponse>, I>>(object: I): PullImageResponse {
+  fromPartial(object: DeepPartial<PullImageResponse>): PullImageResponse {
     const message = createBasePullImageResponse();
     message.imageRef = object.imageRef ?? "";
-    return message;
-  },
-};
-
-function createBaseRemoveImageRequest(): RemoveImageRequest {
-  return { image: undefined };
-}
-
-export const RemoveImageRequest: MessageFns<RemoveImageRequest> = {
-  encode(message: RemoveImageRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.image !== undefined) {
-      ImageSpec.encode(message.image, writer.uint32(10).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): RemoveImageRequest {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseRemoveImageRequest();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.image = ImageSpec.decode(reader, reader.uint32());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): RemoveImageRequest {
-    return { image: isSet(object.image) ? ImageSpec.fromJSON(object.image) : undefined };
-  },
-
-  toJSON(message: RemoveImageRequest): unknown {
-    const obj: any = {};
-    if (message.image !== undefined) {
-      obj.image = ImageSpec.toJSON(message.image);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<RemoveImageRequest>, I>>(base?: I): RemoveImageRequest {
-    return RemoveImageRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<RemoveImageRequest>, I>>(object: I): RemoveImageRequest {
-    const message = createBaseRemoveImageRequest();
-    message.image = (object.image !== undefined && object.image !== null)
-      ? ImageSpec.fromPartial(object.image)
-      : undefined;
-    return message;
-  },
-};
-
-function createBaseRemoveImageResponse(): RemoveImageResponse {
-  return {};
-}
-
-export const RemoveImageResponse: MessageFns<RemoveImageResponse> = {
-  encode(_: RemoveImageResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): RemoveImageResponse {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseRemoveImageResponse();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(_: any): RemoveImageResponse {
-    return {};
-  },
-
-  toJSON(_: RemoveImageResponse): unknown {
-    const obj: any = {};
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<RemoveImageResponse>, I>>(base?: I): RemoveImageResponse {
-    return RemoveImageResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<RemoveImageResponse>, I>>(_: I): RemoveImageResponse {
-    const message = createBaseRemoveImageResponse();
-    return message;
-  },
-};
-
-function createBaseImageFsInfoRequest(): ImageFsInfoRequest {
-  return {};
-}
-
-export const ImageFsInfoRequest: MessageFns<ImageFsInfoRequest> = {
-  encode(_: ImageFsInfoRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): ImageFsInfoRequest {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseImageFsInfoRequest();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(_: any): ImageFsInfoRequest {
-    return {};
-  },
-
-  toJSON(_: ImageFsInfoRequest): unknown {
-    const obj: any = {};
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ImageFsInfoRequest>, I>>(base?: I): ImageFsInfoRequest {
-    return ImageFsInfoRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ImageFsInfoRequest>, I>>(_: I): ImageFsInfoRequest {
-    const message = createBaseImageFsInfoRequest();
-    return message;
-  },
-};
-
-function createBaseImageFsInfoResponse(): ImageFsInfoResponse {
-  return { imageFilesystems: [], containerFilesystems: [] };
-}
-
-export const ImageFsInfoResponse: MessageFns<ImageFsInfoResponse> = {
-  encode(message: ImageFsInfoResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    for (const v of message.imageFilesystems) {
-      FilesystemUsage.encode(v!, writer.uint32(10).fork()).join();
-    }
-    for (const v of message.containerFilesystems) {
-      FilesystemUsage.encode(v!, writer.uint32(18).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): ImageFsInfoResponse {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseImageFsInfoResponse();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.imageFilesystems.push(FilesystemUsage.decode(reader, reader.uint32()));
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.containerFilesystems.push(FilesystemUsage.decode(reader, reader.uint32()));
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): ImageFsInfoResponse {
-    return {
-      imageFilesystems: globalThis.Array.isArray(object?.imageFilesystems)
-        ? object.imageFilesystems.map((e: any) => FilesystemUsage.fromJSON(e))
-        : globalThis.Array.isArray(object?.image_filesystems)
-        ? object.image_filesystems.map((e: any) => FilesystemUsage.fromJSON(e))
-        : [],
-      containerFilesystems: globalThis.Array.isArray(object?.containerFilesystems)
-        ? object.containerFilesystems.map((e: any) => FilesystemUsage.fromJSON(e))
-        : globalThis.Array.isArray(object?.container_filesystems)
-        ? object.container_filesystems.map((e: any) => FilesystemUsage.fromJSON(e))
-        : [],
-    };
-  },
-
-  toJSON(message: ImageFsInfoResponse): unknown {
-    const obj: any = {};
-    if (message.imageFilesystems?.length) {
-      obj.imageFilesystems = message.imageFilesystems.map((e) => FilesystemUsage.toJSON(e));
-    }
-    if (message.containerFilesystems?.length) {
-      obj.containerFilesystems = message.containerFilesystems.map((e) => FilesystemUsage.toJSON(e));
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ImageFsInfoResponse>, I>>(base?: I): ImageFsInfoResponse {
-    return ImageFsInfoResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ImageFsInfoResponse>, I>>(object: I): ImageFsInfoResponse {
-    const message = createBaseImageFsInfoResponse();
-    message.imageFilesystems = object.imageFilesystems?.map((e) => FilesystemUsage.fromPartial(e)) || [];
-    message.containerFilesystems = object.containerFilesystems?.map((e) => FilesystemUsage.fromPartial(e)) || [];
     return message;
   },
 };
@@ -14817,30 +5846,6 @@ export const RuntimeServiceDefinition = {
       requestType: ContainerStatusRequest as typeof ContainerStatusRequest,
       requestStream: false,
       responseType: ContainerStatusResponse as typeof ContainerStatusResponse,
-      responseStream: false,
-      options: {},
-    },
-    execSync: {
-      name: "ExecSync",
-      requestType: ExecSyncRequest as typeof ExecSyncRequest,
-      requestStream: false,
-      responseType: ExecSyncResponse as typeof ExecSyncResponse,
-      responseStream: false,
-      options: {},
-    },
-    containerStats: {
-      name: "ContainerStats",
-      requestType: ContainerStatsRequest as typeof ContainerStatsRequest,
-      requestStream: false,
-      responseType: ContainerStatsResponse as typeof ContainerStatsResponse,
-      responseStream: false,
-      options: {},
-    },
-    listContainerStats: {
-      name: "ListContainerStats",
-      requestType: ListContainerStatsRequest as typeof ListContainerStatsRequest,
-      requestStream: false,
-      responseType: ListContainerStatsResponse as typeof ListContainerStatsResponse,
       responseStream: false,
       options: {},
     },
@@ -14985,37 +5990,6 @@ export const RuntimeServiceService = {
       Buffer.from(ContainerStatusResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ContainerStatusResponse => ContainerStatusResponse.decode(value),
   },
-  execSync: {
-    path: "/runtime.v1.RuntimeService/ExecSync" as const,
-    requestStream: false as const,
-    responseStream: false as const,
-    requestSerialize: (value: ExecSyncRequest): Buffer => Buffer.from(ExecSyncRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): ExecSyncRequest => ExecSyncRequest.decode(value),
-    responseSerialize: (value: ExecSyncResponse): Buffer => Buffer.from(ExecSyncResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): ExecSyncResponse => ExecSyncResponse.decode(value),
-  },
-  containerStats: {
-    path: "/runtime.v1.RuntimeService/ContainerStats" as const,
-    requestStream: false as const,
-    responseStream: false as const,
-    requestSerialize: (value: ContainerStatsRequest): Buffer =>
-      Buffer.from(ContainerStatsRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): ContainerStatsRequest => ContainerStatsRequest.decode(value),
-    responseSerialize: (value: ContainerStatsResponse): Buffer =>
-      Buffer.from(ContainerStatsResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): ContainerStatsResponse => ContainerStatsResponse.decode(value),
-  },
-  listContainerStats: {
-    path: "/runtime.v1.RuntimeService/ListContainerStats" as const,
-    requestStream: false as const,
-    responseStream: false as const,
-    requestSerialize: (value: ListContainerStatsRequest): Buffer =>
-      Buffer.from(ListContainerStatsRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): ListContainerStatsRequest => ListContainerStatsRequest.decode(value),
-    responseSerialize: (value: ListContainerStatsResponse): Buffer =>
-      Buffer.from(ListContainerStatsResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): ListContainerStatsResponse => ListContainerStatsResponse.decode(value),
-  },
   status: {
     path: "/runtime.v1.RuntimeService/Status" as const,
     requestStream: false as const,
@@ -15040,9 +6014,6 @@ export interface RuntimeServiceServer extends UntypedServiceImplementation {
   removeContainer: handleUnaryCall<RemoveContainerRequest, RemoveContainerResponse>;
   listContainers: handleUnaryCall<ListContainersRequest, ListContainersResponse>;
   containerStatus: handleUnaryCall<ContainerStatusRequest, ContainerStatusResponse>;
-  execSync: handleUnaryCall<ExecSyncRequest, ExecSyncResponse>;
-  containerStats: handleUnaryCall<ContainerStatsRequest, ContainerStatsResponse>;
-  listContainerStats: handleUnaryCall<ListContainerStatsRequest, ListContainerStatsResponse>;
   status: handleUnaryCall<StatusRequest, StatusResponse>;
 }
 
@@ -15227,51 +6198,6 @@ export interface RuntimeServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ContainerStatusResponse) => void,
   ): ClientUnaryCall;
-  execSync(
-    request: ExecSyncRequest,
-    callback: (error: ServiceError | null, response: ExecSyncResponse) => void,
-  ): ClientUnaryCall;
-  execSync(
-    request: ExecSyncRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: ExecSyncResponse) => void,
-  ): ClientUnaryCall;
-  execSync(
-    request: ExecSyncRequest,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: ExecSyncResponse) => void,
-  ): ClientUnaryCall;
-  containerStats(
-    request: ContainerStatsRequest,
-    callback: (error: ServiceError | null, response: ContainerStatsResponse) => void,
-  ): ClientUnaryCall;
-  containerStats(
-    request: ContainerStatsRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: ContainerStatsResponse) => void,
-  ): ClientUnaryCall;
-  containerStats(
-    request: ContainerStatsRequest,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: ContainerStatsResponse) => void,
-  ): ClientUnaryCall;
-  listContainerStats(
-    request: ListContainerStatsRequest,
-    callback: (error: ServiceError | null, response: ListContainerStatsResponse) => void,
-  ): ClientUnaryCall;
-  listContainerStats(
-    request: ListContainerStatsRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: ListContainerStatsResponse) => void,
-  ): ClientUnaryCall;
-  listContainerStats(
-    request: ListContainerStatsRequest,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: ListContainerStatsResponse) => void,
-  ): ClientUnaryCall;
   status(
     request: StatusRequest,
     callback: (error: ServiceError | null, response: StatusResponse) => void,
@@ -15303,14 +6229,6 @@ export const ImageServiceDefinition = {
   name: "ImageService",
   fullName: "runtime.v1.ImageService",
   methods: {
-    listImages: {
-      name: "ListImages",
-      requestType: ListImagesRequest as typeof ListImagesRequest,
-      requestStream: false,
-      responseType: ListImagesResponse as typeof ListImagesResponse,
-      responseStream: false,
-      options: {},
-    },
     imageStatus: {
       name: "ImageStatus",
       requestType: ImageStatusRequest as typeof ImageStatusRequest,
@@ -15327,36 +6245,11 @@ export const ImageServiceDefinition = {
       responseStream: false,
       options: {},
     },
-    removeImage: {
-      name: "RemoveImage",
-      requestType: RemoveImageRequest as typeof RemoveImageRequest,
-      requestStream: false,
-      responseType: RemoveImageResponse as typeof RemoveImageResponse,
-      responseStream: false,
-      options: {},
-    },
-    imageFsInfo: {
-      name: "ImageFsInfo",
-      requestType: ImageFsInfoRequest as typeof ImageFsInfoRequest,
-      requestStream: false,
-      responseType: ImageFsInfoResponse as typeof ImageFsInfoResponse,
-      responseStream: false,
-      options: {},
-    },
   },
 } as const;
 
 export type ImageServiceService = typeof ImageServiceService;
 export const ImageServiceService = {
-  listImages: {
-    path: "/runtime.v1.ImageService/ListImages" as const,
-    requestStream: false as const,
-    responseStream: false as const,
-    requestSerialize: (value: ListImagesRequest): Buffer => Buffer.from(ListImagesRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): ListImagesRequest => ListImagesRequest.decode(value),
-    responseSerialize: (value: ListImagesResponse): Buffer => Buffer.from(ListImagesResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): ListImagesResponse => ListImagesResponse.decode(value),
-  },
   imageStatus: {
     path: "/runtime.v1.ImageService/ImageStatus" as const,
     requestStream: false as const,
@@ -15375,50 +6268,14 @@ export const ImageServiceService = {
     responseSerialize: (value: PullImageResponse): Buffer => Buffer.from(PullImageResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): PullImageResponse => PullImageResponse.decode(value),
   },
-  removeImage: {
-    path: "/runtime.v1.ImageService/RemoveImage" as const,
-    requestStream: false as const,
-    responseStream: false as const,
-    requestSerialize: (value: RemoveImageRequest): Buffer => Buffer.from(RemoveImageRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): RemoveImageRequest => RemoveImageRequest.decode(value),
-    responseSerialize: (value: RemoveImageResponse): Buffer => Buffer.from(RemoveImageResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): RemoveImageResponse => RemoveImageResponse.decode(value),
-  },
-  imageFsInfo: {
-    path: "/runtime.v1.ImageService/ImageFsInfo" as const,
-    requestStream: false as const,
-    responseStream: false as const,
-    requestSerialize: (value: ImageFsInfoRequest): Buffer => Buffer.from(ImageFsInfoRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): ImageFsInfoRequest => ImageFsInfoRequest.decode(value),
-    responseSerialize: (value: ImageFsInfoResponse): Buffer => Buffer.from(ImageFsInfoResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): ImageFsInfoResponse => ImageFsInfoResponse.decode(value),
-  },
 } as const;
 
 export interface ImageServiceServer extends UntypedServiceImplementation {
-  listImages: handleUnaryCall<ListImagesRequest, ListImagesResponse>;
   imageStatus: handleUnaryCall<ImageStatusRequest, ImageStatusResponse>;
   pullImage: handleUnaryCall<PullImageRequest, PullImageResponse>;
-  removeImage: handleUnaryCall<RemoveImageRequest, RemoveImageResponse>;
-  imageFsInfo: handleUnaryCall<ImageFsInfoRequest, ImageFsInfoResponse>;
 }
 
 export interface ImageServiceClient extends Client {
-  listImages(
-    request: ListImagesRequest,
-    callback: (error: ServiceError | null, response: ListImagesResponse) => void,
-  ): ClientUnaryCall;
-  listImages(
-    request: ListImagesRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: ListImagesResponse) => void,
-  ): ClientUnaryCall;
-  listImages(
-    request: ListImagesRequest,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: ListImagesResponse) => void,
-  ): ClientUnaryCall;
   imageStatus(
     request: ImageStatusRequest,
     callback: (error: ServiceError | null, response: ImageStatusResponse) => void,
@@ -15448,36 +6305,6 @@ export interface ImageServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: PullImageResponse) => void,
-  ): ClientUnaryCall;
-  removeImage(
-    request: RemoveImageRequest,
-    callback: (error: ServiceError | null, response: RemoveImageResponse) => void,
-  ): ClientUnaryCall;
-  removeImage(
-    request: RemoveImageRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: RemoveImageResponse) => void,
-  ): ClientUnaryCall;
-  removeImage(
-    request: RemoveImageRequest,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: RemoveImageResponse) => void,
-  ): ClientUnaryCall;
-  imageFsInfo(
-    request: ImageFsInfoRequest,
-    callback: (error: ServiceError | null, response: ImageFsInfoResponse) => void,
-  ): ClientUnaryCall;
-  imageFsInfo(
-    request: ImageFsInfoRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: ImageFsInfoResponse) => void,
-  ): ClientUnaryCall;
-  imageFsInfo(
-    request: ImageFsInfoRequest,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: ImageFsInfoResponse) => void,
   ): ClientUnaryCall;
 }
 
@@ -15490,14 +6317,6 @@ export const ImageServiceClient = makeGenericClientConstructor(
   serviceName: string;
 };
 
-function bytesFromBase64(b64: string): Uint8Array {
-  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
-}
-
-function base64FromBytes(arr: Uint8Array): string {
-  return globalThis.Buffer.from(arr).toString("base64");
-}
-
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 
 export type DeepPartial<T> = T extends Builtin ? T
@@ -15506,10 +6325,6 @@ export type DeepPartial<T> = T extends Builtin ? T
   : T extends { $case: string; value: unknown } ? { $case: T["$case"]; value?: DeepPartial<T["value"]> }
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
-
-type KeysOfUnion<T> = T extends T ? keyof T : never;
-export type Exact<P, I extends P> = P extends Builtin ? P
-  : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
 
 function longToNumber(int64: { toString(): string }): number {
   const num = globalThis.Number(int64.toString());
@@ -15522,19 +6337,9 @@ function longToNumber(int64: { toString(): string }): number {
   return num;
 }
 
-function isObject(value: any): boolean {
-  return typeof value === "object" && value !== null;
-}
-
-function isSet(value: any): boolean {
-  return value !== null && value !== undefined;
-}
-
 export interface MessageFns<T> {
   encode(message: T, writer?: BinaryWriter): BinaryWriter;
   decode(input: BinaryReader | Uint8Array, length?: number): T;
-  fromJSON(object: any): T;
-  toJSON(message: T): unknown;
-  create<I extends Exact<DeepPartial<T>, I>>(base?: I): T;
-  fromPartial<I extends Exact<DeepPartial<T>, I>>(object: I): T;
+  create(base?: DeepPartial<T>): T;
+  fromPartial(object: DeepPartial<T>): T;
 }

@@ -384,28 +384,10 @@ export const MapperRegisterRequest: MessageFns<MapperRegisterRequest> = {
     }
   },
 
-  fromJSON(object: any): MapperRegisterRequest {
-    return {
-      withData: isSet(object.withData) ? globalThis.Boolean(object.withData) : false,
-      mapper: isSet(object.mapper) ? MapperInfo.fromJSON(object.mapper) : undefined,
-    };
+  create(base?: DeepPartial<MapperRegisterRequest>): MapperRegisterRequest {
+    return MapperRegisterRequest.fromPartial(base ?? {});
   },
-
-  toJSON(message: MapperRegisterRequest): unknown {
-    const obj: any = {};
-    if (message.withData !== false) {
-      obj.withData = message.withData;
-    }
-    if (message.mapper !== undefined) {
-      obj.mapper = MapperInfo.toJSON(message.mapper);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<MapperRegisterRequest>, I>>(base?: I): MapperRegisterRequest {
-    return MapperRegisterRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<MapperRegisterRequest>, I>>(object: I): MapperRegisterRequest {
+  fromPartial(object: DeepPartial<MapperRegisterRequest>): MapperRegisterRequest {
     const message = createBaseMapperRegisterRequest();
     message.withData = object.withData ?? false;
     message.mapper = (object.mapper !== undefined && object.mapper !== null)
@@ -471,32 +453,10 @@ export const MapperRegisterResponse: MessageFns<MapperRegisterResponse> = {
     }
   },
 
-  fromJSON(object: any): MapperRegisterResponse {
-    return {
-      modelList: globalThis.Array.isArray(object?.modelList)
-        ? object.modelList.map((e: any) => DeviceModel.fromJSON(e))
-        : [],
-      deviceList: globalThis.Array.isArray(object?.deviceList)
-        ? object.deviceList.map((e: any) => Device.fromJSON(e))
-        : [],
-    };
+  create(base?: DeepPartial<MapperRegisterResponse>): MapperRegisterResponse {
+    return MapperRegisterResponse.fromPartial(base ?? {});
   },
-
-  toJSON(message: MapperRegisterResponse): unknown {
-    const obj: any = {};
-    if (message.modelList?.length) {
-      obj.modelList = message.modelList.map((e) => DeviceModel.toJSON(e));
-    }
-    if (message.deviceList?.length) {
-      obj.deviceList = message.deviceList.map((e) => Device.toJSON(e));
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<MapperRegisterResponse>, I>>(base?: I): MapperRegisterResponse {
-    return MapperRegisterResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<MapperRegisterResponse>, I>>(object: I): MapperRegisterResponse {
+  fromPartial(object: DeepPartial<MapperRegisterResponse>): MapperRegisterResponse {
     const message = createBaseMapperRegisterResponse();
     message.modelList = object.modelList?.map((e) => DeviceModel.fromPartial(e)) || [];
     message.deviceList = object.deviceList?.map((e) => Device.fromPartial(e)) || [];
@@ -571,32 +531,10 @@ export const DeviceModel: MessageFns<DeviceModel> = {
     }
   },
 
-  fromJSON(object: any): DeviceModel {
-    return {
-      name: isSet(object.name) ? globalThis.String(object.name) : "",
-      spec: isSet(object.spec) ? DeviceModelSpec.fromJSON(object.spec) : undefined,
-      namespace: isSet(object.namespace) ? globalThis.String(object.namespace) : "",
-    };
+  create(base?: DeepPartial<DeviceModel>): DeviceModel {
+    return DeviceModel.fromPartial(base ?? {});
   },
-
-  toJSON(message: DeviceModel): unknown {
-    const obj: any = {};
-    if (message.name !== "") {
-      obj.name = message.name;
-    }
-    if (message.spec !== undefined) {
-      obj.spec = DeviceModelSpec.toJSON(message.spec);
-    }
-    if (message.namespace !== "") {
-      obj.namespace = message.namespace;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<DeviceModel>, I>>(base?: I): DeviceModel {
-    return DeviceModel.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<DeviceModel>, I>>(object: I): DeviceModel {
+  fromPartial(object: DeepPartial<DeviceModel>): DeviceModel {
     const message = createBaseDeviceModel();
     message.name = object.name ?? "";
     message.spec = (object.spec !== undefined && object.spec !== null)
@@ -663,32 +601,10 @@ export const DeviceModelSpec: MessageFns<DeviceModelSpec> = {
     }
   },
 
-  fromJSON(object: any): DeviceModelSpec {
-    return {
-      properties: globalThis.Array.isArray(object?.properties)
-        ? object.properties.map((e: any) => ModelProperty.fromJSON(e))
-        : [],
-      commands: globalThis.Array.isArray(object?.commands)
-        ? object.commands.map((e: any) => DeviceCommand.fromJSON(e))
-        : [],
-    };
+  create(base?: DeepPartial<DeviceModelSpec>): DeviceModelSpec {
+    return DeviceModelSpec.fromPartial(base ?? {});
   },
-
-  toJSON(message: DeviceModelSpec): unknown {
-    const obj: any = {};
-    if (message.properties?.length) {
-      obj.properties = message.properties.map((e) => ModelProperty.toJSON(e));
-    }
-    if (message.commands?.length) {
-      obj.commands = message.commands.map((e) => DeviceCommand.toJSON(e));
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<DeviceModelSpec>, I>>(base?: I): DeviceModelSpec {
-    return DeviceModelSpec.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<DeviceModelSpec>, I>>(object: I): DeviceModelSpec {
+  fromPartial(object: DeepPartial<DeviceModelSpec>): DeviceModelSpec {
     const message = createBaseDeviceModelSpec();
     message.properties = object.properties?.map((e) => ModelProperty.fromPartial(e)) || [];
     message.commands = object.commands?.map((e) => DeviceCommand.fromPartial(e)) || [];
@@ -807,48 +723,10 @@ export const ModelProperty: MessageFns<ModelProperty> = {
     }
   },
 
-  fromJSON(object: any): ModelProperty {
-    return {
-      name: isSet(object.name) ? globalThis.String(object.name) : "",
-      description: isSet(object.description) ? globalThis.String(object.description) : "",
-      type: isSet(object.type) ? globalThis.String(object.type) : "",
-      accessMode: isSet(object.accessMode) ? globalThis.String(object.accessMode) : "",
-      minimum: isSet(object.minimum) ? globalThis.String(object.minimum) : "",
-      maximum: isSet(object.maximum) ? globalThis.String(object.maximum) : "",
-      unit: isSet(object.unit) ? globalThis.String(object.unit) : "",
-    };
+  create(base?: DeepPartial<ModelProperty>): ModelProperty {
+    return ModelProperty.fromPartial(base ?? {});
   },
-
-  toJSON(message: ModelProperty): unknown {
-    const obj: any = {};
-    if (message.name !== "") {
-      obj.name = message.name;
-    }
-    if (message.description !== "") {
-      obj.description = message.description;
-    }
-    if (message.type !== "") {
-      obj.type = message.type;
-    }
-    if (message.accessMode !== "") {
-      obj.accessMode = message.accessMode;
-    }
-    if (message.minimum !== "") {
-      obj.minimum = message.minimum;
-    }
-    if (message.maximum !== "") {
-      obj.maximum = message.maximum;
-    }
-    if (message.unit !== "") {
-      obj.unit = message.unit;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ModelProperty>, I>>(base?: I): ModelProperty {
-    return ModelProperty.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ModelProperty>, I>>(object: I): ModelProperty {
+  fromPartial(object: DeepPartial<ModelProperty>): ModelProperty {
     const message = createBaseModelProperty();
     message.name = object.name ?? "";
     message.description = object.description ?? "";
@@ -961,50 +839,10 @@ export const DeviceCommand: MessageFns<DeviceCommand> = {
     }
   },
 
-  fromJSON(object: any): DeviceCommand {
-    return {
-      name: isSet(object.name) ? globalThis.String(object.name) : "",
-      url: isSet(object.url) ? globalThis.String(object.url) : "",
-      method: isSet(object.method) ? globalThis.String(object.method) : "",
-      statusCode: globalThis.Array.isArray(object?.statusCode)
-        ? object.statusCode.map((e: any) => globalThis.String(e))
-        : globalThis.Array.isArray(object?.status_code)
-        ? object.status_code.map((e: any) => globalThis.String(e))
-        : [],
-      parameters: globalThis.Array.isArray(object?.parameters)
-        ? object.parameters.map((e: any) => globalThis.String(e))
-        : [],
-      response: isSet(object.response) ? Buffer.from(bytesFromBase64(object.response)) : Buffer.alloc(0),
-    };
+  create(base?: DeepPartial<DeviceCommand>): DeviceCommand {
+    return DeviceCommand.fromPartial(base ?? {});
   },
-
-  toJSON(message: DeviceCommand): unknown {
-    const obj: any = {};
-    if (message.name !== "") {
-      obj.name = message.name;
-    }
-    if (message.url !== "") {
-      obj.url = message.url;
-    }
-    if (message.method !== "") {
-      obj.method = message.method;
-    }
-    if (message.statusCode?.length) {
-      obj.statusCode = message.statusCode;
-    }
-    if (message.parameters?.length) {
-      obj.parameters = message.parameters;
-    }
-    if (message.response.length !== 0) {
-      obj.response = base64FromBytes(message.response);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<DeviceCommand>, I>>(base?: I): DeviceCommand {
-    return DeviceCommand.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<DeviceCommand>, I>>(object: I): DeviceCommand {
+  fromPartial(object: DeepPartial<DeviceCommand>): DeviceCommand {
     const message = createBaseDeviceCommand();
     message.name = object.name ?? "";
     message.url = object.url ?? "";
@@ -1094,36 +932,10 @@ export const Device: MessageFns<Device> = {
     }
   },
 
-  fromJSON(object: any): Device {
-    return {
-      name: isSet(object.name) ? globalThis.String(object.name) : "",
-      spec: isSet(object.spec) ? DeviceSpec.fromJSON(object.spec) : undefined,
-      status: isSet(object.status) ? DeviceStatus.fromJSON(object.status) : undefined,
-      namespace: isSet(object.namespace) ? globalThis.String(object.namespace) : "",
-    };
+  create(base?: DeepPartial<Device>): Device {
+    return Device.fromPartial(base ?? {});
   },
-
-  toJSON(message: Device): unknown {
-    const obj: any = {};
-    if (message.name !== "") {
-      obj.name = message.name;
-    }
-    if (message.spec !== undefined) {
-      obj.spec = DeviceSpec.toJSON(message.spec);
-    }
-    if (message.status !== undefined) {
-      obj.status = DeviceStatus.toJSON(message.status);
-    }
-    if (message.namespace !== "") {
-      obj.namespace = message.namespace;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<Device>, I>>(base?: I): Device {
-    return Device.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<Device>, I>>(object: I): Device {
+  fromPartial(object: DeepPartial<Device>): Device {
     const message = createBaseDevice();
     message.name = object.name ?? "";
     message.spec = (object.spec !== undefined && object.spec !== null)
@@ -1215,40 +1027,10 @@ export const DeviceSpec: MessageFns<DeviceSpec> = {
     }
   },
 
-  fromJSON(object: any): DeviceSpec {
-    return {
-      deviceModelReference: isSet(object.deviceModelReference) ? globalThis.String(object.deviceModelReference) : "",
-      protocol: isSet(object.protocol) ? ProtocolConfig.fromJSON(object.protocol) : undefined,
-      properties: globalThis.Array.isArray(object?.properties)
-        ? object.properties.map((e: any) => DeviceProperty.fromJSON(e))
-        : [],
-      methods: globalThis.Array.isArray(object?.methods)
-        ? object.methods.map((e: any) => DeviceMethod.fromJSON(e))
-        : [],
-    };
+  create(base?: DeepPartial<DeviceSpec>): DeviceSpec {
+    return DeviceSpec.fromPartial(base ?? {});
   },
-
-  toJSON(message: DeviceSpec): unknown {
-    const obj: any = {};
-    if (message.deviceModelReference !== "") {
-      obj.deviceModelReference = message.deviceModelReference;
-    }
-    if (message.protocol !== undefined) {
-      obj.protocol = ProtocolConfig.toJSON(message.protocol);
-    }
-    if (message.properties?.length) {
-      obj.properties = message.properties.map((e) => DeviceProperty.toJSON(e));
-    }
-    if (message.methods?.length) {
-      obj.methods = message.methods.map((e) => DeviceMethod.toJSON(e));
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<DeviceSpec>, I>>(base?: I): DeviceSpec {
-    return DeviceSpec.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<DeviceSpec>, I>>(object: I): DeviceSpec {
+  fromPartial(object: DeepPartial<DeviceSpec>): DeviceSpec {
     const message = createBaseDeviceSpec();
     message.deviceModelReference = object.deviceModelReference ?? "";
     message.protocol = (object.protocol !== undefined && object.protocol !== null)
@@ -1327,34 +1109,10 @@ export const DeviceMethod: MessageFns<DeviceMethod> = {
     }
   },
 
-  fromJSON(object: any): DeviceMethod {
-    return {
-      name: isSet(object.name) ? globalThis.String(object.name) : "",
-      description: isSet(object.description) ? globalThis.String(object.description) : "",
-      propertyNames: globalThis.Array.isArray(object?.propertyNames)
-        ? object.propertyNames.map((e: any) => globalThis.String(e))
-        : [],
-    };
+  create(base?: DeepPartial<DeviceMethod>): DeviceMethod {
+    return DeviceMethod.fromPartial(base ?? {});
   },
-
-  toJSON(message: DeviceMethod): unknown {
-    const obj: any = {};
-    if (message.name !== "") {
-      obj.name = message.name;
-    }
-    if (message.description !== "") {
-      obj.description = message.description;
-    }
-    if (message.propertyNames?.length) {
-      obj.propertyNames = message.propertyNames;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<DeviceMethod>, I>>(base?: I): DeviceMethod {
-    return DeviceMethod.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<DeviceMethod>, I>>(object: I): DeviceMethod {
+  fromPartial(object: DeepPartial<DeviceMethod>): DeviceMethod {
     const message = createBaseDeviceMethod();
     message.name = object.name ?? "";
     message.description = object.description ?? "";
@@ -1482,48 +1240,10 @@ export const DeviceProperty: MessageFns<DeviceProperty> = {
     }
   },
 
-  fromJSON(object: any): DeviceProperty {
-    return {
-      name: isSet(object.name) ? globalThis.String(object.name) : "",
-      desired: isSet(object.desired) ? TwinProperty.fromJSON(object.desired) : undefined,
-      visitors: isSet(object.visitors) ? VisitorConfig.fromJSON(object.visitors) : undefined,
-      reportCycle: isSet(object.reportCycle) ? globalThis.Number(object.reportCycle) : 0,
-      collectCycle: isSet(object.collectCycle) ? globalThis.Number(object.collectCycle) : 0,
-      reportToCloud: isSet(object.reportToCloud) ? globalThis.Boolean(object.reportToCloud) : false,
-      pushMethod: isSet(object.pushMethod) ? PushMethod.fromJSON(object.pushMethod) : undefined,
-    };
+  create(base?: DeepPartial<DeviceProperty>): DeviceProperty {
+    return DeviceProperty.fromPartial(base ?? {});
   },
-
-  toJSON(message: DeviceProperty): unknown {
-    const obj: any = {};
-    if (message.name !== "") {
-      obj.name = message.name;
-    }
-    if (message.desired !== undefined) {
-      obj.desired = TwinProperty.toJSON(message.desired);
-    }
-    if (message.visitors !== undefined) {
-      obj.visitors = VisitorConfig.toJSON(message.visitors);
-    }
-    if (message.reportCycle !== 0) {
-      obj.reportCycle = Math.round(message.reportCycle);
-    }
-    if (message.collectCycle !== 0) {
-      obj.collectCycle = Math.round(message.collectCycle);
-    }
-    if (message.reportToCloud !== false) {
-      obj.reportToCloud = message.reportToCloud;
-    }
-    if (message.pushMethod !== undefined) {
-      obj.pushMethod = PushMethod.toJSON(message.pushMethod);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<DeviceProperty>, I>>(base?: I): DeviceProperty {
-    return DeviceProperty.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<DeviceProperty>, I>>(object: I): DeviceProperty {
+  fromPartial(object: DeepPartial<DeviceProperty>): DeviceProperty {
     const message = createBaseDeviceProperty();
     message.name = object.name ?? "";
     message.desired = (object.desired !== undefined && object.desired !== null)
@@ -1598,28 +1318,10 @@ export const ProtocolConfig: MessageFns<ProtocolConfig> = {
     }
   },
 
-  fromJSON(object: any): ProtocolConfig {
-    return {
-      protocolName: isSet(object.protocolName) ? globalThis.String(object.protocolName) : "",
-      configData: isSet(object.configData) ? CustomizedValue.fromJSON(object.configData) : undefined,
-    };
+  create(base?: DeepPartial<ProtocolConfig>): ProtocolConfig {
+    return ProtocolConfig.fromPartial(base ?? {});
   },
-
-  toJSON(message: ProtocolConfig): unknown {
-    const obj: any = {};
-    if (message.protocolName !== "") {
-      obj.protocolName = message.protocolName;
-    }
-    if (message.configData !== undefined) {
-      obj.configData = CustomizedValue.toJSON(message.configData);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ProtocolConfig>, I>>(base?: I): ProtocolConfig {
-    return ProtocolConfig.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ProtocolConfig>, I>>(object: I): ProtocolConfig {
+  fromPartial(object: DeepPartial<ProtocolConfig>): ProtocolConfig {
     const message = createBaseProtocolConfig();
     message.protocolName = object.protocolName ?? "";
     message.configData = (object.configData !== undefined && object.configData !== null)
@@ -1685,28 +1387,10 @@ export const VisitorConfig: MessageFns<VisitorConfig> = {
     }
   },
 
-  fromJSON(object: any): VisitorConfig {
-    return {
-      protocolName: isSet(object.protocolName) ? globalThis.String(object.protocolName) : "",
-      configData: isSet(object.configData) ? CustomizedValue.fromJSON(object.configData) : undefined,
-    };
+  create(base?: DeepPartial<VisitorConfig>): VisitorConfig {
+    return VisitorConfig.fromPartial(base ?? {});
   },
-
-  toJSON(message: VisitorConfig): unknown {
-    const obj: any = {};
-    if (message.protocolName !== "") {
-      obj.protocolName = message.protocolName;
-    }
-    if (message.configData !== undefined) {
-      obj.configData = CustomizedValue.toJSON(message.configData);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<VisitorConfig>, I>>(base?: I): VisitorConfig {
-    return VisitorConfig.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<VisitorConfig>, I>>(object: I): VisitorConfig {
+  fromPartial(object: DeepPartial<VisitorConfig>): VisitorConfig {
     const message = createBaseVisitorConfig();
     message.protocolName = object.protocolName ?? "";
     message.configData = (object.configData !== undefined && object.configData !== null)
@@ -1764,43 +1448,10 @@ export const CustomizedValue: MessageFns<CustomizedValue> = {
     }
   },
 
-  fromJSON(object: any): CustomizedValue {
-    return {
-      data: isObject(object.data)
-        ? (globalThis.Object.entries(object.data) as [string, any][]).reduce(
-          (acc: { [key: string]: Any }, [key, value]: [string, any]) => {
-            globalThis.Object.defineProperty(acc, key, {
-              value: Any.fromJSON(value),
-              enumerable: true,
-              configurable: true,
-              writable: true,
-            });
-            return acc;
-          },
-          {},
-        )
-        : {},
-    };
+  create(base?: DeepPartial<CustomizedValue>): CustomizedValue {
+    return CustomizedValue.fromPartial(base ?? {});
   },
-
-  toJSON(message: CustomizedValue): unknown {
-    const obj: any = {};
-    if (message.data) {
-      const entries = globalThis.Object.entries(message.data) as [string, Any][];
-      if (entries.length > 0) {
-        obj.data = {};
-        entries.forEach(([k, v]) => {
-          obj.data[k] = Any.toJSON(v);
-        });
-      }
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<CustomizedValue>, I>>(base?: I): CustomizedValue {
-    return CustomizedValue.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<CustomizedValue>, I>>(object: I): CustomizedValue {
+  fromPartial(object: DeepPartial<CustomizedValue>): CustomizedValue {
     const message = createBaseCustomizedValue();
     message.data = (globalThis.Object.entries(object.data ?? {}) as [string, Any][]).reduce(
       (acc: { [key: string]: Any }, [key, value]: [string, Any]) => {
@@ -1871,28 +1522,10 @@ export const CustomizedValue_DataEntry: MessageFns<CustomizedValue_DataEntry> = 
     }
   },
 
-  fromJSON(object: any): CustomizedValue_DataEntry {
-    return {
-      key: isSet(object.key) ? globalThis.String(object.key) : "",
-      value: isSet(object.value) ? Any.fromJSON(object.value) : undefined,
-    };
+  create(base?: DeepPartial<CustomizedValue_DataEntry>): CustomizedValue_DataEntry {
+    return CustomizedValue_DataEntry.fromPartial(base ?? {});
   },
-
-  toJSON(message: CustomizedValue_DataEntry): unknown {
-    const obj: any = {};
-    if (message.key !== "") {
-      obj.key = message.key;
-    }
-    if (message.value !== undefined) {
-      obj.value = Any.toJSON(message.value);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<CustomizedValue_DataEntry>, I>>(base?: I): CustomizedValue_DataEntry {
-    return CustomizedValue_DataEntry.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<CustomizedValue_DataEntry>, I>>(object: I): CustomizedValue_DataEntry {
+  fromPartial(object: DeepPartial<CustomizedValue_DataEntry>): CustomizedValue_DataEntry {
     const message = createBaseCustomizedValue_DataEntry();
     message.key = object.key ?? "";
     message.value = (object.value !== undefined && object.value !== null) ? Any.fromPartial(object.value) : undefined;
@@ -1989,40 +1622,10 @@ export const PushMethod: MessageFns<PushMethod> = {
     }
   },
 
-  fromJSON(object: any): PushMethod {
-    return {
-      http: isSet(object.http) ? PushMethodHTTP.fromJSON(object.http) : undefined,
-      mqtt: isSet(object.mqtt) ? PushMethodMQTT.fromJSON(object.mqtt) : undefined,
-      dbMethod: isSet(object.dbMethod) ? DBMethod.fromJSON(object.dbMethod) : undefined,
-      otel: isSet(object.otel) ? PushMethodOTEL.fromJSON(object.otel) : undefined,
-      anomalyDetection: isSet(object.anomalyDetection) ? AnomalyDetection.fromJSON(object.anomalyDetection) : undefined,
-    };
+  create(base?: DeepPartial<PushMethod>): PushMethod {
+    return PushMethod.fromPartial(base ?? {});
   },
-
-  toJSON(message: PushMethod): unknown {
-    const obj: any = {};
-    if (message.http !== undefined) {
-      obj.http = PushMethodHTTP.toJSON(message.http);
-    }
-    if (message.mqtt !== undefined) {
-      obj.mqtt = PushMethodMQTT.toJSON(message.mqtt);
-    }
-    if (message.dbMethod !== undefined) {
-      obj.dbMethod = DBMethod.toJSON(message.dbMethod);
-    }
-    if (message.otel !== undefined) {
-      obj.otel = PushMethodOTEL.toJSON(message.otel);
-    }
-    if (message.anomalyDetection !== undefined) {
-      obj.anomalyDetection = AnomalyDetection.toJSON(message.anomalyDetection);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<PushMethod>, I>>(base?: I): PushMethod {
-    return PushMethod.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<PushMethod>, I>>(object: I): PushMethod {
+  fromPartial(object: DeepPartial<PushMethod>): PushMethod {
     const message = createBasePushMethod();
     message.http = (object.http !== undefined && object.http !== null)
       ? PushMethodHTTP.fromPartial(object.http)
@@ -2121,36 +1724,10 @@ export const PushMethodHTTP: MessageFns<PushMethodHTTP> = {
     }
   },
 
-  fromJSON(object: any): PushMethodHTTP {
-    return {
-      hostname: isSet(object.hostname) ? globalThis.String(object.hostname) : "",
-      port: isSet(object.port) ? globalThis.Number(object.port) : 0,
-      requestpath: isSet(object.requestpath) ? globalThis.String(object.requestpath) : "",
-      timeout: isSet(object.timeout) ? globalThis.Number(object.timeout) : 0,
-    };
+  create(base?: DeepPartial<PushMethodHTTP>): PushMethodHTTP {
+    return PushMethodHTTP.fromPartial(base ?? {});
   },
-
-  toJSON(message: PushMethodHTTP): unknown {
-    const obj: any = {};
-    if (message.hostname !== "") {
-      obj.hostname = message.hostname;
-    }
-    if (message.port !== 0) {
-      obj.port = Math.round(message.port);
-    }
-    if (message.requestpath !== "") {
-      obj.requestpath = message.requestpath;
-    }
-    if (message.timeout !== 0) {
-      obj.timeout = Math.round(message.timeout);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<PushMethodHTTP>, I>>(base?: I): PushMethodHTTP {
-    return PushMethodHTTP.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<PushMethodHTTP>, I>>(object: I): PushMethodHTTP {
+  fromPartial(object: DeepPartial<PushMethodHTTP>): PushMethodHTTP {
     const message = createBasePushMethodHTTP();
     message.hostname = object.hostname ?? "";
     message.port = object.port ?? 0;
@@ -2238,36 +1815,10 @@ export const PushMethodMQTT: MessageFns<PushMethodMQTT> = {
     }
   },
 
-  fromJSON(object: any): PushMethodMQTT {
-    return {
-      address: isSet(object.address) ? globalThis.String(object.address) : "",
-      topic: isSet(object.topic) ? globalThis.String(object.topic) : "",
-      qos: isSet(object.qos) ? globalThis.Number(object.qos) : 0,
-      retained: isSet(object.retained) ? globalThis.Boolean(object.retained) : false,
-    };
+  create(base?: DeepPartial<PushMethodMQTT>): PushMethodMQTT {
+    return PushMethodMQTT.fromPartial(base ?? {});
   },
-
-  toJSON(message: PushMethodMQTT): unknown {
-    const obj: any = {};
-    if (message.address !== "") {
-      obj.address = message.address;
-    }
-    if (message.topic !== "") {
-      obj.topic = message.topic;
-    }
-    if (message.qos !== 0) {
-      obj.qos = Math.round(message.qos);
-    }
-    if (message.retained !== false) {
-      obj.retained = message.retained;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<PushMethodMQTT>, I>>(base?: I): PushMethodMQTT {
-    return PushMethodMQTT.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<PushMethodMQTT>, I>>(object: I): PushMethodMQTT {
+  fromPartial(object: DeepPartial<PushMethodMQTT>): PushMethodMQTT {
     const message = createBasePushMethodMQTT();
     message.address = object.address ?? "";
     message.topic = object.topic ?? "";
@@ -2322,22 +1873,10 @@ export const PushMethodOTEL: MessageFns<PushMethodOTEL> = {
     }
   },
 
-  fromJSON(object: any): PushMethodOTEL {
-    return { endpointURL: isSet(object.endpointURL) ? globalThis.String(object.endpointURL) : "" };
+  create(base?: DeepPartial<PushMethodOTEL>): PushMethodOTEL {
+    return PushMethodOTEL.fromPartial(base ?? {});
   },
-
-  toJSON(message: PushMethodOTEL): unknown {
-    const obj: any = {};
-    if (message.endpointURL !== "") {
-      obj.endpointURL = message.endpointURL;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<PushMethodOTEL>, I>>(base?: I): PushMethodOTEL {
-    return PushMethodOTEL.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<PushMethodOTEL>, I>>(object: I): PushMethodOTEL {
+  fromPartial(object: DeepPartial<PushMethodOTEL>): PushMethodOTEL {
     const message = createBasePushMethodOTEL();
     message.endpointURL = object.endpointURL ?? "";
     return message;
@@ -2422,36 +1961,10 @@ export const DBMethod: MessageFns<DBMethod> = {
     }
   },
 
-  fromJSON(object: any): DBMethod {
-    return {
-      influxdb2: isSet(object.influxdb2) ? DBMethodInfluxdb2.fromJSON(object.influxdb2) : undefined,
-      redis: isSet(object.redis) ? DBMethodRedis.fromJSON(object.redis) : undefined,
-      tdengine: isSet(object.tdengine) ? DBMethodTDEngine.fromJSON(object.tdengine) : undefined,
-      mysql: isSet(object.mysql) ? DBMethodMySQL.fromJSON(object.mysql) : undefined,
-    };
+  create(base?: DeepPartial<DBMethod>): DBMethod {
+    return DBMethod.fromPartial(base ?? {});
   },
-
-  toJSON(message: DBMethod): unknown {
-    const obj: any = {};
-    if (message.influxdb2 !== undefined) {
-      obj.influxdb2 = DBMethodInfluxdb2.toJSON(message.influxdb2);
-    }
-    if (message.redis !== undefined) {
-      obj.redis = DBMethodRedis.toJSON(message.redis);
-    }
-    if (message.tdengine !== undefined) {
-      obj.tdengine = DBMethodTDEngine.toJSON(message.tdengine);
-    }
-    if (message.mysql !== undefined) {
-      obj.mysql = DBMethodMySQL.toJSON(message.mysql);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<DBMethod>, I>>(base?: I): DBMethod {
-    return DBMethod.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<DBMethod>, I>>(object: I): DBMethod {
+  fromPartial(object: DeepPartial<DBMethod>): DBMethod {
     const message = createBaseDBMethod();
     message.influxdb2 = (object.influxdb2 !== undefined && object.influxdb2 !== null)
       ? DBMethodInfluxdb2.fromPartial(object.influxdb2)
@@ -2525,32 +2038,10 @@ export const DBMethodInfluxdb2: MessageFns<DBMethodInfluxdb2> = {
     }
   },
 
-  fromJSON(object: any): DBMethodInfluxdb2 {
-    return {
-      influxdb2ClientConfig: isSet(object.influxdb2ClientConfig)
-        ? Influxdb2ClientConfig.fromJSON(object.influxdb2ClientConfig)
-        : undefined,
-      influxdb2DataConfig: isSet(object.influxdb2DataConfig)
-        ? Influxdb2DataConfig.fromJSON(object.influxdb2DataConfig)
-        : undefined,
-    };
+  create(base?: DeepPartial<DBMethodInfluxdb2>): DBMethodInfluxdb2 {
+    return DBMethodInfluxdb2.fromPartial(base ?? {});
   },
-
-  toJSON(message: DBMethodInfluxdb2): unknown {
-    const obj: any = {};
-    if (message.influxdb2ClientConfig !== undefined) {
-      obj.influxdb2ClientConfig = Influxdb2ClientConfig.toJSON(message.influxdb2ClientConfig);
-    }
-    if (message.influxdb2DataConfig !== undefined) {
-      obj.influxdb2DataConfig = Influxdb2DataConfig.toJSON(message.influxdb2DataConfig);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<DBMethodInfluxdb2>, I>>(base?: I): DBMethodInfluxdb2 {
-    return DBMethodInfluxdb2.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<DBMethodInfluxdb2>, I>>(object: I): DBMethodInfluxdb2 {
+  fromPartial(object: DeepPartial<DBMethodInfluxdb2>): DBMethodInfluxdb2 {
     const message = createBaseDBMethodInfluxdb2();
     message.influxdb2ClientConfig =
       (object.influxdb2ClientConfig !== undefined && object.influxdb2ClientConfig !== null)
@@ -2633,51 +2124,10 @@ export const Influxdb2DataConfig: MessageFns<Influxdb2DataConfig> = {
     }
   },
 
-  fromJSON(object: any): Influxdb2DataConfig {
-    return {
-      measurement: isSet(object.measurement) ? globalThis.String(object.measurement) : "",
-      tag: isObject(object.tag)
-        ? (globalThis.Object.entries(object.tag) as [string, any][]).reduce(
-          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
-            globalThis.Object.defineProperty(acc, key, {
-              value: globalThis.String(value),
-              enumerable: true,
-              configurable: true,
-              writable: true,
-            });
-            return acc;
-          },
-          {},
-        )
-        : {},
-      fieldKey: isSet(object.fieldKey) ? globalThis.String(object.fieldKey) : "",
-    };
+  create(base?: DeepPartial<Influxdb2DataConfig>): Influxdb2DataConfig {
+    return Influxdb2DataConfig.fromPartial(base ?? {});
   },
-
-  toJSON(message: Influxdb2DataConfig): unknown {
-    const obj: any = {};
-    if (message.measurement !== "") {
-      obj.measurement = message.measurement;
-    }
-    if (message.tag) {
-      const entries = globalThis.Object.entries(message.tag) as [string, string][];
-      if (entries.length > 0) {
-        obj.tag = {};
-        entries.forEach(([k, v]) => {
-          obj.tag[k] = v;
-        });
-      }
-    }
-    if (message.fieldKey !== "") {
-      obj.fieldKey = message.fieldKey;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<Influxdb2DataConfig>, I>>(base?: I): Influxdb2DataConfig {
-    return Influxdb2DataConfig.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<Influxdb2DataConfig>, I>>(object: I): Influxdb2DataConfig {
+  fromPartial(object: DeepPartial<Influxdb2DataConfig>): Influxdb2DataConfig {
     const message = createBaseInfluxdb2DataConfig();
     message.measurement = object.measurement ?? "";
     message.tag = (globalThis.Object.entries(object.tag ?? {}) as [string, string][]).reduce(
@@ -2750,28 +2200,10 @@ export const Influxdb2DataConfig_TagEntry: MessageFns<Influxdb2DataConfig_TagEnt
     }
   },
 
-  fromJSON(object: any): Influxdb2DataConfig_TagEntry {
-    return {
-      key: isSet(object.key) ? globalThis.String(object.key) : "",
-      value: isSet(object.value) ? globalThis.String(object.value) : "",
-    };
+  create(base?: DeepPartial<Influxdb2DataConfig_TagEntry>): Influxdb2DataConfig_TagEntry {
+    return Influxdb2DataConfig_TagEntry.fromPartial(base ?? {});
   },
-
-  toJSON(message: Influxdb2DataConfig_TagEntry): unknown {
-    const obj: any = {};
-    if (message.key !== "") {
-      obj.key = message.key;
-    }
-    if (message.value !== "") {
-      obj.value = message.value;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<Influxdb2DataConfig_TagEntry>, I>>(base?: I): Influxdb2DataConfig_TagEntry {
-    return Influxdb2DataConfig_TagEntry.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<Influxdb2DataConfig_TagEntry>, I>>(object: I): Influxdb2DataConfig_TagEntry {
+  fromPartial(object: DeepPartial<Influxdb2DataConfig_TagEntry>): Influxdb2DataConfig_TagEntry {
     const message = createBaseInfluxdb2DataConfig_TagEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
@@ -2846,32 +2278,10 @@ export const Influxdb2ClientConfig: MessageFns<Influxdb2ClientConfig> = {
     }
   },
 
-  fromJSON(object: any): Influxdb2ClientConfig {
-    return {
-      url: isSet(object.url) ? globalThis.String(object.url) : "",
-      org: isSet(object.org) ? globalThis.String(object.org) : "",
-      bucket: isSet(object.bucket) ? globalThis.String(object.bucket) : "",
-    };
+  create(base?: DeepPartial<Influxdb2ClientConfig>): Influxdb2ClientConfig {
+    return Influxdb2ClientConfig.fromPartial(base ?? {});
   },
-
-  toJSON(message: Influxdb2ClientConfig): unknown {
-    const obj: any = {};
-    if (message.url !== "") {
-      obj.url = message.url;
-    }
-    if (message.org !== "") {
-      obj.org = message.org;
-    }
-    if (message.bucket !== "") {
-      obj.bucket = message.bucket;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<Influxdb2ClientConfig>, I>>(base?: I): Influxdb2ClientConfig {
-    return Influxdb2ClientConfig.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<Influxdb2ClientConfig>, I>>(object: I): Influxdb2ClientConfig {
+  fromPartial(object: DeepPartial<Influxdb2ClientConfig>): Influxdb2ClientConfig {
     const message = createBaseInfluxdb2ClientConfig();
     message.url = object.url ?? "";
     message.org = object.org ?? "";
@@ -2925,26 +2335,10 @@ export const DBMethodRedis: MessageFns<DBMethodRedis> = {
     }
   },
 
-  fromJSON(object: any): DBMethodRedis {
-    return {
-      redisClientConfig: isSet(object.redisClientConfig)
-        ? RedisClientConfig.fromJSON(object.redisClientConfig)
-        : undefined,
-    };
+  create(base?: DeepPartial<DBMethodRedis>): DBMethodRedis {
+    return DBMethodRedis.fromPartial(base ?? {});
   },
-
-  toJSON(message: DBMethodRedis): unknown {
-    const obj: any = {};
-    if (message.redisClientConfig !== undefined) {
-      obj.redisClientConfig = RedisClientConfig.toJSON(message.redisClientConfig);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<DBMethodRedis>, I>>(base?: I): DBMethodRedis {
-    return DBMethodRedis.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<DBMethodRedis>, I>>(object: I): DBMethodRedis {
+  fromPartial(object: DeepPartial<DBMethodRedis>): DBMethodRedis {
     const message = createBaseDBMethodRedis();
     message.redisClientConfig = (object.redisClientConfig !== undefined && object.redisClientConfig !== null)
       ? RedisClientConfig.fromPartial(object.redisClientConfig)
@@ -3031,36 +2425,10 @@ export const RedisClientConfig: MessageFns<RedisClientConfig> = {
     }
   },
 
-  fromJSON(object: any): RedisClientConfig {
-    return {
-      addr: isSet(object.addr) ? globalThis.String(object.addr) : "",
-      db: isSet(object.db) ? globalThis.Number(object.db) : 0,
-      poolsize: isSet(object.poolsize) ? globalThis.Number(object.poolsize) : 0,
-      minIdleConns: isSet(object.minIdleConns) ? globalThis.Number(object.minIdleConns) : 0,
-    };
+  create(base?: DeepPartial<RedisClientConfig>): RedisClientConfig {
+    return RedisClientConfig.fromPartial(base ?? {});
   },
-
-  toJSON(message: RedisClientConfig): unknown {
-    const obj: any = {};
-    if (message.addr !== "") {
-      obj.addr = message.addr;
-    }
-    if (message.db !== 0) {
-      obj.db = Math.round(message.db);
-    }
-    if (message.poolsize !== 0) {
-      obj.poolsize = Math.round(message.poolsize);
-    }
-    if (message.minIdleConns !== 0) {
-      obj.minIdleConns = Math.round(message.minIdleConns);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<RedisClientConfig>, I>>(base?: I): RedisClientConfig {
-    return RedisClientConfig.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<RedisClientConfig>, I>>(object: I): RedisClientConfig {
+  fromPartial(object: DeepPartial<RedisClientConfig>): RedisClientConfig {
     const message = createBaseRedisClientConfig();
     message.addr = object.addr ?? "";
     message.db = object.db ?? 0;
@@ -3115,26 +2483,10 @@ export const DBMethodTDEngine: MessageFns<DBMethodTDEngine> = {
     }
   },
 
-  fromJSON(object: any): DBMethodTDEngine {
-    return {
-      tdEngineClientConfig: isSet(object.tdEngineClientConfig)
-        ? TDEngineClientConfig.fromJSON(object.tdEngineClientConfig)
-        : undefined,
-    };
+  create(base?: DeepPartial<DBMethodTDEngine>): DBMethodTDEngine {
+    return DBMethodTDEngine.fromPartial(base ?? {});
   },
-
-  toJSON(message: DBMethodTDEngine): unknown {
-    const obj: any = {};
-    if (message.tdEngineClientConfig !== undefined) {
-      obj.tdEngineClientConfig = TDEngineClientConfig.toJSON(message.tdEngineClientConfig);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<DBMethodTDEngine>, I>>(base?: I): DBMethodTDEngine {
-    return DBMethodTDEngine.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<DBMethodTDEngine>, I>>(object: I): DBMethodTDEngine {
+  fromPartial(object: DeepPartial<DBMethodTDEngine>): DBMethodTDEngine {
     const message = createBaseDBMethodTDEngine();
     message.tdEngineClientConfig = (object.tdEngineClientConfig !== undefined && object.tdEngineClientConfig !== null)
       ? TDEngineClientConfig.fromPartial(object.tdEngineClientConfig)
@@ -3199,28 +2551,10 @@ export const TDEngineClientConfig: MessageFns<TDEngineClientConfig> = {
     }
   },
 
-  fromJSON(object: any): TDEngineClientConfig {
-    return {
-      addr: isSet(object.addr) ? globalThis.String(object.addr) : "",
-      dbname: isSet(object.dbname) ? globalThis.String(object.dbname) : "",
-    };
+  create(base?: DeepPartial<TDEngineClientConfig>): TDEngineClientConfig {
+    return TDEngineClientConfig.fromPartial(base ?? {});
   },
-
-  toJSON(message: TDEngineClientConfig): unknown {
-    const obj: any = {};
-    if (message.addr !== "") {
-      obj.addr = message.addr;
-    }
-    if (message.dbname !== "") {
-      obj.dbname = message.dbname;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<TDEngineClientConfig>, I>>(base?: I): TDEngineClientConfig {
-    return TDEngineClientConfig.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<TDEngineClientConfig>, I>>(object: I): TDEngineClientConfig {
+  fromPartial(object: DeepPartial<TDEngineClientConfig>): TDEngineClientConfig {
     const message = createBaseTDEngineClientConfig();
     message.addr = object.addr ?? "";
     message.dbname = object.dbname ?? "";
@@ -3273,26 +2607,10 @@ export const DBMethodMySQL: MessageFns<DBMethodMySQL> = {
     }
   },
 
-  fromJSON(object: any): DBMethodMySQL {
-    return {
-      mysqlClientConfig: isSet(object.mysqlClientConfig)
-        ? MySQLClientConfig.fromJSON(object.mysqlClientConfig)
-        : undefined,
-    };
+  create(base?: DeepPartial<DBMethodMySQL>): DBMethodMySQL {
+    return DBMethodMySQL.fromPartial(base ?? {});
   },
-
-  toJSON(message: DBMethodMySQL): unknown {
-    const obj: any = {};
-    if (message.mysqlClientConfig !== undefined) {
-      obj.mysqlClientConfig = MySQLClientConfig.toJSON(message.mysqlClientConfig);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<DBMethodMySQL>, I>>(base?: I): DBMethodMySQL {
-    return DBMethodMySQL.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<DBMethodMySQL>, I>>(object: I): DBMethodMySQL {
+  fromPartial(object: DeepPartial<DBMethodMySQL>): DBMethodMySQL {
     const message = createBaseDBMethodMySQL();
     message.mysqlClientConfig = (object.mysqlClientConfig !== undefined && object.mysqlClientConfig !== null)
       ? MySQLClientConfig.fromPartial(object.mysqlClientConfig)
@@ -3368,32 +2686,10 @@ export const MySQLClientConfig: MessageFns<MySQLClientConfig> = {
     }
   },
 
-  fromJSON(object: any): MySQLClientConfig {
-    return {
-      addr: isSet(object.addr) ? globalThis.String(object.addr) : "",
-      database: isSet(object.database) ? globalThis.String(object.database) : "",
-      userName: isSet(object.userName) ? globalThis.String(object.userName) : "",
-    };
+  create(base?: DeepPartial<MySQLClientConfig>): MySQLClientConfig {
+    return MySQLClientConfig.fromPartial(base ?? {});
   },
-
-  toJSON(message: MySQLClientConfig): unknown {
-    const obj: any = {};
-    if (message.addr !== "") {
-      obj.addr = message.addr;
-    }
-    if (message.database !== "") {
-      obj.database = message.database;
-    }
-    if (message.userName !== "") {
-      obj.userName = message.userName;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<MySQLClientConfig>, I>>(base?: I): MySQLClientConfig {
-    return MySQLClientConfig.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<MySQLClientConfig>, I>>(object: I): MySQLClientConfig {
+  fromPartial(object: DeepPartial<MySQLClientConfig>): MySQLClientConfig {
     const message = createBaseMySQLClientConfig();
     message.addr = object.addr ?? "";
     message.database = object.database ?? "";
@@ -3447,26 +2743,10 @@ export const DBMethodOTEL: MessageFns<DBMethodOTEL> = {
     }
   },
 
-  fromJSON(object: any): DBMethodOTEL {
-    return {
-      otelExporterConfig: isSet(object.otelExporterConfig)
-        ? OTELExporterConfig.fromJSON(object.otelExporterConfig)
-        : undefined,
-    };
+  create(base?: DeepPartial<DBMethodOTEL>): DBMethodOTEL {
+    return DBMethodOTEL.fromPartial(base ?? {});
   },
-
-  toJSON(message: DBMethodOTEL): unknown {
-    const obj: any = {};
-    if (message.otelExporterConfig !== undefined) {
-      obj.otelExporterConfig = OTELExporterConfig.toJSON(message.otelExporterConfig);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<DBMethodOTEL>, I>>(base?: I): DBMethodOTEL {
-    return DBMethodOTEL.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<DBMethodOTEL>, I>>(object: I): DBMethodOTEL {
+  fromPartial(object: DeepPartial<DBMethodOTEL>): DBMethodOTEL {
     const message = createBaseDBMethodOTEL();
     message.otelExporterConfig = (object.otelExporterConfig !== undefined && object.otelExporterConfig !== null)
       ? OTELExporterConfig.fromPartial(object.otelExporterConfig)
@@ -3520,22 +2800,10 @@ export const OTELExporterConfig: MessageFns<OTELExporterConfig> = {
     }
   },
 
-  fromJSON(object: any): OTELExporterConfig {
-    return { endpointURL: isSet(object.endpointURL) ? globalThis.String(object.endpointURL) : "" };
+  create(base?: DeepPartial<OTELExporterConfig>): OTELExporterConfig {
+    return OTELExporterConfig.fromPartial(base ?? {});
   },
-
-  toJSON(message: OTELExporterConfig): unknown {
-    const obj: any = {};
-    if (message.endpointURL !== "") {
-      obj.endpointURL = message.endpointURL;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<OTELExporterConfig>, I>>(base?: I): OTELExporterConfig {
-    return OTELExporterConfig.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<OTELExporterConfig>, I>>(object: I): OTELExporterConfig {
+  fromPartial(object: DeepPartial<OTELExporterConfig>): OTELExporterConfig {
     const message = createBaseOTELExporterConfig();
     message.endpointURL = object.endpointURL ?? "";
     return message;
@@ -3590,43 +2858,10 @@ export const AnomalyDetection: MessageFns<AnomalyDetection> = {
     }
   },
 
-  fromJSON(object: any): AnomalyDetection {
-    return {
-      data: isObject(object.data)
-        ? (globalThis.Object.entries(object.data) as [string, any][]).reduce(
-          (acc: { [key: string]: Any }, [key, value]: [string, any]) => {
-            globalThis.Object.defineProperty(acc, key, {
-              value: Any.fromJSON(value),
-              enumerable: true,
-              configurable: true,
-              writable: true,
-            });
-            return acc;
-          },
-          {},
-        )
-        : {},
-    };
+  create(base?: DeepPartial<AnomalyDetection>): AnomalyDetection {
+    return AnomalyDetection.fromPartial(base ?? {});
   },
-
-  toJSON(message: AnomalyDetection): unknown {
-    const obj: any = {};
-    if (message.data) {
-      const entries = globalThis.Object.entries(message.data) as [string, Any][];
-      if (entries.length > 0) {
-        obj.data = {};
-        entries.forEach(([k, v]) => {
-          obj.data[k] = Any.toJSON(v);
-        });
-      }
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<AnomalyDetection>, I>>(base?: I): AnomalyDetection {
-    return AnomalyDetection.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<AnomalyDetection>, I>>(object: I): AnomalyDetection {
+  fromPartial(object: DeepPartial<AnomalyDetection>): AnomalyDetection {
     const message = createBaseAnomalyDetection();
     message.data = (globalThis.Object.entries(object.data ?? {}) as [string, Any][]).reduce(
       (acc: { [key: string]: Any }, [key, value]: [string, Any]) => {
@@ -3697,28 +2932,10 @@ export const AnomalyDetection_DataEntry: MessageFns<AnomalyDetection_DataEntry> 
     }
   },
 
-  fromJSON(object: any): AnomalyDetection_DataEntry {
-    return {
-      key: isSet(object.key) ? globalThis.String(object.key) : "",
-      value: isSet(object.value) ? Any.fromJSON(object.value) : undefined,
-    };
+  create(base?: DeepPartial<AnomalyDetection_DataEntry>): AnomalyDetection_DataEntry {
+    return AnomalyDetection_DataEntry.fromPartial(base ?? {});
   },
-
-  toJSON(message: AnomalyDetection_DataEntry): unknown {
-    const obj: any = {};
-    if (message.key !== "") {
-      obj.key = message.key;
-    }
-    if (message.value !== undefined) {
-      obj.value = Any.toJSON(message.value);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<AnomalyDetection_DataEntry>, I>>(base?: I): AnomalyDetection_DataEntry {
-    return AnomalyDetection_DataEntry.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<AnomalyDetection_DataEntry>, I>>(object: I): AnomalyDetection_DataEntry {
+  fromPartial(object: DeepPartial<AnomalyDetection_DataEntry>): AnomalyDetection_DataEntry {
     const message = createBaseAnomalyDetection_DataEntry();
     message.key = object.key ?? "";
     message.value = (object.value !== undefined && object.value !== null) ? Any.fromPartial(object.value) : undefined;
@@ -3826,48 +3043,10 @@ export const MapperInfo: MessageFns<MapperInfo> = {
     }
   },
 
-  fromJSON(object: any): MapperInfo {
-    return {
-      name: isSet(object.name) ? globalThis.String(object.name) : "",
-      version: isSet(object.version) ? globalThis.String(object.version) : "",
-      apiVersion: isSet(object.apiVersion)
-        ? globalThis.String(object.apiVersion)
-        : isSet(object.api_version)
-        ? globalThis.String(object.api_version)
-        : "",
-      protocol: isSet(object.protocol) ? globalThis.String(object.protocol) : "",
-      address: isSet(object.address) ? Buffer.from(bytesFromBase64(object.address)) : Buffer.alloc(0),
-      state: isSet(object.state) ? globalThis.String(object.state) : "",
-    };
+  create(base?: DeepPartial<MapperInfo>): MapperInfo {
+    return MapperInfo.fromPartial(base ?? {});
   },
-
-  toJSON(message: MapperInfo): unknown {
-    const obj: any = {};
-    if (message.name !== "") {
-      obj.name = message.name;
-    }
-    if (message.version !== "") {
-      obj.version = message.version;
-    }
-    if (message.apiVersion !== "") {
-      obj.apiVersion = message.apiVersion;
-    }
-    if (message.protocol !== "") {
-      obj.protocol = message.protocol;
-    }
-    if (message.address.length !== 0) {
-      obj.address = base64FromBytes(message.address);
-    }
-    if (message.state !== "") {
-      obj.state = message.state;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<MapperInfo>, I>>(base?: I): MapperInfo {
-    return MapperInfo.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<MapperInfo>, I>>(object: I): MapperInfo {
+  fromPartial(object: DeepPartial<MapperInfo>): MapperInfo {
     const message = createBaseMapperInfo();
     message.name = object.name ?? "";
     message.version = object.version ?? "";
@@ -3946,32 +3125,10 @@ export const ReportDeviceStatusRequest: MessageFns<ReportDeviceStatusRequest> = 
     }
   },
 
-  fromJSON(object: any): ReportDeviceStatusRequest {
-    return {
-      deviceName: isSet(object.deviceName) ? globalThis.String(object.deviceName) : "",
-      reportedDevice: isSet(object.reportedDevice) ? DeviceStatus.fromJSON(object.reportedDevice) : undefined,
-      deviceNamespace: isSet(object.deviceNamespace) ? globalThis.String(object.deviceNamespace) : "",
-    };
+  create(base?: DeepPartial<ReportDeviceStatusRequest>): ReportDeviceStatusRequest {
+    return ReportDeviceStatusRequest.fromPartial(base ?? {});
   },
-
-  toJSON(message: ReportDeviceStatusRequest): unknown {
-    const obj: any = {};
-    if (message.deviceName !== "") {
-      obj.deviceName = message.deviceName;
-    }
-    if (message.reportedDevice !== undefined) {
-      obj.reportedDevice = DeviceStatus.toJSON(message.reportedDevice);
-    }
-    if (message.deviceNamespace !== "") {
-      obj.deviceNamespace = message.deviceNamespace;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ReportDeviceStatusRequest>, I>>(base?: I): ReportDeviceStatusRequest {
-    return ReportDeviceStatusRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ReportDeviceStatusRequest>, I>>(object: I): ReportDeviceStatusRequest {
+  fromPartial(object: DeepPartial<ReportDeviceStatusRequest>): ReportDeviceStatusRequest {
     const message = createBaseReportDeviceStatusRequest();
     message.deviceName = object.deviceName ?? "";
     message.reportedDevice = (object.reportedDevice !== undefined && object.reportedDevice !== null)
@@ -4049,32 +3206,10 @@ export const ReportDeviceStatesRequest: MessageFns<ReportDeviceStatesRequest> = 
     }
   },
 
-  fromJSON(object: any): ReportDeviceStatesRequest {
-    return {
-      deviceName: isSet(object.deviceName) ? globalThis.String(object.deviceName) : "",
-      deviceNamespace: isSet(object.deviceNamespace) ? globalThis.String(object.deviceNamespace) : "",
-      state: isSet(object.state) ? globalThis.String(object.state) : "",
-    };
+  create(base?: DeepPartial<ReportDeviceStatesRequest>): ReportDeviceStatesRequest {
+    return ReportDeviceStatesRequest.fromPartial(base ?? {});
   },
-
-  toJSON(message: ReportDeviceStatesRequest): unknown {
-    const obj: any = {};
-    if (message.deviceName !== "") {
-      obj.deviceName = message.deviceName;
-    }
-    if (message.deviceNamespace !== "") {
-      obj.deviceNamespace = message.deviceNamespace;
-    }
-    if (message.state !== "") {
-      obj.state = message.state;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ReportDeviceStatesRequest>, I>>(base?: I): ReportDeviceStatesRequest {
-    return ReportDeviceStatesRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ReportDeviceStatesRequest>, I>>(object: I): ReportDeviceStatesRequest {
+  fromPartial(object: DeepPartial<ReportDeviceStatesRequest>): ReportDeviceStatesRequest {
     const message = createBaseReportDeviceStatesRequest();
     message.deviceName = object.deviceName ?? "";
     message.deviceNamespace = object.deviceNamespace ?? "";
@@ -4150,32 +3285,10 @@ export const DeviceStatus: MessageFns<DeviceStatus> = {
     }
   },
 
-  fromJSON(object: any): DeviceStatus {
-    return {
-      twins: globalThis.Array.isArray(object?.twins) ? object.twins.map((e: any) => Twin.fromJSON(e)) : [],
-      reportToCloud: isSet(object.reportToCloud) ? globalThis.Boolean(object.reportToCloud) : false,
-      reportCycle: isSet(object.reportCycle) ? globalThis.Number(object.reportCycle) : 0,
-    };
+  create(base?: DeepPartial<DeviceStatus>): DeviceStatus {
+    return DeviceStatus.fromPartial(base ?? {});
   },
-
-  toJSON(message: DeviceStatus): unknown {
-    const obj: any = {};
-    if (message.twins?.length) {
-      obj.twins = message.twins.map((e) => Twin.toJSON(e));
-    }
-    if (message.reportToCloud !== false) {
-      obj.reportToCloud = message.reportToCloud;
-    }
-    if (message.reportCycle !== 0) {
-      obj.reportCycle = Math.round(message.reportCycle);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<DeviceStatus>, I>>(base?: I): DeviceStatus {
-    return DeviceStatus.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<DeviceStatus>, I>>(object: I): DeviceStatus {
+  fromPartial(object: DeepPartial<DeviceStatus>): DeviceStatus {
     const message = createBaseDeviceStatus();
     message.twins = object.twins?.map((e) => Twin.fromPartial(e)) || [];
     message.reportToCloud = object.reportToCloud ?? false;
@@ -4251,32 +3364,10 @@ export const Twin: MessageFns<Twin> = {
     }
   },
 
-  fromJSON(object: any): Twin {
-    return {
-      propertyName: isSet(object.propertyName) ? globalThis.String(object.propertyName) : "",
-      observedDesired: isSet(object.observedDesired) ? TwinProperty.fromJSON(object.observedDesired) : undefined,
-      reported: isSet(object.reported) ? TwinProperty.fromJSON(object.reported) : undefined,
-    };
+  create(base?: DeepPartial<Twin>): Twin {
+    return Twin.fromPartial(base ?? {});
   },
-
-  toJSON(message: Twin): unknown {
-    const obj: any = {};
-    if (message.propertyName !== "") {
-      obj.propertyName = message.propertyName;
-    }
-    if (message.observedDesired !== undefined) {
-      obj.observedDesired = TwinProperty.toJSON(message.observedDesired);
-    }
-    if (message.reported !== undefined) {
-      obj.reported = TwinProperty.toJSON(message.reported);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<Twin>, I>>(base?: I): Twin {
-    return Twin.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<Twin>, I>>(object: I): Twin {
+  fromPartial(object: DeepPartial<Twin>): Twin {
     const message = createBaseTwin();
     message.propertyName = object.propertyName ?? "";
     message.observedDesired = (object.observedDesired !== undefined && object.observedDesired !== null)
@@ -4348,47 +3439,10 @@ export const TwinProperty: MessageFns<TwinProperty> = {
     }
   },
 
-  fromJSON(object: any): TwinProperty {
-    return {
-      value: isSet(object.value) ? globalThis.String(object.value) : "",
-      metadata: isObject(object.metadata)
-        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
-          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
-            globalThis.Object.defineProperty(acc, key, {
-              value: globalThis.String(value),
-              enumerable: true,
-              configurable: true,
-              writable: true,
-            });
-            return acc;
-          },
-          {},
-        )
-        : {},
-    };
+  create(base?: DeepPartial<TwinProperty>): TwinProperty {
+    return TwinProperty.fromPartial(base ?? {});
   },
-
-  toJSON(message: TwinProperty): unknown {
-    const obj: any = {};
-    if (message.value !== "") {
-      obj.value = message.value;
-    }
-    if (message.metadata) {
-      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
-      if (entries.length > 0) {
-        obj.metadata = {};
-        entries.forEach(([k, v]) => {
-          obj.metadata[k] = v;
-        });
-      }
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<TwinProperty>, I>>(base?: I): TwinProperty {
-    return TwinProperty.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<TwinProperty>, I>>(object: I): TwinProperty {
+  fromPartial(object: DeepPartial<TwinProperty>): TwinProperty {
     const message = createBaseTwinProperty();
     message.value = object.value ?? "";
     message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
@@ -4460,28 +3514,10 @@ export const TwinProperty_MetadataEntry: MessageFns<TwinProperty_MetadataEntry> 
     }
   },
 
-  fromJSON(object: any): TwinProperty_MetadataEntry {
-    return {
-      key: isSet(object.key) ? globalThis.String(object.key) : "",
-      value: isSet(object.value) ? globalThis.String(object.value) : "",
-    };
+  create(base?: DeepPartial<TwinProperty_MetadataEntry>): TwinProperty_MetadataEntry {
+    return TwinProperty_MetadataEntry.fromPartial(base ?? {});
   },
-
-  toJSON(message: TwinProperty_MetadataEntry): unknown {
-    const obj: any = {};
-    if (message.key !== "") {
-      obj.key = message.key;
-    }
-    if (message.value !== "") {
-      obj.value = message.value;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<TwinProperty_MetadataEntry>, I>>(base?: I): TwinProperty_MetadataEntry {
-    return TwinProperty_MetadataEntry.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<TwinProperty_MetadataEntry>, I>>(object: I): TwinProperty_MetadataEntry {
+  fromPartial(object: DeepPartial<TwinProperty_MetadataEntry>): TwinProperty_MetadataEntry {
     const message = createBaseTwinProperty_MetadataEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
@@ -4523,19 +3559,10 @@ export const ReportDeviceStatusResponse: MessageFns<ReportDeviceStatusResponse> 
     }
   },
 
-  fromJSON(_: any): ReportDeviceStatusResponse {
-    return {};
+  create(base?: DeepPartial<ReportDeviceStatusResponse>): ReportDeviceStatusResponse {
+    return ReportDeviceStatusResponse.fromPartial(base ?? {});
   },
-
-  toJSON(_: ReportDeviceStatusResponse): unknown {
-    const obj: any = {};
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ReportDeviceStatusResponse>, I>>(base?: I): ReportDeviceStatusResponse {
-    return ReportDeviceStatusResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ReportDeviceStatusResponse>, I>>(_: I): ReportDeviceStatusResponse {
+  fromPartial(_: DeepPartial<ReportDeviceStatusResponse>): ReportDeviceStatusResponse {
     const message = createBaseReportDeviceStatusResponse();
     return message;
   },
@@ -4575,19 +3602,10 @@ export const ReportDeviceStatesResponse: MessageFns<ReportDeviceStatesResponse> 
     }
   },
 
-  fromJSON(_: any): ReportDeviceStatesResponse {
-    return {};
+  create(base?: DeepPartial<ReportDeviceStatesResponse>): ReportDeviceStatesResponse {
+    return ReportDeviceStatesResponse.fromPartial(base ?? {});
   },
-
-  toJSON(_: ReportDeviceStatesResponse): unknown {
-    const obj: any = {};
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ReportDeviceStatesResponse>, I>>(base?: I): ReportDeviceStatesResponse {
-    return ReportDeviceStatesResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ReportDeviceStatesResponse>, I>>(_: I): ReportDeviceStatesResponse {
+  fromPartial(_: DeepPartial<ReportDeviceStatesResponse>): ReportDeviceStatesResponse {
     const message = createBaseReportDeviceStatesResponse();
     return message;
   },
@@ -4638,22 +3656,10 @@ export const RegisterDeviceRequest: MessageFns<RegisterDeviceRequest> = {
     }
   },
 
-  fromJSON(object: any): RegisterDeviceRequest {
-    return { device: isSet(object.device) ? Device.fromJSON(object.device) : undefined };
+  create(base?: DeepPartial<RegisterDeviceRequest>): RegisterDeviceRequest {
+    return RegisterDeviceRequest.fromPartial(base ?? {});
   },
-
-  toJSON(message: RegisterDeviceRequest): unknown {
-    const obj: any = {};
-    if (message.device !== undefined) {
-      obj.device = Device.toJSON(message.device);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<RegisterDeviceRequest>, I>>(base?: I): RegisterDeviceRequest {
-    return RegisterDeviceRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<RegisterDeviceRequest>, I>>(object: I): RegisterDeviceRequest {
+  fromPartial(object: DeepPartial<RegisterDeviceRequest>): RegisterDeviceRequest {
     const message = createBaseRegisterDeviceRequest();
     message.device = (object.device !== undefined && object.device !== null)
       ? Device.fromPartial(object.device)
@@ -4718,28 +3724,10 @@ export const RegisterDeviceResponse: MessageFns<RegisterDeviceResponse> = {
     }
   },
 
-  fromJSON(object: any): RegisterDeviceResponse {
-    return {
-      deviceName: isSet(object.deviceName) ? globalThis.String(object.deviceName) : "",
-      deviceNamespace: isSet(object.deviceNamespace) ? globalThis.String(object.deviceNamespace) : "",
-    };
+  create(base?: DeepPartial<RegisterDeviceResponse>): RegisterDeviceResponse {
+    return RegisterDeviceResponse.fromPartial(base ?? {});
   },
-
-  toJSON(message: RegisterDeviceResponse): unknown {
-    const obj: any = {};
-    if (message.deviceName !== "") {
-      obj.deviceName = message.deviceName;
-    }
-    if (message.deviceNamespace !== "") {
-      obj.deviceNamespace = message.deviceNamespace;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<RegisterDeviceResponse>, I>>(base?: I): RegisterDeviceResponse {
-    return RegisterDeviceResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<RegisterDeviceResponse>, I>>(object: I): RegisterDeviceResponse {
+  fromPartial(object: DeepPartial<RegisterDeviceResponse>): RegisterDeviceResponse {
     const message = createBaseRegisterDeviceResponse();
     message.deviceName = object.deviceName ?? "";
     message.deviceNamespace = object.deviceNamespace ?? "";
@@ -4792,22 +3780,10 @@ export const CreateDeviceModelRequest: MessageFns<CreateDeviceModelRequest> = {
     }
   },
 
-  fromJSON(object: any): CreateDeviceModelRequest {
-    return { model: isSet(object.model) ? DeviceModel.fromJSON(object.model) : undefined };
+  create(base?: DeepPartial<CreateDeviceModelRequest>): CreateDeviceModelRequest {
+    return CreateDeviceModelRequest.fromPartial(base ?? {});
   },
-
-  toJSON(message: CreateDeviceModelRequest): unknown {
-    const obj: any = {};
-    if (message.model !== undefined) {
-      obj.model = DeviceModel.toJSON(message.model);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<CreateDeviceModelRequest>, I>>(base?: I): CreateDeviceModelRequest {
-    return CreateDeviceModelRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<CreateDeviceModelRequest>, I>>(object: I): CreateDeviceModelRequest {
+  fromPartial(object: DeepPartial<CreateDeviceModelRequest>): CreateDeviceModelRequest {
     const message = createBaseCreateDeviceModelRequest();
     message.model = (object.model !== undefined && object.model !== null)
       ? DeviceModel.fromPartial(object.model)
@@ -4872,28 +3848,10 @@ export const CreateDeviceModelResponse: MessageFns<CreateDeviceModelResponse> = 
     }
   },
 
-  fromJSON(object: any): CreateDeviceModelResponse {
-    return {
-      deviceModelName: isSet(object.deviceModelName) ? globalThis.String(object.deviceModelName) : "",
-      deviceModelNamespace: isSet(object.deviceModelNamespace) ? globalThis.String(object.deviceModelNamespace) : "",
-    };
+  create(base?: DeepPartial<CreateDeviceModelResponse>): CreateDeviceModelResponse {
+    return CreateDeviceModelResponse.fromPartial(base ?? {});
   },
-
-  toJSON(message: CreateDeviceModelResponse): unknown {
-    const obj: any = {};
-    if (message.deviceModelName !== "") {
-      obj.deviceModelName = message.deviceModelName;
-    }
-    if (message.deviceModelNamespace !== "") {
-      obj.deviceModelNamespace = message.deviceModelNamespace;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<CreateDeviceModelResponse>, I>>(base?: I): CreateDeviceModelResponse {
-    return CreateDeviceModelResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<CreateDeviceModelResponse>, I>>(object: I): CreateDeviceModelResponse {
+  fromPartial(object: DeepPartial<CreateDeviceModelResponse>): CreateDeviceModelResponse {
     const message = createBaseCreateDeviceModelResponse();
     message.deviceModelName = object.deviceModelName ?? "";
     message.deviceModelNamespace = object.deviceModelNamespace ?? "";
@@ -4957,28 +3915,10 @@ export const RemoveDeviceRequest: MessageFns<RemoveDeviceRequest> = {
     }
   },
 
-  fromJSON(object: any): RemoveDeviceRequest {
-    return {
-      deviceName: isSet(object.deviceName) ? globalThis.String(object.deviceName) : "",
-      deviceNamespace: isSet(object.deviceNamespace) ? globalThis.String(object.deviceNamespace) : "",
-    };
+  create(base?: DeepPartial<RemoveDeviceRequest>): RemoveDeviceRequest {
+    return RemoveDeviceRequest.fromPartial(base ?? {});
   },
-
-  toJSON(message: RemoveDeviceRequest): unknown {
-    const obj: any = {};
-    if (message.deviceName !== "") {
-      obj.deviceName = message.deviceName;
-    }
-    if (message.deviceNamespace !== "") {
-      obj.deviceNamespace = message.deviceNamespace;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<RemoveDeviceRequest>, I>>(base?: I): RemoveDeviceRequest {
-    return RemoveDeviceRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<RemoveDeviceRequest>, I>>(object: I): RemoveDeviceRequest {
+  fromPartial(object: DeepPartial<RemoveDeviceRequest>): RemoveDeviceRequest {
     const message = createBaseRemoveDeviceRequest();
     message.deviceName = object.deviceName ?? "";
     message.deviceNamespace = object.deviceNamespace ?? "";
@@ -5020,19 +3960,10 @@ export const RemoveDeviceResponse: MessageFns<RemoveDeviceResponse> = {
     }
   },
 
-  fromJSON(_: any): RemoveDeviceResponse {
-    return {};
+  create(base?: DeepPartial<RemoveDeviceResponse>): RemoveDeviceResponse {
+    return RemoveDeviceResponse.fromPartial(base ?? {});
   },
-
-  toJSON(_: RemoveDeviceResponse): unknown {
-    const obj: any = {};
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<RemoveDeviceResponse>, I>>(base?: I): RemoveDeviceResponse {
-    return RemoveDeviceResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<RemoveDeviceResponse>, I>>(_: I): RemoveDeviceResponse {
+  fromPartial(_: DeepPartial<RemoveDeviceResponse>): RemoveDeviceResponse {
     const message = createBaseRemoveDeviceResponse();
     return message;
   },
@@ -5094,28 +4025,10 @@ export const RemoveDeviceModelRequest: MessageFns<RemoveDeviceModelRequest> = {
     }
   },
 
-  fromJSON(object: any): RemoveDeviceModelRequest {
-    return {
-      modelName: isSet(object.modelName) ? globalThis.String(object.modelName) : "",
-      modelNamespace: isSet(object.modelNamespace) ? globalThis.String(object.modelNamespace) : "",
-    };
+  create(base?: DeepPartial<RemoveDeviceModelRequest>): RemoveDeviceModelRequest {
+    return RemoveDeviceModelRequest.fromPartial(base ?? {});
   },
-
-  toJSON(message: RemoveDeviceModelRequest): unknown {
-    const obj: any = {};
-    if (message.modelName !== "") {
-      obj.modelName = message.modelName;
-    }
-    if (message.modelNamespace !== "") {
-      obj.modelNamespace = message.modelNamespace;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<RemoveDeviceModelRequest>, I>>(base?: I): RemoveDeviceModelRequest {
-    return RemoveDeviceModelRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<RemoveDeviceModelRequest>, I>>(object: I): RemoveDeviceModelRequest {
+  fromPartial(object: DeepPartial<RemoveDeviceModelRequest>): RemoveDeviceModelRequest {
     const message = createBaseRemoveDeviceModelRequest();
     message.modelName = object.modelName ?? "";
     message.modelNamespace = object.modelNamespace ?? "";
@@ -5157,19 +4070,10 @@ export const RemoveDeviceModelResponse: MessageFns<RemoveDeviceModelResponse> = 
     }
   },
 
-  fromJSON(_: any): RemoveDeviceModelResponse {
-    return {};
+  create(base?: DeepPartial<RemoveDeviceModelResponse>): RemoveDeviceModelResponse {
+    return RemoveDeviceModelResponse.fromPartial(base ?? {});
   },
-
-  toJSON(_: RemoveDeviceModelResponse): unknown {
-    const obj: any = {};
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<RemoveDeviceModelResponse>, I>>(base?: I): RemoveDeviceModelResponse {
-    return RemoveDeviceModelResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<RemoveDeviceModelResponse>, I>>(_: I): RemoveDeviceModelResponse {
+  fromPartial(_: DeepPartial<RemoveDeviceModelResponse>): RemoveDeviceModelResponse {
     const message = createBaseRemoveDeviceModelResponse();
     return message;
   },
@@ -5220,22 +4124,10 @@ export const UpdateDeviceRequest: MessageFns<UpdateDeviceRequest> = {
     }
   },
 
-  fromJSON(object: any): UpdateDeviceRequest {
-    return { device: isSet(object.device) ? Device.fromJSON(object.device) : undefined };
+  create(base?: DeepPartial<UpdateDeviceRequest>): UpdateDeviceRequest {
+    return UpdateDeviceRequest.fromPartial(base ?? {});
   },
-
-  toJSON(message: UpdateDeviceRequest): unknown {
-    const obj: any = {};
-    if (message.device !== undefined) {
-      obj.device = Device.toJSON(message.device);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<UpdateDeviceRequest>, I>>(base?: I): UpdateDeviceRequest {
-    return UpdateDeviceRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<UpdateDeviceRequest>, I>>(object: I): UpdateDeviceRequest {
+  fromPartial(object: DeepPartial<UpdateDeviceRequest>): UpdateDeviceRequest {
     const message = createBaseUpdateDeviceRequest();
     message.device = (object.device !== undefined && object.device !== null)
       ? Device.fromPartial(object.device)
@@ -5278,19 +4170,10 @@ export const UpdateDeviceResponse: MessageFns<UpdateDeviceResponse> = {
     }
   },
 
-  fromJSON(_: any): UpdateDeviceResponse {
-    return {};
+  create(base?: DeepPartial<UpdateDeviceResponse>): UpdateDeviceResponse {
+    return UpdateDeviceResponse.fromPartial(base ?? {});
   },
-
-  toJSON(_: UpdateDeviceResponse): unknown {
-    const obj: any = {};
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<UpdateDeviceResponse>, I>>(base?: I): UpdateDeviceResponse {
-    return UpdateDeviceResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<UpdateDeviceResponse>, I>>(_: I): UpdateDeviceResponse {
+  fromPartial(_: DeepPartial<UpdateDeviceResponse>): UpdateDeviceResponse {
     const message = createBaseUpdateDeviceResponse();
     return message;
   },
@@ -5341,22 +4224,10 @@ export const UpdateDeviceModelRequest: MessageFns<UpdateDeviceModelRequest> = {
     }
   },
 
-  fromJSON(object: any): UpdateDeviceModelRequest {
-    return { model: isSet(object.model) ? DeviceModel.fromJSON(object.model) : undefined };
+  create(base?: DeepPartial<UpdateDeviceModelRequest>): UpdateDeviceModelRequest {
+    return UpdateDeviceModelRequest.fromPartial(base ?? {});
   },
-
-  toJSON(message: UpdateDeviceModelRequest): unknown {
-    const obj: any = {};
-    if (message.model !== undefined) {
-      obj.model = DeviceModel.toJSON(message.model);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<UpdateDeviceModelRequest>, I>>(base?: I): UpdateDeviceModelRequest {
-    return UpdateDeviceModelRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<UpdateDeviceModelRequest>, I>>(object: I): UpdateDeviceModelRequest {
+  fromPartial(object: DeepPartial<UpdateDeviceModelRequest>): UpdateDeviceModelRequest {
     const message = createBaseUpdateDeviceModelRequest();
     message.model = (object.model !== undefined && object.model !== null)
       ? DeviceModel.fromPartial(object.model)
@@ -5399,19 +4270,10 @@ export const UpdateDeviceModelResponse: MessageFns<UpdateDeviceModelResponse> = 
     }
   },
 
-  fromJSON(_: any): UpdateDeviceModelResponse {
-    return {};
+  create(base?: DeepPartial<UpdateDeviceModelResponse>): UpdateDeviceModelResponse {
+    return UpdateDeviceModelResponse.fromPartial(base ?? {});
   },
-
-  toJSON(_: UpdateDeviceModelResponse): unknown {
-    const obj: any = {};
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<UpdateDeviceModelResponse>, I>>(base?: I): UpdateDeviceModelResponse {
-    return UpdateDeviceModelResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<UpdateDeviceModelResponse>, I>>(_: I): UpdateDeviceModelResponse {
+  fromPartial(_: DeepPartial<UpdateDeviceModelResponse>): UpdateDeviceModelResponse {
     const message = createBaseUpdateDeviceModelResponse();
     return message;
   },
@@ -5473,28 +4335,10 @@ export const GetDeviceRequest: MessageFns<GetDeviceRequest> = {
     }
   },
 
-  fromJSON(object: any): GetDeviceRequest {
-    return {
-      deviceName: isSet(object.deviceName) ? globalThis.String(object.deviceName) : "",
-      deviceNamespace: isSet(object.deviceNamespace) ? globalThis.String(object.deviceNamespace) : "",
-    };
+  create(base?: DeepPartial<GetDeviceRequest>): GetDeviceRequest {
+    return GetDeviceRequest.fromPartial(base ?? {});
   },
-
-  toJSON(message: GetDeviceRequest): unknown {
-    const obj: any = {};
-    if (message.deviceName !== "") {
-      obj.deviceName = message.deviceName;
-    }
-    if (message.deviceNamespace !== "") {
-      obj.deviceNamespace = message.deviceNamespace;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<GetDeviceRequest>, I>>(base?: I): GetDeviceRequest {
-    return GetDeviceRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<GetDeviceRequest>, I>>(object: I): GetDeviceRequest {
+  fromPartial(object: DeepPartial<GetDeviceRequest>): GetDeviceRequest {
     const message = createBaseGetDeviceRequest();
     message.deviceName = object.deviceName ?? "";
     message.deviceNamespace = object.deviceNamespace ?? "";
@@ -5547,22 +4391,10 @@ export const GetDeviceResponse: MessageFns<GetDeviceResponse> = {
     }
   },
 
-  fromJSON(object: any): GetDeviceResponse {
-    return { device: isSet(object.device) ? Device.fromJSON(object.device) : undefined };
+  create(base?: DeepPartial<GetDeviceResponse>): GetDeviceResponse {
+    return GetDeviceResponse.fromPartial(base ?? {});
   },
-
-  toJSON(message: GetDeviceResponse): unknown {
-    const obj: any = {};
-    if (message.device !== undefined) {
-      obj.device = Device.toJSON(message.device);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<GetDeviceResponse>, I>>(base?: I): GetDeviceResponse {
-    return GetDeviceResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<GetDeviceResponse>, I>>(object: I): GetDeviceResponse {
+  fromPartial(object: DeepPartial<GetDeviceResponse>): GetDeviceResponse {
     const message = createBaseGetDeviceResponse();
     message.device = (object.device !== undefined && object.device !== null)
       ? Device.fromPartial(object.device)
@@ -5975,14 +4807,6 @@ export const DeviceMapperServiceClient = makeGenericClientConstructor(
   serviceName: string;
 };
 
-function bytesFromBase64(b64: string): Uint8Array {
-  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
-}
-
-function base64FromBytes(arr: Uint8Array): string {
-  return globalThis.Buffer.from(arr).toString("base64");
-}
-
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 
 export type DeepPartial<T> = T extends Builtin ? T
@@ -5991,10 +4815,6 @@ export type DeepPartial<T> = T extends Builtin ? T
   : T extends { $case: string; value: unknown } ? { $case: T["$case"]; value?: DeepPartial<T["value"]> }
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
-
-type KeysOfUnion<T> = T extends T ? keyof T : never;
-export type Exact<P, I extends P> = P extends Builtin ? P
-  : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
 
 function longToNumber(int64: { toString(): string }): number {
   const num = globalThis.Number(int64.toString());
@@ -6007,19 +4827,9 @@ function longToNumber(int64: { toString(): string }): number {
   return num;
 }
 
-function isObject(value: any): boolean {
-  return typeof value === "object" && value !== null;
-}
-
-function isSet(value: any): boolean {
-  return value !== null && value !== undefined;
-}
-
 export interface MessageFns<T> {
   encode(message: T, writer?: BinaryWriter): BinaryWriter;
   decode(input: BinaryReader | Uint8Array, length?: number): T;
-  fromJSON(object: any): T;
-  toJSON(message: T): unknown;
-  create<I extends Exact<DeepPartial<T>, I>>(base?: I): T;
-  fromPartial<I extends Exact<DeepPartial<T>, I>>(object: I): T;
+  create(base?: DeepPartial<T>): T;
+  fromPartial(object: DeepPartial<T>): T;
 }
