@@ -1,0 +1,118 @@
+/**
+ * Start-up cost of a real `edgecore` process (dist/bin/edgecore.js) with the default edge modules:
+ * metaManager with metaServer, deviceTwin, eventBus with its internal broker. Measured from exec
+ * until metaServer answers HTTP and the MQTT port accepts a connection (issue 9: Go edgecore
+ * v1.23.1 serves 70-180 ms after exec on this kind of machine).
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort } from '../peers/util.js';
+import { percentile, round, type Figure } from './report.js';
+
+const repoRoot = fileURLToPath(new URL('../../', import.meta.url)).replace(/dist\/$/, '');
+const edgecoreBin = join(repoRoot, 'dist', 'bin', 'edgecore.js');
+
+/** edgecore.yaml with the default modules on free loopback ports, everything in `dir`. */
+export function defaultModulesYaml(dir: string, httpPort: number, mqttPort: number): string {
+  return `apiVersion: edgecore.config.kubeedge.io/v1alpha2
+kind: EdgeCore
+database:
+  dataSource: ${join(dir, 'edgecore.db')}
+modules:
+  edgeHub: {enable: false}
+  edged: {enable: false, hostnameOverride: bench-node}
+  metaManager:
+    enable: true
+    metaServer: {enable: true, server: "127.0.0.1:${httpPort}"}
+  eventBus: {enable: true, mqttMode: 0, mqttServerInternal: "tcp://127.0.0.1:${mqttPort}"}
+  deviceTwin: {enable: true, dmiSockPath: "${dir}/"}
+kernel:
+  logLevel: warn
+`;
+}
+
+/** Resolves true when an HTTP request to the port gets any response. */
+function httpAnswers(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = request({ host: '127.0.0.1', port, path: '/version', timeout: 1000 }, (res) => {
+      res.resume();
+      resolve(true);
+    });
+    req.once('error', () => resolve(false));
+    req.once('timeout', () => req.destroy());
+    req.end();
+  });
+}
+
+function tcpAccepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = connect({ host: '127.0.0.1', port }, () => {
+      sock.destroy();
+      resolve(true);
+    });
+    sock.once('error', () => resolve(false));
+  });
+}
+
+/** One start: ms from exec until `ready()` holds (polled every 2 ms); the process is then stopped. */
+export async function timeToServe(
+  configText: string,
+  ready: () => Promise<boolean>,
+  args: string[] = [],
+): Promise<number> {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-startup-'));
+  const file = join(dir, 'edgecore.yaml');
+  writeFileSync(file, configText);
+  const t0 = process.hrtime.bigint();
+  const child = spawn(process.execPath, [...args, edgecoreBin, '--config', file], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  let exited = false;
+  const exit = new Promise<void>((resolve) => child.once('exit', () => ((exited = true), resolve())));
+  try {
+    while (!(await ready())) {
+      if (exited) throw new Error(`edgecore exited before serving:\n${stderr}`);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    return Number(process.hrtime.bigint() - t0) / 1e6;
+  } finally {
+    child.kill('SIGTERM');
+    await exit;
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export async function startupBench(runs = 9): Promise<Figure[]> {
+  const samples: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const [httpPort, mqttPort] = [await freePort(), await freePort()];
+    const dir = mkdtempSync(join(tmpdir(), 'bench-startup-db-'));
+    try {
+      samples.push(
+        await timeToServe(defaultModulesYaml(dir, httpPort, mqttPort), async () => {
+          const [http, mqtt] = await Promise.all([httpAnswers(httpPort), tcpAccepts(mqttPort)]);
+          return http && mqtt;
+        }),
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  samples.sort((a, b) => a - b);
+  return [
+    {
+      name: 'edgecore_start_default_modules_p50',
+      value: round(percentile(samples, 50)),
+      unit: 'ms',
+      goal: '<= 180',
+    },
+    { name: 'edgecore_start_default_modules_max', value: round(samples.at(-1) ?? NaN), unit: 'ms' },
+  ];
+}
