@@ -161,6 +161,7 @@ export function lockDatabase(dataSource: string): DatabaseLock {
   const lock = new Driver(file);
   try {
     lock.pragma('journal_mode = DELETE');
+    lock.pragma('synchronous = OFF'); // the pid is a hint for messages: no fsync at start
     lock.pragma('busy_timeout = 0');
     lock.exec('CREATE TABLE IF NOT EXISTS holder (pid INTEGER NOT NULL, since TEXT NOT NULL)');
     // Record the pid, then hold the write lock for good. Whoever holds it after the second BEGIN

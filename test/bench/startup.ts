@@ -5,7 +5,7 @@
  * v1.23.1 serves 70-180 ms after exec on this kind of machine).
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -15,7 +15,14 @@ import { freePort } from '../peers/util.js';
 import { percentile, round, type Figure } from './report.js';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url)).replace(/dist\/$/, '');
-const edgecoreBin = join(repoRoot, 'dist', 'bin', 'edgecore.js');
+/** The edgecore measured: this build's, or another's (`EDGECORE_BIN`, to compare builds). */
+const edgecoreBin = (): string => process.env.EDGECORE_BIN ?? join(repoRoot, 'dist', 'bin', 'edgecore.js');
+
+/** CPU time (user + system, ms) a process used so far: robust to other load on the machine. */
+function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+}
 
 /** edgecore.yaml with the default modules on free loopback ports, everything in `dir`. */
 export function defaultModulesYaml(dir: string, httpPort: number, mqttPort: number): string {
@@ -33,6 +40,7 @@ modules:
   deviceTwin: {enable: true, dmiSockPath: "${dir}/"}
 kernel:
   logLevel: warn
+  health: {enable: false}
 `;
 }
 
@@ -59,17 +67,21 @@ function tcpAccepts(port: number): Promise<boolean> {
   });
 }
 
-/** One start: ms from exec until `ready()` holds (polled every 2 ms); the process is then stopped. */
+/**
+ * One start in a fresh temp dir: ms from exec until `ready()` holds (polled every 2 ms), and the
+ * CPU ms the process used by then; the process is then stopped. `configText` gets the dir (for
+ * the database and sockets).
+ */
 export async function timeToServe(
-  configText: string,
+  configText: (dir: string) => string,
   ready: () => Promise<boolean>,
-  args: string[] = [],
-): Promise<number> {
+  nodeArgs: string[] = [],
+): Promise<{ wallMs: number; cpuMs: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-startup-'));
   const file = join(dir, 'edgecore.yaml');
-  writeFileSync(file, configText);
+  writeFileSync(file, configText(dir));
   const t0 = process.hrtime.bigint();
-  const child = spawn(process.execPath, [...args, edgecoreBin, '--config', file], {
+  const child = spawn(process.execPath, [...nodeArgs, edgecoreBin(), '--config', file], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';
@@ -81,7 +93,7 @@ export async function timeToServe(
       if (exited) throw new Error(`edgecore exited before serving:\n${stderr}`);
       await new Promise((r) => setTimeout(r, 2));
     }
-    return Number(process.hrtime.bigint() - t0) / 1e6;
+    return { wallMs: Number(process.hrtime.bigint() - t0) / 1e6, cpuMs: cpuMs(child.pid!) };
   } finally {
     child.kill('SIGTERM');
     await exit;
@@ -90,29 +102,29 @@ export async function timeToServe(
 }
 
 export async function startupBench(runs = 9): Promise<Figure[]> {
-  const samples: number[] = [];
+  const samples: { wallMs: number; cpuMs: number }[] = [];
   for (let i = 0; i < runs; i++) {
     const [httpPort, mqttPort] = [await freePort(), await freePort()];
-    const dir = mkdtempSync(join(tmpdir(), 'bench-startup-db-'));
-    try {
-      samples.push(
-        await timeToServe(defaultModulesYaml(dir, httpPort, mqttPort), async () => {
+    samples.push(
+      await timeToServe(
+        (dir) => defaultModulesYaml(dir, httpPort, mqttPort),
+        async () => {
           const [http, mqtt] = await Promise.all([httpAnswers(httpPort), tcpAccepts(mqttPort)]);
           return http && mqtt;
-        }),
-      );
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+        },
+      ),
+    );
   }
-  samples.sort((a, b) => a - b);
+  const wall = samples.map((s) => s.wallMs).sort((a, b) => a - b);
+  const cpu = samples.map((s) => s.cpuMs).sort((a, b) => a - b);
   return [
     {
       name: 'edgecore_start_default_modules_p50',
-      value: round(percentile(samples, 50)),
+      value: round(percentile(wall, 50)),
       unit: 'ms',
       goal: '<= 180',
     },
-    { name: 'edgecore_start_default_modules_max', value: round(samples.at(-1) ?? NaN), unit: 'ms' },
+    { name: 'edgecore_start_default_modules_min', value: round(wall[0] ?? NaN), unit: 'ms' },
+    { name: 'edgecore_start_default_modules_cpu_p50', value: round(percentile(cpu, 50)), unit: 'ms' },
   ];
 }
