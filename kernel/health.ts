@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { isIP, type AddressInfo } from 'node:net';
 import type { HealthConfig } from './config/kernel-section.js';
 import { KernelError, errorText } from './errors.js';
@@ -88,6 +88,8 @@ export async function serveHealth(
         'tell anyone who can reach them about this node: use 127.0.0.1, or set kernel.health.allowNonLoopback: true',
     );
   }
+  // node:http is loaded here, not at import: an edgecore with the endpoint off does not pay for it.
+  const { createServer } = await import('node:http');
   const server: Server = createServer((req, res) => {
     handle(source, req, res).catch((err: unknown) => {
       log.error({ err: errorText(err), path: req.url }, 'health endpoint failed');
