@@ -43,7 +43,9 @@ describe('health endpoint', () => {
     expect(metrics.type).toMatch(/^text\/plain/);
     expect(metrics.body).toMatch(/kubeedge_module_up\{module="probe-a"\} 1/);
     expect(metrics.body).toMatch(/kubeedge_module_messages_in_total\{module="probe-a"\} 0/);
+    expect(metrics.body).toMatch(/kubeedge_module_messages_delivered_total\{module="probe-a"\} 0/);
     expect(metrics.body).toMatch(/kubeedge_kernel_database_file_lost_total 0/);
+    expect(metrics.body).toMatch(/kubeedge_kernel_stray_replies_total 0/);
     expect((await get(port, '/nope')).status).toBe(404);
   });
 

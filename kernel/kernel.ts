@@ -62,11 +62,13 @@ export class Kernel {
     const k = options.config.config.kernel;
     this.log = options.logger ?? createLogger(k.logLevel);
     this.bus = new Bus(k.mailboxSize);
-    this.bus.onStrayReply = (msg) =>
+    this.bus.onStrayReply = (msg) => {
+      this.metrics.inc('stray_replies');
       this.log.warn(
         { parent_msg_id: msg.header.parent_msg_id, resource: msg.route.resource },
         'reply discarded: nobody waits for it',
       );
+    };
     this.releaseServices = provideKernelServices(this.services, {
       config: options.config,
       log: this.log,

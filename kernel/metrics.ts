@@ -7,6 +7,7 @@ type PromClient = typeof import('prom-client');
 /** Counters the kernel keeps for itself (not per module): `kubeedge_kernel_<name>_total`. */
 const KERNEL_COUNTERS = {
   database_file_lost: 'Times the database file was found deleted or replaced while open',
+  stray_replies: 'Replies nobody waited for (their request had timed out or was never made)',
 } as const;
 export type KernelCounter = keyof typeof KERNEL_COUNTERS;
 
@@ -84,6 +85,11 @@ export class Metrics {
         'kubeedge_module_messages_in_total',
         'Messages accepted into the module mailbox',
         (f) => f.stats.received,
+      ],
+      [
+        'kubeedge_module_messages_delivered_total',
+        'Messages handed to the module handler',
+        (f) => f.stats.delivered,
       ],
       ['kubeedge_module_messages_out_total', 'Messages the module sent', (f) => f.stats.sent],
       [
