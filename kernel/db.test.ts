@@ -160,6 +160,14 @@ describe('database service', () => {
     expect(second.stderr()).toContain(`lock file ${file}.lock`);
   });
 
+  it('a lock file that is not a lock is a clear error naming it', () => {
+    const file = join(temp(), 'edgecore.db');
+    writeFileSync(`${file}.lock`, 'x'.repeat(4096));
+    expect(() => lockDatabase(file)).toThrow(
+      `database.dataSource "${file}": cannot take its lock ${file}.lock: file is not a database`,
+    );
+  });
+
   it('the lock is held by a running edgecore and freed when it is killed with SIGKILL', async () => {
     const dir = temp();
     const file = join(dir, 'edgecore.db');

@@ -156,10 +156,10 @@ export interface DatabaseLock {
 export function lockDatabase(dataSource: string): DatabaseLock {
   prepareDirectory(dataSource);
   const file = `${resolve(dataSource)}.lock`;
-  closeSync(openSync(file, 'a', 0o600));
-  const Driver = driver();
-  const lock = new Driver(file);
+  let lock: Database.Database | undefined;
   try {
+    closeSync(openSync(file, 'a', 0o600));
+    lock = new (driver())(file);
     lock.pragma('journal_mode = DELETE');
     lock.pragma('synchronous = OFF'); // the pid is a hint for messages: no fsync at start
     lock.pragma('busy_timeout = 0');
@@ -172,13 +172,19 @@ export function lockDatabase(dataSource: string): DatabaseLock {
     lock.exec('COMMIT');
     acquire(lock, dataSource, file);
   } catch (err) {
-    lock.close();
-    throw err;
+    lock?.close();
+    if (err instanceof KernelError) throw err;
+    throw new KernelError(
+      'EDB_OPEN',
+      `database.dataSource "${dataSource}": cannot take its lock ${file}: ${errorText(err)}`,
+      { cause: err },
+    );
   }
+  const held = lock;
   return {
     file,
     release: () => {
-      if (lock.open) lock.close();
+      if (held.open) held.close();
     },
   };
 }
