@@ -113,8 +113,8 @@ function watchFile(db: Database.Database, dataSource: string, options: OpenDatab
     let now: { ino: number; dev: number } | undefined;
     try {
       now = statSync(path);
-    } catch {
-      now = undefined;
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'ENOENT') return; // not a verdict: try again later
     }
     if (now && now.ino === opened.ino && now.dev === opened.dev) return;
     clearInterval(timer);
@@ -122,7 +122,9 @@ function watchFile(db: Database.Database, dataSource: string, options: OpenDatab
     const err = new KernelError(
       'EDB_FILE_LOST',
       `database file ${path} was ${now ? 'replaced by another file' : 'deleted'} while edgecore had it open; ` +
-        `its content was saved to ${saved}; stopping, since every later write would be lost`,
+        `its content was saved to ${saved}; ` +
+        (options.onLost ? 'stopping' : 'restart edgecore') +
+        ', since every later write would be lost',
     );
     options.metrics?.inc('database_file_lost');
     options.log?.error({ code: err.code, file: path, savedTo: saved }, err.message);
