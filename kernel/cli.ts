@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { type ConfigKind, loadConfigFile, minConfig, defaultConfig, renderConfig } from './config/index.js';
 import { KernelError, errorText, isKernelError } from './errors.js';
+import { serveHealth, type HealthServer } from './health.js';
 import { Kernel } from './kernel.js';
 import { createLogger, LOG_LEVELS, type LogLevel } from './log.js';
 import type { PluginEntry } from './plugin/types.js';
@@ -97,21 +98,40 @@ export async function main(options: MainOptions): Promise<number> {
     log.error({ err: errorText(err), stack: err.stack }, 'uncaught exception'),
   );
 
-  const kernel = new Kernel({ config, registry: options.registry, logger: log });
+  let exitCode = 0;
   let stopping: Promise<void> | undefined;
+  let health: HealthServer | undefined;
+  let shutdown: () => void = () => undefined;
   const stopped = new Promise<void>((resolve) => {
+    shutdown = () => {
+      stopping ??= kernel
+        .stop()
+        .then(() => health?.close())
+        .then(resolve);
+    };
     const onSignal = (signal: NodeJS.Signals): void => {
       if (stopping) {
         log.warn({ signal }, 'second signal: exiting now');
         process.exit(130);
       }
       log.info({ signal }, 'shutting down');
-      stopping = kernel.stop().then(resolve);
+      shutdown();
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
   });
+  const kernel = new Kernel({
+    config,
+    registry: options.registry,
+    logger: log,
+    onFatal: (err) => {
+      log.fatal({ code: err.code }, `shutting down: ${err.message}`);
+      exitCode = 1;
+      shutdown();
+    },
+  });
   try {
+    health = await serveHealth(kernel, config.config.kernel.health, log);
     await kernel.start();
   } catch (err) {
     log.error(
@@ -120,11 +140,14 @@ export async function main(options: MainOptions): Promise<number> {
     );
     process.stderr.write(`${kind}: ${errorText(err)}\n`);
     await kernel.stop();
+    await health?.close();
+    log.flush();
     return 1;
   }
   // Run until a signal, even when no plugin holds the event loop open.
   const keepAlive = setInterval(() => undefined, 1 << 30);
   await stopped;
   clearInterval(keepAlive);
-  return 0;
+  log.flush();
+  return exitCode;
 }

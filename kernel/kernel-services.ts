@@ -1,5 +1,6 @@
 import type { LoadedConfig } from './config/index.js';
-import { openDatabase } from './db.js';
+import { databaseSource, openDatabase } from './db.js';
+import type { KernelError } from './errors.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { ServiceRegistry, Services } from './services.js';
@@ -20,15 +21,25 @@ import {
  */
 export function provideKernelServices(
   services: ServiceRegistry,
-  deps: { config: LoadedConfig; log: Logger; metrics: Metrics; cloud: CloudConnection },
+  deps: {
+    config: LoadedConfig;
+    log: Logger;
+    metrics: Metrics;
+    cloud: CloudConnection;
+    /** The database file was deleted or replaced while open (see openDatabase). */
+    onDatabaseLost?: (err: KernelError) => void;
+  },
 ): () => void {
   services.provide(ConfigToken, { value: deps.config });
   services.provide(LoggerToken, { value: deps.log });
   services.provide(MetricsToken, { value: deps.metrics });
   services.provide(CloudConnectionToken, { value: deps.cloud });
   let db: ReturnType<typeof openDatabase> | undefined;
-  const source = (deps.config.config as { database?: { dataSource?: string } }).database?.dataSource;
-  if (source) services.provide(DatabaseToken, { factory: () => (db = openDatabase(source)) });
+  const source = databaseSource(deps.config);
+  if (source !== undefined) {
+    const options = { log: deps.log, metrics: deps.metrics, onLost: deps.onDatabaseLost };
+    services.provide(DatabaseToken, { factory: () => (db = openDatabase(source, options)) });
+  }
   return () => {
     db?.close();
     db = undefined;

@@ -3,6 +3,7 @@ import { dirname, join, resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Bus } from './bus/bus.js';
 import { type LoadedConfig, moduleSection, parseDuration } from './config/index.js';
+import { databaseSource, lockDatabase, type DatabaseLock } from './db.js';
 import { provideKernelServices } from './kernel-services.js';
 import { KernelError, errorText } from './errors.js';
 import { createLogger, type Logger } from './log.js';
@@ -19,6 +20,8 @@ export interface KernelOptions {
   /** Built-in plugins (plugins/registry.ts): imported only when their section is enabled. */
   registry: readonly PluginEntry[];
   logger?: Logger;
+  /** The kernel cannot go on (e.g. its database file was deleted): the process should stop. */
+  onFatal?: (err: KernelError) => void;
 }
 
 /** A plugin chosen to run, with where it came from (for errors and the out-of-process runner). */
@@ -48,6 +51,9 @@ export class Kernel {
   readonly cloud = new CloudConnection();
   readonly log: Logger;
   private hosts: SupervisedHost[] = [];
+  /** True once every plugin was started, until stop (health: /readyz). */
+  started = false;
+  private dbLock: DatabaseLock | undefined;
   private starting: Promise<void> | undefined;
   private remote: RemoteServer | undefined;
   private readonly releaseServices: () => void;
@@ -56,16 +62,19 @@ export class Kernel {
     const k = options.config.config.kernel;
     this.log = options.logger ?? createLogger(k.logLevel);
     this.bus = new Bus(k.mailboxSize);
-    this.bus.onStrayReply = (msg) =>
+    this.bus.onStrayReply = (msg) => {
+      this.metrics.inc('stray_replies');
       this.log.warn(
         { parent_msg_id: msg.header.parent_msg_id, resource: msg.route.resource },
         'reply discarded: nobody waits for it',
       );
+    };
     this.releaseServices = provideKernelServices(this.services, {
       config: options.config,
       log: this.log,
       metrics: this.metrics,
       cloud: this.cloud,
+      onDatabaseLost: (err) => this.options.onFatal?.(err),
     });
     this.metrics.addModuleSource(() =>
       this.hosts.map((h) => ({
@@ -73,6 +82,7 @@ export class Kernel {
         stats: h.box.stats,
         depth: () => h.box.depth,
         restarts: () => h.restarts,
+        running: () => h.state === 'running',
       })),
     );
   }
@@ -84,6 +94,9 @@ export class Kernel {
   }
 
   private async startPlugins(): Promise<void> {
+    // One edgecore per database: a second one is refused before any plugin touches it.
+    const source = databaseSource(this.options.config);
+    if (source !== undefined && source !== ':memory:') this.dbLock = lockDatabase(source);
     const plugins = await this.loadPlugins();
     const ordered = startOrder(
       plugins,
@@ -107,6 +120,7 @@ export class Kernel {
       this.hosts.push(host);
     }
     for (const host of this.hosts) await host.start();
+    this.started = true;
     this.log.info({ plugins: this.hosts.map((h) => h.name) }, 'kernel ready');
   }
 
@@ -114,11 +128,14 @@ export class Kernel {
   async stop(): Promise<void> {
     // A stop during start (an early SIGTERM) waits for the start, so no plugin outlives it.
     await this.starting?.catch(() => undefined);
+    this.started = false;
     for (const host of [...this.hosts].reverse()) await host.stop();
     this.bus.close();
     await this.remote?.close();
     this.remote = undefined;
     this.releaseServices();
+    this.dbLock?.release();
+    this.dbLock = undefined;
     this.log.info('kernel stopped');
   }
 

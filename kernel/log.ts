@@ -33,9 +33,71 @@ export interface Logger {
   /** A logger whose every line also carries `bindings` (e.g. `{ module: 'edged' }`). */
   child(bindings: Record<string, unknown>): Logger;
   isLevelEnabled(level: LogLevel): boolean;
+  /** Write the counts of folded repeats now (before exit). */
+  flush(): void;
 }
 
 export type LogSink = (line: string) => void;
+
+/** The start of a line: level, time and the logger's bindings. */
+function lineHead(level: number, prefix: string): string {
+  return `{"level":${level},"time":${Date.now()}${prefix ? `,${prefix}` : ''}`;
+}
+
+/** How long repeats of one event are folded into a count (see Repeats). */
+export const REPEAT_INTERVAL_MS = 10_000;
+/** Distinct events followed at once; past that, lines are written as they come. */
+const REPEAT_KEYS_MAX = 1000;
+
+/**
+ * Folds floods of one event. An info/warn/error/fatal line whose bindings (module, ...), level and
+ * message were already written in the current interval is counted instead of written; at the end
+ * of the interval one line per such event says how many times it repeated
+ * (`{"level":50,...,"module":"eventbus","repeated":1234,"intervalMs":10000,"msg":"<the message>"}`).
+ * An event quiet for a whole interval is forgotten, so its next occurrence is written again at
+ * once. Shared by a root logger and its children; debug and trace lines are never folded.
+ */
+class Repeats {
+  private readonly seen = new Map<string, { level: number; prefix: string; msg: string; count: number }>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly sink: LogSink,
+    private readonly intervalMs: number,
+  ) {}
+
+  /** False when the line is a repeat (counted, not to be written). */
+  admit(level: number, prefix: string, msg: string): boolean {
+    const key = `${level}\u0000${prefix}\u0000${msg}`;
+    const entry = this.seen.get(key);
+    if (entry) {
+      entry.count++;
+      return false;
+    }
+    if (this.seen.size >= REPEAT_KEYS_MAX) return true;
+    this.seen.set(key, { level, prefix, msg, count: 0 });
+    this.timer ??= setInterval(() => this.flush(), this.intervalMs).unref();
+    return true;
+  }
+
+  /** Write the counts of the interval that ends; forget the events that did not repeat. */
+  flush(): void {
+    for (const [key, e] of this.seen) {
+      if (e.count === 0) {
+        this.seen.delete(key);
+        continue;
+      }
+      this.sink(
+        `${lineHead(e.level, e.prefix)},"repeated":${e.count},"intervalMs":${this.intervalMs},"msg":${JSON.stringify(e.msg)}}\n`,
+      );
+      e.count = 0;
+    }
+    if (this.seen.size === 0) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
+  }
+}
 
 let stderrGone = false;
 /**
@@ -74,6 +136,7 @@ class JsonLogger implements Logger {
     private readonly prefix: string,
     private readonly sink: LogSink,
     private readonly bindings: Record<string, unknown>,
+    private readonly repeats: Repeats,
   ) {
     this.threshold = LEVEL_NUMBER[lvl];
   }
@@ -97,11 +160,15 @@ class JsonLogger implements Logger {
   child(bindings: Record<string, unknown>): Logger {
     const all = { ...this.bindings, ...bindings };
     const prefix = JSON.stringify(all, replacer).slice(1, -1);
-    return new JsonLogger(this.lvl, prefix, this.sink, all);
+    return new JsonLogger(this.lvl, prefix, this.sink, all, this.repeats);
   }
 
   isLevelEnabled(level: LogLevel): boolean {
     return LEVEL_NUMBER[level] >= this.threshold;
+  }
+
+  flush(): void {
+    this.repeats.flush();
   }
 
   private write(level: number, a: string | Record<string, unknown>, msg?: string): void {
@@ -113,8 +180,12 @@ class JsonLogger implements Logger {
       const json = JSON.stringify(a, replacer);
       if (json.length > 2) fields = `,${json.slice(1, -1)}`;
     }
-    const head = `{"level":${level},"time":${Date.now()}${this.prefix ? `,${this.prefix}` : ''}`;
-    this.sink(`${head}${fields}${text !== undefined ? `,"msg":${JSON.stringify(text)}` : ''}}\n`);
+    if (level >= LEVEL_NUMBER.info && text !== undefined && !this.repeats.admit(level, this.prefix, text)) {
+      return;
+    }
+    this.sink(
+      `${lineHead(level, this.prefix)}${fields}${text !== undefined ? `,"msg":${JSON.stringify(text)}` : ''}}\n`,
+    );
   }
 }
 
@@ -123,6 +194,8 @@ export function createLogger(
   level: LogLevel = 'info',
   base: Record<string, unknown> = {},
   sink = toStderr,
+  repeatIntervalMs = REPEAT_INTERVAL_MS,
 ): Logger {
-  return new JsonLogger(level, '', sink, {}).child({ pid: process.pid, ...base });
+  const repeats = new Repeats(sink, repeatIntervalMs);
+  return new JsonLogger(level, '', sink, {}, repeats).child({ pid: process.pid, ...base });
 }

@@ -1,8 +1,15 @@
 import type { Registry } from 'prom-client';
 import type { MailboxStats } from './bus/mailbox.js';
+import { requireCjs } from './cjs.js';
 
 type PromClient = typeof import('prom-client');
-import { requireCjs } from './cjs.js';
+
+/** Counters the kernel keeps for itself (not per module): `kubeedge_kernel_<name>_total`. */
+const KERNEL_COUNTERS = {
+  database_file_lost: 'Times the database file was found deleted or replaced while open',
+  stray_replies: 'Replies nobody waited for (their request had timed out or was never made)',
+} as const;
+export type KernelCounter = keyof typeof KERNEL_COUNTERS;
 
 /** Where the registry reads the per-module figures from when scraped. */
 export interface ModuleFigures {
@@ -10,6 +17,8 @@ export interface ModuleFigures {
   stats: MailboxStats;
   depth(): number;
   restarts(): number;
+  /** Whether the module is running (started and not failed, restarting or stopped). */
+  running(): boolean;
 }
 
 /**
@@ -20,6 +29,17 @@ export class Metrics {
   private prom: PromClient | undefined;
   private reg: Registry | undefined;
   private readonly sources: (() => ModuleFigures[])[] = [];
+  private readonly kernelCounts = new Map<KernelCounter, number>();
+
+  /** Count a kernel event. */
+  inc(name: KernelCounter, by = 1): void {
+    this.kernelCounts.set(name, (this.kernelCounts.get(name) ?? 0) + by);
+  }
+
+  /** The current value of a kernel counter. */
+  count(name: KernelCounter): number {
+    return this.kernelCounts.get(name) ?? 0;
+  }
 
   /** Register a source of per-module figures (the kernel's plugin hosts). */
   addModuleSource(source: () => ModuleFigures[]): void {
@@ -34,6 +54,11 @@ export class Metrics {
   /** Prometheus text exposition. */
   text(): Promise<string> {
     return this.registry.metrics();
+  }
+
+  /** The content type of text(). */
+  get contentType(): string {
+    return this.registry.contentType;
   }
 
   /** The same figures as plain objects (tests, logs). */
@@ -60,6 +85,11 @@ export class Metrics {
         'kubeedge_module_messages_in_total',
         'Messages accepted into the module mailbox',
         (f) => f.stats.received,
+      ],
+      [
+        'kubeedge_module_messages_delivered_total',
+        'Messages handed to the module handler',
+        (f) => f.stats.delivered,
       ],
       ['kubeedge_module_messages_out_total', 'Messages the module sent', (f) => f.stats.sent],
       [
@@ -89,11 +119,34 @@ export class Metrics {
       });
     }
     new prom.Gauge({
+      name: 'kubeedge_module_up',
+      help: 'Whether the module is running (1) or not (0: starting, restarting, failed, stopped)',
+      labelNames: ['module'],
+      registers: [this.reg],
+      collect() {
+        this.reset();
+        for (const f of figures()) this.set({ module: f.module }, f.running() ? 1 : 0);
+      },
+    });
+    const counts = this.kernelCounts;
+    for (const [name, help] of Object.entries(KERNEL_COUNTERS) as [KernelCounter, string][]) {
+      new prom.Counter({
+        name: `kubeedge_kernel_${name}_total`,
+        help,
+        registers: [this.reg],
+        collect() {
+          this.reset();
+          this.inc(counts.get(name) ?? 0);
+        },
+      });
+    }
+    new prom.Gauge({
       name: 'kubeedge_module_queue_depth',
       help: 'Messages waiting in the module mailbox',
       labelNames: ['module'],
       registers: [this.reg],
       collect() {
+        this.reset();
         for (const f of figures()) this.set({ module: f.module }, f.depth());
       },
     });

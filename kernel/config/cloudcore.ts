@@ -14,6 +14,7 @@ import { isIP } from 'node:net';
 import path from 'node:path';
 import { localIP } from './host.js';
 import {
+  CLOUDCORE_HEALTH_PORT,
   defaultKernelConfig,
   enableSchema,
   kernelSchema,
@@ -540,7 +541,7 @@ export function defaultCloudCoreConfig(): CloudCoreConfig {
       router: { enable: false, runAs: 'inprocess', address: '0.0.0.0', port: 9443, restTimeout: 60 },
       iptablesManager: { enable: true, runAs: 'inprocess', mode: 'internal' },
     },
-    kernel: defaultKernelConfig(),
+    kernel: defaultKernelConfig(CLOUDCORE_HEALTH_PORT),
   };
 }
 

@@ -26,6 +26,19 @@ export interface KernelRestartConfig {
   maxBackoff: string;
 }
 
+/** `kernel.health`: the loopback endpoint serving /healthz, /readyz and /metrics. */
+export interface HealthConfig {
+  enable: boolean;
+  /** Listen address; a non-loopback one is refused unless allowNonLoopback. */
+  address: string;
+  port: number;
+  allowNonLoopback: boolean;
+}
+
+/** Default health ports: beside KubeEdge's, clear of kubelet's 10248-10250 and 10255. */
+export const EDGECORE_HEALTH_PORT = 10240;
+export const CLOUDCORE_HEALTH_PORT = 10241;
+
 /** The top-level `kernel:` section. Durations are Go duration strings; use `parseDuration()`. */
 export interface KernelConfig {
   logLevel: LogLevel;
@@ -38,13 +51,14 @@ export interface KernelConfig {
   restart: KernelRestartConfig;
   startTimeout: string;
   stopTimeout: string;
+  health: HealthConfig;
 }
 
 /**
  * Default of `kernel.socket`: empty = the kernel listens only when a module runs out of process,
  * on a per-process path in the temp dir. Set it to let plugin processes attach on their own.
  */
-export function defaultKernelConfig(): KernelConfig {
+export function defaultKernelConfig(healthPort = EDGECORE_HEALTH_PORT): KernelConfig {
   return {
     logLevel: 'info',
     mailboxSize: 1024,
@@ -53,6 +67,7 @@ export function defaultKernelConfig(): KernelConfig {
     restart: { maxRestarts: 5, initialBackoff: '1s', maxBackoff: '30s' },
     startTimeout: '30s',
     stopTimeout: '10s',
+    health: { enable: true, address: '127.0.0.1', port: healthPort, allowNonLoopback: false },
   };
 }
 
@@ -69,6 +84,12 @@ export const kernelSchema: ObjectSchemaOf<KernelConfig> = obj<KernelConfig>(
     }),
     startTimeout: dur(),
     stopTimeout: dur(),
+    health: obj<HealthConfig>({
+      enable: bool(),
+      address: str(),
+      port: int({ min: 0, max: 65535 }),
+      allowNonLoopback: bool(),
+    }),
   },
   { hidden: true },
 );

@@ -225,8 +225,10 @@ describe('kernel-extension keys', () => {
       restart: { maxRestarts: 5, initialBackoff: '1s', maxBackoff: '30s' },
       startTimeout: '30s',
       stopTimeout: '10s',
+      health: { enable: true, address: '127.0.0.1', port: 10240, allowNonLoopback: false },
     });
     expect(defaultConfig('cloudcore').kernel.socket).toBe('');
+    expect(defaultConfig('cloudcore').kernel.health.port).toBe(10241);
   });
 
   it('accepts and normalises the kernel section', () => {
@@ -258,6 +260,7 @@ describe('kernel-extension keys', () => {
       restart: { maxRestarts: 0, initialBackoff: '500ms', maxBackoff: '1m0s' },
       startTimeout: '1m0s',
       stopTimeout: '10s',
+      health: { enable: true, address: '127.0.0.1', port: 10240, allowNonLoopback: false },
     });
     expect(r.config.modules.edged.runAs).toBe('process');
   });

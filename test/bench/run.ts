@@ -8,6 +8,7 @@ import { kernelBench } from './kernel.js';
 import { metamanagerBench } from './metamanager.js';
 import { mapperBench } from './mapper.js';
 import { printReport, type Figure } from './report.js';
+import { startupBench } from './startup.js';
 
 const suites: [string, () => Promise<Figure[]>][] = [
   ['kernel', kernelBench],
@@ -15,6 +16,7 @@ const suites: [string, () => Promise<Figure[]>][] = [
   ['eventbus', eventbusBench],
   ['metamanager', metamanagerBench],
   ['mapper', mapperBench],
+  ['startup', () => startupBench()],
 ];
 
 const only = process.argv[2];
