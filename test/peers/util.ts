@@ -357,9 +357,9 @@ export function progress(message: string): void {
 }
 
 /**
- * Absolute path of a non-TypeScript file shipped in `test/peers/` (`modbus_sim.py`,
- * `cri-teardown.proto`), both when running from the sources and from the compiled
- * `dist/test/peers/`, where tsc does not copy such files.
+ * Absolute path of a non-TypeScript file shipped in `test/peers/` (`modbus_sim.py`), both when
+ * running from the sources and from the compiled `dist/test/peers/`, where tsc does not copy such
+ * files.
  */
 export function peerAsset(name: string): string {
   const here = dirname(fileURLToPath(import.meta.url));
