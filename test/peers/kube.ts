@@ -160,12 +160,12 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       'client-certificate': pki.admin.cert,
       'client-key': pki.admin.key,
     });
-    const get = (path: string): Promise<ApiResponse> =>
-      httpsGet(server + path, {
-        ca: readFileSync(pki.ca),
-        cert: readFileSync(pki.admin.cert),
-        key: readFileSync(pki.admin.key),
-      });
+    const adminTls = {
+      ca: readFileSync(pki.ca),
+      cert: readFileSync(pki.admin.cert),
+      key: readFileSync(pki.admin.key),
+    };
+    const get = (path: string): Promise<ApiResponse> => httpsGet(server + path, adminTls);
     const start = async (name: string, args: string[], graceMs = 10_000): Promise<Peer> => {
       const peer = await spawnPeer(bin(name), args, { cwd: dir, name, graceMs });
       peers.push(peer);
@@ -185,13 +185,13 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     const etcdPeerUrl = `http://127.0.0.1:${etcdPeerPort}`;
     const etcdUrl = `http://127.0.0.1:${etcdPort}`;
     const etcd = await start('etcd', [
-      '--name=default',
+      '--name=kube-test',
       `--data-dir=${join(dir, 'etcd')}`,
       `--listen-client-urls=${etcdUrl}`,
       `--advertise-client-urls=${etcdUrl}`,
       `--listen-peer-urls=${etcdPeerUrl}`,
       `--initial-advertise-peer-urls=${etcdPeerUrl}`,
-      `--initial-cluster=default=${etcdPeerUrl}`,
+      `--initial-cluster=kube-test=${etcdPeerUrl}`,
       '--unsafe-no-fsync',
       '--log-level=warn',
     ]);
