@@ -167,6 +167,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     };
     const get = (path: string): Promise<ApiResponse> => httpsGet(server + path, adminTls);
     const start = async (name: string, args: string[], graceMs = 10_000): Promise<Peer> => {
+      if (stopped) throw new Error(`control plane in ${dir} stopped while starting ${name}`);
       const peer = await spawnPeer(bin(name), args, { cwd: dir, name, graceMs });
       peers.push(peer);
       return peer;
@@ -240,14 +241,17 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       ).stdout;
 
     // The cloudcore identity: ServiceAccount + KubeEdge's ClusterRole, and a kubeconfig with its token.
-    await kubectl(['apply', '-f', peerAsset('kube/cloudcore-rbac.yaml')]);
-    const token = (
-      await kubectl(['create', 'token', 'cloudcore', '-n', 'kubeedge', '--duration=24h'])
-    ).trim();
-    const cloudcoreKubeconfigPath = join(dir, 'cloudcore.kubeconfig');
-    await writeKubeconfig(cloudcoreKubeconfigPath, server, pki.ca, 'cloudcore', { token });
+    const cloudcoreIdentity = async (): Promise<string> => {
+      await kubectl(['apply', '-f', peerAsset('kube/cloudcore-rbac.yaml')]);
+      const token = (
+        await kubectl(['create', 'token', 'cloudcore', '-n', 'kubeedge', '--duration=24h'])
+      ).trim();
+      const path = join(dir, 'cloudcore.kubeconfig');
+      await writeKubeconfig(path, server, pki.ca, 'cloudcore', { token });
+      return path;
+    };
 
-    if (opts.withControllers) {
+    const startControllers = async (): Promise<void> => {
       const [kcmPort, schedulerPort] = [await port(), await port()];
       const kcmKubeconfig = join(dir, 'controller-manager.kubeconfig');
       await writeKubeconfig(kcmKubeconfig, server, pki.ca, 'system:kube-controller-manager', {
@@ -296,7 +300,11 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
           details: () => kcm.output().slice(-4_000),
         },
       );
-    }
+    };
+    const [cloudcoreKubeconfigPath] = await Promise.all([
+      cloudcoreIdentity(),
+      opts.withControllers ? startControllers() : undefined,
+    ]);
     progress(`kube: control plane ${KUBE_VERSION} ready on ${server} in ${seconds()}`);
 
     const byName = (name: string): Peer | undefined => peers.find((p) => p.name === name);
