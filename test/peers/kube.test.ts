@@ -50,16 +50,28 @@ describe('kube build script', () => {
 });
 
 describe('kube control plane (etcd, kube-apiserver, controller-manager, scheduler)', () => {
-  let kube: ControlPlane;
-  let cloudcore: KubeConfig;
+  // A failed start (e.g. the binaries cannot be built) fails every test below with its error.
+  let started: { kube: ControlPlane; cloudcore: KubeConfig } | { error: unknown } = {
+    error: new Error('not started'),
+  };
+  const plane = (): { kube: ControlPlane; cloudcore: KubeConfig } => {
+    if ('error' in started) throw started.error;
+    return started;
+  };
 
   beforeAll(async () => {
-    kube = await startControlPlane({ withControllers: true });
-    cloudcore = new KubeConfig();
-    cloudcore.loadFromFile(kube.cloudcoreKubeconfigPath);
+    try {
+      const kube = await startControlPlane({ withControllers: true });
+      const cloudcore = new KubeConfig();
+      cloudcore.loadFromFile(kube.cloudcoreKubeconfigPath);
+      started = { kube, cloudcore };
+    } catch (error) {
+      started = { error };
+    }
   }, 3_600_000); // the first run on a machine builds the binaries (~1,300 CPU-seconds)
 
   it('serves /version at the pinned version', async () => {
+    const { kube } = plane();
     const res = await kube.get('/version');
     expect(res.status).toBe(200);
     const version = JSON.parse(res.body) as { gitVersion: string; major: string; minor: string };
@@ -71,6 +83,7 @@ describe('kube control plane (etcd, kube-apiserver, controller-manager, schedule
   });
 
   it("applies KubeEdge v1.23.1's CRDs, which become Established and listable", async () => {
+    const { kube } = plane();
     const files = readdirSync(CRD_DIR).filter((f) => f.startsWith('v1.23.1_'));
     expect(files.length).toBe(7);
     await kube.kubectl(['apply', ...files.flatMap((f) => ['-f', join(CRD_DIR, f)])]);
@@ -95,6 +108,7 @@ describe('kube control plane (etcd, kube-apiserver, controller-manager, schedule
   });
 
   it('lets the cloudcore identity list nodes and create and read a Device with @kubernetes/client-node', async () => {
+    const { cloudcore } = plane();
     const core = cloudcore.makeApiClient(CoreV1Api);
     const custom = cloudcore.makeApiClient(CustomObjectsApi);
     expect((await core.listNode()).items).toEqual([]);
@@ -134,6 +148,7 @@ describe('kube control plane (etcd, kube-apiserver, controller-manager, schedule
   });
 
   it('schedules a pod onto an edge node the cloudcore identity registered', async () => {
+    const { kube, cloudcore } = plane();
     const core = cloudcore.makeApiClient(CoreV1Api);
     const now = new Date();
     const resources = { cpu: '2', memory: '4Gi', pods: '110' };
@@ -188,6 +203,7 @@ describe('kube control plane (etcd, kube-apiserver, controller-manager, schedule
   });
 
   it('stops every process by pid and removes its temp dir', async () => {
+    const { kube } = plane();
     const pids = Object.entries(kube.pids);
     expect(pids.map(([name]) => name).sort()).toEqual([
       'etcd',
