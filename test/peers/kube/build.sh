@@ -51,6 +51,7 @@ say "building Kubernetes $version test control plane into $bin with $($go env GO
 say "this takes about 1,300 CPU-seconds and 1 GB of downloads/extraction; done once per version"
 
 export GOTOOLCHAIN=local GOWORK=off GOFLAGS="-buildvcs=false -mod=mod -p=$jobs"
+# Own caches (deleted after success; a failed build leaves them for the next attempt to resume).
 export GOMODCACHE=$dir/gomod GOCACHE=$dir/gocache GOPATH=$dir/gopath
 export GOPROXY=${GOPROXY:-https://proxy.golang.org,direct}
 gorun() { nice -n 10 "$go" "$@"; }
@@ -76,10 +77,11 @@ say "$(grep -c ' => ' "$src/go.mod") staging modules replaced by their $staging 
 (cd "$src" && gorun mod tidy 2>&1) | { grep -v '^go: downloading ' >&2 || true; }
 say "$(find "$GOMODCACHE/cache/download" -name '*.zip' | wc -l) modules downloaded ($(du -sh "$GOMODCACHE/cache/download" | cut -f1)) ($(elapsed))"
 
+# Version stamps: without them /version says v0.0.0-master.
+minor=${version#v1.}
+minor=${minor%%.*}
 ldflags="-s -w"
 for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  minor=${version#v1.}
-  minor=${minor%%.*}
   ldflags+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
 done
 
