@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the real peer programs that the tests start (test/peers/*.ts): containerd + runc + CNI
 # plugins + busybox-static (edged), mosquitto (eventBus), pymodbus + socat + mbpoll (Modbus mapper),
-# sqlite3, kubectl (metaServer).
+# sqlite3, kubectl (metaServer); then builds (or reuses) the Kubernetes control plane of the cloud
+# tests (test/peers/kube/build.sh: etcd, kube-apiserver, ... from Go modules, cached by version).
 #
 # Idempotent: runs `apt-get update` (once) and `apt-get install` only when a package is missing.
 # Must run as root on Debian 12. Services are NOT started by the install: tests start their own
@@ -92,4 +93,9 @@ for plugin in bridge host-local portmap loopback; do
   fi
 done
 /usr/bin/python3 -c 'import pymodbus, serial, serial_asyncio, pymodbus.server; print("install-peers: pymodbus", pymodbus.__version__)'
+# Kubernetes control plane (test/peers/kube.ts): no package ships it, so it is built from the
+# k8s.io/kubernetes Go module with the Go toolchain (PATH or /usr/local/go/bin/go), once per version
+# (about 1,300 CPU-seconds; progress on stderr), into a cache outside the checkout.
+kube_bin=$(bash "$(dirname "$0")/../test/peers/kube/build.sh")
+echo "install-peers: Kubernetes control plane $(cat "$(dirname "$0")/../test/peers/kube/VERSION") in $kube_bin"
 echo "install-peers: done"
