@@ -4,10 +4,11 @@
  * merge into the default map, lists replace, absent keys keep their default, `null` on a scalar has
  * no effect. Type errors and unknown keys are collected with their YAML path and line.
  */
-import type { Document, LineCounter, Node, Pair } from 'yaml';
+import type { Alias, Document, LineCounter, Node, Pair } from 'yaml';
 import { requireCjs } from '../cjs.js';
+import { KernelError } from '../errors.js';
 
-const { isAlias, isMap, isScalar, isSeq } = requireCjs('yaml') as typeof import('yaml');
+const { isAlias, isMap, isScalar, isSeq, visit } = requireCjs('yaml') as typeof import('yaml');
 import { formatNanos, normalizeDuration } from './duration.js';
 import type { ConfigWarning } from './types.js';
 import { expectedName, type LegacyRule, type ObjectSchema, type Schema } from './schema.js';
@@ -43,6 +44,76 @@ const YAML11_BOOLS: Record<string, boolean> = {
   OFF: false,
 };
 
+/**
+ * How many nodes aliases (and `<<` merges) may add to a document: far beyond any real config, far
+ * below what a "billion laughs" document expands to.
+ */
+export const MAX_ALIAS_EXPANSION = 100_000;
+
+/** What one linear pass over a parsed document finds: alias targets and the first duplicate key. */
+export interface Scan {
+  /** The node each alias refers to (the last anchor of that name before it). */
+  aliases: Map<Alias, Node>;
+  /** The first key that repeats a key of its own mapping. */
+  duplicate?: Node;
+}
+
+/**
+ * One pass over the document, in document order, instead of the `yaml` package's per-key and
+ * per-alias searches (quadratic: 40k keys took 83 s).
+ */
+export function scanDocument(doc: Document): Scan {
+  const anchors = new Map<string, Node>();
+  const out: Scan = { aliases: new Map() };
+  visit(doc, {
+    Node(_k, node) {
+      const anchor = isScalar(node) || isMap(node) || isSeq(node) ? node.anchor : undefined;
+      if (anchor) anchors.set(anchor, node as Node);
+      if (isAlias(node)) {
+        const target = anchors.get(node.source);
+        if (target) out.aliases.set(node, target);
+      }
+      if (isMap(node) && !out.duplicate) out.duplicate = duplicateKey(node.items as Pair<Node, Node>[]);
+    },
+  });
+  return out;
+}
+
+function duplicateKey(items: Pair<Node, Node>[]): Node | undefined {
+  const seen = new Set<unknown>();
+  for (const { key } of items) {
+    if (!isScalar(key) || key.value === '<<') continue;
+    const id = typeof key.value === 'string' ? key.value : `${typeof key.value}:${String(key.value)}`;
+    if (seen.has(id)) return key;
+    seen.add(id);
+  }
+  return undefined;
+}
+
+/**
+ * Text from a config file, safe to print: characters a terminal would act on or that do not
+ * print (controls, format characters, unassigned, replacement characters) become `\uXXXX`,
+ * and long text is cut.
+ */
+export function printable(text: string, max = 200): string {
+  const safe = text.replace(
+    /[\p{Cc}\p{Cf}\p{Co}\p{Cn}\p{Cs}\p{Zl}\p{Zp}\uFFFD]/gu,
+    (c) => `\\u${(c.codePointAt(0) ?? 0).toString(16).padStart(4, '0')}`,
+  );
+  return safe.length > max ? `${safe.slice(0, max - 3)}...` : safe;
+}
+
+/** Thrown inside a decode when aliases expand too far or into themselves; reported with its path. */
+class AliasError extends Error {
+  constructor(
+    readonly path: string,
+    readonly line: number | undefined,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 const QUANTITY = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[KMGTPE]i|[numkMGTPE]|[eE][+-]?\d+)?$/;
 const INT32_MIN = -2147483648;
 const INT32_MAX = 2147483647;
@@ -55,14 +126,32 @@ export class Decoder {
   /** Paths the file set explicitly. */
   readonly explicit = new Set<string>();
   readonly unknownModules: string[] = [];
+  private readonly unknownModuleSet = new Set<string>();
   private readonly lowerIndex = new WeakMap<object, Map<string, string>>();
+  /** Nodes added by aliases and merges so far (see MAX_ALIAS_EXPANSION). */
+  private expanded = 0;
+  /** Alias targets being decoded: an alias inside its own anchor would recurse forever. */
+  private expanding = new Set<Node>();
 
   constructor(
-    private readonly doc: Document,
     private readonly lineCounter: LineCounter,
     private readonly fileName: string,
     private readonly options: DecodeOptions,
+    private readonly aliases: ReadonlyMap<Alias, Node>,
   ) {}
+
+  /**
+   * Decode the top-level mapping on top of `target`. A document whose aliases expand without
+   * bound ("billion laughs") or into themselves throws ECONFIG_INVALID at once.
+   */
+  decodeRoot(node: Node, schema: ObjectSchema, target: object): void {
+    try {
+      this.decode(node, schema, target, '');
+    } catch (err) {
+      if (!(err instanceof AliasError)) throw err;
+      throw new KernelError('ECONFIG_INVALID', this.format(err));
+    }
+  }
 
   lineOf(node: Node | null | undefined): number | undefined {
     const offset = node?.range?.[0];
@@ -81,41 +170,107 @@ export class Decoder {
     }
   }
 
+  /** Count `n` nodes added by an alias or merge at `path`. */
+  private expand(n: number, path: string, node: Node | null | undefined): void {
+    this.expanded += n;
+    if (this.expanded > MAX_ALIAS_EXPANSION) {
+      throw new AliasError(
+        path,
+        this.lineOf(node) ?? this.lineFor(path),
+        `YAML aliases expand to more than ${MAX_ALIAS_EXPANSION} nodes (a "billion laughs" document?); refused`,
+      );
+    }
+  }
+
   error(path: string, message: string, line = this.lineFor(path)): void {
     this.errors.push({ path, line, message });
   }
 
   warn(path: string, message: string, line?: number): void {
     const where = line === undefined ? this.fileName : `${this.fileName}:${line}`;
-    this.warnings.push({ path, line, message: `${path}: ${message} (${where})` });
+    this.warnings.push({ path, line, message: `${printable(path)}: ${message} (${where})` });
   }
 
   /** "path: message (file:line)" */
   format(issue: Issue): string {
     const where = issue.line === undefined ? this.fileName : `${this.fileName}:${issue.line}`;
-    return `${issue.path || '(top level)'}: ${issue.message} (${where})`;
+    return `${printable(issue.path) || '(top level)'}: ${issue.message} (${where})`;
   }
 
-  private resolve(node: Node | null | undefined): Node | null {
+  /** The node an alias refers to (an unknown alias is null, as YAML has no value for it). */
+  private resolve(node: Node | null | undefined, path = ''): Node | null {
     if (node && isAlias(node)) {
-      const target = node.resolve(this.doc);
-      return (target as Node | undefined) ?? null;
+      this.expand(1, path, node);
+      return this.aliases.get(node) ?? null;
     }
     return node ?? null;
   }
 
-  /** The value of a node as JSON text, for "got ..." in messages (long values shortened). */
+  /**
+   * The plain value of a node (what `toJS` gives), with aliases resolved through the scan and
+   * counted against the expansion limit.
+   */
+  private plain(node: Node | null | undefined, path: string): unknown {
+    if (isAlias(node)) return this.atAlias(node, path, () => this.plainNode(node, path));
+    return this.plainNode(node, path);
+  }
+
+  /**
+   * Run `f`, which expands the alias (or merge key) `node` at `path`: an AliasError from deeper
+   * down is reported here, the outermost place the file's author wrote.
+   */
+  private atAlias<T>(node: Node, path: string, f: () => T): T {
+    try {
+      return f();
+    } catch (err) {
+      if (!(err instanceof AliasError)) throw err;
+      throw new AliasError(path, this.lineOf(node) ?? err.line, err.message);
+    }
+  }
+
+  private plainNode(node: Node | null | undefined, path: string): unknown {
+    const n = this.resolve(node, path);
+    if (n === null) return null;
+    if (isScalar(n)) return n.value;
+    const owned = !this.expanding.has(n);
+    if (!owned && isAlias(node)) {
+      throw new AliasError(
+        path,
+        this.lineOf(node),
+        'a YAML alias refers to a node that contains it; refused',
+      );
+    }
+    this.expanding.add(n);
+    try {
+      if (isSeq(n)) return n.items.map((item, i) => this.plain(item as Node, `${path}[${i}]`));
+      if (!isMap(n)) return null;
+      const out: Record<string, unknown> = {};
+      for (const pair of this.pairs(n.items as Pair<Node, Node>[], path)) {
+        const key = this.keyText(pair.key);
+        setOwn(out, key, this.plain(pair.value, `${path}.${key}`));
+      }
+      return out;
+    } finally {
+      if (owned) this.expanding.delete(n);
+    }
+  }
+
+  /** The value of a node as JSON text, for "got ..." in messages (unprintable text escaped, long values cut). */
   json(node: Node | null): string {
-    if (node === null) return 'null';
+    const [expanded, expanding] = [this.expanded, this.expanding];
     let v: unknown;
     try {
-      v = node.toJS(this.doc);
-    } catch {
-      v = String(node);
+      // A value shown in a message may expand by at most 1000 nodes, and does not use up the budget.
+      this.expanded = Math.max(expanded, MAX_ALIAS_EXPANSION - 1000);
+      this.expanding = new Set();
+      v = this.plain(node, '');
+    } catch (err) {
+      if (!(err instanceof AliasError)) throw err;
+      v = '(YAML aliases expanding too far)';
+    } finally {
+      [this.expanded, this.expanding] = [expanded, expanding];
     }
-    let text = JSON.stringify(v) ?? 'null';
-    if (text.length > 80) text = `${text.slice(0, 77)}...`;
-    return text;
+    return printable(JSON.stringify(v) ?? 'null', 80);
   }
 
   private typeError(path: string, schema: Schema, node: Node | null): void {
@@ -137,7 +292,45 @@ export class Decoder {
     path: string,
     keyLine?: number,
   ): unknown {
-    const n = this.resolve(node);
+    if (node && isAlias(node)) {
+      return this.atAlias(node, path, () => this.decodeResolved(node, schema, current, path, keyLine));
+    }
+    return this.decodeResolved(node, schema, current, path, keyLine);
+  }
+
+  private decodeResolved(
+    node: Node | null | undefined,
+    schema: Schema,
+    current: unknown,
+    path: string,
+    keyLine: number | undefined,
+  ): unknown {
+    const n = this.resolve(node, path);
+    if (n !== null && !isScalar(n)) {
+      if (isAlias(node) && this.expanding.has(n)) {
+        throw new AliasError(
+          path,
+          this.lineOf(node),
+          'a YAML alias refers to a node that contains it; refused',
+        );
+      }
+      this.expanding.add(n);
+      try {
+        return this.decodeNode(n, schema, current, path, keyLine);
+      } finally {
+        this.expanding.delete(n);
+      }
+    }
+    return this.decodeNode(n, schema, current, path, keyLine);
+  }
+
+  private decodeNode(
+    n: Node | null,
+    schema: Schema,
+    current: unknown,
+    path: string,
+    keyLine: number | undefined,
+  ): unknown {
     // A block mapping or list starts on the line after its key: point at the key instead.
     const line = n !== null && !isScalar(n) && keyLine !== undefined ? keyLine : (this.lineOf(n) ?? keyLine);
     if (line !== undefined) this.lines.set(path, line);
@@ -178,10 +371,14 @@ export class Decoder {
         }
         const target: Record<string, unknown> =
           current !== null && typeof current === 'object' ? (current as Record<string, unknown>) : {};
-        for (const pair of this.pairs(n.items as Pair<Node, Node>[])) {
+        for (const pair of this.pairs(n.items as Pair<Node, Node>[], path)) {
           const key = this.keyText(pair.key);
           const keyLine = this.lineOf(this.resolve(pair.key));
-          target[key] = this.decode(pair.value, schema.of, zeroOf(schema.of), `${path}.${key}`, keyLine);
+          setOwn(
+            target,
+            key,
+            this.decode(pair.value, schema.of, zeroOf(schema.of), `${path}.${key}`, keyLine),
+          );
         }
         return target;
       }
@@ -195,7 +392,7 @@ export class Decoder {
         );
       }
       case 'any':
-        return n.toJS(this.doc);
+        return this.plain(n, path);
       default:
         return this.decodeScalar(n, schema, current, path);
     }
@@ -257,19 +454,34 @@ export class Decoder {
   }
 
   /** Pairs of a mapping with YAML merge keys (`<<: *anchor`) expanded; explicit keys win. */
-  private pairs(items: Pair<Node, Node>[]): Pair<Node, Node>[] {
+  private pairs(items: Pair<Node, Node>[], path: string): Pair<Node, Node>[] {
     const merged: Pair<Node, Node>[] = [];
     const own: Pair<Node, Node>[] = [];
     for (const pair of items) {
-      const key = this.resolve(pair.key);
+      const key = this.resolve(pair.key, path);
       const k = isScalar(key) ? key.value : undefined;
       const isMerge = k === '<<' || (typeof k === 'symbol' && k.description === '<<');
       if (isMerge && isScalar(key) && (key.type === undefined || key.type === 'PLAIN')) {
-        const src = this.resolve(pair.value);
-        const sources = isSeq(src) ? src.items.map((i) => this.resolve(i as Node)) : [src];
+        const src = this.resolve(pair.value, path);
+        const sources = isSeq(src) ? src.items.map((i) => this.resolve(i as Node, path)) : [src];
         // Earlier sources take precedence: add later ones first.
         for (const s of sources.reverse()) {
-          if (isMap(s)) merged.push(...this.pairs(s.items as Pair<Node, Node>[]));
+          if (!isMap(s)) continue;
+          if (this.expanding.has(s)) {
+            throw new AliasError(
+              path,
+              this.lineOf(key),
+              'a YAML merge refers to a node that contains it; refused',
+            );
+          }
+          this.expanding.add(s);
+          try {
+            const pairs = this.atAlias(key, path, () => this.pairs(s.items as Pair<Node, Node>[], path));
+            this.expand(pairs.length, path, key);
+            merged.push(...pairs);
+          } finally {
+            this.expanding.delete(s);
+          }
         }
       } else {
         own.push(pair);
@@ -282,7 +494,7 @@ export class Decoder {
     const k = this.resolve(key);
     if (k === null) return '';
     if (isScalar(k)) return typeof k.value === 'string' ? k.value : (k.source ?? String(k.value));
-    return String(k.toJSON());
+    return String(k);
   }
 
   private fieldFor(schema: ObjectSchema, key: string): string | undefined {
@@ -317,7 +529,7 @@ export class Decoder {
     const pending: Array<{ from: string; to: readonly string[]; value: unknown; line?: number }> = [];
     const child = (name: string) => (path === '' ? name : `${path}.${name}`);
 
-    for (const pair of this.pairs(items)) {
+    for (const pair of this.pairs(items, path)) {
       const key = this.keyText(pair.key);
       const keyLine = this.lineOf(this.resolve(pair.key));
       const field = this.fieldFor(schema, key);
@@ -400,7 +612,7 @@ export class Decoder {
       this.error(path, `expected mapping, got ${this.json(n)}`, line);
       return;
     }
-    const raw = n.toJS(this.doc) as Record<string, unknown>;
+    const raw = this.plain(n, path) as Record<string, unknown>;
     for (const pair of n.items as Pair<Node, Node>[]) {
       const k = this.keyText(pair.key);
       const v = this.resolve(pair.value);
@@ -426,8 +638,20 @@ export class Decoder {
         );
       }
     }
-    if (!this.unknownModules.includes(key)) this.unknownModules.push(key);
-    target[key] = raw;
+    if (!this.unknownModuleSet.has(key)) {
+      this.unknownModuleSet.add(key);
+      this.unknownModules.push(key);
+    }
+    setOwn(target, key, raw);
+  }
+}
+
+/** `obj[key] = value` as an own property, whatever the key (`__proto__` included). */
+function setOwn(obj: Record<string, unknown>, key: string, value: unknown): void {
+  if (key === '__proto__') {
+    Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+  } else {
+    obj[key] = value;
   }
 }
 

@@ -2,7 +2,7 @@
  * Loading edgecore.yaml / cloudcore.yaml: defaults first, the file decoded on top with Go JSON
  * rules, legacy keys mapped, then validation. Every problem of a file is reported at once.
  */
-import { readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import path from 'node:path';
 import type { LineCounter as YamlLineCounter, Node, Pair } from 'yaml';
 import { requireCjs } from '../cjs.js';
@@ -20,7 +20,7 @@ import {
   validateCloudCore,
   type CloudCoreConfig,
 } from './cloudcore.js';
-import { Decoder } from './decode.js';
+import { Decoder, printable, scanDocument } from './decode.js';
 import { durationNanos } from './duration.js';
 import {
   EDGECORE_API_VERSION,
@@ -68,18 +68,73 @@ export function renderConfig(kind: ConfigKind, obj: object, flavour: 'min' | 'de
   return renderWithHeader(goMarshal(obj, schemaOf(kind)), flavour);
 }
 
+/** Largest config file read (a real edgecore.yaml is a few KiB). */
+export const MAX_CONFIG_BYTES = 1024 * 1024;
+
 /** Read and parse a config file. Throws KernelError (ECONFIG_*). */
 export function loadConfigFile<K extends ConfigKind>(kind: K, file: string): LoadedConfig<ConfigOf<K>> {
-  let text: string;
+  return parseConfig(kind, readConfigText(file), file);
+}
+
+/**
+ * The text of a config file: a regular file (not a device, FIFO or socket, which could block or
+ * never end), at most MAX_CONFIG_BYTES, in UTF-8. Throws KernelError (ECONFIG_MISSING, ECONFIG_SYNTAX).
+ */
+export function readConfigText(file: string): string {
+  const cannot = (why: string, cause?: unknown) =>
+    new KernelError('ECONFIG_MISSING', `cannot read config file ${file}: ${why}`, { cause });
+  let fd: number;
   try {
-    text = readFileSync(file, 'utf8');
+    // O_NONBLOCK: opening a FIFO must not wait for a writer.
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new KernelError('ECONFIG_MISSING', `config file ${file} does not exist`);
-    const why = code === 'EISDIR' ? 'it is a directory' : err instanceof Error ? err.message : String(err);
-    throw new KernelError('ECONFIG_MISSING', `cannot read config file ${file}: ${why}`, { cause: err });
+    throw cannot(
+      code === 'EISDIR' ? 'it is a directory' : err instanceof Error ? err.message : String(err),
+      err,
+    );
   }
-  return parseConfig(kind, text, file);
+  try {
+    const st = fstatSync(fd);
+    if (st.isDirectory()) throw cannot('it is a directory');
+    if (!st.isFile()) throw cannot(`it is not a regular file (${fileType(st)})`);
+    const limit = `the limit is ${MAX_CONFIG_BYTES / 1024 / 1024} MiB`;
+    if (st.size > MAX_CONFIG_BYTES) throw cannot(`it is too large (${st.size} bytes; ${limit})`);
+    // Read one byte more than the limit: a file that grows meanwhile is refused too.
+    const buf = Buffer.alloc(MAX_CONFIG_BYTES + 1);
+    let length = 0;
+    for (let n; length < buf.length && (n = readSync(fd, buf, length, buf.length - length, null)) > 0;)
+      length += n;
+    if (length > MAX_CONFIG_BYTES)
+      throw cannot(`it is too large (more than ${MAX_CONFIG_BYTES} bytes; ${limit})`);
+    return decodeUtf8(buf.subarray(0, length), file);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function fileType(st: import('node:fs').Stats): string {
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isSocket()) return 'a socket';
+  return 'not a file';
+}
+
+/** UTF-8 text, or ECONFIG_SYNTAX naming the line of the first byte that is not UTF-8. */
+function decodeUtf8(bytes: Buffer, file: string): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    const text = bytes.toString('utf8');
+    const bad = text.indexOf('\uFFFD');
+    const line = text.slice(0, Math.max(bad, 0)).split('\n').length;
+    throw new KernelError(
+      'ECONFIG_SYNTAX',
+      `config file ${file} is not UTF-8 text (invalid bytes at line ${line}); is it a binary file?`,
+    );
+  }
 }
 
 /** Parse config text; `file` names it in messages. Throws KernelError (ECONFIG_*). */
@@ -90,27 +145,30 @@ export function parseConfig<K extends ConfigKind>(
 ): LoadedConfig<ConfigOf<K>> {
   const base = path.basename(file) || file;
   const lineCounter = new LineCounter();
-  const docs = parseAllDocuments(text, { lineCounter, merge: true, uniqueKeys: true, prettyErrors: false });
+  // Keys are checked for uniqueness by scanDocument, in linear time (the parser's check is quadratic).
+  const docs = parseAllDocuments(text, { lineCounter, merge: true, uniqueKeys: false, prettyErrors: false });
 
+  const syntaxError = (offset: number, msg: string, cause?: unknown) => {
+    const pos = lineCounter.linePos(offset);
+    return new KernelError(
+      'ECONFIG_SYNTAX',
+      `YAML syntax error in ${file} at line ${pos.line}, column ${pos.col}: ${printable(msg)}`,
+      { cause },
+    );
+  };
   for (const doc of docs) {
     const err = doc.errors[0];
-    if (err) {
-      const pos = lineCounter.linePos(err.pos[0]);
-      const msg = err.message.split('\n')[0] ?? err.message;
-      throw new KernelError(
-        'ECONFIG_SYNTAX',
-        `YAML syntax error in ${file} at line ${pos.line}, column ${pos.col}: ${msg}`,
-        { cause: err },
-      );
-    }
+    if (err) throw syntaxError(err.pos[0], err.message.split('\n')[0] ?? err.message, err);
   }
   const doc = docs[0];
+  const scan = doc ? scanDocument(doc) : undefined;
+  if (scan?.duplicate) throw syntaxError(scan.duplicate.range?.[0] ?? 0, 'Map keys must be unique');
   const contents = doc?.contents ?? null;
   if (!doc || contents === null || (isScalar(contents) && contents.value === null)) {
     throw new KernelError('ECONFIG_EMPTY', `config file ${file} is empty (no YAML content)`);
   }
 
-  const decoder = new Decoder(doc, lineCounter, base, { modulesPath: 'modules' });
+  const decoder = new Decoder(lineCounter, base, { modulesPath: 'modules' }, scan?.aliases ?? new Map());
   if (!isMap(contents)) {
     decoder.error('', `expected mapping, got ${decoder.json(contents)}`, decoder.lineOf(contents));
     throw new KernelError('ECONFIG_INVALID', decoder.errors.map((e) => decoder.format(e)).join('\n'));
@@ -120,7 +178,7 @@ export function parseConfig<K extends ConfigKind>(
   const fileApiVersion = checkKind(kind, file, contents.items as Pair<Node, Node>[], lineCounter);
 
   const config = defaultConfig(kind);
-  decoder.decode(contents, schemaOf(kind), config, '');
+  decoder.decodeRoot(contents, schemaOf(kind), config);
   if (docs.length > 1)
     decoder.warn('(document)', 'only the first YAML document of the file is used', undefined);
   config.apiVersion = info.apiVersion;
