@@ -235,9 +235,9 @@ export async function importPlugin(specifier: string, what: string): Promise<Plu
   try {
     mod = (await import(specifier)) as { default?: unknown };
   } catch (err) {
-    throw new KernelError('EPLUGIN_LOAD', `${what}: cannot load ${specifier}: ${errorText(err)}`, {
-      cause: err,
-    });
+    // The first line only: Node appends a require stack that says nothing to the user.
+    const why = errorText(err).split('\n')[0];
+    throw new KernelError('EPLUGIN_LOAD', `${what}: cannot load ${specifier}: ${why}`, { cause: err });
   }
   const def = mod.default as Partial<PluginDefinition> | undefined;
   const problems: string[] = [];
@@ -261,7 +261,9 @@ export function resolvePluginPackage(pkg: string, baseDir: string): string {
   } catch (err) {
     throw new KernelError(
       'EPLUGIN_LOAD',
-      `kernel.plugins: cannot find plugin package "${pkg}" from ${baseDir}: ${errorText(err)}`,
+      `kernel.plugins: cannot find plugin package "${pkg}" from ${baseDir} ` +
+        '(install it with npm, or give a path relative to the config file)',
+      { cause: err },
     );
   }
 }
