@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 import { main } from '../kernel/cli.js';
-import { cloudRegistry } from '../plugins/registry.js';
+import { cloudLayout, cloudRegistry } from '../plugins/registry.js';
 
 const code = await main({
-  kind: 'cloudcore',
+  layout: cloudLayout,
   registry: cloudRegistry,
   defaultConfigPath: '/etc/kubeedge/config/cloudcore.yaml',
 });

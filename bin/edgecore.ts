@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 import { main } from '../kernel/cli.js';
-import { edgeRegistry } from '../plugins/registry.js';
+import { edgeLayout, edgeRegistry } from '../plugins/registry.js';
 
 const code = await main({
-  kind: 'edgecore',
+  layout: edgeLayout,
   registry: edgeRegistry,
   defaultConfigPath: '/etc/kubeedge/config/edgecore.yaml',
 });

@@ -1,14 +1,27 @@
+import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { type ConfigKind, loadConfigFile, minConfig, defaultConfig, renderConfig } from './config/index.js';
+import {
+  type ConfigKind,
+  type ConfigLayout,
+  type ConfigSection,
+  type LoadedConfig,
+  defaultConfig,
+  defineConfigLayout,
+  minConfig,
+  parseConfig,
+  readConfigText,
+  renderConfig,
+} from './config/index.js';
 import { KernelError, errorText, isKernelError } from './errors.js';
 import { serveHealth, type HealthServer } from './health.js';
-import { Kernel } from './kernel.js';
+import { Kernel, importPlugin, resolvePluginPackage } from './kernel.js';
 import { createLogger, LOG_LEVELS, type LogLevel } from './log.js';
 import type { PluginEntry } from './plugin/types.js';
 import { KUBEEDGE_VERSION, VERSION } from './version.js';
 
 export interface MainOptions {
-  kind: ConfigKind;
+  /** The file's kind and its built-in module sections (plugins/registry.ts). */
+  layout: ConfigLayout;
   registry: readonly PluginEntry[];
   defaultConfigPath: string;
   argv?: string[];
@@ -34,7 +47,8 @@ Flags:
  * resolves when the kernel has stopped after SIGTERM/SIGINT.
  */
 export async function main(options: MainOptions): Promise<number> {
-  const { kind, defaultConfigPath } = options;
+  const { layout, defaultConfigPath } = options;
+  const { kind } = layout;
   let flags;
   try {
     flags = parseArgs({
@@ -63,11 +77,11 @@ export async function main(options: MainOptions): Promise<number> {
     return 0;
   }
   if (flags.minconfig) {
-    process.stdout.write(renderConfig(kind, minConfig(kind), 'min'));
+    process.stdout.write(renderConfig(layout, minConfig(layout), 'min'));
     return 0;
   }
   if (flags.defaultconfig) {
-    process.stdout.write(renderConfig(kind, defaultConfig(kind), 'default'));
+    process.stdout.write(renderConfig(layout, defaultConfig(layout), 'default'));
     return 0;
   }
   const level = flags['log-level'];
@@ -77,7 +91,7 @@ export async function main(options: MainOptions): Promise<number> {
   }
   let config;
   try {
-    config = loadConfigFile(kind, flags.config ?? defaultConfigPath);
+    config = await loadConfig(layout, flags.config ?? defaultConfigPath);
   } catch (err) {
     process.stderr.write(`${kind}: ${errorText(err)}\n`);
     return 1;
@@ -150,4 +164,33 @@ export async function main(options: MainOptions): Promise<number> {
   clearInterval(keepAlive);
   log.flush();
   return exitCode;
+}
+
+/**
+ * Load a config file with the layout's sections and those the third-party plugins it names
+ * (`kernel.plugins`) declare on their definition (`config`), so that their sections are defaulted
+ * and validated with file and line like the built-in ones. Throws KernelError (ECONFIG_*,
+ * EPLUGIN_*).
+ */
+export async function loadConfig(layout: ConfigLayout, file: string): Promise<LoadedConfig> {
+  const text = readConfigText(file);
+  const loaded = parseConfig(layout, text, file);
+  const base = dirname(resolve(file));
+  const extra: Record<string, ConfigSection> = {};
+  for (const { package: pkg } of loaded.config.kernel.plugins) {
+    const def = await importPlugin(
+      resolvePluginPackage(pkg, base),
+      `plugin package "${pkg}" (kernel.plugins)`,
+    );
+    if (!def.config) continue;
+    if (Object.hasOwn(layout.sections, def.configKey)) {
+      throw new KernelError(
+        'EPLUGIN_INVALID',
+        `plugin package "${pkg}" (kernel.plugins): declares the section modules.${def.configKey}, which is built in`,
+      );
+    }
+    extra[def.configKey] = def.config;
+  }
+  if (Object.keys(extra).length === 0) return loaded;
+  return parseConfig(defineConfigLayout(layout.kind, { ...layout.sections, ...extra }), text, file);
 }

@@ -41,16 +41,31 @@ export type { Metrics } from './metrics.js';
 export { pluginSpecifier } from './plugin/specifier.js';
 export { parseResource, NULL_NAMESPACE, type Resource } from './resource.js';
 export { nodeName } from './kernel-services.js';
-export { parseDuration, formatDuration } from './config/duration.js';
-export { localIP } from './config/host.js';
-export type {
-  LoadedConfig,
-  EdgeCoreConfig,
-  CloudCoreConfig,
-  EdgedConfig,
-  EdgeHubConfig,
-  EventBusConfig,
-  MetaManagerConfig,
-  DeviceTwinConfig,
-  ServiceBusConfig,
+export {
+  configSchema,
+  defineConfigLayout,
+  defineConfigSection,
+  sectionSchema,
+  fileProblem,
+  hostPortProblem,
+  parentProblem,
+  KubeEdgeTLS,
+  parseDuration,
+  formatDuration,
+  formatNanos,
+  normalizeDuration,
+  localIP,
+  defaultHostname,
+  isValidNodeName,
+  type ConfigLayout,
+  type ConfigOf,
+  type ConfigSection,
+  type FileConfig,
+  type LegacyRule,
+  type LoadedConfig,
+  type ModuleBase,
+  type ObjectSchemaOf,
+  type SectionReporter,
+  type EdgeCoreConfig,
+  type CloudCoreConfig,
 } from './config/index.js';

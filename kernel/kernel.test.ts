@@ -6,6 +6,7 @@ import { parseConfig } from './config/index.js';
 import { isKernelError } from './errors.js';
 import { Kernel } from './kernel.js';
 import { createLogger } from './log.js';
+import { edgeLayout } from '../plugins/registry.js';
 
 describe('kernel lifecycle', () => {
   let t: TestKernel | undefined;
@@ -68,7 +69,7 @@ describe('kernel lifecycle', () => {
   it('an unknown module section is reported once as a warning naming its YAML path', async () => {
     const lines: string[] = [];
     const config = parseConfig(
-      'edgecore',
+      edgeLayout,
       kernelYaml('  fooBar: {enable: true}\n  provider: {enable: true}\n'),
       'x.yaml',
     );

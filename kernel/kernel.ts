@@ -248,6 +248,12 @@ export async function importPlugin(specifier: string, what: string): Promise<Plu
     if (typeof def.configKey !== 'string' || !def.configKey)
       problems.push('"configKey" must be a non-empty string');
     if (typeof def.start !== 'function') problems.push('"start" must be a function');
+    const section = def.config as { schema?: { kind?: unknown }; defaults?: unknown } | undefined;
+    if (
+      section !== undefined &&
+      (section.schema?.kind !== 'object' || typeof section.defaults !== 'function')
+    )
+      problems.push('"config" must be a config section (defineConfigSection)');
   }
   if (problems.length) throw new KernelError('EPLUGIN_INVALID', `${what}: ${problems.join('; ')}`);
   return def as PluginDefinition;

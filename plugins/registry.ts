@@ -1,4 +1,52 @@
-import { pluginSpecifier, type PluginEntry } from '../kernel/index.js';
+import { defineConfigLayout, pluginSpecifier, type PluginEntry } from '../kernel/index.js';
+import { cloudHubSection } from './cloudhub/config.js';
+import { cloudStreamSection } from './cloudstream/config.js';
+import { dbTestSection } from './dbtest/config.js';
+import { deviceControllerSection } from './devicecontroller/config.js';
+import { deviceTwinSection } from './devicetwin/config.js';
+import { dynamicControllerSection } from './dynamiccontroller/config.js';
+import { edgeControllerSection } from './edgecontroller/config.js';
+import { edgedSection } from './edged/config.js';
+import { edgeHubSection } from './edgehub/config.js';
+import { edgeStreamSection } from './edgestream/config.js';
+import { eventBusSection } from './eventbus/config.js';
+import { iptablesManagerSection } from './iptablesmanager/config.js';
+import { metaManagerSection } from './metamanager/config.js';
+import { routerSection } from './router/config.js';
+import { serviceBusSection } from './servicebus/config.js';
+import { syncControllerSection } from './synccontroller/config.js';
+import { cloudTaskManagerSection, edgeTaskManagerSection } from './taskmanager/config.js';
+
+/**
+ * The sections of edgecore.yaml, by their key under `modules`: each plugin room's light
+ * `config.ts` (schema, defaults, legacy keys, validation), loaded without the plugin itself. Rooms
+ * with only a config.ts are KubeEdge modules not built yet: their sections load and print as
+ * KubeEdge's do.
+ */
+export const edgeLayout = defineConfigLayout('edgecore', {
+  edged: edgedSection,
+  edgeHub: edgeHubSection,
+  eventBus: eventBusSection,
+  metaManager: metaManagerSection,
+  serviceBus: serviceBusSection,
+  deviceTwin: deviceTwinSection,
+  dbTest: dbTestSection,
+  edgeStream: edgeStreamSection,
+  taskManager: edgeTaskManagerSection,
+});
+
+/** The sections of cloudcore.yaml. */
+export const cloudLayout = defineConfigLayout('cloudcore', {
+  cloudHub: cloudHubSection,
+  edgeController: edgeControllerSection,
+  deviceController: deviceControllerSection,
+  taskManager: cloudTaskManagerSection,
+  syncController: syncControllerSection,
+  dynamicController: dynamicControllerSection,
+  cloudStream: cloudStreamSection,
+  router: routerSection,
+  iptablesManager: iptablesManagerSection,
+});
 
 /**
  * The built-in plugins: one line each, the config section that enables it and the module that

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { defaultConfig, parseConfig } from '../kernel/config/index.js';
+import { cloudLayout, edgeLayout } from '../plugins/registry.js';
 
 /** The built executables, as a user runs them (npm test builds first). */
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -41,9 +42,10 @@ describe('edgecore / cloudcore command line', () => {
         const out = run(kind, [flag]);
         expect(out.status, `${kind} ${flag}`).toBe(0);
         expect(out.stdout).toMatch(/^# .*\n# .*\n# .*\n\napiVersion: /);
-        const loaded = parseConfig(kind, out.stdout, `${kind}.yaml`);
+        const layout = kind === 'edgecore' ? edgeLayout : cloudLayout;
+        const loaded = parseConfig(layout, out.stdout, `${kind}.yaml`);
         expect(loaded.warnings, `${kind} ${flag}`).toEqual([]);
-        if (flag === '--defaultconfig') expect(loaded.config).toEqual(defaultConfig(kind));
+        if (flag === '--defaultconfig') expect(loaded.config).toEqual(defaultConfig(layout));
       }
     }
   });

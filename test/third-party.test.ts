@@ -8,6 +8,7 @@ import { newMessage } from '../kernel/bus/message.js';
 import { Kernel } from '../kernel/kernel.js';
 import { kernelYaml } from './helpers/kernel.js';
 import { createLogger } from '../kernel/log.js';
+import { edgeLayout } from '../plugins/registry.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -46,7 +47,7 @@ describe.each(['inprocess', 'process'])('third-party plugin from config (%s)', (
 
   it('is loaded by package name, gets its config section, and answers', async () => {
     kernel = new Kernel({
-      config: loadConfigFile('edgecore', install(runAs)),
+      config: loadConfigFile(edgeLayout, install(runAs)),
       registry: [],
       logger: createLogger('silent'),
     });
@@ -69,7 +70,7 @@ describe('third-party plugin errors', () => {
     const file = join(dir, 'edgecore.yaml');
     writeFileSync(file, kernelYaml('kernel:\n  plugins:\n    - package: no-such-plugin\n'));
     const kernel = new Kernel({
-      config: loadConfigFile('edgecore', file),
+      config: loadConfigFile(edgeLayout, file),
       registry: [],
       logger: createLogger('silent'),
     });
@@ -85,7 +86,7 @@ describe('third-party plugin errors', () => {
     const file = join(dir, 'edgecore.yaml');
     writeFileSync(file, kernelYaml('kernel:\n  plugins:\n    - package: ./bad.mjs\n'));
     const kernel = new Kernel({
-      config: loadConfigFile('edgecore', file),
+      config: loadConfigFile(edgeLayout, file),
       registry: [],
       logger: createLogger('silent'),
     });

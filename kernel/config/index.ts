@@ -1,60 +1,37 @@
 /**
- * kernel/config: load + validate edgecore.yaml / cloudcore.yaml, defaults, --minconfig/--defaultconfig.
+ * kernel/config: load + validate edgecore.yaml / cloudcore.yaml from a layout (the file-level rules
+ * are the kernel's, the module sections the plugins'), defaults, --minconfig/--defaultconfig.
  */
-export type { ConfigKind, ConfigOf, ConfigWarning, LoadedConfig } from './types.js';
+export type { ConfigKind, ConfigLayout, ConfigOf, ConfigWarning, FileOf, LoadedConfig } from './types.js';
+export { defineConfigLayout } from './types.js';
 export {
   loadConfigFile,
+  readConfigText,
   parseConfig,
   defaultConfig,
   minConfig,
   renderConfig,
   moduleSection,
+  MAX_CONFIG_BYTES,
 } from './load.js';
-export { parseDuration, formatDuration, normalizeDuration, isDuration } from './duration.js';
+export {
+  defineConfigSection,
+  sectionSchema,
+  type ConfigSection,
+  type FileConfig,
+  type ModuleBase,
+  type ModulesOf,
+  type SectionReporter,
+  type Sections,
+} from './section.js';
+export * as configSchema from './schema.js';
+export type { LegacyRule, ObjectSchema, ObjectSchemaOf, Schema } from './schema.js';
+export { fileProblem, hostPortProblem, parentProblem } from './checks.js';
+export { KubeEdgeTLS } from './defaults.js';
+export { parseDuration, formatDuration, formatNanos, normalizeDuration, isDuration } from './duration.js';
 export { localIP, defaultHostname, isValidNodeName } from './host.js';
-export type {
-  EdgeCoreConfig,
-  EdgeCoreModules,
-  EdgeCoreKnownModules,
-  EdgeCoreDatabase,
-  ModuleBase,
-  EdgedConfig,
-  TailoredKubeletConfig,
-  Taint,
-  EdgeHubConfig,
-  EdgeHubTransport,
-  EventBusConfig,
-  EventBusTLS,
-  MetaManagerConfig,
-  MetaServerConfig,
-  ServiceBusConfig,
-  DeviceTwinConfig,
-  DBTestConfig,
-  EdgeStreamConfig,
-  TaskManagerConfig,
-} from './edgecore-types.js';
-export type {
-  CloudCoreConfig,
-  CloudCoreModules,
-  CloudCoreKnownModules,
-  CloudCoreCommonConfig,
-  KubeAPIConfig,
-  CloudHubConfig,
-  CloudHubServer,
-  CloudHubQUIC,
-  CloudHubUnixSocket,
-  CloudHubAuthorization,
-  EdgeControllerConfig,
-  EdgeControllerBuffer,
-  EdgeControllerLoad,
-  DeviceControllerConfig,
-  CloudTaskManagerConfig,
-  SyncControllerConfig,
-  DynamicControllerConfig,
-  CloudStreamConfig,
-  RouterConfig,
-  IptablesManagerConfig,
-} from './cloudcore.js';
+export type { EdgeCoreConfig, EdgeCoreDatabase } from './edgecore.js';
+export type { CloudCoreConfig, CloudCoreCommonConfig, KubeAPIConfig } from './cloudcore.js';
 export type {
   KernelConfig,
   KernelPluginRef,

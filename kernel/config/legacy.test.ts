@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { defaultConfig, loadConfigFile, parseConfig } from './index.js';
+import { edgeLayout, cloudLayout } from '../../plugins/registry.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const example = (name: string) => path.resolve(repoRoot, 'test/fixtures/notes', name);
@@ -23,7 +24,7 @@ function deepMerge(base: Tree, over: Tree): Tree {
 
 describe("the user's v1alpha1 edgecore.yaml", () => {
   it('loads with its values mapped onto v1alpha2', () => {
-    const r = loadConfigFile('edgecore', example('edgecore-v1alpha1.yaml'));
+    const r = loadConfigFile(edgeLayout, example('edgecore-v1alpha1.yaml'));
     expect(r.apiVersion).toBe('edgecore.config.kubeedge.io/v1alpha1');
     expect(r.config.apiVersion).toBe('edgecore.config.kubeedge.io/v1alpha2');
     const { edged, edgeHub, eventBus } = r.config.modules;
@@ -68,7 +69,7 @@ describe("the user's v1alpha1 edgecore.yaml", () => {
   it('with the containerd snippet merged on top', () => {
     const main = parse(readFileSync(example('edgecore-v1alpha1.yaml'), 'utf8')) as Tree;
     const snippet = parse(readFileSync(example('edgecore-containerd-snippet.yaml'), 'utf8')) as Tree;
-    const r = parseConfig('edgecore', stringify(deepMerge(main, snippet)), 'edgecore.yaml');
+    const r = parseConfig(edgeLayout, stringify(deepMerge(main, snippet)), 'edgecore.yaml');
     const edged = r.config.modules.edged;
     const tkc = edged.tailoredKubeletConfig;
     expect(tkc.containerRuntimeEndpoint).toBe('unix:///var/run/containerd/containerd.sock');
@@ -84,7 +85,7 @@ describe("the user's v1alpha1 edgecore.yaml", () => {
 describe('legacy key mapping', () => {
   it('maps every v1alpha1 edged key with an equivalent', () => {
     const r = parseConfig(
-      'edgecore',
+      edgeLayout,
       [
         'apiVersion: edgecore.config.kubeedge.io/v1alpha1',
         'kind: EdgeCore',
@@ -139,7 +140,7 @@ describe('legacy key mapping', () => {
 
   it('maps the v1.12-v1.17 flattened keys of v1alpha2 files', () => {
     const r = parseConfig(
-      'edgecore',
+      edgeLayout,
       [
         'apiVersion: edgecore.config.kubeedge.io/v1alpha2',
         'modules:',
@@ -163,7 +164,7 @@ describe('legacy key mapping', () => {
 
   it('the v1alpha2 key wins over its legacy spelling, with a warning', () => {
     const r = parseConfig(
-      'edgecore',
+      edgeLayout,
       [
         'modules:',
         '  edged:',
@@ -181,15 +182,15 @@ describe('legacy key mapping', () => {
 
   it('reports a bad legacy value like any type error', () => {
     expect(() =>
-      parseConfig('edgecore', 'modules:\n  edged:\n    nodeStatusUpdateFrequency: often\n', 'edgecore.yaml'),
+      parseConfig(edgeLayout, 'modules:\n  edged:\n    nodeStatusUpdateFrequency: often\n', 'edgecore.yaml'),
     ).toThrow(
       'modules.edged.nodeStatusUpdateFrequency: expected integer (seconds) or duration, got "often" (edgecore.yaml:3)',
     );
   });
 
   it('does not touch the defaults of fields the legacy file leaves out', () => {
-    const r = parseConfig('edgecore', 'modules:\n  edged:\n    cgroupDriver: systemd\n', 'edgecore.yaml');
-    const expected = defaultConfig('edgecore');
+    const r = parseConfig(edgeLayout, 'modules:\n  edged:\n    cgroupDriver: systemd\n', 'edgecore.yaml');
+    const expected = defaultConfig(edgeLayout);
     expected.modules.edged.tailoredKubeletConfig.cgroupDriver = 'systemd';
     expect(r.config).toEqual(expected);
   });
@@ -197,7 +198,7 @@ describe('legacy key mapping', () => {
 
 describe("the user's cloudcore.yaml", () => {
   it('loads, with AdjustCloudCoreConfig applied for nodeLimit 1000', () => {
-    const r = loadConfigFile('cloudcore', example('cloudcore-v1alpha1.yaml'));
+    const r = loadConfigFile(cloudLayout, example('cloudcore-v1alpha1.yaml'));
     expect(r.warnings).toEqual([]);
     expect(r.apiVersion).toBe('cloudcore.config.kubeedge.io/v1alpha1');
     const { cloudHub, router, edgeController } = r.config.modules;
@@ -233,7 +234,7 @@ describe("the user's cloudcore.yaml", () => {
   it('validates cloudHub when enabled', () => {
     expect(() =>
       parseConfig(
-        'cloudcore',
+        cloudLayout,
         'modules:\n  cloudHub:\n    websocket: {port: 70000, address: nowhere}\n    unixSocket: {address: /run/x.sock}\n',
         'cloudcore.yaml',
       ),

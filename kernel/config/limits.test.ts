@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { isKernelError } from '../errors.js';
 import { MAX_ALIAS_EXPANSION } from './decode.js';
 import { loadConfigFile, parseConfig } from './index.js';
+import { edgeLayout } from '../../plugins/registry.js';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'config-limits-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -20,11 +21,11 @@ function failure(run: () => unknown): { code: string; message: string } {
   throw new Error('expected the config to be rejected');
 }
 
-const edge = (text: string) => parseConfig('edgecore', text, '/etc/kubeedge/config/edgecore.yaml');
+const edge = (text: string) => parseConfig(edgeLayout, text, '/etc/kubeedge/config/edgecore.yaml');
 
 describe('reading the file', () => {
   it('refuses a character device at once instead of reading it without end', () => {
-    expect(failure(() => loadConfigFile('edgecore', '/dev/zero'))).toEqual({
+    expect(failure(() => loadConfigFile(edgeLayout, '/dev/zero'))).toEqual({
       code: 'ECONFIG_MISSING',
       message: 'cannot read config file /dev/zero: it is not a regular file (a character device)',
     });
@@ -33,7 +34,7 @@ describe('reading the file', () => {
   it('refuses a FIFO at once instead of waiting for a writer', () => {
     const fifo = path.join(tmp, 'edgecore.fifo');
     expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
-    expect(failure(() => loadConfigFile('edgecore', fifo))).toEqual({
+    expect(failure(() => loadConfigFile(edgeLayout, fifo))).toEqual({
       code: 'ECONFIG_MISSING',
       message: `cannot read config file ${fifo}: it is not a regular file (a FIFO)`,
     });
@@ -42,7 +43,7 @@ describe('reading the file', () => {
   it('refuses a file over 1 MiB, saying so', () => {
     const big = path.join(tmp, 'big.yaml');
     writeFileSync(big, `# ${'x'.repeat(1024 * 1024)}\nmodules: {}\n`);
-    const f = failure(() => loadConfigFile('edgecore', big));
+    const f = failure(() => loadConfigFile(edgeLayout, big));
     expect(f.code).toBe('ECONFIG_MISSING');
     expect(f.message).toMatch(
       /^cannot read config file .*big\.yaml: it is too large \(\d+ bytes; the limit is 1 MiB\)$/,
@@ -55,7 +56,7 @@ describe('reading the file', () => {
       bin,
       Buffer.concat([Buffer.from('modules:\n  edgeHub:\n    token: '), Buffer.from([0xff, 0xfe, 0x00])]),
     );
-    expect(failure(() => loadConfigFile('edgecore', bin))).toEqual({
+    expect(failure(() => loadConfigFile(edgeLayout, bin))).toEqual({
       code: 'ECONFIG_SYNTAX',
       message: `config file ${bin} is not UTF-8 text (invalid bytes at line 3); is it a binary file?`,
     });

@@ -3,16 +3,17 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isKernelError, type KernelErrorCode } from '../errors.js';
-import { defaultConfig, loadConfigFile, moduleSection, parseConfig, type ConfigKind } from './index.js';
+import { defaultConfig, loadConfigFile, moduleSection, parseConfig } from './index.js';
+import { edgeLayout, cloudLayout } from '../../plugins/registry.js';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'kernel-config-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-const edge = (text: string) => parseConfig('edgecore', text, '/etc/kubeedge/config/edgecore.yaml');
+const edge = (text: string) => parseConfig(edgeLayout, text, '/etc/kubeedge/config/edgecore.yaml');
 
-function failure(kind: ConfigKind, text: string, file = '/etc/kubeedge/config/edgecore.yaml') {
+function failure(kind: 'edgecore' | 'cloudcore', text: string, file = '/etc/kubeedge/config/edgecore.yaml') {
   try {
-    parseConfig(kind, text, file);
+    parseConfig(kind === 'edgecore' ? edgeLayout : cloudLayout, text, file);
   } catch (err) {
     if (isKernelError(err)) return { code: err.code as KernelErrorCode, message: err.message };
     throw err;
@@ -23,7 +24,7 @@ function failure(kind: ConfigKind, text: string, file = '/etc/kubeedge/config/ed
 describe('defaults and Go JSON decoding', () => {
   it('an almost empty file yields the complete default config', () => {
     const r = edge('apiVersion: edgecore.config.kubeedge.io/v1alpha2\nkind: EdgeCore\n');
-    expect(r.config).toEqual(defaultConfig('edgecore'));
+    expect(r.config).toEqual(defaultConfig(edgeLayout));
     expect(r.apiVersion).toBe('edgecore.config.kubeedge.io/v1alpha2');
     expect(r.kind).toBe('edgecore');
     expect(r.file).toBe('/etc/kubeedge/config/edgecore.yaml');
@@ -92,7 +93,7 @@ describe('defaults and Go JSON decoding', () => {
 
   it('does not share state between loads (defaults are fresh each time)', () => {
     edge('modules:\n  edged:\n    tailoredKubeletConfig:\n      evictionHard:\n        x: 1%\n');
-    expect(defaultConfig('edgecore').modules.edged.tailoredKubeletConfig.evictionHard).not.toHaveProperty(
+    expect(defaultConfig(edgeLayout).modules.edged.tailoredKubeletConfig.evictionHard).not.toHaveProperty(
       'x',
     );
     expect(edge('{}\n').config.modules.edged.tailoredKubeletConfig.evictionHard).not.toHaveProperty('x');
@@ -217,7 +218,7 @@ describe('warnings and unknown modules', () => {
 
 describe('kernel-extension keys', () => {
   it('has defaults per kind', () => {
-    expect(defaultConfig('edgecore').kernel).toEqual({
+    expect(defaultConfig(edgeLayout).kernel).toEqual({
       logLevel: 'info',
       mailboxSize: 1024,
       socket: '',
@@ -227,8 +228,8 @@ describe('kernel-extension keys', () => {
       stopTimeout: '10s',
       health: { enable: true, address: '127.0.0.1', port: 10240, allowNonLoopback: false },
     });
-    expect(defaultConfig('cloudcore').kernel.socket).toBe('');
-    expect(defaultConfig('cloudcore').kernel.health.port).toBe(10241);
+    expect(defaultConfig(cloudLayout).kernel.socket).toBe('');
+    expect(defaultConfig(cloudLayout).kernel.health.port).toBe(10241);
   });
 
   it('accepts and normalises the kernel section', () => {
@@ -370,13 +371,22 @@ describe('errors', () => {
         'modules:',
         '  edged:',
         '    enable: false',
-        '    hostnameOverride: Not_Valid',
         '    tailoredKubeletConfig: {cgroupDriver: nope}',
         '  eventBus: {enable: false, mqttMode: 9}',
         '  edgeHub: {enable: false, messageBurst: -5, websocket: {enable: false}}',
       ].join('\n'),
     );
     expect(r.config.modules.edged.enable).toBe(false);
+  });
+
+  it('validates hostnameOverride even with edged off: every edge module takes the node name from it', () => {
+    expect(
+      failure('edgecore', 'modules:\n  edged:\n    enable: false\n    hostnameOverride: Not_Valid\n'),
+    ).toEqual({
+      code: 'ECONFIG_INVALID',
+      message:
+        'modules.edged.hostnameOverride: must be a valid node name (lower-case RFC 1123 subdomain), got "Not_Valid" (edgecore.yaml:4)',
+    });
   });
 
   it('rejects a module set to null', () => {
@@ -392,7 +402,7 @@ describe('errors', () => {
 
   it('missing file: ECONFIG_MISSING', () => {
     const file = path.join(tmp, 'nope', 'edgecore.yaml');
-    expect(() => loadConfigFile('edgecore', file)).toThrow(
+    expect(() => loadConfigFile(edgeLayout, file)).toThrow(
       expect.objectContaining({ code: 'ECONFIG_MISSING', message: `config file ${file} does not exist` }),
     );
   });
@@ -452,7 +462,7 @@ describe('errors', () => {
   it('loadConfigFile reads from disk', () => {
     const file = path.join(tmp, 'edgecore.yaml');
     writeFileSync(file, 'modules:\n  edgeHub:\n    heartbeat: 30\n');
-    const r = loadConfigFile('edgecore', file);
+    const r = loadConfigFile(edgeLayout, file);
     expect(r.file).toBe(file);
     expect(r.config.modules.edgeHub.heartbeat).toBe(30);
   });

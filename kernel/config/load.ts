@@ -9,71 +9,68 @@ import { requireCjs } from '../cjs.js';
 
 const { isMap, isScalar, LineCounter, parseAllDocuments } = requireCjs('yaml') as typeof import('yaml');
 import { KernelError } from '../errors.js';
-import {
-  CLOUDCORE_API_VERSION,
-  CLOUDCORE_API_VERSIONS,
-  CLOUDCORE_KIND,
-  adjustCloudCoreConfig,
-  cloudCoreSchema,
-  defaultCloudCoreConfig,
-  minCloudCoreConfig,
-  validateCloudCore,
-  type CloudCoreConfig,
-} from './cloudcore.js';
+import { cloudCoreFile } from './cloudcore.js';
 import { Decoder, printable, scanDocument } from './decode.js';
 import { durationNanos } from './duration.js';
-import {
-  EDGECORE_API_VERSION,
-  EDGECORE_API_VERSIONS,
-  EDGECORE_KIND,
-  defaultEdgeCoreConfig,
-  edgeCoreSchema,
-  minEdgeCoreConfig,
-  validateEdgeCore,
-} from './edgecore.js';
-import type { EdgeCoreConfig } from './edgecore-types.js';
+import { edgeCoreFile } from './edgecore.js';
 import type { KernelConfig } from './kernel-section.js';
 import { goMarshal, renderWithHeader } from './render.js';
 import type { ObjectSchema } from './schema.js';
-import type { ConfigKind, ConfigOf, LoadedConfig, Reporter } from './types.js';
+import { defaultModules, minModules, modulesSchema, type FileConfig } from './section.js';
+import type { ConfigKind, ConfigLayout, ConfigOf, FileRules, LoadedConfig, Reporter } from './types.js';
 
-interface KindInfo {
-  apiVersion: string;
-  apiVersions: readonly string[];
-  kind: string;
-}
+type AnyConfig = { modules: Record<string, unknown> } & Record<string, unknown>;
 
-const KINDS: Record<ConfigKind, KindInfo> = {
-  edgecore: { apiVersion: EDGECORE_API_VERSION, apiVersions: EDGECORE_API_VERSIONS, kind: EDGECORE_KIND },
-  cloudcore: { apiVersion: CLOUDCORE_API_VERSION, apiVersions: CLOUDCORE_API_VERSIONS, kind: CLOUDCORE_KIND },
+const FILES: Record<ConfigKind, FileRules<AnyConfig>> = {
+  edgecore: edgeCoreFile as unknown as FileRules<AnyConfig>,
+  cloudcore: cloudCoreFile as unknown as FileRules<AnyConfig>,
 };
 
-const schemaOf = (kind: ConfigKind): ObjectSchema => (kind === 'edgecore' ? edgeCoreSchema : cloudCoreSchema);
+const schemas = new WeakMap<ConfigLayout, ObjectSchema>();
+
+/** The schema of the whole file: the kernel's file-level fields around the layout's sections. */
+function schemaOf(layout: ConfigLayout): ObjectSchema {
+  let schema = schemas.get(layout);
+  if (!schema) {
+    schema = FILES[layout.kind].schema(modulesSchema(layout.sections));
+    schemas.set(layout, schema);
+  }
+  return schema;
+}
+
+/** Each section's adjust hook (cloudcore's AdjustCloudCoreConfig), in layout order. */
+function adjust(layout: ConfigLayout, config: AnyConfig): void {
+  for (const [key, section] of Object.entries(layout.sections)) {
+    section.adjust?.(config.modules[key] as object, config as FileConfig);
+  }
+}
 
 /** The fully defaulted configuration, as `--defaultconfig` prints it (plus kernel-extension defaults). */
-export function defaultConfig<K extends ConfigKind>(kind: K): ConfigOf<K> {
-  return (kind === 'edgecore' ? defaultEdgeCoreConfig() : defaultCloudCoreConfig()) as ConfigOf<K>;
+export function defaultConfig<L extends ConfigLayout>(layout: L): ConfigOf<L> {
+  const config = FILES[layout.kind].defaults(defaultModules(layout.sections));
+  adjust(layout, config);
+  return config as unknown as ConfigOf<L>;
 }
 
 /**
  * The object `--minconfig` prints. Reproduced faithfully: for edgecore, `enable` of edgeHub,
  * eventBus and deviceTwin is false (see README).
  */
-export function minConfig<K extends ConfigKind>(kind: K): object {
-  return kind === 'edgecore' ? minEdgeCoreConfig() : minCloudCoreConfig();
+export function minConfig(layout: ConfigLayout): object {
+  return FILES[layout.kind].min(minModules(layout.sections));
 }
 
 /** `--minconfig` / `--defaultconfig` output for `obj` (kernel-extension keys are not printed). */
-export function renderConfig(kind: ConfigKind, obj: object, flavour: 'min' | 'default'): string {
-  return renderWithHeader(goMarshal(obj, schemaOf(kind)), flavour);
+export function renderConfig(layout: ConfigLayout, obj: object, flavour: 'min' | 'default'): string {
+  return renderWithHeader(goMarshal(obj, schemaOf(layout)), flavour);
 }
 
 /** Largest config file read (a real edgecore.yaml is a few KiB). */
 export const MAX_CONFIG_BYTES = 1024 * 1024;
 
 /** Read and parse a config file. Throws KernelError (ECONFIG_*). */
-export function loadConfigFile<K extends ConfigKind>(kind: K, file: string): LoadedConfig<ConfigOf<K>> {
-  return parseConfig(kind, readConfigText(file), file);
+export function loadConfigFile<L extends ConfigLayout>(layout: L, file: string): LoadedConfig<ConfigOf<L>> {
+  return parseConfig(layout, readConfigText(file), file);
 }
 
 /**
@@ -138,11 +135,12 @@ function decodeUtf8(bytes: Buffer, file: string): string {
 }
 
 /** Parse config text; `file` names it in messages. Throws KernelError (ECONFIG_*). */
-export function parseConfig<K extends ConfigKind>(
-  kind: K,
+export function parseConfig<L extends ConfigLayout>(
+  layout: L,
   text: string,
   file: string,
-): LoadedConfig<ConfigOf<K>> {
+): LoadedConfig<ConfigOf<L>> {
+  const { kind } = layout;
   const base = path.basename(file) || file;
   const lineCounter = new LineCounter();
   // Keys are checked for uniqueness by scanDocument, in linear time (the parser's check is quadratic).
@@ -174,24 +172,28 @@ export function parseConfig<K extends ConfigKind>(
     throw new KernelError('ECONFIG_INVALID', decoder.errors.map((e) => decoder.format(e)).join('\n'));
   }
 
-  const info = KINDS[kind];
+  const rules = FILES[kind];
   const fileApiVersion = checkKind(kind, file, contents.items as Pair<Node, Node>[], lineCounter);
 
-  const config = defaultConfig(kind);
-  decoder.decodeRoot(contents, schemaOf(kind), config);
+  const config = rules.defaults(defaultModules(layout.sections));
+  decoder.decodeRoot(contents, schemaOf(layout), config);
   if (docs.length > 1)
     decoder.warn('(document)', 'only the first YAML document of the file is used', undefined);
-  config.apiVersion = info.apiVersion;
-  config.kind = info.kind;
+  config.apiVersion = rules.apiVersion;
+  config.kind = rules.kind;
 
   const reporter: Reporter = { error: (p, m) => decoder.error(p, m), isSet: (p) => decoder.explicit.has(p) };
-  if (kind === 'edgecore') {
-    validateEdgeCore(config as EdgeCoreConfig, reporter);
-  } else {
-    adjustCloudCoreConfig(config as CloudCoreConfig);
-    validateCloudCore(config as CloudCoreConfig, reporter);
+  adjust(layout, config);
+  rules.validate(config, reporter);
+  for (const [key, section] of Object.entries(layout.sections)) {
+    const at = (p: string) => `modules.${key}${p ? `.${p}` : ''}`;
+    section.validate?.(
+      config.modules[key] as object,
+      { error: (p, m) => reporter.error(at(p), m), isSet: (p) => reporter.isSet(at(p)) },
+      config as FileConfig,
+    );
   }
-  validateKernel(config.kernel, reporter);
+  validateKernel(config.kernel as KernelConfig, reporter);
 
   if (decoder.errors.length > 0) {
     const sorted = decoder.errors
@@ -203,8 +205,8 @@ export function parseConfig<K extends ConfigKind>(
   return {
     kind,
     file,
-    apiVersion: fileApiVersion ?? info.apiVersion,
-    config,
+    apiVersion: fileApiVersion ?? rules.apiVersion,
+    config: config as unknown as ConfigOf<L>,
     warnings: decoder.warnings,
     unknownModules: decoder.unknownModules,
   };
@@ -217,7 +219,7 @@ function checkKind(
   items: Pair<Node, Node>[],
   lc: YamlLineCounter,
 ): string | undefined {
-  const info = KINDS[kind];
+  const info = FILES[kind];
   let apiVersion: { value: unknown; line?: number } | undefined;
   let kindValue: { value: unknown; line?: number } | undefined;
   for (const pair of items) {
@@ -246,7 +248,7 @@ function checkKind(
   const expected = `apiVersion ${info.apiVersions.map((v) => JSON.stringify(v)).join(' or ')} with kind ${JSON.stringify(info.kind)}`;
   const other: ConfigKind = kind === 'edgecore' ? 'cloudcore' : 'edgecore';
   const looksOther =
-    KINDS[other].apiVersions.includes(apiVersion?.value as string) || kindValue?.value === KINDS[other].kind
+    FILES[other].apiVersions.includes(apiVersion?.value as string) || kindValue?.value === FILES[other].kind
       ? ` (this looks like ${other === 'edgecore' ? 'an edgecore' : 'a cloudcore'} configuration)`
       : '';
   throw new KernelError(
@@ -284,7 +286,7 @@ function validateKernel(k: KernelConfig, r: Reporter): void {
  * taken as enabled; see README). `undefined` when the config has no such section.
  */
 export function moduleSection(
-  config: EdgeCoreConfig | CloudCoreConfig,
+  config: { modules: Record<string, unknown> },
   key: string,
 ): ({ enable: boolean } & Record<string, unknown>) | undefined {
   const modules = config.modules as Record<string, unknown>;

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { defaultConfig, defaultHostname, localIP, minConfig, parseConfig, renderConfig } from './index.js';
 import { formatNumber, formatString, goYamlKeyLess } from './render.js';
+import { edgeLayout, cloudLayout } from '../../plugins/registry.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -25,12 +26,12 @@ const MIN_HEADER =
 
 describe('edgecore --defaultconfig / --minconfig', () => {
   it('--defaultconfig reproduces the golden output (spec §1.8) exactly', () => {
-    const out = renderConfig('edgecore', defaultConfig('edgecore'), 'default');
+    const out = renderConfig(edgeLayout, defaultConfig(edgeLayout), 'default');
     expect(out).toBe(`${DEFAULT_HEADER}\n${golden('edgecore-defaultconfig.golden.yaml')}\n\n`);
   });
 
   it('--minconfig reproduces the golden output, enable:false trap included', () => {
-    const out = renderConfig('edgecore', minConfig('edgecore'), 'min');
+    const out = renderConfig(edgeLayout, minConfig(edgeLayout), 'min');
     expect(out).toBe(`${MIN_HEADER}\n${golden('edgecore-minconfig.golden.yaml')}\n\n`);
     expect(out).toMatch(/ {2}edgeHub:\n {4}enable: false\n/);
     expect(out).toMatch(/ {2}eventBus:\n {4}enable: false\n/);
@@ -38,17 +39,17 @@ describe('edgecore --defaultconfig / --minconfig', () => {
   });
 
   it('kernel-extension keys and kept legacy keys are never printed', () => {
-    const c = defaultConfig('edgecore');
+    const c = defaultConfig(edgeLayout);
     c.kernel.plugins = [{ package: 'x' }];
     c.modules.edged.runtimeType = 'docker';
     c.modules.edged.runAs = 'process';
-    const out = renderConfig('edgecore', c, 'default');
+    const out = renderConfig(edgeLayout, c, 'default');
     expect(out).not.toMatch(/^\s*(kernel|runtimeType|runAs|plugins|logLevel|mailboxSize):/m);
   });
 
   it('the default output loads back to an equal config', () => {
-    const def = defaultConfig('edgecore');
-    const loaded = parseConfig('edgecore', renderConfig('edgecore', def, 'default'), 'edgecore.yaml');
+    const def = defaultConfig(edgeLayout);
+    const loaded = parseConfig(edgeLayout, renderConfig(edgeLayout, def, 'default'), 'edgecore.yaml');
     expect(loaded.warnings).toEqual([]);
     expect(loaded.unknownModules).toEqual([]);
     expect(loaded.config).toEqual(def);
@@ -56,11 +57,11 @@ describe('edgecore --defaultconfig / --minconfig', () => {
 
   it('the min output loads back: defaults, with the three modules disabled as a real edgecore would', () => {
     const loaded = parseConfig(
-      'edgecore',
-      renderConfig('edgecore', minConfig('edgecore'), 'min'),
+      edgeLayout,
+      renderConfig(edgeLayout, minConfig(edgeLayout), 'min'),
       'edgecore.yaml',
     );
-    const expected = defaultConfig('edgecore');
+    const expected = defaultConfig(edgeLayout);
     expected.modules.edgeHub.enable = false;
     expected.modules.eventBus.enable = false;
     expected.modules.deviceTwin.enable = false;
@@ -71,18 +72,18 @@ describe('edgecore --defaultconfig / --minconfig', () => {
 
 describe('cloudcore --defaultconfig / --minconfig', () => {
   it('default output matches the fixture and loads back to an equal config', () => {
-    const def = defaultConfig('cloudcore');
-    const out = renderConfig('cloudcore', def, 'default');
+    const def = defaultConfig(cloudLayout);
+    const out = renderConfig(cloudLayout, def, 'default');
     expect(out).toBe(`${DEFAULT_HEADER}\n${golden('cloudcore-defaultconfig.golden.yaml')}\n\n`);
-    const loaded = parseConfig('cloudcore', out, 'cloudcore.yaml');
+    const loaded = parseConfig(cloudLayout, out, 'cloudcore.yaml');
     expect(loaded.warnings).toEqual([]);
     expect(loaded.config).toEqual(def);
   });
 
   it('min output matches the fixture and loads (nodeLimit 1000 adjusts the kube client limits)', () => {
-    const out = renderConfig('cloudcore', minConfig('cloudcore'), 'min');
+    const out = renderConfig(cloudLayout, minConfig(cloudLayout), 'min');
     expect(out).toBe(`${MIN_HEADER}\n${golden('cloudcore-minconfig.golden.yaml')}\n\n`);
-    const { config } = parseConfig('cloudcore', out, 'cloudcore.yaml');
+    const { config } = parseConfig(cloudLayout, out, 'cloudcore.yaml');
     expect(config.modules.cloudHub.nodeLimit).toBe(1000);
     expect(config.modules.cloudHub.enable).toBe(false); // same trap as edgecore's min config
     expect(config.kubeAPIConfig.qps).toBe(5000);

@@ -1,4 +1,5 @@
 import type { Message } from '../bus/message.js';
+import type { ConfigSection } from '../config/section.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { ServiceToken, Services } from '../services.js';
@@ -72,6 +73,11 @@ export interface PluginDefinition<C extends ModuleConfig = ModuleConfig> {
   readonly startTimeoutMs?: number;
   readonly stopTimeoutMs?: number;
   readonly restart?: Partial<RestartPolicy>;
+  /**
+   * The schema, defaults and validation of `modules.<configKey>` (a third-party plugin's own
+   * section; built-in sections are listed in plugins/registry.ts). Read when the config is loaded.
+   */
+  readonly config?: ConfigSection<C>;
   start(ctx: PluginContext<C>): PluginInstance | void | Promise<PluginInstance | void>;
 }
 

@@ -26,6 +26,7 @@ import { cleanup, waitFor } from '../../test/peers/util.js';
 import { CriClient } from './cri.js';
 import { LABEL_POD_UID } from './podspec.js';
 import type { Pod } from './types.js';
+import { edgeLayout } from '../registry.js';
 
 const registry = [{ configKey: 'edged', specifier: pluginSpecifier(import.meta.url, './index') }];
 const NODE = 'edge-test';
@@ -146,7 +147,7 @@ ${opts.extra ?? ''}
       nodeLeaseDurationSeconds: 4
 ${opts.tkcExtra ?? ''}
 `;
-  const config = parseConfig('edgecore', yaml, 'edged-test.yaml');
+  const config = parseConfig(edgeLayout, yaml, 'edged-test.yaml');
   const kernel = new Kernel({
     config,
     registry,

@@ -8,11 +8,11 @@ import {
   definePlugin,
   errorText,
   nodeName,
-  type EventBusConfig as KernelEventBusConfig,
   type Message,
   type ModuleConfig,
   type PluginContext,
 } from '../../kernel/index.js';
+import type { EventBusConfig as KernelEventBusConfig } from './config.js';
 import {
   BusGroup,
   DeviceTwinModuleName,

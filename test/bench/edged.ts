@@ -21,6 +21,7 @@ import type { Pod, PodStatus } from '../../plugins/edged/types.js';
 import { BUSYBOX_IMAGE, buildBusyboxImage, startContainerd } from '../peers/containerd.js';
 import { cleanup, sleep, spawnPeer, type Peer } from '../peers/util.js';
 import { latencyFigures, round, type Figure } from './report.js';
+import { edgeLayout } from '../../plugins/registry.js';
 
 export async function edgedBench(): Promise<Figure[]> {
   const figures = await inProcessFigures();
@@ -180,7 +181,7 @@ function benchPod(i: number): Record<string, unknown> {
  */
 async function feedPods(yaml: string, from: number, to: number): Promise<void> {
   if (to <= from) return;
-  const config = parseConfig('edgecore', yaml, 'edgecore-bench.yaml');
+  const config = parseConfig(edgeLayout, yaml, 'edgecore-bench.yaml');
   const kernel = new Kernel({
     config,
     registry: edgeRegistry.filter((e) => e.configKey === 'metaManager'),

@@ -10,6 +10,7 @@ import { pluginSpecifier } from '../../kernel/plugin/specifier.js';
 import { kernelYaml } from '../helpers/kernel.js';
 import { latencyFigures, percentile, round, type Figure } from './report.js';
 import { createLogger } from '../../kernel/log.js';
+import { edgeLayout } from '../../plugins/registry.js';
 
 const registry = [
   { configKey: 'benchSender', specifier: pluginSpecifier(import.meta.url, './plugins/sender') },
@@ -20,7 +21,7 @@ const BASE = kernelYaml();
 
 async function withKernel<T>(senderRunAs: string, fn: (k: Kernel) => Promise<T>): Promise<T> {
   const config = parseConfig(
-    'edgecore',
+    edgeLayout,
     `${BASE}  benchSender: {enable: true, runAs: ${senderRunAs}}\n  benchSink: {enable: true}\n`,
     'bench.yaml',
   );

@@ -18,6 +18,7 @@ import { newMessage } from '../../kernel/bus/message.js';
 import { startModbusTcp } from '../peers/modbus.js';
 import { cleanup, freePort } from '../peers/util.js';
 import { latencyFigures, percentile, round, type Figure } from './report.js';
+import { edgeLayout } from '../../plugins/registry.js';
 
 const READS = 2000;
 
@@ -103,7 +104,7 @@ async function dmiIntoTwin(PROPS: number, ROUNDS: number, name: string): Promise
   const port = await freePort();
   const dataSource = join(dir, 'edgecore.db');
   const config = parseConfig(
-    'edgecore',
+    edgeLayout,
     `apiVersion: edgecore.config.kubeedge.io/v1alpha2
 kind: EdgeCore
 database: {dataSource: ${JSON.stringify(dataSource)}}

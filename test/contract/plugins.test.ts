@@ -9,6 +9,7 @@ import { createLogger } from '../../kernel/log.js';
 import { edgeRegistry } from '../../plugins/registry.js';
 import { freePort } from '../peers/util.js';
 import { waitUntil } from '../helpers/kernel.js';
+import { edgeLayout } from '../../plugins/registry.js';
 
 /**
  * The lifecycle contract every built-in plugin passes in both transports: it starts from its
@@ -81,7 +82,7 @@ async function startPlugin(c: Case, runAs: string): Promise<Kernel> {
     kernel: { restart: { maxRestarts: 3, initialBackoff: '100ms', maxBackoff: '500ms' } },
   });
   const kernel = new Kernel({
-    config: parseConfig('edgecore', text, 'contract.yaml'),
+    config: parseConfig(edgeLayout, text, 'contract.yaml'),
     registry: edgeRegistry,
     logger: createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as 'silent'),
   });

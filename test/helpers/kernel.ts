@@ -4,6 +4,7 @@ import type { Message } from '../../kernel/bus/message.js';
 import { Kernel } from '../../kernel/kernel.js';
 import type { PluginEntry } from '../../kernel/plugin/types.js';
 import { createLogger, type LogLevel } from '../../kernel/log.js';
+import { edgeLayout } from '../../plugins/registry.js';
 
 export interface TestKernel {
   kernel: Kernel;
@@ -18,7 +19,7 @@ const quiet = createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as LogLevel)
 
 /** A kernel built from an edgecore.yaml text, with a "tester" module the test drives. */
 export async function startTestKernel(yaml: string, registry: readonly PluginEntry[]): Promise<TestKernel> {
-  const config = parseConfig('edgecore', yaml, 'test-edgecore.yaml');
+  const config = parseConfig(edgeLayout, yaml, 'test-edgecore.yaml');
   const kernel = new Kernel({ config, registry, logger: quiet });
   const inbox: Message[] = [];
   const tester = kernel.bus.addModule('tester', 'test');

@@ -7,9 +7,10 @@ import { parseConfig } from '../../../kernel/config/index.js';
 import { Kernel } from '../../../kernel/kernel.js';
 import { createLogger } from '../../../kernel/log.js';
 import { pluginSpecifier } from '../../../kernel/index.js';
+import { edgeLayout } from '../../registry.js';
 
 const file = process.argv[2] ?? '';
-const config = parseConfig('edgecore', readFileSync(file, 'utf8'), file);
+const config = parseConfig(edgeLayout, readFileSync(file, 'utf8'), file);
 const kernel = new Kernel({
   config,
   registry: [

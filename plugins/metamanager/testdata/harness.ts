@@ -7,6 +7,7 @@ import { parseConfig } from '../../../kernel/config/index.js';
 import { newMessage, pluginSpecifier, type Message } from '../../../kernel/index.js';
 import { Kernel } from '../../../kernel/kernel.js';
 import { createLogger, type LogLevel } from '../../../kernel/log.js';
+import { edgeLayout } from '../../registry.js';
 
 export const metaRegistry = [
   { configKey: 'metaManager', specifier: pluginSpecifier(import.meta.url, '../index') },
@@ -63,7 +64,7 @@ modules:
 }
 
 export async function startMeta(o: HarnessOptions): Promise<MetaHarness> {
-  const config = parseConfig('edgecore', metaYaml(o), 'metamanager-test.yaml');
+  const config = parseConfig(edgeLayout, metaYaml(o), 'metamanager-test.yaml');
   const logger = createLogger(o.logLevel ?? ((process.env.TEST_LOG_LEVEL ?? 'silent') as LogLevel));
   const kernel = new Kernel({ config, registry: metaRegistry, logger });
   const h: MetaHarness = {

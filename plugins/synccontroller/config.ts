@@ -1,0 +1,9 @@
+/** `modules.syncController` of cloudcore.yaml (cloudcore/v1alpha1). Config only: not built yet. */
+import { defineConfigSection, sectionSchema, type ModuleBase } from '../../kernel/index.js';
+
+export type SyncControllerConfig = ModuleBase;
+
+export const syncControllerSection = defineConfigSection<SyncControllerConfig>({
+  schema: sectionSchema<SyncControllerConfig>({}),
+  defaults: () => ({ enable: true, runAs: 'inprocess' }),
+});
