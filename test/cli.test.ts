@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -92,6 +92,87 @@ describe('edgecore / cloudcore command line', () => {
     expect(code).toBe(0);
     expect(stderr).toMatch(/"kernel stopped"/);
     for (const line of stderr.trim().split('\n')) expect(() => JSON.parse(line)).not.toThrow();
+  });
+});
+
+describe('hostile and clumsy configs: refused at once, one clear message, non-zero exit', () => {
+  /** edgecore with a 15 s limit (a config that hangs or reads without end fails the test, not the run). */
+  const refuse = (config: string) => {
+    const out = spawnSync(process.execPath, [bin('edgecore'), '--config', config], {
+      encoding: 'utf8',
+      timeout: 15_000,
+    });
+    expect(out.status, out.stderr).toBe(1);
+    expect(out.stderr).not.toMatch(/"kernel ready"|\n\s+at /);
+    return out.stderr;
+  };
+
+  it('a device or a FIFO as the config file is not read', () => {
+    expect(refuse('/dev/zero')).toBe(
+      'edgecore: cannot read config file /dev/zero: it is not a regular file (a character device)\n',
+    );
+    const fifo = join(tmp, 'edgecore.fifo');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    expect(refuse(fifo)).toBe(
+      `edgecore: cannot read config file ${fifo}: it is not a regular file (a FIFO)\n`,
+    );
+  });
+
+  it('a "billion laughs" file names where it expands; binary garbage is not echoed', () => {
+    const laughs = ['a: &a [x, x, x, x, x, x, x, x, x, x]'];
+    for (const [i, k] of [...'bcdefg'].entries()) {
+      const prev = 'abcdefg'[i] as string;
+      laughs.push(`${k}: &${k} [${Array(10).fill(`*${prev}`).join(', ')}]`);
+    }
+    laughs.push('modules:', '  fooBar:', '    x: *g');
+    expect(refuse(file('laughs.yaml', laughs.join('\n')))).toMatch(
+      /^edgecore: modules\.fooBar\.x: YAML aliases expand to more than \d+ nodes .*\(laughs\.yaml:10\)\n$/,
+    );
+    const garbage = refuse(
+      file('garbage.yaml', 'modules:\n  edgeHub:\n    heartbeat: "\u001b[2J\u0007\u202e\u0085x"\n'),
+    );
+    expect(garbage).toBe(
+      'edgecore: modules.edgeHub.heartbeat: expected integer, got "\\u001b[2J\\u0007\\u202e\\u0085x" (garbage.yaml:3)\n',
+    );
+  });
+
+  it('a value a plugin could only refuse at start is refused at load with file and line', () => {
+    expect(refuse(file('qos.yaml', 'modules:\n  eventBus:\n    mqttQOS: 3\n'))).toBe(
+      'edgecore: modules.eventBus.mqttQOS: must be 0, 1 or 2 (an MQTT QoS), got 3 (qos.yaml:3)\n',
+    );
+    expect(refuse(file('db.yaml', 'database:\n  dataSource: ""\n'))).toBe(
+      'edgecore: database.dataSource: must not be empty (the path of the SQLite database file), got "" (db.yaml:2)\n',
+    );
+  });
+
+  it('a missing plugin package is one line naming it', () => {
+    expect(refuse(file('plugin.yaml', 'kernel:\n  plugins:\n  - package: no-such-plugin\n'))).toBe(
+      `edgecore: kernel.plugins: cannot find plugin package "no-such-plugin" from ${tmp} ` +
+        '(install it with npm, or give a path relative to the config file)\n',
+    );
+  });
+
+  it("a third-party plugin's own section is defaulted and validated with file and line", () => {
+    // A user's machine: the example plugin installed as a package next to kubeedge-ts.
+    const dir = mkdtempSync(join(tmpdir(), 'cli-plugin-'));
+    mkdirSync(join(dir, 'node_modules'));
+    symlinkSync(root, join(dir, 'node_modules', 'kubeedge-ts'), 'dir');
+    cpSync(join(root, 'examples', 'hello-plugin'), join(dir, 'node_modules', 'kubeedge-hello-plugin'), {
+      recursive: true,
+    });
+    const config = join(dir, 'hello.yaml');
+    writeFileSync(
+      config,
+      'kernel:\n  plugins:\n  - package: kubeedge-hello-plugin\nmodules:\n  hello:\n    greeting: [1]\n    gretting: x\n',
+    );
+    expect(refuse(config)).toBe(
+      'edgecore: modules.hello.greeting: expected string, got [1] (hello.yaml:6)\n',
+    );
+    writeFileSync(
+      config,
+      'kernel:\n  plugins:\n  - package: kubeedge-hello-plugin\nmodules:\n  hello:\n    greeting: " "\n',
+    );
+    expect(refuse(config)).toBe('edgecore: modules.hello.greeting: must not be empty (hello.yaml:6)\n');
   });
 });
 

@@ -274,11 +274,7 @@ export class Decoder {
   }
 
   private typeError(path: string, schema: Schema, node: Node | null): void {
-    this.error(
-      path,
-      `expected ${expectedName(schema)}, got ${this.json(node)}`,
-      this.lineOf(node) ?? this.lineFor(path),
-    );
+    this.error(path, `expected ${expectedName(schema)}, got ${this.json(node)}`, this.lineFor(path));
   }
 
   /**
@@ -316,23 +312,29 @@ export class Decoder {
       }
       this.expanding.add(n);
       try {
-        return this.decodeNode(n, schema, current, path, keyLine);
+        return this.decodeNode(n, node, schema, current, path, keyLine);
       } finally {
         this.expanding.delete(n);
       }
     }
-    return this.decodeNode(n, schema, current, path, keyLine);
+    return this.decodeNode(n, node, schema, current, path, keyLine);
   }
 
+  /** Decode the resolved node `n`; `at` is the node written at `path` (an alias, or `n`). */
   private decodeNode(
     n: Node | null,
+    at: Node | null | undefined,
     schema: Schema,
     current: unknown,
     path: string,
     keyLine: number | undefined,
   ): unknown {
     // A block mapping or list starts on the line after its key: point at the key instead.
-    const line = n !== null && !isScalar(n) && keyLine !== undefined ? keyLine : (this.lineOf(n) ?? keyLine);
+    // An alias: its own line, not its anchor's.
+    const line =
+      (n !== null && !isScalar(n)) || isAlias(at)
+        ? (keyLine ?? this.lineOf(at))
+        : (this.lineOf(n) ?? keyLine);
     if (line !== undefined) this.lines.set(path, line);
     this.explicit.add(path);
 
