@@ -9,6 +9,7 @@ import { requireCjs } from '../cjs.js';
 
 const { isMap, isScalar, LineCounter, parseAllDocuments } = requireCjs('yaml') as typeof import('yaml');
 import { KernelError } from '../errors.js';
+import { parentProblem } from './checks.js';
 import { cloudCoreFile } from './cloudcore.js';
 import { Decoder, printable, scanDocument } from './decode.js';
 import { durationNanos } from './duration.js';
@@ -259,6 +260,8 @@ function checkKind(
 }
 
 function validateKernel(k: KernelConfig, r: Reporter): void {
+  const socket = k.socket === '' ? undefined : parentProblem(k.socket);
+  if (socket) r.error('kernel.socket', `${socket}, got ${JSON.stringify(k.socket)}`);
   k.plugins.forEach((p, i) => {
     if (p.package.trim() === '') r.error(`kernel.plugins[${i}].package`, 'must not be empty');
   });

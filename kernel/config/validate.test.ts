@@ -139,4 +139,10 @@ describe('values a plugin would only refuse when it starts are refused at load, 
     );
     expect(lines(path.join(tmp, 'new', 'dir', 'edgecore.db'))).toBe('');
   });
+
+  it('kernel.socket: its directory must be one', () => {
+    expect(problems('kernel:\n  socket: /dev/null/kernel.sock\n')).toEqual([
+      'kernel.socket: cannot be created: /dev/null is not a directory, got "/dev/null/kernel.sock" (edgecore.yaml:4)',
+    ]);
+  });
 });
