@@ -130,6 +130,8 @@ export class Decoder {
   private readonly lowerIndex = new WeakMap<object, Map<string, string>>();
   /** Nodes added by aliases and merges so far (see MAX_ALIAS_EXPANSION). */
   private expanded = 0;
+  /** How many aliases deep the decoder is: every node read there is a copy, and counts. */
+  private aliasDepth = 0;
   /** Alias targets being decoded: an alias inside its own anchor would recurse forever. */
   private expanding = new Set<Node>();
 
@@ -220,12 +222,21 @@ export class Decoder {
    * down is reported here, the outermost place the file's author wrote.
    */
   private atAlias<T>(node: Node, path: string, f: () => T): T {
+    this.aliasDepth++;
     try {
       return f();
     } catch (err) {
       if (!(err instanceof AliasError)) throw err;
       throw new AliasError(path, this.lineOf(node) ?? err.line, err.message);
+    } finally {
+      this.aliasDepth--;
     }
+  }
+
+  /** The items of a collection, counted when they are copies made by an alias. */
+  private items<T>(items: T[], path: string): T[] {
+    if (this.aliasDepth > 0) this.expand(items.length, path, undefined);
+    return items;
   }
 
   private plainNode(node: Node | null | undefined, path: string): unknown {
@@ -242,7 +253,8 @@ export class Decoder {
     }
     this.expanding.add(n);
     try {
-      if (isSeq(n)) return n.items.map((item, i) => this.plain(item as Node, `${path}[${i}]`));
+      if (isSeq(n))
+        return this.items(n.items, path).map((item, i) => this.plain(item as Node, `${path}[${i}]`));
       if (!isMap(n)) return null;
       const out: Record<string, unknown> = {};
       for (const pair of this.pairs(n.items as Pair<Node, Node>[], path)) {
@@ -389,7 +401,7 @@ export class Decoder {
           this.typeError(path, schema, n);
           return current;
         }
-        return n.items.map((item, i) =>
+        return this.items(n.items, path).map((item, i) =>
           this.decode(item as Node, schema.of, zeroOf(schema.of), `${path}[${i}]`),
         );
       }
@@ -456,7 +468,8 @@ export class Decoder {
   }
 
   /** Pairs of a mapping with YAML merge keys (`<<: *anchor`) expanded; explicit keys win. */
-  private pairs(items: Pair<Node, Node>[], path: string): Pair<Node, Node>[] {
+  private pairs(all: Pair<Node, Node>[], path: string): Pair<Node, Node>[] {
+    const items = this.items(all, path);
     const merged: Pair<Node, Node>[] = [];
     const own: Pair<Node, Node>[] = [];
     for (const pair of items) {

@@ -97,6 +97,16 @@ describe('hostile YAML', () => {
     );
   });
 
+  it('counts every node an alias copies, not only the aliases', () => {
+    const big = `a: &a [${Array(1000).fill('x').join(', ')}]`;
+    const f = failure(() => edge(`${big}\nmodules:\n  foo:\n    x: [${Array(200).fill('*a').join(', ')}]\n`));
+    expect(f.message).toMatch(
+      /^modules\.foo\.x\[\d+\]: YAML aliases expand to more than 100000 nodes .*\(edgecore\.yaml:4\)$/,
+    );
+    // the same anchor used a few times is fine
+    expect(edge(`${big}\nmodules:\n  foo:\n    x: [*a, *a, *a]\n`).unknownModules).toEqual(['foo']);
+  });
+
   it('refuses an alias inside its own anchor instead of recursing for ever', () => {
     const f = failure(() => edge('modules:\n  foo: &m\n    self: *m\n'));
     expect(f).toEqual({
