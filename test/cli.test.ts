@@ -95,6 +95,25 @@ describe('edgecore / cloudcore command line', () => {
   });
 });
 
+describe('the registry', () => {
+  it("loads every module's config section without loading any plugin or its libraries", () => {
+    /** The npm packages a module of dist/ loads (CommonJS ones land in the shared require cache). */
+    const packages = (module: string): string[] => {
+      const script = `import { createRequire } from 'node:module';
+        await import(${JSON.stringify(join(root, 'dist', module))});
+        const names = Object.keys(createRequire(import.meta.url).cache)
+          .filter((k) => k.includes('node_modules'))
+          .map((k) => (k.split('node_modules/').pop() ?? '').split('/')[0]);
+        console.log(JSON.stringify([...new Set(names)].sort()));`;
+      const out = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+      expect(out.status, out.stderr).toBe(0);
+      return JSON.parse(out.stdout) as string[];
+    };
+    // no aedes, better-sqlite3, grpc, modbus-serial...: only what the kernel's command line loads
+    expect(packages('plugins/registry.js')).toEqual(packages('kernel/cli.js'));
+  });
+});
+
 describe('hostile and clumsy configs: refused at once, one clear message, non-zero exit', () => {
   /** edgecore with a 15 s limit (a config that hangs or reads without end fails the test, not the run). */
   const refuse = (config: string) => {
