@@ -171,6 +171,22 @@ describe('hostile and clumsy configs: refused at once, one clear message, non-ze
     );
   });
 
+  it('a plugin may not declare a built-in section, nor a section that is not one', () => {
+    const plugin = (name: string, config: string) =>
+      file(
+        name,
+        `export default { name: 'x', group: 'x', configKey: 'edged', config: ${config}, start() {} };\n`,
+      );
+    plugin('takes-edged.mjs', "{ schema: { kind: 'object', fields: {} }, defaults: () => ({}) }");
+    expect(refuse(file('takes.yaml', 'kernel:\n  plugins:\n  - package: ./takes-edged.mjs\n'))).toBe(
+      'edgecore: plugin package "./takes-edged.mjs" (kernel.plugins): declares the section modules.edged, which is built in\n',
+    );
+    plugin('not-a-section.mjs', '{ greeting: "str" }');
+    expect(refuse(file('not.yaml', 'kernel:\n  plugins:\n  - package: ./not-a-section.mjs\n'))).toBe(
+      'edgecore: plugin package "./not-a-section.mjs" (kernel.plugins): "config" must be a config section (defineConfigSection)\n',
+    );
+  });
+
   it("a third-party plugin's own section is defaulted and validated with file and line", () => {
     // A user's machine: the example plugin installed as a package next to kubeedge-ts.
     const dir = mkdtempSync(join(tmpdir(), 'cli-plugin-'));
