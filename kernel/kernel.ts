@@ -201,6 +201,13 @@ export class Kernel {
     for (const { package: pkg } of cfg.config.kernel.plugins) {
       const specifier = resolvePluginPackage(pkg, base);
       const def = await importPlugin(specifier, `plugin package "${pkg}" (kernel.plugins)`);
+      if (def.config && cfg.unknownModules.some((k) => k.toLowerCase() === def.configKey.toLowerCase())) {
+        throw new KernelError(
+          'EPLUGIN_INVALID',
+          `plugin package "${pkg}" (kernel.plugins): modules.${def.configKey} was loaded without the section ` +
+            'the plugin declares (load the config with loadConfig)',
+        );
+      }
       if (!this.section(def.configKey).enable) {
         this.log.info(
           { plugin: def.name, configKey: def.configKey },

@@ -3,8 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { loadConfigFile } from '../kernel/config/index.js';
 import { newMessage } from '../kernel/bus/message.js';
+import { loadConfig } from '../kernel/cli.js';
+import { loadConfigFile } from '../kernel/config/index.js';
 import { Kernel } from '../kernel/kernel.js';
 import { kernelYaml } from './helpers/kernel.js';
 import { createLogger } from '../kernel/log.js';
@@ -47,7 +48,7 @@ describe.each(['inprocess', 'process'])('third-party plugin from config (%s)', (
 
   it('is loaded by package name, gets its config section, and answers', async () => {
     kernel = new Kernel({
-      config: loadConfigFile(edgeLayout, install(runAs)),
+      config: await loadConfig(edgeLayout, install(runAs)),
       registry: [],
       logger: createLogger('silent'),
     });
@@ -77,6 +78,18 @@ describe('third-party plugin errors', () => {
     await expect(kernel.start()).rejects.toMatchObject({
       code: 'EPLUGIN_LOAD',
       message: expect.stringMatching(/kernel.plugins: cannot find plugin package "no-such-plugin"/),
+    });
+  });
+
+  it('a plugin that declares its section refuses a config loaded without it (raw section)', async () => {
+    const kernel = new Kernel({
+      config: loadConfigFile(edgeLayout, install('inprocess')),
+      registry: [],
+      logger: createLogger('silent'),
+    });
+    await expect(kernel.start()).rejects.toMatchObject({
+      code: 'EPLUGIN_INVALID',
+      message: expect.stringMatching(/modules\.hello was loaded without the section the plugin declares/),
     });
   });
 
