@@ -129,6 +129,9 @@ describe('hostile YAML', () => {
       /^modules\.edgeHub\.bad\\u001b\[2Jkeyk+\.\.\.: unknown field; ignored \(edgecore\.yaml:3\)$/,
     );
     expect(w.length).toBeLessThan(260);
+    expect(failure(() => edge('apiVersion: "v1\\u202e\\x85"\n')).message).toMatch(
+      /^config file .* has apiVersion "v1\\u202e\\u0085" and no kind/,
+    );
   });
 
   it(

@@ -241,9 +241,11 @@ function checkKind(
 
   const found = [
     apiVersion && apiVersion.value !== null
-      ? `apiVersion ${JSON.stringify(apiVersion.value)}`
+      ? `apiVersion ${printable(JSON.stringify(apiVersion.value), 80)}`
       : 'no apiVersion',
-    kindValue && kindValue.value !== null ? `kind ${JSON.stringify(kindValue.value)}` : 'no kind',
+    kindValue && kindValue.value !== null
+      ? `kind ${printable(JSON.stringify(kindValue.value), 80)}`
+      : 'no kind',
   ].join(' and ');
   const line = (!apiOk ? apiVersion?.line : kindValue?.line) ?? kindValue?.line;
   const expected = `apiVersion ${info.apiVersions.map((v) => JSON.stringify(v)).join(' or ')} with kind ${JSON.stringify(info.kind)}`;
