@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { probeRegistry } from '../test/fixtures/plugins/registry.js';
 import { kernelYaml, startTestKernel, type TestKernel } from '../test/helpers/kernel.js';
+import { edgeLayout } from '../plugins/registry.js';
 import { parseConfig } from './config/index.js';
 import type { HealthConfig } from './config/kernel-section.js';
 import { isKernelError } from './errors.js';
@@ -72,7 +73,7 @@ describe('health endpoint', () => {
 
   it('/readyz is 503 until the kernel has started its plugins, and again once it stops', async () => {
     const kernel = new Kernel({
-      config: parseConfig('edgecore', kernelYaml('  probeA: {enable: true}\n'), 'x.yaml'),
+      config: parseConfig(edgeLayout, kernelYaml('  probeA: {enable: true}\n'), 'x.yaml'),
       registry: probeRegistry,
       logger: createLogger('silent'),
     });
