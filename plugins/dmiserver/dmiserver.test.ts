@@ -5,7 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createChannel, createClient, createServer, type Channel, type Client, type Server } from 'nice-grpc';
 import { afterEach, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../kernel/config/index.js';
 import { newMessage, type Message } from '../../kernel/index.js';
+import { Kernel } from '../../kernel/kernel.js';
+import { createLogger } from '../../kernel/log.js';
+import { edgeLayout } from '../registry.js';
 import { startTestKernel, waitUntil, type TestKernel } from '../../test/helpers/kernel.js';
 import {
   DeviceManagerServiceDefinition,
@@ -365,13 +369,27 @@ describe('dmiserver', () => {
   it('does not start over a regular file at the DMI socket path', async () => {
     dir = mkdtempSync(join(tmpdir(), 'ke-dmiserver-'));
     writeFileSync(join(dir, 'dmi.sock'), 'keep me');
-    t = await startTestKernel(yaml(dir), registry);
-    const host = t.kernel.host('dmiserver');
-    await waitUntil(() => host?.lastError !== undefined, 5000, 'dmiserver start failure');
-    expect(host?.lastError).toMatch(
-      /dmi\.sock \(modules\.deviceTwin\.dmiSockPath\) exists and is not a socket/,
-    );
-    expect(host?.state).not.toBe('running');
+    // Refused when the config is loaded...
+    await expect(startTestKernel(yaml(dir), registry)).rejects.toMatchObject({
+      code: 'ECONFIG_INVALID',
+      message: expect.stringMatching(/dmi\.sock is a regular file; refusing to replace it/),
+    });
+    // ...and by the plugin when the file appears after that.
+    rmSync(join(dir, 'dmi.sock'));
+    const config = parseConfig(edgeLayout, yaml(dir), 'edgecore.yaml');
+    writeFileSync(join(dir, 'dmi.sock'), 'keep me');
+    const kernel = new Kernel({ config, registry, logger: createLogger('silent') });
+    try {
+      await kernel.start();
+      const host = kernel.host('dmiserver');
+      await waitUntil(() => host?.lastError !== undefined, 5000, 'dmiserver start failure');
+      expect(host?.lastError).toMatch(
+        /dmi\.sock \(modules\.deviceTwin\.dmiSockPath\) exists and is not a socket/,
+      );
+      expect(host?.state).not.toBe('running');
+    } finally {
+      await kernel.stop();
+    }
     expect(readFileSync(join(dir, 'dmi.sock'), 'utf8')).toBe('keep me');
   });
 
