@@ -1,5 +1,6 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { isIP, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { isLoopbackHost } from './config/checks.js';
 import type { HealthConfig } from './config/kernel-section.js';
 import { KernelError, errorText } from './errors.js';
 import type { PluginStatus } from './kernel.js';
@@ -22,12 +23,6 @@ export interface HealthServer {
 
 /** How long to wait before trying again a port another process holds (as kubelet's healthz). */
 export const HEALTH_RETRY_MS = 5000;
-
-/** 127.0.0.0/8, ::1 and "localhost". */
-export function isLoopback(address: string): boolean {
-  if (address === 'localhost' || address === '::1') return true;
-  return isIP(address) === 4 && address.startsWith('127.');
-}
 
 /** `/readyz`: 200 when the kernel started and every plugin runs; else 503 naming the others. */
 export function readiness(source: HealthSource): { ok: boolean; lines: string[] } {
@@ -81,7 +76,7 @@ export async function serveHealth(
   log: Logger,
 ): Promise<HealthServer | undefined> {
   if (!config.enable) return undefined;
-  if (!isLoopback(config.address) && !config.allowNonLoopback) {
+  if (!isLoopbackHost(config.address) && !config.allowNonLoopback) {
     throw new KernelError(
       'EHEALTH_CONFIG',
       `kernel.health.address: "${config.address}" is not a loopback address; /metrics and /readyz ` +

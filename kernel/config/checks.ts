@@ -3,11 +3,31 @@
  * refused with the file and line instead. They read the file system (stat) and nothing else.
  */
 import { statSync } from 'node:fs';
-import { isIP } from 'node:net';
+import { BlockList, isIP } from 'node:net';
 import path from 'node:path';
 
 const HOSTNAME =
   /^(?=.{1,253}$)[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?)*$/;
+
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
+LOOPBACK.addSubnet('::ffff:127.0.0.0', 104, 'ipv6');
+
+/** `localhost`, 127.0.0.0/8, ::1 (or ::ffff:127.x): a host only this machine reaches. */
+export function isLoopbackHost(host: string): boolean {
+  if (host.toLowerCase() === 'localhost') return true;
+  const family = isIP(host);
+  return family !== 0 && LOOPBACK.check(host, family === 4 ? 'ipv4' : 'ipv6');
+}
+
+/** The host of a `Host` header or listen address: `name`, `name:port`, `[v6]`, `[v6]:port`. */
+export function hostOf(hostPort: string): string {
+  const v6 = /^\[([^\]]*)\](?::\d*)?$/.exec(hostPort);
+  if (v6) return v6[1] as string;
+  const i = hostPort.lastIndexOf(':');
+  return i >= 0 && hostPort.indexOf(':') === i ? hostPort.slice(0, i) : hostPort;
+}
 
 /** `host:port` (`[v6]:port` for IPv6) with a port 1-65535 (0 when `anyPort`); the reason when not. */
 export function hostPortProblem(text: string, anyPort = false): string | undefined {

@@ -26,7 +26,7 @@ export {
 } from './section.js';
 export * as configSchema from './schema.js';
 export type { LegacyRule, ObjectSchema, ObjectSchemaOf, Schema } from './schema.js';
-export { fileProblem, hostPortProblem, parentProblem } from './checks.js';
+export { fileProblem, hostOf, hostPortProblem, isLoopbackHost, parentProblem } from './checks.js';
 export { KubeEdgeTLS } from './defaults.js';
 export { parseDuration, formatDuration, formatNanos, normalizeDuration, isDuration } from './duration.js';
 export { localIP, defaultHostname, isValidNodeName } from './host.js';

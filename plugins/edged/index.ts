@@ -23,39 +23,9 @@ import {
   MetaGroup,
   MetaManagerModuleName,
 } from '../../protocol/index.js';
+import type { EdgedConfig } from './config.js';
 
-/** The fields of modules.edged (kernel-loaded, defaulted as KubeEdge v1.23.1) edged honours. */
-export interface EdgedSection {
-  hostnameOverride: string;
-  nodeIP: string;
-  rootDirectory: string;
-  registerNodeNamespace: string;
-  nodeLabels?: Record<string, string>;
-  registerSchedulable: boolean;
-  podSandboxImage: string;
-  runtimeType?: string;
-  tailoredKubeletConfig: {
-    containerRuntimeEndpoint: string;
-    imageServiceEndpoint: string;
-    runtimeRequestTimeout: string;
-    cgroupDriver: string;
-    cgroupsPerQOS: boolean;
-    staticPodPath: string;
-    fileCheckFrequency: string;
-    podLogsDir: string;
-    resolvConf: string;
-    maxPods: number;
-    readOnlyPort: number;
-    evictionHard: Record<string, string>;
-    nodeStatusUpdateFrequency: string;
-    nodeStatusReportFrequency: string;
-    nodeLeaseDurationSeconds: number;
-    registerNode: boolean;
-    registerWithTaints?: { key: string; value?: string; effect: string }[];
-  };
-}
-
-type Ctx = PluginContext<EdgedSection & ModuleConfig>;
+type Ctx = PluginContext<EdgedConfig & ModuleConfig>;
 
 const REQUEST_TIMEOUT_MS = 60_000;
 
@@ -117,7 +87,7 @@ function hostDns(resolvConf: string): { servers: string[]; searches: string[]; o
   return out;
 }
 
-export default definePlugin<EdgedSection & ModuleConfig>({
+export default definePlugin<EdgedConfig & ModuleConfig>({
   name: EdgedModuleName,
   group: EdgedGroup,
   configKey: 'edged',

@@ -6,7 +6,9 @@ import {
   KubeEdgeTLS,
   configSchema,
   defineConfigSection,
+  hostOf,
   hostPortProblem,
+  isLoopbackHost,
   sectionSchema,
   type ModuleBase,
 } from '../../kernel/index.js';
@@ -71,14 +73,34 @@ export const metaManagerSection = defineConfigSection<MetaManagerConfig>({
       dummyServer: '169.254.30.10:10550',
     },
   }),
-  validate(meta, r) {
+  validate(meta, r, file) {
     if (!meta.enable) return;
     if (meta.remoteQueryTimeout <= 0) {
       r.error('remoteQueryTimeout', `must be a positive number of seconds, got ${meta.remoteQueryTimeout}`);
     }
+    if (!meta.metaServer.enable) return;
     const server = meta.metaServer.server;
     // Port 0 is allowed: an ephemeral port (tests use it).
-    const problem = meta.metaServer.enable ? hostPortProblem(server, true) : undefined;
+    const problem = hostPortProblem(server, true);
     if (problem) r.error('metaServer.server', `${problem}, got ${JSON.stringify(server)}`);
+    else if (!isLoopbackHost(hostOf(server))) {
+      r.error(
+        'metaServer.server',
+        `${JSON.stringify(server)} is not a loopback address; metaServer serves every object (Secrets included) ` +
+          'without authentication, so it listens only on 127.0.0.1, ::1 or localhost',
+      );
+    }
+    const gates = file.featureGates as Record<string, unknown> | undefined;
+    if (gates?.requireAuthorization === true) {
+      // KubeEdge v1.23 then serves HTTPS with a certificate the cluster signs (a CSR through the
+      // cloud), authenticates service-account tokens and authorizes with RBAC rules fetched from
+      // the cloud. None of that exists here yet; serving without it would be a silent downgrade.
+      r.error(
+        'metaServer.enable',
+        'featureGates.requireAuthorization: true is not supported with modules.metaManager.metaServer.enable: true ' +
+          '(HTTPS with a cluster-signed certificate, service-account token authentication and RBAC are not implemented); ' +
+          'disable metaServer or the gate',
+      );
+    }
   },
 });

@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { BlockList, isIP } from 'node:net';
 import { LRUCache } from 'lru-cache';
 import {
   errorText,
+  hostOf,
   isKernelError,
+  isLoopbackHost,
   KernelError,
   newMessage,
   type PluginContext,
@@ -41,26 +42,6 @@ const APPLICATION_TIMEOUT_MS = 10_000;
 const LIST_CACHE_BYTES = 8 * 1024 * 1024;
 /** The longest watch `timeoutSeconds` a timer can hold (larger values are clamped to it). */
 const MAX_WATCH_TIMEOUT_S = Math.floor(0x7fffffff / 1000);
-
-const LOOPBACK = new BlockList();
-LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
-LOOPBACK.addAddress('::1', 'ipv6');
-LOOPBACK.addSubnet('::ffff:127.0.0.0', 104, 'ipv6');
-
-/** `localhost`, 127.0.0.0/8 or ::1. */
-function isLoopbackName(host: string): boolean {
-  if (host.toLowerCase() === 'localhost') return true;
-  const family = isIP(host);
-  return family !== 0 && LOOPBACK.check(host, family === 4 ? 'ipv4' : 'ipv6');
-}
-
-/** The host of a `Host` header or listen address: `name`, `name:port`, `[v6]`, `[v6]:port`. */
-function hostPart(hostPort: string): string {
-  const v6 = /^\[([^\]]*)\](?::\d*)?$/.exec(hostPort);
-  if (v6) return v6[1] as string;
-  const i = hostPort.lastIndexOf(':');
-  return i >= 0 && hostPort.indexOf(':') === i ? hostPort.slice(0, i) : hostPort;
-}
 
 /** One open watch stream. */
 interface Watcher {
@@ -175,7 +156,7 @@ export class MetaServer {
 
   private async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const host = req.headers.host ?? '';
-    if (!isLoopbackName(hostPart(host))) {
+    if (!isLoopbackHost(hostOf(host))) {
       throw new HttpError(
         403,
         'Forbidden',
@@ -583,8 +564,8 @@ function parseListenAddress(server: string): { host: string; port: number } {
       `${field}: expected "<host>:<port>", got ${JSON.stringify(server)}`,
     );
   }
-  const host = hostPart(m[1] as string);
-  if (!isLoopbackName(host)) {
+  const host = hostOf(m[1] as string);
+  if (!isLoopbackHost(host)) {
     throw new KernelError(
       'ECONFIG_INVALID',
       `${field}: ${JSON.stringify(server)} is not a loopback address; metaServer serves every object (Secrets included) without authentication, so it listens only on 127.0.0.1, ::1 or localhost`,
