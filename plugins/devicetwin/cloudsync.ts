@@ -10,6 +10,9 @@ import { DeviceTwinModuleName, ResourceGroup } from '../../protocol/index.js';
 
 /** Unconfirmed cloud messages kept at most (then the oldest is dropped, logged). */
 export const CONFIRM_LIMIT = 10_000;
+/** A re-send round hands edgeHub this many messages, then pauses (its mailbox holds 1024). */
+export const RESEND_SLICE = 128;
+export const RESEND_PAUSE_MS = 100;
 
 export interface CloudSyncOptions {
   node: string;
@@ -18,13 +21,21 @@ export interface CloudSyncOptions {
   hasHub(): boolean;
   sendToHub(msg: Message): Promise<void>;
   limit?: number;
+  /** Pause between the slices of a re-send round (default RESEND_PAUSE_MS). */
+  pauseMs?: number;
 }
 
 export class CloudSync {
   private connected = false;
   private readonly pending = new Map<string, Message>();
   private timer: NodeJS.Timeout | undefined;
+  /** The next slice of the re-send round in progress. */
+  private slice: NodeJS.Timeout | undefined;
+  /** Totals. */
   dropped = 0;
+  refused = 0;
+  /** Since the last summary line (one per retry period at most). */
+  private unreported = { dropped: 0, refused: 0 };
 
   constructor(private readonly opts: CloudSyncOptions) {}
 
@@ -47,10 +58,12 @@ export class CloudSync {
       const m = this.pending.get(oldest);
       this.pending.delete(oldest);
       this.dropped++;
-      this.opts.log.error(
-        { resource: m?.route.resource, msgId: oldest, limit },
-        `twin: ${limit} cloud messages unconfirmed; the oldest (${m?.route.resource}) is dropped`,
-      );
+      if (this.unreported.dropped++ === 0) {
+        this.opts.log.error(
+          { resource: m?.route.resource, msgId: oldest, limit },
+          `twin: ${limit} cloud messages unconfirmed; the oldest (${m?.route.resource}) is dropped, and further drops are counted and reported once per re-send period`,
+        );
+      }
     }
     this.pending.set(msg.header.msg_id, msg);
     if (this.connected) this.write(msg);
@@ -67,6 +80,7 @@ export class CloudSync {
     if (connected === this.connected) return;
     this.connected = connected;
     if (!connected) return;
+    const backlog = [...this.pending.keys()];
     this.send(
       newMessage(
         {
@@ -84,30 +98,65 @@ export class CloudSync {
         }),
       ),
     );
-    for (const m of this.pending.values()) if (m.route.resource !== 'membership/detail') this.write(m);
+    this.round(backlog);
   }
 
-  /** Re-send everything unconfirmed (the 60 s retry). */
+  /** The retry period: report what was dropped or refused, re-send everything unconfirmed. */
   resend(): void {
+    this.summary();
     if (this.pending.size === 0) return this.disarm();
-    if (!this.connected) return;
-    for (const m of this.pending.values()) this.write(m);
+    if (this.connected) this.round([...this.pending.keys()]);
   }
 
   stop(): void {
     this.disarm();
   }
 
+  /**
+   * Hand `ids` (those still unconfirmed) to edgeHub in slices of RESEND_SLICE with a pause between
+   * them; a round still in progress is replaced.
+   */
+  private round(ids: string[]): void {
+    if (this.slice) clearTimeout(this.slice);
+    let i = 0;
+    const step = (): void => {
+      this.slice = undefined;
+      if (!this.connected) return;
+      for (let n = 0; n < RESEND_SLICE && i < ids.length; i++) {
+        const m = this.pending.get(ids[i] as string);
+        if (m) {
+          this.write(m);
+          n++;
+        }
+      }
+      if (i < ids.length) {
+        this.slice = setTimeout(step, this.opts.pauseMs ?? RESEND_PAUSE_MS);
+        this.slice.unref();
+      }
+    };
+    step();
+  }
+
+  private summary(): void {
+    const { dropped, refused } = this.unreported;
+    if (dropped === 0 && refused === 0) return;
+    this.unreported = { dropped: 0, refused: 0 };
+    this.opts.log.error(
+      { dropped, refused, unconfirmed: this.pending.size, connected: this.connected },
+      `twin: cloud messages in the last period: ${dropped} dropped (more than ${this.opts.limit ?? CONFIRM_LIMIT} unconfirmed), ${refused} refused by edgehub; ${this.pending.size} kept for the next re-send`,
+    );
+  }
+
   private write(msg: Message): void {
     if (!this.opts.hasHub()) return; // kept in `pending` until edgeHub exists and confirms
-    this.opts
-      .sendToHub(msg)
-      .catch((err: unknown) =>
+    this.opts.sendToHub(msg).catch((err: unknown) => {
+      this.refused++;
+      if (this.unreported.refused++ === 0)
         this.opts.log.warn(
           { resource: msg.route.resource, err: errorText(err) },
-          `twin: cannot hand ${msg.route.resource} to edgehub; kept for retry`,
-        ),
-      );
+          `twin: cannot hand ${msg.route.resource} to edgehub (${errorText(err)}); kept for retry, further refusals are counted and reported once per re-send period`,
+        );
+    });
   }
 
   private arm(): void {
@@ -118,6 +167,8 @@ export class CloudSync {
 
   private disarm(): void {
     if (this.timer) clearInterval(this.timer);
+    if (this.slice) clearTimeout(this.slice);
     this.timer = undefined;
+    this.slice = undefined;
   }
 }

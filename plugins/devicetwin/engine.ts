@@ -37,6 +37,8 @@ import {
 
 /** Largest MQTT payload deviceTwin accepts (KubeEdge has no limit; values are <= 512 bytes anyway). */
 export const MAX_PAYLOAD_BYTES = 1 << 20;
+/** Twins one device may have (rows of `device_twin`, deleted ones included); KubeEdge has no bound. */
+export const MAX_TWINS_PER_DEVICE = 1024;
 
 export interface Publication {
   topic: string;
@@ -268,6 +270,19 @@ export class TwinEngine {
       out.publish.push({
         topic: resultTopic,
         payload: errorResult(eventId, 404, 'update rejected due to the device is not existed'),
+      });
+      return out;
+    }
+    let added = 0;
+    for (const k of twins.keys()) if (!device.twins.has(k)) added++;
+    if (device.twins.size + added > MAX_TWINS_PER_DEVICE) {
+      out.publish.push({
+        topic: resultTopic,
+        payload: errorResult(
+          eventId,
+          400,
+          `Update twin error, device ${deviceId} would have ${device.twins.size + added} twins, at most ${MAX_TWINS_PER_DEVICE}`,
+        ),
       });
       return out;
     }

@@ -12,6 +12,7 @@ import {
   newMessage,
   nodeName,
   newResponse,
+  newErrorMessage,
   parseResource,
   type Message,
   type ModuleConfig,
@@ -47,20 +48,12 @@ export interface DeviceTwinConfig extends ModuleConfig {
 export const CONFIRM_RETRY_MS = 60_000;
 /** Write attempts before an event is answered with 500 (KubeEdge: 5). */
 const WRITE_ATTEMPTS = 5;
+/** First pause before a failed write is tried again (doubling: 50, 100, 200, 400 ms). */
+const WRITE_RETRY_MS = 50;
 
-/** Remembers f's answers per key (bounded: forgets everything when full); f must be pure. */
-function memo<R>(f: (key: string) => R, limit = 4096): (key: string) => R {
-  const known = new Map<string, R>();
-  return (key) => {
-    let r = known.get(key);
-    if (r === undefined && !known.has(key)) {
-      r = f(key);
-      if (known.size >= limit) known.clear();
-      known.set(key, r);
-    }
-    return r as R;
-  };
-}
+/** base64url (with padding) of an MQTT topic, as eventBus encodes it. */
+const decodeTopic = (resource: string): string =>
+  Buffer.from(resource.replace(/-/g, '+').replace(/_/g, '/'), 'base64').toString('utf8');
 
 const contentText = (c: unknown): string => {
   if (typeof c === 'string') return c;
@@ -79,36 +72,64 @@ export default definePlugin<DeviceTwinConfig>({
     const { TwinStore } = await import('./store.js');
     const { TwinEngine, classifyTopic } = await import('./engine.js');
     const { CloudSync } = await import('./cloudsync.js');
+    const { LRUCache } = await import('lru-cache');
     const node = nodeName(ctx.services);
     // resource (base64url of the MQTT topic) -> topic and its parts; devices publish on few topics
-    const topicOf = memo((resource: string) => {
-      const topic = decodeTopicResource(resource);
-      return { topic, t: classifyTopic(topic) };
-    });
+    const topics = new LRUCache<string, { topic: string; t: ReturnType<typeof classifyTopic> }>({ max: 4096 });
+    const topicOf = (resource: string): { topic: string; t: ReturnType<typeof classifyTopic> } => {
+      let known = topics.get(resource);
+      if (!known) {
+        const topic = decodeTopic(resource);
+        known = { topic, t: classifyTopic(topic) };
+        topics.set(resource, known);
+      }
+      return known;
+    };
     const store = new TwinStore(ctx.services.get(DatabaseToken));
     // Group commit: the changes of every event handled in one event-loop turn are written in one
-    // transaction; results are published (and QoS 1 publishers acked) only once it is committed.
+    // transaction; results are published (and publishers acknowledged) only once it is committed.
+    // Commits run one after the other; a failed one is retried after a back-off (the event loop
+    // keeps running meanwhile), and after WRITE_ATTEMPTS its events are answered as not stored and
+    // the in-memory state is reloaded from the database once no commit is queued behind it.
     const batch: ChangeSet[] = [];
-    let flushing: Promise<boolean> | undefined;
+    let next: Promise<boolean> | undefined;
+    let committing: Promise<unknown> = Promise.resolve();
+    let queued = 0;
+    let reloadDue = false;
+    const commit = async (items: ChangeSet[]): Promise<boolean> => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          store.applyMany(items);
+          return true;
+        } catch (err) {
+          if (attempt >= WRITE_ATTEMPTS) {
+            ctx.log.error(
+              { err: errorText(err), events: items.length, attempts: attempt },
+              `twin: database write failed ${attempt} times; ${items.length} events not stored, state reloaded`,
+            );
+            reloadDue = true;
+            return false;
+          }
+          ctx.log.warn({ err: errorText(err), attempt }, 'twin: database write failed; retrying');
+          await new Promise((r) => setTimeout(r, WRITE_RETRY_MS * 2 ** (attempt - 1)));
+        }
+      }
+    };
     const flush = (): Promise<boolean> =>
-      (flushing ??= new Promise<boolean>((resolve) =>
+      (next ??= new Promise<boolean>((resolve) =>
         setImmediate(() => {
           const items = batch.splice(0);
-          flushing = undefined;
-          for (let attempt = 1; ; attempt++) {
-            try {
-              if (items.length > 0) store.applyMany(items);
-              return resolve(true);
-            } catch (err) {
-              if (attempt < WRITE_ATTEMPTS) continue;
-              ctx.log.error(
-                { err: errorText(err), events: items.length },
-                'twin: database write failed; state reloaded',
-              );
+          next = undefined;
+          if (items.length === 0) return resolve(true);
+          queued++;
+          const done = committing.then(() => commit(items));
+          committing = done.then(() => {
+            if (--queued === 0 && reloadDue) {
+              reloadDue = false;
               engine.reload();
-              return resolve(false);
             }
-          }
+          });
+          resolve(done);
         }),
       ));
     const engine: TwinEngine = new TwinEngine(store, node, (c) => void batch.push(c));
@@ -151,15 +172,16 @@ export default definePlugin<DeviceTwinConfig>({
       }
     };
 
-    const apply = async (outcome: Outcome): Promise<void> => {
+    /** Publish and send what an event produced once its changes are stored; false when they were not. */
+    const apply = async (outcome: Outcome): Promise<boolean> => {
       if (!(await flush())) {
         for (const p of outcome.onWriteFailure?.() ?? []) publish(p.topic, p.payload);
-        return;
+        return false;
       }
       // queued synchronously, in order: result, document, delta of one event stay together
       for (const p of outcome.publish) publish(p.topic, p.payload);
       for (const c of outcome.cloud) cloud.send(cloudMessage(c));
-      if (!outcome.added && !outcome.removed) return;
+      if (!outcome.added && !outcome.removed) return true;
       for (const id of outcome.added ?? []) {
         const obj = dmiObjects.get(`device/${id}`);
         if (obj) await toDmi('insert', `device/${id}`, obj);
@@ -173,6 +195,7 @@ export default definePlugin<DeviceTwinConfig>({
         );
         dmiObjects.delete(`device/${id}`);
       }
+      return true;
     };
 
     const cloudMessage = (c: CloudSend): Message =>
@@ -182,7 +205,7 @@ export default definePlugin<DeviceTwinConfig>({
       );
 
     /** An MQTT message from eventBus (or the same shape from dmiserver). */
-    const fromBus = (msg: Message): Promise<void> | void => {
+    const fromBus = (msg: Message): Promise<boolean> | void => {
       const { topic, t } = topicOf(msg.route.resource ?? '');
       const payload = contentText(msg.content);
       if (!t) {
@@ -242,7 +265,7 @@ export default definePlugin<DeviceTwinConfig>({
     if (conn.connected) cloud.setConnected(true);
 
     /** The message's work; a promise when it waits for the group commit. */
-    const route = (msg: Message): Promise<void> | void => {
+    const route = (msg: Message): Promise<boolean | void> | void => {
       const { source, operation, resource = '', group } = msg.route;
       if (source === BusSource && operation === 'response') return fromBus(msg);
       if (source === SourceNodeConnection && resource === ResourceTypeNodeConnection) {
@@ -264,25 +287,31 @@ export default definePlugin<DeviceTwinConfig>({
         `twin: cannot handle ${operation ?? ''} ${resource}: ${errorText(err)}`,
       );
     };
-    /** A sync request (eventBus's QoS 1 updates) is answered once handled, even when it failed. */
-    const done = (msg: Message): void => {
-      if (msg.header.sync && !msg.header.parent_msg_id)
-        ctx.respond(newResponse(msg, MessageSuccessfulContent));
+    /**
+     * A sync request (eventBus's twin-bound MQTT messages) is answered once handled: "OK" when its
+     * changes are stored (or it needed none, e.g. an error result), an error message when not.
+     */
+    const done = (msg: Message, stored: boolean): void => {
+      if (!msg.header.sync || msg.header.parent_msg_id) return;
+      ctx.respond(
+        stored ? newResponse(msg, 'OK') : newErrorMessage(msg, 'twin: not stored (database write failed)'),
+      );
     };
     // No async wrapper: the hot path (twin updates) costs one promise, the group commit's.
     const handle = (msg: Message): Promise<void> | void => {
-      let pending: Promise<void> | void = undefined;
+      let pending: Promise<boolean | void> | void = undefined;
       try {
         pending = route(msg);
       } catch (err) {
         failed(msg, err);
+        return done(msg, false);
       }
-      if (!pending) return done(msg);
+      if (!pending) return done(msg, true);
       return pending.then(
-        () => done(msg),
+        (stored) => done(msg, stored !== false),
         (err: unknown) => {
           failed(msg, err);
-          done(msg);
+          done(msg, false);
         },
       );
     };

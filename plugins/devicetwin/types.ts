@@ -278,7 +278,8 @@ export function sortedMapJson<V>(m: Map<string, V>, enc: (v: V) => string): stri
 
 /** A Go map: keys sorted. */
 export function sortedMap<V, R>(m: Map<string, V>, enc: (v: V) => R): Record<string, R> {
-  const out: Record<string, R> = {};
+  // no prototype: a twin named `__proto__` is an own key, not the object's prototype
+  const out = Object.create(null) as Record<string, R>;
   for (const k of [...m.keys()].sort()) out[k] = enc(m.get(k) as V);
   return out;
 }

@@ -7,6 +7,7 @@ import {
   KernelError,
   definePlugin,
   errorText,
+  isKernelError,
   nodeName,
   type Message,
   type ModuleConfig,
@@ -28,8 +29,16 @@ export type EventBusConfig = KernelEventBusConfig & ModuleConfig;
 
 /** Messages held for the external broker while it is unreachable (then the oldest is dropped, logged). */
 export const EXTERNAL_QUEUE_LIMIT = 1024;
-/** How long the bridge waits for deviceTwin to persist a QoS 1 update before acknowledging it anyway. */
-const TWIN_ACK_TIMEOUT_MS = 10_000;
+/** How long eventBus waits for deviceTwin to store a twin-bound message; then it is not acknowledged. */
+export const TWIN_ACK_TIMEOUT_MS = 10_000;
+/**
+ * Twin-bound MQTT messages handed to deviceTwin at once (its mailbox holds 1024). The others wait
+ * here, and so do their publishers: their acknowledgement is held and the broker reads nothing
+ * more from them until then.
+ */
+export const TWIN_WINDOW = 256;
+/** First pause before a message refused by deviceTwin's full mailbox is offered again (doubling). */
+const QUEUE_FULL_RETRY_MS = 5;
 
 interface SubTopicsDao {
   all(): string[];
@@ -50,8 +59,6 @@ function subTopicsDao(ctx: PluginContext<EventBusConfig>): SubTopicsDao {
   };
 }
 
-const ignore = (): void => undefined;
-
 export default definePlugin<EventBusConfig>({
   name: EventBusModuleName,
   group: BusGroup,
@@ -71,19 +78,62 @@ export default definePlugin<EventBusConfig>({
 
     const matches = (topic: string): boolean => topics.matches(topic);
 
+    // The window towards deviceTwin: `inWindow` messages handed over, `waiting` wait for a slot.
+    let inWindow = 0;
+    const waiting: (() => void)[] = [];
+    const leaveWindow = (): void => {
+      const next = waiting.shift();
+      if (next) next(); // the slot passes to the next message
+      else inWindow--;
+    };
+    /** A sync request to deviceTwin; resolves once it reports the message stored. */
+    const requestTwin = (msg: Message, deadline: number, pause = QUEUE_FULL_RETRY_MS): Promise<void> =>
+      ctx.request('twin', msg, deadline - Date.now()).then(
+        (reply) => {
+          if (reply.route.operation === 'error')
+            throw new KernelError('EEVENTBUS_NOT_STORED', `deviceTwin did not store it: ${errorText(reply.content)}`);
+        },
+        (err: unknown) => {
+          // refused at once (nothing queued): offer it again until the deadline
+          if (!isKernelError(err, 'EBUS_QUEUE_FULL') || Date.now() + pause >= deadline) throw err;
+          return new Promise<void>((resolve) => setTimeout(resolve, pause)).then(() =>
+            requestTwin(msg, deadline, pause * 2),
+          );
+        },
+      );
+    const toTwin = (msg: Message): Promise<void> => {
+      const run = (): Promise<void> => {
+        const done = requestTwin(msg, Date.now() + TWIN_ACK_TIMEOUT_MS);
+        void done.then(leaveWindow, leaveWindow);
+        return done;
+      };
+      if (inWindow < TWIN_WINDOW) {
+        inWindow++;
+        return run();
+      }
+      return new Promise<void>((resolve) => waiting.push(resolve)).then(run);
+    };
+
     /**
-     * One MQTT message into beehive (spec §4.5). Resolves when it is handed over; for a QoS >= 1
-     * message bound for deviceTwin, when deviceTwin has stored it, so the publisher's PUBACK means
-     * "persisted".
+     * One MQTT message into beehive (spec §4.5). For a message bound for deviceTwin (any QoS):
+     * resolves once deviceTwin has stored it (or answered it with an error result), rejects when it
+     * did not (no acknowledgement then). Anything else resolves once handed over; a failure to
+     * hand it over is logged, as KubeEdge does.
      */
     const dispatch = (topic: string, payload: Buffer, qos: number): Promise<void> => {
       counters.inbound++;
       const { to, msg } = mqttToBeehive(topic, payload);
-      const handed: Promise<unknown> =
-        to === TwinGroup && qos > 0 && ctx.hasModule(DeviceTwinModuleName)
-          ? ctx.request(DeviceTwinModuleName, msg, TWIN_ACK_TIMEOUT_MS)
-          : ctx.sendToGroup(to, msg);
-      return handed.then(ignore, (err: unknown) => {
+      if (to === 'twin' && ctx.hasModule('twin')) {
+        return toTwin(msg).catch((err: unknown) => {
+          counters.dispatchFailures++;
+          ctx.log.error(
+            { topic, qos, code: (err as KernelError).code, err: errorText(err) },
+            `eventbus: MQTT message on ${topic} not stored by deviceTwin${qos > 0 ? '; not acknowledged' : ''}: ${errorText(err)}`,
+          );
+          throw err;
+        });
+      }
+      return ctx.sendToGroup(to, msg).catch((err: unknown) => {
         counters.dispatchFailures++;
         ctx.log.error(
           { topic, group: to, code: (err as KernelError).code, err: errorText(err) },

@@ -9,11 +9,15 @@ import { Aedes } from 'aedes';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { KernelError, errorText, type Logger } from '../../kernel/index.js';
 import type { EventBusConfig } from './index.js';
+import { destinationOf } from './topics.js';
 
 export interface SideHooks {
   /** Does eventBus subscribe to this topic? */
   matches(topic: string): boolean;
-  /** Hand an MQTT message to beehive; resolves when it may be acknowledged. */
+  /**
+   * Hand an MQTT message to beehive; resolves when it may be acknowledged, rejects when it must not
+   * be (a twin-bound message deviceTwin did not store).
+   */
   dispatch(topic: string, payload: Buffer, qos: number): Promise<void>;
   /** A message bound for MQTT could not be kept (logged and counted by the caller). */
   onDrop(topic: string, why: string): void;
@@ -68,22 +72,59 @@ function readTls(cfg: EventBusConfig): { ca: Buffer; cert: Buffer; key: Buffer }
   };
 }
 
+/**
+ * Why aedes must refuse a topic (name or filter), or undefined. Mosquitto refuses U+0000 and
+ * invalid UTF-8 (disconnecting the client); aedes' packet parser decodes invalid UTF-8 to U+FFFD
+ * before any hook sees it, so U+FFFD stands for it here (a literal U+FFFD is refused too).
+ */
+export function badTopic(topic: string): string | undefined {
+  if (topic.includes('\u0000')) return 'contains U+0000';
+  if (topic.includes('\uFFFD')) return 'is not valid UTF-8';
+  return undefined;
+}
+
+/**
+ * aedes options chosen for eventBus (see README "Performance"):
+ * - `concurrency: 0`: aedes' mqemitter never queues publishes. Its queue, once longer than a few
+ *   thousand messages nobody subscribes to, is drained recursively and overflows the stack
+ *   (`RangeError: Maximum call stack size exceeded` in qlobber's match and in the hooks it calls).
+ *   What is in flight stays bounded: aedes reads a publisher's next packets only once the current
+ *   ones are done, and twin-bound ones wait for deviceTwin.
+ * - `maxInflightInbound: 65535`: aedes 1.2 disconnects a client with more than 1000 QoS 2 messages
+ *   awaiting PUBREL (its default), so a burst of 2000 QoS 2 publishes from one client never
+ *   completes (each reconnect resends them all); 65535 is MQTT's packet-id space, the bound the
+ *   protocol already sets (mosquitto sets none).
+ */
+export const AEDES_OPTIONS = { concurrency: 0, maxInflightInbound: 65535 } as const;
+
 /** The built-in broker on `mqttServerInternal`; eventBus observes what clients publish into it. */
 export async function startInternalBroker(cfg: EventBusConfig, hooks: SideHooks): Promise<BrokerSide> {
   const url = parseServerUrl('mqttServerInternal', cfg.mqttServerInternal);
   const qos = Math.min(Math.max(cfg.mqttQOS ?? 0, 0), 2) as 0 | 1 | 2;
   const retain = cfg.mqttRetain ?? false;
   const broker = await Aedes.createBroker({
+    ...AEDES_OPTIONS,
     // per-client queue length of the internal broker (mqttSessionQueueSize)
     queueLimit: Math.max(cfg.mqttSessionQueueSize || 100, 1),
     authorizePublish(client, packet, callback) {
       // Messages eventBus itself injects do not pass here (client === null), so there is no loop.
-      if (!client || !hooks.matches(packet.topic)) return callback(null);
+      if (!client) return callback(null);
+      const bad = badTopic(packet.topic);
+      if (bad) return callback(new Error(`PUBLISH topic ${JSON.stringify(packet.topic)} ${bad}`));
+      if (!hooks.matches(packet.topic)) return callback(null);
       const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
-      const done = hooks.dispatch(packet.topic, payload, packet.qos);
-      // QoS >= 1: aedes writes the PUBACK after this callback, so ack only once it is handed over.
-      if (packet.qos > 0) void done.then(() => callback(null));
-      else callback(null);
+      // aedes writes the PUBACK / PUBREC after this callback and reads no further packet of this
+      // client before it: holding the callback holds the publisher. An error closes the connection
+      // without an acknowledgement (MQTT 3.1.1 has no negative PUBACK); the client resends.
+      hooks.dispatch(packet.topic, payload, packet.qos).then(
+        () => callback(null),
+        (err: unknown) => callback(packet.qos > 0 ? (err as Error) : null),
+      );
+    },
+    authorizeSubscribe(client, sub, callback) {
+      const bad = badTopic(sub.topic);
+      if (bad) return callback(new Error(`SUBSCRIBE filter ${JSON.stringify(sub.topic)} ${bad}`), null);
+      callback(null, sub);
     },
   });
   const server: Server = isTlsScheme(url)
@@ -213,12 +254,37 @@ export function startExternalClient(
   // until deviceTwin has stored a twin update, so the broker re-delivers it if edgecore dies. With a
   // clean session there is nothing to re-deliver after a crash, so up to DISPATCH_WINDOW messages
   // are handed over without waiting (order kept: each is queued synchronously).
+  // A message deviceTwin could not store is handed over again after a back-off: the broker already
+  // acknowledged it to its publisher, so it must not be lost here.
+  const deliver = (topic: string, payload: Buffer, qos: number, delay = RECONNECT_MIN_MS): Promise<void> =>
+    hooks
+      .dispatch(topic, payload, qos)
+      .catch(
+        () =>
+          new Promise<void>((resolve) =>
+            setTimeout(
+              () => resolve(deliver(topic, payload, qos, Math.min(delay * 2, RECONNECT_MAX_MS))),
+              delay,
+            ),
+          ),
+      );
   const durable = Boolean(cfg.mqttSubClientID);
   let inflight = 0;
   const blocked: (() => void)[] = [];
+  let retainedSkipped = 0;
   sub.handleMessage = (packet, callback) => {
+    // A retained message is replayed by the broker at every (re)subscription: a twin update or get
+    // from then would be applied again at each start, rolling newer values back. Only live ones count.
+    if (packet.retain && destinationOf(packet.topic) === 'twin') {
+      if (retainedSkipped++ === 0)
+        hooks.log.warn(
+          { topic: packet.topic },
+          `eventbus: retained message on ${packet.topic} ignored (device and node events are applied only when published live)`,
+        );
+      return callback();
+    }
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
-    const done = hooks.dispatch(packet.topic, payload, packet.qos);
+    const done = deliver(packet.topic, payload, packet.qos);
     if (durable) {
       void done.then(() => callback());
       return;

@@ -1,6 +1,8 @@
 /**
  * eventBus topics and the MQTT <-> beehive conversion (spec edge-modules §4.4–§4.6), pure code.
  */
+import { LRUCache } from 'lru-cache';
+import { Qlobber } from 'qlobber';
 import { newMessage, type Message } from '../../kernel/index.js';
 import {
   BusSource,
@@ -22,25 +24,28 @@ export const FIXED_TOPICS: readonly string[] = [
   '+/user/#',
 ];
 
-/** MQTT topic filter matching (`+` one level, `#` the rest, `$` topics only by explicit prefix). */
-export function topicMatches(filter: string, topic: string): boolean {
-  if (filter === topic) return true;
-  return matchParts(filter.split('/'), topic.split('/'));
-}
+/** The limit of qlobber (aedes' own); a longer topic matches no filter. */
+const MAX_LEVELS = 100;
 
 /**
- * The subscription filters of eventBus, matched against every MQTT message. Filters are split once;
- * answers are remembered per topic (bounded; forgotten when the filters change), so the hot path is
- * one map lookup.
+ * The subscription filters of eventBus, matched against every MQTT message with qlobber (aedes'
+ * matcher, MQTT wildcards; a `$` topic is matched only by a filter that names its first level).
+ * Answers are remembered per topic (LRU, forgotten when the filters change), so the hot path is
+ * one cache lookup.
  */
 export class TopicFilters {
-  private readonly filters = new Map<string, string[]>();
-  private readonly answers = new Map<string, boolean>();
+  private readonly filters = new Set<string>();
+  private readonly matcher = new Qlobber<string>({
+    separator: '/',
+    wildcard_one: '+',
+    wildcard_some: '#',
+    match_empty_levels: true,
+    max_words: MAX_LEVELS,
+  });
+  private readonly answers: LRUCache<string, boolean>;
 
-  constructor(
-    filters: Iterable<string>,
-    private readonly cacheLimit = 4096,
-  ) {
+  constructor(filters: Iterable<string>, cacheLimit = 4096) {
+    this.answers = new LRUCache({ max: cacheLimit });
     for (const f of filters) this.add(f);
   }
 
@@ -53,45 +58,38 @@ export class TopicFilters {
   }
 
   list(): string[] {
-    return [...this.filters.keys()];
+    return [...this.filters];
   }
 
   add(filter: string): void {
     if (this.filters.has(filter)) return;
-    this.filters.set(filter, filter.split('/'));
+    this.filters.add(filter);
+    this.matcher.add(filter, filter);
     this.answers.clear();
   }
 
   delete(filter: string): void {
-    if (this.filters.delete(filter)) this.answers.clear();
+    if (!this.filters.delete(filter)) return;
+    this.matcher.remove(filter, filter);
+    this.answers.clear();
   }
 
   matches(topic: string): boolean {
-    const known = this.answers.get(topic);
-    if (known !== undefined) return known;
-    const t = topic.split('/');
-    let hit = false;
-    for (const f of this.filters.values()) {
-      if (matchParts(f, t)) {
-        hit = true;
-        break;
-      }
+    let hit = this.answers.get(topic);
+    if (hit === undefined) {
+      hit = this.match(topic);
+      this.answers.set(topic, hit);
     }
-    if (this.answers.size >= this.cacheLimit) this.answers.clear();
-    this.answers.set(topic, hit);
     return hit;
   }
-}
 
-function matchParts(f: string[], t: string[]): boolean {
-  if (t[0]?.startsWith('$') && (f[0] === '+' || f[0] === '#')) return false;
-  for (let i = 0; i < f.length; i++) {
-    const part = f[i];
-    if (part === '#') return true;
-    if (i >= t.length) return false;
-    if (part !== '+' && part !== t[i]) return false;
+  private match(topic: string): boolean {
+    if (topic.split('/', MAX_LEVELS + 1).length > MAX_LEVELS) return false;
+    const found = this.matcher.match(topic);
+    // MQTT 4.7.2: a filter starting with a wildcard does not match a topic starting with `$`
+    if (topic.startsWith('$')) return found.some((f) => f[0] !== '+' && f[0] !== '#');
+    return found.length > 0;
   }
-  return f.length === t.length;
 }
 
 export type Destination = typeof TwinGroup | typeof HubGroup;
