@@ -25,6 +25,8 @@ export interface MosquittoOptions {
   extraConfig?: string[];
   /** Log every client action to the peer output (mosquitto `-v`); default false. */
   verbose?: boolean;
+  /** Keep sessions and queued messages across {@link MosquittoPeer.restart} (saved in its dir). */
+  persistence?: boolean;
 }
 
 /** A running broker from {@link startMosquitto}. */
@@ -41,6 +43,11 @@ export interface MosquittoPeer {
   pid(): number;
   /** The broker's recent log output. */
   output(): string;
+  /**
+   * Waits until the log of the running broker has a line matching `line` (subscriptions are logged
+   * as `<time>: <client id> <qos> <filter>`, unsubscriptions as `<time>: <client id> <filter>`).
+   */
+  waitLog(line: RegExp, timeoutMs?: number): Promise<void>;
   /** Stops the broker (SIGTERM by pid) and removes its temp dir. */
   stop(): Promise<void>;
   /** Stops the broker and starts it again on the same port (simulates broker loss). */
@@ -72,12 +79,14 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
   const lines = [
     `listener ${port} 127.0.0.1`,
     'allow_anonymous true',
-    'persistence false',
+    ...(opts.persistence ? ['persistence true', `persistence_location ${dir}/`] : ['persistence false']),
     'log_dest stderr',
     'log_type error',
     'log_type warning',
     'log_type notice',
     'log_type information',
+    'log_type subscribe',
+    'log_type unsubscribe',
     ...(opts.extraConfig ?? []),
   ];
   await writeFile(configPath, lines.join('\n') + '\n');
@@ -128,6 +137,13 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
     dir,
     pid: () => peer?.pid ?? -1,
     output: () => peer?.output() ?? '',
+    waitLog: (line, timeoutMs = 10_000) =>
+      waitFor(() => line.test(peer?.output() ?? ''), {
+        what: `mosquitto log line ${String(line)}`,
+        timeoutMs,
+        intervalMs: 20,
+        details: () => peer?.output() ?? '',
+      }),
     stop,
     kill,
     start: launch,
