@@ -10,6 +10,7 @@ import {
   type TestClient,
 } from '../../test/helpers/mqtt-edge.js';
 import { cleanup } from '../../test/peers/util.js';
+import { MAX_TWINS_PER_DEVICE } from './engine.js';
 
 afterAll(cleanup);
 
@@ -250,6 +251,37 @@ describe('deviceTwin twin update (spec §5.4)', () => {
     expect(g.twin.k2).toMatchObject({ actual: { value: 'y' }, optional: true, metadata: { type: 'string' } });
   });
 
+  it('caps the twins of one device with a clear 400; nothing is stored', async () => {
+    const { edge, app } = await setup();
+    const twin = Object.fromEntries(
+      Array.from({ length: MAX_TWINS_PER_DEVICE + 1 }, (_, i) => [`k${i}`, { actual: { value: 'x' } }]),
+    );
+    await app.publish(`${T}/twin/update`, JSON.stringify({ event_id: 'big', timestamp: 1, twin }));
+    const [res] = await app.waitFor(`${T}/twin/update/result`);
+    expect(res!.json()).toMatchObject({
+      event_id: 'big',
+      code: 400,
+      reason: `Update twin error, device ${DEV} would have ${MAX_TWINS_PER_DEVICE + 1} twins, at most ${MAX_TWINS_PER_DEVICE}`,
+    });
+    expect(rows(edge.dataSource, 'SELECT name FROM device_twin')).toEqual([]);
+  });
+
+  it('twins named __proto__ and constructor are plain twins in every result', async () => {
+    const { app } = await setup();
+    await app.publish(
+      `${T}/twin/update`,
+      '{"event_id":"p","timestamp":1,"twin":{"__proto__":{"actual":{"value":"p1"}},"constructor":{"actual":{"value":"c1"}}}}',
+    );
+    const [res] = await app.waitFor(`${T}/twin/update/result`);
+    expect(res!.payload).toContain('"__proto__":{"actual":{"value":"p1"');
+    await app.publish(`${T}/twin/get`, '{"event_id":"g","timestamp":1}');
+    const [get] = await app.waitFor(`${T}/twin/get/result`);
+    const twin = (get!.json() as { twin: Record<string, { actual: { value: string } }> }).twin;
+    expect(Object.keys(twin)).toEqual(['__proto__', 'constructor']);
+    expect(Object.getOwnPropertyDescriptor(twin, '__proto__')?.value).toMatchObject({ actual: { value: 'p1' } });
+    expect(twin.constructor.actual.value).toBe('c1');
+  });
+
   it('device state update: result on MQTT and the same JSON string to the cloud', async () => {
     const { edge, app } = await setup();
     await app.publish(`${T}/state/update`, '{"event_id":"","timestamp":1,"State":"online"}');
@@ -373,6 +405,8 @@ describe('deviceTwin bad input', () => {
 
   it('a bad cloud membership message is logged and nothing is stored', async () => {
     const { edge } = await setup();
+    const twinBox = edge.kernel.bus.mailbox('twin')!;
+    const before = twinBox.stats.delivered;
     await edge.fromCloud(
       newMessage(
         { source: 'devicecontroller', group: 'twin', operation: 'update', resource: 'membership' },
@@ -385,7 +419,8 @@ describe('deviceTwin bad input', () => {
         '{not json',
       ),
     );
-    await new Promise((r) => setTimeout(r, 100));
+    // both are handled synchronously once delivered
+    await waitUntil(() => twinBox.stats.delivered >= before + 2, 5000, 'both messages handled');
     expect(rows(edge.dataSource, 'SELECT id FROM device')).toEqual([{ id: DEV }]);
   });
 });

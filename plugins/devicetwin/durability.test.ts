@@ -80,7 +80,7 @@ describe('deviceTwin over mosquitto (mode 2) with mosquitto_pub / mosquitto_sub'
     const edge = await startEdge({ mode: 2, external: broker.url });
     try {
       await edge.fromCloud(membershipMessage([{ id: 'default/thermo-1', name: 'thermo-1' }]));
-      await new Promise((r) => setTimeout(r, 500));
+      await broker.waitLog(/ 1 \+\/user\/#$/m); // eventBus subscribed (its last fixed topic)
       const port = String(broker.port);
       const sub = spawn(requirePeer('mosquitto_sub'), [
         ...[
@@ -93,12 +93,14 @@ describe('deviceTwin over mosquitto (mode 2) with mosquitto_pub / mosquitto_sub'
           '$hw/events/device/default/thermo-1/twin/update/#',
           '-C',
           '4',
+          '-i',
+          'spec-sub',
         ],
       ]);
       let lines = '';
       sub.stdout.on('data', (d: Buffer) => (lines += d.toString()));
       const done = new Promise((r) => sub.once('close', r));
-      await new Promise((r) => setTimeout(r, 300));
+      await broker.waitLog(/spec-sub 0 \$hw\/events\/device\/default\/thermo-1\/twin\/update\/#$/m);
       const pub = (m: string) =>
         run(requirePeer('mosquitto_pub'), [
           ...[
@@ -129,6 +131,46 @@ describe('deviceTwin over mosquitto (mode 2) with mosquitto_pub / mosquitto_sub'
       const delta = JSON.parse(got[2]!.slice(got[2]!.indexOf(' ') + 1)) as { delta: unknown };
       expect(delta.delta).toEqual({ temperature: '30' });
     } finally {
+      await edge.stop();
+    }
+  });
+});
+
+describe('a retained twin update on the external broker', () => {
+  it('is not applied again at the next start (no roll-back to the retained value)', async () => {
+    const broker = await startMosquitto();
+    const dataSource = join(mkdtempSync(join(tmpdir(), 'twin-retained-')), 'edgecore.db');
+    const topic = '$hw/events/device/default/pump/twin/update';
+    const value = (v: string) => JSON.stringify({ event_id: v, timestamp: 1, twin: { speed: { actual: { value: v } } } });
+    const stored = () => {
+      const db = new Database(dataSource, { readonly: true });
+      try {
+        return db.prepare("SELECT actual, actual_version FROM device_twin WHERE name = 'speed'").get();
+      } finally {
+        db.close();
+      }
+    };
+    const app = await mqttClient(broker.url, ['$hw/events/device/default/pump/twin/update/result']);
+    let edge = await startEdge({ mode: 2, external: broker.url, dataSource });
+    try {
+      await edge.fromCloud(membershipMessage([{ id: 'default/pump', name: 'pump' }]));
+      await broker.waitLog(/ 1 \+\/user\/#$/m);
+      // a live publish with retain set is applied once, as any live publish
+      await app.client.publishAsync(topic, value('1'), { qos: 1, retain: true });
+      await app.waitFor(`${topic}/result`, 1);
+      await app.publish(topic, value('2'));
+      await app.waitFor(`${topic}/result`, 2);
+      expect(stored()).toEqual({ actual: '2', actual_version: '{"cloud":0,"edge":2}' });
+      await edge.stop();
+      edge = await startEdge({ mode: 2, external: broker.url, dataSource });
+      await broker.waitLog(/ 1 \+\/user\/#\n[^]* 1 \+\/user\/#$/m); // subscribed again
+      // the broker replays the retained "1" at the subscription; a live "3" follows it
+      await app.publish(topic, value('3'));
+      const results = await app.waitFor(`${topic}/result`, 3);
+      expect(results.map((r) => r.json().event_id)).toEqual(['1', '2', '3']);
+      expect(stored()).toEqual({ actual: '3', actual_version: '{"cloud":0,"edge":3}' });
+    } finally {
+      await app.end();
       await edge.stop();
     }
   });
