@@ -57,7 +57,9 @@ describe('CloudSync', () => {
     expect(sent).toHaveLength(1 + 2 * RESEND_SLICE);
     vi.advanceTimersByTime(RESEND_PAUSE_MS * 10);
     expect(sent).toHaveLength(1001);
-    expect(sent.slice(1).map((m) => m.route.resource)).toEqual(Array.from({ length: 1000 }, (_, i) => `r${i}`));
+    expect(sent.slice(1).map((m) => m.route.resource)).toEqual(
+      Array.from({ length: 1000 }, (_, i) => `r${i}`),
+    );
     sync.stop();
   });
 

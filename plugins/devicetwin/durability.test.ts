@@ -141,7 +141,8 @@ describe('a retained twin update on the external broker', () => {
     const broker = await startMosquitto();
     const dataSource = join(mkdtempSync(join(tmpdir(), 'twin-retained-')), 'edgecore.db');
     const topic = '$hw/events/device/default/pump/twin/update';
-    const value = (v: string) => JSON.stringify({ event_id: v, timestamp: 1, twin: { speed: { actual: { value: v } } } });
+    const value = (v: string) =>
+      JSON.stringify({ event_id: v, timestamp: 1, twin: { speed: { actual: { value: v } } } });
     const stored = () => {
       const db = new Database(dataSource, { readonly: true });
       try {

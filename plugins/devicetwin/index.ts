@@ -75,7 +75,9 @@ export default definePlugin<DeviceTwinConfig>({
     const { LRUCache } = await import('lru-cache');
     const node = nodeName(ctx.services);
     // resource (base64url of the MQTT topic) -> topic and its parts; devices publish on few topics
-    const topics = new LRUCache<string, { topic: string; t: ReturnType<typeof classifyTopic> }>({ max: 4096 });
+    const topics = new LRUCache<string, { topic: string; t: ReturnType<typeof classifyTopic> }>({
+      max: 4096,
+    });
     const topicOf = (resource: string): { topic: string; t: ReturnType<typeof classifyTopic> } => {
       let known = topics.get(resource);
       if (!known) {

@@ -111,7 +111,9 @@ describe('acknowledged means stored (internal broker)', () => {
   it('a failed group commit is retried with back-off, answered 500 and not acknowledged; the client resends', async () => {
     const [app, other] = await edgeWithDevices(2);
     const results: { topic: string; body: { code?: number } }[] = [];
-    other!.on('message', (t, p) => results.push({ topic: t, body: JSON.parse(p.toString()) as { code?: number } }));
+    other!.on('message', (t, p) =>
+      results.push({ topic: t, body: JSON.parse(p.toString()) as { code?: number } }),
+    );
     await other!.subscribeAsync([topic(0, 'twin/update/result'), topic(1, 'twin/get/result')], { qos: 1 });
     // a real SQLite failure: every write of a twin row aborts
     const db = new Database(edge!.dataSource);
@@ -166,7 +168,9 @@ const subscribePacket = (filter: Buffer): Buffer => {
 describe('topics with NUL or invalid UTF-8 are refused as mosquitto refuses them', () => {
   const bad = {
     'NUL in a PUBLISH topic': publishPacket(Buffer.from('default/user/a\u0000b')),
-    'invalid UTF-8 in a PUBLISH topic': publishPacket(Buffer.from([0x64, 0x2f, 0x75, 0x73, 0x65, 0x72, 0x2f, 0xff])),
+    'invalid UTF-8 in a PUBLISH topic': publishPacket(
+      Buffer.from([0x64, 0x2f, 0x75, 0x73, 0x65, 0x72, 0x2f, 0xff]),
+    ),
     'NUL in a SUBSCRIBE filter': subscribePacket(Buffer.from('a/\u0000')),
   };
   it('both brokers close the connection; eventBus hands nothing to beehive', async () => {

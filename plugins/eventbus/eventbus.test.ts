@@ -1,4 +1,5 @@
 import Database from 'better-sqlite3';
+import mqtt from 'mqtt';
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { createLogger } from '../../kernel/log.js';
@@ -10,7 +11,7 @@ import { startMosquitto, type MosquittoPeer } from '../../test/peers/mosquitto.j
 import { cleanup, requirePeer, run } from '../../test/peers/util.js';
 import { startInternalBroker } from './sides.js';
 import { decodeTopicResource, encodeTopicResource } from '../../protocol/index.js';
-import { topicMatches } from './topics.js';
+import { TopicFilters } from './topics.js';
 
 afterAll(cleanup);
 const silentLog = createLogger('silent');
@@ -52,7 +53,7 @@ function mosquittoPub(url: string, topic: string, message: string): Promise<unkn
 
 /** mosquitto_sub -C n: resolves with the n lines `topic payload` it printed. */
 function mosquittoSub(
-  url: string,
+  broker: MosquittoPeer,
   topic: string,
   count: number,
 ): { ready: Promise<void>; lines: Promise<string[]> } {
@@ -60,7 +61,9 @@ function mosquittoSub(
     '-h',
     '127.0.0.1',
     '-p',
-    port(url),
+    String(broker.port),
+    '-i',
+    'test-sub',
     '-v',
     '-q',
     '1',
@@ -74,18 +77,28 @@ function mosquittoSub(
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   const lines = new Promise<string[]>((resolve) => child.on('close', () => resolve(out.trim().split('\n'))));
-  return { ready: new Promise((r) => setTimeout(r, 300)), lines };
+  return { ready: broker.waitLog(/test-sub 1 \$hw\/#$/m), lines };
 }
 
+/** eventBus's subscriber has subscribed (its last fixed topic is in the broker's log `n` times). */
+const subscribed = (broker: MosquittoPeer, n = 1): Promise<void> =>
+  broker.waitLog(new RegExp(`(^.* 1 \\+/user/#$[^]*){${n}}`, 'm'));
+
 describe('topics (spec §4.4/§4.5)', () => {
-  it('filter matching', () => {
-    expect(topicMatches('$hw/events/device/+/+/twin/+', '$hw/events/device/ns/d/twin/update')).toBe(true);
-    expect(topicMatches('$hw/events/device/+/+/twin/+', '$hw/events/device/ns/d/twin/update/result')).toBe(
-      false,
-    );
-    expect(topicMatches('+/user/#', 'default/user/a/b')).toBe(true);
-    expect(topicMatches('+/user/#', '$hw/user/a')).toBe(false);
-    expect(topicMatches('$hw/events/upload/#', '$hw/events/upload')).toBe(true);
+  it('filter matching (qlobber, MQTT wildcards, `$` topics only by an explicit first level)', () => {
+    const matches = (filter: string, topic: string) => new TopicFilters([filter]).matches(topic);
+    expect(matches('$hw/events/device/+/+/twin/+', '$hw/events/device/ns/d/twin/update')).toBe(true);
+    expect(matches('$hw/events/device/+/+/twin/+', '$hw/events/device/ns/d/twin/update/result')).toBe(false);
+    expect(matches('+/user/#', 'default/user/a/b')).toBe(true);
+    expect(matches('+/user/#', '$hw/user/a')).toBe(false);
+    expect(matches('#', '$SYS/x')).toBe(false);
+    expect(matches('$hw/events/upload/#', '$hw/events/upload')).toBe(true);
+    expect(matches('a/+/c', 'a//c')).toBe(true);
+    expect(matches('#', 'a/'.repeat(200))).toBe(false); // beyond qlobber's 100 levels: no match, no throw
+    const f = new TopicFilters(['a/+']);
+    expect(f.matches('a/b')).toBe(true);
+    f.delete('a/+');
+    expect(f.matches('a/b')).toBe(false); // the remembered answer is forgotten
   });
 });
 
@@ -94,7 +107,7 @@ describe('eventBus mode 2 (external mosquitto)', () => {
     const broker = await startMosquitto();
     edge = await startEdge({ mode: 2, external: broker.url, deviceTwin: false });
     const twin = twinProbe(edge);
-    await new Promise((r) => setTimeout(r, 500)); // subscriber connects and subscribes
+    await subscribed(broker);
     const payload =
       '{"event_id":"e-1","timestamp":1732550400000,"twin":{"temperature":{"actual":{"value":"25"}}}}';
     await mosquittoPub(broker.url, '$hw/events/device/default/thermo-1/twin/update', payload);
@@ -120,7 +133,7 @@ describe('eventBus mode 2 (external mosquitto)', () => {
       ['bus', 'user', 'upload', 'SYS/dis/upload_records', 'rec'],
     ]);
 
-    const sub = mosquittoSub(broker.url, '#', 4);
+    const sub = mosquittoSub(broker, '#', 4);
     await sub.ready;
     const send = (op: string, resource: string, content: unknown) =>
       edge!.kernel.bus.send(
@@ -150,7 +163,7 @@ describe('eventBus mode 2 (external mosquitto)', () => {
         null,
       ),
     );
-    await new Promise((r) => setTimeout(r, 300));
+    await broker.waitLog(/ 1 factory\/line1$/m);
     await mosquittoPub(broker.url, 'factory/line1', 'v=1');
     await waitUntil(() => edge!.cloud.length >= 1, 5000, 'dynamic topic');
     expect(edge.cloud[0]!.route).toMatchObject({ operation: 'upload', resource: 'factory/line1' });
@@ -163,19 +176,32 @@ describe('eventBus mode 2 (external mosquitto)', () => {
         null,
       ),
     );
-    await new Promise((r) => setTimeout(r, 300));
+    await broker.waitLog(/: hub-client-sub-\d+ factory\/line1$/m); // an unsubscription: no QoS
     expect(db.prepare('SELECT topic FROM sub_topics').all()).toEqual([]);
     db.close();
     await mosquittoPub(broker.url, 'factory/line1', 'v=2');
-    await new Promise((r) => setTimeout(r, 300));
-    expect(edge.cloud.length).toBe(1);
+    await mosquittoPub(broker.url, 'default/user/marker', 'after');
+    await waitUntil(() => edge!.cloud.length >= 2, 5000, 'the marker');
+    expect(edge.cloud.map((m) => m.content)).toEqual(['v=1', 'after']);
   });
 
   it('broker restart: reconnects, re-subscribes, and delivers what was published meanwhile', async () => {
-    const broker: MosquittoPeer = await startMosquitto();
+    // persistence: the app's session and subscription survive the restart, so what eventBus
+    // publishes once it is back reaches the app whatever the order of the reconnections
+    const broker: MosquittoPeer = await startMosquitto({ persistence: true });
     edge = await startEdge({ mode: 2, external: broker.url, deviceTwin: false });
     const twin = twinProbe(edge);
-    await new Promise((r) => setTimeout(r, 400));
+    await subscribed(broker);
+    const app = mqtt.connect(broker.mqttUrl, {
+      clientId: 'app',
+      clean: false,
+      reconnectPeriod: 100,
+      log: () => undefined,
+    });
+    const received: string[] = [];
+    app.on('message', (_t, p) => received.push(p.toString()));
+    await new Promise((r) => app.once('connect', r));
+    await app.subscribeAsync('apps/#', { qos: 1 });
     await broker.kill();
     const send = (i: number) =>
       edge!.kernel.bus.send(
@@ -183,22 +209,17 @@ describe('eventBus mode 2 (external mosquitto)', () => {
         newMessage({ source: 'twin', group: 'bus', operation: 'publish', resource: `apps/q/${i}` }, `m${i}`),
       );
     for (let i = 0; i < 20; i++) await send(i);
-    await new Promise((r) => setTimeout(r, 300));
     await broker.start();
-    const app = await mqttClient(broker.url, ['apps/#']);
-    clients.push(app);
-    // the queued messages go out once the publisher is back (the app subscribed right after restart)
-    await waitUntil(() => app.received.length >= 20, 15_000, '20 queued messages');
-    expect(app.received.map((r) => r.payload)).toEqual(Array.from({ length: 20 }, (_, i) => `m${i}`));
-    // and the subscriber re-subscribed
-    await waitUntil(
-      () => {
-        void mosquittoPub(broker.url, '$hw/events/device/default/d/state/update', '{"state":"online"}');
-        return twin.length > 0;
-      },
-      10_000,
-      'eventbus re-subscribed',
-    );
+    try {
+      await waitUntil(() => received.length >= 20, 15_000, '20 queued messages');
+      expect(received).toEqual(Array.from({ length: 20 }, (_, i) => `m${i}`));
+      // and the subscriber re-subscribed
+      await subscribed(broker);
+      await mosquittoPub(broker.url, '$hw/events/device/default/d/state/update', '{"state":"online"}');
+      await waitUntil(() => twin.length > 0, 5000, 'the state update after the restart');
+    } finally {
+      await app.endAsync(true);
+    }
   });
 });
 
@@ -231,7 +252,7 @@ describe('eventBus mode 0 (internal aedes) and mode 1 (both)', () => {
     const internal = await mqttClient(edge.internalUrl, ['apps/#']);
     const external = await mqttClient(broker.url, ['apps/#']);
     clients.push(internal, external);
-    await new Promise((r) => setTimeout(r, 400));
+    await subscribed(broker);
     await internal.publish('default/user/from-internal', 'i');
     await external.publish('default/user/from-external', 'e');
     await waitUntil(() => edge!.cloud.length >= 2, 5000, 'both sides');

@@ -83,7 +83,8 @@ export default definePlugin<EventBusConfig>({
     const waiting: (() => void)[] = [];
     const leaveWindow = (): void => {
       const next = waiting.shift();
-      if (next) next(); // the slot passes to the next message
+      if (next)
+        next(); // the slot passes to the next message
       else inWindow--;
     };
     /** A sync request to deviceTwin; resolves once it reports the message stored. */
@@ -91,7 +92,10 @@ export default definePlugin<EventBusConfig>({
       ctx.request('twin', msg, deadline - Date.now()).then(
         (reply) => {
           if (reply.route.operation === 'error')
-            throw new KernelError('EEVENTBUS_NOT_STORED', `deviceTwin did not store it: ${errorText(reply.content)}`);
+            throw new KernelError(
+              'EEVENTBUS_NOT_STORED',
+              `deviceTwin did not store it: ${errorText(reply.content)}`,
+            );
         },
         (err: unknown) => {
           // refused at once (nothing queued): offer it again until the deadline
