@@ -139,6 +139,41 @@ describe('acknowledged means stored (internal broker)', () => {
   });
 });
 
+describe('no recursion in the broker under load', () => {
+  it('a subscriber that stops reading, then thousands of publishes nobody subscribes to: no stack overflow', async () => {
+    const errors: unknown[] = [];
+    const record = (err: unknown): void => void errors.push(err);
+    process.on('uncaughtException', record);
+    try {
+      edge = await startEdge({ mode: 0, deviceTwin: false });
+      const port = Number(edge.internalUrl.split(':').pop());
+      // a subscriber of apps/# that reads nothing: aedes' deliveries to it wait for 'drain'
+      const stuck = await rawClient(port);
+      stuck.socket.write(subscribePacket(Buffer.from('apps/#')));
+      stuck.socket.pause();
+      const url = edge.internalUrl.replace(/^tcp:/, 'mqtt:');
+      const pubs = await Promise.all(
+        Array.from({ length: 20 }, async () => {
+          const c = mqtt.connect(url, { log: () => undefined });
+          clients.push(c);
+          await new Promise((r) => c.once('connect', r));
+          return c;
+        }),
+      );
+      const big = Buffer.alloc(16_000, 'x');
+      for (const c of pubs) for (let i = 0; i < 40; i++) c.publish('apps/big', big, { qos: 0 });
+      for (const c of pubs) for (let i = 0; i < 3000; i++) c.publish('nobody/listens', 'x', { qos: 0 });
+      // every publisher is served to the end once the subscriber reads again
+      stuck.socket.resume();
+      await Promise.all(pubs.map((c) => c.publishAsync('nobody/listens', 'last', { qos: 1 })));
+      stuck.socket.destroy();
+      expect(errors).toEqual([]);
+    } finally {
+      process.off('uncaughtException', record);
+    }
+  });
+});
+
 /** A raw MQTT 3.1.1 connection (to send bytes mqtt.js would never produce). */
 async function rawClient(port: number): Promise<{ socket: Socket; closed: Promise<void> }> {
   const socket = connect(port, '127.0.0.1');
