@@ -274,7 +274,7 @@ describe('eventBus mode 0 (internal aedes) and mode 1 (both)', () => {
     const p = (busy.address() as { port: number }).port;
     const hooks = {
       matches: () => false,
-      dispatch: async () => undefined,
+      dispatch: () => undefined,
       onDrop: () => undefined,
       log: silentLog,
     };

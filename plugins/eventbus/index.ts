@@ -22,7 +22,7 @@ import {
   nodeTopic,
 } from '../../protocol/index.js';
 import type { BrokerSide, SideHooks } from './sides.js';
-import { FIXED_TOPICS, TopicFilters, mqttToBeehive, publishPayload } from './topics.js';
+import { FIXED_TOPICS, TopicFilters, destinationOf, mqttToBeehive, publishPayload } from './topics.js';
 
 /** `modules.eventBus` as the kernel's config loader types it (spec §1.4.3). */
 export type EventBusConfig = KernelEventBusConfig & ModuleConfig;
@@ -79,14 +79,16 @@ export default definePlugin<EventBusConfig>({
     const matches = (topic: string): boolean => topics.matches(topic);
 
     // The window towards deviceTwin: `inWindow` messages handed over, `waiting` wait for a slot.
+    // What waits is the topic, the payload and the callback alone (the beehive message is built
+    // once it enters the window): with many publishers, thousands wait.
+    interface Twinbound {
+      topic: string;
+      payload: Buffer;
+      qos: number;
+      done: (err?: Error) => void;
+    }
     let inWindow = 0;
-    const waiting: (() => void)[] = [];
-    const leaveWindow = (): void => {
-      const next = waiting.shift();
-      if (next)
-        next(); // the slot passes to the next message
-      else inWindow--;
-    };
+    const waiting: Twinbound[] = [];
     /** A sync request to deviceTwin; resolves once it reports the message stored. */
     const requestTwin = (msg: Message, deadline: number, pause = QUEUE_FULL_RETRY_MS): Promise<void> =>
       ctx.request('twin', msg, deadline - Date.now()).then(
@@ -105,45 +107,56 @@ export default definePlugin<EventBusConfig>({
           );
         },
       );
-    const toTwin = (msg: Message): Promise<void> => {
-      const run = (): Promise<void> => {
-        const done = requestTwin(msg, Date.now() + TWIN_ACK_TIMEOUT_MS);
-        void done.then(leaveWindow, leaveWindow);
-        return done;
-      };
-      if (inWindow < TWIN_WINDOW) {
-        inWindow++;
-        return run();
+    const finish = (m: Twinbound, err?: KernelError): void => {
+      const next = waiting.shift();
+      if (next)
+        run(next); // the slot passes to the next message
+      else inWindow--;
+      if (err) {
+        counters.dispatchFailures++;
+        ctx.log.error(
+          { topic: m.topic, qos: m.qos, code: err.code, err: errorText(err) },
+          `eventbus: MQTT message on ${m.topic} not stored by deviceTwin${m.qos > 0 ? '; not acknowledged' : ''}: ${errorText(err)}`,
+        );
       }
-      return new Promise<void>((resolve) => waiting.push(resolve)).then(run);
+      m.done(err);
+    };
+    const run = (m: Twinbound): void => {
+      const { msg } = mqttToBeehive(m.topic, m.payload);
+      requestTwin(msg, Date.now() + TWIN_ACK_TIMEOUT_MS).then(
+        () => finish(m),
+        (err: unknown) => finish(m, err as KernelError),
+      );
     };
 
     /**
-     * One MQTT message into beehive (spec §4.5). For a message bound for deviceTwin (any QoS):
-     * resolves once deviceTwin has stored it (or answered it with an error result), rejects when it
-     * did not (no acknowledgement then). Anything else resolves once handed over; a failure to
-     * hand it over is logged, as KubeEdge does.
+     * One MQTT message into beehive (spec §4.5). For a message bound for deviceTwin (any QoS),
+     * `done` is called once deviceTwin has stored it (or answered it with an error result), with an
+     * error when it did not (no acknowledgement then). Anything else is done once handed over; a
+     * failure to hand it over is logged, as KubeEdge does.
      */
-    const dispatch = (topic: string, payload: Buffer, qos: number): Promise<void> => {
+    const dispatch = (topic: string, payload: Buffer, qos: number, done: (err?: Error) => void): void => {
       counters.inbound++;
-      const { to, msg } = mqttToBeehive(topic, payload);
+      const to = destinationOf(topic);
       if (to === 'twin' && ctx.hasModule('twin')) {
-        return toTwin(msg).catch((err: unknown) => {
+        const m: Twinbound = { topic, payload, qos, done };
+        if (inWindow < TWIN_WINDOW) {
+          inWindow++;
+          run(m);
+        } else waiting.push(m);
+        return;
+      }
+      ctx.sendToGroup(to, mqttToBeehive(topic, payload).msg).then(
+        () => done(),
+        (err: unknown) => {
           counters.dispatchFailures++;
           ctx.log.error(
-            { topic, qos, code: (err as KernelError).code, err: errorText(err) },
-            `eventbus: MQTT message on ${topic} not stored by deviceTwin${qos > 0 ? '; not acknowledged' : ''}: ${errorText(err)}`,
+            { topic, group: to, code: (err as KernelError).code, err: errorText(err) },
+            `eventbus: MQTT message on ${topic} not delivered to group ${to}`,
           );
-          throw err;
-        });
-      }
-      return ctx.sendToGroup(to, msg).catch((err: unknown) => {
-        counters.dispatchFailures++;
-        ctx.log.error(
-          { topic, group: to, code: (err as KernelError).code, err: errorText(err) },
-          `eventbus: MQTT message on ${topic} not delivered to group ${to}`,
-        );
-      });
+          done();
+        },
+      );
     };
 
     const hooks: SideHooks = {

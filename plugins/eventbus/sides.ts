@@ -15,10 +15,10 @@ export interface SideHooks {
   /** Does eventBus subscribe to this topic? */
   matches(topic: string): boolean;
   /**
-   * Hand an MQTT message to beehive; resolves when it may be acknowledged, rejects when it must not
-   * be (a twin-bound message deviceTwin did not store).
+   * Hand an MQTT message to beehive; `done` is called when it may be acknowledged, with an error
+   * when it must not be (a twin-bound message deviceTwin did not store).
    */
-  dispatch(topic: string, payload: Buffer, qos: number): Promise<void>;
+  dispatch(topic: string, payload: Buffer, qos: number, done: (err?: Error) => void): void;
   /** A message bound for MQTT could not be kept (logged and counted by the caller). */
   onDrop(topic: string, why: string): void;
   log: Logger;
@@ -116,9 +116,8 @@ export async function startInternalBroker(cfg: EventBusConfig, hooks: SideHooks)
       // aedes writes the PUBACK / PUBREC after this callback and reads no further packet of this
       // client before it: holding the callback holds the publisher. An error closes the connection
       // without an acknowledgement (MQTT 3.1.1 has no negative PUBACK); the client resends.
-      hooks.dispatch(packet.topic, payload, packet.qos).then(
-        () => callback(null),
-        (err: unknown) => callback(packet.qos > 0 ? (err as Error) : null),
+      hooks.dispatch(packet.topic, payload, packet.qos, (err) =>
+        callback(err && packet.qos > 0 ? err : null),
       );
     },
     authorizeSubscribe(client, sub, callback) {
@@ -256,18 +255,17 @@ export function startExternalClient(
   // are handed over without waiting (order kept: each is queued synchronously).
   // A message deviceTwin could not store is handed over again after a back-off: the broker already
   // acknowledged it to its publisher, so it must not be lost here.
-  const deliver = (topic: string, payload: Buffer, qos: number, delay = RECONNECT_MIN_MS): Promise<void> =>
-    hooks
-      .dispatch(topic, payload, qos)
-      .catch(
-        () =>
-          new Promise<void>((resolve) =>
-            setTimeout(
-              () => resolve(deliver(topic, payload, qos, Math.min(delay * 2, RECONNECT_MAX_MS))),
-              delay,
-            ),
-          ),
-      );
+  const deliver = (
+    topic: string,
+    payload: Buffer,
+    qos: number,
+    done: () => void,
+    delay = RECONNECT_MIN_MS,
+  ): void =>
+    hooks.dispatch(topic, payload, qos, (err) => {
+      if (!err) return done();
+      setTimeout(() => deliver(topic, payload, qos, done, Math.min(delay * 2, RECONNECT_MAX_MS)), delay);
+    });
   const durable = Boolean(cfg.mqttSubClientID);
   let inflight = 0;
   const blocked: (() => void)[] = [];
@@ -284,13 +282,9 @@ export function startExternalClient(
       return callback();
     }
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
-    const done = deliver(packet.topic, payload, packet.qos);
-    if (durable) {
-      void done.then(() => callback());
-      return;
-    }
+    if (durable) return deliver(packet.topic, payload, packet.qos, () => callback());
     inflight++;
-    void done.then(() => {
+    deliver(packet.topic, payload, packet.qos, () => {
       inflight--;
       blocked.shift()?.();
     });

@@ -1,28 +1,37 @@
 /**
- * eventBus / deviceTwin benchmarks (issue 4):
- * - twin updates end to end: MQTT publish -> eventBus -> deviceTwin (SQLite) -> the edge_updated
- *   message at the cloud stand-in (module `websocket`), through aedes (mode 0) and mosquitto (mode 2);
+ * eventBus / deviceTwin benchmarks (issues 4 and 10):
+ * - twin updates acknowledged = stored: an edgecore process (eventBus mode 0 + deviceTwin on a
+ *   SQLite file) and 40 MQTT clients in a publisher process pipelining QoS 1 updates; a PUBACK
+ *   means the update is committed. Rate, latency (one in flight, publish -> PUBACK), CPU per update
+ *   and the peak resident memory of the edgecore process;
+ * - twin updates end to end through mosquitto (mode 2): MQTT publish -> eventBus -> deviceTwin
+ *   (SQLite) -> the edge_updated message at the cloud stand-in (module `websocket`);
  * - broker throughput, QoS 0 and 1: aedes inside an edgecore process (mode 0) side by side with
  *   mosquitto, the same two clients in this process.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
 import mqtt from 'mqtt';
 import type { Message } from '../../kernel/index.js';
 import { membershipMessage, mqttClient, startEdge } from '../helpers/mqtt-edge.js';
 import { waitUntil } from '../helpers/kernel.js';
-import { startMosquitto } from '../peers/mosquitto.js';
+import { startMosquitto, type MosquittoPeer } from '../peers/mosquitto.js';
 import { cleanup, freePort } from '../peers/util.js';
+import { TwinStore } from '../../plugins/devicetwin/store.js';
 import { latencyFigures, round, type Figure } from './report.js';
 
 const DEVICE = 'default/bench-1';
 const PUBLISHER_FLAG = '--eventbus-bench-publisher';
-const TOPIC = `$hw/events/device/${DEVICE}/twin/update`;
+const topicOf = (device: string): string => `$hw/events/device/${device}/twin/update`;
+const TOPIC = topicOf(DEVICE);
 const update = (i: number): string =>
   `{"event_id":"b${i}","timestamp":${Date.now()},"twin":{"temperature":{"actual":{"value":"${i}"},"metadata":{"type":"int"}}}}`;
+/** MQTT clients (one device each) of the acknowledged-throughput run, as in issue 10's load. */
+const CLIENTS = 40;
 
 type TwinContent = { twin?: { temperature?: { actual?: { value?: string } } } };
 
@@ -45,21 +54,30 @@ class Arrivals {
 }
 
 /**
- * The publisher of the throughput run, in a process of its own (as a mapper is): connects, waits
- * for a line on stdin, publishes `n` updates at QoS 1 as fast as mqtt.js writes them, prints DONE
- * once every PUBACK is in.
+ * The publisher of a throughput run, in a process of its own (as mappers are): `clients`
+ * connections, one device each (`default/bench-<k>`, or `default/bench-1` for one client), waits
+ * for a line on stdin, publishes `n` updates in all at QoS 1 as fast as mqtt.js writes them, prints
+ * `DONE <ms>` once every PUBACK is in.
  */
-async function publisherChild(url: string, n: number, base: number): Promise<void> {
-  const client = mqtt.connect(url, { protocolVersion: 4, reconnectPeriod: 0, log: () => undefined });
-  await new Promise((r) => client.once('connect', r));
+async function publisherChild(url: string, n: number, base: number, clients: number): Promise<void> {
+  const cs = await Promise.all(
+    Array.from({ length: clients }, async () => {
+      const c = mqtt.connect(url, { protocolVersion: 4, reconnectPeriod: 0, log: () => undefined });
+      await new Promise((r) => c.once('connect', r));
+      return c;
+    }),
+  );
   process.stdout.write('CONNECTED\n');
   await new Promise((r) => process.stdin.once('data', r));
+  const t0 = process.hrtime.bigint();
   let acked = 0;
   for (let i = 0; i < n; i++) {
-    client.publish(TOPIC, update(base + i), { qos: 1 }, () => {
+    const k = i % clients;
+    const topic = clients === 1 ? TOPIC : topicOf(`default/bench-${k}`);
+    (cs[k] as mqtt.MqttClient).publish(topic, update(base + i), { qos: 1 }, () => {
       if (++acked === n) {
-        process.stdout.write('DONE\n');
-        void client.endAsync(true).then(() => process.exit(0));
+        process.stdout.write(`DONE ${Number(process.hrtime.bigint() - t0) / 1e6}\n`);
+        void Promise.all(cs.map((c) => c.endAsync(true))).then(() => process.exit(0));
       }
     });
   }
@@ -69,16 +87,23 @@ async function spawnPublisher(
   url: string,
   n: number,
   base: number,
-): Promise<{ go(): void; done(): boolean }> {
+  clients = 1,
+): Promise<{ go(): void; done(): boolean; ms(): number }> {
   const self = fileURLToPath(import.meta.url);
   const args = self.endsWith('.ts') ? ['--import', 'tsx', self] : [self];
-  const proc = spawn(process.execPath, [...args, PUBLISHER_FLAG, url, String(n), String(base)], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
+  const proc = spawn(
+    process.execPath,
+    [...args, PUBLISHER_FLAG, url, String(n), String(base), String(clients)],
+    { stdio: ['pipe', 'pipe', 'inherit'] },
+  );
   let out = '';
   proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
   await waitUntil(() => out.includes('CONNECTED'), 20_000, 'publisher process');
-  return { go: () => void proc.stdin.write('go\n'), done: () => out.includes('DONE') };
+  return {
+    go: () => void proc.stdin.write('go\n'),
+    done: () => out.includes('DONE'),
+    ms: () => Number(/DONE ([\d.]+)/.exec(out)?.[1]),
+  };
 }
 
 /**
@@ -102,24 +127,22 @@ async function startProfile(): Promise<{ stop(label: string): Promise<void> } | 
   };
 }
 
-async function twinEndToEnd(
-  label: string,
-  mode: 0 | 2,
-  external?: { url: string; mqttUrl: string },
-): Promise<Figure[]> {
+/** Twin updates end to end through mosquitto (mode 2), arrival of edge_updated at the cloud stand-in. */
+async function twinEndToEnd(mosquitto: MosquittoPeer): Promise<Figure[]> {
+  const label = 'mosquitto';
   const arrivals = new Arrivals();
   const edge = await startEdge({
-    mode,
-    ...(external ? { external: external.url } : {}),
+    mode: 2,
+    external: mosquitto.url,
     cloudAcks: true,
     keepCloud: false,
     onCloud: arrivals.onCloud,
   });
   try {
-    const url = external ? external.mqttUrl : edge.internalUrl.replace(/^tcp:/, 'mqtt:');
+    const url = mosquitto.mqttUrl;
     await edge.connectCloud();
     await edge.fromCloud(membershipMessage([{ id: DEVICE, name: 'bench-1' }]));
-    await new Promise((r) => setTimeout(r, mode === 2 ? 800 : 300));
+    await mosquitto.waitLog(/ 1 \+\/user\/#$/m); // eventBus subscribed
     // latency: one update in flight at a time, publisher in this process
     const app = await mqttClient(url, []);
     const samples: number[] = [];
@@ -142,7 +165,7 @@ async function twinEndToEnd(
     await arrivals.next(String(base + N - 1));
     const secs = Number((arrivals.at.get(String(base + N - 1)) as bigint) - t0) / 1e9;
     const cpu = process.cpuUsage(cpu0);
-    await profile?.stop(`${label}`);
+    await profile?.stop(label);
     await waitUntil(pub.done, 20_000, `${label}: PUBACKs of ${N} updates`);
     return [
       {
@@ -157,6 +180,62 @@ async function twinEndToEnd(
     ];
   } finally {
     await edge.stop();
+  }
+}
+
+/** CPU time (us) and resident memory (MB, now and peak) of a process, from /proc. */
+function procStats(pid: number): { cpuUs: number; rssMb: number; peakRssMb: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]); // utime + stime, in USER_HZ (100/s)
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1]);
+  return { cpuUs: ticks * 10_000, rssMb: kb('VmRSS') / 1024, peakRssMb: kb('VmHWM') / 1024 };
+}
+
+/**
+ * Twin updates acknowledged = stored, against an edgecore process (eventBus mode 0 + deviceTwin):
+ * latency publish -> PUBACK with one update in flight, then CLIENTS clients pipelining QoS 1
+ * updates (rate of PUBACKs, CPU per update and peak resident memory of the edgecore process).
+ */
+async function twinAcknowledged(): Promise<Figure[]> {
+  const label = 'aedes';
+  const devices = [DEVICE, ...Array.from({ length: CLIENTS }, (_, k) => `default/bench-${k}`)];
+  const edge = await startEdgeProcess({ deviceTwin: true, devices });
+  try {
+    const app = await mqttClient(edge.url, []);
+    const samples: number[] = [];
+    for (let i = 0; i < 2000; i++) {
+      const t0 = process.hrtime.bigint();
+      await app.client.publishAsync(TOPIC, update(i), { qos: 1 });
+      samples.push(Number(process.hrtime.bigint() - t0));
+    }
+    await app.end();
+    const N = 40_000;
+    const pub = await spawnPublisher(edge.url, N, 100_000, CLIENTS);
+    const before = procStats(edge.pid);
+    pub.go();
+    await waitUntil(pub.done, 300_000, `${label}: PUBACKs of ${N} updates`);
+    const after = procStats(edge.pid);
+    return [
+      {
+        name: `twin_acked_${label}_updates_per_s`,
+        value: round(N / (pub.ms() / 1000)),
+        unit: 'updates/s',
+        goal: '>= 20000',
+      },
+      {
+        name: `twin_acked_${label}_cpu_per_update`,
+        value: round((after.cpuUs - before.cpuUs) / N),
+        unit: 'us',
+      },
+      ...latencyFigures(`twin_acked_${label}_latency`, samples, 'ms', '<= 5'),
+      { name: `twin_acked_${label}_rss_idle`, value: round(before.rssMb), unit: 'MB' },
+      // Go edgecore v1.23.1 stays at 80 MB on this load (issue 10): the goal is 1.5x that
+      { name: `twin_acked_${label}_rss_peak`, value: round(after.peakRssMb), unit: 'MB', goal: '<= 120' },
+    ];
+  } finally {
+    edge.stop();
   }
 }
 
@@ -178,24 +257,41 @@ async function brokerThroughput(url: string, qos: 0 | 1, n: number): Promise<num
   return rate;
 }
 
-/** edgecore (eventBus mode 0 + deviceTwin) in a process of its own. */
-async function startEdgeProcess(): Promise<{ url: string; stop(): void }> {
+/**
+ * edgecore (eventBus mode 0, deviceTwin if asked, on a SQLite file holding `devices`) in a process
+ * of its own.
+ */
+async function startEdgeProcess(
+  o: { deviceTwin?: boolean; devices?: string[] } = {},
+): Promise<{ url: string; pid: number; stop(): void }> {
   const here = fileURLToPath(new URL('.', import.meta.url));
   const js = join(here, '..', '..', 'plugins', 'devicetwin', 'testdata', 'edge-child.js');
   const ts = join(here, '..', '..', 'plugins', 'devicetwin', 'testdata', 'edge-child.ts');
   const dir = mkdtempSync(join(tmpdir(), 'bench-aedes-'));
+  const dataSource = join(dir, 'edge.db');
+  const db = new Database(dataSource);
+  new TwinStore(db).apply({
+    addDevices: (o.devices ?? []).map((id) => ({
+      id,
+      name: id.split('/')[1] ?? id,
+      description: '',
+      state: '',
+      last_online: '',
+    })),
+  });
+  db.close();
   const port = await freePort();
   const yaml = join(dir, 'edgecore.yaml');
   writeFileSync(
     yaml,
     `apiVersion: edgecore.config.kubeedge.io/v1alpha2
 kind: EdgeCore
-database: {dataSource: ${JSON.stringify(join(dir, 'edge.db'))}}
+database: {dataSource: ${JSON.stringify(dataSource)}}
 modules:
   edged: {enable: false, hostnameOverride: bench}
   edgeHub: {enable: false}
   metaManager: {enable: false}
-  deviceTwin: {enable: false}
+  deviceTwin: {enable: ${o.deviceTwin ?? false}}
   eventBus: {enable: true, mqttMode: 0, mqttQOS: 1, mqttServerInternal: "tcp://127.0.0.1:${port}"}
 `,
   );
@@ -204,7 +300,11 @@ modules:
   let out = '';
   proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
   await waitUntil(() => out.includes('READY'), 20_000, 'edgecore child');
-  return { url: `mqtt://127.0.0.1:${port}`, stop: () => void proc.kill('SIGKILL') };
+  return {
+    url: `mqtt://127.0.0.1:${port}`,
+    pid: proc.pid as number,
+    stop: () => void proc.kill('SIGKILL'),
+  };
 }
 
 /** `EVENTBUS_BENCH=aedes,mosquitto,broker` (default: all) runs only those parts, e.g. to profile one. */
@@ -216,8 +316,8 @@ export async function eventbusBench(): Promise<Figure[]> {
   const mosquitto = await startMosquitto({ extraConfig: ['max_queued_messages 1000000'] });
   try {
     // twin updates end to end
-    if (parts.has('aedes')) figures.push(...(await twinEndToEnd('aedes', 0)));
-    if (parts.has('mosquitto')) figures.push(...(await twinEndToEnd('mosquitto', 2, mosquitto)));
+    if (parts.has('aedes')) figures.push(...(await twinAcknowledged()));
+    if (parts.has('mosquitto')) figures.push(...(await twinEndToEnd(mosquitto)));
     if (!parts.has('broker')) return figures;
     // broker throughput, side by side
     const aedes = await startEdgeProcess();
@@ -244,5 +344,10 @@ export async function eventbusBench(): Promise<Figure[]> {
 }
 
 if (process.argv[2] === PUBLISHER_FLAG) {
-  await publisherChild(process.argv[3] ?? '', Number(process.argv[4]), Number(process.argv[5]));
+  await publisherChild(
+    process.argv[3] ?? '',
+    Number(process.argv[4]),
+    Number(process.argv[5]),
+    Number(process.argv[6] ?? 1),
+  );
 }
