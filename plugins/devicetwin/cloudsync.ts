@@ -5,7 +5,14 @@
  * disconnected -> connected transition.
  */
 import { randomUUID } from 'node:crypto';
-import { errorText, newMessage, type Logger, type Message } from '../../kernel/index.js';
+import {
+  decodeMessage,
+  encodeMessage,
+  errorText,
+  newMessage,
+  type Logger,
+  type Message,
+} from '../../kernel/index.js';
 import { DeviceTwinModuleName, ResourceGroup } from '../../protocol/index.js';
 
 /** Unconfirmed cloud messages kept at most (then the oldest is dropped, logged). */
@@ -27,7 +34,11 @@ export interface CloudSyncOptions {
 
 export class CloudSync {
   private connected = false;
-  private readonly pending = new Map<string, Message>();
+  /**
+   * Unconfirmed messages by id, kept as their wire JSON (flat text: a few hundred bytes each, where
+   * the message object with its twin map and id strings takes several times that).
+   */
+  private readonly pending = new Map<string, string>();
   private timer: NodeJS.Timeout | undefined;
   /** The next slice of the re-send round in progress. */
   private slice: NodeJS.Timeout | undefined;
@@ -55,7 +66,7 @@ export class CloudSync {
     const limit = this.opts.limit ?? CONFIRM_LIMIT;
     if (this.pending.size >= limit) {
       const oldest = this.pending.keys().next().value as string;
-      const m = this.pending.get(oldest);
+      const m = decodeMessage(this.pending.get(oldest));
       this.pending.delete(oldest);
       this.dropped++;
       if (this.unreported.dropped++ === 0) {
@@ -65,7 +76,7 @@ export class CloudSync {
         );
       }
     }
-    this.pending.set(msg.header.msg_id, msg);
+    this.pending.set(msg.header.msg_id, encodeMessage(msg));
     if (this.connected) this.write(msg);
     this.arm();
   }
@@ -125,7 +136,7 @@ export class CloudSync {
       for (let n = 0; n < RESEND_SLICE && i < ids.length; i++) {
         const m = this.pending.get(ids[i] as string);
         if (m) {
-          this.write(m);
+          this.write(decodeMessage(m));
           n++;
         }
       }
