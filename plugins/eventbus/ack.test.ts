@@ -137,6 +137,28 @@ describe('acknowledged means stored (internal broker)', () => {
     await waitUntil(() => acked, 10_000, 'the resent update to be acknowledged');
     expect(storedValue(edge!.dataSource, 0)).toBe('7');
   });
+
+  it('no answer from deviceTwin within 10 s: no acknowledgement, the connection is closed', async () => {
+    edge = await startEdge({ mode: 0, deviceTwin: false });
+    // a module `twin` that takes the request and never answers
+    const got: unknown[] = [];
+    edge.kernel.bus.addModule('twin', 'twin').attach(
+      (m) => void got.push(m),
+      () => undefined,
+    );
+    const c = mqtt.connect(edge.internalUrl.replace(/^tcp:/, 'mqtt:'), {
+      log: () => undefined,
+      reconnectPeriod: 0,
+    });
+    clients.push(c);
+    await new Promise((r) => c.once('connect', r));
+    let acked = false;
+    const closed = new Promise((r) => c.once('close', r));
+    c.publish(topic(0, 'twin/update'), update(1), { qos: 1 }, (err) => (acked = !err));
+    await closed;
+    expect(got).toHaveLength(1);
+    expect(acked).toBe(false);
+  }, 20_000);
 });
 
 describe('no recursion in the broker under load', () => {
