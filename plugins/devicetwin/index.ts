@@ -51,10 +51,6 @@ const WRITE_ATTEMPTS = 5;
 /** First pause before a failed write is tried again (doubling: 50, 100, 200, 400 ms). */
 const WRITE_RETRY_MS = 50;
 
-/** base64url (with padding) of an MQTT topic, as eventBus encodes it. */
-const decodeTopic = (resource: string): string =>
-  Buffer.from(resource.replace(/-/g, '+').replace(/_/g, '/'), 'base64').toString('utf8');
-
 const contentText = (c: unknown): string => {
   if (typeof c === 'string') return c;
   if (Buffer.isBuffer(c) || c instanceof Uint8Array) return Buffer.from(c).toString('utf8');
@@ -81,7 +77,7 @@ export default definePlugin<DeviceTwinConfig>({
     const topicOf = (resource: string): { topic: string; t: ReturnType<typeof classifyTopic> } => {
       let known = topics.get(resource);
       if (!known) {
-        const topic = decodeTopic(resource);
+        const topic = decodeTopicResource(resource);
         known = { topic, t: classifyTopic(topic) };
         topics.set(resource, known);
       }
@@ -296,7 +292,9 @@ export default definePlugin<DeviceTwinConfig>({
     const done = (msg: Message, stored: boolean): void => {
       if (!msg.header.sync || msg.header.parent_msg_id) return;
       ctx.respond(
-        stored ? newResponse(msg, 'OK') : newErrorMessage(msg, 'twin: not stored (database write failed)'),
+        stored
+          ? newResponse(msg, MessageSuccessfulContent)
+          : newErrorMessage(msg, 'twin: not stored (database write failed)'),
       );
     };
     // No async wrapper: the hot path (twin updates) costs one promise, the group commit's.

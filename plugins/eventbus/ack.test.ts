@@ -153,7 +153,7 @@ describe('acknowledged means stored (internal broker)', () => {
     clients.push(c);
     await new Promise((r) => c.once('connect', r));
     let acked = false;
-    const closed = new Promise((r) => c.once('close', r));
+    const closed = new Promise<void>((r) => c.once('close', () => r()));
     c.publish(topic(0, 'twin/update'), update(1), { qos: 1 }, (err) => (acked = !err));
     await closed;
     expect(got).toHaveLength(1);

@@ -5,6 +5,7 @@
 import {
   DatabaseToken,
   KernelError,
+  Operation,
   definePlugin,
   errorText,
   isKernelError,
@@ -91,9 +92,9 @@ export default definePlugin<EventBusConfig>({
     const waiting: Twinbound[] = [];
     /** A sync request to deviceTwin; resolves once it reports the message stored. */
     const requestTwin = (msg: Message, deadline: number, pause = QUEUE_FULL_RETRY_MS): Promise<void> =>
-      ctx.request('twin', msg, deadline - Date.now()).then(
+      ctx.request(DeviceTwinModuleName, msg, deadline - Date.now()).then(
         (reply) => {
-          if (reply.route.operation === 'error')
+          if (reply.route.operation === Operation.error)
             throw new KernelError(
               'EEVENTBUS_NOT_STORED',
               `deviceTwin did not store it: ${errorText(reply.content)}`,
@@ -138,7 +139,7 @@ export default definePlugin<EventBusConfig>({
     const dispatch = (topic: string, payload: Buffer, qos: number, done: (err?: Error) => void): void => {
       counters.inbound++;
       const to = destinationOf(topic);
-      if (to === 'twin' && ctx.hasModule('twin')) {
+      if (to === TwinGroup && ctx.hasModule(DeviceTwinModuleName)) {
         const m: Twinbound = { topic, payload, qos, done };
         if (inWindow < TWIN_WINDOW) {
           inWindow++;

@@ -9,6 +9,7 @@ import { Aedes } from 'aedes';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { KernelError, errorText, type Logger } from '../../kernel/index.js';
 import type { EventBusConfig } from './index.js';
+import { TwinGroup } from '../../protocol/index.js';
 import { destinationOf } from './topics.js';
 
 export interface SideHooks {
@@ -273,7 +274,7 @@ export function startExternalClient(
   sub.handleMessage = (packet, callback) => {
     // A retained message is replayed by the broker at every (re)subscription: a twin update or get
     // from then would be applied again at each start, rolling newer values back. Only live ones count.
-    if (packet.retain && destinationOf(packet.topic) === 'twin') {
+    if (packet.retain && destinationOf(packet.topic) === TwinGroup) {
       if (retainedSkipped++ === 0)
         hooks.log.warn(
           { topic: packet.topic },
