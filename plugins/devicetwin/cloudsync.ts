@@ -39,6 +39,8 @@ export class CloudSync {
    * the message object with its twin map and id strings takes several times that).
    */
   private readonly pending = new Map<string, string>();
+  /** The last membership/detail request sent. */
+  private detailId: string | undefined;
   private timer: NodeJS.Timeout | undefined;
   /** The next slice of the re-send round in progress. */
   private slice: NodeJS.Timeout | undefined;
@@ -91,24 +93,26 @@ export class CloudSync {
     if (connected === this.connected) return;
     this.connected = connected;
     if (!connected) return;
+    // the new membership/detail request supersedes an unconfirmed older one
+    if (this.detailId) this.pending.delete(this.detailId);
     const backlog = [...this.pending.keys()];
-    this.send(
-      newMessage(
-        {
-          source: DeviceTwinModuleName,
-          group: ResourceGroup,
-          operation: 'get',
-          resource: 'membership/detail',
-        },
-        JSON.stringify({
-          event_type: 'group_membership_event',
-          event_id: randomUUID(),
-          group_id: this.opts.node,
-          operation: 'detail',
-          timestamp: Date.now(),
-        }),
-      ),
+    const detail = newMessage(
+      {
+        source: DeviceTwinModuleName,
+        group: ResourceGroup,
+        operation: 'get',
+        resource: 'membership/detail',
+      },
+      JSON.stringify({
+        event_type: 'group_membership_event',
+        event_id: randomUUID(),
+        group_id: this.opts.node,
+        operation: 'detail',
+        timestamp: Date.now(),
+      }),
     );
+    this.detailId = detail.header.msg_id;
+    this.send(detail);
     this.round(backlog);
   }
 

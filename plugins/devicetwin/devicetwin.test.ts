@@ -114,6 +114,7 @@ describe('deviceTwin membership and the cloud link', () => {
       operation: 'update',
       resource: `device/${DEV}/state/update`,
     });
+    const edgeUpdated = edge.cloud.filter((m) => m.route.resource?.endsWith('/twin/edge_updated'));
     await edge.fromCloud(
       newMessage(
         { source: 'devicecontroller', group: 'twin', operation: 'response', resource: 'twin' },
@@ -123,6 +124,22 @@ describe('deviceTwin membership and the cloud link', () => {
         },
       ),
     );
+    // a reconnection sends a new membership/detail, then what is still unconfirmed: not the acked one
+    const before = edge.cloud.length;
+    const connection = (content: string) =>
+      edge.fromCloud(
+        newMessage(
+          { source: 'edgehub', group: 'twin', operation: 'connect', resource: 'node/connection' },
+          content,
+        ),
+      );
+    await connection('cloud_disconnected');
+    await connection('cloud_connected');
+    await waitUntil(() => edge.cloud.length > before, 5000, 'messages after the reconnection');
+    const again = edge.cloud.slice(before);
+    expect(again[0]!.route.resource).toBe('membership/detail');
+    expect(again.some((m) => m.header.msg_id === sent.header.msg_id)).toBe(false);
+    expect(again.slice(1).map((m) => m.header.msg_id)).toEqual(edgeUpdated.map((m) => m.header.msg_id));
   });
 });
 
