@@ -5,6 +5,7 @@
  * disconnected -> connected transition.
  */
 import { randomUUID } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import {
   decodeMessage,
   encodeMessage,
@@ -38,7 +39,7 @@ export class CloudSync {
    * Unconfirmed messages by id, kept as their wire JSON (flat text: a few hundred bytes each, where
    * the message object with its twin map and id strings takes several times that).
    */
-  private readonly pending = new Map<string, string>();
+  private readonly pending: LRUCache<string, string>;
   /** The last membership/detail request sent. */
   private detailId: string | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -50,7 +51,18 @@ export class CloudSync {
   /** Since the last summary line (one per retry period at most). */
   private unreported = { dropped: 0, refused: 0 };
 
-  constructor(private readonly opts: CloudSyncOptions) {}
+  constructor(private readonly opts: CloudSyncOptions) {
+    // Unconfirmed messages by id, oldest first, kept as their wire JSON (flat text: a few hundred
+    // bytes each, where the message object with its twin map and id strings takes several times
+    // that). Beyond the limit the oldest is dropped (never read through `get`: the order stays the
+    // order of sending).
+    this.pending = new LRUCache({
+      max: opts.limit ?? CONFIRM_LIMIT,
+      dispose: (wire, id, reason) => {
+        if (reason === 'evict') this.drop(id, wire);
+      },
+    });
+  }
 
   get unconfirmed(): number {
     return this.pending.size;
@@ -65,22 +77,19 @@ export class CloudSync {
    * is disconnected; here they are kept (bounded) and sent on reconnection (README).
    */
   send(msg: Message): void {
-    const limit = this.opts.limit ?? CONFIRM_LIMIT;
-    if (this.pending.size >= limit) {
-      const oldest = this.pending.keys().next().value as string;
-      const m = decodeMessage(this.pending.get(oldest));
-      this.pending.delete(oldest);
-      this.dropped++;
-      if (this.unreported.dropped++ === 0) {
-        this.opts.log.error(
-          { resource: m?.route.resource, msgId: oldest, limit },
-          `twin: ${limit} cloud messages unconfirmed; the oldest (${m?.route.resource}) is dropped, and further drops are counted and reported once per re-send period`,
-        );
-      }
-    }
     this.pending.set(msg.header.msg_id, encodeMessage(msg));
     if (this.connected) this.write(msg);
     this.arm();
+  }
+
+  private drop(id: string, wire: string): void {
+    this.dropped++;
+    if (this.unreported.dropped++ > 0) return;
+    const resource = decodeMessage(wire).route.resource;
+    this.opts.log.error(
+      { resource, msgId: id, limit: this.pending.max },
+      `twin: ${this.pending.max} cloud messages unconfirmed; the oldest (${resource}) is dropped, and further drops are counted and reported once per re-send period`,
+    );
   }
 
   confirm(parentId: string): void {
@@ -95,7 +104,7 @@ export class CloudSync {
     if (!connected) return;
     // the new membership/detail request supersedes an unconfirmed older one
     if (this.detailId) this.pending.delete(this.detailId);
-    const backlog = [...this.pending.keys()];
+    const backlog = [...this.pending.rkeys()];
     const detail = newMessage(
       {
         source: DeviceTwinModuleName,
@@ -120,7 +129,7 @@ export class CloudSync {
   resend(): void {
     this.summary();
     if (this.pending.size === 0) return this.disarm();
-    if (this.connected) this.round([...this.pending.keys()]);
+    if (this.connected) this.round([...this.pending.rkeys()]);
   }
 
   stop(): void {
@@ -138,7 +147,7 @@ export class CloudSync {
       this.slice = undefined;
       if (!this.connected) return;
       for (let n = 0; n < RESEND_SLICE && i < ids.length; i++) {
-        const m = this.pending.get(ids[i] as string);
+        const m = this.pending.peek(ids[i] as string);
         if (m) {
           this.write(decodeMessage(m));
           n++;

@@ -89,7 +89,22 @@ export default definePlugin<EventBusConfig>({
       done: (err?: Error) => void;
     }
     let inWindow = 0;
-    const waiting: Twinbound[] = [];
+    // a FIFO: an array and the index of its head (Array#shift copies the array, O(n) per message)
+    let waiting: (Twinbound | undefined)[] = [];
+    let head = 0;
+    const nextWaiting = (): Twinbound | undefined => {
+      const m = waiting[head];
+      if (!m) return undefined;
+      waiting[head++] = undefined;
+      if (head === waiting.length) {
+        waiting = [];
+        head = 0;
+      } else if (head >= 1024 && head * 2 >= waiting.length) {
+        waiting = waiting.slice(head);
+        head = 0;
+      }
+      return m;
+    };
     /** A sync request to deviceTwin; resolves once it reports the message stored. */
     const requestTwin = (msg: Message, deadline: number, pause = QUEUE_FULL_RETRY_MS): Promise<void> =>
       ctx.request(DeviceTwinModuleName, msg, deadline - Date.now()).then(
@@ -109,7 +124,7 @@ export default definePlugin<EventBusConfig>({
         },
       );
     const finish = (m: Twinbound, err?: KernelError): void => {
-      const next = waiting.shift();
+      const next = nextWaiting();
       if (next)
         run(next); // the slot passes to the next message
       else inWindow--;
