@@ -36,13 +36,10 @@ import {
   TwinGroup,
   decodeTopicResource,
 } from '../../protocol/index.js';
+import type { DeviceTwinConfig } from './config.js';
 import type { CloudSend, Outcome, TwinEngine } from './engine.js';
 import type { ChangeSet } from './store.js';
 import type { CloudSync } from './cloudsync.js';
-
-export interface DeviceTwinConfig extends ModuleConfig {
-  dmiSockPath: string;
-}
 
 /** Re-send period of unconfirmed cloud messages (KubeEdge: ~60 s of idleness). */
 export const CONFIRM_RETRY_MS = 60_000;
@@ -57,7 +54,7 @@ const contentText = (c: unknown): string => {
   return JSON.stringify(c ?? null);
 };
 
-export default definePlugin<DeviceTwinConfig>({
+export default definePlugin<DeviceTwinConfig & ModuleConfig>({
   name: DeviceTwinModuleName,
   group: TwinGroup,
   configKey: 'deviceTwin',

@@ -6,7 +6,8 @@ import { readFileSync } from 'node:fs';
 import { createServer as createNetServer, type Server } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import { Aedes } from 'aedes';
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { createRequire } from 'node:module';
+import type { IClientOptions, MqttClient } from 'mqtt';
 import { KernelError, errorText, type Logger } from '../../kernel/index.js';
 import type { EventBusConfig } from './index.js';
 import { TwinGroup } from '../../protocol/index.js';
@@ -217,6 +218,8 @@ export function startExternalClient(
     if (cfg.eventBusTLS?.enable) Object.assign(base, readTls(cfg), { rejectUnauthorized: true });
     else base.rejectUnauthorized = false;
   }
+  // mqtt.js is loaded only for an external broker (~70 ms and ~5 MB at start with mqttMode 0).
+  const mqtt = createRequire(import.meta.url)('mqtt') as typeof import('mqtt');
   const subId = cfg.mqttSubClientID || generatedClientId('sub');
   const pubId = cfg.mqttPubClientID || generatedClientId('pub');
   // A pinned subscriber id gets a persistent session, so the broker keeps QoS 1 messages for
