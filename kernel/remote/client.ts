@@ -162,8 +162,15 @@ export function connectPlugin(def: PluginDefinition, options: ConnectOptions): R
     const section = JSON.parse(Buffer.from(start.sectionJson).toString('utf8')) as ModuleConfig;
     const ctx = pluginContext(start, section, port, { log, metrics, services }, abort.signal);
     const owner = { fail: (err: unknown) => failed(err, 'callback') };
+    const signal = abort.signal;
     try {
-      instance = (await runAs(owner, () => def.start(ctx))) ?? {};
+      const started = (await runAs(owner, () => def.start(ctx))) ?? {};
+      if (signal.aborted) {
+        // The kernel gave this start up meanwhile: stop what it built, never report Ready.
+        await started.stop?.();
+        return;
+      }
+      instance = started;
       for (const t of def.provides ?? []) {
         if (!services.has(t))
           throw new KernelError('EPLUGIN_INVALID', `plugin "${def.name}" declares it provides ${t} but did not provide it`);

@@ -414,8 +414,12 @@ class SpawnedHost extends RemoteHostBase {
       });
     });
     exited.catch(() => undefined);
-    // A launch given up before it is ready takes its process with it.
-    const cancel = (): void => void child.kill('SIGKILL');
+    // A launch given up before it is ready takes its process with it: SIGTERM lets the plugin
+    // see its signal abort and stop what a late start built; SIGKILL if it does not go.
+    const cancel = (): void => {
+      child.kill('SIGTERM');
+      setTimeout(() => child.kill('SIGKILL'), 2000).unref();
+    };
     launch.signal.addEventListener('abort', cancel, { once: true });
     this.log.info({ pid: child.pid, generation: launch.generation }, 'plugin process spawned');
     try {

@@ -1,7 +1,7 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { KernelError, errorText } from '../errors.js';
 
 /**
@@ -82,6 +82,7 @@ export function sameToken(a: string, b: string): boolean {
   return x.length === y.length && x.length > 0 && timingSafeEqual(x, y);
 }
 
+/** gRPC's address of a unix socket (the form nice-grpc's createChannel passes through). */
 export function grpcAddress(socket: string): string {
-  return `unix:${socket}`;
+  return `unix://${resolve(socket)}`;
 }
