@@ -174,6 +174,11 @@ export class Kernel implements KernelSide {
     this.remote?.broadcastModules();
   }
 
+  /** The unix socket plugin processes connect to, while the kernel listens on one. */
+  get socketPath(): string | undefined {
+    return this.remote?.socket.path;
+  }
+
   /** The host of a module (tests and tools). */
   host(name: string): SupervisedHost | undefined {
     return this.hosts.find((h) => h.name === name);
