@@ -19,10 +19,12 @@ import type { Message } from '../bus/message.js';
 import type { LoadedConfig } from '../config/index.js';
 import { KernelError, errorText, isKernelError } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
 import { SupervisedHost, type HostDeps, type Launch } from '../plugin/host.js';
 import type { LoadedPlugin } from '../plugin/load.js';
 import type { CloudConnection } from '../tokens.js';
 import { Batcher, decodeBatch, encodeBatch } from './batch.js';
+import { MetricsSink } from './metrics-sink.js';
 import { grpcAddress, prepareKernelSocket, sameToken, withPrivateUmask, type KernelSocket } from './socket.js';
 
 /** Messages handed to a plugin process and not yet acknowledged, at most (flow control). */
@@ -35,6 +37,7 @@ export interface KernelSide {
   readonly bus: Bus;
   readonly log: Logger;
   readonly cloud: CloudConnection;
+  readonly metrics: Metrics;
   readonly loaded: LoadedConfig;
   /** Deps of a host for a module that attached on its own. */
   hostDeps(name: string, configKey: string): HostDeps;
@@ -174,7 +177,11 @@ class Link {
         this.server.kernel.cloud.set(kind.value.connected);
         return;
       case 'metrics':
-        host.metricsJson = Buffer.from(kind.value.json).toString('utf8');
+        try {
+          this.server.sink.update(host.name, Buffer.from(kind.value.json).toString('utf8'));
+        } catch (err) {
+          host.log.warn({ err: errorText(err) }, 'metrics from the plugin process ignored');
+        }
         return;
     }
   }
@@ -268,8 +275,6 @@ abstract class RemoteHostBase extends SupervisedHost {
   protected link: Link | undefined;
   private launch_: Launch | undefined;
   private ready: ((err?: Error) => void) | undefined;
-  /** The plugin process's metrics registry, as last sent (prom-client JSON). */
-  metricsJson: string | undefined;
 
   constructor(
     def: SupervisedHost['def'],
@@ -505,11 +510,15 @@ export class RemoteServer {
   private server: Server | undefined;
   private readonly spawned = new Map<string, SpawnedHost>();
   private readonly attached = new Map<string, AttachedHost>();
+  /** Where the plugin processes' metrics go: the kernel's registry. */
+  readonly sink: MetricsSink;
 
   constructor(
     readonly kernel: KernelSide,
     readonly socket: KernelSocket,
-  ) {}
+  ) {
+    this.sink = new MetricsSink(() => kernel.metrics.registry);
+  }
 
   async listen(): Promise<void> {
     const server = createServer({ 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
@@ -584,11 +593,6 @@ export class RemoteServer {
   /** Push the kernel's cloud-connection state to every plugin process. */
   broadcastCloud(connected: boolean): void {
     for (const host of this.hosts()) host.send({ kind: { $case: 'cloud', value: { connected } } });
-  }
-
-  /** The metrics registries plugin processes sent last, by module (prom-client JSON). */
-  remoteMetrics(): { module: string; json: string }[] {
-    return this.hosts().flatMap((h) => (h.metricsJson ? [{ module: h.name, json: h.metricsJson }] : []));
   }
 
   async close(): Promise<void> {

@@ -1,7 +1,7 @@
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { newMessage } from '../../kernel/bus/message.js';
 import { parseConfig } from '../../kernel/config/index.js';
 import { isKernelError, type KernelError } from '../../kernel/errors.js';
@@ -217,6 +217,22 @@ ${kernel}`),
     tk.kernel.cloud.set(false);
     await tk.waitInbox(() => told(tk, 'cloud false') === 2);
     expect(await cloud()).toBe(false);
+  });
+
+  it('counters a plugin increments through ctx.metrics reach the kernel registry', async () => {
+    const tk = await start();
+    await tk.kernel.bus.send('probe-a', newMessage({ operation: 'metric' }, null));
+    await tk.kernel.bus.send('probe-a', newMessage({ operation: 'metric' }, null));
+    // A plugin process sends its registry every 5 s (and when it stops).
+    await vi.waitFor(
+      async () =>
+        expect(await tk.kernel.metrics.text()).toMatch(
+          runAs === 'process'
+            ? /probe_things_total\{probe="probe-a",module="probe-a"\} 2/
+            : /probe_things_total\{probe="probe-a"\} 2/,
+        ),
+      { timeout: 15_000, interval: 200 },
+    );
   });
 
   it('a service provided by a plugin in another process is refused at load, naming both plugins', async () => {
