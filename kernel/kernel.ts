@@ -109,7 +109,10 @@ export class Kernel implements KernelSide {
       plugins,
       (p) => p.def,
       (token) => this.services.has(token),
-      (p) => (this.section(p.def.configKey).runAs === 'process' ? `its own process (${p.def.name})` : 'the kernel process'),
+      (p) =>
+        this.section(p.def.configKey).runAs === 'process'
+          ? `its own process (${p.def.name})`
+          : 'the kernel process',
     );
     const k = this.options.config.config.kernel;
     if (k.socket || ordered.some((p) => this.section(p.def.configKey).runAs === 'process')) {
@@ -148,7 +151,11 @@ export class Kernel implements KernelSide {
   }
 
   /** What a host of this module needs: its logger, config section, restart policy and timeouts. */
-  hostDeps(name: string, configKey: string, def?: Pick<PluginDefinition, 'restart' | 'startTimeoutMs' | 'stopTimeoutMs'>): HostDeps {
+  hostDeps(
+    name: string,
+    configKey: string,
+    def?: Pick<PluginDefinition, 'restart' | 'startTimeoutMs' | 'stopTimeoutMs'>,
+  ): HostDeps {
     const k = this.options.config.config.kernel;
     return {
       bus: this.bus,
@@ -191,7 +198,7 @@ export class Kernel implements KernelSide {
       state: h.state,
       restarts: h.restarts,
       failures: h.failures,
-      runAs: this.section(h.def.configKey).runAs === 'process' ? 'process' : 'inprocess',
+      runAs: h instanceof InProcessHost ? 'inprocess' : 'process',
       ...(h.lastError ? { lastError: h.lastError } : {}),
     }));
   }

@@ -47,32 +47,12 @@ export class Bus {
     return box;
   }
 
-  removeModule(name: string): void {
-    const box = this.mailboxes.get(name);
-    if (!box) return;
-    this.mailboxes.delete(name);
-    const members = this.groups.get(box.group);
-    if (members) {
-      const rest = members.filter((m) => m !== box);
-      if (rest.length) this.groups.set(box.group, rest);
-      else this.groups.delete(box.group);
-    }
-  }
-
-  mailbox(name: string): Mailbox | undefined {
-    return this.mailboxes.get(name);
-  }
-
   modules(): Mailbox[] {
     return [...this.mailboxes.values()];
   }
 
   hasModule(name: string): boolean {
     return this.mailboxes.has(name);
-  }
-
-  hasGroup(group: string): boolean {
-    return this.groups.has(group);
   }
 
   /** Enqueue for one module; resolves once queued. */

@@ -156,7 +156,11 @@ export abstract class SupervisedHost {
     return {
       fail: (err) => {
         if (this.isCurrent(launch)) this.fail(err, 'callback');
-        else this.log.warn({ err: errorText(err), generation: launch.generation }, 'error from a stopped instance');
+        else
+          this.log.warn(
+            { err: errorText(err), generation: launch.generation },
+            'error from a stopped instance',
+          );
       },
     };
   }
@@ -188,7 +192,10 @@ export abstract class SupervisedHost {
     } catch (err) {
       life.abort(err);
       if (deadline.aborted)
-        throw new KernelError('EPLUGIN_START_TIMEOUT', `start of plugin "${this.name}": no answer after ${ms} ms`);
+        throw new KernelError(
+          'EPLUGIN_START_TIMEOUT',
+          `start of plugin "${this.name}": no answer after ${ms} ms`,
+        );
       throw err;
     }
     this.state = 'running';
@@ -224,7 +231,10 @@ export abstract class SupervisedHost {
         this.box.closedReason = reason;
         const dropped = this.box.takeAll();
         this.box.stats.rejected += dropped.length;
-        this.log.error({ code: 'EPLUGIN_GAVE_UP', dropped: dropped.length }, `plugin "${this.name}" ${reason}`);
+        this.log.error(
+          { code: 'EPLUGIN_GAVE_UP', dropped: dropped.length },
+          `plugin "${this.name}" ${reason}`,
+        );
         return;
       }
       this.restarts++;
@@ -282,8 +292,11 @@ export class InProcessHost extends SupervisedHost {
     }
     const onMessage = instance.onMessage?.bind(instance);
     if (onMessage) {
-      this.box.attach(onMessage, (err, msg) => this.fail(err, 'handler', msg), full.concurrency ?? 1, (fn) =>
-        runAs(owner, fn),
+      this.box.attach(
+        onMessage,
+        (err, msg) => this.fail(err, 'handler', msg),
+        full.concurrency ?? 1,
+        (fn) => runAs(owner, fn),
       );
     }
   }

@@ -27,9 +27,15 @@ export class Batcher<T> {
   };
 }
 
-/** A batch of messages as one bytes field: a JSON array of their KubeEdge wire JSON. */
+/**
+ * A batch of messages as one bytes field: a JSON array of the messages, in one JSON.stringify.
+ * The same value as their KubeEdge wire JSON once parsed (Go's HTML escaping and key order do not
+ * matter between the kernel and its plugins); byte content is base64 as on the wire, so a batch
+ * with bytes goes through the wire encoder.
+ */
 export function encodeBatch(msgs: readonly Message[]): Buffer {
-  return Buffer.from(`[${msgs.map(encodeMessage).join(',')}]`);
+  const bytes = msgs.some((m) => m.content instanceof Uint8Array);
+  return Buffer.from(bytes ? `[${msgs.map(encodeMessage).join(',')}]` : JSON.stringify(msgs));
 }
 
 /**

@@ -173,7 +173,10 @@ export function connectPlugin(def: PluginDefinition, options: ConnectOptions): R
       instance = started;
       for (const t of def.provides ?? []) {
         if (!services.has(t))
-          throw new KernelError('EPLUGIN_INVALID', `plugin "${def.name}" declares it provides ${t} but did not provide it`);
+          throw new KernelError(
+            'EPLUGIN_INVALID',
+            `plugin "${def.name}" declares it provides ${t} but did not provide it`,
+          );
       }
     } catch (err) {
       log.error({ err: errorText(err) }, 'plugin start failed');
@@ -289,7 +292,8 @@ export function connectPlugin(def: PluginDefinition, options: ConnectOptions): R
   // frames are PluginFrame values, checked where they are built.)
   void (async () => {
     try {
-      for await (const frame of client.connect(requests() as AsyncIterable<never>, { signal: cancel.signal })) onFrame(frame);
+      for await (const frame of client.connect(requests() as AsyncIterable<never>, { signal: cancel.signal }))
+        onFrame(frame);
       end('the kernel closed the stream');
     } catch (err) {
       end(err instanceof ClientError ? err.details : errorText(err));
@@ -299,7 +303,13 @@ export function connectPlugin(def: PluginDefinition, options: ConnectOptions): R
   write({
     kind: {
       $case: 'hello',
-      value: { name: def.name, group: def.group, configKey: def.configKey, token, concurrency: def.concurrency ?? 1 },
+      value: {
+        name: def.name,
+        group: def.group,
+        configKey: def.configKey,
+        token,
+        concurrency: def.concurrency ?? 1,
+      },
     },
   });
 

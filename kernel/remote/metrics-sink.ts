@@ -22,7 +22,10 @@ export class MetricsSink {
       snapshot = JSON.parse(json) as Snapshot;
       if (!Array.isArray(snapshot)) throw new Error('not an array');
     } catch (err) {
-      throw new KernelError('EREMOTE_PROTOCOL', `metrics of "${module}": not a prom-client JSON snapshot (${errorText(err)})`);
+      throw new KernelError(
+        'EREMOTE_PROTOCOL',
+        `metrics of "${module}": not a prom-client JSON snapshot (${errorText(err)})`,
+      );
     }
     this.latest.set(module, snapshot);
     const registry = this.registry();

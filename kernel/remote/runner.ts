@@ -14,7 +14,9 @@ const specifier = process.env.KUBEEDGE_PLUGIN ?? '';
 const token = process.env.KUBEEDGE_PLUGIN_TOKEN ?? '';
 delete process.env.KUBEEDGE_PLUGIN_TOKEN;
 const log = createLogger('info', { runner: specifier });
-process.on('uncaughtException', (err) => log.error({ err: errorText(err), stack: err.stack }, 'uncaught exception'));
+process.on('uncaughtException', (err) =>
+  log.error({ err: errorText(err), stack: err.stack }, 'uncaught exception'),
+);
 
 try {
   const def = await importPlugin(specifier, 'plugin process');

@@ -25,7 +25,13 @@ import type { LoadedPlugin } from '../plugin/load.js';
 import type { CloudConnection } from '../tokens.js';
 import { Batcher, decodeBatch, encodeBatch } from './batch.js';
 import { MetricsSink } from './metrics-sink.js';
-import { grpcAddress, prepareKernelSocket, sameToken, withPrivateUmask, type KernelSocket } from './socket.js';
+import {
+  grpcAddress,
+  prepareKernelSocket,
+  sameToken,
+  withPrivateUmask,
+  type KernelSocket,
+} from './socket.js';
 
 /** Messages handed to a plugin process and not yet acknowledged, at most (flow control). */
 const DELIVERY_WINDOW = 1024;
@@ -149,7 +155,8 @@ class Link {
     if (!kind) return;
     if (kind.$case === 'hello') return this.server.onHello(this, kind.value);
     const host = this.host;
-    if (!host) return this.refuse(Status.PERMISSION_DENIED, `${kind.$case} before a Hello the kernel accepted`);
+    if (!host)
+      return this.refuse(Status.PERMISSION_DENIED, `${kind.$case} before a Hello the kernel accepted`);
     switch (kind.$case) {
       case 'ready':
         return host.onReady(this);
@@ -157,7 +164,8 @@ class Link {
         // The delivery whose handler threw counts as handled: it is not handed over again.
         const d = kind.value.seq ? this.ack(kind.value.seq) : undefined;
         const where = kind.value.where;
-        if (where === 'start') return host.onStartFailed(this, new KernelError('EPLUGIN_START', kind.value.error));
+        if (where === 'start')
+          return host.onStartFailed(this, new KernelError('EPLUGIN_START', kind.value.error));
         return host.fail(
           new KernelError('EPLUGIN_HANDLER', kind.value.error),
           where === 'callback' ? 'callback' : 'handler',
@@ -222,7 +230,10 @@ class Link {
           break;
         case OpKind.OP_KIND_RESPOND:
           if (!bus.respond(msg))
-            host.log.warn({ parent_msg_id: msg.header.parent_msg_id }, 'response discarded: nobody waits for it');
+            host.log.warn(
+              { parent_msg_id: msg.header.parent_msg_id },
+              'response discarded: nobody waits for it',
+            );
           break;
         default:
           this.failOp(seq, new KernelError('EREMOTE_PROTOCOL', `unknown operation kind ${ops.kinds[i]}`));
@@ -251,7 +262,11 @@ class Link {
   }
 
   private failOp(seq: number, err: unknown): void {
-    this.failed.push({ seq, code: isKernelError(err) ? err.code : 'EREMOTE_PROTOCOL', error: errorText(err) });
+    this.failed.push({
+      seq,
+      code: isKernelError(err) ? err.code : 'EREMOTE_PROTOCOL',
+      error: errorText(err),
+    });
     this.scheduleResults();
   }
 
@@ -337,7 +352,10 @@ abstract class RemoteHostBase extends SupervisedHost {
     this.link = undefined;
     this.box.detach();
     this.box.requeueFront(link.takeUnacked());
-    const err = new KernelError('EREMOTE_DISCONNECTED', `plugin process of "${this.name}" disconnected: ${reason}`);
+    const err = new KernelError(
+      'EREMOTE_DISCONNECTED',
+      `plugin process of "${this.name}" disconnected: ${reason}`,
+    );
     if (this.ready) {
       this.ready(err);
       this.ready = undefined;
@@ -413,7 +431,10 @@ class SpawnedHost extends RemoteHostBase {
       );
       child.once('exit', (code, signal) => {
         if (this.child === child) this.child = undefined;
-        const err = new KernelError('EREMOTE_DISCONNECTED', `plugin process exited (${signal ?? `code ${code}`})`);
+        const err = new KernelError(
+          'EREMOTE_DISCONNECTED',
+          `plugin process exited (${signal ?? `code ${code}`})`,
+        );
         reject(err);
         if (this.state === 'running' && this.isCurrent(launch) && !this.link) this.fail(err, 'process');
       });
@@ -497,7 +518,10 @@ class AttachedHost extends RemoteHostBase {
   protected disconnected(err: KernelError): void {
     // Not ours to restart: keep the mailbox (bounded) until the process attaches again.
     this.state = 'idle';
-    this.log.warn({ err: err.message, queued: this.box.depth }, 'attached plugin went away; its messages are queued');
+    this.log.warn(
+      { err: err.message, queued: this.box.depth },
+      'attached plugin went away; its messages are queued',
+    );
   }
 
   protected halt(): Promise<void> {

@@ -21,7 +21,12 @@ kernel:
       );
       const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
       try {
-        const code = await main({ kind: 'edgecore', registry: probeRegistry, defaultConfigPath: file, argv: ['--config', file] });
+        const code = await main({
+          kind: 'edgecore',
+          registry: probeRegistry,
+          defaultConfigPath: file,
+          argv: ['--config', file],
+        });
         expect(code).toBe(1);
         expect(stderr.mock.calls.map((c) => String(c[0])).join('')).toContain(
           'edgecore: plugin "probe-a" failed to start: probe-a: start failure 1\n',

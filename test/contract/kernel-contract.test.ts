@@ -78,10 +78,16 @@ ${kernel}`),
 
   it('send to a group reaches every member', async () => {
     const tk = await start();
-    await tk.kernel.bus.sendToGroup('probes', newMessage({ operation: 'forward', destination: 'tester' }, 'g'));
+    await tk.kernel.bus.sendToGroup(
+      'probes',
+      newMessage({ operation: 'forward', destination: 'tester' }, 'g'),
+    );
     await tk.waitInbox((m) => m.length === 2);
     expect(tk.inbox.map((m) => m.route.source).sort()).toEqual(['probe-a', 'probe-b']);
-    await tk.kernel.bus.send('probe-a', newMessage({ operation: 'forwardGroup', destination: 'test' }, 'to-group'));
+    await tk.kernel.bus.send(
+      'probe-a',
+      newMessage({ operation: 'forwardGroup', destination: 'test' }, 'to-group'),
+    );
     await tk.waitInbox((m) => m.length === 3);
     expect(tk.inbox[2]?.content).toBe('to-group');
   });
@@ -106,7 +112,9 @@ ${kernel}`),
   it('an overflowing mailbox rejects the sender and counts it, never silently', async () => {
     const tk = await start();
     const results = await Promise.allSettled(
-      Array.from({ length: 20 }, () => tk.kernel.bus.send('probe-a', newMessage({ operation: 'count' }, null))),
+      Array.from({ length: 20 }, () =>
+        tk.kernel.bus.send('probe-a', newMessage({ operation: 'count' }, null)),
+      ),
     );
     const rejected = results.filter((r) => r.status === 'rejected');
     expect(rejected.length).toBe(12);
@@ -136,7 +144,9 @@ ${kernel}`),
 
   it('a plugin that cannot start at boot fails the boot, naming the plugin and its error', async () => {
     const dir = scratch();
-    const err = (await start(`, startCounter: ${dir}/starts, failStarts: [1]`).catch((e: unknown) => e)) as KernelError;
+    const err = (await start(`, startCounter: ${dir}/starts, failStarts: [1]`).catch(
+      (e: unknown) => e,
+    )) as KernelError;
     expect(isKernelError(err, 'EPLUGIN_START')).toBe(true);
     expect(err.message).toBe('plugin "probe-a" failed to start: probe-a: start failure 1');
     // Not restarted: one start only.
@@ -160,7 +170,9 @@ ${kernel}`),
     await waitUntil(() => tk.kernel.host('probe-a')?.state === 'failed', 10_000, 'probe-a given up');
     expect(tk.kernel.host('probe-a')?.restarts).toBe(3);
     expect(tk.kernel.status()[0]).toMatchObject({ name: 'probe-a', state: 'failed', failures: 4 });
-    const err = await tk.kernel.bus.send('probe-a', newMessage({ operation: 'x' }, null)).catch((e: unknown) => e);
+    const err = await tk.kernel.bus
+      .send('probe-a', newMessage({ operation: 'x' }, null))
+      .catch((e: unknown) => e);
     expect(isKernelError(err, 'EPLUGIN_UNAVAILABLE')).toBe(true);
     expect((await query(tk, 'probe-b', 'alive')).content).toMatchObject({ from: 'probe-b' });
   });

@@ -103,9 +103,10 @@ kernel:
     expect(statSync(socket).mode & 0o077).toBe(0);
     await t.kernel.stop();
     t = undefined;
-    const err = await startTestKernel(kernelYaml(`kernel:\n  socket: ${join(tmpdir(), 'open.sock')}\n`), probeRegistry).catch(
-      (e: unknown) => e,
-    );
+    const err = await startTestKernel(
+      kernelYaml(`kernel:\n  socket: ${join(tmpdir(), 'open.sock')}\n`),
+      probeRegistry,
+    ).catch((e: unknown) => e);
     expect(isKernelError(err, 'ECONFIG_INVALID')).toBe(true);
     expect((err as Error).message).toMatch(/^kernel.socket: directory .* is writable by other users/);
   });
