@@ -290,15 +290,14 @@ export class InProcessHost extends SupervisedHost {
         );
       }
     }
-    const onMessage = instance.onMessage?.bind(instance);
-    if (onMessage) {
-      this.box.attach(
-        onMessage,
-        (err, msg) => this.fail(err, 'handler', msg),
-        full.concurrency ?? 1,
-        (fn) => runAs(owner, fn),
-      );
-    }
+    // A plugin without a handler takes its messages and does nothing with them (in both transports).
+    const onMessage = instance.onMessage?.bind(instance) ?? (() => undefined);
+    this.box.attach(
+      onMessage,
+      (err, msg) => this.fail(err, 'handler', msg),
+      full.concurrency ?? 1,
+      (fn) => runAs(owner, fn),
+    );
   }
 
   protected async halt(): Promise<void> {
