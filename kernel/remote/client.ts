@@ -308,7 +308,6 @@ export function connectPlugin(def: PluginDefinition, options: ConnectOptions): R
         group: def.group,
         configKey: def.configKey,
         token,
-        concurrency: def.concurrency ?? 1,
       },
     },
   });

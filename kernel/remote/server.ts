@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter, on, once } from 'node:events';
+import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { createServer, ServerError, Status, type Server } from 'nice-grpc';
 import {
@@ -387,7 +388,7 @@ abstract class RemoteHostBase extends SupervisedHost {
     if (!link.closed) {
       const stopped = link.stopped();
       link.write({ kind: { $case: 'stop', value: {} } });
-      await Promise.race([stopped, new Promise((r) => setTimeout(r, 2000).unref())]);
+      await Promise.race([stopped, delay(2000, undefined, { ref: false })]);
     }
     this.box.requeueFront(link.takeUnacked());
     link.close('stopped by the kernel');

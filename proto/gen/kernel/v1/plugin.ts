@@ -102,7 +102,6 @@ export interface Hello {
   group: string;
   configKey: string;
   token: string;
-  concurrency: number;
 }
 
 /** The plugin's start() finished; the kernel may deliver messages. */
@@ -442,7 +441,7 @@ export const PluginFrame: MessageFns<PluginFrame> = {
 };
 
 function createBaseHello(): Hello {
-  return { name: "", group: "", configKey: "", token: "", concurrency: 0 };
+  return { name: "", group: "", configKey: "", token: "" };
 }
 
 export const Hello: MessageFns<Hello> = {
@@ -458,9 +457,6 @@ export const Hello: MessageFns<Hello> = {
     }
     if (message.token !== "") {
       writer.uint32(34).string(message.token);
-    }
-    if (message.concurrency !== 0) {
-      writer.uint32(40).uint32(message.concurrency);
     }
     return writer;
   },
@@ -510,14 +506,6 @@ export const Hello: MessageFns<Hello> = {
             message.token = reader.string();
             continue;
           }
-          case 5: {
-            if (tag !== 40) {
-              break;
-            }
-
-            message.concurrency = reader.uint32();
-            continue;
-          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -540,7 +528,6 @@ export const Hello: MessageFns<Hello> = {
         ? globalThis.String(object.config_key)
         : "",
       token: isSet(object.token) ? globalThis.String(object.token) : "",
-      concurrency: isSet(object.concurrency) ? globalThis.Number(object.concurrency) : 0,
     };
   },
 
@@ -558,9 +545,6 @@ export const Hello: MessageFns<Hello> = {
     if (message.token !== "") {
       obj.token = message.token;
     }
-    if (message.concurrency !== 0) {
-      obj.concurrency = Math.round(message.concurrency);
-    }
     return obj;
   },
 
@@ -573,7 +557,6 @@ export const Hello: MessageFns<Hello> = {
     message.group = object.group ?? "";
     message.configKey = object.configKey ?? "";
     message.token = object.token ?? "";
-    message.concurrency = object.concurrency ?? 0;
     return message;
   },
 };
