@@ -442,10 +442,11 @@ class SpawnedHost extends RemoteHostBase {
     });
     exited.catch(() => undefined);
     // A launch given up before it is ready takes its process with it: SIGTERM lets the plugin
-    // see its signal abort and stop what a late start built; SIGKILL if it does not go.
+    // see its signal abort and stop what a late start built; SIGKILL if it is not gone within the
+    // stop timeout.
     const cancel = (): void => {
       child.kill('SIGTERM');
-      setTimeout(() => child.kill('SIGKILL'), 2000).unref();
+      setTimeout(() => child.kill('SIGKILL'), this.deps.stopTimeoutMs).unref();
     };
     launch.signal.addEventListener('abort', cancel, { once: true });
     this.log.info({ pid: child.pid, generation: launch.generation }, 'plugin process spawned');
@@ -476,7 +477,7 @@ class SpawnedHost extends RemoteHostBase {
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const gone = once(child, 'exit');
     child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 2000);
+    const timer = setTimeout(() => child.kill('SIGKILL'), this.deps.stopTimeoutMs);
     await gone;
     clearTimeout(timer);
   }
