@@ -215,10 +215,10 @@ class Link {
       host.box.stats.sent++;
       switch (ops.kinds[i]) {
         case OpKind.OP_KIND_SEND:
-          this.settle(seq, bus.send(target, msg));
+          this.settle(seq, bus.enqueue(target, msg));
           break;
         case OpKind.OP_KIND_SEND_TO_GROUP:
-          this.settle(seq, bus.sendToGroup(target, msg));
+          this.settle(seq, bus.enqueueGroup(target, msg));
           break;
         case OpKind.OP_KIND_REQUEST:
           this.settleReplies(
@@ -242,14 +242,10 @@ class Link {
     }
   }
 
-  private settle(seq: number, p: Promise<void>): void {
-    p.then(
-      () => {
-        this.ok.push(seq);
-        this.scheduleResults();
-      },
-      (err: unknown) => this.failOp(seq, err),
-    );
+  private settle(seq: number, err: KernelError | undefined): void {
+    if (err) return this.failOp(seq, err);
+    this.ok.push(seq);
+    this.scheduleResults();
   }
 
   private settleReplies(seq: number, p: Promise<Message[]>): void {
