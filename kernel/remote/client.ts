@@ -103,27 +103,35 @@ export function connectPlugin(def: PluginDefinition, options: ConnectOptions): R
   });
   const acks = new Batcher<number>((seqs) => write({ kind: { $case: 'acks', value: { seqs } } }));
 
-  const op = (kind: OpKind, target: string, msg: Message, timeoutMs = 0): Promise<Message[] | undefined> => {
+  /** Queue an operation; its promise settles with the kernel's result for its sequence number. */
+  const op = <T extends Message[] | void>(
+    kind: OpKind,
+    target: string,
+    msg: Message,
+    timeoutMs = 0,
+  ): Promise<T> => {
     if (finished)
       return Promise.reject(
         new KernelError('EREMOTE_DISCONNECTED', `plugin "${def.name}" is not connected to the kernel`),
       );
     const id = ++seq;
-    const p = new Promise<Message[] | undefined>((resolve, reject) => pending.set(id, { resolve, reject }));
+    const p = new Promise<T>((resolve, reject) =>
+      pending.set(id, { resolve: resolve as Pending['resolve'], reject }),
+    );
     ops.add({ kind, target, msg, timeoutMs });
     return p;
   };
 
   const port: KernelPort = {
-    send: (module, msg) => op(OpKind.OP_KIND_SEND, module, msg).then(() => undefined),
-    sendToGroup: (group, msg) => op(OpKind.OP_KIND_SEND_TO_GROUP, group, msg).then(() => undefined),
+    send: (module, msg) => op<void>(OpKind.OP_KIND_SEND, module, msg),
+    sendToGroup: (group, msg) => op<void>(OpKind.OP_KIND_SEND_TO_GROUP, group, msg),
     request: (module, msg, timeoutMs) => {
       msg.header.sync = true;
-      return op(OpKind.OP_KIND_REQUEST, module, msg, timeoutMs).then((r) => (r as Message[])[0] as Message);
+      return op<Message[]>(OpKind.OP_KIND_REQUEST, module, msg, timeoutMs).then((r) => r[0] as Message);
     },
     requestGroup: (group, msg, timeoutMs) => {
       msg.header.sync = true;
-      return op(OpKind.OP_KIND_REQUEST_GROUP, group, msg, timeoutMs).then((r) => r as Message[]);
+      return op<Message[]>(OpKind.OP_KIND_REQUEST_GROUP, group, msg, timeoutMs);
     },
     respond: (msg) => {
       if (finished) return;
