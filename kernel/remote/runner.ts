@@ -21,7 +21,9 @@ process.on('uncaughtException', (err) =>
 try {
   const def = await importPlugin(specifier, 'plugin process');
   const plugin = connectPlugin(def, { socket, token });
-  process.once('SIGTERM', () => void plugin.close());
+  // Every SIGTERM (the kernel may send more than one) ends the connection; none kills the process
+  // before the plugin's stop() has run.
+  process.on('SIGTERM', () => void plugin.close());
   const { reason } = await plugin.done;
   log.info({ reason }, 'plugin process done');
 } catch (err) {
