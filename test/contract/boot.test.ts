@@ -5,6 +5,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { main } from '../../kernel/cli.js';
 import { probeRegistry } from '../fixtures/plugins/registry.js';
 import { kernelYaml } from '../helpers/kernel.js';
+import { edgeLayout } from '../../plugins/registry.js';
 
 describe('boot', () => {
   it.each(['inprocess', 'process'])(
@@ -22,7 +23,7 @@ kernel:
       const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
       try {
         const code = await main({
-          kind: 'edgecore',
+          layout: edgeLayout,
           registry: probeRegistry,
           defaultConfigPath: file,
           argv: ['--config', file],

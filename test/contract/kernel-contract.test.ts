@@ -7,6 +7,7 @@ import { parseConfig } from '../../kernel/config/index.js';
 import { isKernelError, type KernelError } from '../../kernel/errors.js';
 import { Kernel } from '../../kernel/kernel.js';
 import { createLogger } from '../../kernel/log.js';
+import { edgeLayout } from '../../plugins/registry.js';
 import { orderedRegistry, probeRegistry } from '../fixtures/plugins/registry.js';
 import { kernelYaml, startTestKernel, waitUntil, type TestKernel } from '../helpers/kernel.js';
 
@@ -249,7 +250,7 @@ ${kernel}`),
 
   it('a service provided by a plugin in another process is refused at load, naming both plugins', async () => {
     const config = parseConfig(
-      'edgecore',
+      edgeLayout,
       kernelYaml(`  consumer: {enable: true, runAs: ${runAs}}\n  provider: {enable: true}\n`),
       'x.yaml',
     );
