@@ -51,6 +51,7 @@ export class Kernel implements KernelSide {
   started = false;
   private dbLock: DatabaseLock | undefined;
   private starting: Promise<void> | undefined;
+  private stopping: Promise<void> | undefined;
   private remote: RemoteServer | undefined;
   private readonly releaseServices: () => void;
 
@@ -95,7 +96,11 @@ export class Kernel implements KernelSide {
    * restarts are for failures after a successful start.
    */
   start(): Promise<void> {
-    this.starting ??= this.startPlugins();
+    this.starting ??= this.startPlugins().catch(async (err: unknown) => {
+      // A failed boot takes down what it started (as avvio closes a failed boot).
+      await this.shutdown();
+      throw err;
+    });
     return this.starting;
   }
 
@@ -139,15 +144,23 @@ export class Kernel implements KernelSide {
   async stop(): Promise<void> {
     // A stop during start (an early SIGTERM) waits for the start, so no plugin outlives it.
     await this.starting?.catch(() => undefined);
-    this.started = false;
-    for (const host of [...this.hosts].reverse()) await host.stop();
-    this.bus.close();
-    await this.remote?.close();
-    this.remote = undefined;
-    this.releaseServices();
-    this.dbLock?.release();
-    this.dbLock = undefined;
-    this.log.info('kernel stopped');
+    await this.shutdown();
+  }
+
+  /** Stop every plugin in reverse start order and release the kernel's resources, once. */
+  private shutdown(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.started = false;
+      for (const host of [...this.hosts].reverse()) await host.stop();
+      this.bus.close();
+      await this.remote?.close();
+      this.remote = undefined;
+      this.releaseServices();
+      this.dbLock?.release();
+      this.dbLock = undefined;
+      this.log.info('kernel stopped');
+    })();
+    return this.stopping;
   }
 
   /** What a host of this module needs: its logger, config section, restart policy and timeouts. */

@@ -136,7 +136,8 @@ export abstract class SupervisedHost {
   async stop(): Promise<void> {
     this.backoff?.abort();
     await this.restarting;
-    if (this.state === 'stopped') return;
+    // A failed plugin was halted when it failed, and stays "failed" for status and health.
+    if (this.state === 'stopped' || this.state === 'failed') return;
     this.state = 'stopping';
     await this.haltQuietly('plugin did not stop cleanly');
     this.box.closedReason ??= 'the plugin has stopped';
