@@ -47,6 +47,10 @@ export class Bus {
     return box;
   }
 
+  mailbox(name: string): Mailbox | undefined {
+    return this.mailboxes.get(name);
+  }
+
   modules(): Mailbox[] {
     return [...this.mailboxes.values()];
   }
