@@ -14,7 +14,8 @@ import {
 } from './config/index.js';
 import { KernelError, errorText, isKernelError } from './errors.js';
 import { serveHealth, type HealthServer } from './health.js';
-import { Kernel, importPlugin, resolvePluginPackage } from './kernel.js';
+import { Kernel } from './kernel.js';
+import { importPlugin, resolvePluginPackage } from './plugin/load.js';
 import { createLogger, LOG_LEVELS, type LogLevel } from './log.js';
 import type { PluginEntry } from './plugin/types.js';
 import { KUBEEDGE_VERSION, VERSION } from './version.js';

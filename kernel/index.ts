@@ -27,6 +27,7 @@ export {
   type ModuleConfig,
   type RestartPolicy,
 } from './plugin/types.js';
+export type { KernelPort } from './plugin/port.js';
 export { defineToken, ServiceToken, type Services } from './services.js';
 export {
   CloudConnection,

@@ -17,7 +17,8 @@ import {
  * Register the services the kernel gives every plugin, in the kernel's process and in a plugin
  * process alike. Returns the function that releases them (closes the database if it was opened).
  * In a plugin process the database is the same SQLite file, opened there (WAL lets processes share
- * it); the cloud-connection flag is that process's own.
+ * it), and the cloud-connection flag is kept in step with the kernel's by the port
+ * (remote/client.ts).
  */
 export function provideKernelServices(
   services: ServiceRegistry,

@@ -1,17 +1,16 @@
-import { createRequire } from 'node:module';
-import { dirname, join, resolve as resolvePath } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { dirname, resolve as resolvePath } from 'node:path';
 import { Bus } from './bus/bus.js';
 import { type LoadedConfig, moduleSection, parseDuration } from './config/index.js';
 import { databaseSource, lockDatabase, type DatabaseLock } from './db.js';
 import { provideKernelServices } from './kernel-services.js';
-import { KernelError, errorText } from './errors.js';
+import { KernelError } from './errors.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { InProcessHost, type HostDeps, type SupervisedHost } from './plugin/host.js';
+import { importPlugin, resolvePluginPackage, type LoadedPlugin } from './plugin/load.js';
 import { startOrder } from './plugin/order.js';
 import type { ModuleConfig, PluginDefinition, PluginEntry } from './plugin/types.js';
-import type { RemoteServer } from './remote/server.js';
+import type { KernelSide, RemoteServer } from './remote/server.js';
 import { ServiceRegistry } from './services.js';
 import { CloudConnection } from './tokens.js';
 
@@ -24,17 +23,14 @@ export interface KernelOptions {
   onFatal?: (err: KernelError) => void;
 }
 
-/** A plugin chosen to run, with where it came from (for errors and the out-of-process runner). */
-export interface LoadedPlugin {
-  def: PluginDefinition;
-  specifier: string;
-}
-
 export interface PluginStatus {
   name: string;
   group: string;
   state: string;
+  /** Restarts since the kernel started. */
   restarts: number;
+  /** Failures reported (at start, in handlers, in callbacks, process exits). */
+  failures: number;
   runAs: 'inprocess' | 'process';
   lastError?: string;
 }
@@ -44,7 +40,7 @@ export interface PluginStatus {
  * kernel's services, starts them in dependency order and stops them in reverse. It knows no
  * plugin by name.
  */
-export class Kernel {
+export class Kernel implements KernelSide {
   readonly bus: Bus;
   readonly services = new ServiceRegistry();
   readonly metrics = new Metrics();
@@ -55,6 +51,7 @@ export class Kernel {
   started = false;
   private dbLock: DatabaseLock | undefined;
   private starting: Promise<void> | undefined;
+  private stopping: Promise<void> | undefined;
   private remote: RemoteServer | undefined;
   private readonly releaseServices: () => void;
 
@@ -76,6 +73,7 @@ export class Kernel {
       cloud: this.cloud,
       onDatabaseLost: (err) => this.options.onFatal?.(err),
     });
+    this.cloud.onChange((connected) => this.remote?.broadcastCloud(connected));
     this.metrics.addModuleSource(() =>
       this.hosts.map((h) => ({
         module: h.name,
@@ -87,9 +85,22 @@ export class Kernel {
     );
   }
 
-  /** Load, order and start every enabled plugin. Configuration problems throw; plugin failures don't. */
+  /** The loaded config. */
+  get loaded(): LoadedConfig {
+    return this.options.config;
+  }
+
+  /**
+   * Load, order and start every enabled plugin. Configuration problems reject, and so does a plugin
+   * that cannot start (EPLUGIN_START / EPLUGIN_START_TIMEOUT naming it): the boot fails as a whole;
+   * restarts are for failures after a successful start.
+   */
   start(): Promise<void> {
-    this.starting ??= this.startPlugins();
+    this.starting ??= this.startPlugins().catch(async (err: unknown) => {
+      // A failed boot takes down what it started (as avvio closes a failed boot).
+      await this.shutdown();
+      throw err;
+    });
     return this.starting;
   }
 
@@ -98,10 +109,15 @@ export class Kernel {
     const source = databaseSource(this.options.config);
     if (source !== undefined && source !== ':memory:') this.dbLock = lockDatabase(source);
     const plugins = await this.loadPlugins();
+    // A plugin in a process of its own gets the kernel's services there, but no other plugin's.
     const ordered = startOrder(
       plugins,
       (p) => p.def,
       (token) => this.services.has(token),
+      (p) =>
+        this.section(p.def.configKey).runAs === 'process'
+          ? `its own process (${p.def.name})`
+          : 'the kernel process',
     );
     const k = this.options.config.config.kernel;
     if (k.socket || ordered.some((p) => this.section(p.def.configKey).runAs === 'process')) {
@@ -128,19 +144,31 @@ export class Kernel {
   async stop(): Promise<void> {
     // A stop during start (an early SIGTERM) waits for the start, so no plugin outlives it.
     await this.starting?.catch(() => undefined);
-    this.started = false;
-    for (const host of [...this.hosts].reverse()) await host.stop();
-    this.bus.close();
-    await this.remote?.close();
-    this.remote = undefined;
-    this.releaseServices();
-    this.dbLock?.release();
-    this.dbLock = undefined;
-    this.log.info('kernel stopped');
+    await this.shutdown();
+  }
+
+  /** Stop every plugin in reverse start order and release the kernel's resources, once. */
+  private shutdown(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.started = false;
+      for (const host of [...this.hosts].reverse()) await host.stop();
+      this.bus.close();
+      await this.remote?.close();
+      this.remote = undefined;
+      this.releaseServices();
+      this.dbLock?.release();
+      this.dbLock = undefined;
+      this.log.info('kernel stopped');
+    })();
+    return this.stopping;
   }
 
   /** What a host of this module needs: its logger, config section, restart policy and timeouts. */
-  hostDeps(name: string, configKey: string, def?: PluginDefinition): HostDeps {
+  hostDeps(
+    name: string,
+    configKey: string,
+    def?: Pick<PluginDefinition, 'restart' | 'startTimeoutMs' | 'stopTimeoutMs'>,
+  ): HostDeps {
     const k = this.options.config.config.kernel;
     return {
       bus: this.bus,
@@ -150,6 +178,7 @@ export class Kernel {
       config: this.section(configKey),
       policy: {
         maxRestarts: k.restart.maxRestarts,
+        windowMs: parseDuration(k.restart.window),
         initialBackoffMs: parseDuration(k.restart.initialBackoff),
         maxBackoffMs: parseDuration(k.restart.maxBackoff),
         ...def?.restart,
@@ -165,6 +194,11 @@ export class Kernel {
     this.remote?.broadcastModules();
   }
 
+  /** The unix socket plugin processes connect to, while the kernel listens on one. */
+  get socketPath(): string | undefined {
+    return this.remote?.socket.path;
+  }
+
   /** The host of a module (tests and tools). */
   host(name: string): SupervisedHost | undefined {
     return this.hosts.find((h) => h.name === name);
@@ -176,7 +210,8 @@ export class Kernel {
       group: h.def.group,
       state: h.state,
       restarts: h.restarts,
-      runAs: this.section(h.def.configKey).runAs === 'process' ? 'process' : 'inprocess',
+      failures: h.failures,
+      runAs: h instanceof InProcessHost ? 'inprocess' : 'process',
       ...(h.lastError ? { lastError: h.lastError } : {}),
     }));
   }
@@ -233,50 +268,5 @@ export class Kernel {
       }
     }
     return out;
-  }
-}
-
-/** Import a plugin module and check that its default export is a plugin definition. */
-export async function importPlugin(specifier: string, what: string): Promise<PluginDefinition> {
-  let mod: { default?: unknown };
-  try {
-    mod = (await import(specifier)) as { default?: unknown };
-  } catch (err) {
-    // The first line only: Node appends a require stack that says nothing to the user.
-    const why = errorText(err).split('\n')[0];
-    throw new KernelError('EPLUGIN_LOAD', `${what}: cannot load ${specifier}: ${why}`, { cause: err });
-  }
-  const def = mod.default as Partial<PluginDefinition> | undefined;
-  const problems: string[] = [];
-  if (!def || typeof def !== 'object') problems.push('its default export is not a plugin definition');
-  else {
-    if (typeof def.name !== 'string' || !def.name) problems.push('"name" must be a non-empty string');
-    if (typeof def.group !== 'string') problems.push('"group" must be a string');
-    if (typeof def.configKey !== 'string' || !def.configKey)
-      problems.push('"configKey" must be a non-empty string');
-    if (typeof def.start !== 'function') problems.push('"start" must be a function');
-    const section = def.config as { schema?: { kind?: unknown }; defaults?: unknown } | undefined;
-    if (
-      section !== undefined &&
-      (section.schema?.kind !== 'object' || typeof section.defaults !== 'function')
-    )
-      problems.push('"config" must be a config section (defineConfigSection)');
-  }
-  if (problems.length) throw new KernelError('EPLUGIN_INVALID', `${what}: ${problems.join('; ')}`);
-  return def as PluginDefinition;
-}
-
-/** Resolve an npm package name or a path (relative to the config file) to an importable URL. */
-export function resolvePluginPackage(pkg: string, baseDir: string): string {
-  const req = createRequire(join(baseDir, 'noop.js'));
-  try {
-    return pathToFileURL(req.resolve(pkg)).href;
-  } catch (err) {
-    throw new KernelError(
-      'EPLUGIN_LOAD',
-      `kernel.plugins: cannot find plugin package "${pkg}" from ${baseDir} ` +
-        '(install it with npm, or give a path relative to the config file)',
-      { cause: err },
-    );
   }
 }

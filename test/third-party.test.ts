@@ -54,7 +54,7 @@ describe.each(['inprocess', 'process'])('third-party plugin from config (%s)', (
     });
     await kernel.start();
     expect(kernel.status()).toEqual([
-      { name: 'hello', group: 'hello', state: 'running', restarts: 0, runAs },
+      { name: 'hello', group: 'hello', state: 'running', restarts: 0, failures: 0, runAs },
     ]);
     const reply = await kernel.bus.request(
       'hello',

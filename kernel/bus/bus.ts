@@ -47,18 +47,6 @@ export class Bus {
     return box;
   }
 
-  removeModule(name: string): void {
-    const box = this.mailboxes.get(name);
-    if (!box) return;
-    this.mailboxes.delete(name);
-    const members = this.groups.get(box.group);
-    if (members) {
-      const rest = members.filter((m) => m !== box);
-      if (rest.length) this.groups.set(box.group, rest);
-      else this.groups.delete(box.group);
-    }
-  }
-
   mailbox(name: string): Mailbox | undefined {
     return this.mailboxes.get(name);
   }
@@ -71,10 +59,6 @@ export class Bus {
     return this.mailboxes.has(name);
   }
 
-  hasGroup(group: string): boolean {
-    return this.groups.has(group);
-  }
-
   /** Enqueue for one module; resolves once queued. */
   send(module: string, msg: Message): Promise<void> {
     const err = this.enqueue(module, msg);
@@ -83,17 +67,8 @@ export class Bus {
 
   /** Enqueue for every member of a group; rejects naming the members that refused it. */
   sendToGroup(group: string, msg: Message): Promise<void> {
-    const members = this.groups.get(group);
-    if (!members) return Promise.reject(new KernelError('EBUS_NO_GROUP', `no module in group "${group}"`));
-    const refused: string[] = [];
-    for (const box of members) {
-      const err = this.pushTo(box, msg);
-      if (err) refused.push(`${box.name} (${err.message})`);
-    }
-    if (refused.length === 0) return RESOLVED;
-    return Promise.reject(
-      new KernelError('EBUS_QUEUE_FULL', `group "${group}": not delivered to ${refused.join(', ')}`),
-    );
+    const err = this.enqueueGroup(group, msg);
+    return err ? Promise.reject(err) : RESOLVED;
   }
 
   /** Sync request to a module: resolves with the reply whose parent_msg_id is msg's id. */
@@ -166,11 +141,25 @@ export class Bus {
     });
   }
 
-  private enqueue(module: string, msg: Message): KernelError | undefined {
+  /** send() without the promise: the error, or undefined once queued (the out-of-process hot path). */
+  enqueue(module: string, msg: Message): KernelError | undefined {
     const box = this.mailboxes.get(module);
     if (!box)
       return new KernelError('EBUS_NO_MODULE', `bad module name "${module}": no such module is running`);
     return this.pushTo(box, msg);
+  }
+
+  /** sendToGroup() without the promise. */
+  enqueueGroup(group: string, msg: Message): KernelError | undefined {
+    const members = this.groups.get(group);
+    if (!members) return new KernelError('EBUS_NO_GROUP', `no module in group "${group}"`);
+    const refused: string[] = [];
+    for (const box of members) {
+      const err = this.pushTo(box, msg);
+      if (err) refused.push(`${box.name} (${err.message})`);
+    }
+    if (refused.length === 0) return undefined;
+    return new KernelError('EBUS_QUEUE_FULL', `group "${group}": not delivered to ${refused.join(', ')}`);
   }
 
   private pushTo(box: Mailbox, msg: Message): KernelError | undefined {

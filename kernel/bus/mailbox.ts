@@ -2,6 +2,8 @@ import type { Message } from './message.js';
 
 export type MessageHandler = (msg: Message) => void | Promise<void>;
 export type HandlerErrorSink = (err: unknown, msg: Message) => void;
+/** Runs delivery in the async context of the handler's owner (see plugin/attribution.ts). */
+export type HandlerScope = (deliver: () => void) => void;
 
 /** Counters of one mailbox; read by the metrics registry. */
 export interface MailboxStats {
@@ -47,6 +49,7 @@ export class Mailbox {
   private concurrency = 1;
   private inFlight = 0;
   private scheduled = false;
+  private runner: () => void = () => this.run();
 
   constructor(
     readonly name: string,
@@ -72,11 +75,20 @@ export class Mailbox {
     return true;
   }
 
-  /** Start delivering to `handler`, up to `concurrency` async handlers at once. */
-  attach(handler: MessageHandler, onError: HandlerErrorSink, concurrency = 1): void {
+  /** Handlers called and not yet settled. */
+  get busy(): number {
+    return this.inFlight;
+  }
+
+  /**
+   * Start delivering to `handler`, up to `concurrency` async handlers at once, each slice of
+   * deliveries inside `scope` when given.
+   */
+  attach(handler: MessageHandler, onError: HandlerErrorSink, concurrency = 1, scope?: HandlerScope): void {
     this.handler = handler;
     this.onError = onError;
     this.concurrency = Math.max(1, concurrency);
+    this.runner = scope ? () => scope(this.run) : this.run;
     if (this.depth > 0) this.schedule();
   }
 
@@ -106,7 +118,7 @@ export class Mailbox {
 
   private schedule(): void {
     this.scheduled = true;
-    queueMicrotask(this.run);
+    queueMicrotask(this.runner);
   }
 
   private readonly run = (): void => {
@@ -116,7 +128,7 @@ export class Mailbox {
     while (this.handler !== undefined && this.inFlight < this.concurrency && this.head < this.items.length) {
       if (budget-- === 0) {
         this.scheduled = true;
-        setImmediate(this.run);
+        setImmediate(this.runner);
         return;
       }
       const msg = this.items[this.head] as Message;

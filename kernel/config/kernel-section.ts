@@ -18,8 +18,10 @@ export interface KernelPluginRef {
 }
 
 export interface KernelRestartConfig {
-  /** How many times a failed plugin is restarted before the kernel gives up (0 = never restart). */
+  /** How many times a failed plugin is restarted within `window` before the kernel gives up (0 = never restart). */
   maxRestarts: number;
+  /** The window the restart budget counts in, Go duration text ("10m"); older restarts are forgotten. */
+  window: string;
   /** First back-off delay, Go duration text ("1s"). */
   initialBackoff: string;
   /** Largest back-off delay, Go duration text ("30s"). */
@@ -64,7 +66,7 @@ export function defaultKernelConfig(healthPort = EDGECORE_HEALTH_PORT): KernelCo
     mailboxSize: 1024,
     socket: '',
     plugins: [],
-    restart: { maxRestarts: 5, initialBackoff: '1s', maxBackoff: '30s' },
+    restart: { maxRestarts: 5, window: '10m', initialBackoff: '1s', maxBackoff: '30s' },
     startTimeout: '30s',
     stopTimeout: '10s',
     health: { enable: true, address: '127.0.0.1', port: healthPort, allowNonLoopback: false },
@@ -79,6 +81,7 @@ export const kernelSchema: ObjectSchemaOf<KernelConfig> = obj<KernelConfig>(
     plugins: list(obj<KernelPluginRef>({ package: str() })),
     restart: obj<KernelRestartConfig>({
       maxRestarts: int({ min: 0 }),
+      window: dur(),
       initialBackoff: dur(),
       maxBackoff: dur(),
     }),

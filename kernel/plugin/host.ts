@@ -1,20 +1,20 @@
+import { once } from 'node:events';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Bus } from '../bus/bus.js';
 import type { Mailbox } from '../bus/mailbox.js';
 import type { Message } from '../bus/message.js';
-import { KernelError, errorText } from '../errors.js';
+import { KernelError, errorText, isKernelError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { ServiceRegistry } from '../services.js';
-import { sleep, withTimeout } from './timeout.js';
-import type {
-  ModuleConfig,
-  PluginContext,
-  PluginDefinition,
-  PluginInstance,
-  RestartPolicy,
-} from './types.js';
+import { runAs } from './attribution.js';
+import { busPort, pluginContext } from './port.js';
+import type { ModuleConfig, PluginDefinition, PluginInstance, RestartPolicy } from './types.js';
 
 export type HostState = 'idle' | 'starting' | 'running' | 'restarting' | 'stopping' | 'stopped' | 'failed';
+
+/** Where a failure came from. */
+export type FailureSite = 'start' | 'handler' | 'callback' | 'process';
 
 export interface HostDeps {
   bus: Bus;
@@ -27,67 +27,72 @@ export interface HostDeps {
   stopTimeoutMs: number;
 }
 
-/** Build the in-process PluginContext over the bus for one mailbox. */
-export function busContext(
-  def: Pick<PluginDefinition, 'name' | 'group'>,
-  box: Mailbox,
-  deps: Pick<HostDeps, 'bus' | 'services' | 'metrics' | 'config'>,
-  log: Logger,
-  signal: AbortSignal,
-): PluginContext {
-  const { bus } = deps;
-  const stats = box.stats;
-  return {
-    name: def.name,
-    group: def.group,
-    config: deps.config,
-    log,
-    metrics: deps.metrics,
-    services: deps.services,
-    signal,
-    send(module: string, msg: Message) {
-      stats.sent++;
-      return bus.send(module, msg);
-    },
-    sendToGroup(group: string, msg: Message) {
-      stats.sent++;
-      return bus.sendToGroup(group, msg);
-    },
-    request(module: string, msg: Message, timeoutMs?: number) {
-      stats.sent++;
-      return bus.request(module, msg, timeoutMs);
-    },
-    requestGroup(group: string, msg: Message, timeoutMs?: number) {
-      stats.sent++;
-      return bus.requestGroup(group, msg, timeoutMs);
-    },
-    respond(msg: Message) {
-      stats.sent++;
-      if (!bus.respond(msg)) {
-        log.warn({ parent_msg_id: msg.header.parent_msg_id }, 'response discarded: nobody waits for it');
-      }
-    },
-    hasModule: (name: string) => bus.hasModule(name),
-  };
+/**
+ * One launch of a plugin. Every launch has a new generation; its signal aborts when the kernel
+ * stops it or gives up waiting for its start. Whatever completes for a launch that is no longer
+ * current (a start() that resolves after its timeout) is stopped at once and never attached.
+ */
+export interface Launch {
+  readonly generation: number;
+  readonly signal: AbortSignal;
+}
+
+/** Rejects with the signal's reason once it aborts (for Promise.race). */
+function aborted(signal: AbortSignal): Promise<never> {
+  return once(signal, 'abort').then(() => {
+    throw signal.reason;
+  });
 }
 
 /**
- * Supervises one plugin: start with a timeout, deliver its mailbox, restart it with back-off when
- * it throws (at start or in a handler), give it up after maxRestarts, stop with a timeout.
- * Subclasses say how an instance is launched (in this process, or in a child process).
+ * The restart budget: at most `maxRestarts` restarts within `windowMs`; older restarts are
+ * forgotten, so a plugin that fails now and then is restarted for ever, one in a crash loop is
+ * given up. The back-off doubles with each restart in the window (KubeEdge's moduleRestart).
+ */
+export class RestartBudget {
+  private times: number[] = [];
+
+  constructor(private readonly policy: RestartPolicy) {}
+
+  /** The delay before the next restart at time `now` (ms), or undefined when the budget is spent. */
+  next(now: number): number | undefined {
+    const { maxRestarts, windowMs, initialBackoffMs, maxBackoffMs } = this.policy;
+    this.times = this.times.filter((t) => now - t < windowMs);
+    if (this.times.length >= maxRestarts) return undefined;
+    const wait = Math.min(maxBackoffMs, initialBackoffMs * 2 ** this.times.length);
+    this.times.push(now);
+    return wait;
+  }
+}
+
+/**
+ * Supervises one plugin: start with a timeout (cancelling a start that does not finish), deliver
+ * its mailbox, restart it with back-off when it fails after it started (in start during a restart,
+ * in a handler, in one of its callbacks, or its process dies), give it up when the restart budget
+ * of the window is spent, stop with a timeout. Subclasses say how an instance is launched (in this
+ * process, or in a child process).
  */
 export abstract class SupervisedHost {
   state: HostState = 'idle';
+  /** Restarts since the kernel started. */
   restarts = 0;
+  /** Failures reported (at start, in handlers, in callbacks, process exits). */
+  failures = 0;
   lastError: string | undefined;
-  private pending: AbortController | undefined;
+  /** Generation of the current launch (0 before the first). */
+  generation = 0;
+  private life: AbortController | undefined;
+  private backoff: AbortController | undefined;
   private restarting: Promise<void> | undefined;
+  private readonly budget: RestartBudget;
 
   constructor(
     readonly def: Pick<PluginDefinition, 'name' | 'group' | 'configKey' | 'requires' | 'provides'>,
     readonly box: Mailbox,
     protected readonly deps: HostDeps,
-  ) {}
+  ) {
+    this.budget = new RestartBudget(deps.policy);
+  }
 
   get name(): string {
     return this.def.name;
@@ -98,24 +103,41 @@ export abstract class SupervisedHost {
   }
 
   /** Launch an instance; resolves when it is ready to receive messages. */
-  protected abstract launch(): Promise<void>;
+  protected abstract launch(launch: Launch): Promise<void>;
   /** Stop the running instance (if any). */
   protected abstract halt(): Promise<void>;
 
-  /** Start; a failure is reported and handed to the restart policy, never thrown. */
+  /** Is `launch` still the current one? */
+  protected isCurrent(launch: Launch): boolean {
+    return launch.generation === this.generation && !launch.signal.aborted;
+  }
+
+  /**
+   * First start. A plugin that cannot start fails the boot: this rejects with EPLUGIN_START (or
+   * EPLUGIN_START_TIMEOUT) naming the plugin and its message, and nothing is restarted.
+   */
   async start(): Promise<void> {
     if (this.state === 'running' || this.state === 'starting') return;
     try {
-      await this.launchWithTimeout();
+      await this.launchOnce();
     } catch (err) {
-      this.fail(err, 'start');
+      this.report(err, 'start');
+      await this.haltQuietly('plugin did not stop cleanly');
+      this.state = 'failed';
+      this.box.closedReason = `it failed to start: ${this.lastError}`;
+      throw new KernelError(
+        isKernelError(err, 'EPLUGIN_START_TIMEOUT') ? err.code : 'EPLUGIN_START',
+        `plugin "${this.name}" failed to start: ${this.lastError}`,
+        { cause: err },
+      );
     }
   }
 
   async stop(): Promise<void> {
-    this.pending?.abort();
+    this.backoff?.abort();
     await this.restarting;
-    if (this.state === 'stopped') return;
+    // A failed plugin was halted when it failed, and stays "failed" for status and health.
+    if (this.state === 'stopped' || this.state === 'failed') return;
     this.state = 'stopping';
     await this.haltQuietly('plugin did not stop cleanly');
     this.box.closedReason ??= 'the plugin has stopped';
@@ -123,14 +145,29 @@ export abstract class SupervisedHost {
     this.log.info('plugin stopped');
   }
 
-  /** Report a failure and apply the restart policy. */
-  fail(err: unknown, where: 'start' | 'handler' | 'process', msg?: Message): void {
+  /** Report a failure of the running instance and apply the restart policy. */
+  fail(err: unknown, where: FailureSite, msg?: Message): void {
     this.report(err, where, msg);
-    if (this.state === 'stopping' || this.state === 'stopped' || this.restarting) return;
+    if (this.state !== 'running' || this.restarting) return;
     this.restarting = this.restartLoop().finally(() => (this.restarting = undefined));
   }
 
+  /** The owner of the callbacks of one launch: an error from an old launch is only logged. */
+  protected owner(launch: Launch): { fail(err: unknown): void } {
+    return {
+      fail: (err) => {
+        if (this.isCurrent(launch)) this.fail(err, 'callback');
+        else
+          this.log.warn(
+            { err: errorText(err), generation: launch.generation },
+            'error from a stopped instance',
+          );
+      },
+    };
+  }
+
   private report(err: unknown, where: string, msg?: Message): void {
+    this.failures++;
     this.lastError = errorText(err);
     this.log.error(
       {
@@ -144,42 +181,54 @@ export abstract class SupervisedHost {
     );
   }
 
-  private async launchWithTimeout(): Promise<void> {
+  private async launchOnce(): Promise<void> {
     this.state = 'starting';
-    await withTimeout(
-      this.launch(),
-      this.deps.startTimeoutMs,
-      'EPLUGIN_START_TIMEOUT',
-      `start of plugin "${this.name}"`,
-    );
+    const life = new AbortController();
+    this.life = life;
+    const launch: Launch = { generation: ++this.generation, signal: life.signal };
+    const ms = this.deps.startTimeoutMs;
+    const deadline = AbortSignal.timeout(ms);
+    try {
+      await Promise.race([this.launch(launch), aborted(AbortSignal.any([life.signal, deadline]))]);
+    } catch (err) {
+      life.abort(err);
+      if (deadline.aborted)
+        throw new KernelError(
+          'EPLUGIN_START_TIMEOUT',
+          `start of plugin "${this.name}": no answer after ${ms} ms`,
+        );
+      throw err;
+    }
     this.state = 'running';
-    this.log.info({ restarts: this.restarts }, 'plugin started');
+    this.log.info({ restarts: this.restarts, generation: launch.generation }, 'plugin started');
   }
 
   private async haltQuietly(what: string): Promise<void> {
     this.box.detach();
+    this.life?.abort(new KernelError('EPLUGIN_UNAVAILABLE', `plugin "${this.name}" is stopping`));
+    const ms = this.deps.stopTimeoutMs;
+    const deadline = AbortSignal.timeout(ms);
     try {
-      await withTimeout(
-        this.halt(),
-        this.deps.stopTimeoutMs,
-        'EPLUGIN_STOP_TIMEOUT',
-        `stop of plugin "${this.name}"`,
-      );
+      await Promise.race([this.halt(), aborted(deadline)]);
     } catch (err) {
-      this.log.error({ err: errorText(err), code: (err as KernelError).code }, what);
+      const e = deadline.aborted
+        ? new KernelError('EPLUGIN_STOP_TIMEOUT', `stop of plugin "${this.name}": no answer after ${ms} ms`)
+        : err;
+      this.log.error({ err: errorText(e), code: (e as KernelError).code }, what);
     }
     for (const token of this.def.provides ?? []) this.deps.services.remove(token);
   }
 
   /** Stop the failed instance, then start anew after a back-off, until it runs or is given up. */
   private async restartLoop(): Promise<void> {
-    const { maxRestarts, initialBackoffMs, maxBackoffMs } = this.deps.policy;
     for (;;) {
       this.state = 'restarting';
       await this.haltQuietly('failed instance did not stop cleanly');
-      if (this.restarts >= maxRestarts) {
+      const wait = this.budget.next(Date.now());
+      if (wait === undefined) {
         this.state = 'failed';
-        const reason = `gave up after ${this.restarts} restarts; last error: ${this.lastError}`;
+        const { maxRestarts, windowMs } = this.deps.policy;
+        const reason = `gave up after ${maxRestarts} restarts within ${windowMs} ms; last error: ${this.lastError}`;
         this.box.closedReason = reason;
         const dropped = this.box.takeAll();
         this.box.stats.rejected += dropped.length;
@@ -189,13 +238,16 @@ export abstract class SupervisedHost {
         );
         return;
       }
-      const delay = Math.min(maxBackoffMs, initialBackoffMs * 2 ** this.restarts);
       this.restarts++;
-      this.log.warn({ delayMs: delay, restart: this.restarts }, 'restarting plugin');
-      this.pending = new AbortController();
-      if (!(await sleep(delay, this.pending.signal))) return;
+      this.log.warn({ delayMs: wait, restart: this.restarts }, 'restarting plugin');
+      this.backoff = new AbortController();
       try {
-        await this.launchWithTimeout();
+        await delay(wait, undefined, { signal: this.backoff.signal });
+      } catch {
+        return; // stopped meanwhile
+      }
+      try {
+        await this.launchOnce();
         return;
       } catch (err) {
         this.report(err, 'start');
@@ -207,7 +259,6 @@ export abstract class SupervisedHost {
 /** A plugin running in the kernel's own process. */
 export class InProcessHost extends SupervisedHost {
   private instance: PluginInstance | undefined;
-  private abort: AbortController | undefined;
 
   constructor(
     private readonly full: PluginDefinition,
@@ -217,27 +268,40 @@ export class InProcessHost extends SupervisedHost {
     super(full, box, deps);
   }
 
-  protected async launch(): Promise<void> {
-    this.abort = new AbortController();
-    const ctx = busContext(this.full, this.box, this.deps, this.deps.log, this.abort.signal);
-    const instance = (await this.full.start(ctx)) ?? {};
+  protected async launch(launch: Launch): Promise<void> {
+    const { deps, full } = this;
+    const port = busPort(deps.bus, this.box, deps.log);
+    const ctx = pluginContext(full, deps.config, port, deps, launch.signal);
+    const owner = this.owner(launch);
+    const instance = (await runAs(owner, () => full.start(ctx))) ?? {};
+    if (!this.isCurrent(launch)) {
+      // Its start was given up: stop what it built, never let it take the mailbox.
+      this.log.warn({ generation: launch.generation }, 'late start of a cancelled instance: stopping it');
+      await Promise.resolve(instance.stop?.()).catch((err: unknown) =>
+        this.log.error({ err: errorText(err) }, 'cancelled instance did not stop cleanly'),
+      );
+      return;
+    }
     this.instance = instance;
-    for (const token of this.full.provides ?? []) {
-      if (!this.deps.services.has(token)) {
+    for (const token of full.provides ?? []) {
+      if (!deps.services.has(token)) {
         throw new KernelError(
           'EPLUGIN_INVALID',
           `plugin "${this.name}" declares it provides ${token} but did not provide it`,
         );
       }
     }
-    const onMessage = instance.onMessage?.bind(instance);
-    if (onMessage) {
-      this.box.attach(onMessage, (err, msg) => this.fail(err, 'handler', msg), this.full.concurrency ?? 1);
-    }
+    // A plugin without a handler takes its messages and does nothing with them (in both transports).
+    const onMessage = instance.onMessage?.bind(instance) ?? (() => undefined);
+    this.box.attach(
+      onMessage,
+      (err, msg) => this.fail(err, 'handler', msg),
+      full.concurrency ?? 1,
+      (fn) => runAs(owner, fn),
+    );
   }
 
   protected async halt(): Promise<void> {
-    this.abort?.abort();
     const instance = this.instance;
     this.instance = undefined;
     await instance?.stop?.();

@@ -3,15 +3,17 @@ import type { ConfigSection } from '../config/section.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { ServiceToken, Services } from '../services.js';
+import type { KernelPort } from './port.js';
 
 /** A module's config section: `modules.<configKey>` of edgecore.yaml / cloudcore.yaml. */
 export type ModuleConfig = { enable: boolean } & Record<string, unknown>;
 
 /**
- * What a plugin sees of the kernel. The same interface is implemented in-process and over gRPC
- * for a plugin in its own process: the plugin cannot tell which.
+ * What a plugin sees of the kernel: its port (messaging) plus its section, logger, metrics,
+ * services and the signal of its instance. The same interface is implemented in-process and over
+ * gRPC for a plugin in its own process: the plugin cannot tell which.
  */
-export interface PluginContext<C extends ModuleConfig = ModuleConfig> {
+export interface PluginContext<C extends ModuleConfig = ModuleConfig> extends KernelPort {
   /** KubeEdge module name (the mailbox address). */
   readonly name: string;
   readonly group: string;
@@ -20,21 +22,8 @@ export interface PluginContext<C extends ModuleConfig = ModuleConfig> {
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly services: Services;
-  /** Aborted when the kernel stops this instance of the plugin. */
+  /** Aborted when the kernel stops this instance of the plugin, or gives up waiting for its start. */
   readonly signal: AbortSignal;
-
-  /** Queue for one module; resolves once queued, rejects with a KernelError otherwise. */
-  send(module: string, msg: Message): Promise<void>;
-  /** Queue for every member of a group. */
-  sendToGroup(group: string, msg: Message): Promise<void>;
-  /** Sync request: resolves with the reply whose parent_msg_id is msg's id; EBUS_TIMEOUT otherwise. */
-  request(module: string, msg: Message, timeoutMs?: number): Promise<Message>;
-  /** Sync request to a group: one reply per member. */
-  requestGroup(group: string, msg: Message, timeoutMs?: number): Promise<Message[]>;
-  /** Answer a sync request (msg.header.parent_msg_id = the request's id). */
-  respond(msg: Message): void;
-  /** Is a module of this name running (has a mailbox)? */
-  hasModule(name: string): boolean;
 }
 
 /** A running instance of a plugin, returned by its start(). */
@@ -46,8 +35,10 @@ export interface PluginInstance {
 }
 
 export interface RestartPolicy {
-  /** Restarts allowed before the plugin is given up (0 = never restart). */
+  /** Restarts allowed within `windowMs` before the plugin is given up (0 = never restart). */
   maxRestarts: number;
+  /** The window the restart budget counts in (restarts older than this are forgotten). */
+  windowMs: number;
   initialBackoffMs: number;
   maxBackoffMs: number;
 }

@@ -1,69 +1,130 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import { EventEmitter, on, once } from 'node:events';
+import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import * as grpc from '@grpc/grpc-js';
+import { createServer, ServerError, Status, type Server } from 'nice-grpc';
 import {
-  KernelFrame,
   OpKind,
-  PluginHostService,
-  type Hello,
-  type Op,
-  type PluginFrame,
+  PluginHostDefinition,
   type Failure,
+  type Hello,
+  type KernelFrame,
+  type Ops,
+  type PluginFrame,
   type Reply,
 } from '../../proto/gen/kernel/v1/plugin.js';
+import type { Bus } from '../bus/bus.js';
 import type { Mailbox } from '../bus/mailbox.js';
-import { decodeMessage, encodeMessage, type Message } from '../bus/message.js';
+import type { Message } from '../bus/message.js';
+import type { LoadedConfig } from '../config/index.js';
 import { KernelError, errorText, isKernelError } from '../errors.js';
-import type { Kernel, LoadedPlugin } from '../kernel.js';
-import { SupervisedHost, type HostDeps } from '../plugin/host.js';
-import { Batcher } from './batch.js';
-import { grpcAddress, kernelSocketPath } from './socket.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import { SupervisedHost, type HostDeps, type Launch } from '../plugin/host.js';
+import type { LoadedPlugin } from '../plugin/load.js';
+import type { CloudConnection } from '../tokens.js';
+import { Batcher, decodeBatch, encodeBatch } from './batch.js';
+import { MetricsSink } from './metrics-sink.js';
+import {
+  grpcAddress,
+  prepareKernelSocket,
+  sameToken,
+  withPrivateUmask,
+  type KernelSocket,
+} from './socket.js';
 
-/** Messages handed to a plugin process before it must report them handled (flow control). */
+/** Messages handed to a plugin process and not yet acknowledged, at most (flow control). */
 const DELIVERY_WINDOW = 1024;
+/** How often a plugin process sends its metrics registry. */
+const METRICS_INTERVAL_MS = 5000;
 
-type Call = grpc.ServerDuplexStream<PluginFrame, KernelFrame>;
+/** What the server needs of the kernel (the kernel implements it; the server never imports it). */
+export interface KernelSide {
+  readonly bus: Bus;
+  readonly log: Logger;
+  readonly cloud: CloudConnection;
+  readonly metrics: Metrics;
+  readonly loaded: LoadedConfig;
+  /** Deps of a host for a module that attached on its own. */
+  hostDeps(name: string, configKey: string): HostDeps;
+  /** Supervise a host the kernel did not create. */
+  adopt(host: SupervisedHost): void;
+}
+
+interface Delivery {
+  msg: Message;
+  done: () => void;
+}
 
 /** The kernel end of one plugin process's stream. */
 class Link {
+  private readonly out = new EventEmitter();
   private readonly deliveries: Batcher<Message>;
+  private nextSeq = 0;
+  private flushedSeq = 0;
+  /** Delivered and not yet acknowledged, by sequence number (insertion = delivery order). */
+  private readonly unacked = new Map<number, Delivery>();
   private readonly ok: number[] = [];
   private readonly failed: Failure[] = [];
   private readonly replies: Reply[] = [];
   private resultsScheduled = false;
-  /** Delivered but not yet handled, oldest first, with the resolver of the mailbox's promise. */
-  private readonly inFlight: { msg: Message; done: () => void }[] = [];
   private readonly onStopped = new Set<() => void>();
   host: RemoteHostBase | undefined;
   closed = false;
 
-  constructor(
-    readonly call: Call,
-    private readonly server: RemoteServer,
-  ) {
-    this.deliveries = new Batcher((msgs) =>
-      this.write({
-        kind: { $case: 'deliver', value: { messages: msgs.map((m) => Buffer.from(encodeMessage(m))) } },
-      }),
-    );
-    call.on('data', (frame: PluginFrame) => this.onFrame(frame));
-    call.on('end', () => this.close('the plugin process closed its stream'));
-    call.on('error', (err: Error) => this.close(`stream error: ${err.message}`));
-    call.on('cancelled', () => this.close('the plugin process went away'));
+  constructor(private readonly server: RemoteServer) {
+    this.deliveries = new Batcher((msgs) => {
+      const firstSeq = this.flushedSeq + 1;
+      this.flushedSeq += msgs.length;
+      this.write({ kind: { $case: 'deliver', value: { firstSeq, messages: encodeBatch(msgs) } } });
+    });
+  }
+
+  /** Frames for the plugin process, until the link closes. */
+  async *frames(signal: AbortSignal): AsyncGenerator<KernelFrame> {
+    for await (const [frame] of on(this.out, 'frame', { signal, close: ['end'] })) yield frame as KernelFrame;
+  }
+
+  /** Read the plugin's frames until its stream ends. */
+  async consume(requests: AsyncIterable<PluginFrame>): Promise<void> {
+    try {
+      for await (const frame of requests) this.onFrame(frame);
+      this.close('the plugin process closed its stream');
+    } catch (err) {
+      this.close(`stream error: ${errorText(err)}`);
+    }
   }
 
   write(frame: KernelFrame): void {
-    if (!this.closed) this.call.write(frame);
+    if (!this.closed) this.out.emit('frame', frame);
   }
 
-  /** Mailbox handler: resolves when the plugin reports the message handled. */
+  /** End the stream with an error status; the process gets no Start (and no config). */
+  refuse(code: Status, reason: string): void {
+    this.server.kernel.log.warn({ reason }, 'plugin process refused');
+    this.out.emit('error', new ServerError(code, reason));
+    this.close(reason);
+  }
+
+  /** Mailbox handler: resolves when the plugin acknowledges this delivery by its sequence number. */
   deliver(msg: Message): Promise<void> {
-    return new Promise((resolve) => {
-      this.inFlight.push({ msg, done: resolve });
+    return new Promise((done) => {
+      this.unacked.set(++this.nextSeq, { msg, done });
       this.deliveries.add(msg);
     });
+  }
+
+  /** Deliveries not acknowledged, in delivery order, their mailbox promises settled (for requeueing). */
+  takeUnacked(): Message[] {
+    const rest = [...this.unacked.values()];
+    this.unacked.clear();
+    for (const d of rest) d.done();
+    return rest.map((d) => d.msg);
+  }
+
+  get pending(): number {
+    return this.unacked.size;
   }
 
   stopped(): Promise<void> {
@@ -73,108 +134,124 @@ class Link {
     });
   }
 
-  /** Messages handed over but never handled: returned for requeueing, their promises settled. */
-  takeUnhandled(): Message[] {
-    const rest = this.inFlight.splice(0);
-    for (const d of rest) d.done();
-    return rest.map((d) => d.msg);
-  }
-
   close(reason: string): void {
     if (this.closed) return;
     this.closed = true;
     for (const fn of this.onStopped) fn();
     this.onStopped.clear();
-    try {
-      this.call.end();
-    } catch {
-      // already gone
-    }
+    this.out.emit('end');
     this.host?.onDisconnect(this, reason);
+  }
+
+  private ack(seq: number): Delivery | undefined {
+    const d = this.unacked.get(seq);
+    if (!d) return undefined;
+    this.unacked.delete(seq);
+    d.done();
+    return d;
   }
 
   private onFrame(frame: PluginFrame): void {
     const kind = frame.kind;
     if (!kind) return;
+    if (kind.$case === 'hello') return this.server.onHello(this, kind.value);
+    const host = this.host;
+    if (!host)
+      return this.refuse(Status.PERMISSION_DENIED, `${kind.$case} before a Hello the kernel accepted`);
     switch (kind.$case) {
-      case 'hello':
-        this.server.onHello(this, kind.value);
-        return;
       case 'ready':
-        this.host?.onReady(this);
-        return;
+        return host.onReady(this);
       case 'failed': {
-        // The message that made the handler throw is not handed over again (no poison loop).
-        const i = this.inFlight.findIndex((d) => d.msg.header.msg_id === kind.value.msgId);
-        const [failedMsg] = i >= 0 ? this.inFlight.splice(i, 1) : [];
-        failedMsg?.done();
-        if (kind.value.where === 'start')
-          this.host?.onStartFailed(this, new KernelError('EPLUGIN_START', kind.value.error));
-        else this.host?.fail(new KernelError('EPLUGIN_HANDLER', kind.value.error), 'handler', failedMsg?.msg);
-        return;
+        // The delivery whose handler threw counts as handled: it is not handed over again.
+        const d = kind.value.seq ? this.ack(kind.value.seq) : undefined;
+        const where = kind.value.where;
+        if (where === 'start')
+          return host.onStartFailed(this, new KernelError('EPLUGIN_START', kind.value.error));
+        return host.fail(
+          new KernelError('EPLUGIN_HANDLER', kind.value.error),
+          where === 'callback' ? 'callback' : 'handler',
+          d?.msg,
+        );
       }
       case 'ops':
-        for (const op of kind.value.ops) this.runOp(op);
-        return;
-      case 'handled':
-        for (const d of this.inFlight.splice(0, kind.value.count)) d.done();
+        return this.runOps(kind.value);
+      case 'acks':
+        for (const seq of kind.value.seqs) this.ack(seq);
         return;
       case 'stopped':
         for (const fn of this.onStopped) fn();
         this.onStopped.clear();
         return;
+      case 'cloud':
+        this.server.kernel.cloud.set(kind.value.connected);
+        return;
+      case 'metrics':
+        try {
+          this.server.sink.update(host.name, Buffer.from(kind.value.json).toString('utf8'));
+        } catch (err) {
+          host.log.warn({ err: errorText(err) }, 'metrics from the plugin process ignored');
+        }
+        return;
     }
   }
 
-  private runOp(op: Op): void {
-    const host = this.host;
-    if (!host) return this.failOp(op.seq, new KernelError('EREMOTE_PROTOCOL', 'operation before Hello'));
-    let msg: Message;
+  private runOps(ops: Ops): void {
+    const host = this.host as RemoteHostBase;
+    let msgs: (Message | Error)[];
     try {
-      msg = decodeMessage(op.message.toString('utf8'));
+      msgs = decodeBatch(ops.messages);
     } catch (err) {
-      return this.failOp(op.seq, err);
+      return this.refuse(Status.INVALID_ARGUMENT, errorText(err));
     }
     const bus = this.server.kernel.bus;
-    host.box.stats.sent++;
-    switch (op.kind) {
-      case OpKind.OP_KIND_SEND:
-        return this.settle(op.seq, bus.send(op.target, msg));
-      case OpKind.OP_KIND_SEND_TO_GROUP:
-        return this.settle(op.seq, bus.sendToGroup(op.target, msg));
-      case OpKind.OP_KIND_REQUEST:
-        return this.settleReplies(
-          op.seq,
-          bus.request(op.target, msg, op.timeoutMs).then((r) => [r]),
-        );
-      case OpKind.OP_KIND_REQUEST_GROUP:
-        return this.settleReplies(op.seq, bus.requestGroup(op.target, msg, op.timeoutMs));
-      case OpKind.OP_KIND_RESPOND:
-        if (!bus.respond(msg))
-          host.log.warn(
-            { parent_msg_id: msg.header.parent_msg_id },
-            'response discarded: nobody waits for it',
+    for (const [i, msg] of msgs.entries()) {
+      const seq = ops.firstSeq + i;
+      if (msg instanceof Error) {
+        this.failOp(seq, msg);
+        continue;
+      }
+      const target = ops.targets[i] ?? '';
+      const timeoutMs = ops.timeoutsMs[i] ?? 0;
+      host.box.stats.sent++;
+      switch (ops.kinds[i]) {
+        case OpKind.OP_KIND_SEND:
+          this.settle(seq, bus.enqueue(target, msg));
+          break;
+        case OpKind.OP_KIND_SEND_TO_GROUP:
+          this.settle(seq, bus.enqueueGroup(target, msg));
+          break;
+        case OpKind.OP_KIND_REQUEST:
+          this.settleReplies(
+            seq,
+            bus.request(target, msg, timeoutMs).then((r) => [r]),
           );
-        return;
-      default:
-        return this.failOp(op.seq, new KernelError('EREMOTE_PROTOCOL', `unknown operation kind ${op.kind}`));
+          break;
+        case OpKind.OP_KIND_REQUEST_GROUP:
+          this.settleReplies(seq, bus.requestGroup(target, msg, timeoutMs));
+          break;
+        case OpKind.OP_KIND_RESPOND:
+          if (!bus.respond(msg))
+            host.log.warn(
+              { parent_msg_id: msg.header.parent_msg_id },
+              'response discarded: nobody waits for it',
+            );
+          break;
+        default:
+          this.failOp(seq, new KernelError('EREMOTE_PROTOCOL', `unknown operation kind ${ops.kinds[i]}`));
+      }
     }
   }
 
-  private settle(seq: number, p: Promise<void>): void {
-    p.then(
-      () => {
-        this.ok.push(seq);
-        this.scheduleResults();
-      },
-      (err: unknown) => this.failOp(seq, err),
-    );
+  private settle(seq: number, err: KernelError | undefined): void {
+    if (err) return this.failOp(seq, err);
+    this.ok.push(seq);
+    this.scheduleResults();
   }
 
   private settleReplies(seq: number, p: Promise<Message[]>): void {
     p.then(
       (msgs) => {
-        this.replies.push({ seq, messages: msgs.map((m) => Buffer.from(encodeMessage(m))) });
+        this.replies.push({ seq, messages: encodeBatch(msgs) });
         this.scheduleResults();
       },
       (err: unknown) => this.failOp(seq, err),
@@ -208,6 +285,7 @@ class Link {
 /** Shared behaviour of a plugin that lives in another process. */
 abstract class RemoteHostBase extends SupervisedHost {
   protected link: Link | undefined;
+  private launch_: Launch | undefined;
   private ready: ((err?: Error) => void) | undefined;
 
   constructor(
@@ -215,14 +293,14 @@ abstract class RemoteHostBase extends SupervisedHost {
     box: Mailbox,
     deps: HostDeps,
     protected readonly server: RemoteServer,
-    readonly concurrency = 1,
   ) {
     super(def, box, deps);
   }
 
-  /** Bind a connected stream and send it Start; resolves when the plugin reports Ready. */
-  protected bind(link: Link): Promise<void> {
+  /** Bind a connected stream to a launch and send it Start; resolves when the plugin reports Ready. */
+  protected bind(link: Link, launch: Launch): Promise<void> {
     this.link = link;
+    this.launch_ = launch;
     link.host = this;
     const k = this.server.kernel;
     return new Promise<void>((resolve, reject) => {
@@ -234,9 +312,11 @@ abstract class RemoteHostBase extends SupervisedHost {
             name: this.def.name,
             group: this.def.group,
             sectionJson: Buffer.from(JSON.stringify(this.deps.config)),
-            configJson: Buffer.from(JSON.stringify(k.options.config)),
+            configJson: Buffer.from(JSON.stringify(k.loaded)),
             modules: k.bus.modules().map((m) => m.name),
             logLevel: String(k.log.level),
+            cloudConnected: k.cloud.connected,
+            metricsIntervalMs: METRICS_INTERVAL_MS,
           },
         },
       });
@@ -245,6 +325,7 @@ abstract class RemoteHostBase extends SupervisedHost {
 
   onReady(link: Link): void {
     if (link !== this.link) return;
+    if (!this.launch_ || !this.isCurrent(this.launch_)) return link.close('its launch was cancelled');
     this.box.attach(
       (msg) => link.deliver(msg),
       (err, msg) => this.fail(err, 'handler', msg),
@@ -267,7 +348,7 @@ abstract class RemoteHostBase extends SupervisedHost {
     if (link !== this.link) return;
     this.link = undefined;
     this.box.detach();
-    this.box.requeueFront(link.takeUnhandled());
+    this.box.requeueFront(link.takeUnacked());
     const err = new KernelError(
       'EREMOTE_DISCONNECTED',
       `plugin process of "${this.name}" disconnected: ${reason}`,
@@ -280,8 +361,13 @@ abstract class RemoteHostBase extends SupervisedHost {
     this.disconnected(err);
   }
 
-  sendModules(names: string[]): void {
-    this.link?.write({ kind: { $case: 'modules', value: { names } } });
+  send(frame: KernelFrame): void {
+    this.link?.write(frame);
+  }
+
+  /** Deliveries the plugin process has not acknowledged yet. */
+  get unacknowledged(): number {
+    return this.link?.pending ?? 0;
   }
 
   /** What to do when a running plugin's process goes away. */
@@ -289,7 +375,7 @@ abstract class RemoteHostBase extends SupervisedHost {
 
   /**
    * Ask the plugin to stop and wait (at most 2 s) for its answer or the end of its stream, then
-   * close the stream. Unhandled messages go back to the mailbox for the next instance.
+   * close the stream. Unacknowledged messages go back to the mailbox for the next instance.
    */
   protected async stopLink(): Promise<void> {
     const link = this.link;
@@ -298,16 +384,17 @@ abstract class RemoteHostBase extends SupervisedHost {
     if (!link.closed) {
       const stopped = link.stopped();
       link.write({ kind: { $case: 'stop', value: {} } });
-      await Promise.race([stopped, new Promise((r) => setTimeout(r, 2000))]);
+      await Promise.race([stopped, delay(2000, undefined, { ref: false })]);
     }
-    this.box.requeueFront(link.takeUnhandled());
+    this.box.requeueFront(link.takeUnacked());
     link.close('stopped by the kernel');
   }
 }
 
 /** A plugin process the kernel spawns and supervises (modules.<key>.runAs: process). */
 class SpawnedHost extends RemoteHostBase {
-  readonly token = randomBytes(16).toString('hex');
+  /** Credential of the current launch: a process of an older launch cannot attach. */
+  token = '';
   private child: ChildProcess | undefined;
   private waitingHello: ((link: Link) => void) | undefined;
 
@@ -317,18 +404,19 @@ class SpawnedHost extends RemoteHostBase {
     deps: HostDeps,
     server: RemoteServer,
   ) {
-    super(plugin.def, box, deps, server, plugin.def.concurrency ?? 1);
+    super(plugin.def, box, deps, server);
   }
 
-  protected async launch(): Promise<void> {
-    const runner = new URL(`./runner${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
-    const execArgv = import.meta.url.endsWith('.ts') ? ['--import', 'tsx'] : [];
+  protected async launch(launch: Launch): Promise<void> {
+    const ts = import.meta.url.endsWith('.ts');
+    const runner = new URL(`./runner${ts ? '.ts' : '.js'}`, import.meta.url);
     const hello = new Promise<Link>((resolve) => (this.waitingHello = resolve));
-    const child = spawn(process.execPath, [...execArgv, fileURLToPath(runner)], {
+    this.token = randomBytes(16).toString('hex');
+    const child = spawn(process.execPath, [...(ts ? ['--import', 'tsx'] : []), fileURLToPath(runner)], {
       stdio: ['ignore', 'inherit', 'inherit'],
       env: {
         ...process.env,
-        KUBEEDGE_KERNEL_SOCKET: this.server.socket,
+        KUBEEDGE_KERNEL_SOCKET: this.server.socket.path,
         KUBEEDGE_PLUGIN: this.plugin.specifier,
         KUBEEDGE_PLUGIN_TOKEN: this.token,
       },
@@ -345,16 +433,28 @@ class SpawnedHost extends RemoteHostBase {
           `plugin process exited (${signal ?? `code ${code}`})`,
         );
         reject(err);
-        if (this.state === 'running' && !this.link) this.fail(err, 'process');
+        if (this.state === 'running' && this.isCurrent(launch) && !this.link) this.fail(err, 'process');
       });
     });
     exited.catch(() => undefined);
-    this.log.info({ pid: child.pid }, 'plugin process spawned');
-    const link = await Promise.race([hello, exited]);
-    await Promise.race([this.bind(link), exited]);
+    // A launch given up before it is ready takes its process with it: SIGTERM lets the plugin
+    // see its signal abort and stop what a late start built; SIGKILL if it is not gone within the
+    // stop timeout.
+    const cancel = (): void => {
+      child.kill('SIGTERM');
+      setTimeout(() => child.kill('SIGKILL'), this.deps.stopTimeoutMs).unref();
+    };
+    launch.signal.addEventListener('abort', cancel, { once: true });
+    this.log.info({ pid: child.pid, generation: launch.generation }, 'plugin process spawned');
+    try {
+      const link = await Promise.race([hello, exited]);
+      await Promise.race([this.bind(link, launch), exited]);
+    } finally {
+      launch.signal.removeEventListener('abort', cancel);
+    }
   }
 
-  /** The server found this host's Hello. */
+  /** The server found this host's Hello with the current launch's token. */
   accept(link: Link): boolean {
     if (!this.waitingHello) return false;
     this.waitingHello(link);
@@ -371,9 +471,9 @@ class SpawnedHost extends RemoteHostBase {
     const child = this.child;
     await this.stopLink();
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    const gone = once(child, 'exit');
     child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 2000);
+    const timer = setTimeout(() => child.kill('SIGKILL'), this.deps.stopTimeoutMs);
     await gone;
     clearTimeout(timer);
   }
@@ -389,25 +489,28 @@ class AttachedHost extends RemoteHostBase {
   private first: Link;
 
   constructor(link: Link, hello: Hello, box: Mailbox, deps: HostDeps, server: RemoteServer) {
-    super(
-      { name: hello.name, group: hello.group, configKey: hello.configKey },
-      box,
-      deps,
-      server,
-      hello.concurrency || 1,
-    );
+    super({ name: hello.name, group: hello.group, configKey: hello.configKey }, box, deps, server);
     this.first = link;
   }
 
-  protected launch(): Promise<void> {
-    return this.bind(this.first);
+  protected launch(launch: Launch): Promise<void> {
+    return this.bind(this.first, launch);
+  }
+
+  /** Start on the current link; a failure leaves it waiting for the next attach. */
+  begin(): void {
+    this.start().catch((err: unknown) => {
+      this.state = 'idle';
+      this.log.warn({ err: errorText(err) }, 'attached plugin did not start');
+    });
   }
 
   /** The same plugin attached again after a disconnect. */
   reattach(link: Link): void {
     this.first = link;
     this.state = 'idle';
-    void this.start();
+    this.box.closedReason = undefined;
+    this.begin();
   }
 
   protected disconnected(err: KernelError): void {
@@ -424,29 +527,40 @@ class AttachedHost extends RemoteHostBase {
   }
 }
 
-/** The kernel's gRPC server on its unix socket. */
+/** The kernel's gRPC server (nice-grpc) on its private unix socket. */
 export class RemoteServer {
-  private readonly server = new grpc.Server();
+  private server: Server | undefined;
   private readonly spawned = new Map<string, SpawnedHost>();
   private readonly attached = new Map<string, AttachedHost>();
+  /** Where the plugin processes' metrics go: the kernel's registry. */
+  readonly sink: MetricsSink;
 
   constructor(
-    readonly kernel: Kernel,
-    readonly socket: string,
-  ) {}
+    readonly kernel: KernelSide,
+    readonly socket: KernelSocket,
+  ) {
+    this.sink = new MetricsSink(() => kernel.metrics.registry);
+  }
 
   async listen(): Promise<void> {
-    rmSync(this.socket, { force: true });
-    this.server.addService(PluginHostService, { connect: (call: Call) => new Link(call, this) });
-    await new Promise<void>((resolve, reject) =>
-      this.server.bindAsync(grpcAddress(this.socket), grpc.ServerCredentials.createInsecure(), (err) =>
-        err
-          ? reject(new KernelError('EREMOTE_SPAWN', `cannot listen on ${this.socket}: ${err.message}`))
-          : resolve(),
-      ),
-    );
-    chmodSync(this.socket, 0o600);
-    this.kernel.log.info({ socket: this.socket }, 'kernel socket listening for plugin processes');
+    const server = createServer({ 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
+    server.add(PluginHostDefinition, {
+      connect: (requests, context) => {
+        const link = new Link(this);
+        void link.consume(requests);
+        // ts-proto's Exact<> check of a oneof union cannot be satisfied by a typed generator;
+        // the frames are KernelFrame values, checked where they are built.
+        return link.frames(context.signal) as AsyncIterable<never>;
+      },
+    });
+    try {
+      await withPrivateUmask(() => server.listen(grpcAddress(this.socket.path)));
+    } catch (err) {
+      this.socket.remove();
+      throw new KernelError('EREMOTE_SPAWN', `cannot listen on ${this.socket.path}: ${errorText(err)}`);
+    }
+    this.server = server;
+    this.kernel.log.info({ socket: this.socket.path }, 'kernel socket listening for plugin processes');
   }
 
   spawnHost(plugin: LoadedPlugin, box: Mailbox, deps: HostDeps): SupervisedHost {
@@ -458,48 +572,60 @@ export class RemoteServer {
   onHello(link: Link, hello: Hello): void {
     const spawned = this.spawned.get(hello.name);
     if (spawned) {
-      if (hello.token === spawned.token && spawned.accept(link)) return;
-      return this.refuse(link, `module "${hello.name}" is managed by the kernel; refusing a second process`);
+      if (sameToken(hello.token, spawned.token) && spawned.accept(link)) return;
+      return link.refuse(
+        Status.ALREADY_EXISTS,
+        `module "${hello.name}" is managed by the kernel; refusing a process without its current credential`,
+      );
     }
+    if (!sameToken(hello.token, this.socket.token)) {
+      return link.refuse(
+        Status.PERMISSION_DENIED,
+        `plugin "${hello.name}": missing or wrong token (a process attaching on its own presents the content of ${this.socket.tokenFile})`,
+      );
+    }
+    if (!hello.name) return link.refuse(Status.INVALID_ARGUMENT, 'Hello without a module name');
     const known = this.attached.get(hello.name);
     if (known) {
       if (known.state === 'running' || known.state === 'starting') {
-        return this.refuse(link, `module "${hello.name}" is already attached`);
+        return link.refuse(Status.ALREADY_EXISTS, `module "${hello.name}" is already attached`);
       }
-      known.reattach(link);
-      return;
+      return known.reattach(link);
     }
     if (this.kernel.bus.hasModule(hello.name)) {
-      return this.refuse(link, `module "${hello.name}" already runs in the kernel`);
+      return link.refuse(Status.ALREADY_EXISTS, `module "${hello.name}" already runs in the kernel`);
     }
-    if (!hello.name) return this.refuse(link, 'Hello without a module name');
     const box = this.kernel.bus.addModule(hello.name, hello.group);
     const host = new AttachedHost(link, hello, box, this.kernel.hostDeps(hello.name, hello.configKey), this);
     this.attached.set(hello.name, host);
     this.kernel.adopt(host);
-    void host.start();
+    host.begin();
+  }
+
+  private hosts(): RemoteHostBase[] {
+    return [...this.spawned.values(), ...this.attached.values()];
   }
 
   /** Tell every connected plugin process which modules exist now. */
   broadcastModules(): void {
     const names = this.kernel.bus.modules().map((m) => m.name);
-    for (const host of [...this.spawned.values(), ...this.attached.values()]) host.sendModules(names);
+    for (const host of this.hosts()) host.send({ kind: { $case: 'modules', value: { names } } });
+  }
+
+  /** Push the kernel's cloud-connection state to every plugin process. */
+  broadcastCloud(connected: boolean): void {
+    for (const host of this.hosts()) host.send({ kind: { $case: 'cloud', value: { connected } } });
   }
 
   async close(): Promise<void> {
-    await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
-    this.server.forceShutdown();
-    rmSync(this.socket, { force: true });
-  }
-
-  private refuse(link: Link, reason: string): void {
-    this.kernel.log.warn({ reason }, 'plugin process refused');
-    link.call.emit('error', { code: grpc.status.ALREADY_EXISTS, details: reason });
+    this.server?.forceShutdown();
+    this.server = undefined;
+    this.socket.remove();
   }
 }
 
-export async function startServer(kernel: Kernel, configured: string): Promise<RemoteServer> {
-  const server = new RemoteServer(kernel, kernelSocketPath(configured));
+export async function startServer(kernel: KernelSide, configured: string): Promise<RemoteServer> {
+  const server = new RemoteServer(kernel, prepareKernelSocket(configured));
   await server.listen();
   return server;
 }

@@ -380,13 +380,14 @@ describe('dmiserver', () => {
     writeFileSync(join(dir, 'dmi.sock'), 'keep me');
     const kernel = new Kernel({ config, registry, logger: createLogger('silent') });
     try {
-      await kernel.start();
-      const host = kernel.host('dmiserver');
-      await waitUntil(() => host?.lastError !== undefined, 5000, 'dmiserver start failure');
-      expect(host?.lastError).toMatch(
-        /dmi\.sock \(modules\.deviceTwin\.dmiSockPath\) exists and is not a socket/,
-      );
-      expect(host?.state).not.toBe('running');
+      // A plugin that cannot start fails the boot, naming itself.
+      await expect(kernel.start()).rejects.toMatchObject({
+        code: 'EPLUGIN_START',
+        message: expect.stringMatching(
+          /^plugin "dmiserver" failed to start: .*dmi\.sock \(modules\.deviceTwin\.dmiSockPath\) exists and is not a socket/,
+        ),
+      });
+      expect(kernel.host('dmiserver')?.state).toBe('failed');
     } finally {
       await kernel.stop();
     }

@@ -34,11 +34,29 @@ async function withKernel<T>(senderRunAs: string, fn: (k: Kernel) => Promise<T>)
   }
 }
 
-async function throughput(k: Kernel, n: number): Promise<number> {
+/** CPU time (user + system) of a process so far, in µs: this one, or a child by pid. */
+function cpuMicros(pid?: number): number {
+  if (pid === undefined) {
+    const u = process.cpuUsage();
+    return u.user + u.system;
+  }
+  const fields = (readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1] ?? '').split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * (1e6 / 100); // clock ticks (USER_HZ 100)
+}
+
+/** One-way messages/s (wall clock), and CPU µs per message of the kernel and of the sender's process. */
+async function throughput(
+  k: Kernel,
+  n: number,
+): Promise<{ rate: number; kernelCpu: number; senderCpu: number }> {
   await k.bus.request('sender', newMessage({ operation: 'send' }, { n: Math.min(n, 50_000) }), 120_000);
+  const pid = (k.host('sender') as unknown as { pid?: number }).pid;
+  const c0 = cpuMicros();
+  const s0 = pid ? cpuMicros(pid) : 0;
   const t0 = process.hrtime.bigint();
   await k.bus.request('sender', newMessage({ operation: 'send' }, { n }), 120_000);
-  return n / (Number(process.hrtime.bigint() - t0) / 1e9);
+  const rate = n / (Number(process.hrtime.bigint() - t0) / 1e9);
+  return { rate, kernelCpu: (cpuMicros() - c0) / n, senderCpu: pid ? (cpuMicros(pid) - s0) / n : 0 };
 }
 
 async function roundTrips(k: Kernel, n: number): Promise<number[]> {
@@ -101,19 +119,19 @@ export async function kernelBench(): Promise<Figure[]> {
   await withKernel('inprocess', async (k) => {
     figures.push({
       name: 'kernel_inproc_oneway',
-      value: round(await throughput(k, 1_000_000)),
+      value: round((await throughput(k, 1_000_000)).rate),
       unit: 'msg/s',
-      goal: '>= 2000000',
+      goal: '>= 4000000',
     });
-    figures.push(...latencyFigures('kernel_inproc_rtt', await roundTrips(k, 50_000), 'us', '<= 20'));
+    figures.push(...latencyFigures('kernel_inproc_rtt', await roundTrips(k, 50_000), 'us', '<= 10'));
   });
   await withKernel('process', async (k) => {
-    figures.push({
-      name: 'kernel_outproc_oneway',
-      value: round(await throughput(k, 300_000)),
-      unit: 'msg/s',
-      goal: '>= 200000',
-    });
+    // Each message acknowledged by sequence number. CPU per message is the figure that holds on
+    // a loaded machine; msg/s is wall clock.
+    const t = await throughput(k, 300_000);
+    figures.push({ name: 'kernel_outproc_oneway', value: round(t.rate), unit: 'msg/s', goal: '>= 200000' });
+    figures.push({ name: 'kernel_outproc_kernel_cpu', value: round(t.kernelCpu), unit: 'us/msg' });
+    figures.push({ name: 'kernel_outproc_plugin_cpu', value: round(t.senderCpu), unit: 'us/msg' });
     figures.push(...latencyFigures('kernel_outproc_rtt', await roundTrips(k, 5_000), 'ms', '<= 1'));
   });
   const noop = noopPlugins(10);

@@ -1,11 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { newMessage } from '../../kernel/bus/message.js';
 import { isKernelError } from '../../kernel/errors.js';
+import { definePlugin } from '../../kernel/index.js';
+import { connectPlugin } from '../../kernel/remote/index.js';
 import { probeRegistry } from '../fixtures/plugins/registry.js';
 import { kernelYaml, startTestKernel, waitUntil, type TestKernel } from '../helpers/kernel.js';
 
@@ -65,7 +67,7 @@ kernel:
     attached = spawn(process.execPath, ['--import', 'tsx', script, socket], { stdio: 'inherit' });
     await waitUntil(() => tk.kernel.host('probe-c')?.state === 'running', 10000, 'probe-c attached');
     const reply = await tk.kernel.bus.request('probe-c', newMessage({ operation: 'query' }, 'hi'), 5000);
-    expect(reply.content).toEqual({ from: 'probe-c', content: 'hi' });
+    expect(reply.content).toEqual({ from: 'probe-c', content: 'hi', start: 1 });
     // It leaves: messages for it are held until it attaches again.
     attached.kill('SIGKILL');
     await waitUntil(() => tk.kernel.host('probe-c')?.state === 'idle', 5000, 'probe-c gone');
@@ -73,5 +75,39 @@ kernel:
     attached = spawn(process.execPath, ['--import', 'tsx', script, socket], { stdio: 'inherit' });
     await tk.waitInbox((m) => m.length === 1, 10000);
     expect(tk.inbox[0]?.content).toBe('held');
+  });
+
+  it('the kernel socket is private and an attaching process without the token gets nothing', async () => {
+    const socket = join(mkdtempSync(join(tmpdir(), 'kernel-')), 'kernel.sock');
+    t = await startTestKernel(kernelYaml(`kernel:\n  socket: ${socket}\n`), probeRegistry);
+    expect(statSync(socket).mode & 0o077).toBe(0);
+    expect(statSync(`${socket}.token`).mode & 0o777).toBe(0o600);
+    let started = false;
+    const intruder = definePlugin({
+      name: 'intruder',
+      group: 'x',
+      configKey: 'intruder',
+      start: () => void (started = true),
+    });
+    const { reason } = await connectPlugin(intruder, { socket, token: 'not-the-token' }).done;
+    expect(reason).toMatch(/plugin "intruder": missing or wrong token/);
+    expect(started).toBe(false);
+    expect(t.kernel.bus.hasModule('intruder')).toBe(false);
+  });
+
+  it('the default socket lives in a fresh 0700 directory; a socket in a directory open to others is refused', async () => {
+    t = await startTestKernel(kernelYaml('  probeA: {enable: true, runAs: process}\n'), probeRegistry);
+    const socket = t.kernel.socketPath as string;
+    expect(socket.startsWith(join(tmpdir(), 'kubeedge-kernel-'))).toBe(true);
+    expect(statSync(dirname(socket)).mode & 0o777).toBe(0o700);
+    expect(statSync(socket).mode & 0o077).toBe(0);
+    await t.kernel.stop();
+    t = undefined;
+    const err = await startTestKernel(
+      kernelYaml(`kernel:\n  socket: ${join(tmpdir(), 'open.sock')}\n`),
+      probeRegistry,
+    ).catch((e: unknown) => e);
+    expect(isKernelError(err, 'ECONFIG_INVALID')).toBe(true);
+    expect((err as Error).message).toMatch(/^kernel.socket: directory .* is writable by other users/);
   });
 });

@@ -23,9 +23,10 @@ export const protobufPackage = "kubeedge.kernel.v1";
 export const protobufFileName = "kernel/v1/plugin.proto";
 
 /**
- * The kernel <-> out-of-process plugin contract. One bidirectional stream per plugin process over
- * the kernel's unix socket. Beehive messages travel as their KubeEdge wire JSON (UTF-8 bytes), so a
- * message is byte-for-byte what it would be on the cloud link.
+ * The kernel <-> out-of-process plugin contract: the plugin's port to the kernel carried over one
+ * bidirectional stream per plugin process on the kernel's unix socket. Beehive messages travel as
+ * their KubeEdge wire JSON (UTF-8); a batch of them is one bytes field holding a JSON array of the
+ * wire messages, so a batch costs one protobuf field and one JSON.parse whatever its size.
  */
 
 export enum OpKind {
@@ -85,53 +86,68 @@ export interface PluginFrame {
     | { $case: "ready"; value: Ready }
     | { $case: "failed"; value: Failed }
     | { $case: "ops"; value: Ops }
-    | { $case: "handled"; value: Handled }
+    | { $case: "acks"; value: Acks }
     | { $case: "stopped"; value: Stopped }
+    | { $case: "cloud"; value: CloudState }
+    | { $case: "metrics"; value: MetricsSnapshot }
     | undefined;
 }
 
 /**
- * Registration. A process spawned by the kernel passes the token it was given; a plugin that
- * attaches on its own leaves it empty and is registered under its name and group.
+ * Registration. token is the credential: the one the kernel gave the process it spawned (one per
+ * launch), or the content of the kernel's owner-only token file for a process attaching on its own.
  */
 export interface Hello {
   name: string;
   group: string;
   configKey: string;
   token: string;
-  concurrency: number;
 }
 
 /** The plugin's start() finished; the kernel may deliver messages. */
 export interface Ready {
 }
 
-/** start() or a message handler threw; the kernel applies the restart policy. */
+/**
+ * start(), a message handler or one of the plugin's callbacks threw; the kernel applies the restart
+ * policy. seq names the delivery whose handler threw (0 otherwise): it counts as acknowledged, so a
+ * poison message is not handed over again.
+ */
 export interface Failed {
   error: string;
   where: string;
-  msgId: string;
-}
-
-export interface Op {
   seq: number;
-  kind: OpKind;
-  target: string;
-  message: Buffer;
-  timeoutMs: number;
 }
 
+/**
+ * A batch of bus operations, column by column: operation i has sequence number first_seq + i,
+ * kinds[i], targets[i], timeouts_ms[i] and the i-th element of messages (a JSON array).
+ */
 export interface Ops {
-  ops: Op[];
+  firstSeq: number;
+  kinds: OpKind[];
+  targets: string[];
+  timeoutsMs: number[];
+  messages: Buffer;
 }
 
-/** Flow control: this many delivered messages have been handled. */
-export interface Handled {
-  count: number;
+/** Deliveries whose handler settled, by sequence number (in any order). */
+export interface Acks {
+  seqs: number[];
 }
 
 /** Answer to Stop: the plugin's stop() finished. */
 export interface Stopped {
+}
+
+/** Kernel-owned state, both ways: the kernel pushes it on change, a plugin (edgeHub) may set it. */
+export interface CloudState {
+  connected: boolean;
+}
+
+/** The plugin process's metrics registry, as prom-client's getMetricsAsJSON() text. */
+export interface MetricsSnapshot {
+  json: Buffer;
 }
 
 export interface KernelFrame {
@@ -141,6 +157,7 @@ export interface KernelFrame {
     | { $case: "deliver"; value: Deliver }
     | { $case: "results"; value: Results }
     | { $case: "modules"; value: Modules }
+    | { $case: "cloud"; value: CloudState }
     | undefined;
 }
 
@@ -153,14 +170,21 @@ export interface Start {
   logLevel: string;
   name: string;
   group: string;
+  cloudConnected: boolean;
+  /** How often the plugin process sends its metrics (ms); 0 = never. */
+  metricsIntervalMs: number;
 }
 
 export interface Stop {
 }
 
-/** Messages of the plugin's mailbox, in order. */
+/**
+ * Messages of the plugin's mailbox, in order (a JSON array): message i has sequence number
+ * first_seq + i.
+ */
 export interface Deliver {
-  messages: Buffer[];
+  firstSeq: number;
+  messages: Buffer;
 }
 
 export interface Failure {
@@ -171,10 +195,13 @@ export interface Failure {
 
 export interface Reply {
   seq: number;
-  messages: Buffer[];
+  messages: Buffer;
 }
 
-/** Outcome of Ops: sequence numbers that succeeded, failures, and replies to requests. */
+/**
+ * Outcome of Ops: sequence numbers that succeeded, failures, and replies to requests (a JSON array
+ * of the replies).
+ */
 export interface Results {
   ok: number[];
   failed: Failure[];
@@ -205,11 +232,17 @@ export const PluginFrame: MessageFns<PluginFrame> = {
       case "ops":
         Ops.encode(message.kind.value, writer.uint32(34).fork()).join();
         break;
-      case "handled":
-        Handled.encode(message.kind.value, writer.uint32(42).fork()).join();
+      case "acks":
+        Acks.encode(message.kind.value, writer.uint32(42).fork()).join();
         break;
       case "stopped":
         Stopped.encode(message.kind.value, writer.uint32(50).fork()).join();
+        break;
+      case "cloud":
+        CloudState.encode(message.kind.value, writer.uint32(58).fork()).join();
+        break;
+      case "metrics":
+        MetricsSnapshot.encode(message.kind.value, writer.uint32(66).fork()).join();
         break;
     }
     return writer;
@@ -265,7 +298,7 @@ export const PluginFrame: MessageFns<PluginFrame> = {
               break;
             }
 
-            message.kind = { $case: "handled", value: Handled.decode(reader, reader.uint32()) };
+            message.kind = { $case: "acks", value: Acks.decode(reader, reader.uint32()) };
             continue;
           }
           case 6: {
@@ -274,6 +307,22 @@ export const PluginFrame: MessageFns<PluginFrame> = {
             }
 
             message.kind = { $case: "stopped", value: Stopped.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.kind = { $case: "cloud", value: CloudState.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.kind = { $case: "metrics", value: MetricsSnapshot.decode(reader, reader.uint32()) };
             continue;
           }
         }
@@ -298,10 +347,14 @@ export const PluginFrame: MessageFns<PluginFrame> = {
         ? { $case: "failed", value: Failed.fromJSON(object.failed) }
         : isSet(object.ops)
         ? { $case: "ops", value: Ops.fromJSON(object.ops) }
-        : isSet(object.handled)
-        ? { $case: "handled", value: Handled.fromJSON(object.handled) }
+        : isSet(object.acks)
+        ? { $case: "acks", value: Acks.fromJSON(object.acks) }
         : isSet(object.stopped)
         ? { $case: "stopped", value: Stopped.fromJSON(object.stopped) }
+        : isSet(object.cloud)
+        ? { $case: "cloud", value: CloudState.fromJSON(object.cloud) }
+        : isSet(object.metrics)
+        ? { $case: "metrics", value: MetricsSnapshot.fromJSON(object.metrics) }
         : undefined,
     };
   },
@@ -316,10 +369,14 @@ export const PluginFrame: MessageFns<PluginFrame> = {
       obj.failed = Failed.toJSON(message.kind.value);
     } else if (message.kind?.$case === "ops") {
       obj.ops = Ops.toJSON(message.kind.value);
-    } else if (message.kind?.$case === "handled") {
-      obj.handled = Handled.toJSON(message.kind.value);
+    } else if (message.kind?.$case === "acks") {
+      obj.acks = Acks.toJSON(message.kind.value);
     } else if (message.kind?.$case === "stopped") {
       obj.stopped = Stopped.toJSON(message.kind.value);
+    } else if (message.kind?.$case === "cloud") {
+      obj.cloud = CloudState.toJSON(message.kind.value);
+    } else if (message.kind?.$case === "metrics") {
+      obj.metrics = MetricsSnapshot.toJSON(message.kind.value);
     }
     return obj;
   },
@@ -354,9 +411,9 @@ export const PluginFrame: MessageFns<PluginFrame> = {
         }
         break;
       }
-      case "handled": {
+      case "acks": {
         if (object.kind?.value !== undefined && object.kind?.value !== null) {
-          message.kind = { $case: "handled", value: Handled.fromPartial(object.kind.value) };
+          message.kind = { $case: "acks", value: Acks.fromPartial(object.kind.value) };
         }
         break;
       }
@@ -366,13 +423,25 @@ export const PluginFrame: MessageFns<PluginFrame> = {
         }
         break;
       }
+      case "cloud": {
+        if (object.kind?.value !== undefined && object.kind?.value !== null) {
+          message.kind = { $case: "cloud", value: CloudState.fromPartial(object.kind.value) };
+        }
+        break;
+      }
+      case "metrics": {
+        if (object.kind?.value !== undefined && object.kind?.value !== null) {
+          message.kind = { $case: "metrics", value: MetricsSnapshot.fromPartial(object.kind.value) };
+        }
+        break;
+      }
     }
     return message;
   },
 };
 
 function createBaseHello(): Hello {
-  return { name: "", group: "", configKey: "", token: "", concurrency: 0 };
+  return { name: "", group: "", configKey: "", token: "" };
 }
 
 export const Hello: MessageFns<Hello> = {
@@ -388,9 +457,6 @@ export const Hello: MessageFns<Hello> = {
     }
     if (message.token !== "") {
       writer.uint32(34).string(message.token);
-    }
-    if (message.concurrency !== 0) {
-      writer.uint32(40).uint32(message.concurrency);
     }
     return writer;
   },
@@ -440,14 +506,6 @@ export const Hello: MessageFns<Hello> = {
             message.token = reader.string();
             continue;
           }
-          case 5: {
-            if (tag !== 40) {
-              break;
-            }
-
-            message.concurrency = reader.uint32();
-            continue;
-          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -470,7 +528,6 @@ export const Hello: MessageFns<Hello> = {
         ? globalThis.String(object.config_key)
         : "",
       token: isSet(object.token) ? globalThis.String(object.token) : "",
-      concurrency: isSet(object.concurrency) ? globalThis.Number(object.concurrency) : 0,
     };
   },
 
@@ -488,9 +545,6 @@ export const Hello: MessageFns<Hello> = {
     if (message.token !== "") {
       obj.token = message.token;
     }
-    if (message.concurrency !== 0) {
-      obj.concurrency = Math.round(message.concurrency);
-    }
     return obj;
   },
 
@@ -503,7 +557,6 @@ export const Hello: MessageFns<Hello> = {
     message.group = object.group ?? "";
     message.configKey = object.configKey ?? "";
     message.token = object.token ?? "";
-    message.concurrency = object.concurrency ?? 0;
     return message;
   },
 };
@@ -561,7 +614,7 @@ export const Ready: MessageFns<Ready> = {
 };
 
 function createBaseFailed(): Failed {
-  return { error: "", where: "", msgId: "" };
+  return { error: "", where: "", seq: 0 };
 }
 
 export const Failed: MessageFns<Failed> = {
@@ -572,8 +625,8 @@ export const Failed: MessageFns<Failed> = {
     if (message.where !== "") {
       writer.uint32(18).string(message.where);
     }
-    if (message.msgId !== "") {
-      writer.uint32(26).string(message.msgId);
+    if (message.seq !== 0) {
+      writer.uint32(24).uint64(message.seq);
     }
     return writer;
   },
@@ -608,11 +661,11 @@ export const Failed: MessageFns<Failed> = {
             continue;
           }
           case 3: {
-            if (tag !== 26) {
+            if (tag !== 24) {
               break;
             }
 
-            message.msgId = reader.string();
+            message.seq = longToNumber(reader.uint64());
             continue;
           }
         }
@@ -631,11 +684,7 @@ export const Failed: MessageFns<Failed> = {
     return {
       error: isSet(object.error) ? globalThis.String(object.error) : "",
       where: isSet(object.where) ? globalThis.String(object.where) : "",
-      msgId: isSet(object.msgId)
-        ? globalThis.String(object.msgId)
-        : isSet(object.msg_id)
-        ? globalThis.String(object.msg_id)
-        : "",
+      seq: isSet(object.seq) ? globalThis.Number(object.seq) : 0,
     };
   },
 
@@ -647,8 +696,8 @@ export const Failed: MessageFns<Failed> = {
     if (message.where !== "") {
       obj.where = message.where;
     }
-    if (message.msgId !== "") {
-      obj.msgId = message.msgId;
+    if (message.seq !== 0) {
+      obj.seq = Math.round(message.seq);
     }
     return obj;
   },
@@ -660,156 +709,39 @@ export const Failed: MessageFns<Failed> = {
     const message = createBaseFailed();
     message.error = object.error ?? "";
     message.where = object.where ?? "";
-    message.msgId = object.msgId ?? "";
-    return message;
-  },
-};
-
-function createBaseOp(): Op {
-  return { seq: 0, kind: 0, target: "", message: Buffer.alloc(0), timeoutMs: 0 };
-}
-
-export const Op: MessageFns<Op> = {
-  encode(message: Op, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.seq !== 0) {
-      writer.uint32(8).uint64(message.seq);
-    }
-    if (message.kind !== 0) {
-      writer.uint32(16).int32(message.kind);
-    }
-    if (message.target !== "") {
-      writer.uint32(26).string(message.target);
-    }
-    if (message.message.length !== 0) {
-      writer.uint32(34).bytes(message.message);
-    }
-    if (message.timeoutMs !== 0) {
-      writer.uint32(40).uint32(message.timeoutMs);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): Op {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseOp();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 8) {
-              break;
-            }
-
-            message.seq = longToNumber(reader.uint64());
-            continue;
-          }
-          case 2: {
-            if (tag !== 16) {
-              break;
-            }
-
-            message.kind = reader.int32() as any;
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.target = reader.string();
-            continue;
-          }
-          case 4: {
-            if (tag !== 34) {
-              break;
-            }
-
-            message.message = Buffer.from(reader.bytes());
-            continue;
-          }
-          case 5: {
-            if (tag !== 40) {
-              break;
-            }
-
-            message.timeoutMs = reader.uint32();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): Op {
-    return {
-      seq: isSet(object.seq) ? globalThis.Number(object.seq) : 0,
-      kind: isSet(object.kind) ? opKindFromJSON(object.kind) : 0,
-      target: isSet(object.target) ? globalThis.String(object.target) : "",
-      message: isSet(object.message) ? Buffer.from(bytesFromBase64(object.message)) : Buffer.alloc(0),
-      timeoutMs: isSet(object.timeoutMs)
-        ? globalThis.Number(object.timeoutMs)
-        : isSet(object.timeout_ms)
-        ? globalThis.Number(object.timeout_ms)
-        : 0,
-    };
-  },
-
-  toJSON(message: Op): unknown {
-    const obj: any = {};
-    if (message.seq !== 0) {
-      obj.seq = Math.round(message.seq);
-    }
-    if (message.kind !== 0) {
-      obj.kind = opKindToJSON(message.kind);
-    }
-    if (message.target !== "") {
-      obj.target = message.target;
-    }
-    if (message.message.length !== 0) {
-      obj.message = base64FromBytes(message.message);
-    }
-    if (message.timeoutMs !== 0) {
-      obj.timeoutMs = Math.round(message.timeoutMs);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<Op>, I>>(base?: I): Op {
-    return Op.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<Op>, I>>(object: I): Op {
-    const message = createBaseOp();
     message.seq = object.seq ?? 0;
-    message.kind = object.kind ?? 0;
-    message.target = object.target ?? "";
-    message.message = object.message ?? Buffer.alloc(0);
-    message.timeoutMs = object.timeoutMs ?? 0;
     return message;
   },
 };
 
 function createBaseOps(): Ops {
-  return { ops: [] };
+  return { firstSeq: 0, kinds: [], targets: [], timeoutsMs: [], messages: Buffer.alloc(0) };
 }
 
 export const Ops: MessageFns<Ops> = {
   encode(message: Ops, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    for (const v of message.ops) {
-      Op.encode(v!, writer.uint32(10).fork()).join();
+    if (message.firstSeq !== 0) {
+      writer.uint32(8).uint64(message.firstSeq);
+    }
+    if (message.kinds.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.kinds) {
+        writer.int32(v);
+      }
+      writer.join();
+    }
+    for (const v of message.targets) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.timeoutsMs.length !== 0) {
+      writer.uint32(34).fork();
+      for (const v of message.timeoutsMs) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    if (message.messages.length !== 0) {
+      writer.uint32(42).bytes(message.messages);
     }
     return writer;
   },
@@ -828,11 +760,63 @@ export const Ops: MessageFns<Ops> = {
         const tag = reader.uint32();
         switch (tag >>> 3) {
           case 1: {
-            if (tag !== 10) {
+            if (tag !== 8) {
               break;
             }
 
-            message.ops.push(Op.decode(reader, reader.uint32()));
+            message.firstSeq = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag === 16) {
+              message.kinds.push(reader.int32() as any);
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.kinds.push(reader.int32() as any);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.targets.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag === 32) {
+              message.timeoutsMs.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 34) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.timeoutsMs.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.messages = Buffer.from(reader.bytes());
             continue;
           }
         }
@@ -848,13 +832,39 @@ export const Ops: MessageFns<Ops> = {
   },
 
   fromJSON(object: any): Ops {
-    return { ops: globalThis.Array.isArray(object?.ops) ? object.ops.map((e: any) => Op.fromJSON(e)) : [] };
+    return {
+      firstSeq: isSet(object.firstSeq)
+        ? globalThis.Number(object.firstSeq)
+        : isSet(object.first_seq)
+        ? globalThis.Number(object.first_seq)
+        : 0,
+      kinds: globalThis.Array.isArray(object?.kinds) ? object.kinds.map((e: any) => opKindFromJSON(e)) : [],
+      targets: globalThis.Array.isArray(object?.targets) ? object.targets.map((e: any) => globalThis.String(e)) : [],
+      timeoutsMs: globalThis.Array.isArray(object?.timeoutsMs)
+        ? object.timeoutsMs.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.timeouts_ms)
+        ? object.timeouts_ms.map((e: any) => globalThis.Number(e))
+        : [],
+      messages: isSet(object.messages) ? Buffer.from(bytesFromBase64(object.messages)) : Buffer.alloc(0),
+    };
   },
 
   toJSON(message: Ops): unknown {
     const obj: any = {};
-    if (message.ops?.length) {
-      obj.ops = message.ops.map((e) => Op.toJSON(e));
+    if (message.firstSeq !== 0) {
+      obj.firstSeq = Math.round(message.firstSeq);
+    }
+    if (message.kinds?.length) {
+      obj.kinds = message.kinds.map((e) => opKindToJSON(e));
+    }
+    if (message.targets?.length) {
+      obj.targets = message.targets;
+    }
+    if (message.timeoutsMs?.length) {
+      obj.timeoutsMs = message.timeoutsMs.map((e) => Math.round(e));
+    }
+    if (message.messages.length !== 0) {
+      obj.messages = base64FromBytes(message.messages);
     }
     return obj;
   },
@@ -864,24 +874,32 @@ export const Ops: MessageFns<Ops> = {
   },
   fromPartial<I extends Exact<DeepPartial<Ops>, I>>(object: I): Ops {
     const message = createBaseOps();
-    message.ops = object.ops?.map((e) => Op.fromPartial(e)) || [];
+    message.firstSeq = object.firstSeq ?? 0;
+    message.kinds = object.kinds?.map((e) => e) || [];
+    message.targets = object.targets?.map((e) => e) || [];
+    message.timeoutsMs = object.timeoutsMs?.map((e) => e) || [];
+    message.messages = object.messages ?? Buffer.alloc(0);
     return message;
   },
 };
 
-function createBaseHandled(): Handled {
-  return { count: 0 };
+function createBaseAcks(): Acks {
+  return { seqs: [] };
 }
 
-export const Handled: MessageFns<Handled> = {
-  encode(message: Handled, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.count !== 0) {
-      writer.uint32(8).uint32(message.count);
+export const Acks: MessageFns<Acks> = {
+  encode(message: Acks, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.seqs.length !== 0) {
+      writer.uint32(10).fork();
+      for (const v of message.seqs) {
+        writer.uint64(v);
+      }
+      writer.join();
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): Handled {
+  decode(input: BinaryReader | Uint8Array, length?: number): Acks {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -890,17 +908,27 @@ export const Handled: MessageFns<Handled> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseHandled();
+      const message = createBaseAcks();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
           case 1: {
-            if (tag !== 8) {
-              break;
+            if (tag === 8) {
+              message.seqs.push(longToNumber(reader.uint64()));
+
+              continue;
             }
 
-            message.count = reader.uint32();
-            continue;
+            if (tag === 10) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.seqs.push(longToNumber(reader.uint64()));
+              }
+
+              continue;
+            }
+
+            break;
           }
         }
         if ((tag & 7) === 4 || tag === 0) {
@@ -914,24 +942,24 @@ export const Handled: MessageFns<Handled> = {
     }
   },
 
-  fromJSON(object: any): Handled {
-    return { count: isSet(object.count) ? globalThis.Number(object.count) : 0 };
+  fromJSON(object: any): Acks {
+    return { seqs: globalThis.Array.isArray(object?.seqs) ? object.seqs.map((e: any) => globalThis.Number(e)) : [] };
   },
 
-  toJSON(message: Handled): unknown {
+  toJSON(message: Acks): unknown {
     const obj: any = {};
-    if (message.count !== 0) {
-      obj.count = Math.round(message.count);
+    if (message.seqs?.length) {
+      obj.seqs = message.seqs.map((e) => Math.round(e));
     }
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<Handled>, I>>(base?: I): Handled {
-    return Handled.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<Acks>, I>>(base?: I): Acks {
+    return Acks.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<Handled>, I>>(object: I): Handled {
-    const message = createBaseHandled();
-    message.count = object.count ?? 0;
+  fromPartial<I extends Exact<DeepPartial<Acks>, I>>(object: I): Acks {
+    const message = createBaseAcks();
+    message.seqs = object.seqs?.map((e) => e) || [];
     return message;
   },
 };
@@ -988,6 +1016,140 @@ export const Stopped: MessageFns<Stopped> = {
   },
 };
 
+function createBaseCloudState(): CloudState {
+  return { connected: false };
+}
+
+export const CloudState: MessageFns<CloudState> = {
+  encode(message: CloudState, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.connected !== false) {
+      writer.uint32(8).bool(message.connected);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CloudState {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCloudState();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.connected = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CloudState {
+    return { connected: isSet(object.connected) ? globalThis.Boolean(object.connected) : false };
+  },
+
+  toJSON(message: CloudState): unknown {
+    const obj: any = {};
+    if (message.connected !== false) {
+      obj.connected = message.connected;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CloudState>, I>>(base?: I): CloudState {
+    return CloudState.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CloudState>, I>>(object: I): CloudState {
+    const message = createBaseCloudState();
+    message.connected = object.connected ?? false;
+    return message;
+  },
+};
+
+function createBaseMetricsSnapshot(): MetricsSnapshot {
+  return { json: Buffer.alloc(0) };
+}
+
+export const MetricsSnapshot: MessageFns<MetricsSnapshot> = {
+  encode(message: MetricsSnapshot, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.json.length !== 0) {
+      writer.uint32(10).bytes(message.json);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MetricsSnapshot {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMetricsSnapshot();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.json = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MetricsSnapshot {
+    return { json: isSet(object.json) ? Buffer.from(bytesFromBase64(object.json)) : Buffer.alloc(0) };
+  },
+
+  toJSON(message: MetricsSnapshot): unknown {
+    const obj: any = {};
+    if (message.json.length !== 0) {
+      obj.json = base64FromBytes(message.json);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MetricsSnapshot>, I>>(base?: I): MetricsSnapshot {
+    return MetricsSnapshot.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MetricsSnapshot>, I>>(object: I): MetricsSnapshot {
+    const message = createBaseMetricsSnapshot();
+    message.json = object.json ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
 function createBaseKernelFrame(): KernelFrame {
   return { kind: undefined };
 }
@@ -1009,6 +1171,9 @@ export const KernelFrame: MessageFns<KernelFrame> = {
         break;
       case "modules":
         Modules.encode(message.kind.value, writer.uint32(42).fork()).join();
+        break;
+      case "cloud":
+        CloudState.encode(message.kind.value, writer.uint32(50).fork()).join();
         break;
     }
     return writer;
@@ -1067,6 +1232,14 @@ export const KernelFrame: MessageFns<KernelFrame> = {
             message.kind = { $case: "modules", value: Modules.decode(reader, reader.uint32()) };
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.kind = { $case: "cloud", value: CloudState.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1091,6 +1264,8 @@ export const KernelFrame: MessageFns<KernelFrame> = {
         ? { $case: "results", value: Results.fromJSON(object.results) }
         : isSet(object.modules)
         ? { $case: "modules", value: Modules.fromJSON(object.modules) }
+        : isSet(object.cloud)
+        ? { $case: "cloud", value: CloudState.fromJSON(object.cloud) }
         : undefined,
     };
   },
@@ -1107,6 +1282,8 @@ export const KernelFrame: MessageFns<KernelFrame> = {
       obj.results = Results.toJSON(message.kind.value);
     } else if (message.kind?.$case === "modules") {
       obj.modules = Modules.toJSON(message.kind.value);
+    } else if (message.kind?.$case === "cloud") {
+      obj.cloud = CloudState.toJSON(message.kind.value);
     }
     return obj;
   },
@@ -1147,13 +1324,28 @@ export const KernelFrame: MessageFns<KernelFrame> = {
         }
         break;
       }
+      case "cloud": {
+        if (object.kind?.value !== undefined && object.kind?.value !== null) {
+          message.kind = { $case: "cloud", value: CloudState.fromPartial(object.kind.value) };
+        }
+        break;
+      }
     }
     return message;
   },
 };
 
 function createBaseStart(): Start {
-  return { sectionJson: Buffer.alloc(0), configJson: Buffer.alloc(0), modules: [], logLevel: "", name: "", group: "" };
+  return {
+    sectionJson: Buffer.alloc(0),
+    configJson: Buffer.alloc(0),
+    modules: [],
+    logLevel: "",
+    name: "",
+    group: "",
+    cloudConnected: false,
+    metricsIntervalMs: 0,
+  };
 }
 
 export const Start: MessageFns<Start> = {
@@ -1175,6 +1367,12 @@ export const Start: MessageFns<Start> = {
     }
     if (message.group !== "") {
       writer.uint32(50).string(message.group);
+    }
+    if (message.cloudConnected !== false) {
+      writer.uint32(56).bool(message.cloudConnected);
+    }
+    if (message.metricsIntervalMs !== 0) {
+      writer.uint32(64).uint32(message.metricsIntervalMs);
     }
     return writer;
   },
@@ -1240,6 +1438,22 @@ export const Start: MessageFns<Start> = {
             message.group = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.cloudConnected = reader.bool();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.metricsIntervalMs = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1272,6 +1486,16 @@ export const Start: MessageFns<Start> = {
         : "",
       name: isSet(object.name) ? globalThis.String(object.name) : "",
       group: isSet(object.group) ? globalThis.String(object.group) : "",
+      cloudConnected: isSet(object.cloudConnected)
+        ? globalThis.Boolean(object.cloudConnected)
+        : isSet(object.cloud_connected)
+        ? globalThis.Boolean(object.cloud_connected)
+        : false,
+      metricsIntervalMs: isSet(object.metricsIntervalMs)
+        ? globalThis.Number(object.metricsIntervalMs)
+        : isSet(object.metrics_interval_ms)
+        ? globalThis.Number(object.metrics_interval_ms)
+        : 0,
     };
   },
 
@@ -1295,6 +1519,12 @@ export const Start: MessageFns<Start> = {
     if (message.group !== "") {
       obj.group = message.group;
     }
+    if (message.cloudConnected !== false) {
+      obj.cloudConnected = message.cloudConnected;
+    }
+    if (message.metricsIntervalMs !== 0) {
+      obj.metricsIntervalMs = Math.round(message.metricsIntervalMs);
+    }
     return obj;
   },
 
@@ -1309,6 +1539,8 @@ export const Start: MessageFns<Start> = {
     message.logLevel = object.logLevel ?? "";
     message.name = object.name ?? "";
     message.group = object.group ?? "";
+    message.cloudConnected = object.cloudConnected ?? false;
+    message.metricsIntervalMs = object.metricsIntervalMs ?? 0;
     return message;
   },
 };
@@ -1366,13 +1598,16 @@ export const Stop: MessageFns<Stop> = {
 };
 
 function createBaseDeliver(): Deliver {
-  return { messages: [] };
+  return { firstSeq: 0, messages: Buffer.alloc(0) };
 }
 
 export const Deliver: MessageFns<Deliver> = {
   encode(message: Deliver, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    for (const v of message.messages) {
-      writer.uint32(10).bytes(v!);
+    if (message.firstSeq !== 0) {
+      writer.uint32(8).uint64(message.firstSeq);
+    }
+    if (message.messages.length !== 0) {
+      writer.uint32(18).bytes(message.messages);
     }
     return writer;
   },
@@ -1391,11 +1626,19 @@ export const Deliver: MessageFns<Deliver> = {
         const tag = reader.uint32();
         switch (tag >>> 3) {
           case 1: {
-            if (tag !== 10) {
+            if (tag !== 8) {
               break;
             }
 
-            message.messages.push(Buffer.from(reader.bytes()));
+            message.firstSeq = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.messages = Buffer.from(reader.bytes());
             continue;
           }
         }
@@ -1412,16 +1655,22 @@ export const Deliver: MessageFns<Deliver> = {
 
   fromJSON(object: any): Deliver {
     return {
-      messages: globalThis.Array.isArray(object?.messages)
-        ? object.messages.map((e: any) => Buffer.from(bytesFromBase64(e)))
-        : [],
+      firstSeq: isSet(object.firstSeq)
+        ? globalThis.Number(object.firstSeq)
+        : isSet(object.first_seq)
+        ? globalThis.Number(object.first_seq)
+        : 0,
+      messages: isSet(object.messages) ? Buffer.from(bytesFromBase64(object.messages)) : Buffer.alloc(0),
     };
   },
 
   toJSON(message: Deliver): unknown {
     const obj: any = {};
-    if (message.messages?.length) {
-      obj.messages = message.messages.map((e) => base64FromBytes(e));
+    if (message.firstSeq !== 0) {
+      obj.firstSeq = Math.round(message.firstSeq);
+    }
+    if (message.messages.length !== 0) {
+      obj.messages = base64FromBytes(message.messages);
     }
     return obj;
   },
@@ -1431,7 +1680,8 @@ export const Deliver: MessageFns<Deliver> = {
   },
   fromPartial<I extends Exact<DeepPartial<Deliver>, I>>(object: I): Deliver {
     const message = createBaseDeliver();
-    message.messages = object.messages?.map((e) => e) || [];
+    message.firstSeq = object.firstSeq ?? 0;
+    message.messages = object.messages ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -1538,7 +1788,7 @@ export const Failure: MessageFns<Failure> = {
 };
 
 function createBaseReply(): Reply {
-  return { seq: 0, messages: [] };
+  return { seq: 0, messages: Buffer.alloc(0) };
 }
 
 export const Reply: MessageFns<Reply> = {
@@ -1546,8 +1796,8 @@ export const Reply: MessageFns<Reply> = {
     if (message.seq !== 0) {
       writer.uint32(8).uint64(message.seq);
     }
-    for (const v of message.messages) {
-      writer.uint32(18).bytes(v!);
+    if (message.messages.length !== 0) {
+      writer.uint32(18).bytes(message.messages);
     }
     return writer;
   },
@@ -1578,7 +1828,7 @@ export const Reply: MessageFns<Reply> = {
               break;
             }
 
-            message.messages.push(Buffer.from(reader.bytes()));
+            message.messages = Buffer.from(reader.bytes());
             continue;
           }
         }
@@ -1596,9 +1846,7 @@ export const Reply: MessageFns<Reply> = {
   fromJSON(object: any): Reply {
     return {
       seq: isSet(object.seq) ? globalThis.Number(object.seq) : 0,
-      messages: globalThis.Array.isArray(object?.messages)
-        ? object.messages.map((e: any) => Buffer.from(bytesFromBase64(e)))
-        : [],
+      messages: isSet(object.messages) ? Buffer.from(bytesFromBase64(object.messages)) : Buffer.alloc(0),
     };
   },
 
@@ -1607,8 +1855,8 @@ export const Reply: MessageFns<Reply> = {
     if (message.seq !== 0) {
       obj.seq = Math.round(message.seq);
     }
-    if (message.messages?.length) {
-      obj.messages = message.messages.map((e) => base64FromBytes(e));
+    if (message.messages.length !== 0) {
+      obj.messages = base64FromBytes(message.messages);
     }
     return obj;
   },
@@ -1619,7 +1867,7 @@ export const Reply: MessageFns<Reply> = {
   fromPartial<I extends Exact<DeepPartial<Reply>, I>>(object: I): Reply {
     const message = createBaseReply();
     message.seq = object.seq ?? 0;
-    message.messages = object.messages?.map((e) => e) || [];
+    message.messages = object.messages ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -1811,7 +2059,10 @@ export const PluginHostDefinition = {
   name: "PluginHost",
   fullName: "kubeedge.kernel.v1.PluginHost",
   methods: {
-    /** The plugin opens the stream and sends Hello first; the kernel answers Start. */
+    /**
+     * The plugin opens the stream and sends Hello first; the kernel answers Start, or ends the
+     * stream with PERMISSION_DENIED / ALREADY_EXISTS.
+     */
     connect: {
       name: "Connect",
       requestType: PluginFrame as typeof PluginFrame,
@@ -1825,7 +2076,10 @@ export const PluginHostDefinition = {
 
 export type PluginHostService = typeof PluginHostService;
 export const PluginHostService = {
-  /** The plugin opens the stream and sends Hello first; the kernel answers Start. */
+  /**
+   * The plugin opens the stream and sends Hello first; the kernel answers Start, or ends the
+   * stream with PERMISSION_DENIED / ALREADY_EXISTS.
+   */
   connect: {
     path: "/kubeedge.kernel.v1.PluginHost/Connect" as const,
     requestStream: true as const,
@@ -1838,12 +2092,18 @@ export const PluginHostService = {
 } as const;
 
 export interface PluginHostServer extends UntypedServiceImplementation {
-  /** The plugin opens the stream and sends Hello first; the kernel answers Start. */
+  /**
+   * The plugin opens the stream and sends Hello first; the kernel answers Start, or ends the
+   * stream with PERMISSION_DENIED / ALREADY_EXISTS.
+   */
   connect: handleBidiStreamingCall<PluginFrame, KernelFrame>;
 }
 
 export interface PluginHostClient extends Client {
-  /** The plugin opens the stream and sends Hello first; the kernel answers Start. */
+  /**
+   * The plugin opens the stream and sends Hello first; the kernel answers Start, or ends the
+   * stream with PERMISSION_DENIED / ALREADY_EXISTS.
+   */
   connect(): ClientDuplexStream<PluginFrame, KernelFrame>;
   connect(options: Partial<CallOptions>): ClientDuplexStream<PluginFrame, KernelFrame>;
   connect(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<PluginFrame, KernelFrame>;
