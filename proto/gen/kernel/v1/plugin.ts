@@ -6,17 +6,6 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
-import {
-  type CallOptions,
-  type ChannelCredentials,
-  Client,
-  type ClientDuplexStream,
-  type ClientOptions,
-  type handleBidiStreamingCall,
-  makeGenericClientConstructor,
-  type Metadata,
-  type UntypedServiceImplementation,
-} from "@grpc/grpc-js";
 
 export const protobufPackage = "kubeedge.kernel.v1";
 
@@ -36,48 +25,6 @@ export enum OpKind {
   OP_KIND_REQUEST_GROUP = 3,
   OP_KIND_RESPOND = 4,
   UNRECOGNIZED = -1,
-}
-
-export function opKindFromJSON(object: any): OpKind {
-  switch (object) {
-    case 0:
-    case "OP_KIND_SEND":
-      return OpKind.OP_KIND_SEND;
-    case 1:
-    case "OP_KIND_SEND_TO_GROUP":
-      return OpKind.OP_KIND_SEND_TO_GROUP;
-    case 2:
-    case "OP_KIND_REQUEST":
-      return OpKind.OP_KIND_REQUEST;
-    case 3:
-    case "OP_KIND_REQUEST_GROUP":
-      return OpKind.OP_KIND_REQUEST_GROUP;
-    case 4:
-    case "OP_KIND_RESPOND":
-      return OpKind.OP_KIND_RESPOND;
-    case -1:
-    case "UNRECOGNIZED":
-    default:
-      return OpKind.UNRECOGNIZED;
-  }
-}
-
-export function opKindToJSON(object: OpKind): string {
-  switch (object) {
-    case OpKind.OP_KIND_SEND:
-      return "OP_KIND_SEND";
-    case OpKind.OP_KIND_SEND_TO_GROUP:
-      return "OP_KIND_SEND_TO_GROUP";
-    case OpKind.OP_KIND_REQUEST:
-      return "OP_KIND_REQUEST";
-    case OpKind.OP_KIND_REQUEST_GROUP:
-      return "OP_KIND_REQUEST_GROUP";
-    case OpKind.OP_KIND_RESPOND:
-      return "OP_KIND_RESPOND";
-    case OpKind.UNRECOGNIZED:
-    default:
-      return "UNRECOGNIZED";
-  }
 }
 
 export interface PluginFrame {
@@ -337,54 +284,10 @@ export const PluginFrame: MessageFns<PluginFrame> = {
     }
   },
 
-  fromJSON(object: any): PluginFrame {
-    return {
-      kind: isSet(object.hello)
-        ? { $case: "hello", value: Hello.fromJSON(object.hello) }
-        : isSet(object.ready)
-        ? { $case: "ready", value: Ready.fromJSON(object.ready) }
-        : isSet(object.failed)
-        ? { $case: "failed", value: Failed.fromJSON(object.failed) }
-        : isSet(object.ops)
-        ? { $case: "ops", value: Ops.fromJSON(object.ops) }
-        : isSet(object.acks)
-        ? { $case: "acks", value: Acks.fromJSON(object.acks) }
-        : isSet(object.stopped)
-        ? { $case: "stopped", value: Stopped.fromJSON(object.stopped) }
-        : isSet(object.cloud)
-        ? { $case: "cloud", value: CloudState.fromJSON(object.cloud) }
-        : isSet(object.metrics)
-        ? { $case: "metrics", value: MetricsSnapshot.fromJSON(object.metrics) }
-        : undefined,
-    };
+  create(base?: DeepPartial<PluginFrame>): PluginFrame {
+    return PluginFrame.fromPartial(base ?? {});
   },
-
-  toJSON(message: PluginFrame): unknown {
-    const obj: any = {};
-    if (message.kind?.$case === "hello") {
-      obj.hello = Hello.toJSON(message.kind.value);
-    } else if (message.kind?.$case === "ready") {
-      obj.ready = Ready.toJSON(message.kind.value);
-    } else if (message.kind?.$case === "failed") {
-      obj.failed = Failed.toJSON(message.kind.value);
-    } else if (message.kind?.$case === "ops") {
-      obj.ops = Ops.toJSON(message.kind.value);
-    } else if (message.kind?.$case === "acks") {
-      obj.acks = Acks.toJSON(message.kind.value);
-    } else if (message.kind?.$case === "stopped") {
-      obj.stopped = Stopped.toJSON(message.kind.value);
-    } else if (message.kind?.$case === "cloud") {
-      obj.cloud = CloudState.toJSON(message.kind.value);
-    } else if (message.kind?.$case === "metrics") {
-      obj.metrics = MetricsSnapshot.toJSON(message.kind.value);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<PluginFrame>, I>>(base?: I): PluginFrame {
-    return PluginFrame.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<PluginFrame>, I>>(object: I): PluginFrame {
+  fromPartial(object: DeepPartial<PluginFrame>): PluginFrame {
     const message = createBasePluginFrame();
     switch (object.kind?.$case) {
       case "hello": {
@@ -518,40 +421,10 @@ export const Hello: MessageFns<Hello> = {
     }
   },
 
-  fromJSON(object: any): Hello {
-    return {
-      name: isSet(object.name) ? globalThis.String(object.name) : "",
-      group: isSet(object.group) ? globalThis.String(object.group) : "",
-      configKey: isSet(object.configKey)
-        ? globalThis.String(object.configKey)
-        : isSet(object.config_key)
-        ? globalThis.String(object.config_key)
-        : "",
-      token: isSet(object.token) ? globalThis.String(object.token) : "",
-    };
+  create(base?: DeepPartial<Hello>): Hello {
+    return Hello.fromPartial(base ?? {});
   },
-
-  toJSON(message: Hello): unknown {
-    const obj: any = {};
-    if (message.name !== "") {
-      obj.name = message.name;
-    }
-    if (message.group !== "") {
-      obj.group = message.group;
-    }
-    if (message.configKey !== "") {
-      obj.configKey = message.configKey;
-    }
-    if (message.token !== "") {
-      obj.token = message.token;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<Hello>, I>>(base?: I): Hello {
-    return Hello.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<Hello>, I>>(object: I): Hello {
+  fromPartial(object: DeepPartial<Hello>): Hello {
     const message = createBaseHello();
     message.name = object.name ?? "";
     message.group = object.group ?? "";
@@ -595,19 +468,10 @@ export const Ready: MessageFns<Ready> = {
     }
   },
 
-  fromJSON(_: any): Ready {
-    return {};
+  create(base?: DeepPartial<Ready>): Ready {
+    return Ready.fromPartial(base ?? {});
   },
-
-  toJSON(_: Ready): unknown {
-    const obj: any = {};
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<Ready>, I>>(base?: I): Ready {
-    return Ready.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<Ready>, I>>(_: I): Ready {
+  fromPartial(_: DeepPartial<Ready>): Ready {
     const message = createBaseReady();
     return message;
   },
@@ -680,32 +544,10 @@ export const Failed: MessageFns<Failed> = {
     }
   },
 
-  fromJSON(object: any): Failed {
-    return {
-      error: isSet(object.error) ? globalThis.String(object.error) : "",
-      where: isSet(object.where) ? globalThis.String(object.where) : "",
-      seq: isSet(object.seq) ? globalThis.Number(object.seq) : 0,
-    };
+  create(base?: DeepPartial<Failed>): Failed {
+    return Failed.fromPartial(base ?? {});
   },
-
-  toJSON(message: Failed): unknown {
-    const obj: any = {};
-    if (message.error !== "") {
-      obj.error = message.error;
-    }
-    if (message.where !== "") {
-      obj.where = message.where;
-    }
-    if (message.seq !== 0) {
-      obj.seq = Math.round(message.seq);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<Failed>, I>>(base?: I): Failed {
-    return Failed.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<Failed>, I>>(object: I): Failed {
+  fromPartial(object: DeepPartial<Failed>): Failed {
     const message = createBaseFailed();
     message.error = object.error ?? "";
     message.where = object.where ?? "";
@@ -831,48 +673,10 @@ export const Ops: MessageFns<Ops> = {
     }
   },
 
-  fromJSON(object: any): Ops {
-    return {
-      firstSeq: isSet(object.firstSeq)
-        ? globalThis.Number(object.firstSeq)
-        : isSet(object.first_seq)
-        ? globalThis.Number(object.first_seq)
-        : 0,
-      kinds: globalThis.Array.isArray(object?.kinds) ? object.kinds.map((e: any) => opKindFromJSON(e)) : [],
-      targets: globalThis.Array.isArray(object?.targets) ? object.targets.map((e: any) => globalThis.String(e)) : [],
-      timeoutsMs: globalThis.Array.isArray(object?.timeoutsMs)
-        ? object.timeoutsMs.map((e: any) => globalThis.Number(e))
-        : globalThis.Array.isArray(object?.timeouts_ms)
-        ? object.timeouts_ms.map((e: any) => globalThis.Number(e))
-        : [],
-      messages: isSet(object.messages) ? Buffer.from(bytesFromBase64(object.messages)) : Buffer.alloc(0),
-    };
+  create(base?: DeepPartial<Ops>): Ops {
+    return Ops.fromPartial(base ?? {});
   },
-
-  toJSON(message: Ops): unknown {
-    const obj: any = {};
-    if (message.firstSeq !== 0) {
-      obj.firstSeq = Math.round(message.firstSeq);
-    }
-    if (message.kinds?.length) {
-      obj.kinds = message.kinds.map((e) => opKindToJSON(e));
-    }
-    if (message.targets?.length) {
-      obj.targets = message.targets;
-    }
-    if (message.timeoutsMs?.length) {
-      obj.timeoutsMs = message.timeoutsMs.map((e) => Math.round(e));
-    }
-    if (message.messages.length !== 0) {
-      obj.messages = base64FromBytes(message.messages);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<Ops>, I>>(base?: I): Ops {
-    return Ops.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<Ops>, I>>(object: I): Ops {
+  fromPartial(object: DeepPartial<Ops>): Ops {
     const message = createBaseOps();
     message.firstSeq = object.firstSeq ?? 0;
     message.kinds = object.kinds?.map((e) => e) || [];
@@ -942,22 +746,10 @@ export const Acks: MessageFns<Acks> = {
     }
   },
 
-  fromJSON(object: any): Acks {
-    return { seqs: globalThis.Array.isArray(object?.seqs) ? object.seqs.map((e: any) => globalThis.Number(e)) : [] };
+  create(base?: DeepPartial<Acks>): Acks {
+    return Acks.fromPartial(base ?? {});
   },
-
-  toJSON(message: Acks): unknown {
-    const obj: any = {};
-    if (message.seqs?.length) {
-      obj.seqs = message.seqs.map((e) => Math.round(e));
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<Acks>, I>>(base?: I): Acks {
-    return Acks.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<Acks>, I>>(object: I): Acks {
+  fromPartial(object: DeepPartial<Acks>): Acks {
     const message = createBaseAcks();
     message.seqs = object.seqs?.map((e) => e) || [];
     return message;
@@ -998,19 +790,10 @@ export const Stopped: MessageFns<Stopped> = {
     }
   },
 
-  fromJSON(_: any): Stopped {
-    return {};
+  create(base?: DeepPartial<Stopped>): Stopped {
+    return Stopped.fromPartial(base ?? {});
   },
-
-  toJSON(_: Stopped): unknown {
-    const obj: any = {};
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<Stopped>, I>>(base?: I): Stopped {
-    return Stopped.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<Stopped>, I>>(_: I): Stopped {
+  fromPartial(_: DeepPartial<Stopped>): Stopped {
     const message = createBaseStopped();
     return message;
   },
@@ -1061,22 +844,10 @@ export const CloudState: MessageFns<CloudState> = {
     }
   },
 
-  fromJSON(object: any): CloudState {
-    return { connected: isSet(object.connected) ? globalThis.Boolean(object.connected) : false };
+  create(base?: DeepPartial<CloudState>): CloudState {
+    return CloudState.fromPartial(base ?? {});
   },
-
-  toJSON(message: CloudState): unknown {
-    const obj: any = {};
-    if (message.connected !== false) {
-      obj.connected = message.connected;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<CloudState>, I>>(base?: I): CloudState {
-    return CloudState.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<CloudState>, I>>(object: I): CloudState {
+  fromPartial(object: DeepPartial<CloudState>): CloudState {
     const message = createBaseCloudState();
     message.connected = object.connected ?? false;
     return message;
@@ -1128,22 +899,10 @@ export const MetricsSnapshot: MessageFns<MetricsSnapshot> = {
     }
   },
 
-  fromJSON(object: any): MetricsSnapshot {
-    return { json: isSet(object.json) ? Buffer.from(bytesFromBase64(object.json)) : Buffer.alloc(0) };
+  create(base?: DeepPartial<MetricsSnapshot>): MetricsSnapshot {
+    return MetricsSnapshot.fromPartial(base ?? {});
   },
-
-  toJSON(message: MetricsSnapshot): unknown {
-    const obj: any = {};
-    if (message.json.length !== 0) {
-      obj.json = base64FromBytes(message.json);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<MetricsSnapshot>, I>>(base?: I): MetricsSnapshot {
-    return MetricsSnapshot.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<MetricsSnapshot>, I>>(object: I): MetricsSnapshot {
+  fromPartial(object: DeepPartial<MetricsSnapshot>): MetricsSnapshot {
     const message = createBaseMetricsSnapshot();
     message.json = object.json ?? Buffer.alloc(0);
     return message;
@@ -1252,46 +1011,10 @@ export const KernelFrame: MessageFns<KernelFrame> = {
     }
   },
 
-  fromJSON(object: any): KernelFrame {
-    return {
-      kind: isSet(object.start)
-        ? { $case: "start", value: Start.fromJSON(object.start) }
-        : isSet(object.stop)
-        ? { $case: "stop", value: Stop.fromJSON(object.stop) }
-        : isSet(object.deliver)
-        ? { $case: "deliver", value: Deliver.fromJSON(object.deliver) }
-        : isSet(object.results)
-        ? { $case: "results", value: Results.fromJSON(object.results) }
-        : isSet(object.modules)
-        ? { $case: "modules", value: Modules.fromJSON(object.modules) }
-        : isSet(object.cloud)
-        ? { $case: "cloud", value: CloudState.fromJSON(object.cloud) }
-        : undefined,
-    };
+  create(base?: DeepPartial<KernelFrame>): KernelFrame {
+    return KernelFrame.fromPartial(base ?? {});
   },
-
-  toJSON(message: KernelFrame): unknown {
-    const obj: any = {};
-    if (message.kind?.$case === "start") {
-      obj.start = Start.toJSON(message.kind.value);
-    } else if (message.kind?.$case === "stop") {
-      obj.stop = Stop.toJSON(message.kind.value);
-    } else if (message.kind?.$case === "deliver") {
-      obj.deliver = Deliver.toJSON(message.kind.value);
-    } else if (message.kind?.$case === "results") {
-      obj.results = Results.toJSON(message.kind.value);
-    } else if (message.kind?.$case === "modules") {
-      obj.modules = Modules.toJSON(message.kind.value);
-    } else if (message.kind?.$case === "cloud") {
-      obj.cloud = CloudState.toJSON(message.kind.value);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<KernelFrame>, I>>(base?: I): KernelFrame {
-    return KernelFrame.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<KernelFrame>, I>>(object: I): KernelFrame {
+  fromPartial(object: DeepPartial<KernelFrame>): KernelFrame {
     const message = createBaseKernelFrame();
     switch (object.kind?.$case) {
       case "start": {
@@ -1466,72 +1189,10 @@ export const Start: MessageFns<Start> = {
     }
   },
 
-  fromJSON(object: any): Start {
-    return {
-      sectionJson: isSet(object.sectionJson)
-        ? Buffer.from(bytesFromBase64(object.sectionJson))
-        : isSet(object.section_json)
-        ? Buffer.from(bytesFromBase64(object.section_json))
-        : Buffer.alloc(0),
-      configJson: isSet(object.configJson)
-        ? Buffer.from(bytesFromBase64(object.configJson))
-        : isSet(object.config_json)
-        ? Buffer.from(bytesFromBase64(object.config_json))
-        : Buffer.alloc(0),
-      modules: globalThis.Array.isArray(object?.modules) ? object.modules.map((e: any) => globalThis.String(e)) : [],
-      logLevel: isSet(object.logLevel)
-        ? globalThis.String(object.logLevel)
-        : isSet(object.log_level)
-        ? globalThis.String(object.log_level)
-        : "",
-      name: isSet(object.name) ? globalThis.String(object.name) : "",
-      group: isSet(object.group) ? globalThis.String(object.group) : "",
-      cloudConnected: isSet(object.cloudConnected)
-        ? globalThis.Boolean(object.cloudConnected)
-        : isSet(object.cloud_connected)
-        ? globalThis.Boolean(object.cloud_connected)
-        : false,
-      metricsIntervalMs: isSet(object.metricsIntervalMs)
-        ? globalThis.Number(object.metricsIntervalMs)
-        : isSet(object.metrics_interval_ms)
-        ? globalThis.Number(object.metrics_interval_ms)
-        : 0,
-    };
+  create(base?: DeepPartial<Start>): Start {
+    return Start.fromPartial(base ?? {});
   },
-
-  toJSON(message: Start): unknown {
-    const obj: any = {};
-    if (message.sectionJson.length !== 0) {
-      obj.sectionJson = base64FromBytes(message.sectionJson);
-    }
-    if (message.configJson.length !== 0) {
-      obj.configJson = base64FromBytes(message.configJson);
-    }
-    if (message.modules?.length) {
-      obj.modules = message.modules;
-    }
-    if (message.logLevel !== "") {
-      obj.logLevel = message.logLevel;
-    }
-    if (message.name !== "") {
-      obj.name = message.name;
-    }
-    if (message.group !== "") {
-      obj.group = message.group;
-    }
-    if (message.cloudConnected !== false) {
-      obj.cloudConnected = message.cloudConnected;
-    }
-    if (message.metricsIntervalMs !== 0) {
-      obj.metricsIntervalMs = Math.round(message.metricsIntervalMs);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<Start>, I>>(base?: I): Start {
-    return Start.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<Start>, I>>(object: I): Start {
+  fromPartial(object: DeepPartial<Start>): Start {
     const message = createBaseStart();
     message.sectionJson = object.sectionJson ?? Buffer.alloc(0);
     message.configJson = object.configJson ?? Buffer.alloc(0);
@@ -1579,19 +1240,10 @@ export const Stop: MessageFns<Stop> = {
     }
   },
 
-  fromJSON(_: any): Stop {
-    return {};
+  create(base?: DeepPartial<Stop>): Stop {
+    return Stop.fromPartial(base ?? {});
   },
-
-  toJSON(_: Stop): unknown {
-    const obj: any = {};
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<Stop>, I>>(base?: I): Stop {
-    return Stop.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<Stop>, I>>(_: I): Stop {
+  fromPartial(_: DeepPartial<Stop>): Stop {
     const message = createBaseStop();
     return message;
   },
@@ -1653,32 +1305,10 @@ export const Deliver: MessageFns<Deliver> = {
     }
   },
 
-  fromJSON(object: any): Deliver {
-    return {
-      firstSeq: isSet(object.firstSeq)
-        ? globalThis.Number(object.firstSeq)
-        : isSet(object.first_seq)
-        ? globalThis.Number(object.first_seq)
-        : 0,
-      messages: isSet(object.messages) ? Buffer.from(bytesFromBase64(object.messages)) : Buffer.alloc(0),
-    };
+  create(base?: DeepPartial<Deliver>): Deliver {
+    return Deliver.fromPartial(base ?? {});
   },
-
-  toJSON(message: Deliver): unknown {
-    const obj: any = {};
-    if (message.firstSeq !== 0) {
-      obj.firstSeq = Math.round(message.firstSeq);
-    }
-    if (message.messages.length !== 0) {
-      obj.messages = base64FromBytes(message.messages);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<Deliver>, I>>(base?: I): Deliver {
-    return Deliver.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<Deliver>, I>>(object: I): Deliver {
+  fromPartial(object: DeepPartial<Deliver>): Deliver {
     const message = createBaseDeliver();
     message.firstSeq = object.firstSeq ?? 0;
     message.messages = object.messages ?? Buffer.alloc(0);
@@ -1753,32 +1383,10 @@ export const Failure: MessageFns<Failure> = {
     }
   },
 
-  fromJSON(object: any): Failure {
-    return {
-      seq: isSet(object.seq) ? globalThis.Number(object.seq) : 0,
-      code: isSet(object.code) ? globalThis.String(object.code) : "",
-      error: isSet(object.error) ? globalThis.String(object.error) : "",
-    };
+  create(base?: DeepPartial<Failure>): Failure {
+    return Failure.fromPartial(base ?? {});
   },
-
-  toJSON(message: Failure): unknown {
-    const obj: any = {};
-    if (message.seq !== 0) {
-      obj.seq = Math.round(message.seq);
-    }
-    if (message.code !== "") {
-      obj.code = message.code;
-    }
-    if (message.error !== "") {
-      obj.error = message.error;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<Failure>, I>>(base?: I): Failure {
-    return Failure.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<Failure>, I>>(object: I): Failure {
+  fromPartial(object: DeepPartial<Failure>): Failure {
     const message = createBaseFailure();
     message.seq = object.seq ?? 0;
     message.code = object.code ?? "";
@@ -1843,28 +1451,10 @@ export const Reply: MessageFns<Reply> = {
     }
   },
 
-  fromJSON(object: any): Reply {
-    return {
-      seq: isSet(object.seq) ? globalThis.Number(object.seq) : 0,
-      messages: isSet(object.messages) ? Buffer.from(bytesFromBase64(object.messages)) : Buffer.alloc(0),
-    };
+  create(base?: DeepPartial<Reply>): Reply {
+    return Reply.fromPartial(base ?? {});
   },
-
-  toJSON(message: Reply): unknown {
-    const obj: any = {};
-    if (message.seq !== 0) {
-      obj.seq = Math.round(message.seq);
-    }
-    if (message.messages.length !== 0) {
-      obj.messages = base64FromBytes(message.messages);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<Reply>, I>>(base?: I): Reply {
-    return Reply.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<Reply>, I>>(object: I): Reply {
+  fromPartial(object: DeepPartial<Reply>): Reply {
     const message = createBaseReply();
     message.seq = object.seq ?? 0;
     message.messages = object.messages ?? Buffer.alloc(0);
@@ -1953,32 +1543,10 @@ export const Results: MessageFns<Results> = {
     }
   },
 
-  fromJSON(object: any): Results {
-    return {
-      ok: globalThis.Array.isArray(object?.ok) ? object.ok.map((e: any) => globalThis.Number(e)) : [],
-      failed: globalThis.Array.isArray(object?.failed) ? object.failed.map((e: any) => Failure.fromJSON(e)) : [],
-      replies: globalThis.Array.isArray(object?.replies) ? object.replies.map((e: any) => Reply.fromJSON(e)) : [],
-    };
+  create(base?: DeepPartial<Results>): Results {
+    return Results.fromPartial(base ?? {});
   },
-
-  toJSON(message: Results): unknown {
-    const obj: any = {};
-    if (message.ok?.length) {
-      obj.ok = message.ok.map((e) => Math.round(e));
-    }
-    if (message.failed?.length) {
-      obj.failed = message.failed.map((e) => Failure.toJSON(e));
-    }
-    if (message.replies?.length) {
-      obj.replies = message.replies.map((e) => Reply.toJSON(e));
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<Results>, I>>(base?: I): Results {
-    return Results.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<Results>, I>>(object: I): Results {
+  fromPartial(object: DeepPartial<Results>): Results {
     const message = createBaseResults();
     message.ok = object.ok?.map((e) => e) || [];
     message.failed = object.failed?.map((e) => Failure.fromPartial(e)) || [];
@@ -2032,22 +1600,10 @@ export const Modules: MessageFns<Modules> = {
     }
   },
 
-  fromJSON(object: any): Modules {
-    return { names: globalThis.Array.isArray(object?.names) ? object.names.map((e: any) => globalThis.String(e)) : [] };
+  create(base?: DeepPartial<Modules>): Modules {
+    return Modules.fromPartial(base ?? {});
   },
-
-  toJSON(message: Modules): unknown {
-    const obj: any = {};
-    if (message.names?.length) {
-      obj.names = message.names;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<Modules>, I>>(base?: I): Modules {
-    return Modules.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<Modules>, I>>(object: I): Modules {
+  fromPartial(object: DeepPartial<Modules>): Modules {
     const message = createBaseModules();
     message.names = object.names?.map((e) => e) || [];
     return message;
@@ -2074,58 +1630,6 @@ export const PluginHostDefinition = {
   },
 } as const;
 
-export type PluginHostService = typeof PluginHostService;
-export const PluginHostService = {
-  /**
-   * The plugin opens the stream and sends Hello first; the kernel answers Start, or ends the
-   * stream with PERMISSION_DENIED / ALREADY_EXISTS.
-   */
-  connect: {
-    path: "/kubeedge.kernel.v1.PluginHost/Connect" as const,
-    requestStream: true as const,
-    responseStream: true as const,
-    requestSerialize: (value: PluginFrame): Buffer => Buffer.from(PluginFrame.encode(value).finish()),
-    requestDeserialize: (value: Buffer): PluginFrame => PluginFrame.decode(value),
-    responseSerialize: (value: KernelFrame): Buffer => Buffer.from(KernelFrame.encode(value).finish()),
-    responseDeserialize: (value: Buffer): KernelFrame => KernelFrame.decode(value),
-  },
-} as const;
-
-export interface PluginHostServer extends UntypedServiceImplementation {
-  /**
-   * The plugin opens the stream and sends Hello first; the kernel answers Start, or ends the
-   * stream with PERMISSION_DENIED / ALREADY_EXISTS.
-   */
-  connect: handleBidiStreamingCall<PluginFrame, KernelFrame>;
-}
-
-export interface PluginHostClient extends Client {
-  /**
-   * The plugin opens the stream and sends Hello first; the kernel answers Start, or ends the
-   * stream with PERMISSION_DENIED / ALREADY_EXISTS.
-   */
-  connect(): ClientDuplexStream<PluginFrame, KernelFrame>;
-  connect(options: Partial<CallOptions>): ClientDuplexStream<PluginFrame, KernelFrame>;
-  connect(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<PluginFrame, KernelFrame>;
-}
-
-export const PluginHostClient = makeGenericClientConstructor(
-  PluginHostService,
-  "kubeedge.kernel.v1.PluginHost",
-) as unknown as {
-  new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): PluginHostClient;
-  service: typeof PluginHostService;
-  serviceName: string;
-};
-
-function bytesFromBase64(b64: string): Uint8Array {
-  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
-}
-
-function base64FromBytes(arr: Uint8Array): string {
-  return globalThis.Buffer.from(arr).toString("base64");
-}
-
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 
 export type DeepPartial<T> = T extends Builtin ? T
@@ -2134,10 +1638,6 @@ export type DeepPartial<T> = T extends Builtin ? T
   : T extends { $case: string; value: unknown } ? { $case: T["$case"]; value?: DeepPartial<T["value"]> }
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
-
-type KeysOfUnion<T> = T extends T ? keyof T : never;
-export type Exact<P, I extends P> = P extends Builtin ? P
-  : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
 
 function longToNumber(int64: { toString(): string }): number {
   const num = globalThis.Number(int64.toString());
@@ -2150,15 +1650,9 @@ function longToNumber(int64: { toString(): string }): number {
   return num;
 }
 
-function isSet(value: any): boolean {
-  return value !== null && value !== undefined;
-}
-
 export interface MessageFns<T> {
   encode(message: T, writer?: BinaryWriter): BinaryWriter;
   decode(input: BinaryReader | Uint8Array, length?: number): T;
-  fromJSON(object: any): T;
-  toJSON(message: T): unknown;
-  create<I extends Exact<DeepPartial<T>, I>>(base?: I): T;
-  fromPartial<I extends Exact<DeepPartial<T>, I>>(object: I): T;
+  create(base?: DeepPartial<T>): T;
+  fromPartial(object: DeepPartial<T>): T;
 }
