@@ -1,11 +1,11 @@
 /**
  * cloudHub's websocket listener (wire-cloud-edge §3.1–§3.3, §3.9): HTTPS with mutual TLS (a client
  * certificate chaining to the KubeEdge CA is required, TLS >= 1.2 with KubeEdge's two TLS 1.2
- * suites), any path, the node from the `node_id` header. Before the upgrade a request is refused
- * with an HTTP status and a text saying why: no `node_id` (400), a certificate without clientAuth or,
- * with node isolation, whose CN is not `system:node:<node_id>` (403), `nodeLimit` reached (503).
+ * suites), any path, the node from the `node_id` header. A connection without a certificate of the
+ * CA for client authentication is closed right after the handshake. Before the upgrade a request is
+ * refused with an HTTP status and a text saying why: no `node_id` (400), with node isolation a
+ * certificate whose CN is not `system:node:<node_id>` (403), `nodeLimit` reached (503).
  */
-import { X509Certificate } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -14,11 +14,10 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../../kernel/index.js';
 import { nodeCommonName } from '../../protocol/index.js';
 import type { Refusal } from './metrics.js';
-import { CLIENT_AUTH, tlsPair, type CloudPki } from './pki.js';
+import { tlsPair, type CloudPki } from './pki.js';
 
 /** `createTLSConfig`: the TLS 1.2 suites KubeEdge allows (TLS 1.3 keeps Node's defaults). */
 const TLS12_CIPHERS = 'ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-SHA256';
-const ANY_EXTENDED_KEY_USAGE = '2.5.29.37.0';
 
 export interface WsServerOptions {
   pki: CloudPki;
@@ -44,13 +43,6 @@ function refuse(socket: Duplex, status: number, text: string): void {
   );
 }
 
-function tlsRefusal(err: NodeJS.ErrnoException): Refusal {
-  const code = err.code ?? '';
-  if (/PEER_DID_NOT_RETURN_A_CERTIFICATE|CERTIFICATE_REQUIRED/.test(code)) return 'no-client-cert';
-  if (/CERTIFICATE_VERIFY_FAILED|UNKNOWN_CA|BAD_CERTIFICATE/.test(code)) return 'untrusted-cert';
-  return 'tls';
-}
-
 /** The websocket server of `cloudHub.websocket` (not yet listening). */
 export function createWsServer(opts: WsServerOptions): Server {
   const { log } = opts;
@@ -60,15 +52,34 @@ export function createWsServer(opts: WsServerOptions): Server {
     key,
     ca: tlsPair({ cert: opts.pki.ca.cert, key: opts.pki.ca.key }).cert,
     requestCert: true,
-    rejectUnauthorized: true,
+    // verified below, to refuse with the reason in the log and the counters (same effect: the
+    // socket is closed right after the handshake, before any HTTP is read)
+    rejectUnauthorized: false,
     minVersion: 'TLSv1.2',
     ciphers: TLS12_CIPHERS,
   });
   const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
 
+  server.prependListener('secureConnection', (socket: TLSSocket) => {
+    if (socket.authorized) return;
+    const peer = socket.getPeerCertificate();
+    const missing = peer === null || peer.raw === undefined;
+    const purpose = String(socket.authorizationError) === 'INVALID_PURPOSE';
+    const reason: Refusal = missing ? 'no-client-cert' : purpose ? 'ext-key-usage' : 'untrusted-cert';
+    const why = missing
+      ? 'no client certificate (a certificate signed by the KubeEdge CA is required)'
+      : purpose
+        ? `client certificate CN=${String(peer.subject?.CN)} is not for client authentication (extended key usage clientAuth missing)`
+        : `client certificate CN=${String(peer.subject?.CN)} not trusted: ${String(socket.authorizationError)}`;
+    opts.refused(reason, '', `TLS connection from ${socket.remoteAddress ?? '?'} refused: ${why}`);
+    socket.destroy();
+  });
   server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
-    const reason = tlsRefusal(err);
-    opts.refused(reason, '', `TLS handshake from ${socket.remoteAddress ?? '?'} refused: ${err.message}`);
+    opts.refused(
+      'tls',
+      '',
+      `TLS handshake from ${socket.remoteAddress ?? '?'} failed: ${err.message.trim()}`,
+    );
   });
   // a plain request (no upgrade) is not the hub's business: gorilla answers 400 as well
   server.on('request', (_req, res) => {
@@ -84,14 +95,6 @@ export function createWsServer(opts: WsServerOptions): Server {
       return;
     }
     const peer = (socket as TLSSocket).getPeerCertificate();
-    const x509 = new X509Certificate(peer.raw);
-    const usages = x509.keyUsage;
-    if (usages !== undefined && !usages.includes(CLIENT_AUTH) && !usages.includes(ANY_EXTENDED_KEY_USAGE)) {
-      const text = `node ${node}: the client certificate is not for client authentication (extended key usage clientAuth missing)`;
-      opts.refused('ext-key-usage', node, text);
-      refuse(socket, 403, text);
-      return;
-    }
     const cn = peer.subject?.CN;
     const wanted = nodeCommonName(node);
     if (opts.nodeIsolation && cn !== wanted) {
