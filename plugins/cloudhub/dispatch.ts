@@ -39,8 +39,12 @@ const VOLUME_OPERATIONS = new Set([
   'controllerunpublishvolume',
 ]);
 
-/** What to do with one upstream message (the rows of §5.0.1, in their order). */
+/** Viaduct's reserved operations, answered by the transport (§3.5). */
+const CONTROL_OPERATIONS = new Set(['config', 'ping', 'pong']);
+
+/** What to do with one upstream message (viaduct's control messages, then the rows of §5.0.1). */
 export type Upstream =
+  | { kind: 'control' }
   | { kind: 'keepalive' }
   | { kind: 'volume' }
   | { kind: 'ack'; parentId: string }
@@ -53,6 +57,7 @@ export type Upstream =
 /** `DispatchUpstream`: classify a message received from node `nodeId`. */
 export function classifyUpstream(msg: Message, nodeId: string): Upstream {
   const { operation = '', resource = '', source = '', group = '' } = msg.route;
+  if (CONTROL_OPERATIONS.has(operation)) return { kind: 'control' };
   if (operation === Operation.keepalive) return { kind: 'keepalive' };
   if (VOLUME_RESOURCE.test(resource)) return { kind: 'volume' };
   if (operation === Operation.response) return { kind: 'ack', parentId: msg.header.parent_msg_id ?? '' };

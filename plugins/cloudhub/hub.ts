@@ -9,6 +9,7 @@ import {
   isKernelError,
   newErrorMessage,
   newMessage,
+  newResponse,
   type Logger,
   type Message,
   type PluginContext,
@@ -128,6 +129,9 @@ export class Hub implements SessionEvents {
     const { node } = session;
     const action = classifyUpstream(msg, node);
     switch (action.kind) {
+      case 'control':
+        session.send(newResponse(msg, 'ack'));
+        return;
       case 'keepalive':
         session.keepalive();
         return;

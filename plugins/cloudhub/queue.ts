@@ -125,6 +125,7 @@ export class NodeQueue {
       const msg = this.stored.get(uid);
       this.waiting.delete(uid);
       this.stored.delete(uid);
+      this.failures.delete(uid);
       return msg;
     }
     return undefined;
