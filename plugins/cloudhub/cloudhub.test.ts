@@ -4,7 +4,8 @@
  * as payloads.
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { get as httpsGet } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -54,6 +55,7 @@ const CM_UPDATE = find(
 
 let dir: string;
 let wsPort: number;
+let httpsPort: number;
 let ca: KeyPairDer;
 let caPem: string;
 const kubeCaPem = '-----BEGIN CERTIFICATE-----\nMIIBkube\n-----END CERTIFICATE-----\n';
@@ -173,7 +175,7 @@ beforeAll(async () => {
       `clusters:\n- name: test\n  cluster:\n    server: https://127.0.0.1:6443\n    certificate-authority-data: ${Buffer.from(kubeCaPem).toString('base64')}\n`,
   );
   wsPort = await freePort();
-  const httpsPort = await freePort();
+  httpsPort = await freePort();
   const yaml = `apiVersion: cloudcore.config.kubeedge.io/v1alpha1
 kind: CloudCore
 kubeAPIConfig:
@@ -325,7 +327,8 @@ describe('cloudHub', () => {
     await edge.closed;
   });
 
-  it('refuses a connection without client certificate and one with a certificate of another CA', async () => {
+  it('refuses a connection without client certificate, with a certificate of another CA or not for clients; the connected node is not disturbed', async () => {
+    const edge = await dial('edge-1', await identity('system:node:edge-1'));
     const count = (reason: string) => metric('kubeedge_cloudhub_refusals_total', `reason="${reason}"`);
     const noCert = await count('no-client-cert');
     await expect(dial('edge-1', undefined)).rejects.toThrow();
@@ -337,6 +340,30 @@ describe('cloudHub', () => {
     const usage = await count('ext-key-usage');
     await expect(dial('edge-1', await identity('system:node:edge-1', ca, [SERVER_AUTH]))).rejects.toThrow();
     await eventually(async () => (await count('ext-key-usage')) === usage + 1, 'ext-key-usage refusal');
+    const msg = { ...POD_PATCH, header: { ...POD_PATCH.header, msg_id: crypto.randomUUID() } };
+    edge.send(msg);
+    await waitUntil(
+      () => controller.some((m) => m.header.msg_id === msg.header.msg_id),
+      5000,
+      'edge-1 still served',
+    );
+    edge.stop();
+    await edge.closed;
+  });
+
+  it('serves the cert server on https.port with the CA, and keeps the join token owner-only', async () => {
+    const der = await new Promise<Buffer>((resolve, reject) => {
+      const req = httpsGet({ host: '127.0.0.1', port: httpsPort, path: '/ca.crt', ca: caPem }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve(Buffer.concat(chunks)));
+      });
+      req.on('error', reject);
+    });
+    expect(der.equals(ca.cert)).toBe(true);
+    const token = join(dir, 'secrets', 'tokensecret', 'tokendata');
+    expect((await stat(token)).mode & 0o777).toBe(0o600);
+    expect((await readFile(token, 'utf8')).split('.')).toHaveLength(4);
   });
 
   it('nodeLimit: one node too many is refused with 503 and its reason; the others stay connected', async () => {
