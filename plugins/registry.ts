@@ -61,4 +61,6 @@ export const edgeRegistry: readonly PluginEntry[] = [
   { configKey: 'mapperModbus', specifier: pluginSpecifier(import.meta.url, './mapper-modbus/index') },
 ];
 
-export const cloudRegistry: readonly PluginEntry[] = [];
+export const cloudRegistry: readonly PluginEntry[] = [
+  { configKey: 'cloudHub', specifier: pluginSpecifier(import.meta.url, './cloudhub/index') },
+];

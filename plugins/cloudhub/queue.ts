@@ -1,0 +1,206 @@
+/**
+ * The ACK-mode queue of one node (wire-cloud-edge §6.2): one slot per object UID holding the newest
+ * version, keys waiting in order, one message in flight. Unlike KubeEdge's pool it outlives the
+ * node's connection: what is queued while the node is offline is sent when it connects.
+ *
+ * What the node acknowledged is kept behind {@link AckStore} (KubeEdge's ObjectSync status); the
+ * in-memory store here is replaced by an ObjectSync-backed one later.
+ */
+import { Operation, contentJson, type Message } from '../../kernel/index.js';
+
+/** Last resourceVersion a node acknowledged per object (KubeEdge's ObjectSync/ClusterObjectSync). */
+export interface AckStore {
+  /** The acknowledged version; "0" = tracked, nothing acknowledged yet; undefined = not tracked. */
+  acked(node: string, uid: string): string | undefined;
+  track(node: string, uid: string, version: string): void;
+  forget(node: string, uid: string): void;
+}
+
+export class MemoryAckStore implements AckStore {
+  private readonly versions = new Map<string, string>();
+  acked(node: string, uid: string): string | undefined {
+    return this.versions.get(`${node}/${uid}`);
+  }
+  track(node: string, uid: string, version: string): void {
+    this.versions.set(`${node}/${uid}`, version);
+  }
+  forget(node: string, uid: string): void {
+    this.versions.delete(`${node}/${uid}`);
+  }
+}
+
+/** Why a message was not queued, or that queueing it pushed out the oldest waiting one. */
+export type Admission =
+  | { queued: true; evicted?: Message }
+  | { queued: false; reason: 'no-version' | 'no-uid' | 'not-resource-group' | 'bad-version' | 'not-newer' };
+
+interface ObjectMeta {
+  uid?: unknown;
+  deletionTimestamp?: unknown;
+}
+
+function metadataOf(msg: Message): ObjectMeta | undefined {
+  let content: unknown;
+  try {
+    content = contentJson(msg);
+  } catch {
+    return undefined;
+  }
+  if (typeof content !== 'object' || content === null) return undefined;
+  const meta = (content as { metadata?: unknown }).metadata;
+  return typeof meta === 'object' && meta !== null ? (meta as ObjectMeta) : undefined;
+}
+
+function isDelete(msg: Message, meta: ObjectMeta | undefined): boolean {
+  return msg.route.operation === Operation.delete || (meta?.deletionTimestamp ?? null) !== null;
+}
+
+/** Transmissions of one ACK-mode message before it goes back to the queue (§6.2). */
+export const RETRANSMISSIONS = 5;
+/** Interval between transmissions of an unacknowledged message (§6.2). */
+export const RETRANSMIT_INTERVAL_MS = 5000;
+const BACKOFF_BASE_MS = 5;
+const BACKOFF_MAX_MS = 1_000_000;
+
+function version(rv: string | undefined): bigint | undefined {
+  if (rv === undefined || !/^\d+$/.test(rv)) return undefined;
+  return BigInt(rv);
+}
+
+export class NodeQueue {
+  /** UID → newest message; Map order is arrival order. */
+  private readonly stored = new Map<string, Message>();
+  /** UIDs waiting to be sent, in order (a key is queued once). */
+  private readonly waiting = new Set<string>();
+  private inFlight: { uid: string; msg: Message } | undefined;
+  /** Unacknowledged rounds per UID, for the back-off. */
+  private readonly failures = new Map<string, number>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+
+  constructor(
+    readonly node: string,
+    private readonly acks: AckStore,
+    /** Objects kept at most; beyond, the oldest waiting one is pushed out. */
+    readonly limit: number,
+  ) {}
+
+  /** Objects stored (waiting or in flight). */
+  get depth(): number {
+    return this.stored.size;
+  }
+
+  /** `enqueueAckMessage`: admission rules, coalescing per UID and the version filter. */
+  admit(msg: Message): Admission {
+    const meta = metadataOf(msg);
+    const del = isDelete(msg, meta);
+    if (!msg.header.resourceversion && !del) return { queued: false, reason: 'no-version' };
+    if (msg.route.group !== 'resource') return { queued: false, reason: 'not-resource-group' };
+    const uid = typeof meta?.uid === 'string' && meta.uid !== '' ? meta.uid : undefined;
+    if (uid === undefined) return { queued: false, reason: 'no-uid' };
+    if (!del && msg.route.operation !== Operation.response) {
+      const next = version(msg.header.resourceversion);
+      if (next === undefined) return { queued: false, reason: 'bad-version' };
+      const held = this.stored.get(uid);
+      if (held !== undefined) {
+        const heldVersion = version(held.header.resourceversion);
+        if (isDelete(held, metadataOf(held)) || (heldVersion !== undefined && next <= heldVersion))
+          return { queued: false, reason: 'not-newer' };
+      } else {
+        const acked = this.acks.acked(this.node, uid);
+        if (acked === undefined) this.acks.track(this.node, uid, '0');
+        else if (next <= (version(acked) ?? 0n)) return { queued: false, reason: 'not-newer' };
+      }
+    }
+    let evicted: Message | undefined;
+    if (!this.stored.has(uid) && this.stored.size >= this.limit) evicted = this.evictOldest();
+    this.stored.delete(uid); // re-insert: arrival order follows the newest version
+    this.stored.set(uid, msg);
+    this.waiting.add(uid);
+    return evicted === undefined ? { queued: true } : { queued: true, evicted };
+  }
+
+  private evictOldest(): Message | undefined {
+    for (const uid of this.waiting) {
+      if (uid === this.inFlight?.uid) continue;
+      const msg = this.stored.get(uid);
+      this.waiting.delete(uid);
+      this.stored.delete(uid);
+      this.failures.delete(uid);
+      return msg;
+    }
+    return undefined;
+  }
+
+  /** Take the next message to send (undefined when one is in flight or none waits). */
+  take(): Message | undefined {
+    if (this.inFlight !== undefined) return undefined;
+    for (const uid of this.waiting) {
+      this.waiting.delete(uid);
+      const msg = this.stored.get(uid);
+      if (msg === undefined) continue;
+      this.inFlight = { uid, msg };
+      return msg;
+    }
+    return undefined;
+  }
+
+  /** The message in flight, if any. */
+  get current(): Message | undefined {
+    return this.inFlight?.msg;
+  }
+
+  /**
+   * The edge acknowledged `msgId`: if it is the message in flight, record the success point
+   * (`saveSuccessPoint`) and free the slot unless a newer version arrived meanwhile.
+   */
+  ack(msgId: string): Message | undefined {
+    const flight = this.inFlight;
+    if (flight === undefined || flight.msg.header.msg_id !== msgId) return undefined;
+    this.inFlight = undefined;
+    const { uid, msg } = flight;
+    if (isDelete(msg, metadataOf(msg))) this.acks.forget(this.node, uid);
+    else if (msg.header.resourceversion) this.acks.track(this.node, uid, msg.header.resourceversion);
+    if (this.stored.get(uid) === msg) this.stored.delete(uid);
+    this.failures.delete(uid);
+    return msg;
+  }
+
+  /** The connection ended with a message in flight: it is first in line for the next one. */
+  release(): void {
+    const flight = this.inFlight;
+    if (flight === undefined) return;
+    this.inFlight = undefined;
+    if (!this.stored.has(flight.uid)) return;
+    const rest = [...this.waiting].filter((u) => u !== flight.uid);
+    this.waiting.clear();
+    for (const u of [flight.uid, ...rest]) this.waiting.add(u);
+  }
+
+  /**
+   * The message in flight was sent {@link RETRANSMISSIONS} times without an ACK: it waits again
+   * after the workqueue's per-item back-off (5 ms doubling up to 1000 s) while the others go on;
+   * `ready` is called when it is back in line. Returns the delay.
+   */
+  park(ready: () => void): number {
+    const flight = this.inFlight;
+    if (flight === undefined) return 0;
+    this.inFlight = undefined;
+    const failures = (this.failures.get(flight.uid) ?? 0) + 1;
+    this.failures.set(flight.uid, failures);
+    const delay = Math.min(BACKOFF_BASE_MS * 2 ** (failures - 1), BACKOFF_MAX_MS);
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      if (this.stored.has(flight.uid)) this.waiting.add(flight.uid);
+      ready();
+    }, delay);
+    timer.unref();
+    this.timers.add(timer);
+    return delay;
+  }
+
+  /** Stop the back-off timers (cloudHub stops). */
+  close(): void {
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+  }
+}
