@@ -1,0 +1,337 @@
+/**
+ * edgeHub at work: certificates, the connection loop with back-off, routing both ways, the
+ * connection state, the outbox while disconnected, and certificate rotation.
+ */
+import { readFile } from 'node:fs/promises';
+import type Database from 'better-sqlite3';
+import {
+  CloudConnection,
+  KernelError,
+  errorText,
+  isKernelError,
+  newErrorMessage,
+  nodeName,
+  type Message,
+  type ModuleConfig,
+  type PluginContext,
+} from '../../kernel/index.js';
+import { EdgeHubModuleName, ErrConnectionLost } from '../../protocol/index.js';
+import {
+  bootstrap,
+  checkEdgeCert,
+  resolveToken,
+  rotate,
+  rotationDeadline,
+  rotationRetryDelayMs,
+  type EdgeCertFiles,
+  type IssuedCert,
+} from './bootstrap.js';
+import { HEALTHY_CONNECTION_MS, HubConnection, reconnectDelayMs } from './client.js';
+import type { EdgeHubConfig } from './config.js';
+import { Outbox } from './queue.js';
+import { CONNECTION_NOTICE_GROUPS, connectionNotice, downstream } from './routing.js';
+
+/** Messages read from the outbox and written per round while draining it. */
+const DRAIN_BATCH = 256;
+/** setTimeout's limit (about 24.8 days); longer waits are taken in steps. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** `modules.edgeHub` as the kernel hands it to the plugin. */
+export type EdgeHubSection = EdgeHubConfig & ModuleConfig;
+
+export interface EdgeHubDeps {
+  ctx: PluginContext<EdgeHubSection>;
+  db: Database.Database;
+  cloud: CloudConnection;
+  /** Where `keadm join` writes the token (its content wins over modules.edgeHub.token). */
+  bootstrapFile?: string;
+  /** Outbox bound (rows). */
+  outboxLimit?: number;
+}
+
+export class EdgeHub {
+  private readonly ctx: PluginContext<EdgeHubSection>;
+  private readonly c: EdgeHubConfig;
+  private readonly node: string;
+  private readonly files: EdgeCertFiles;
+  private readonly outbox: Outbox;
+  private conn: HubConnection | undefined;
+  private draining = false;
+  /** Sync requests written to the cloud and not answered yet. */
+  private readonly waiting = new Map<string, Message>();
+  private stopped = false;
+  private wake: (() => void) | undefined;
+  private rotationTimer: NodeJS.Timeout | undefined;
+  private rotationFailures = 0;
+  private loopDone: Promise<void> | undefined;
+
+  constructor(private readonly deps: EdgeHubDeps) {
+    this.ctx = deps.ctx;
+    this.c = deps.ctx.config;
+    this.node = nodeName(deps.ctx.services);
+    if (!this.node) {
+      throw new KernelError(
+        'ECONFIG_INVALID',
+        'modules.edged.hostnameOverride: edgeHub needs the node name (it names the node to the cloud)',
+      );
+    }
+    if (!this.c.websocket.enable) {
+      throw new KernelError(
+        'ECONFIG_INVALID',
+        'modules.edgeHub.quic.enable: QUIC (Google QUIC of quic-go 0.10) is not supported; use modules.edgeHub.websocket',
+      );
+    }
+    this.files = {
+      caFile: this.c.tlsCaFile,
+      certFile: this.c.tlsCertFile,
+      keyFile: this.c.tlsPrivateKeyFile,
+    };
+    this.outbox = new Outbox(deps.db, {
+      limit: deps.outboxLimit,
+      onDropped: (count) =>
+        this.ctx.log.warn({ count }, 'edgeHub outbox full: oldest messages for the cloud dropped'),
+    });
+    if (this.outbox.size > 0) {
+      this.ctx.log.info({ queued: this.outbox.size }, 'messages for the cloud kept from before the restart');
+    }
+  }
+
+  start(): void {
+    this.loopDone = this.loop();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.rotationTimer);
+    this.wake?.();
+    this.conn?.close('edgeHub stopping');
+    await this.loopDone;
+    this.outbox.flush();
+  }
+
+  /** A message of an edge module for the cloud (everything the `websocket` mailbox receives). */
+  upstream(msg: Message): void {
+    if (msg.header.sync && !msg.header.parent_msg_id) return this.request(msg);
+    const conn = this.conn;
+    if (conn?.open && !this.draining && this.outbox.size === 0) {
+      conn.write(msg).catch(() => this.outbox.push(msg));
+    } else this.outbox.push(msg);
+  }
+
+  /** A sync request: written now and answered by the cloud's reply, or failed at once when offline. */
+  private request(msg: Message): void {
+    const conn = this.conn;
+    if (!conn?.open) return this.fail(msg);
+    this.waiting.set(msg.header.msg_id, msg);
+    conn.write(msg).catch(() => {
+      if (this.waiting.delete(msg.header.msg_id)) this.fail(msg);
+    });
+  }
+
+  /** Answer a sync request with the coded "connection lost" error (operation `error`). */
+  private fail(msg: Message): void {
+    const reply = newErrorMessage(msg, ErrConnectionLost, {
+      source: EdgeHubModuleName,
+      ...(msg.route.group !== undefined ? { group: msg.route.group } : {}),
+    });
+    this.ctx.respond(reply);
+  }
+
+  private deliver(msg: Message): void {
+    const d = downstream(msg);
+    const { source, group, operation, resource } = msg.route;
+    const failed = (err: unknown): void =>
+      this.ctx.log.error(
+        { source, group, operation, resource, err: errorText(err) },
+        'cloud message not delivered',
+      );
+    switch (d.to) {
+      case 'respond':
+        this.waiting.delete(msg.header.parent_msg_id ?? '');
+        this.ctx.respond(msg);
+        return;
+      case 'group':
+        this.ctx.sendToGroup(d.name, msg).catch(failed);
+        return;
+      case 'module':
+        this.ctx.send(d.name, msg).catch(failed);
+        return;
+      case 'drop':
+        // constant text: the kernel's log folds a flood of these into one line with a count
+        this.ctx.log.warn({ source, group, operation, resource, why: d.why }, 'cloud message dropped');
+    }
+  }
+
+  private setConnected(connected: boolean): void {
+    if (this.deps.cloud.connected === connected) return;
+    this.deps.cloud.set(connected);
+    for (const group of CONNECTION_NOTICE_GROUPS) {
+      this.ctx.sendToGroup(group, connectionNotice(group, connected)).catch((err: unknown) => {
+        if (!isKernelError(err, 'EBUS_NO_GROUP'))
+          this.ctx.log.error({ group, err: errorText(err) }, 'connection notice not delivered');
+      });
+    }
+    if (!connected) {
+      for (const msg of this.waiting.values()) this.fail(msg);
+      this.waiting.clear();
+    }
+  }
+
+  /** Wait `ms` unless stopped meanwhile. */
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      const self = this;
+      function done(): void {
+        clearTimeout(timer);
+        self.wake = undefined;
+        resolve();
+      }
+      this.wake = done;
+    });
+  }
+
+  private async loop(): Promise<void> {
+    let failures = 0;
+    while (!this.stopped) {
+      let upSince = 0;
+      try {
+        const cert = await this.certificates();
+        if (this.stopped) break;
+        this.scheduleRotation(cert);
+        const closed = await this.connect();
+        upSince = Date.now();
+        const reason = await closed;
+        this.ctx.log.warn({ reason }, 'disconnected from the cloud');
+      } catch (err) {
+        this.ctx.log.error(
+          { code: isKernelError(err) ? err.code : undefined, err: errorText(err) },
+          'cannot connect to the cloud',
+        );
+      }
+      this.conn = undefined;
+      this.setConnected(false);
+      if (this.stopped) break;
+      if (upSince > 0 && Date.now() - upSince >= HEALTHY_CONNECTION_MS) failures = 0;
+      const delay = reconnectDelayMs(failures++);
+      this.ctx.log.info({ delayMs: Math.round(delay), attempt: failures }, 'reconnecting to the cloud');
+      await this.sleep(delay);
+    }
+  }
+
+  /** A valid node certificate: the one on disk, or a new one bootstrapped with the token. */
+  private async certificates(): Promise<IssuedCert> {
+    const { token, source } = await resolveToken(this.c.token, this.deps.bootstrapFile);
+    const check = await checkEdgeCert(this.files, this.node, { token });
+    if (check.ok) return check.cert;
+    if (token === '') {
+      throw new KernelError(
+        'EEDGEHUB_NO_CERT',
+        `no usable node certificate (${check.detail}) and no token to request one: ` +
+          'put the token of `keadm gettoken` in modules.edgeHub.token or the bootstrap file',
+      );
+    }
+    this.ctx.log.info({ problem: check.problem, detail: check.detail }, 'requesting a node certificate');
+    const cert = await bootstrap({
+      ...this.files,
+      httpServer: this.c.httpServer,
+      nodeName: this.node,
+      token,
+      tokenSource: source,
+    });
+    this.ctx.log.info({ serial: cert.serial, notAfter: cert.notAfter }, 'node certificate issued');
+    return cert;
+  }
+
+  /** Dial; resolves once connected with a promise of the close reason. */
+  private async connect(): Promise<Promise<string>> {
+    const [ca, cert, key] = await Promise.all(
+      [this.files.caFile, this.files.certFile, this.files.keyFile].map((f) => readFile(f)),
+    );
+    const ws = this.c.websocket;
+    let closed!: (reason: string) => void;
+    const done = new Promise<string>((resolve) => (closed = resolve));
+    const conn = await HubConnection.dial(
+      {
+        server: ws.server,
+        projectId: this.c.projectID,
+        nodeName: this.node,
+        ca: ca as Buffer,
+        cert: cert as Buffer,
+        key: key as Buffer,
+        handshakeTimeoutMs: ws.handshakeTimeout * 1000,
+        writeDeadlineMs: ws.writeDeadline * 1000,
+        readDeadlineMs: ws.readDeadline * 1000,
+        heartbeatMs: this.c.heartbeat * 1000,
+      },
+      {
+        onMessage: (msg) => this.deliver(msg),
+        onBadFrame: (err) =>
+          this.ctx.log.error({ err: errorText(err) }, 'frame from the cloud is not a beehive message; skipped'),
+        onClose: closed,
+      },
+    );
+    if (this.stopped) {
+      conn.close('edgeHub stopping');
+      return done;
+    }
+    this.conn = conn;
+    this.ctx.log.info({ server: ws.server, node: this.node }, 'connected to the cloud');
+    this.setConnected(true);
+    void this.drain(conn);
+    return done;
+  }
+
+  /** Send the outbox in order, batch by batch, while the connection lasts. */
+  private async drain(conn: HubConnection): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    try {
+      let sent = 0;
+      while (conn.open && this.outbox.size > 0) {
+        const batch = this.outbox.head(DRAIN_BATCH);
+        const results = await Promise.allSettled(batch.map((q) => conn.write(q.msg)));
+        const done = batch.filter((_, i) => results[i]?.status === 'fulfilled').map((q) => q.id);
+        this.outbox.remove(done);
+        sent += done.length;
+        if (done.length < batch.length) break;
+      }
+      if (sent > 0) this.ctx.log.info({ sent, left: this.outbox.size }, 'queued messages sent to the cloud');
+    } catch (err) {
+      this.ctx.log.error({ err: errorText(err) }, 'cannot read the edgeHub outbox');
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  private scheduleRotation(cert: IssuedCert): void {
+    if (!this.c.rotateCertificates || this.rotationTimer !== undefined) return;
+    const at = rotationDeadline(cert.notBefore, cert.notAfter).getTime();
+    this.armRotation(at - Date.now());
+  }
+
+  private armRotation(delayMs: number): void {
+    const step = Math.max(0, Math.min(delayMs, MAX_TIMER_MS));
+    this.rotationTimer = setTimeout(() => {
+      if (step < delayMs) return this.armRotation(delayMs - step);
+      void this.rotateNow();
+    }, step);
+    this.rotationTimer.unref();
+  }
+
+  private async rotateNow(): Promise<void> {
+    try {
+      const cert = await rotate({ ...this.files, httpServer: this.c.httpServer, nodeName: this.node });
+      this.rotationFailures = 0;
+      this.ctx.log.info({ serial: cert.serial, notAfter: cert.notAfter }, 'node certificate rotated');
+      this.rotationTimer = undefined;
+      this.scheduleRotation(cert);
+      // the connection carries the old certificate: reconnect with the new one
+      this.conn?.close('certificate rotated');
+    } catch (err) {
+      const delay = rotationRetryDelayMs(this.rotationFailures++);
+      this.ctx.log.error({ err: errorText(err), retryMs: Math.round(delay) }, 'certificate rotation failed');
+      this.armRotation(delay);
+    }
+  }
+}
