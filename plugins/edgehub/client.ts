@@ -147,11 +147,9 @@ export class HubConnection {
     }
     const op = msg.route.operation ?? '';
     if (CONTROL_OPERATIONS.has(op)) {
-      const ack: Message = newMessage(
-        { ...msg.route, operation: 'response' },
-        'ack',
-        { parentId: msg.header.msg_id },
-      );
+      const ack: Message = newMessage({ ...msg.route, operation: 'response' }, 'ack', {
+        parentId: msg.header.msg_id,
+      });
       this.write(ack).catch(() => undefined);
       return;
     }

@@ -180,13 +180,12 @@ export class EdgeHub {
   /** Wait `ms` unless stopped meanwhile. */
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      const self = this;
-      function done(): void {
+      const done = (): void => {
         clearTimeout(timer);
-        self.wake = undefined;
+        this.wake = undefined;
         resolve();
-      }
+      };
+      const timer = setTimeout(done, ms);
       this.wake = done;
     });
   }
@@ -267,7 +266,10 @@ export class EdgeHub {
       {
         onMessage: (msg) => this.deliver(msg),
         onBadFrame: (err) =>
-          this.ctx.log.error({ err: errorText(err) }, 'frame from the cloud is not a beehive message; skipped'),
+          this.ctx.log.error(
+            { err: errorText(err) },
+            'frame from the cloud is not a beehive message; skipped',
+          ),
         onClose: closed,
       },
     );

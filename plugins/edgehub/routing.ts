@@ -43,7 +43,10 @@ export function downstream(msg: Message): Delivery {
       if (reply) return { to: 'respond' };
       if (source === RouterEventBusSource) return { to: 'module', name: EventBusModuleName };
       if (source === RouterServiceBusSource) return { to: 'module', name: ServiceBusModuleName };
-      return { to: 'drop', why: `group user from source "${source}" (only router_eventbus, router_servicebus)` };
+      return {
+        to: 'drop',
+        why: `group user from source "${source}" (only router_eventbus, router_servicebus)`,
+      };
     case TaskManagerGroup:
       return { to: 'module', name: TaskManagerModuleName };
     default:
