@@ -65,7 +65,7 @@ class FakeCloud {
     });
     this.wss.on('connection', (ws, req) => {
       const peer = (req.socket as TLSSocket).getPeerCertificate();
-      this.upgrades.push({ req, peerCN: peer.subject?.CN ?? '' });
+      this.upgrades.push({ req, peerCN: String(peer.subject?.CN ?? '') });
       this.socket = ws;
       ws.on('message', (data) => {
         const text = (data as Buffer).toString('utf8');
