@@ -4,7 +4,7 @@
  * from the real cert server with a real token, and a real SQLite file for the outbox.
  */
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpsServer, type Server } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -100,7 +100,7 @@ interface Edge {
 /** An edge kernel with edgeHub and probe modules in the groups/modules edgeHub delivers to. */
 async function startEdge(yaml: string): Promise<Edge> {
   const kernel = new Kernel({
-    config: parseConfig(edgeLayout, yaml, 'edgecore.yaml'),
+    config: parseConfig(edgeLayout, yaml, configFile()),
     registry,
     logger: log,
   });
@@ -127,6 +127,7 @@ let pki: CloudPki;
 let cloud: FakeCloud;
 let dir: string;
 let yaml: string;
+const configFile = (): string => join(dir, 'edgecore.yaml');
 
 beforeAll(async () => {
   dir = await tempDir('edgehub');
@@ -158,6 +159,7 @@ modules:
     tlsPrivateKeyFile: ${join(dir, 'edge/certs/server.key')}
     websocket: {enable: true, server: "127.0.0.1:${cloud.port}"}
 `;
+  writeFileSync(configFile(), yaml, { mode: 0o644 });
 });
 
 describe('edgeHub', () => {
@@ -184,6 +186,9 @@ describe('edgeHub', () => {
     });
     const cert = new X509Certificate(readFileSync(join(dir, 'edge/certs/server.crt')));
     expect(cert.subject).toContain('CN=system:node:edge-1');
+    // the token was a credential: emptied in the file it came from
+    expect(readFileSync(configFile(), 'utf8')).toContain('    token: ""\n');
+    expect(statSync(configFile()).mode & 0o777).toBe(0o640);
   });
 
   it('sends the keepalive of §3.6 right away and every heartbeat, as Go frames it', async () => {

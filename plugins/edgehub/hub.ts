@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import type Database from 'better-sqlite3';
 import {
   CloudConnection,
+  ConfigToken,
   KernelError,
   errorText,
   isKernelError,
@@ -29,12 +30,16 @@ import {
 import { HEALTHY_CONNECTION_MS, HubConnection, reconnectDelayMs } from './client.js';
 import type { EdgeHubConfig } from './config.js';
 import { Outbox } from './queue.js';
+import { clearTokenInFile } from './token-file.js';
 import { CONNECTION_NOTICE_GROUPS, connectionNotice, downstream } from './routing.js';
 
 /** Messages read from the outbox and written per round while draining it. */
 const DRAIN_BATCH = 256;
 /** setTimeout's limit (about 24.8 days); longer waits are taken in steps. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** resolveToken's name for a token read from the config (not the bootstrap file). */
+const TOKEN_SOURCE = 'modules.edgeHub.token';
 
 /** `modules.edgeHub` as the kernel hands it to the plugin. */
 export type EdgeHubSection = EdgeHubConfig & ModuleConfig;
@@ -239,6 +244,14 @@ export class EdgeHub {
       tokenSource: source,
     });
     this.ctx.log.info({ serial: cert.serial, notAfter: cert.notAfter }, 'node certificate issued');
+    if (source === TOKEN_SOURCE) {
+      const file = this.ctx.services.get(ConfigToken).file;
+      const result = await clearTokenInFile(file, token).catch((err: unknown) => errorText(err));
+      this.ctx.log.info(
+        { file, result },
+        'the token in the config file after the bootstrap (a credential: cleared when the file held it)',
+      );
+    }
     return cert;
   }
 
