@@ -197,6 +197,11 @@ export class HubConnection {
   }
 }
 
+export const RECONNECT_INITIAL_MS = 1000;
+export const RECONNECT_MAX_MS = 30_000;
+/** A connection that stayed up this long resets the back-off. */
+export const HEALTHY_CONNECTION_MS = 10_000;
+
 /**
  * Delay before reconnect attempt `failures` (0 for the first retry): 1 s doubling to a 30 s cap,
  * each drawn in [half, full] of that step (jitter, so a cloudcore restart does not see every edge
@@ -206,7 +211,15 @@ export function reconnectDelayMs(failures: number, random = Math.random()): numb
   const step = Math.min(RECONNECT_MAX_MS, RECONNECT_INITIAL_MS * 2 ** Math.min(failures, 30));
   return step / 2 + (step / 2) * random;
 }
-export const RECONNECT_INITIAL_MS = 1000;
-export const RECONNECT_MAX_MS = 30_000;
-/** A connection that stayed up this long resets the back-off. */
-export const HEALTHY_CONNECTION_MS = 10_000;
+
+/** The reconnect schedule: grows with each failure, starts over after a healthy connection. */
+export class ReconnectBackoff {
+  private failures = 0;
+  constructor(private readonly random: () => number = Math.random) {}
+
+  /** The delay before the next dial, given how long the link that just ended was up (0: never). */
+  next(upMs: number): number {
+    if (upMs >= HEALTHY_CONNECTION_MS) this.failures = 0;
+    return reconnectDelayMs(this.failures++, this.random());
+  }
+}

@@ -24,7 +24,13 @@ import { createCertServer } from '../cloudhub/certserver.js';
 import { FilePkiStore, preparePki, tlsPair, toPem, type CloudPki } from '../cloudhub/pki.js';
 import { createToken } from '../cloudhub/token.js';
 import { edgeLayout } from '../registry.js';
-import { hubUrl, reconnectDelayMs, upgradeHeaders } from './client.js';
+import {
+  HEALTHY_CONNECTION_MS,
+  ReconnectBackoff,
+  hubUrl,
+  reconnectDelayMs,
+  upgradeHeaders,
+} from './client.js';
 import { OUTBOX_TABLE } from './queue.js';
 
 const log = createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as LogLevel);
@@ -316,8 +322,16 @@ describe('edgeHub', () => {
   });
 
   it('on a lost link: flag and notices, sync requests fail fast, messages queue in SQLite and survive a restart', async () => {
+    const inflight = newMessage(
+      { source: 'edged', group: 'meta', operation: 'query', resource: 'default/configmap/late' },
+      null,
+    );
+    const unanswered = edge.kernel.bus.request('websocket', inflight, 30_000);
+    await cloud.waitFor((m) => m.header.msg_id === inflight.header.msg_id, 'in-flight query upstream');
     cloud.refuse = true;
     cloud.socket?.terminate();
+    // the request in flight is failed by the disconnect, not left to its 30 s timeout
+    expect(await unanswered).toMatchObject({ route: { operation: 'error' }, content: ErrConnectionLost });
     await waitUntil(() => !edge.kernel.cloud.connected, 10_000, 'disconnect');
     await waitUntil(
       () => edge.got.metaprobe!.some((m) => m.content === 'cloud_disconnected'),
@@ -377,5 +391,14 @@ describe('reconnect back-off', () => {
     expect(reconnectDelayMs(5, 0)).toBe(15_000);
     expect(reconnectDelayMs(5, 1)).toBe(30_000);
     expect(reconnectDelayMs(1000, 1)).toBe(30_000);
+  });
+
+  it('grows with each failed dial and starts over after a healthy connection', () => {
+    const full = new ReconnectBackoff(() => 1); // the upper end of each jitter range
+    const schedule = [0, 0, 0, 0, 0, 0, 0].map(() => full.next(0));
+    expect(schedule).toEqual([1000, 2000, 4000, 8000, 16_000, 30_000, 30_000]);
+    expect(full.next(HEALTHY_CONNECTION_MS - 1)).toBe(30_000); // a short-lived link is no reset
+    expect(full.next(HEALTHY_CONNECTION_MS)).toBe(1000);
+    expect(full.next(0)).toBe(2000);
   });
 });

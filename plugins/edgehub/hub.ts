@@ -4,6 +4,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import type Database from 'better-sqlite3';
+import { LRUCache } from 'lru-cache';
 import {
   CloudConnection,
   ConfigToken,
@@ -27,7 +28,7 @@ import {
   type EdgeCertFiles,
   type IssuedCert,
 } from './bootstrap.js';
-import { HEALTHY_CONNECTION_MS, HubConnection, reconnectDelayMs } from './client.js';
+import { HubConnection, ReconnectBackoff } from './client.js';
 import type { EdgeHubConfig } from './config.js';
 import { Outbox } from './queue.js';
 import { clearTokenInFile } from './token-file.js';
@@ -35,6 +36,9 @@ import { CONNECTION_NOTICE_GROUPS, connectionNotice, downstream } from './routin
 
 /** Messages read from the outbox and written per round while draining it. */
 const DRAIN_BATCH = 256;
+/** Sync requests remembered at most, and for how long (beyond metaManager's 60 s timeout). */
+const MAX_WAITING = 10_000;
+const WAITING_TTL_MS = 10 * 60_000;
 /** setTimeout's limit (about 24.8 days); longer waits are taken in steps. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -62,8 +66,11 @@ export class EdgeHub {
   private readonly outbox: Outbox;
   private conn: HubConnection | undefined;
   private draining = false;
-  /** Sync requests written to the cloud and not answered yet. */
-  private readonly waiting = new Map<string, Message>();
+  /**
+   * Sync requests written to the cloud and not answered yet, failed at once if the link breaks.
+   * Bounded: a request the cloud never answers is forgotten after its requester gave up.
+   */
+  private readonly waiting = new LRUCache<string, Message>({ max: MAX_WAITING, ttl: WAITING_TTL_MS });
   private stopped = false;
   private wake: (() => void) | undefined;
   private rotationTimer: NodeJS.Timeout | undefined;
@@ -196,7 +203,7 @@ export class EdgeHub {
   }
 
   private async loop(): Promise<void> {
-    let failures = 0;
+    const backoff = new ReconnectBackoff();
     while (!this.stopped) {
       let upSince = 0;
       try {
@@ -216,9 +223,8 @@ export class EdgeHub {
       this.conn = undefined;
       this.setConnected(false);
       if (this.stopped) break;
-      if (upSince > 0 && Date.now() - upSince >= HEALTHY_CONNECTION_MS) failures = 0;
-      const delay = reconnectDelayMs(failures++);
-      this.ctx.log.info({ delayMs: Math.round(delay), attempt: failures }, 'reconnecting to the cloud');
+      const delay = backoff.next(upSince > 0 ? Date.now() - upSince : 0);
+      this.ctx.log.info({ delayMs: Math.round(delay) }, 'reconnecting to the cloud');
       await this.sleep(delay);
     }
   }
