@@ -56,7 +56,10 @@ class FakeCloud {
   port = 0;
   private wss: WebSocketServer | undefined;
 
-  constructor(private readonly pki: CloudPki) {}
+  constructor(
+    private readonly pki: CloudPki,
+    private readonly autoPong = true,
+  ) {}
 
   async start(): Promise<void> {
     const server = createHttpsServer({
@@ -67,6 +70,7 @@ class FakeCloud {
     });
     this.wss = new WebSocketServer({
       server,
+      autoPong: this.autoPong,
       verifyClient: (_info, cb) => (this.refuse ? cb(false, 503, 'refused by the test') : cb(true)),
     });
     this.wss.on('connection', (ws, req) => {
@@ -379,6 +383,27 @@ describe('edgeHub', () => {
     expect(cloud.upgrades.length).toBe(upgradesBefore + 1);
     expect(cloud.traffic().slice(sentBefore)).toEqual([event, last]);
     await edge.kernel.stop();
+  });
+});
+
+describe('edgeHub liveness (readDeadline)', () => {
+  it('drops a link whose cloud answers neither ping nor anything else, and dials again', async () => {
+    const mute = new FakeCloud(pki, false);
+    await mute.start();
+    const muteYaml = yaml
+      .replace(`127.0.0.1:${cloud.port}`, `127.0.0.1:${mute.port}`)
+      .replace(join(dir, 'edgecore.db'), join(dir, 'mute.db'))
+      .replace('websocket: {enable: true,', 'websocket: {enable: true, readDeadline: 1,');
+    expect(muteYaml).toContain('readDeadline: 1');
+    const e = await startEdge(muteYaml);
+    try {
+      await waitUntil(() => mute.upgrades.length >= 2, 15_000, 'a second dial after the silent link');
+      expect(e.got.metaprobe!.map((m) => m.content)).toEqual(
+        expect.arrayContaining(['cloud_connected', 'cloud_disconnected']),
+      );
+    } finally {
+      await e.kernel.stop();
+    }
   });
 });
 
