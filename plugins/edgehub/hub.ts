@@ -177,7 +177,8 @@ export class EdgeHub {
   private setConnected(connected: boolean): void {
     if (this.deps.cloud.connected === connected) return;
     this.deps.cloud.set(connected);
-    for (const group of CONNECTION_NOTICE_GROUPS) {
+    // at shutdown the other modules are stopping too: the flag is enough
+    for (const group of this.stopped ? [] : CONNECTION_NOTICE_GROUPS) {
       this.ctx.sendToGroup(group, connectionNotice(group, connected)).catch((err: unknown) => {
         if (!isKernelError(err, 'EBUS_NO_GROUP'))
           this.ctx.log.error({ group, err: errorText(err) }, 'connection notice not delivered');
