@@ -39,6 +39,8 @@ const DRAIN_BATCH = 256;
 /** Sync requests remembered at most, and for how long (beyond metaManager's 60 s timeout). */
 const MAX_WAITING = 10_000;
 const WAITING_TTL_MS = 10 * 60_000;
+/** How long stop() waits for the connection loop to notice. */
+const STOP_WAIT_MS = 2000;
 /** setTimeout's limit (about 24.8 days); longer waits are taken in steps. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -117,7 +119,8 @@ export class EdgeHub {
     clearTimeout(this.rotationTimer);
     this.wake?.();
     this.conn?.close('edgeHub stopping');
-    await this.loopDone;
+    // a bootstrap request or a dial in progress ends on its own timeout; do not wait that long
+    await Promise.race([this.loopDone, new Promise((r) => setTimeout(r, STOP_WAIT_MS).unref())]);
     this.outbox.flush();
   }
 
