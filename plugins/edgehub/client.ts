@@ -223,3 +223,37 @@ export class ReconnectBackoff {
     return reconnectDelayMs(this.failures++, this.random());
   }
 }
+
+/**
+ * The outbound limit (`messageQPS`, burst `messageBurst`): a token bucket, as KubeEdge's
+ * flowcontrol limiter in front of the cloud. `qps` 0 turns it off (ours: KubeEdge would then let
+ * no message through after the burst).
+ */
+export class TokenBucket {
+  private tokens: number;
+  private last: number;
+  private readonly burst: number;
+
+  constructor(
+    private readonly qps: number,
+    burst: number,
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    this.burst = Math.max(1, burst);
+    this.tokens = this.burst;
+    this.last = now();
+  }
+
+  /** Take a token: 0 when taken, else the milliseconds until one is there (nothing taken). */
+  take(): number {
+    if (this.qps <= 0) return 0;
+    const t = this.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((t - this.last) * this.qps) / 1000);
+    this.last = t;
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      return 0;
+    }
+    return Math.ceil(((1 - this.tokens) * 1000) / this.qps);
+  }
+}

@@ -27,6 +27,7 @@ import { edgeLayout } from '../registry.js';
 import {
   HEALTHY_CONNECTION_MS,
   ReconnectBackoff,
+  TokenBucket,
   hubUrl,
   reconnectDelayMs,
   upgradeHeaders,
@@ -407,6 +408,31 @@ describe('edgeHub liveness (readDeadline)', () => {
   });
 });
 
+describe('edgeHub over its rate limit', () => {
+  it('holds what exceeds messageQPS/messageBurst in the outbox and sends it in order', async () => {
+    const limitedYaml = yaml
+      .replace(join(dir, 'edgecore.db'), join(dir, 'limited.db'))
+      .replace('    heartbeat: 1\n', '    heartbeat: 1\n    messageQPS: 4\n    messageBurst: 1\n');
+    expect(limitedYaml).toContain('messageQPS: 4');
+    const e = await startEdge(limitedYaml);
+    try {
+      await waitUntil(() => e.kernel.cloud.connected, 10_000, 'connected');
+      const before = cloud.traffic().length;
+      const sent = Array.from({ length: 6 }, (_, i) =>
+        newMessage(
+          { source: 'edged', group: 'meta', operation: 'insert', resource: `default/event/r${i}` },
+          i,
+        ),
+      );
+      for (const m of sent) await e.kernel.bus.send('websocket', m);
+      await waitUntil(() => cloud.traffic().length >= before + sent.length, 10_000, 'all six at the cloud');
+      expect(cloud.traffic().slice(before)).toEqual(sent);
+    } finally {
+      await e.kernel.stop();
+    }
+  });
+});
+
 describe('reconnect back-off', () => {
   it('starts near 1 s, doubles with jitter in [half, full], caps at 30 s', () => {
     expect(reconnectDelayMs(0, 0)).toBe(500);
@@ -425,5 +451,24 @@ describe('reconnect back-off', () => {
     expect(full.next(HEALTHY_CONNECTION_MS - 1)).toBe(30_000); // a short-lived link is no reset
     expect(full.next(HEALTHY_CONNECTION_MS)).toBe(1000);
     expect(full.next(0)).toBe(2000);
+  });
+});
+
+describe('outbound limit (messageQPS / messageBurst)', () => {
+  it('lets a burst through, then one message per 1/qps', () => {
+    let now = 0;
+    const bucket = new TokenBucket(30, 60, () => now);
+    const taken = Array.from({ length: 61 }, () => bucket.take());
+    expect(taken.slice(0, 60)).toEqual(Array(60).fill(0));
+    expect(taken[60]).toBe(34); // ceil(1000 / 30)
+    now += 34;
+    expect(bucket.take()).toBe(0);
+    now += 10_000; // refills up to the burst, no more
+    expect(Array.from({ length: 61 }, () => bucket.take()).filter((w) => w === 0)).toHaveLength(60);
+  });
+
+  it('is off with messageQPS 0', () => {
+    const bucket = new TokenBucket(0, 0, () => 0);
+    expect(Array.from({ length: 1000 }, () => bucket.take()).every((w) => w === 0)).toBe(true);
   });
 });

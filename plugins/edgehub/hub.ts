@@ -28,7 +28,7 @@ import {
   type EdgeCertFiles,
   type IssuedCert,
 } from './bootstrap.js';
-import { HubConnection, ReconnectBackoff } from './client.js';
+import { HubConnection, ReconnectBackoff, TokenBucket } from './client.js';
 import type { EdgeHubConfig } from './config.js';
 import { Outbox } from './queue.js';
 import { clearTokenInFile } from './token-file.js';
@@ -68,6 +68,7 @@ export class EdgeHub {
   private readonly outbox: Outbox;
   private conn: HubConnection | undefined;
   private draining = false;
+  private readonly limiter: TokenBucket;
   /**
    * Sync requests written to the cloud and not answered yet, failed at once if the link breaks.
    * Bounded: a request the cloud never answers is forgotten after its requester gave up.
@@ -100,6 +101,7 @@ export class EdgeHub {
       certFile: this.c.tlsCertFile,
       keyFile: this.c.tlsPrivateKeyFile,
     };
+    this.limiter = new TokenBucket(this.c.messageQPS, this.c.messageBurst);
     this.outbox = new Outbox(deps.db, {
       limit: deps.outboxLimit,
       onDropped: (count) =>
@@ -128,9 +130,13 @@ export class EdgeHub {
   upstream(msg: Message): void {
     if (msg.header.sync && !msg.header.parent_msg_id) return this.request(msg);
     const conn = this.conn;
-    if (conn?.open && !this.draining && this.outbox.size === 0) {
+    if (conn?.open && !this.draining && this.outbox.size === 0 && this.limiter.take() === 0) {
       conn.write(msg).catch(() => this.outbox.push(msg));
-    } else this.outbox.push(msg);
+      return;
+    }
+    this.outbox.push(msg);
+    // over the rate limit: the outbox holds it until the limiter lets it go
+    if (conn?.open) void this.drain(conn);
   }
 
   /** A sync request: written now and answered by the cloud's reply, or failed at once when offline. */
@@ -307,7 +313,7 @@ export class EdgeHub {
     return done;
   }
 
-  /** Send the outbox in order, batch by batch, while the connection lasts. */
+  /** Send the outbox in order, batch by batch, at the limiter's pace, while the connection lasts. */
   private async drain(conn: HubConnection): Promise<void> {
     if (this.draining) return;
     this.draining = true;
@@ -315,8 +321,16 @@ export class EdgeHub {
       let sent = 0;
       while (conn.open && this.outbox.size > 0) {
         const batch = this.outbox.head(DRAIN_BATCH);
-        const results = await Promise.allSettled(batch.map((q) => conn.write(q.msg)));
-        const done = batch.filter((_, i) => results[i]?.status === 'fulfilled').map((q) => q.id);
+        const done: number[] = [];
+        const writes: Promise<void>[] = [];
+        for (const q of batch) {
+          for (let wait = this.limiter.take(); wait > 0 && conn.open; wait = this.limiter.take()) {
+            await new Promise((r) => setTimeout(r, wait));
+          }
+          if (!conn.open) break;
+          writes.push(conn.write(q.msg).then(() => void done.push(q.id)));
+        }
+        await Promise.allSettled(writes);
         this.outbox.remove(done);
         sent += done.length;
         if (done.length < batch.length) break;
