@@ -55,6 +55,7 @@ export const cloudLayout = defineConfigLayout('cloudcore', {
 export const edgeRegistry: readonly PluginEntry[] = [
   { configKey: 'metaManager', specifier: pluginSpecifier(import.meta.url, './metamanager/index') },
   { configKey: 'edged', specifier: pluginSpecifier(import.meta.url, './edged/index') },
+  { configKey: 'edgeHub', specifier: pluginSpecifier(import.meta.url, './edgehub/index') },
   { configKey: 'deviceTwin', specifier: pluginSpecifier(import.meta.url, './dmiserver/index') },
   { configKey: 'eventBus', specifier: pluginSpecifier(import.meta.url, './eventbus/index') },
   { configKey: 'deviceTwin', specifier: pluginSpecifier(import.meta.url, './devicetwin/index') },

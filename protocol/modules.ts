@@ -41,3 +41,14 @@ export const PolicyControllerModuleName = 'policycontroller';
 export const DynamicControllerGroup = 'dynamiccontroller';
 /** metaServer's requests to the cloud (edge/pkg/metamanager/metaserver). */
 export const MetaServerSource = 'metaserver';
+
+// Modules, groups and sources edgeHub routes cloud messages to (edge/pkg/edgehub/messagehandler)
+export const ServiceBusModuleName = 'servicebus';
+export const TaskManagerModuleName = 'taskmanager';
+export const TaskManagerGroup = 'taskmanager';
+/** Cloud → edge group of function results, routed as `resource` (edgeHub's meta handler). */
+export const FuncGroup = 'func';
+/** Source of the router's messages for eventBus (cloud/pkg/router/provider/eventbus). */
+export const RouterEventBusSource = 'router_eventbus';
+/** Source of the router's messages for serviceBus (cloud/pkg/router/provider/servicebus). */
+export const RouterServiceBusSource = 'router_servicebus';

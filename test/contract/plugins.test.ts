@@ -57,6 +57,21 @@ const cases: Case[] = [
     }),
   },
   {
+    title: 'edgeHub (cloud unreachable, no certificate)',
+    names: ['websocket'],
+    modules: (dir, port) => ({
+      edged: { enable: false, hostnameOverride: 'contract-node' },
+      edgeHub: {
+        enable: true,
+        httpServer: `https://127.0.0.1:${port}`,
+        tlsCaFile: join(dir, 'ca.crt'),
+        tlsCertFile: join(dir, 'node.crt'),
+        tlsPrivateKeyFile: join(dir, 'node.key'),
+        websocket: { enable: true, server: `127.0.0.1:${port}` },
+      },
+    }),
+  },
+  {
     title: 'mapper-modbus (no devices)',
     names: ['mapper-modbus'],
     modules: (dir) => ({
