@@ -81,7 +81,10 @@ class KubeClient implements KubeApi {
     const server = kc.getCurrentCluster()?.server ?? '';
     const contentType = this.config.contentType;
     if (contentType !== '' && !contentType.includes('json')) {
-      this.log.info({ contentType }, 'kubeAPIConfig.contentType: @kubernetes/client-node speaks JSON only, JSON is used');
+      this.log.info(
+        { contentType },
+        'kubeAPIConfig.contentType: @kubernetes/client-node speaks JSON only, JSON is used',
+      );
     }
     const inner = lib.createConfiguration().httpApi;
     const http = lib.wrapHttpLibrary({ send: (req) => this.send(inner, req) });
@@ -142,7 +145,8 @@ class KubeClient implements KubeApi {
   }
 
   informer<T extends KubernetesObject>(opts: InformerOptions): SharedInformer<T> {
-    if (this.stopping.signal.aborted) throw new KernelError('EKUBE_STOPPED', 'the Kubernetes client is stopped');
+    if (this.stopping.signal.aborted)
+      throw new KernelError('EKUBE_STOPPED', 'the Kubernetes client is stopped');
     const { key, path } = informerKey(opts);
     let shared = this.informers.get(key) as Informer<T> | undefined;
     if (shared === undefined) {
@@ -171,7 +175,10 @@ function loadKubeConfig(lib: Lib, c: KubeAPIConfig): K8s.KubeConfig {
     try {
       kc.loadFromFile(c.kubeConfig);
     } catch (err) {
-      throw new KernelError('EKUBE_CONFIG', `kubeAPIConfig.kubeConfig: cannot load ${c.kubeConfig}: ${errorText(err)}`);
+      throw new KernelError(
+        'EKUBE_CONFIG',
+        `kubeAPIConfig.kubeConfig: cannot load ${c.kubeConfig}: ${errorText(err)}`,
+      );
     }
   } else if (c.master === '') {
     if (process.env.KUBERNETES_SERVICE_HOST === undefined) {
@@ -185,7 +192,10 @@ function loadKubeConfig(lib: Lib, c: KubeAPIConfig): K8s.KubeConfig {
   if (c.master !== '') {
     const current = kc.getCurrentCluster();
     if (current === null) {
-      kc.loadFromClusterAndUser({ name: 'master', server: c.master, skipTLSVerify: false }, { name: 'master' });
+      kc.loadFromClusterAndUser(
+        { name: 'master', server: c.master, skipTLSVerify: false },
+        { name: 'master' },
+      );
     } else {
       kc.loadFromOptions({
         clusters: kc.clusters.map((cl) => (cl.name === current.name ? { ...cl, server: c.master } : cl)),
@@ -196,7 +206,10 @@ function loadKubeConfig(lib: Lib, c: KubeAPIConfig): K8s.KubeConfig {
     }
   }
   if (kc.getCurrentCluster() === null) {
-    throw new KernelError('EKUBE_CONFIG', `kubeAPIConfig.kubeConfig: ${c.kubeConfig} has no current context with a cluster`);
+    throw new KernelError(
+      'EKUBE_CONFIG',
+      `kubeAPIConfig.kubeConfig: ${c.kubeConfig} has no current context with a cluster`,
+    );
   }
   return kc;
 }
@@ -321,7 +334,10 @@ class Informer<T extends KubernetesObject> {
     if (this.stopped || this.timer !== undefined) return;
     const waitMs = this.backoffMs;
     this.backoffMs = Math.min(this.backoffMs * 2, MAX_BACKOFF_MS);
-    this.client.log.warn({ key: this.key, err: errorText(err), waitMs }, 'kubernetes list/watch failed: starting again');
+    this.client.log.warn(
+      { key: this.key, err: errorText(err), waitMs },
+      'kubernetes list/watch failed: starting again',
+    );
     this.timer = setTimeout(() => void this.startOnce(), waitMs);
   }
 
@@ -372,7 +388,8 @@ class Informer<T extends KubernetesObject> {
       get: (name, namespace) => this.get(name, namespace),
       list: (namespace) => this.list(namespace),
       addHandlers: (h) => {
-        if (released) throw new KernelError('EKUBE_STOPPED', `informer ${this.key}: handlers added after stop`);
+        if (released)
+          throw new KernelError('EKUBE_STOPPED', `informer ${this.key}: handlers added after stop`);
         const remove = this.addHandlers(h);
         mine.add(remove);
         return () => {

@@ -51,7 +51,11 @@ export class TokenBucket {
  * moment), at most {@link MAX_RETRIES} times; `Retry-After` (seconds) when the server gives it,
  * else 1 s doubling, at most 30 s.
  */
-export function retryDelay(status: number, retryAfter: string | undefined, attempt: number): number | undefined {
+export function retryDelay(
+  status: number,
+  retryAfter: string | undefined,
+  attempt: number,
+): number | undefined {
   if (attempt >= MAX_RETRIES) return undefined;
   if (status !== 429 && status !== 502 && status !== 503 && status !== 504) return undefined;
   const seconds = retryAfter === undefined ? NaN : Number(retryAfter);
