@@ -2,6 +2,7 @@
  * `npm run bench`: every benchmark suite, one table. Figures, not pass/fail: compare the BENCH
  * lines between runs.
  */
+import { cloudBench } from './cloud.js';
 import { eventbusBench } from './eventbus.js';
 import { edgedBench } from './edged.js';
 import { kernelBench } from './kernel.js';
@@ -17,6 +18,7 @@ const suites: [string, () => Promise<Figure[]>][] = [
   ['metamanager', metamanagerBench],
   ['mapper', mapperBench],
   ['startup', () => startupBench()],
+  ['cloud', cloudBench],
 ];
 
 const only = process.argv[2];
