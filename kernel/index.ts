@@ -38,7 +38,15 @@ export {
   LoggerToken,
   MetricsToken,
 } from './tokens.js';
-export type { KubeApi, KubeStats, InformerOptions, InformerHandlers, SharedInformer } from './kube/types.js';
+export type {
+  KubeApi,
+  KubeStats,
+  KubeRequestOptions,
+  InformerOptions,
+  InformerHandlers,
+  SharedInformer,
+} from './kube/types.js';
+export { KubeApiError } from './kube/index.js';
 export type { Logger, LogLevel } from './log.js';
 export type { Metrics } from './metrics.js';
 export { pluginSpecifier } from './plugin/specifier.js';

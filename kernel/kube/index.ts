@@ -1,21 +1,27 @@
 /**
- * The cloud's Kubernetes access, a kernel service (`KubeToken`) of cloudcore only: the kubeconfig
- * of `kubeAPIConfig`, client-node API clients behind one client-side rate limit (qps/burst) with
- * retries of 429 and transient 5xx, and one shared informer factory (one list+watch per distinct
- * collection and selectors, whatever the number of users). See README.md.
+ * The cloud's Kubernetes access, a kernel service (`KubeToken`) of cloudcore only: requests to
+ * kube-apiserver behind one client-side rate limit (qps/burst) with retries of 429 and transient
+ * 5xx, one shared informer factory (one list+watch per distinct collection and selectors, whatever
+ * the number of users) and, on demand, @kubernetes/client-node's API clients. See README.md.
  *
- * @kubernetes/client-node (~70 MB resident once loaded) is imported on the first call that needs
- * it, never at import of this module: edgecore never loads it.
+ * Requests and informers speak JSON over node:http(s) with a keep-alive agent: the idle cloudcore
+ * never loads @kubernetes/client-node (~67 MB resident once loaded). Its `KubeConfig` and API
+ * clients are imported on the first `kubeConfig()` / `api()` call only; edgecore never loads it.
  */
+import { readFileSync } from 'node:fs';
+import type { Agent as HttpAgent, IncomingMessage } from 'node:http';
 import type * as K8s from '@kubernetes/client-node';
+import { requireCjs } from '../cjs.js';
 import type { KubeAPIConfig } from '../config/index.js';
 import { KernelError, errorText } from '../errors.js';
 import type { Logger } from '../log.js';
+import { loadRestConfig, type RestConfig } from './kubeconfig.js';
 import { TokenBucket, retryDelay, sleep } from './limiter.js';
 import type {
   InformerHandlers,
   InformerOptions,
   KubeApi,
+  KubeRequestOptions,
   KubeStats,
   KubernetesListObject,
   KubernetesObject,
@@ -24,32 +30,56 @@ import type {
 
 export type * from './types.js';
 
-type Lib = typeof K8s;
+// node:http(s) loaded on first use: edgecore imports this module (through the kernel) and never needs them.
+const http = (): typeof import('node:http') => requireCjs('node:http') as typeof import('node:http');
+const https = (): typeof import('node:https') => requireCjs('node:https') as typeof import('node:https');
 
-/** A Kubernetes API answer that is not 2xx; `statusCode` is the HTTP status (client-node's shape). */
+/** A Kubernetes API answer that is not 2xx (`statusCode` 0: no answer at all). */
 export class KubeApiError extends KernelError {
   constructor(
     readonly statusCode: number,
     message: string,
+    /** The Status `reason` (`NotFound`, `AlreadyExists`, `Expired`, ...) when the body had one. */
+    readonly reason?: string,
   ) {
     super('EKUBE_API', message);
   }
 }
 
-/** The client's loaded parts, made on first use. */
-interface Loaded {
-  lib: Lib;
-  kc: K8s.KubeConfig;
-  server: string;
-  http: K8s.HttpLibrary;
-}
-
 const INITIAL_BACKOFF_MS = 1000;
 const MAX_BACKOFF_MS = 30_000;
+/** client-go re-reads a token file at most once a minute. */
+const TOKEN_FILE_TTL_MS = 60_000;
 
 /** The service the kernel registers under `KubeToken` for a cloudcore config. */
 export function createKubeApi(config: KubeAPIConfig, log: Logger): KubeApi {
   return new KubeClient(config, log.child({ module: 'kube' }));
+}
+
+interface Answer {
+  status: number;
+  retryAfter: string | undefined;
+  body: string;
+}
+
+async function readBody(res: IncomingMessage): Promise<string> {
+  res.setEncoding('utf8');
+  let body = '';
+  for await (const chunk of res) body += chunk as string;
+  return body;
+}
+
+/** The message and reason of a Status body, else the start of the text. */
+function statusOf(body: string): { message: string; reason?: string } {
+  try {
+    const s = JSON.parse(body) as { message?: unknown; reason?: unknown };
+    if (typeof s.message === 'string') {
+      return { message: s.message, reason: typeof s.reason === 'string' ? s.reason : undefined };
+    }
+  } catch {
+    // not a Status object
+  }
+  return { message: body.slice(0, 300) };
 }
 
 class KubeClient implements KubeApi {
@@ -57,9 +87,12 @@ class KubeClient implements KubeApi {
   readonly burst: number;
   readonly bucket: TokenBucket;
   readonly counters = { requests: 0, lists: 0, watches: 0, retries: 0 };
-  private loaded: Promise<Loaded> | undefined;
+  private rest: RestConfig | undefined;
+  private agent: HttpAgent | undefined;
+  private token: { value: string; readAt: number } | undefined;
+  private heavy: Promise<{ lib: typeof K8s; kc: K8s.KubeConfig; http: K8s.HttpLibrary }> | undefined;
   private readonly informers = new Map<string, Informer<KubernetesObject>>();
-  private readonly stopping = new AbortController();
+  readonly stopping = new AbortController();
 
   constructor(
     private readonly config: KubeAPIConfig,
@@ -70,52 +103,179 @@ class KubeClient implements KubeApi {
     this.burst = this.bucket.burst;
   }
 
-  load(): Promise<Loaded> {
-    this.loaded ??= this.loadClient();
-    return this.loaded;
-  }
-
-  private async loadClient(): Promise<Loaded> {
-    const lib = await import('@kubernetes/client-node');
-    const kc = loadKubeConfig(lib, this.config);
-    const server = kc.getCurrentCluster()?.server ?? '';
-    const contentType = this.config.contentType;
-    if (contentType !== '' && !contentType.includes('json')) {
+  /** The resolved `kubeAPIConfig`, loaded on first use (a failure is thrown again next time). */
+  private restConfig(): RestConfig {
+    if (this.rest === undefined) {
+      const rest = loadRestConfig(this.config);
+      const contentType = this.config.contentType;
+      if (contentType !== '' && !contentType.includes('json')) {
+        this.log.info(
+          { contentType },
+          'kubeAPIConfig.contentType: this client speaks JSON only, JSON is used',
+        );
+      }
+      const tls = {
+        keepAlive: true,
+        ca: rest.ca,
+        cert: rest.cert,
+        key: rest.key,
+        rejectUnauthorized: !rest.insecureSkipTLSVerify,
+        servername: rest.tlsServerName,
+      };
+      this.agent = rest.server.startsWith('https:')
+        ? new (https().Agent)(tls)
+        : new (http().Agent)({ keepAlive: true });
+      this.rest = rest;
       this.log.info(
-        { contentType },
-        'kubeAPIConfig.contentType: @kubernetes/client-node speaks JSON only, JSON is used',
+        { server: rest.server, from: rest.source, qps: this.qps, burst: this.burst },
+        'kubernetes client ready',
       );
     }
-    const inner = lib.createConfiguration().httpApi;
-    const http = lib.wrapHttpLibrary({ send: (req) => this.send(inner, req) });
-    this.log.info({ server, qps: this.qps, burst: this.burst }, 'kubernetes client ready');
-    return { lib, kc, server, http };
+    return this.rest;
   }
 
-  /** Send one request under the rate limit, again while the answer says "try again". */
-  private async send(inner: K8s.HttpLibrary, req: K8s.RequestContext): Promise<K8s.ResponseContext> {
-    for (let attempt = 0; ; attempt++) {
+  private bearer(rest: RestConfig): string | undefined {
+    if (rest.tokenFile === undefined) return rest.token;
+    const now = Date.now();
+    if (this.token === undefined || now - this.token.readAt > TOKEN_FILE_TTL_MS) {
+      try {
+        this.token = { value: readFileSync(rest.tokenFile, 'utf8').trim(), readAt: now };
+      } catch (err) {
+        if (this.token === undefined) {
+          throw new KernelError(
+            'EKUBE_CONFIG',
+            `cannot read the token file ${rest.tokenFile}: ${errorText(err)}`,
+          );
+        }
+        this.log.warn(
+          { file: rest.tokenFile, err: errorText(err) },
+          'cannot read the token file again: using the last token',
+        );
+      }
+    }
+    return this.token?.value;
+  }
+
+  /** Opens one request (no limit, no retry); resolves with the response head. */
+  open(
+    method: string,
+    path: string,
+    body?: string,
+    contentType = 'application/json',
+    signal?: AbortSignal,
+  ): Promise<IncomingMessage> {
+    const rest = this.restConfig();
+    const headers: Record<string, string | number> = {
+      Accept: 'application/json',
+      'User-Agent': 'kubeedge-ts-cloudcore',
+    };
+    const token = this.bearer(rest);
+    if (token !== undefined) headers.Authorization = `Bearer ${token}`;
+    if (body !== undefined) {
+      headers['Content-Type'] = contentType;
+      headers['Content-Length'] = Buffer.byteLength(body);
+    }
+    const send = rest.server.startsWith('https:') ? https().request : http().request;
+    return new Promise((resolve, reject) => {
+      const req = send(`${rest.server}${path}`, { method, headers, agent: this.agent, signal }, resolve);
+      req.once('error', (err) => reject(new KubeApiError(0, `${method} ${path}: ${errorText(err)}`)));
+      req.end(body);
+    });
+  }
+
+  /** Runs `attempt` under the rate limit, again (after a wait) while its answer says "try again". */
+  async limited<R>(
+    what: string,
+    attempt: () => Promise<R>,
+    answer: (r: R) => { status: number; retryAfter: string | undefined; discard(): Promise<unknown> },
+  ): Promise<R> {
+    for (let n = 0; ; n++) {
       await this.bucket.take();
       this.counters.requests++;
-      const res = await inner.send(req).toPromise();
-      const wait = retryDelay(res.httpStatusCode, res.headers['retry-after'], attempt);
-      if (wait === undefined || this.stopping.signal.aborted) return res;
+      const r = await attempt();
+      const a = answer(r);
+      const wait = retryDelay(a.status, a.retryAfter, n);
+      if (wait === undefined || this.stopping.signal.aborted) return r;
       this.counters.retries++;
       this.log.warn(
-        { method: req.getHttpMethod(), url: req.getUrl(), status: res.httpStatusCode, waitMs: wait, attempt },
+        { request: what, status: a.status, waitMs: wait, attempt: n },
         'kubernetes request answered "try again": retrying',
       );
-      await res.body.text().catch(() => '');
+      await a.discard().catch(() => undefined);
       await sleep(wait, this.stopping.signal);
     }
   }
 
+  async request<T>(method: string, path: string, body?: unknown, opts: KubeRequestOptions = {}): Promise<T> {
+    const text = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
+    const res = await this.limited(
+      `${method} ${path}`,
+      async (): Promise<Answer> => {
+        const head = await this.open(method, path, text, opts.contentType);
+        return {
+          status: head.statusCode ?? 0,
+          retryAfter: header(head, 'retry-after'),
+          body: await readBody(head),
+        };
+      },
+      (a) => ({ status: a.status, retryAfter: a.retryAfter, discard: async () => undefined }),
+    );
+    if (res.status < 200 || res.status >= 300) {
+      const { message, reason } = statusOf(res.body);
+      throw new KubeApiError(res.status, `${method} ${path}: ${res.status} ${message}`, reason);
+    }
+    return (res.body === '' ? undefined : JSON.parse(res.body)) as T;
+  }
+
+  private loadHeavy(): Promise<{ lib: typeof K8s; kc: K8s.KubeConfig; http: K8s.HttpLibrary }> {
+    this.heavy ??= (async () => {
+      const rest = this.restConfig();
+      const lib = await import('@kubernetes/client-node');
+      const kc = new lib.KubeConfig();
+      kc.loadFromClusterAndUser(
+        {
+          name: 'cloudcore',
+          server: rest.server,
+          caData: rest.ca?.toString('base64'),
+          skipTLSVerify: rest.insecureSkipTLSVerify,
+          tlsServerName: rest.tlsServerName,
+        },
+        {
+          name: 'cloudcore',
+          certData: rest.cert?.toString('base64'),
+          keyData: rest.key?.toString('base64'),
+          token: rest.token,
+          authProvider: rest.tokenFile
+            ? { name: 'tokenFile', config: { tokenFile: rest.tokenFile } }
+            : undefined,
+        },
+      );
+      const inner = lib.createConfiguration().httpApi;
+      const http = lib.wrapHttpLibrary({
+        send: (req) =>
+          this.limited(
+            `${req.getHttpMethod()} ${req.getUrl()}`,
+            () => inner.send(req).toPromise(),
+            (res) => ({
+              status: res.httpStatusCode,
+              retryAfter: res.headers['retry-after'],
+              discard: () => res.body.text(),
+            }),
+          ),
+      });
+      return { lib, kc, http };
+    })();
+    this.heavy.catch(() => (this.heavy = undefined));
+    return this.heavy;
+  }
+
   async kubeConfig(): Promise<K8s.KubeConfig> {
-    return (await this.load()).kc;
+    return (await this.loadHeavy()).kc;
   }
 
   async api<T extends K8s.ApiType>(ctor: K8s.ApiConstructor<T>): Promise<T> {
-    const { lib, kc, server, http } = await this.load();
+    const { lib, kc, http } = await this.loadHeavy();
+    const server = kc.getCurrentCluster()?.server ?? '';
     return new ctor(
       lib.createConfiguration({
         baseServer: new lib.ServerConfiguration(server, {}),
@@ -125,34 +285,13 @@ class KubeClient implements KubeApi {
     );
   }
 
-  async getJson<T>(path: string): Promise<T> {
-    const { lib, kc, server, http } = await this.load();
-    const req = new lib.RequestContext(server + path, lib.HttpMethod.GET);
-    req.setHeaderParam('Accept', 'application/json');
-    await kc.applySecurityAuthentication(req);
-    const res = await http.send(req).toPromise();
-    const body = await res.body.text();
-    if (res.httpStatusCode < 200 || res.httpStatusCode >= 300) {
-      let reason = body.slice(0, 300);
-      try {
-        reason = (JSON.parse(body) as { message?: string }).message ?? reason;
-      } catch {
-        // not a Status object: keep the text
-      }
-      throw new KubeApiError(res.httpStatusCode, `GET ${path}: ${res.httpStatusCode} ${reason}`);
-    }
-    return JSON.parse(body) as T;
-  }
-
   informer<T extends KubernetesObject>(opts: InformerOptions): SharedInformer<T> {
     if (this.stopping.signal.aborted)
       throw new KernelError('EKUBE_STOPPED', 'the Kubernetes client is stopped');
     const { key, path } = informerKey(opts);
     let shared = this.informers.get(key) as Informer<T> | undefined;
     if (shared === undefined) {
-      shared = new Informer<T>(this, key, path, opts.labelSelector, opts.fieldSelector, () =>
-        this.informers.delete(key),
-      );
+      shared = new Informer<T>(this, key, path, () => this.informers.delete(key));
       this.informers.set(key, shared as unknown as Informer<KubernetesObject>);
     }
     return shared.user(opts.signal);
@@ -165,53 +304,8 @@ class KubeClient implements KubeApi {
   stop(): void {
     this.stopping.abort();
     for (const informer of [...this.informers.values()]) informer.stop();
+    this.agent?.destroy();
   }
-}
-
-/** Loads `kubeAPIConfig`: its kubeconfig file (or in-cluster), `master` overriding the server. */
-function loadKubeConfig(lib: Lib, c: KubeAPIConfig): K8s.KubeConfig {
-  const kc = new lib.KubeConfig();
-  if (c.kubeConfig !== '') {
-    try {
-      kc.loadFromFile(c.kubeConfig);
-    } catch (err) {
-      throw new KernelError(
-        'EKUBE_CONFIG',
-        `kubeAPIConfig.kubeConfig: cannot load ${c.kubeConfig}: ${errorText(err)}`,
-      );
-    }
-  } else if (c.master === '') {
-    if (process.env.KUBERNETES_SERVICE_HOST === undefined) {
-      throw new KernelError(
-        'EKUBE_CONFIG',
-        'kubeAPIConfig: set kubeConfig (absolute path of a kubeconfig) or master; not running in a cluster either',
-      );
-    }
-    kc.loadFromCluster();
-  }
-  if (c.master !== '') {
-    const current = kc.getCurrentCluster();
-    if (current === null) {
-      kc.loadFromClusterAndUser(
-        { name: 'master', server: c.master, skipTLSVerify: false },
-        { name: 'master' },
-      );
-    } else {
-      kc.loadFromOptions({
-        clusters: kc.clusters.map((cl) => (cl.name === current.name ? { ...cl, server: c.master } : cl)),
-        users: kc.users,
-        contexts: kc.contexts,
-        currentContext: kc.currentContext,
-      });
-    }
-  }
-  if (kc.getCurrentCluster() === null) {
-    throw new KernelError(
-      'EKUBE_CONFIG',
-      `kubeAPIConfig.kubeConfig: ${c.kubeConfig} has no current context with a cluster`,
-    );
-  }
-  return kc;
 }
 
 /** The collection path of `opts` and the sharing key (path and selectors). */
@@ -243,17 +337,25 @@ export function informerKey(opts: InformerOptions): { key: string; path: string 
   return { key: q === '' ? path : `${path}?${q}`, path };
 }
 
+interface WatchEvent<T> {
+  type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
+  object: T;
+}
+
+const objectKey = (o: KubernetesObject): string => `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
+
 /**
- * One list+watch loop and its cache (client-node's `ListWatch`), shared by its users: relists on
- * 410 Gone (ListWatch does), starts again after any list or watch error with back-off (1 s
- * doubling to 30 s), rate-limited with the client's other requests.
+ * One list+watch loop and its cache, shared by its users (client-go's reflector): list, then watch
+ * from the list's resourceVersion; a watch the server ends is opened again from the last
+ * resourceVersion; 410 Gone (or an ERROR event saying so) relists, telling handlers what changed
+ * meanwhile; any other error starts again after a back-off of 1 s doubling to 30 s.
  */
 class Informer<T extends KubernetesObject> {
   private users = 0;
   private readonly handlers = new Set<InformerHandlers<T>>();
-  private lw: K8s.ListWatch<T> | undefined;
-  private stopped = false;
-  private timer: NodeJS.Timeout | undefined;
+  private readonly cache = new Map<string, T>();
+  private resourceVersion = '';
+  private readonly stopping = new AbortController();
   private backoffMs = INITIAL_BACKOFF_MS;
   readonly synced: Promise<void>;
   private markSynced!: () => void;
@@ -263,8 +365,6 @@ class Informer<T extends KubernetesObject> {
     private readonly client: KubeClient,
     readonly key: string,
     private readonly path: string,
-    private readonly labelSelector: string | undefined,
-    private readonly fieldSelector: string | undefined,
     private readonly onStopped: () => void,
   ) {
     this.synced = new Promise<void>((resolve, reject) => {
@@ -275,70 +375,127 @@ class Informer<T extends KubernetesObject> {
     void this.run();
   }
 
+  private get stopped(): boolean {
+    return this.stopping.signal.aborted;
+  }
+
   private async run(): Promise<void> {
-    let loaded: Loaded;
-    try {
-      loaded = await this.client.load();
-    } catch (err) {
-      this.client.log.error({ key: this.key, err: errorText(err) }, 'informer cannot start');
-      this.failSync(err);
-      return;
-    }
-    if (this.stopped) return;
-    const { lib, kc } = loaded;
-    const real = new lib.Watch(kc);
-    const watch: K8s.Watch = {
-      config: kc,
-      watch: async (path, query, callback, done) => {
-        await this.client.bucket.take();
-        const aborted = new AbortController();
-        aborted.abort();
-        if (this.stopped) return aborted;
-        this.client.counters.watches++;
-        this.client.counters.requests++;
-        const request = await real.watch(
-          path,
-          query,
-          (phase: string, obj: unknown, event: unknown) => {
-            this.backoffMs = INITIAL_BACKOFF_MS;
-            callback(phase, obj, event);
-          },
-          done,
+    while (!this.stopped) {
+      try {
+        if (this.resourceVersion === '') await this.relist();
+        this.markSynced();
+        await this.watch();
+      } catch (err) {
+        if (this.stopped) break;
+        if (err instanceof KernelError && err.code === 'EKUBE_CONFIG') {
+          this.client.log.error({ key: this.key, err: errorText(err) }, 'informer cannot start');
+          this.failSync(err);
+          return;
+        }
+        if (err instanceof KubeApiError && (err.statusCode === 410 || err.reason === 'Expired')) {
+          this.resourceVersion = '';
+          continue;
+        }
+        const waitMs = this.backoffMs;
+        this.backoffMs = Math.min(this.backoffMs * 2, MAX_BACKOFF_MS);
+        this.client.log.warn(
+          { key: this.key, err: errorText(err), waitMs },
+          'kubernetes list/watch failed: starting again',
         );
-        if (this.stopped) request.abort(); // stopped while the watch was opening
-        return request;
-      },
-    };
-    const list = (): Promise<KubernetesListObject<T>> => {
-      this.client.counters.lists++;
-      return this.client.getJson<KubernetesListObject<T>>(this.key);
-    };
-    const lw = new lib.ListWatch<T>(this.path, watch, list, false, this.labelSelector, this.fieldSelector);
-    lw.on('add', (obj) => this.emit('add', obj));
-    lw.on('update', (obj) => this.emit('update', obj));
-    lw.on('delete', (obj) => this.emit('delete', obj));
-    lw.on('error', (err: unknown) => this.retry(err));
-    this.lw = lw;
-    await this.startOnce();
+        await sleep(waitMs, this.stopping.signal);
+      }
+    }
   }
 
-  private async startOnce(): Promise<void> {
-    this.timer = undefined;
-    const lw = this.lw;
-    if (this.stopped || lw === undefined) return;
-    await lw.start();
-    if (!this.stopped && lw.latestResourceVersion() !== '') this.markSynced();
+  private async relist(): Promise<void> {
+    this.client.counters.lists++;
+    const list = await this.client.request<KubernetesListObject<T>>('GET', this.key);
+    if (this.stopped) return;
+    // list items carry no kind/apiVersion: give them the list's, as the objects of watch events have
+    const kind = list.kind?.replace(/List$/, '');
+    const fresh = new Map<string, T>();
+    for (const item of list.items ?? []) {
+      const obj = { ...item, kind: item.kind ?? kind, apiVersion: item.apiVersion ?? list.apiVersion };
+      fresh.set(objectKey(obj), obj);
+    }
+    for (const [k, old] of this.cache) if (!fresh.has(k)) this.remove(old);
+    for (const obj of fresh.values()) this.upsert(obj);
+    this.resourceVersion = list.metadata?.resourceVersion ?? '';
+    this.backoffMs = INITIAL_BACKOFF_MS;
   }
 
-  private retry(err: unknown): void {
-    if (this.stopped || this.timer !== undefined) return;
-    const waitMs = this.backoffMs;
-    this.backoffMs = Math.min(this.backoffMs * 2, MAX_BACKOFF_MS);
-    this.client.log.warn(
-      { key: this.key, err: errorText(err), waitMs },
-      'kubernetes list/watch failed: starting again',
-    );
-    this.timer = setTimeout(() => void this.startOnce(), waitMs);
+  /** One watch request, until the server ends it (resolves) or it fails (rejects). */
+  private async watch(): Promise<void> {
+    const query = new URLSearchParams({
+      watch: 'true',
+      resourceVersion: this.resourceVersion,
+      allowWatchBookmarks: 'true',
+    });
+    const sep = this.key.includes('?') ? '&' : '?';
+    const path = `${this.key}${sep}${query}`;
+    const res = await this.client
+      .limited(
+        `WATCH ${this.key}`,
+        async () => {
+          if (this.stopped) return undefined;
+          this.client.counters.watches++;
+          return this.client.open('GET', path, undefined, undefined, this.stopping.signal);
+        },
+        (r) => ({
+          status: r?.statusCode ?? 200,
+          retryAfter: header(r, 'retry-after'),
+          discard: () => readBody(r!),
+        }),
+      )
+      .catch((err: unknown) => {
+        if (this.stopped) return undefined;
+        throw err;
+      });
+    if (res === undefined) return;
+    if (res.statusCode !== 200) {
+      const body = await readBody(res);
+      const { message, reason } = statusOf(body);
+      throw new KubeApiError(res.statusCode ?? 0, `WATCH ${this.key}: ${res.statusCode} ${message}`, reason);
+    }
+    res.setEncoding('utf8');
+    let partial = '';
+    try {
+      for await (const chunk of res) {
+        const lines = (partial + (chunk as string)).split('\n');
+        partial = lines.pop() ?? '';
+        for (const line of lines) if (line.trim() !== '') this.event(JSON.parse(line) as WatchEvent<T>);
+      }
+    } catch (err) {
+      if (this.stopped) return;
+      throw err;
+    }
+  }
+
+  private event(e: WatchEvent<T>): void {
+    if (e.type === 'ERROR') {
+      const status = e.object as unknown as { code?: number; message?: string; reason?: string };
+      throw new KubeApiError(
+        status.code ?? 0,
+        `WATCH ${this.key}: ${status.message ?? 'error event'}`,
+        status.reason,
+      );
+    }
+    if (e.type === 'ADDED' || e.type === 'MODIFIED') this.upsert(e.object);
+    else if (e.type === 'DELETED') this.remove(e.object);
+    this.resourceVersion = e.object.metadata?.resourceVersion ?? this.resourceVersion;
+    this.backoffMs = INITIAL_BACKOFF_MS;
+  }
+
+  private upsert(obj: T): void {
+    const k = objectKey(obj);
+    const old = this.cache.get(k);
+    if (old !== undefined && old.metadata?.resourceVersion === obj.metadata?.resourceVersion) return;
+    this.cache.set(k, obj);
+    this.emit(old === undefined ? 'add' : 'update', obj);
+  }
+
+  private remove(obj: T): void {
+    if (this.cache.delete(objectKey(obj))) this.emit('delete', obj);
   }
 
   private emit(verb: keyof InformerHandlers<T>, obj: T): void {
@@ -357,16 +514,17 @@ class Informer<T extends KubernetesObject> {
   }
 
   get(name: string, namespace?: string): T | undefined {
-    return this.lw?.get(name, namespace);
+    return this.cache.get(`${namespace ?? ''}/${name}`);
   }
 
   list(namespace?: string): readonly T[] {
-    return this.lw?.list(namespace) ?? [];
+    const all = [...this.cache.values()];
+    return namespace === undefined ? all : all.filter((o) => (o.metadata?.namespace ?? '') === namespace);
   }
 
   private addHandlers(h: InformerHandlers<T>): () => void {
     this.handlers.add(h);
-    for (const obj of this.list()) this.call(h, 'add', obj);
+    for (const obj of this.cache.values()) this.call(h, 'add', obj);
     return () => this.handlers.delete(h);
   }
 
@@ -406,11 +564,14 @@ class Informer<T extends KubernetesObject> {
 
   stop(): void {
     if (this.stopped) return;
-    this.stopped = true;
-    clearTimeout(this.timer);
-    void this.lw?.stop();
+    this.stopping.abort();
     this.handlers.clear();
     this.failSync(new KernelError('EKUBE_STOPPED', `informer ${this.key} stopped before it synced`));
     this.onStopped();
   }
+}
+
+function header(res: IncomingMessage | undefined, name: string): string | undefined {
+  const v = res?.headers[name];
+  return Array.isArray(v) ? v[0] : v;
 }

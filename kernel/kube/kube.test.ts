@@ -111,9 +111,12 @@ describe('KubeToken registration', () => {
       log,
     );
     expect(kube.qps).toBe(5);
-    await expect(kube.kubeConfig()).rejects.toThrow(
-      /kubeAPIConfig\.kubeConfig: cannot load \/nonexistent\/kubeconfig/,
-    );
+    await expect(kube.request('GET', '/api')).rejects.toMatchObject({
+      code: 'EKUBE_CONFIG',
+      message: expect.stringMatching(
+        /^kubeAPIConfig\.kubeConfig \(\/nonexistent\/kubeconfig\): cannot load: ENOENT/,
+      ),
+    });
     const informer = kube.informer({ version: 'v1', resource: 'nodes' });
     await expect(informer.synced).rejects.toThrow(/kubeAPIConfig\.kubeConfig/);
     kube.stop();
@@ -165,13 +168,13 @@ describe('kube service on a real control plane', () => {
     const b = kube.informer<V1ConfigMap>({ path: `/api/v1/namespaces/${ns}/configmaps` });
     expect(b.key).toBe(a.key);
     await Promise.all([a.synced, b.synced]);
-    expect(kube.stats().watches - before.watches).toBe(1);
-    expect(kube.stats().lists - before.lists).toBe(1);
-    expect(kube.stats().informers).toBe(before.informers + 1);
     // the apiserver sees exactly one more watch of configmaps in a namespace
     await waitFor(async () => (await configMapWatches()) === baseline + 1, {
       what: 'apiserver_longrunning_requests{verb="WATCH",resource="configmaps"} + 1',
     });
+    expect(kube.stats().watches - before.watches).toBe(1);
+    expect(kube.stats().lists - before.lists).toBe(1);
+    expect(kube.stats().informers).toBe(before.informers + 1);
 
     a.stop();
     expect(kube.stats().informers).toBe(before.informers + 1); // b still uses it
@@ -243,7 +246,7 @@ describe('kube service on a real control plane', () => {
     expect(kube.stats().requests).toBe(before + 1);
     // cloudcore may not delete namespaces (KubeEdge's ClusterRole): the API error comes through
     await expect(core.deleteNamespace({ name: ns })).rejects.toMatchObject({ code: 403 });
-    await expect(kube.getJson('/api/v1/namespaces/kubeedge/configmaps/absent')).rejects.toMatchObject({
+    await expect(kube.request('GET', '/api/v1/namespaces/kubeedge/configmaps/absent')).rejects.toMatchObject({
       code: 'EKUBE_API',
       statusCode: 404,
     });

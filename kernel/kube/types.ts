@@ -1,6 +1,6 @@
 /**
  * The cloud's Kubernetes access as plugins see it (`KubeToken`). Types only: importing this file
- * loads nothing; @kubernetes/client-node is loaded on the first call that needs it.
+ * loads nothing; @kubernetes/client-node is loaded only by `kubeConfig()` and `api()`.
  */
 import type {
   ApiConstructor,
@@ -41,7 +41,7 @@ export interface InformerHandlers<T extends KubernetesObject> {
 export interface SharedInformer<T extends KubernetesObject> {
   /** The sharing key: the collection path and the selectors. */
   readonly key: string;
-  /** Resolves once the cache holds the first full list and the watch is open. */
+  /** Resolves once the cache holds the first full list (client-go's HasSynced); rejects if stopped before. */
   readonly synced: Promise<void>;
   get(name: string, namespace?: string): T | undefined;
   list(namespace?: string): readonly T[];
@@ -49,6 +49,12 @@ export interface SharedInformer<T extends KubernetesObject> {
   addHandlers(handlers: InformerHandlers<T>): () => void;
   /** This user is done: its handlers are removed; the last user's stop ends the list+watch. */
   stop(): void;
+}
+
+/** Options of {@link KubeApi.request}. */
+export interface KubeRequestOptions {
+  /** Content-Type of the body: `application/json` (default), `application/merge-patch+json`, ... */
+  contentType?: string;
 }
 
 /** Counters of the client, for tests, logs and benchmarks. */
@@ -68,12 +74,16 @@ export interface KubeApi {
   /** The client-side rate limit in force (qps 0 in the config means client-go's 5 / 10). */
   readonly qps: number;
   readonly burst: number;
-  /** The loaded kubeconfig (kubeAPIConfig.kubeConfig, `master` overriding its server). */
+  /** client-node's KubeConfig of `kubeAPIConfig` (loads client-node, ~67 MB). */
   kubeConfig(): Promise<KubeConfig>;
-  /** A client-node API client (`api(CoreV1Api)`) whose requests are rate-limited and retried. */
+  /** A client-node API client (`api(CoreV1Api)`), rate-limited and retried (loads client-node, ~67 MB). */
   api<T extends ApiType>(ctor: ApiConstructor<T>): Promise<T>;
-  /** One GET of a JSON document by API path, rate-limited and retried; throws `EKUBE_API` on a non-2xx. */
-  getJson<T>(path: string): Promise<T>;
+  /**
+   * One request by API path (`GET /api/v1/namespaces/kubeedge/secrets/casecret`), JSON in and out,
+   * rate-limited and retried; a non-2xx answer throws `KubeApiError` (`EKUBE_API`, `statusCode`,
+   * `reason`). Does not load client-node.
+   */
+  request<T>(method: string, path: string, body?: unknown, opts?: KubeRequestOptions): Promise<T>;
   /** The shared informer of `opts` (one list+watch per distinct key, whatever the number of users). */
   informer<T extends KubernetesObject>(opts: InformerOptions): SharedInformer<T>;
   stats(): KubeStats;

@@ -92,7 +92,9 @@ describe('KubePkiStore', () => {
       store.put(TOKEN_SECRET.name, { [TOKEN_SECRET.key]: Buffer.from('t') }),
     ).rejects.toMatchObject({
       code: 'EPKI_STORE',
-      message: expect.stringMatching(/cannot create namespace Not_A_Namespace: 422 .*Invalid value/),
+      message: expect.stringMatching(
+        /cannot create namespace Not_A_Namespace: POST \/api\/v1\/namespaces: 422 .*Invalid value/,
+      ),
     });
   });
 });

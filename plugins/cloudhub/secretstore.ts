@@ -2,35 +2,21 @@
  * The {@link PkiStore} of a real cloudcore: KubeEdge's secrets `kubeedge/casecret`,
  * `cloudcoresecret` and `tokensecret`, type Opaque, with its data keys (wire-cloud-edge §4.1), so
  * stock `keadm gettoken` and a Go cloudcore read what this one wrote and the other way round.
- * Through the kernel's Kubernetes client (`KubeToken`): rate-limited, retried, client-node loaded on
- * the first call.
+ * Through the kernel's Kubernetes client (`KubeToken`): rate-limited, retried, JSON over HTTPS
+ * (client-node's types only: it is not loaded).
  */
-import type { CoreV1Api, V1Secret } from '@kubernetes/client-node';
-import { KernelError, errorText, type KubeApi } from '../../kernel/index.js';
+import type { V1Namespace, V1Secret } from '@kubernetes/client-node';
+import { KernelError, errorText, isKernelError, type KubeApi } from '../../kernel/index.js';
 import { PKI_NAMESPACE, type PkiSecretName, type PkiStore } from './pki.js';
 
-/** The HTTP status of a client-node API error (`ApiException.code`), if it is one. */
+/** The HTTP status of a `KubeApi.request` error (`KubeApiError.statusCode`), if it is one. */
 function httpStatus(err: unknown): number | undefined {
-  const code = (err as { code?: unknown } | null)?.code;
+  if (!isKernelError(err, 'EKUBE_API')) return undefined;
+  const code = (err as { statusCode?: unknown }).statusCode;
   return typeof code === 'number' ? code : undefined;
 }
 
-/** Text of a client-node API error: the Status message when the body has one. */
-function apiErrorText(err: unknown): string {
-  const body = (err as { body?: unknown } | null)?.body;
-  if (typeof body === 'string') {
-    try {
-      const message = (JSON.parse(body) as { message?: unknown }).message;
-      if (typeof message === 'string') return `${httpStatus(err)} ${message}`;
-    } catch {
-      // not a Status object
-    }
-  }
-  return errorText(err);
-}
-
 export class KubePkiStore implements PkiStore {
-  private core: Promise<CoreV1Api> | undefined;
   private namespaceReady: Promise<void> | undefined;
 
   /** `namespace` is KubeEdge's `kubeedge`; tests give another to see it created. */
@@ -39,22 +25,17 @@ export class KubePkiStore implements PkiStore {
     readonly namespace: string = PKI_NAMESPACE,
   ) {}
 
-  private api(): Promise<CoreV1Api> {
-    this.core ??= import('@kubernetes/client-node').then(({ CoreV1Api }) => this.kube.api(CoreV1Api));
-    return this.core;
+  private get secrets(): string {
+    return `/api/v1/namespaces/${encodeURIComponent(this.namespace)}/secrets`;
   }
 
   async get(name: PkiSecretName): Promise<Record<string, Buffer> | undefined> {
-    const core = await this.api();
     let secret: V1Secret;
     try {
-      secret = await core.readNamespacedSecret({ name, namespace: this.namespace });
+      secret = await this.kube.request<V1Secret>('GET', `${this.secrets}/${name}`);
     } catch (err) {
       if (httpStatus(err) === 404) return undefined;
-      throw new KernelError(
-        'EPKI_STORE',
-        `cannot read secret ${this.namespace}/${name}: ${apiErrorText(err)}`,
-      );
+      throw new KernelError('EPKI_STORE', `cannot read secret ${this.namespace}/${name}: ${errorText(err)}`);
     }
     const data: Record<string, Buffer> = {};
     for (const [key, value] of Object.entries(secret.data ?? {})) data[key] = Buffer.from(value, 'base64');
@@ -63,8 +44,7 @@ export class KubePkiStore implements PkiStore {
 
   /** KubeEdge's `SaveSecret`: the namespace created if absent, then create, or update if it exists. */
   async put(name: PkiSecretName, data: Record<string, Buffer>): Promise<void> {
-    const core = await this.api();
-    await this.ensureNamespace(core);
+    await this.ensureNamespace();
     const body: V1Secret = {
       apiVersion: 'v1',
       kind: 'Secret',
@@ -74,35 +54,34 @@ export class KubePkiStore implements PkiStore {
     };
     try {
       try {
-        await core.createNamespacedSecret({ namespace: this.namespace, body });
+        await this.kube.request('POST', this.secrets, body);
       } catch (err) {
         if (httpStatus(err) !== 409) throw err;
-        await core.replaceNamespacedSecret({ name, namespace: this.namespace, body });
+        await this.kube.request('PUT', `${this.secrets}/${name}`, body);
       }
     } catch (err) {
-      throw new KernelError(
-        'EPKI_STORE',
-        `cannot write secret ${this.namespace}/${name}: ${apiErrorText(err)}`,
-      );
+      throw new KernelError('EPKI_STORE', `cannot write secret ${this.namespace}/${name}: ${errorText(err)}`);
     }
   }
 
-  private ensureNamespace(core: CoreV1Api): Promise<void> {
+  private ensureNamespace(): Promise<void> {
     this.namespaceReady ??= (async () => {
+      const path = `/api/v1/namespaces/${encodeURIComponent(this.namespace)}`;
       try {
-        await core.readNamespace({ name: this.namespace });
+        await this.kube.request('GET', path);
         return;
       } catch (err) {
         if (httpStatus(err) !== 404) throw err;
       }
+      const body: V1Namespace = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: this.namespace } };
       try {
-        await core.createNamespace({ body: { metadata: { name: this.namespace } } });
+        await this.kube.request('POST', '/api/v1/namespaces', body);
       } catch (err) {
         if (httpStatus(err) !== 409) throw err;
       }
     })().catch((err: unknown) => {
       this.namespaceReady = undefined; // try again on the next put
-      throw new KernelError('EPKI_STORE', `cannot create namespace ${this.namespace}: ${apiErrorText(err)}`);
+      throw new KernelError('EPKI_STORE', `cannot create namespace ${this.namespace}: ${errorText(err)}`);
     });
     return this.namespaceReady;
   }
