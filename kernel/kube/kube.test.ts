@@ -5,7 +5,7 @@
  * cloudcore config only; an edgecore process never loads @kubernetes/client-node.
  */
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -250,6 +250,49 @@ describe('kube service on a real control plane', () => {
       code: 'EKUBE_API',
       statusCode: 404,
     });
+  });
+  it('loads client certificates, tokens, master and in-file data from kubeconfigs', async () => {
+    const dir = await tempDir('kubeedge-kubeconfig');
+    // the admin kubeconfig: client certificate and key files; master given again
+    const admin = createKubeApi(
+      { master: plane.server, contentType: '', qps: 0, burst: 0, kubeConfig: plane.kubeconfigPath },
+      log,
+    );
+    expect(
+      (await admin.request<{ metadata: { name: string } }>('GET', '/api/v1/namespaces/kube-system')).metadata
+        .name,
+    ).toBe('kube-system');
+    admin.stop();
+    // the same with everything inline (-data), and a user that needs exec (refused)
+    const { parse, stringify } = await import('yaml');
+    const file = parse(readFileSync(plane.kubeconfigPath, 'utf8')) as {
+      clusters: { cluster: Record<string, string> }[];
+      users: { user: Record<string, unknown> }[];
+    };
+    const cluster = file.clusters[0]!.cluster;
+    cluster['certificate-authority-data'] = readFileSync(cluster['certificate-authority']!).toString(
+      'base64',
+    );
+    delete cluster['certificate-authority'];
+    const user = file.users[0]!.user;
+    for (const key of ['client-certificate', 'client-key']) {
+      user[`${key}-data`] = readFileSync(user[key] as string).toString('base64');
+      delete user[key];
+    }
+    const inline = join(dir, 'inline.kubeconfig');
+    await writeFile(inline, stringify(file));
+    const viaData = createKubeApi({ master: '', contentType: '', qps: 0, burst: 0, kubeConfig: inline }, log);
+    expect(await viaData.request('GET', '/api/v1/namespaces/kube-system')).toMatchObject({
+      kind: 'Namespace',
+    });
+    viaData.stop();
+    user.exec = { command: 'aws' };
+    const exec = join(dir, 'exec.kubeconfig');
+    await writeFile(exec, stringify(file));
+    const viaExec = createKubeApi({ master: '', contentType: '', qps: 0, burst: 0, kubeConfig: exec }, log);
+    await expect(viaExec.request('GET', '/api')).rejects.toThrow(
+      /authenticates with "exec", which cloudcore does not support: use a client certificate or a \(ServiceAccount\) token/,
+    );
   });
 });
 
