@@ -10,7 +10,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { CoreV1Api as CoreV1ApiType, V1ConfigMap } from '@kubernetes/client-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { defaultModulesYaml } from '../../test/bench/startup.js';
 import { startControlPlane, type ControlPlane } from '../../test/peers/kube.js';
 import { cleanup, freePort, tempDir, waitFor } from '../../test/peers/util.js';
@@ -21,7 +21,7 @@ import { Metrics } from '../metrics.js';
 import { ServiceRegistry } from '../services.js';
 import { CloudConnection, KubeToken } from '../tokens.js';
 import { createKubeApi, informerKey, type KubeApi } from './index.js';
-import { retryDelay } from './limiter.js';
+import { TokenBucket, retryDelay } from './limiter.js';
 
 afterAll(cleanup);
 
@@ -57,6 +57,24 @@ describe('informerKey', () => {
     ).toBe('/api/v1/pods?labelSelector=a%3Db&fieldSelector=spec.nodeName%3Dn1');
     expect(() => informerKey({ resource: 'pods' })).toThrow(/give path, or version and resource/);
     expect(() => informerKey({ path: 'api/v1/pods' })).toThrow(/collection path/);
+  });
+});
+
+describe('TokenBucket', () => {
+  afterEach(() => vi.useRealTimers());
+
+  it('lets a burst through at once, then one request per 1/qps seconds, in call order', async () => {
+    vi.useFakeTimers();
+    const bucket = new TokenBucket(1, 2);
+    const done: number[] = [];
+    const takes = [1, 2, 3, 4].map((n) => bucket.take().then(() => done.push(n)));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(done).toEqual([1, 2]);
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(done).toEqual([1, 2, 3]);
+    await vi.advanceTimersByTimeAsync(1000);
+    await Promise.all(takes);
+    expect(done).toEqual([1, 2, 3, 4]);
   });
 });
 
@@ -251,6 +269,42 @@ describe('kube service on a real control plane', () => {
       statusCode: 404,
     });
   });
+  it("ends its watches when the kernel's services are released (the kernel's stop)", async () => {
+    const registry = new ServiceRegistry();
+    const release = provideKernelServices(registry, {
+      config: {
+        kind: 'cloudcore',
+        file: 'cloudcore.yaml',
+        apiVersion: '',
+        config: {
+          kubeAPIConfig: {
+            master: '',
+            contentType: '',
+            qps: 0,
+            burst: 0,
+            kubeConfig: plane.cloudcoreKubeconfigPath,
+          },
+        },
+        warnings: [],
+        unknownModules: [],
+      } as unknown as LoadedConfig,
+      log,
+      metrics: new Metrics(),
+      cloud: new CloudConnection(),
+    });
+    const baseline = await configMapWatches();
+    const informer = registry
+      .get(KubeToken)
+      .informer({ version: 'v1', resource: 'configmaps', namespace: 'default' });
+    await informer.synced;
+    await waitFor(async () => (await configMapWatches()) === baseline + 1, { what: 'the watch to open' });
+    release();
+    await waitFor(async () => (await configMapWatches()) === baseline, {
+      what: 'the watch to end at the apiserver',
+    });
+    expect(() => registry.get(KubeToken).informer({ version: 'v1', resource: 'pods' })).toThrow(/stopped/);
+  });
+
   it('loads client certificates, tokens, master and in-file data from kubeconfigs', async () => {
     const dir = await tempDir('kubeedge-kubeconfig');
     // the admin kubeconfig: client certificate and key files; master given again
