@@ -34,9 +34,19 @@ export {
   CloudConnectionToken,
   ConfigToken,
   DatabaseToken,
+  KubeToken,
   LoggerToken,
   MetricsToken,
 } from './tokens.js';
+export type {
+  KubeApi,
+  KubeStats,
+  KubeRequestOptions,
+  InformerOptions,
+  InformerHandlers,
+  SharedInformer,
+} from './kube/types.js';
+export { KubeApiError } from './kube/index.js';
 export type { Logger, LogLevel } from './log.js';
 export type { Metrics } from './metrics.js';
 export { pluginSpecifier } from './plugin/specifier.js';

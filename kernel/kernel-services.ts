@@ -1,6 +1,7 @@
-import type { LoadedConfig } from './config/index.js';
+import type { CloudCoreConfig, LoadedConfig } from './config/index.js';
 import { databaseSource, openDatabase } from './db.js';
 import type { KernelError } from './errors.js';
+import { createKubeApi, type KubeApi } from './kube/index.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { ServiceRegistry, Services } from './services.js';
@@ -9,6 +10,7 @@ import {
   CloudConnectionToken,
   ConfigToken,
   DatabaseToken,
+  KubeToken,
   LoggerToken,
   MetricsToken,
 } from './tokens.js';
@@ -41,9 +43,16 @@ export function provideKernelServices(
     const options = { log: deps.log, metrics: deps.metrics, onLost: deps.onDatabaseLost };
     services.provide(DatabaseToken, { factory: () => (db = openDatabase(source, options)) });
   }
+  let kube: KubeApi | undefined;
+  if (deps.config.kind === 'cloudcore') {
+    const { kubeAPIConfig } = deps.config.config as CloudCoreConfig;
+    services.provide(KubeToken, { factory: () => (kube = createKubeApi(kubeAPIConfig, deps.log)) });
+  }
   return () => {
     db?.close();
     db = undefined;
+    kube?.stop();
+    kube = undefined;
   };
 }
 

@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3';
 import type { LoadedConfig } from './config/index.js';
+import type { KubeApi } from './kube/types.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import { defineToken } from './services.js';
@@ -33,3 +34,8 @@ export const MetricsToken = defineToken<Metrics>('kernel.metrics');
 export const CloudConnectionToken = defineToken<CloudConnection>('kernel.cloudConnection');
 /** The edge database at `database.dataSource`, opened on first use (one connection per process). */
 export const DatabaseToken = defineToken<Database.Database>('kernel.database');
+/**
+ * cloudcore's Kubernetes client and shared informers (`kernel/kube/`), built on first use from
+ * `kubeAPIConfig`; registered only when the loaded config is a cloudcore config.
+ */
+export const KubeToken = defineToken<KubeApi>('kernel.kube');

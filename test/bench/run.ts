@@ -2,6 +2,7 @@
  * `npm run bench`: every benchmark suite, one table. Figures, not pass/fail: compare the BENCH
  * lines between runs.
  */
+import { cloudBench } from './cloud.js';
 import { cloudhubBench } from './cloudhub.js';
 import { eventbusBench } from './eventbus.js';
 import { edgedBench } from './edged.js';
@@ -19,6 +20,7 @@ const suites: [string, () => Promise<Figure[]>][] = [
   ['mapper', mapperBench],
   ['startup', () => startupBench()],
   ['cloudhub', cloudhubBench],
+  ['cloud', cloudBench],
 ];
 
 const only = process.argv[2];

@@ -1,0 +1,78 @@
+/**
+ * The client-side limits of the cloud's Kubernetes client: client-go's token bucket (`qps` tokens
+ * a second, at most `burst` at once) and its retry rule for answers that say "try again".
+ */
+
+/** client-go's defaults when `qps`/`burst` are 0 (rest.DefaultQPS, rest.DefaultBurst). */
+export const DEFAULT_QPS = 5;
+export const DEFAULT_BURST = 10;
+/** client-go's `maxRetries` for a request answered 429 or a transient 5xx. */
+export const MAX_RETRIES = 10;
+const MAX_RETRY_WAIT_MS = 30_000;
+
+/** A token bucket: `take()` resolves when a token is free, in the order of the calls. */
+export class TokenBucket {
+  readonly qps: number;
+  readonly burst: number;
+  private tokens: number;
+  private last = Date.now();
+  private tail: Promise<void> = Promise.resolve();
+
+  constructor(qps: number, burst: number) {
+    this.qps = qps > 0 ? qps : DEFAULT_QPS;
+    this.burst = burst > 0 ? burst : Math.max(DEFAULT_BURST, Math.ceil(this.qps));
+    this.tokens = this.burst;
+  }
+
+  /** Wait for a token (callers are served first come, first served). */
+  take(): Promise<void> {
+    const turn = this.tail.then(() => this.waitForToken());
+    this.tail = turn;
+    return turn;
+  }
+
+  private async waitForToken(): Promise<void> {
+    for (;;) {
+      const now = Date.now();
+      this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.qps) / 1000);
+      this.last = now;
+      if (this.tokens >= 1) {
+        this.tokens -= 1;
+        return;
+      }
+      await sleep(Math.ceil(((1 - this.tokens) * 1000) / this.qps));
+    }
+  }
+}
+
+/**
+ * How long to wait before sending a request again, or undefined when its answer is final: 429 Too
+ * Many Requests, and 502/503/504 (the apiserver or a proxy in front of it unavailable for a
+ * moment), at most {@link MAX_RETRIES} times; `Retry-After` (seconds) when the server gives it,
+ * else 1 s doubling, at most 30 s.
+ */
+export function retryDelay(
+  status: number,
+  retryAfter: string | undefined,
+  attempt: number,
+): number | undefined {
+  if (attempt >= MAX_RETRIES) return undefined;
+  if (status !== 429 && status !== 502 && status !== 503 && status !== 504) return undefined;
+  const seconds = retryAfter === undefined ? NaN : Number(retryAfter);
+  if (Number.isInteger(seconds) && seconds >= 0) return Math.min(seconds * 1000, MAX_RETRY_WAIT_MS);
+  return Math.min(1000 * 2 ** attempt, MAX_RETRY_WAIT_MS);
+}
+
+/** A timer as a promise; `signal` ends the wait early (resolving). */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
