@@ -2,7 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DatabaseToken, newMessage, newResponse, type Message } from '../../kernel/index.js';
+import { DatabaseToken, newErrorMessage, newMessage, newResponse, type Message } from '../../kernel/index.js';
+import { ErrConnectionLost } from '../../protocol/index.js';
 import { cloudMsg, configMap, pod, startMeta, type MetaHarness } from './testdata/harness.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'metamanager-'));
@@ -217,6 +218,11 @@ describe('metaManager: what edged asks (spec §3.8)', () => {
     ]);
     expect(late.route.operation).toBe('response');
     expect((late.content as string[]).map((v) => JSON.parse(v).metadata.name)).toEqual(['c']);
+    // edgeHub answers "connection lost" when the link breaks under a request: local answer too.
+    h.answer = (req) => newErrorMessage(req, ErrConnectionLost, { source: 'websocket' });
+    const lost = await h.request(edgedMsg('query', 'default/configmap/c', null), 5000);
+    expect(lost.route.operation).toBe('response');
+    expect((lost.content as string[]).map((v) => JSON.parse(v).metadata.name)).toEqual(['c']);
     await h.stop();
     await start({ withCloud: false }); // connected flag set, but no websocket module
     const none = await h.request(edgedMsg('query', 'default/secret/x', null));

@@ -272,6 +272,10 @@ export class MetaProcessor {
     let reply: Message;
     try {
       reply = await this.ctx.request(this.cfg.contextSendModule, fwd, this.cfg.remoteQueryTimeout * 1000);
+      // edgeHub's own answer when the link broke under the request: not the cloud's, so a failure.
+      if (reply.route.operation === 'error' && reply.content === ErrConnectionLost) {
+        throw new KernelError('EMETA_REMOTE', ErrConnectionLost);
+      }
     } catch (err) {
       if (msg.route.operation === 'query') {
         this.ctx.log.warn(
