@@ -18,6 +18,7 @@ import { cloudLayout, cloudRegistry } from '../registry.js';
 import { cleanup, freePort, tempDir } from '../../test/peers/util.js';
 import { waitUntil } from '../../test/helpers/kernel.js';
 import { CLIENT_AUTH, SERVER_AUTH, createCa, signCertificate, toPem, type KeyPairDer } from './pki.js';
+import { findRecorded } from '../../test/helpers/recorded.js';
 
 afterAll(cleanup);
 
@@ -25,30 +26,17 @@ const PROJECT = 'e632aba927ea4ac2b575ec1603d56f10';
 const KEEPALIVE_S = 2;
 const NODE_LIMIT = 3;
 
-/** The recorded session's messages, by direction. */
-const recorded = (
-  await readFile(
-    join(import.meta.dirname, '../../test/fixtures/kubeedge/kubeedge-v1.23-cloud-edge-session.jsonl'),
-    'utf8',
-  )
-)
-  .split('\n')
-  .filter((l) => l !== '')
-  .map((l) => JSON.parse(l) as { dir?: string; msg?: Message })
-  .filter((o) => o.msg !== undefined);
-const find = (dir: string, pred: (m: Message) => boolean): Message => {
-  const hit = recorded.find((o) => o.dir === dir && pred(o.msg!));
-  if (hit === undefined) throw new Error(`no ${dir} message in the recorded session`);
-  return structuredClone(hit.msg!);
-};
-const KEEPALIVE = find('edge->cloud', (m) => m.route.operation === 'keepalive');
-const POD_PATCH = find('edge->cloud', (m) => m.route.resource?.includes('/podpatch/') ?? false);
-const TWIN_UPDATE = find('edge->cloud', (m) => m.route.source === 'twin' && m.route.operation === 'update');
-const POD_UPDATE = find(
+const KEEPALIVE = findRecorded('edge->cloud', (m) => m.route.operation === 'keepalive');
+const POD_PATCH = findRecorded('edge->cloud', (m) => m.route.resource?.includes('/podpatch/') ?? false);
+const TWIN_UPDATE = findRecorded(
+  'edge->cloud',
+  (m) => m.route.source === 'twin' && m.route.operation === 'update',
+);
+const POD_UPDATE = findRecorded(
   'cloud->edge',
   (m) => m.route.resource?.includes('/pod/') === true && m.route.operation === 'update',
 );
-const CM_UPDATE = find(
+const CM_UPDATE = findRecorded(
   'cloud->edge',
   (m) => m.route.resource?.includes('/configmap/') === true && !m.header.parent_msg_id,
 );

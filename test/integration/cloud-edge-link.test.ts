@@ -6,7 +6,7 @@
  * edge keeps producing status, the cloud comes back and the latest status of each object arrives.
  * Messages are the recorded v1.23.1 session's.
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,27 +19,13 @@ import { createToken } from '../../plugins/cloudhub/token.js';
 import { cloudLayout, cloudRegistry, edgeLayout, edgeRegistry } from '../../plugins/registry.js';
 import { waitUntil } from '../helpers/kernel.js';
 import { cleanup, freePort, tempDir } from '../peers/util.js';
+import { findRecorded } from '../helpers/recorded.js';
 
 const logger = createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as LogLevel);
 
-const recorded = (
-  await readFile(
-    join(import.meta.dirname, '../fixtures/kubeedge/kubeedge-v1.23-cloud-edge-session.jsonl'),
-    'utf8',
-  )
-)
-  .split('\n')
-  .filter((l) => l !== '')
-  .map((l) => JSON.parse(l) as { dir?: string; msg?: Message })
-  .filter((o) => o.msg !== undefined);
-const find = (dir: string, pred: (m: Message) => boolean): Message => {
-  const hit = recorded.find((o) => o.dir === dir && pred(o.msg!));
-  if (hit === undefined) throw new Error(`no ${dir} message in the recorded session`);
-  return structuredClone(hit.msg!);
-};
-const POD_PATCH = find('edge->cloud', (m) => m.route.resource?.includes('/podpatch/') ?? false);
-const NODE_PATCH = find('edge->cloud', (m) => m.route.resource?.includes('/nodepatch/') ?? false);
-const POD_PUSH = find(
+const POD_PATCH = findRecorded('edge->cloud', (m) => m.route.resource?.includes('/podpatch/') ?? false);
+const NODE_PATCH = findRecorded('edge->cloud', (m) => m.route.resource?.includes('/nodepatch/') ?? false);
+const POD_PUSH = findRecorded(
   'cloud->edge',
   (m) => m.route.resource?.includes('/pod/') === true && m.route.operation === 'update',
 );

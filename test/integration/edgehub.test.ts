@@ -18,12 +18,12 @@ import { Kernel } from '../../kernel/kernel.js';
 import { createLogger, type LogLevel } from '../../kernel/log.js';
 import { decodeMessage, newMessage, pluginSpecifier, type Message } from '../../kernel/index.js';
 import { ErrConnectionLost } from '../../protocol/index.js';
-import { waitUntil } from '../../test/helpers/kernel.js';
-import { cleanup, tempDir } from '../../test/peers/util.js';
-import { createCertServer } from '../cloudhub/certserver.js';
-import { FilePkiStore, preparePki, tlsPair, toPem, type CloudPki } from '../cloudhub/pki.js';
-import { createToken } from '../cloudhub/token.js';
-import { edgeLayout } from '../registry.js';
+import { waitUntil } from '../helpers/kernel.js';
+import { cleanup, tempDir } from '../peers/util.js';
+import { createCertServer } from '../../plugins/cloudhub/certserver.js';
+import { FilePkiStore, preparePki, tlsPair, toPem, type CloudPki } from '../../plugins/cloudhub/pki.js';
+import { createToken } from '../../plugins/cloudhub/token.js';
+import { edgeLayout } from '../../plugins/registry.js';
 import {
   HEALTHY_CONNECTION_MS,
   ReconnectBackoff,
@@ -31,8 +31,8 @@ import {
   hubUrl,
   reconnectDelayMs,
   upgradeHeaders,
-} from './client.js';
-import { OUTBOX_TABLE } from './queue.js';
+} from '../../plugins/edgehub/client.js';
+import { OUTBOX_TABLE } from '../../plugins/edgehub/queue.js';
 
 const log = createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as LogLevel);
 const servers: Server[] = [];
@@ -101,7 +101,9 @@ class FakeCloud {
   }
 }
 
-const registry = [{ configKey: 'edgeHub', specifier: pluginSpecifier(import.meta.url, './index') }];
+const registry = [
+  { configKey: 'edgeHub', specifier: pluginSpecifier(import.meta.url, '../../plugins/edgehub/index') },
+];
 
 interface Edge {
   kernel: Kernel;

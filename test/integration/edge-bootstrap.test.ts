@@ -6,11 +6,11 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../kernel/log.js';
-import { cleanup, requirePeer, tempDir } from '../../test/peers/util.js';
+import { cleanup, requirePeer, tempDir } from '../peers/util.js';
 // the cloud end of the exchange, as a real peer of the edge's client
-import { createCertServer } from '../cloudhub/certserver.js';
-import { FilePkiStore, createCa, preparePki, tlsPair, type CloudPki } from '../cloudhub/pki.js';
-import { createToken } from '../cloudhub/token.js';
+import { createCertServer } from '../../plugins/cloudhub/certserver.js';
+import { FilePkiStore, createCa, preparePki, tlsPair, type CloudPki } from '../../plugins/cloudhub/pki.js';
+import { createToken } from '../../plugins/cloudhub/token.js';
 import {
   bootstrap,
   checkEdgeCert,
@@ -20,8 +20,8 @@ import {
   rotationDeadline,
   rotationRetryDelayMs,
   type EdgeCertFiles,
-} from './bootstrap.js';
-import { BootstrapError } from './errors.js';
+} from '../../plugins/edgehub/bootstrap.js';
+import { BootstrapError } from '../../plugins/edgehub/errors.js';
 
 afterAll(cleanup);
 
@@ -200,7 +200,7 @@ describe('edge token bootstrap (§4.3) against the cert server', () => {
         .replace(/^\s*\d+:d=(\d+)\s+hl=\d+ l=\s*\d+/gm, 'd=$1')
         .replace(/INTEGER\s+:[0-9A-F]+/g, 'INTEGER');
     const goCsr = readFileSync(
-      join(import.meta.dirname, '../../test/fixtures/kubeedge/kubeedge-v1.23-cloud-edge-session.jsonl'),
+      join(import.meta.dirname, '../fixtures/kubeedge/kubeedge-v1.23-cloud-edge-session.jsonl'),
       'utf8',
     )
       .split('\n')
