@@ -1,6 +1,6 @@
 /**
  * `modules.cloudHub` of cloudcore.yaml (cloudcore/v1alpha1 types.go, default.go, validation.go;
- * AdjustCloudCoreConfig). Config only: cloudHub is not built yet.
+ * AdjustCloudCoreConfig), plus our `nodeIsolation` (never printed, as `runAs`).
  */
 import { isIP } from 'node:net';
 import {
@@ -63,6 +63,11 @@ export interface CloudHubConfig extends ModuleBase {
   /** Hours (a Go time.Duration used as a plain number). */
   tokenRefreshDuration: number;
   authorization: CloudHubAuthorization;
+  /**
+   * Ours, not KubeEdge's (never printed by --minconfig/--defaultconfig): an edge connects and gets
+   * certificates only as `CN=system:node:<its node_id>`. Default true; false is KubeEdge's behaviour.
+   */
+  nodeIsolation: boolean;
 }
 
 const validPort = (p: number) => Number.isInteger(p) && p >= 1 && p <= 65535;
@@ -102,6 +107,7 @@ export const cloudHubSection = defineConfigSection<CloudHubConfig>({
         { omit: 'never' },
       ),
     }),
+    nodeIsolation: bool({ hidden: true }),
   }),
   defaults: () => ({
     enable: true,
@@ -122,6 +128,7 @@ export const cloudHubSection = defineConfigSection<CloudHubConfig>({
     edgeCertSigningDuration: 365,
     tokenRefreshDuration: 12,
     authorization: { enable: false, debug: true, modes: [{ node: { enable: true } }] },
+    nodeIsolation: true,
   }),
   // NewMinCloudCoreConfig
   min: () => ({

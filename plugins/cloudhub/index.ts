@@ -8,10 +8,14 @@ import { dirname, join } from 'node:path';
 import type { Server } from 'node:https';
 import {
   ConfigToken,
+  KubeToken,
   definePlugin,
   errorText,
+  isKernelError,
   type CloudCoreConfig,
+  type KubeApi,
   type ModuleConfig,
+  type Services,
 } from '../../kernel/index.js';
 import type { CloudHubConfig } from './config.js';
 import { CloudHubGroup, CloudHubModuleName } from './dispatch.js';
@@ -29,6 +33,29 @@ function listen(server: Server, address: string, port: number, what: string): Pr
   });
 }
 
+/**
+ * The Kubernetes API when cloudcore has one: the kernel provides `KubeToken` and `kubeAPIConfig`
+ * names a kubeconfig or a master, or cloudcore runs in a pod (in-cluster). Without one (a cloudcore
+ * for tests or a demo) the PKI lives in files and no node is known.
+ */
+function kubeOf(services: Services, config: CloudCoreConfig): KubeApi | undefined {
+  const api = config.kubeAPIConfig;
+  const named =
+    api.kubeConfig !== '' || api.master !== '' || process.env.KUBERNETES_SERVICE_HOST !== undefined;
+  return named && services.has(KubeToken) ? services.get(KubeToken) : undefined;
+}
+
+/** `GET /node/{name}`: does the Node exist? (404 → no; another error throws: the cert server answers 500.) */
+async function nodeExists(kube: KubeApi, name: string): Promise<boolean> {
+  try {
+    await kube.request('GET', `/api/v1/nodes/${encodeURIComponent(name)}`);
+    return true;
+  } catch (err) {
+    if (isKernelError(err, 'EKUBE_API') && (err as { statusCode?: unknown }).statusCode === 404) return false;
+    throw err;
+  }
+}
+
 function close(server: Server): Promise<void> {
   return new Promise((resolve) => {
     server.close(() => resolve());
@@ -43,22 +70,31 @@ export default definePlugin<CloudHubConfig & ModuleConfig>({
   async start(ctx) {
     const cfg = ctx.config;
     const { log } = ctx;
-    const [{ preparePki, FilePkiStore }, { startTokenRefresh }, { createCertServer }, { createWsServer }] =
-      await Promise.all([
-        import('./pki.js'),
-        import('./token.js'),
-        import('./certserver.js'),
-        import('./server.js'),
-      ]);
+    const [
+      { preparePki, FilePkiStore },
+      { KubePkiStore },
+      { startTokenRefresh },
+      { createCertServer },
+      { createWsServer },
+    ] = await Promise.all([
+      import('./pki.js'),
+      import('./secretstore.js'),
+      import('./token.js'),
+      import('./certserver.js'),
+      import('./server.js'),
+    ]);
     const { Hub } = await import('./hub.js');
     const { hubMetrics } = await import('./metrics.js');
     const { readKubeCa } = await import('./kubeca.js');
 
     // Our addition (PKI.md): node isolation, on unless `nodeIsolation: false`.
-    const nodeIsolation = (cfg as { nodeIsolation?: unknown }).nodeIsolation !== false;
-    // KubeEdge keeps the PKI in the secrets kubeedge/{casecret,cloudcoresecret,tokensecret}; until
-    // the Secret-backed store is here they live in files beside the CA directory.
-    const store = new FilePkiStore(join(dirname(dirname(cfg.tlsCAFile)), 'secrets'));
+    const { nodeIsolation } = cfg;
+    const cloudConfig = ctx.services.get(ConfigToken).config as CloudCoreConfig;
+    const kube = kubeOf(ctx.services, cloudConfig);
+    // KubeEdge's secrets kubeedge/{casecret,cloudcoresecret,tokensecret}; without a Kubernetes API,
+    // the same secrets in files beside the CA directory.
+    const secretsDir = join(dirname(dirname(cfg.tlsCAFile)), 'secrets');
+    const store = kube ? new KubePkiStore(kube) : new FilePkiStore(secretsDir);
     const pki = await preparePki({
       store,
       files: {
@@ -73,8 +109,7 @@ export default definePlugin<CloudHubConfig & ModuleConfig>({
     });
     const token = await startTokenRefresh({ ca: pki.ca, store, refreshHours: cfg.tokenRefreshDuration, log });
 
-    const kubeConfig =
-      (ctx.services.get(ConfigToken).config as CloudCoreConfig).kubeAPIConfig?.kubeConfig ?? '';
+    const { kubeConfig } = cloudConfig.kubeAPIConfig;
     // the gauges read the hub when scraped; the hub counts in the metrics
     const metrics = hubMetrics(ctx.metrics, {
       connectedNodes: () => hub.connectedNodes,
@@ -100,8 +135,7 @@ export default definePlugin<CloudHubConfig & ModuleConfig>({
         const certServer = createCertServer({
           pki,
           edgeCertSigningDuration: cfg.edgeCertSigningDuration,
-          // Node lookups come with the Kubernetes client; until then no node is known
-          nodeExists: () => Promise.resolve(false),
+          nodeExists: (name) => (kube ? nodeExists(kube, name) : Promise.resolve(false)),
           nodeIsolation,
           log,
           onRefused: (reason) => metrics.bootstrapFailure(reason),
@@ -138,6 +172,7 @@ export default definePlugin<CloudHubConfig & ModuleConfig>({
         https: cfg.https.enable ? `${cfg.https.address}:${cfg.https.port}` : 'off',
         nodeIsolation,
         nodeLimit: cfg.nodeLimit,
+        secrets: kube ? 'kubernetes' : secretsDir,
       },
       'cloudHub started',
     );
