@@ -63,18 +63,10 @@ beforeAll(async () => {
   await mkdir(join(dir, 'cloud/ca'), { recursive: true });
   await writeFile(join(dir, 'cloud/ca/rootCA.crt'), toPem('CERTIFICATE', ca.cert));
   await writeFile(join(dir, 'cloud/ca/rootCA.key'), toPem('EC PRIVATE KEY', ca.key), { mode: 0o600 });
-  const kubeconfig = join(dir, 'kubeconfig');
-  await writeFile(
-    kubeconfig,
-    'apiVersion: v1\nkind: Config\ncurrent-context: t\ncontexts:\n- name: t\n  context: {cluster: t, user: t}\n' +
-      'clusters:\n- name: t\n  cluster:\n    server: https://127.0.0.1:6443\n',
-  );
   const wsPort = await freePort();
   const httpsPort = await freePort();
   cloudYaml = `apiVersion: cloudcore.config.kubeedge.io/v1alpha1
 kind: CloudCore
-kubeAPIConfig:
-  kubeConfig: ${kubeconfig}
 modules:
   cloudHub:
     advertiseAddress: [127.0.0.1]

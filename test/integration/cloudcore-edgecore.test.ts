@@ -5,12 +5,20 @@
  * Then the refusals (token in the wrong format, expired, of another CA), each with its message and
  * the connected edge undisturbed, and a cloudcore killed and started again: same PKI, the edge back.
  */
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, generateKeyPairSync } from 'node:crypto';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createCa, toPem, type KeyPairDer } from '../../plugins/cloudhub/pki.js';
+import { WebSocket } from 'ws';
+import { encodeMessage, newMessage, type Message } from '../../kernel/index.js';
+import {
+  CLIENT_AUTH,
+  createCa,
+  signCertificate,
+  toPem,
+  type KeyPairDer,
+} from '../../plugins/cloudhub/pki.js';
 import { createToken } from '../../plugins/cloudhub/token.js';
 import { startControlPlane, type ControlPlane } from '../peers/kube.js';
 import { cleanup, freePort, spawnPeer, tempDir, waitFor, type Peer } from '../peers/util.js';
@@ -101,6 +109,43 @@ function certServerGet(path: string, ca: Buffer): Promise<{ status: number; body
   });
 }
 
+/** The CA pair of casecret (keadm and the tests' view of the cloud's PKI). */
+async function cloudCa(): Promise<KeyPairDer> {
+  const s = await secret('casecret');
+  return { cert: der(s, 'cadata'), key: der(s, 'cakeydata') };
+}
+
+/**
+ * A websocket to cloudHub as edgeHub dials it, as `node_id` with a client certificate for `cn`;
+ * resolves with the open socket, rejects with the HTTP answer of a refusal.
+ */
+async function dial(node: string, cn: string): Promise<WebSocket> {
+  const ca = await cloudCa();
+  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const cert = await signCertificate(ca, {
+    publicKey: publicKey.export({ type: 'spki', format: 'der' }),
+    commonName: cn,
+    organization: ['system:nodes'],
+    usages: [CLIENT_AUTH],
+    validityDays: 1,
+  });
+  const ws = new WebSocket(`wss://127.0.0.1:${ports.ws}/e632aba927ea4ac2b575ec1603d56f10/${node}/events`, {
+    ca: toPem('CERTIFICATE', ca.cert),
+    cert: toPem('CERTIFICATE', cert),
+    key: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    headers: { node_id: node, project_id: 'e632aba927ea4ac2b575ec1603d56f10' },
+  });
+  return new Promise((resolve, reject) => {
+    ws.once('open', () => resolve(ws));
+    ws.once('unexpected-response', (_req, res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => reject(new Error(`HTTP ${res.statusCode}: ${body}`)));
+    });
+    ws.once('error', reject);
+  });
+}
+
 const edgeFiles = (node: string) => ({
   ca: join(dir, node, 'ca/rootCA.crt'),
   cert: join(dir, node, 'certs/server.crt'),
@@ -171,10 +216,35 @@ describe('cloudcore ⇄ edgecore processes against a real kube-apiserver', () =>
     expect(await certServerGet(`/node/${NODE}`, ca)).toEqual({ status: 200, body: 'Node founded' });
   });
 
+  it('answers k8s/ca.crt with the cluster CA of the kubeconfig; refuses a certificate for another node', async () => {
+    const ws = await dial('edge-probe', 'system:node:edge-probe');
+    const query = newMessage(
+      { source: 'metamanager', group: 'meta', operation: 'query', resource: 'k8s/ca.crt' },
+      null,
+    );
+    const reply = new Promise<Message>((resolve) =>
+      ws.on('message', (data: Buffer) => {
+        const m = JSON.parse(data.toString()) as Message;
+        if (m.header.parent_msg_id === query.header.msg_id) resolve(m);
+      }),
+    );
+    ws.send(encodeMessage(query) + '\n');
+    const answer = await reply;
+    expect(answer.route.operation).toBe('response');
+    expect(answer.content).toBe(await readFile(plane.caPath, 'utf8'));
+    ws.close();
+    await connectedIs(1, 'the probe gone, the edge still connected');
+
+    await expect(dial('edge-probe', 'system:node:edge-other')).rejects.toThrow(
+      /HTTP 403: node edge-probe: the client certificate is for CN=system:node:edge-other, expected CN=system:node:edge-probe/,
+    );
+    expect(await metric('kubeedge_cloudhub_refusals_total{reason="node-isolation"}')).toBe(1);
+    expect(await metric('kubeedge_cloudhub_connected_nodes')).toBe(1);
+  });
+
   it('refuses a token in the wrong format, an expired one and one of another CA, each with its message', async () => {
     // expired: made with the CA of casecret and a past expiry; another CA: a fresh CA's token
-    const caSecret = await secret('casecret');
-    const ca: KeyPairDer = { cert: der(caSecret, 'cadata'), key: der(caSecret, 'cakeydata') };
+    const ca = await cloudCa();
     const cases = [
       { node: 'edge-bad-format', token: 'not-a-token', code: 'EBOOTSTRAP_TOKEN_FORMAT' },
       {
