@@ -40,8 +40,9 @@ function listen(server: Server, address: string, port: number, what: string): Pr
  */
 function kubeOf(services: Services, config: CloudCoreConfig): KubeApi | undefined {
   const api = config.kubeAPIConfig;
-  const named =
-    api.kubeConfig !== '' || api.master !== '' || process.env.KUBERNETES_SERVICE_HOST !== undefined;
+  const inPod =
+    process.env.KUBERNETES_SERVICE_HOST !== undefined && process.env.KUBERNETES_SERVICE_PORT !== undefined;
+  const named = api.kubeConfig !== '' || api.master !== '' || inPod;
   return named && services.has(KubeToken) ? services.get(KubeToken) : undefined;
 }
 
