@@ -1,16 +1,18 @@
 /**
- * cloudcore ⇄ edgecore as a user runs them: both are processes (`dist/bin/*.js`), cloudcore talks
+ * cloudcore ⇄ edgecore as a user runs them (configs/README.md): both are processes (`dist/bin/*.js`)
+ * on the shipped configs (configs/cloudcore.yaml, edgecore-cloud.yaml) with free ports; cloudcore talks
  * to a real kube-apiserver as its `cloudcore` ServiceAccount and keeps its PKI in KubeEdge's
  * Secrets; the edge joins with the token read from `kubeedge/tokensecret` (as `keadm gettoken`).
  * Then the refusals (token in the wrong format, expired, of another CA), each with its message and
  * the connected edge undisturbed, and a cloudcore killed and started again: same PKI, the edge back.
  */
 import { X509Certificate, generateKeyPairSync } from 'node:crypto';
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
+import { parseDocument } from 'yaml';
 import { encodeMessage, newMessage, type Message } from '../../kernel/index.js';
 import {
   CLIENT_AUTH,
@@ -41,45 +43,49 @@ const secret = async (name: string): Promise<Secret> =>
   JSON.parse(await plane.kubectl(['get', 'secret', name, '-n', 'kubeedge', '-o', 'json'])) as Secret;
 const der = (s: Secret, key: string): Buffer => Buffer.from(s.data[key]!, 'base64');
 
-function startCloud(): Promise<Peer> {
-  return spawnPeer(
-    process.execPath,
-    [join(root, 'dist/bin/cloudcore.js'), '--config', join(dir, 'cloudcore.yaml')],
-    {
-      name: 'cloudcore',
-    },
-  );
+/**
+ * A shipped config (`configs/<name>`) with the values configs/README.md tells the user to set, plus
+ * free ports, written to `<cwd>/<name>`; its relative paths then resolve under `cwd`.
+ */
+async function shippedConfig(name: string, cwd: string, set: [string[], unknown][]): Promise<string> {
+  const doc = parseDocument(await readFile(join(root, 'configs', name), 'utf8'));
+  for (const [path, value] of set) doc.setIn(path, value);
+  await mkdir(cwd, { recursive: true });
+  const file = join(cwd, name);
+  await writeFile(file, doc.toString());
+  return file;
 }
 
-/** An edgecore process for `node` with `token`, its files in `<dir>/<node>/`. */
+async function startCloud(): Promise<Peer> {
+  const cwd = join(dir, 'cloud');
+  const file = await shippedConfig('cloudcore.yaml', cwd, [
+    [['kubeAPIConfig', 'kubeConfig'], plane.cloudcoreKubeconfigPath],
+    [['modules', 'cloudHub', 'websocket', 'port'], ports.ws],
+    [['modules', 'cloudHub', 'https', 'port'], ports.https],
+    [['kernel', 'health'], { port: ports.health }],
+  ]);
+  return spawnPeer(process.execPath, [join(root, 'dist/bin/cloudcore.js'), '--config', file], {
+    name: 'cloudcore',
+    cwd,
+  });
+}
+
+/** An edgecore process for `node` with `token` (configs/edgecore-cloud.yaml), its files in `<dir>/<node>/`. */
 async function startEdge(node: string, token: string): Promise<Peer> {
-  const home = join(dir, node);
-  const file = join(dir, `${node}.yaml`);
-  await writeFile(
-    file,
-    `apiVersion: edgecore.config.kubeedge.io/v1alpha2
-kind: EdgeCore
-database:
-  dataSource: ${join(home, 'edgecore.db')}
-modules:
-  edged: {enable: false, hostnameOverride: ${node}}
-  eventBus: {enable: false}
-  deviceTwin: {enable: false}
-  metaManager: {enable: true, metaServer: {enable: false}}
-  edgeHub:
-    enable: true
-    heartbeat: 2
-    httpServer: https://127.0.0.1:${ports.https}
-    token: "${token}"
-    tlsCaFile: ${join(home, 'ca/rootCA.crt')}
-    tlsCertFile: ${join(home, 'certs/server.crt')}
-    tlsPrivateKeyFile: ${join(home, 'certs/server.key')}
-    websocket: {enable: true, server: "127.0.0.1:${ports.ws}"}
-kernel:
-  health: {enable: false}
-`,
-  );
-  return spawnPeer(process.execPath, [join(root, 'dist/bin/edgecore.js'), '--config', file], { name: node });
+  const cwd = join(dir, node);
+  const file = await shippedConfig('edgecore-cloud.yaml', cwd, [
+    [['modules', 'edgeHub', 'token'], token],
+    [['modules', 'edgeHub', 'heartbeat'], 2],
+    [['modules', 'edgeHub', 'httpServer'], `https://127.0.0.1:${ports.https}`],
+    [['modules', 'edgeHub', 'websocket', 'server'], `127.0.0.1:${ports.ws}`],
+    [['modules', 'edged', 'hostnameOverride'], node],
+    [['modules', 'metaManager', 'metaServer', 'enable'], false],
+    [['kernel', 'health'], { enable: false }],
+  ]);
+  return spawnPeer(process.execPath, [join(root, 'dist/bin/edgecore.js'), '--config', file], {
+    name: node,
+    cwd,
+  });
 }
 
 async function metric(name: string): Promise<number | undefined> {
@@ -147,32 +153,15 @@ async function dial(node: string, cn: string): Promise<WebSocket> {
 }
 
 const edgeFiles = (node: string) => ({
-  ca: join(dir, node, 'ca/rootCA.crt'),
-  cert: join(dir, node, 'certs/server.crt'),
-  key: join(dir, node, 'certs/server.key'),
+  ca: join(dir, node, '.kubeedge/edge/ca/rootCA.crt'),
+  cert: join(dir, node, '.kubeedge/edge/certs/server.crt'),
+  key: join(dir, node, '.kubeedge/edge/certs/server.key'),
 });
 
 beforeAll(async () => {
   plane = await startControlPlane();
   dir = await tempDir('cloudcore-edgecore');
   for (const k of Object.keys(ports) as (keyof typeof ports)[]) ports[k] = await freePort();
-  const cloudYaml = `apiVersion: cloudcore.config.kubeedge.io/v1alpha1
-kind: CloudCore
-kubeAPIConfig:
-  kubeConfig: ${plane.cloudcoreKubeconfigPath}
-modules:
-  cloudHub:
-    advertiseAddress: [127.0.0.1]
-    tlsCAFile: ${join(dir, 'cloud/ca/rootCA.crt')}
-    tlsCAKeyFile: ${join(dir, 'cloud/ca/rootCA.key')}
-    tlsCertFile: ${join(dir, 'cloud/certs/server.crt')}
-    tlsPrivateKeyFile: ${join(dir, 'cloud/certs/server.key')}
-    websocket: {enable: true, address: 127.0.0.1, port: ${ports.ws}}
-    https: {enable: true, address: 127.0.0.1, port: ${ports.https}}
-kernel:
-  health: {port: ${ports.health}}
-`;
-  await writeFile(join(dir, 'cloudcore.yaml'), cloudYaml);
   cloud = await startCloud();
   await waitFor(() => cloud.output().includes('"kernel ready"'), {
     timeoutMs: 60_000,
@@ -203,6 +192,10 @@ describe('cloudcore ⇄ edgecore processes against a real kube-apiserver', () =>
     expect(Object.keys(server.data).sort()).toEqual(['cloudcoredata', 'cloudcorekeydata']);
     expect(Object.keys(tok.data)).toEqual(['tokendata']);
     expect(cert.checkIssued(new X509Certificate(der(ca, 'cadata')))).toBe(true);
+    // kept in Kubernetes, not in files beside the CA directory
+    await expect(stat(join(dir, 'cloud/.kubeedge/secrets'))).rejects.toThrow(/ENOENT/);
+    // the token, a credential, is cleared from the edge's config file after the bootstrap
+    expect(await readFile(join(dir, NODE, 'edgecore-cloud.yaml'), 'utf8')).toMatch(/^ {4}token: ""$/m);
     // the edge keeps the CA it was served: the CA of casecret
     expect(new X509Certificate(await readFile(files.ca)).raw.equals(der(ca, 'cadata'))).toBe(true);
   });
