@@ -44,8 +44,8 @@ export function provideKernelServices(
     services.provide(DatabaseToken, { factory: () => (db = openDatabase(source, options)) });
   }
   let kube: KubeApi | undefined;
-  if (deps.config.kind === 'cloudcore') {
-    const { kubeAPIConfig } = deps.config.config as CloudCoreConfig;
+  const kubeAPIConfig = clusterOf(deps.config);
+  if (kubeAPIConfig) {
     services.provide(KubeToken, { factory: () => (kube = createKubeApi(kubeAPIConfig, deps.log)) });
   }
   return () => {
@@ -63,4 +63,17 @@ export function provideKernelServices(
 export function nodeName(services: Services): string {
   const config = services.get(ConfigToken).config as { modules?: { edged?: { hostnameOverride?: string } } };
   return config.modules?.edged?.hostnameOverride ?? '';
+}
+
+/**
+ * The cluster a cloudcore config names: `kubeAPIConfig.kubeConfig` or `master`, or the pod's own
+ * cluster (in-cluster, as client-go detects it). None for edgecore, or for a cloudcore without one
+ * (a demo or a test: its plugins then keep their state in files).
+ */
+function clusterOf(loaded: LoadedConfig): CloudCoreConfig['kubeAPIConfig'] | undefined {
+  if (loaded.kind !== 'cloudcore') return undefined;
+  const api = (loaded.config as CloudCoreConfig).kubeAPIConfig;
+  const inPod =
+    process.env.KUBERNETES_SERVICE_HOST !== undefined && process.env.KUBERNETES_SERVICE_PORT !== undefined;
+  return api.kubeConfig !== '' || api.master !== '' || inPod ? api : undefined;
 }

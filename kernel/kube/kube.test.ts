@@ -123,6 +123,13 @@ describe('KubeToken registration', () => {
     release();
   });
 
+  it('is not provided for a cloudcore that names no cluster', () => {
+    const none = new ServiceRegistry();
+    const kubeAPIConfig = { master: '', contentType: '', qps: 0, burst: 0, kubeConfig: '' };
+    provideKernelServices(none, deps('cloudcore', { kubeAPIConfig }))();
+    expect(none.has(KubeToken)).toBe(false);
+  });
+
   it('names the kubeconfig field when the file cannot be loaded', async () => {
     const kube = createKubeApi(
       { master: '', contentType: '', qps: 0, burst: 0, kubeConfig: '/nonexistent/kubeconfig' },

@@ -15,7 +15,6 @@ import {
   type CloudCoreConfig,
   type KubeApi,
   type ModuleConfig,
-  type Services,
 } from '../../kernel/index.js';
 import type { CloudHubConfig } from './config.js';
 import { CloudHubGroup, CloudHubModuleName } from './dispatch.js';
@@ -31,19 +30,6 @@ function listen(server: Server, address: string, port: number, what: string): Pr
       resolve();
     });
   });
-}
-
-/**
- * The Kubernetes API when cloudcore has one: the kernel provides `KubeToken` and `kubeAPIConfig`
- * names a kubeconfig or a master, or cloudcore runs in a pod (in-cluster). Without one (a cloudcore
- * for tests or a demo) the PKI lives in files and no node is known.
- */
-function kubeOf(services: Services, config: CloudCoreConfig): KubeApi | undefined {
-  const api = config.kubeAPIConfig;
-  const inPod =
-    process.env.KUBERNETES_SERVICE_HOST !== undefined && process.env.KUBERNETES_SERVICE_PORT !== undefined;
-  const named = api.kubeConfig !== '' || api.master !== '' || inPod;
-  return named && services.has(KubeToken) ? services.get(KubeToken) : undefined;
 }
 
 /** `GET /node/{name}`: does the Node exist? (404 → no; another error throws: the cert server answers 500.) */
@@ -91,7 +77,7 @@ export default definePlugin<CloudHubConfig & ModuleConfig>({
     // Our addition (PKI.md): node isolation, on unless `nodeIsolation: false`.
     const { nodeIsolation } = cfg;
     const cloudConfig = ctx.services.get(ConfigToken).config as CloudCoreConfig;
-    const kube = kubeOf(ctx.services, cloudConfig);
+    const kube = ctx.services.has(KubeToken) ? ctx.services.get(KubeToken) : undefined;
     // KubeEdge's secrets kubeedge/{casecret,cloudcoresecret,tokensecret}; without a Kubernetes API,
     // the same secrets in files beside the CA directory.
     const secretsDir = join(dirname(dirname(cfg.tlsCAFile)), 'secrets');
