@@ -64,4 +64,5 @@ export const edgeRegistry: readonly PluginEntry[] = [
 
 export const cloudRegistry: readonly PluginEntry[] = [
   { configKey: 'cloudHub', specifier: pluginSpecifier(import.meta.url, './cloudhub/index') },
+  { configKey: 'edgeController', specifier: pluginSpecifier(import.meta.url, './edgecontroller/index') },
 ];

@@ -160,6 +160,7 @@ beforeAll(async () => {
   const yaml = `apiVersion: cloudcore.config.kubeedge.io/v1alpha1
 kind: CloudCore
 modules:
+  edgeController: {enable: false}
   cloudHub:
     keepaliveInterval: ${KEEPALIVE_S}
     nodeLimit: ${NODE_LIMIT}

@@ -68,6 +68,7 @@ beforeAll(async () => {
   cloudYaml = `apiVersion: cloudcore.config.kubeedge.io/v1alpha1
 kind: CloudCore
 modules:
+  edgeController: {enable: false}
   cloudHub:
     advertiseAddress: [127.0.0.1]
     tlsCAFile: ${join(dir, 'cloud/ca/rootCA.crt')}

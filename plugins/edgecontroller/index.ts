@@ -1,0 +1,68 @@
+/**
+ * edgeController (KubeEdge's `edgecontroller` module, group `edgecontroller`) of cloudcore: the
+ * edges' requests (node registration and status, leases, pod status and deletion, remote queries)
+ * become Kubernetes requests answered through cloudHub; edge Nodes, the Pods bound to them and the
+ * ConfigMaps/Secrets those pods use are pushed to their node. See README.md.
+ */
+import {
+  ConfigToken,
+  KubeToken,
+  definePlugin,
+  errorText,
+  localIP,
+  type CloudCoreConfig,
+  type ModuleConfig,
+} from '../../kernel/index.js';
+import { EdgeControllerModuleName } from '../../protocol/index.js';
+import type { EdgeControllerConfig } from './config.js';
+import { CloudHubModule, EdgeControllerGroup } from './messages.js';
+
+export default definePlugin<EdgeControllerConfig & ModuleConfig>({
+  name: EdgeControllerModuleName,
+  group: EdgeControllerGroup,
+  configKey: 'edgeController',
+  requires: [KubeToken],
+  // API requests run side by side (KubeEdge runs a pool of workers per message type)
+  concurrency: 64,
+  async start(ctx) {
+    const [{ Upstream }, { Downstream }, { edgeControllerMetrics }] = await Promise.all([
+      import('./upstream.js'),
+      import('./downstream.js'),
+      import('./metrics.js'),
+    ]);
+    const kube = ctx.services.get(KubeToken);
+    const file = ctx.services.get(ConfigToken).config as CloudCoreConfig;
+    const hub = file.modules.cloudHub as { advertiseAddress?: string[] } | undefined;
+    const metrics = edgeControllerMetrics(ctx.metrics);
+    const send = (msg: Parameters<typeof ctx.send>[1]): Promise<void> => ctx.send(CloudHubModule, msg);
+    const upstream = new Upstream({
+      kube,
+      log: ctx.log,
+      send,
+      cloudcoreIP: hub?.advertiseAddress?.find((a) => a !== '') ?? localIP(),
+      nodeUpdateMs: ctx.config.nodeUpdateFrequency * 1000,
+      dropped: (reason) => metrics.dropped('upstream', reason),
+    });
+    const downstream = new Downstream({
+      kube,
+      log: ctx.log,
+      signal: ctx.signal,
+      send,
+      dropped: (reason) => metrics.dropped('downstream', reason),
+    });
+    // the informers list and watch in the background (an API server not there yet is retried)
+    downstream.start().then(
+      () => ctx.log.info('edgeController: edge nodes, pods, configmaps and secrets watched'),
+      (err: unknown) => {
+        if (!ctx.signal.aborted)
+          ctx.log.error({ err: errorText(err) }, 'edgeController: the informers cannot start');
+      },
+    );
+    return {
+      onMessage: (msg) => upstream.handle(msg),
+      stop() {
+        downstream.stop();
+      },
+    };
+  },
+});

@@ -1,0 +1,361 @@
+/**
+ * edgeController's upstream half (KubeEdge's UpstreamController, wire §5.0.1): what an edge sends
+ * becomes a Kubernetes request, and the edge's waiting request gets its answer through cloudHub
+ * (`response`, parent = the edge's message id, the resource as it came).
+ */
+import type { V1Lease, V1Node, V1NodeCondition, V1NodeStatus, V1Pod } from '@kubernetes/client-node';
+import {
+  KubeApiError,
+  Operation,
+  contentJson,
+  errorText,
+  type KubeApi,
+  type Logger,
+  type Message,
+} from '../../kernel/index.js';
+import {
+  errStatus,
+  isNotFound,
+  parseInternal,
+  toNode,
+  withMeta,
+  type InternalResource,
+  type ObjectResp,
+} from './messages.js';
+
+const SMP = 'application/strategic-merge-patch+json';
+const MERGE = 'application/merge-patch+json';
+const OK = 'OK';
+
+export interface UpstreamOptions {
+  kube: KubeApi;
+  log: Logger;
+  /** Hands a reply to cloudHub. */
+  send(msg: Message): Promise<void>;
+  /** The `cloudcore` annotation of registered nodes. */
+  cloudcoreIP: string;
+  /** nodeUpdateFrequency, in ms (legacy node status: heartbeats older than this are bumped). */
+  nodeUpdateMs: number;
+  /** A message not handled: one log line, counted by reason. */
+  dropped(reason: string): void;
+}
+
+type Reply = { content: unknown; resourceVersion?: string; resource?: string };
+type Handler = (msg: Message, r: InternalResource) => Promise<Reply | undefined>;
+
+const encode = encodeURIComponent;
+const nodePath = (name: string): string => `/api/v1/nodes/${encode(name)}`;
+const podPath = (ns: string, name: string): string => `/api/v1/namespaces/${encode(ns)}/pods/${encode(name)}`;
+const leasePath = (ns: string, name = ''): string =>
+  `/apis/coordination.k8s.io/v1/namespaces/${encode(ns)}/leases${name ? `/${encode(name)}` : ''}`;
+
+/** Labels the cloud applies after create (registerNode): prefix `kubernetes.io` or `*.kubernetes.io`. */
+function isKubernetesLabel(key: string): boolean {
+  const slash = key.indexOf('/');
+  if (slash < 0) return false;
+  const prefix = key.slice(0, slash);
+  return prefix === 'kubernetes.io' || prefix.endsWith('.kubernetes.io');
+}
+
+export class Upstream {
+  private readonly handlers: Record<string, Partial<Record<string, Handler>>>;
+
+  constructor(private readonly o: UpstreamOptions) {
+    this.handlers = {
+      node: {
+        insert: (m, r) => this.registerNode(m, r),
+        query: (_m, r) => this.queryNode(r),
+        update: (m, r) => this.updateNode(m, r),
+      },
+      nodepatch: { patch: (m, r) => this.patchNode(m, r) },
+      nodestatus: {
+        insert: (m, r) => this.legacyRegister(m, r),
+        update: (m, r) => this.legacyNodeStatus(m, r),
+      },
+      lease: {
+        query: (_m, r) => this.queryLease(r),
+        insert: (m, r) => this.writeLease('POST', m, r),
+        update: (m, r) => this.writeLease('PUT', m, r),
+      },
+      podpatch: { patch: (m, r) => this.patchPod(m, r) },
+      pod: { delete: (m, r) => this.deletePod(m, r) },
+      configmap: { query: (_m, r) => this.queryObject(r, 'ConfigMap', 'configmaps') },
+      secret: { query: (_m, r) => this.queryObject(r, 'Secret', 'secrets') },
+    };
+  }
+
+  /** One message from an edge (resource `node/<id>/...`, as cloudHub hands it on). */
+  async handle(msg: Message): Promise<void> {
+    const { operation = '', resource = '' } = msg.route;
+    const r = parseInternal(resource);
+    if (r === undefined) {
+      this.drop(
+        msg,
+        'bad-resource',
+        'upstream message dropped: resource is not node/<id>/<ns>/<type>[/<name>]',
+      );
+      return;
+    }
+    const handler = this.handlers[r.type]?.[operation];
+    if (handler === undefined) {
+      this.drop(msg, 'unsupported', 'upstream message dropped: resource type and operation not handled');
+      return;
+    }
+    let reply: Reply | undefined;
+    try {
+      reply = await handler(msg, r);
+    } catch (err) {
+      // a malformed content (or a request that failed where no reply is defined)
+      this.drop(msg, 'failed', 'upstream message failed', err);
+      return;
+    }
+    if (reply === undefined) return;
+    const resource2 = reply.resource ?? `${r.namespace}/${r.type}/${r.name}`;
+    await this.o
+      .send(
+        toNode(r.node, Operation.response, resource2, reply.content, {
+          parentId: msg.header.msg_id,
+          resourceVersion: reply.resourceVersion,
+        }),
+      )
+      .catch((err: unknown) => this.drop(msg, 'reply-undeliverable', 'reply not handed to cloudHub', err));
+  }
+
+  private drop(msg: Message, reason: string, text: string, err?: unknown): void {
+    this.o.dropped(reason);
+    this.o.log.warn(
+      {
+        reason,
+        resource: msg.route.resource,
+        operation: msg.route.operation,
+        source: msg.route.source,
+        ...(err === undefined ? {} : { err: errorText(err) }),
+      },
+      text,
+    );
+  }
+
+  /** An `ObjectResp` reply: the object, or `Err` with the failure's ErrStatus. */
+  private async objectResp<T extends { metadata?: { resourceVersion?: string } }>(
+    run: () => Promise<T>,
+    details?: { name?: string; group?: string; kind?: string },
+  ): Promise<Reply> {
+    try {
+      const obj = await run();
+      const content: ObjectResp = { Object: obj, Err: null };
+      return { content, resourceVersion: obj.metadata?.resourceVersion };
+    } catch (err) {
+      if (!(err instanceof KubeApiError)) throw err;
+      const content: ObjectResp = { Object: null, Err: errStatus(err, details) };
+      return { content };
+    }
+  }
+
+  // ---- nodes (§5.2, §5.3)
+
+  /** registerNode: create without the kubernetes.io labels, apply them with a merge patch, annotate. */
+  private createNode(node: V1Node, name: string): Promise<V1Node> {
+    return (async () => {
+      const labels = node.metadata?.labels ?? {};
+      const later = Object.fromEntries(Object.entries(labels).filter(([k]) => isKubernetesLabel(k)));
+      const first = Object.fromEntries(Object.entries(labels).filter(([k]) => !isKubernetesLabel(k)));
+      const body: V1Node = {
+        ...node,
+        apiVersion: 'v1',
+        kind: 'Node',
+        metadata: {
+          ...node.metadata,
+          name,
+          labels: first,
+          annotations: { ...node.metadata?.annotations, cloudcore: this.o.cloudcoreIP },
+        },
+      };
+      const created = await this.o.kube.request<V1Node>('POST', '/api/v1/nodes', body);
+      if (Object.keys(later).length === 0) return created;
+      return this.o.kube.request<V1Node>(
+        'PATCH',
+        nodePath(name),
+        { metadata: { labels: later } },
+        {
+          contentType: MERGE,
+        },
+      );
+    })();
+  }
+
+  private registerNode(msg: Message, r: InternalResource): Promise<Reply> {
+    const node = contentJson<V1Node>(msg);
+    // the reply carries no resourceversion (recorded session)
+    return this.objectResp(() => this.createNode(node, r.name), { name: r.name, kind: 'nodes' }).then(
+      (reply) => ({ content: reply.content }),
+    );
+  }
+
+  private async queryNode(r: InternalResource): Promise<Reply> {
+    try {
+      const node = await this.o.kube.request<V1Node>('GET', nodePath(r.name));
+      return { content: withMeta(node, 'Node', 'v1') };
+    } catch (err) {
+      if (!(err instanceof KubeApiError)) throw err;
+      return { content: errStatus(err, { name: r.name, kind: 'nodes' }) };
+    }
+  }
+
+  /** The edge's Node object: only its labels and annotations are merged into the cloud's. */
+  private async updateNode(msg: Message, r: InternalResource): Promise<Reply> {
+    const node = contentJson<V1Node>(msg);
+    const metadata = { labels: node.metadata?.labels ?? {}, annotations: node.metadata?.annotations ?? {} };
+    try {
+      const updated = await this.o.kube.request<V1Node>(
+        'PATCH',
+        nodePath(r.name),
+        { metadata },
+        {
+          contentType: SMP,
+        },
+      );
+      return { content: OK, resourceVersion: updated.metadata?.resourceVersion };
+    } catch (err) {
+      if (!(err instanceof KubeApiError)) throw err;
+      return { content: errStatus(err, { name: r.name, kind: 'nodes' }) };
+    }
+  }
+
+  private patchNode(msg: Message, r: InternalResource): Promise<Reply> {
+    const patch = patchText(msg);
+    return this.objectResp(
+      () => this.o.kube.request<V1Node>('PATCH', `${nodePath(r.name)}/status`, patch, { contentType: SMP }),
+      { name: r.name, kind: 'nodes' },
+    );
+  }
+
+  /** Legacy `nodestatus` insert: register the node if absent; "OK" or an error string. */
+  private async legacyRegister(msg: Message, r: InternalResource): Promise<Reply> {
+    const node = contentJson<V1Node>(msg);
+    try {
+      await this.o.kube.request<V1Node>('GET', nodePath(r.name));
+    } catch (err) {
+      if (!isNotFound(err)) return { content: errorText(err) };
+      try {
+        await this.createNode(node, r.name);
+      } catch (err2) {
+        return { content: errorText(err2) };
+      }
+    }
+    return { content: OK };
+  }
+
+  /** Legacy `nodestatus` update (NodeStatusRequest): UpdateStatus, stale heartbeats bumped. */
+  private async legacyNodeStatus(msg: Message, r: InternalResource): Promise<Reply> {
+    const req = contentJson<{ UID?: string; Status?: V1NodeStatus }>(msg);
+    if (req === null || typeof req !== 'object' || req.Status === undefined) {
+      throw new Error('content: expected a NodeStatusRequest {"UID","Status","ExtendResources"}');
+    }
+    const resource = `${r.namespace}/node/${r.name}`;
+    try {
+      const node = await this.o.kube.request<V1Node>('GET', nodePath(r.name));
+      const now = new Date();
+      const stale = now.getTime() - this.o.nodeUpdateMs;
+      const conditions = (req.Status.conditions ?? []).map((c): V1NodeCondition => {
+        const beat = c.lastHeartbeatTime ? new Date(c.lastHeartbeatTime).getTime() : 0;
+        return beat < stale ? { ...c, lastHeartbeatTime: now } : c;
+      });
+      const updated = await this.o.kube.request<V1Node>('PUT', `${nodePath(r.name)}/status`, {
+        ...node,
+        status: { ...req.Status, conditions },
+      });
+      return { content: OK, resourceVersion: updated.metadata?.resourceVersion, resource };
+    } catch (err) {
+      if (!(err instanceof KubeApiError)) throw err;
+      return { content: errStatus(err, { name: r.name, kind: 'nodes' }), resource };
+    }
+  }
+
+  // ---- leases (§5.3)
+
+  private queryLease(r: InternalResource): Promise<Reply> {
+    return this.objectResp(() => this.o.kube.request<V1Lease>('GET', leasePath(r.namespace, r.name)), {
+      name: r.name,
+      group: 'coordination.k8s.io',
+      kind: 'lease',
+    });
+  }
+
+  private writeLease(method: 'POST' | 'PUT', msg: Message, r: InternalResource): Promise<Reply> {
+    const lease = withMeta(contentJson<V1Lease>(msg), 'Lease', 'coordination.k8s.io/v1');
+    const path = method === 'POST' ? leasePath(r.namespace) : leasePath(r.namespace, r.name);
+    return this.objectResp(() => this.o.kube.request<V1Lease>(method, path, lease), {
+      name: r.name,
+      group: 'coordination.k8s.io',
+      kind: 'lease',
+    });
+  }
+
+  // ---- pods (§5.6)
+
+  private patchPod(msg: Message, r: InternalResource): Promise<Reply> {
+    const patch = patchText(msg);
+    return this.objectResp(
+      () =>
+        this.o.kube.request<V1Pod>('PATCH', `${podPath(r.namespace, r.name)}/status`, patch, {
+          contentType: SMP,
+        }),
+      { name: r.name, kind: 'pods' },
+    );
+  }
+
+  /**
+   * The edge finished a graceful deletion: delete with its DeleteOptions (a string content is the
+   * legacy bare UID: grace 0, UID precondition). A pod already gone or replaced (UID precondition
+   * failed) is "OK" too.
+   */
+  private async deletePod(msg: Message, r: InternalResource): Promise<Reply> {
+    const options =
+      typeof msg.content === 'string'
+        ? { gracePeriodSeconds: 0, preconditions: { uid: msg.content } }
+        : contentJson<Record<string, unknown>>(msg);
+    if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+      throw new Error('content: expected DeleteOptions (an object) or a pod UID (a string)');
+    }
+    try {
+      await this.o.kube.request('DELETE', podPath(r.namespace, r.name), {
+        kind: 'DeleteOptions',
+        apiVersion: 'v1',
+        ...options,
+      });
+    } catch (err) {
+      if (!(err instanceof KubeApiError)) throw err;
+      if (err.statusCode !== 404 && err.statusCode !== 409) {
+        return { content: errStatus(err, { name: r.name, kind: 'pods' }) };
+      }
+    }
+    return { content: OK };
+  }
+
+  // ---- remote queries (§5.8)
+
+  /** A configmap or secret: the object (ACK-mode at cloudHub), or its ErrStatus. */
+  private async queryObject(r: InternalResource, kind: string, plural: string): Promise<Reply> {
+    try {
+      const obj = await this.o.kube.request<{ metadata?: { resourceVersion?: string } }>(
+        'GET',
+        `/api/v1/namespaces/${encode(r.namespace)}/${plural}/${encode(r.name)}`,
+      );
+      return { content: withMeta(obj, kind, 'v1'), resourceVersion: obj.metadata?.resourceVersion };
+    } catch (err) {
+      if (!(err instanceof KubeApiError)) throw err;
+      return { content: errStatus(err, { name: r.name, kind: kind.toLowerCase() }) };
+    }
+  }
+}
+
+/** A patch arrives as a JSON string (or bytes); an object is taken as the patch itself. */
+function patchText(msg: Message): string {
+  const c = msg.content;
+  if (typeof c === 'string') {
+    JSON.parse(c); // a malformed patch is refused here, not sent to the API server
+    return c;
+  }
+  if (c !== null && typeof c === 'object') return JSON.stringify(contentJson(msg));
+  throw new Error('content: expected a patch document (a JSON string)');
+}
