@@ -112,6 +112,10 @@ describe('ACK mode (§6.1)', () => {
     expect(ack({ ...ec, operation: 'response', resource: 'node/e/default/configmap/c' })).toBe(true);
     expect(ack({ ...ec, operation: 'response', resource: 'node/e/default/pod/p' })).toBe(false);
     expect(ack({ ...ec, operation: 'response', resource: 'node/e/default/secret/s' }, 'OK')).toBe(false);
+    const notFound = { ErrStatus: { status: 'Failure', reason: 'NotFound', code: 404 } };
+    expect(ack({ ...ec, operation: 'response', resource: 'node/e/default/configmap/c' }, notFound)).toBe(
+      false,
+    );
     expect(ack({ ...ec, operation: 'response', resource: 'node/e/kube-node-lease/lease/e' })).toBe(false);
     expect(ack({ ...ec, operation: 'response', resource: 'node/e/default/serviceaccounttoken/t' })).toBe(
       false,

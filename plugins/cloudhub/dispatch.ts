@@ -112,6 +112,11 @@ const EDGECONTROLLER_NO_ACK_TYPES = new Set([
   'certificatesigningrequest',
 ]);
 
+/** An error reply's content: `{"ErrStatus": ...}` (wire §2.4). */
+function isErrStatus(content: unknown): boolean {
+  return content !== null && typeof content === 'object' && 'ErrStatus' in content;
+}
+
 /** `noAckRequired` (§6.1) on the cloud-internal message (resource still `node/<id>/...`). */
 export function needsAck(msg: Message): boolean {
   const { resource = '', operation = '', group = '', source = '' } = msg.route;
@@ -126,7 +131,8 @@ export function needsAck(msg: Message): boolean {
   if (VOLUME_OPERATIONS.has(operation) || operation === 'applicationResponse') return false;
   if (group === UserGroup) return false;
   if (source === 'taskmanager' || source === 'nodeupgradejobcontroller') return false;
-  if (operation === Operation.response && msg.content === 'OK') return false;
+  // row 10: "OK", or an error reply (a Go error value in KubeEdge; here its ErrStatus object)
+  if (operation === Operation.response && (msg.content === 'OK' || isErrStatus(msg.content))) return false;
   if (source === EdgeControllerModuleName) {
     const type = resourceType(resource);
     if (type === 'node' && operation !== Operation.update) return false;
