@@ -76,8 +76,13 @@ export function errStatus(
   details?: { name?: string; group?: string; kind?: string },
 ): ErrStatus {
   if (err instanceof KubeApiError && err.statusCode > 0) {
-    // KubeApiError's message is "<METHOD> <path>: <code> <Status message>"
-    const message = err.message.replace(/^\S+ \S+: \d+ /, '');
+    // KubeEdge answers NotFound with apimachinery's NewNotFound of its own resource names
+    // (`lease.coordination.k8s.io "edge-1" not found`, recorded); else the API server's message
+    // (KubeApiError's message is "<METHOD> <path>: <code> <Status message>").
+    const message =
+      err.statusCode === 404 && details?.kind !== undefined
+        ? `${details.group ? `${details.kind}.${details.group}` : details.kind} "${details.name ?? ''}" not found`
+        : err.message.replace(/^\S+ \S+: \d+ /, '');
     return {
       ErrStatus: {
         metadata: {},

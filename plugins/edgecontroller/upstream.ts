@@ -353,7 +353,13 @@ export class Upstream {
 function patchText(msg: Message): string {
   const c = msg.content;
   if (typeof c === 'string') {
-    JSON.parse(c); // a malformed patch is refused here, not sent to the API server
+    try {
+      JSON.parse(c); // a malformed patch is refused here, not sent to the API server
+    } catch {
+      throw new Error(
+        `content: expected a patch document as a JSON string, got ${JSON.stringify(c.slice(0, 80))}`,
+      );
+    }
     return c;
   }
   if (c !== null && typeof c === 'object') return JSON.stringify(contentJson(msg));

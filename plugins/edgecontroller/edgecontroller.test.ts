@@ -1,0 +1,271 @@
+/**
+ * edgeController against a real kube-apiserver (test/peers/kube.ts), a probe module playing
+ * cloudHub: the recorded v1.23.1 session's edge requests (node registration, lease, node and pod
+ * status, pod deletion, configmap queries) get the recorded reply shapes with the edge's message id
+ * as parent, and what changes in the API reaches the probe addressed to the one edge node concerned.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../kernel/config/index.js';
+import { Kernel } from '../../kernel/kernel.js';
+import { createLogger, type LogLevel } from '../../kernel/log.js';
+import { newMessage, type Message } from '../../kernel/index.js';
+import { findRecorded } from '../../test/helpers/recorded.js';
+import { startControlPlane, type ControlPlane } from '../../test/peers/kube.js';
+import { cleanup, waitFor } from '../../test/peers/util.js';
+import { cloudLayout, cloudRegistry } from '../registry.js';
+
+const NODE = 'edge-rec';
+const logger = createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as LogLevel);
+
+/* eslint-disable @typescript-eslint/no-explicit-any -- API objects and wire contents are inspected loosely */
+let cp: ControlPlane;
+let kernel: Kernel;
+const atHub: Message[] = [];
+
+/** A recorded edge request, for node NODE, with a fresh id and cloudHub's `node/<id>/` prefix. */
+function fromEdge(pred: (m: Message) => boolean, content?: unknown): Message {
+  const rec = findRecorded('edge->cloud', pred);
+  const resource = (rec.route.resource ?? '').replaceAll('edge-1', NODE);
+  const body =
+    content === undefined ? JSON.parse(JSON.stringify(rec.content).replaceAll('edge-1', NODE)) : content;
+  return newMessage({ ...rec.route, resource: `node/${NODE}/${resource}` }, body);
+}
+
+const edgeMsg = (operation: string, resource: string, content: unknown): Message =>
+  newMessage({ source: 'edged', group: 'meta', operation, resource: `node/${NODE}/${resource}` }, content);
+
+async function ask(msg: Message): Promise<Message> {
+  await kernel.bus.send('edgecontroller', msg);
+  let reply: Message | undefined;
+  await waitFor(
+    () => (reply = atHub.find((m) => m.header.parent_msg_id === msg.header.msg_id)) !== undefined,
+    {
+      what: `the reply to ${msg.route.operation} ${msg.route.resource}`,
+      timeoutMs: 15_000,
+      intervalMs: 20,
+    },
+  );
+  return reply!;
+}
+
+/** The first pushed message (no parent) matching. */
+async function pushed(pred: (m: Message) => boolean, what: string): Promise<Message> {
+  let hit: Message | undefined;
+  await waitFor(() => (hit = atHub.find((m) => !m.header.parent_msg_id && pred(m))) !== undefined, {
+    what,
+    timeoutMs: 15_000,
+    intervalMs: 20,
+  });
+  return hit!;
+}
+
+beforeAll(async () => {
+  cp = await startControlPlane();
+  await cp.kubectl(['create', 'serviceaccount', 'default', '-n', 'default']);
+  const yaml = `apiVersion: cloudcore.config.kubeedge.io/v1alpha1
+kind: CloudCore
+kubeAPIConfig:
+  kubeConfig: ${cp.cloudcoreKubeconfigPath}
+modules:
+  cloudHub: {enable: false, advertiseAddress: [192.0.2.2]}
+  edgeController: {enable: true}
+`;
+  kernel = new Kernel({
+    config: parseConfig(cloudLayout, yaml, 'cloudcore.yaml'),
+    registry: cloudRegistry,
+    logger,
+  });
+  kernel.bus.addModule('cloudhub', 'cloudhub').attach(
+    (m) => void atHub.push(m),
+    () => undefined,
+  );
+  await kernel.start();
+}, 300_000);
+
+afterAll(async () => {
+  await kernel?.stop();
+  await cp?.stop();
+  await cleanup();
+}, 60_000);
+
+describe('edgeController (real kube-apiserver, a probe as cloudHub)', () => {
+  it('registers the node as the recorded session shows, answers leases and node status, pushes the node', async () => {
+    const insert = fromEdge((m) => m.route.operation === 'insert' && m.route.resource === 'null/node/edge-1');
+    const reply = await ask(insert);
+    expect(reply.route).toEqual({
+      source: 'edgecontroller',
+      group: 'resource',
+      operation: 'response',
+      resource: `node/${NODE}/null/node/${NODE}`,
+    });
+    expect(reply.header.resourceversion).toBeUndefined();
+    const content = reply.content as any;
+    expect(content.Err).toBeNull();
+    expect(content.Object.metadata.labels).toEqual((insert.content as any).metadata.labels);
+    expect(content.Object.metadata.annotations.cloudcore).toBe('192.0.2.2');
+    const node = JSON.parse(await cp.kubectl(['get', 'node', NODE, '-o', 'json']));
+    expect(node.metadata.labels['node-role.kubernetes.io/edge']).toBe('');
+
+    // a second registration: Err AlreadyExists, Object null
+    const again = (
+      await ask(fromEdge((m) => m.route.operation === 'insert' && m.route.resource === 'null/node/edge-1'))
+    ).content as any;
+    expect(again.Object).toBeNull();
+    expect(again.Err.ErrStatus).toMatchObject({ status: 'Failure', reason: 'AlreadyExists', code: 409 });
+
+    // the edge node is pushed to its node (ACK-mode update with its resourceVersion)
+    const push = await pushed(
+      (m) => m.route.resource === `node/${NODE}/null/node/${NODE}`,
+      'the node pushed',
+    );
+    expect(push.route).toMatchObject({ source: 'edgecontroller', group: 'resource', operation: 'update' });
+    expect(push.header.resourceversion).toBe((push.content as any).metadata.resourceVersion);
+    expect(push.content).toMatchObject({ kind: 'Node', apiVersion: 'v1' });
+
+    // lease: NotFound as recorded, then insert and update
+    const q = (await ask(edgeMsg('query', `kube-node-lease/lease/${NODE}`, null))).content as any;
+    expect(q).toEqual({
+      Object: null,
+      Err: {
+        ErrStatus: {
+          metadata: {},
+          status: 'Failure',
+          message: `lease.coordination.k8s.io "${NODE}" not found`,
+          reason: 'NotFound',
+          details: { name: NODE, group: 'coordination.k8s.io', kind: 'lease' },
+          code: 404,
+        },
+      },
+    });
+    const lease = fromEdge(
+      (m) => m.route.operation === 'insert' && m.route.resource === 'kube-node-lease/lease/edge-1',
+    );
+    (lease.content as any).metadata.ownerReferences[0].uid = content.Object.metadata.uid;
+    const created = (await ask(lease)).content as any;
+    expect(created.Err).toBeNull();
+    expect(created.Object.spec.holderIdentity).toBe(NODE);
+    const renewed = {
+      ...created.Object,
+      spec: { ...created.Object.spec, renewTime: new Date().toISOString().replace('Z', '000Z') },
+    };
+    const updated = (await ask(edgeMsg('update', `kube-node-lease/lease/${NODE}`, renewed))).content as any;
+    expect(updated.Err).toBeNull();
+    expect(Number(updated.Object.metadata.resourceVersion)).toBeGreaterThan(
+      Number(created.Object.metadata.resourceVersion),
+    );
+
+    // node status patch (the recorded JSON string): ObjectResp with the new resourceversion
+    const patch = await ask(fromEdge((m) => m.route.resource === 'null/nodepatch/edge-1'));
+    expect(patch.route.resource).toBe(`node/${NODE}/null/nodepatch/${NODE}`);
+    const patched = (patch.content as any).Object;
+    expect(patched.status.conditions.find((c: any) => c.type === 'Ready')).toMatchObject({
+      status: 'True',
+      reason: 'EdgeReady',
+    });
+    expect(patch.header.resourceversion).toBe(patched.metadata.resourceVersion);
+  }, 60_000);
+
+  it('pushes pods bound to the edge node only, answers pod status, configmap queries and the deletion', async () => {
+    const pod = (name: string, nodeName: string): string =>
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name, namespace: 'default' },
+        spec: {
+          nodeName,
+          automountServiceAccountToken: false,
+          containers: [{ name: 'c', image: 'busybox', envFrom: [{ configMapRef: { name: 'cfg' } }] }],
+        },
+      });
+    await cp.kubectl(['create', 'configmap', 'cfg', '--from-literal=k=v1', '-n', 'default']);
+    await cp.kubectl(['apply', '-f', '-'], { input: pod('elsewhere', 'cloud-node') });
+    await cp.kubectl(['apply', '-f', '-'], { input: pod('web', NODE) });
+    const insert = await pushed((m) => m.route.resource === `node/${NODE}/default/pod/web`, 'the pod pushed');
+    expect(insert.route).toMatchObject({ source: 'edgecontroller', group: 'resource', operation: 'insert' });
+    expect(insert.content).toMatchObject({ kind: 'Pod', apiVersion: 'v1', spec: { nodeName: NODE } });
+    const uid = (insert.content as any).metadata.uid as string;
+    expect(insert.header.resourceversion).toBe((insert.content as any).metadata.resourceVersion);
+    // the pod of another node (created before) was not sent anywhere
+    expect(atHub.filter((m) => m.route.resource?.endsWith('/pod/elsewhere'))).toEqual([]);
+
+    // pod status patch, as the recorded one (JSON string with metadata.uid)
+    const podPatch = edgeMsg(
+      'patch',
+      'default/podpatch/web',
+      JSON.stringify({ metadata: { uid }, status: { phase: 'Running', podIP: '10.88.0.5' } }),
+    );
+    const pr = (await ask(podPatch)).content as any;
+    expect(pr.Err).toBeNull();
+    expect(pr.Object.status).toMatchObject({ phase: 'Running', podIP: '10.88.0.5' });
+
+    // configmap query: the object (kind set, resourceversion) / NotFound as ErrStatus
+    const cm = await ask(edgeMsg('query', 'default/configmap/cfg', null));
+    expect(cm.content).toMatchObject({ kind: 'ConfigMap', apiVersion: 'v1', data: { k: 'v1' } });
+    expect(cm.header.resourceversion).toBe((cm.content as any).metadata.resourceVersion);
+    const missing = (await ask(edgeMsg('query', 'default/configmap/nope', null))).content as any;
+    expect(missing.ErrStatus).toMatchObject({ reason: 'NotFound', code: 404 });
+
+    // a referenced configmap's change goes to the node running the pod
+    await cp.kubectl(['patch', 'configmap', 'cfg', '-n', 'default', '-p', '{"data":{"k":"v2"}}']);
+    const cmPush = await pushed(
+      (m) => m.route.resource === `node/${NODE}/default/configmap/cfg` && (m.content as any).data?.k === 'v2',
+      'the configmap update pushed',
+    );
+    expect(cmPush.route.operation).toBe('update');
+
+    // kubectl delete: the pod goes to the edge with its deletionTimestamp; the edge confirms; delete follows
+    await cp.kubectl(['delete', 'pod', 'web', '-n', 'default', '--wait=false']);
+    await pushed(
+      (m) =>
+        m.route.resource === `node/${NODE}/default/pod/web` && (m.content as any).metadata.deletionTimestamp,
+      'the pod with its deletionTimestamp',
+    );
+    const confirm = fromEdge(
+      (m) => m.route.operation === 'delete' && (m.route.resource ?? '').includes('/pod/'),
+      { gracePeriodSeconds: 0, preconditions: { uid } },
+    );
+    confirm.route.resource = `node/${NODE}/default/pod/web`;
+    const ok = await ask(confirm);
+    expect(ok.content).toBe('OK');
+    expect(ok.route).toMatchObject({ operation: 'response', resource: `node/${NODE}/default/pod/web` });
+    const del = await pushed(
+      (m) => m.route.resource === `node/${NODE}/default/pod/web` && m.route.operation === 'delete',
+      'the pod delete pushed',
+    );
+    expect((del.content as any).metadata.uid).toBe(uid);
+    // the same confirmation again (pod gone) is still "OK"
+    expect(
+      (await ask({ ...confirm, header: { ...confirm.header, msg_id: crypto.randomUUID() } })).content,
+    ).toBe('OK');
+  }, 60_000);
+
+  it('logs and counts malformed and unsupported messages, and keeps answering', async () => {
+    await kernel.bus.send('edgecontroller', edgeMsg('patch', `null/nodepatch/${NODE}`, 'not json'));
+    await kernel.bus.send('edgecontroller', edgeMsg('insert', 'default/rulestatus/r', {}));
+    await kernel.bus.send(
+      'edgecontroller',
+      newMessage({ source: 'edged', operation: 'query', resource: 'bad' }, null),
+    );
+    const count = async (reason: string): Promise<number> => {
+      const text = await kernel.metrics.text();
+      const line = text
+        .split('\n')
+        .find((l) =>
+          l.startsWith(`kubeedge_edgecontroller_dropped_total{direction="upstream",reason="${reason}"}`),
+        );
+      return Number(line?.split(' ')[1] ?? 0);
+    };
+    await waitFor(
+      async () =>
+        (await count('failed')) === 1 &&
+        (await count('unsupported')) === 1 &&
+        (await count('bad-resource')) === 1,
+      {
+        what: 'the three drops counted',
+      },
+    );
+    // still answering
+    const q = (await ask(edgeMsg('query', `kube-node-lease/lease/${NODE}`, null))).content as any;
+    expect(q.Err).toBeNull();
+  }, 30_000);
+});
