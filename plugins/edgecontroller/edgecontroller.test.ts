@@ -239,6 +239,38 @@ describe('edgeController (real kube-apiserver, a probe as cloudHub)', () => {
     ).toBe('OK');
   }, 60_000);
 
+  it('creates service account tokens and events, answers PV queries', async () => {
+    const rec = fromEdge((m) => (m.route.resource ?? '').includes('/serviceaccounttoken/'));
+    delete (rec.content as any).spec.boundObjectRef;
+    const token = await ask(rec);
+    expect(token.route.resource).toBe('node/edge-rec/default/serviceaccounttoken/default');
+    expect(token.content).toMatchObject({ kind: 'TokenRequest', apiVersion: 'authentication.k8s.io/v1' });
+    expect((token.content as any).status.token).toMatch(/^ey/);
+
+    const event = {
+      metadata: { name: 'web.1', namespace: 'default' },
+      involvedObject: { kind: 'Pod', namespace: 'default', name: 'web' },
+      reason: 'Started',
+      message: 'Started container web',
+      type: 'Normal',
+      source: { component: 'kubelet', host: NODE },
+    };
+    await kernel.bus.send('edgecontroller', edgeMsg('insert', 'default/event/web.1', event));
+    await waitFor(
+      async () => (await cp.kubectl(['get', 'event', 'web.1', '-n', 'default', '-o', 'name'])) !== '',
+      {
+        what: 'the event in the API',
+      },
+    );
+
+    const pv = (await ask(edgeMsg('query', 'null/persistentvolume/pv1', null))).content as any;
+    expect(pv.ErrStatus).toMatchObject({
+      message: 'persistentvolume "pv1" not found',
+      reason: 'NotFound',
+      code: 404,
+    });
+  }, 30_000);
+
   it('logs and counts malformed and unsupported messages, and keeps answering', async () => {
     await kernel.bus.send('edgecontroller', edgeMsg('patch', `null/nodepatch/${NODE}`, 'not json'));
     await kernel.bus.send('edgecontroller', edgeMsg('insert', 'default/rulestatus/r', {}));

@@ -3,7 +3,16 @@
  * becomes a Kubernetes request, and the edge's waiting request gets its answer through cloudHub
  * (`response`, parent = the edge's message id, the resource as it came).
  */
-import type { V1Lease, V1Node, V1NodeCondition, V1NodeStatus, V1Pod } from '@kubernetes/client-node';
+import type {
+  AuthenticationV1TokenRequest,
+  CoreV1Event,
+  V1CertificateSigningRequest,
+  V1Lease,
+  V1Node,
+  V1NodeCondition,
+  V1NodeStatus,
+  V1Pod,
+} from '@kubernetes/client-node';
 import {
   KubeApiError,
   Operation,
@@ -49,6 +58,36 @@ const podPath = (ns: string, name: string): string => `/api/v1/namespaces/${enco
 const leasePath = (ns: string, name = ''): string =>
   `/apis/coordination.k8s.io/v1/namespaces/${encode(ns)}/leases${name ? `/${encode(name)}` : ''}`;
 
+/** Objects the edge may query (§5.8, §5.11): their kind, apiVersion and path. */
+const QUERIES: Record<string, { kind: string; apiVersion: string; path(r: InternalResource): string }> = {
+  configmap: { kind: 'ConfigMap', apiVersion: 'v1', path: (r) => namespaced(r, 'configmaps') },
+  secret: { kind: 'Secret', apiVersion: 'v1', path: (r) => namespaced(r, 'secrets') },
+  persistentvolumeclaim: {
+    kind: 'PersistentVolumeClaim',
+    apiVersion: 'v1',
+    path: (r) => namespaced(r, 'persistentvolumeclaims'),
+  },
+  persistentvolume: {
+    kind: 'PersistentVolume',
+    apiVersion: 'v1',
+    path: (r) => `/api/v1/persistentvolumes/${encode(r.name)}`,
+  },
+  volumeattachment: {
+    kind: 'VolumeAttachment',
+    apiVersion: 'storage.k8s.io/v1',
+    path: (r) => `/apis/storage.k8s.io/v1/volumeattachments/${encode(r.name)}`,
+  },
+  certificatesigningrequest: {
+    kind: 'CertificateSigningRequest',
+    apiVersion: 'certificates.k8s.io/v1',
+    path: (r) => `/apis/certificates.k8s.io/v1/certificatesigningrequests/${encode(r.name)}`,
+  },
+};
+
+function namespaced(r: InternalResource, plural: string): string {
+  return `/api/v1/namespaces/${encode(r.namespace)}/${plural}/${encode(r.name)}`;
+}
+
 /** Labels the cloud applies after create (registerNode): prefix `kubernetes.io` or `*.kubernetes.io`. */
 function isKubernetesLabel(key: string): boolean {
   const slash = key.indexOf('/');
@@ -78,10 +117,21 @@ export class Upstream {
         update: (m, r) => this.writeLease('PUT', m, r),
       },
       podpatch: { patch: (m, r) => this.patchPod(m, r) },
-      pod: { delete: (m, r) => this.deletePod(m, r) },
-      configmap: { query: (_m, r) => this.queryObject(r, 'ConfigMap', 'configmaps') },
-      secret: { query: (_m, r) => this.queryObject(r, 'Secret', 'secrets') },
+      pod: {
+        insert: (m, r) => this.createPod(m, r),
+        delete: (m, r) => this.deletePod(m, r),
+      },
+      event: {
+        insert: (m) => this.writeEvent('insert', m),
+        update: (m) => this.writeEvent('update', m),
+        patch: (m) => this.writeEvent('patch', m),
+      },
+      serviceaccounttoken: { query: (m, r) => this.createToken(m, r) },
+      certificatesigningrequest: { insert: (m, r) => this.createCsr(m, r) },
     };
+    for (const type of Object.keys(QUERIES)) {
+      this.handlers[type] = { ...this.handlers[type], query: (_m, r) => this.queryObject(r) };
+    }
   }
 
   /** One message from an edge (resource `node/<id>/...`, as cloudHub hands it on). */
@@ -332,20 +382,82 @@ export class Upstream {
     return { content: OK };
   }
 
-  // ---- remote queries (§5.8)
+  /** A mirror pod of a static pod (§5.6): created, answered with an ObjectResp. */
+  private createPod(msg: Message, r: InternalResource): Promise<Reply> {
+    const pod = withMeta(contentJson<V1Pod>(msg), 'Pod', 'v1');
+    return this.objectResp(
+      () => this.o.kube.request<V1Pod>('POST', `/api/v1/namespaces/${encode(r.namespace)}/pods`, pod),
+      { name: r.name, kind: 'pods' },
+    );
+  }
 
-  /** A configmap or secret: the object (ACK-mode at cloudHub), or its ErrStatus. */
-  private async queryObject(r: InternalResource, kind: string, plural: string): Promise<Reply> {
+  // ---- events (§5.10): no reply
+
+  private async writeEvent(op: 'insert' | 'update' | 'patch', msg: Message): Promise<undefined> {
+    const body = contentJson<CoreV1Event | { event?: CoreV1Event; patchData?: string }>(msg);
+    const event = op === 'patch' ? (body as { event?: CoreV1Event }).event : (body as CoreV1Event);
+    const ns = event?.metadata?.namespace;
+    const name = event?.metadata?.name;
+    if (!ns || !name) throw new Error('content: expected an Event with metadata.namespace and metadata.name');
+    const events = `/api/v1/namespaces/${encode(ns)}/events`;
+    if (op === 'insert') await this.o.kube.request('POST', events, withMeta(event, 'Event', 'v1'));
+    else if (op === 'update')
+      await this.o.kube.request('PUT', `${events}/${encode(name)}`, withMeta(event, 'Event', 'v1'));
+    else {
+      const patch = (body as { patchData?: unknown }).patchData;
+      if (typeof patch !== 'string')
+        throw new Error('content: expected {"event": Event, "patchData": "<patch>"}');
+      await this.o.kube.request('PATCH', `${events}/${encode(name)}`, patch, { contentType: SMP });
+    }
+    return undefined;
+  }
+
+  // ---- remote queries (§5.8), CSRs (§5.11)
+
+  /** A queried object (ACK-mode at cloudHub when it carries a resourceVersion), or its ErrStatus. */
+  private async queryObject(r: InternalResource): Promise<Reply> {
+    const q = QUERIES[r.type]!;
     try {
-      const obj = await this.o.kube.request<{ metadata?: { resourceVersion?: string } }>(
-        'GET',
-        `/api/v1/namespaces/${encode(r.namespace)}/${plural}/${encode(r.name)}`,
-      );
-      return { content: withMeta(obj, kind, 'v1'), resourceVersion: obj.metadata?.resourceVersion };
+      const obj = await this.o.kube.request<{ metadata?: { resourceVersion?: string } }>('GET', q.path(r));
+      return { content: withMeta(obj, q.kind, q.apiVersion), resourceVersion: obj.metadata?.resourceVersion };
     } catch (err) {
       if (!(err instanceof KubeApiError)) throw err;
-      return { content: errStatus(err, { name: r.name, kind: kind.toLowerCase() }) };
+      return { content: errStatus(err, { name: r.name, kind: r.type }) };
     }
+  }
+
+  /** `serviceaccounttoken` query: the TokenRequest of the content, created for the service account. */
+  private async createToken(msg: Message, r: InternalResource): Promise<Reply> {
+    const request = withMeta(
+      contentJson<AuthenticationV1TokenRequest>(msg),
+      'TokenRequest',
+      'authentication.k8s.io/v1',
+    );
+    const path = `/api/v1/namespaces/${encode(r.namespace)}/serviceaccounts/${encode(r.name)}/token`;
+    try {
+      const token = await this.o.kube.request<AuthenticationV1TokenRequest>('POST', path, request);
+      return { content: withMeta(token, 'TokenRequest', 'authentication.k8s.io/v1') };
+    } catch (err) {
+      if (!(err instanceof KubeApiError)) throw err;
+      return { content: errStatus(err, { name: r.name, kind: 'serviceaccounts' }) };
+    }
+  }
+
+  private createCsr(msg: Message, r: InternalResource): Promise<Reply> {
+    const csr = withMeta(
+      contentJson<V1CertificateSigningRequest>(msg),
+      'CertificateSigningRequest',
+      'certificates.k8s.io/v1',
+    );
+    return this.objectResp(
+      () =>
+        this.o.kube.request<V1CertificateSigningRequest>(
+          'POST',
+          '/apis/certificates.k8s.io/v1/certificatesigningrequests',
+          csr,
+        ),
+      { name: r.name, group: 'certificates.k8s.io', kind: 'certificatesigningrequest' },
+    );
   }
 }
 
