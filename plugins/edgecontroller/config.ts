@@ -1,6 +1,7 @@
 /**
  * `modules.edgeController` of cloudcore.yaml (cloudcore/v1alpha1 types.go, default.go,
- * validation.go; AdjustCloudCoreConfig). Config only: edgeController is not built yet.
+ * validation.go; AdjustCloudCoreConfig). The plugin is `index.ts`; `buffer` and `load` are kept
+ * for compatibility, not used (README).
  */
 import { configSchema, defineConfigSection, sectionSchema, type ModuleBase } from '../../kernel/index.js';
 
