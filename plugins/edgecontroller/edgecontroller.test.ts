@@ -239,6 +239,62 @@ describe('edgeController (real kube-apiserver, a probe as cloudHub)', () => {
     ).toBe('OK');
   }, 60_000);
 
+  it('sends a configmap or secret only to the edge nodes running a pod that uses it', async () => {
+    const two = 'edge-two';
+    const reg = fromEdge((m) => m.route.operation === 'insert' && m.route.resource === 'null/node/edge-1');
+    const body = JSON.parse(JSON.stringify(reg.content).replaceAll(NODE, two));
+    const registered = await ask(
+      newMessage({ ...reg.route, resource: `node/${two}/null/node/${two}` }, body),
+    );
+    expect((registered.content as any).Err).toBeNull();
+    const pod = (name: string, node: string, container: object, volumes: object[] = []): string =>
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name, namespace: 'default' },
+        spec: {
+          nodeName: node,
+          automountServiceAccountToken: false,
+          containers: [{ name: 'c', image: 'busybox', ...container }],
+          volumes,
+        },
+      });
+    await cp.kubectl(['apply', '-f', '-'], {
+      input: pod('a', NODE, {
+        env: [{ name: 'X', valueFrom: { configMapKeyRef: { name: 'cm-a', key: 'k' } } }],
+      }),
+    });
+    await cp.kubectl(['apply', '-f', '-'], {
+      input: pod('b', two, {}, [
+        { name: 'v', configMap: { name: 'cm-b' } },
+        { name: 's', projected: { sources: [{ secret: { name: 'sec-b' } }] } },
+      ]),
+    });
+    await pushed((m) => m.route.resource === `node/${NODE}/default/pod/a`, 'pod a at its node');
+    await pushed((m) => m.route.resource === `node/${two}/default/pod/b`, 'pod b at its node');
+    await cp.kubectl(['create', 'configmap', 'cm-a', '--from-literal=k=1']);
+    await cp.kubectl(['create', 'secret', 'generic', 'sec-b', '--from-literal=p=1']);
+    await cp.kubectl(['create', 'configmap', 'cm-b', '--from-literal=k=1']);
+    const cmA = await pushed(
+      (m) => m.route.resource === `node/${NODE}/default/configmap/cm-a`,
+      'cm-a at edge-rec',
+    );
+    expect(cmA.route.operation).toBe('insert');
+    const secB = await pushed(
+      (m) => m.route.resource === `node/${two}/default/secret/sec-b`,
+      'sec-b at edge-two',
+    );
+    expect(secB.route.operation).toBe('update'); // secrets are never inserted
+    await pushed((m) => m.route.resource === `node/${two}/default/configmap/cm-b`, 'cm-b at edge-two');
+    const leaked = atHub.filter(
+      (m) =>
+        m.route.resource === `node/${two}/default/configmap/cm-a` ||
+        m.route.resource === `node/${NODE}/default/configmap/cm-b` ||
+        m.route.resource === `node/${NODE}/default/secret/sec-b`,
+    );
+    expect(leaked).toEqual([]);
+  }, 30_000);
+
   it('creates service account tokens and events, answers PV queries', async () => {
     const rec = fromEdge((m) => (m.route.resource ?? '').includes('/serviceaccounttoken/'));
     delete (rec.content as any).spec.boundObjectRef;
