@@ -4,6 +4,7 @@
  */
 import { cloudBench } from './cloud.js';
 import { cloudhubBench } from './cloudhub.js';
+import { edgecontrollerBench } from './edgecontroller.js';
 import { eventbusBench } from './eventbus.js';
 import { edgedBench } from './edged.js';
 import { kernelBench } from './kernel.js';
@@ -21,6 +22,7 @@ const suites: [string, () => Promise<Figure[]>][] = [
   ['startup', () => startupBench()],
   ['cloudhub', cloudhubBench],
   ['cloud', cloudBench],
+  ['edgecontroller', edgecontrollerBench],
 ];
 
 const only = process.argv[2];
