@@ -295,6 +295,26 @@ describe('edgeController (real kube-apiserver, a probe as cloudHub)', () => {
     expect(leaked).toEqual([]);
   }, 30_000);
 
+  it('takes the legacy pod status: updates a pod, deletes at the edge a pod that is gone', async () => {
+    const a = JSON.parse(await cp.kubectl(['get', 'pod', 'a', '-n', 'default', '-o', 'json']));
+    const status = { phase: 'Running', podIP: '10.88.0.9', conditions: [{ type: 'Ready', status: 'True' }] };
+    const req = edgeMsg('update', 'default/podstatus', [
+      { UID: a.metadata.uid, Name: 'a', Status: status },
+      { UID: 'old-uid', Name: 'gone', Status: status },
+    ]);
+    const reply = await ask(req);
+    expect(reply.content).toBe('OK');
+    expect(reply.route.resource).toBe(`node/${NODE}/default/podstatus`);
+    const after = JSON.parse(await cp.kubectl(['get', 'pod', 'a', '-n', 'default', '-o', 'json']));
+    expect(after.status).toMatchObject({ phase: 'Running', podIP: '10.88.0.9' });
+    const del = await pushed(
+      (m) => m.route.resource === `node/${NODE}/default/pod/gone`,
+      'the gone pod deleted',
+    );
+    expect(del.route.operation).toBe('delete');
+    expect(del.content).toEqual({ metadata: { namespace: 'default', name: 'gone', uid: 'old-uid' } });
+  }, 30_000);
+
   it('creates service account tokens and events, answers PV queries', async () => {
     const rec = fromEdge((m) => (m.route.resource ?? '').includes('/serviceaccounttoken/'));
     delete (rec.content as any).spec.boundObjectRef;

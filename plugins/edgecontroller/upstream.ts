@@ -12,6 +12,7 @@ import type {
   V1NodeCondition,
   V1NodeStatus,
   V1Pod,
+  V1PodStatus,
 } from '@kubernetes/client-node';
 import {
   KubeApiError,
@@ -47,6 +48,13 @@ export interface UpstreamOptions {
   nodeUpdateMs: number;
   /** A message not handled: one log line, counted by reason. */
   dropped(reason: string): void;
+}
+
+/** Go's `types.PodStatusRequest` (no JSON tags). */
+interface PodStatusRequest {
+  UID: string;
+  Name: string;
+  Status: V1PodStatus;
 }
 
 type Reply = { content: unknown; resourceVersion?: string; resource?: string };
@@ -117,6 +125,7 @@ export class Upstream {
         update: (m, r) => this.writeLease('PUT', m, r),
       },
       podpatch: { patch: (m, r) => this.patchPod(m, r) },
+      podstatus: { update: (m, r) => this.legacyPodStatus(m, r) },
       pod: {
         insert: (m, r) => this.createPod(m, r),
         delete: (m, r) => this.deletePod(m, r),
@@ -160,7 +169,8 @@ export class Upstream {
       return;
     }
     if (reply === undefined) return;
-    const resource2 = reply.resource ?? `${r.namespace}/${r.type}/${r.name}`;
+    // the resource as it came, without cloudHub's `node/<id>/`
+    const resource2 = reply.resource ?? resource.split('/').slice(2).join('/');
     await this.o
       .send(
         toNode(r.node, Operation.response, resource2, reply.content, {
@@ -377,6 +387,44 @@ export class Upstream {
       if (!(err instanceof KubeApiError)) throw err;
       if (err.statusCode !== 404 && err.statusCode !== 409) {
         return { content: errStatus(err, { name: r.name, kind: 'pods' }) };
+      }
+    }
+    return { content: OK };
+  }
+
+  /**
+   * Legacy pod status (§5.6; v1.23 edges send podpatch): `PodStatusRequest`s, one or an array.
+   * A pod gone or replaced (other UID) is answered "OK" and a `delete` of it goes to the node (with
+   * the edge's UID, so cloudHub can queue it and the edge removes that pod only).
+   */
+  private async legacyPodStatus(msg: Message, r: InternalResource): Promise<Reply> {
+    const body = contentJson<PodStatusRequest | PodStatusRequest[]>(msg);
+    const requests = Array.isArray(body) ? body : [body];
+    if (
+      !requests.every((q) => q !== null && typeof q === 'object' && typeof q.Name === 'string' && q.Status)
+    ) {
+      throw new Error('content: expected a PodStatusRequest {"UID","Name","Status"} or an array of them');
+    }
+    for (const req of requests) {
+      try {
+        const pod = await this.o.kube
+          .request<V1Pod>('GET', podPath(r.namespace, req.Name))
+          .catch((err: unknown) => {
+            if (isNotFound(err)) return undefined;
+            throw err;
+          });
+        if (pod === undefined || pod.metadata?.uid !== req.UID) {
+          const gone = { metadata: { namespace: r.namespace, name: req.Name, uid: req.UID } };
+          await this.o.send(toNode(r.node, Operation.delete, `${r.namespace}/pod/${req.Name}`, gone));
+          continue;
+        }
+        await this.o.kube.request('PUT', `${podPath(r.namespace, req.Name)}/status`, {
+          ...pod,
+          status: req.Status,
+        });
+      } catch (err) {
+        if (!(err instanceof KubeApiError)) throw err;
+        return { content: errStatus(err, { name: req.Name, kind: 'pods' }) };
       }
     }
     return { content: OK };
