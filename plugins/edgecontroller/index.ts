@@ -21,7 +21,6 @@ export default definePlugin<EdgeControllerConfig & ModuleConfig>({
   name: EdgeControllerModuleName,
   group: EdgeControllerGroup,
   configKey: 'edgeController',
-  requires: [KubeToken],
   // API requests run side by side (KubeEdge runs a pool of workers per message type)
   concurrency: 64,
   async start(ctx) {
@@ -30,10 +29,24 @@ export default definePlugin<EdgeControllerConfig & ModuleConfig>({
       import('./downstream.js'),
       import('./metrics.js'),
     ]);
-    const kube = ctx.services.get(KubeToken);
     const file = ctx.services.get(ConfigToken).config as CloudCoreConfig;
     const hub = file.modules.cloudHub as { advertiseAddress?: string[] } | undefined;
     const metrics = edgeControllerMetrics(ctx.metrics);
+    if (!ctx.services.has(KubeToken)) {
+      // a cloudcore whose kubeAPIConfig names no cluster (a demo or a test of cloudHub alone)
+      ctx.log.warn(
+        'kubeAPIConfig names no cluster (kubeConfig, master or in-cluster): edgeController has no Kubernetes API, edge requests are dropped',
+      );
+      return {
+        onMessage(msg) {
+          metrics.dropped('upstream', 'no-kubernetes');
+          const { resource, operation, source } = msg.route;
+          ctx.log.warn({ resource, operation, source }, 'upstream message dropped: no Kubernetes API');
+        },
+        stop() {},
+      };
+    }
+    const kube = ctx.services.get(KubeToken);
     const send = (msg: Parameters<typeof ctx.send>[1]): Promise<void> => ctx.send(CloudHubModule, msg);
     const upstream = new Upstream({
       kube,
