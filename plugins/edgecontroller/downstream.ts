@@ -11,8 +11,14 @@ import type {
   V1PodSpec,
   V1Secret,
 } from '@kubernetes/client-node';
-import { Operation, errorText, type KubeApi, type Logger, type Message } from '../../kernel/index.js';
-import { NULL_NAMESPACE } from '../../kernel/index.js';
+import {
+  NULL_NAMESPACE,
+  Operation,
+  errorText,
+  type KubeApi,
+  type Logger,
+  type Message,
+} from '../../kernel/index.js';
 import { EdgeNodeLabel, toNode, withMeta } from './messages.js';
 
 export interface DownstreamOptions {
@@ -27,7 +33,7 @@ export interface DownstreamOptions {
 type RefKind = 'configmap' | 'secret';
 
 /** The configmaps and secrets a pod spec references (volumes, projected, env, envFrom, pull secrets). */
-export function podReferences(spec: V1PodSpec | undefined): { configmap: Set<string>; secret: Set<string> } {
+function podReferences(spec: V1PodSpec | undefined): { configmap: Set<string>; secret: Set<string> } {
   const refs = { configmap: new Set<string>(), secret: new Set<string>() };
   if (spec === undefined) return refs;
   const add = (kind: RefKind, name: string | undefined): void => {
@@ -88,7 +94,7 @@ export class Downstream {
     await Promise.all([this.pods.synced, this.configMaps.synced, this.secrets.synced]);
     this.podsWatched = true;
     this.pods.addHandlers({
-      add: (p) => this.podEvent(p, p.metadata?.deletionTimestamp ? Operation.update : Operation.insert),
+      add: (p) => this.podEvent(p, Operation.insert),
       update: (p) => this.podEvent(p, Operation.update),
       delete: (p) => this.podEvent(p, Operation.delete),
     });

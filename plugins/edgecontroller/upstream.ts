@@ -170,10 +170,10 @@ export class Upstream {
     }
     if (reply === undefined) return;
     // the resource as it came, without cloudHub's `node/<id>/`
-    const resource2 = reply.resource ?? resource.split('/').slice(2).join('/');
+    const replyResource = reply.resource ?? resource.split('/').slice(2).join('/');
     await this.o
       .send(
-        toNode(r.node, Operation.response, resource2, reply.content, {
+        toNode(r.node, Operation.response, replyResource, reply.content, {
           parentId: msg.header.msg_id,
           resourceVersion: reply.resourceVersion,
         }),
@@ -214,33 +214,31 @@ export class Upstream {
   // ---- nodes (§5.2, §5.3)
 
   /** registerNode: create without the kubernetes.io labels, apply them with a merge patch, annotate. */
-  private createNode(node: V1Node, name: string): Promise<V1Node> {
-    return (async () => {
-      const labels = node.metadata?.labels ?? {};
-      const later = Object.fromEntries(Object.entries(labels).filter(([k]) => isKubernetesLabel(k)));
-      const first = Object.fromEntries(Object.entries(labels).filter(([k]) => !isKubernetesLabel(k)));
-      const body: V1Node = {
-        ...node,
-        apiVersion: 'v1',
-        kind: 'Node',
-        metadata: {
-          ...node.metadata,
-          name,
-          labels: first,
-          annotations: { ...node.metadata?.annotations, cloudcore: this.o.cloudcoreIP },
-        },
-      };
-      const created = await this.o.kube.request<V1Node>('POST', '/api/v1/nodes', body);
-      if (Object.keys(later).length === 0) return created;
-      return this.o.kube.request<V1Node>(
-        'PATCH',
-        nodePath(name),
-        { metadata: { labels: later } },
-        {
-          contentType: MERGE,
-        },
-      );
-    })();
+  private async createNode(node: V1Node, name: string): Promise<V1Node> {
+    const labels = node.metadata?.labels ?? {};
+    const later = Object.fromEntries(Object.entries(labels).filter(([k]) => isKubernetesLabel(k)));
+    const first = Object.fromEntries(Object.entries(labels).filter(([k]) => !isKubernetesLabel(k)));
+    const body: V1Node = {
+      ...node,
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: {
+        ...node.metadata,
+        name,
+        labels: first,
+        annotations: { ...node.metadata?.annotations, cloudcore: this.o.cloudcoreIP },
+      },
+    };
+    const created = await this.o.kube.request<V1Node>('POST', '/api/v1/nodes', body);
+    if (Object.keys(later).length === 0) return created;
+    return this.o.kube.request<V1Node>(
+      'PATCH',
+      nodePath(name),
+      { metadata: { labels: later } },
+      {
+        contentType: MERGE,
+      },
+    );
   }
 
   private registerNode(msg: Message, r: InternalResource): Promise<Reply> {
