@@ -7,6 +7,7 @@ export default defineConfig({
       'plugins/**/*.test.ts',
       'protocol/**/*.test.ts',
       'sdk/**/*.test.ts',
+      'keadm/**/*.test.ts',
       'test/**/*.test.ts',
       'examples/**/*.test.ts',
     ],
