@@ -38,8 +38,9 @@ export function layout(configDir: string): {
     certFile: join(configDir, 'certs', 'server.crt'),
     keyFile: join(configDir, 'certs', 'server.key'),
     bootstrapFile: join(configDir, 'bootstrap-edgecore.conf'),
-    // what `keadm reset` removes (KubeEdge removes the same directories)
-    owned: ['config', 'ca', 'certs', 'bootstrap-edgecore.conf'].map((p) => join(configDir, p)),
+    // what `keadm reset` removes (KubeEdge removes the same directories), and `secrets`, where
+    // cloudHub keeps its secrets when it has no Kubernetes access
+    owned: ['config', 'ca', 'certs', 'secrets', 'bootstrap-edgecore.conf'].map((p) => join(configDir, p)),
   };
 }
 
