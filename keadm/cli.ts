@@ -66,7 +66,7 @@ Run "keadm COMMAND --help" for a command's flags.
 Creates the namespace kubeedge, KubeEdge's CRDs (devices, reliablesyncs, rules; waits until
 Established), the secrets casecret, cloudcoresecret and tokensecret (kept when they exist), writes
 DIR/config/cloudcore.yaml and the CA and server certificate files it names, and starts cloudcore
-(systemd unit, else a detached process), waiting for its /healthz. Safe to run again.
+(systemd unit, else a detached process), waiting for its /readyz. Safe to run again.
 
 Flags:
   --advertise-address IPS   addresses edge nodes reach cloudcore at (server certificate SANs); required
@@ -88,7 +88,7 @@ Checks first, and stops with the fix when: the token is not <caHash>.<header>.<p
 or has expired or belongs to another CA; the node name is already registered; the cloud's
 certificate does not name IP; the clocks differ by more than a minute; --cgroupdriver differs from
 the runtime's. Then writes DIR/config/edgecore.yaml and DIR/bootstrap-edgecore.conf (owner-only)
-and starts edgecore (systemd unit, else a detached process), waiting for its /healthz.
+and starts edgecore (systemd unit, else a detached process), waiting for its /readyz.
 
 Flags:
   --cloudcore-ipport IP:PORT        cloudcore's websocket address (cloudHub.websocket, port 10000); required

@@ -20,7 +20,7 @@ import {
 } from '../plugins/cloudhub/pki.js';
 import { KubePkiStore } from '../plugins/cloudhub/secretstore.js';
 import { DEFAULT_TOKEN_REFRESH_HOURS, createToken, verifyJwt } from '../plugins/cloudhub/token.js';
-import { applySets, keadmError, layout, waitHealthy, writeOwnerOnly } from './common.js';
+import { applySets, keadmError, layout, waitReady, writeOwnerOnly } from './common.js';
 import { startService, stopService, type ServiceOptions } from './service.js';
 
 const CRD_PATH = '/apis/apiextensions.k8s.io/v1/customresourcedefinitions';
@@ -126,7 +126,7 @@ export interface InitOptions {
 
 /**
  * `keadm init`: CRDs, PKI and token secrets (kept when they exist), the CA and server pair as the
- * PEM files cloudcore.yaml names, cloudcore.yaml, cloudcore started and answering `/healthz`.
+ * PEM files cloudcore.yaml names, cloudcore.yaml, cloudcore started and answering `/readyz`.
  */
 export async function init(
   kube: KubeApi,
@@ -183,9 +183,9 @@ export async function init(
   const started = await startService('cloudcore', opts.cloudcoreBin, configFile, opts.service);
   const health = config.kernel.health;
   if (health.enable) {
-    await waitHealthy({
+    await waitReady({
       what: 'cloudcore',
-      url: `http://${health.address}:${health.port}/healthz`,
+      url: `http://${health.address}:${health.port}/readyz`,
       timeoutMs: 60_000,
       running: started.running,
       logHint: started.logHint,

@@ -1,7 +1,7 @@
 /**
  * What keadm's commands share: the error type, the file layout KubeEdge uses under a config dir,
  * owner-only writes, `--set path=value` edits of a YAML config, and the wait for a started core's
- * `/healthz`.
+ * `/readyz`.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
@@ -76,10 +76,10 @@ export function applySets(doc: Document, sets: readonly string[]): void {
 }
 
 /**
- * Wait until `http://address:port/healthz` answers 200, or `running()` says the process is gone,
+ * Wait until `url` (a core's `/readyz`) answers 200, or `running()` says the process is gone,
  * or `timeoutMs` passes; the error names the log to read.
  */
-export async function waitHealthy(opts: {
+export async function waitReady(opts: {
   what: string;
   url: string;
   timeoutMs: number;

@@ -12,7 +12,7 @@ import { errorText } from '../kernel/index.js';
 import { CA_PATH, CHECK_NODE_PATH } from '../protocol/index.js';
 import { edgeLayout } from '../plugins/registry.js';
 import { CriClient } from '../plugins/edged/cri.js';
-import { applySets, keadmError, layout, waitHealthy, writeOwnerOnly } from './common.js';
+import { applySets, keadmError, layout, waitReady, writeOwnerOnly } from './common.js';
 import { startService, type ServiceOptions } from './service.js';
 
 /** Clock difference to the cloud beyond which join refuses (certificates would look not yet valid or expired). */
@@ -276,9 +276,9 @@ export async function join(opts: JoinOptions, say: (line: string) => void): Prom
   const started = await startService('edgecore', opts.edgecoreBin, configFile, opts.service);
   const health = config.kernel.health;
   if (health.enable) {
-    await waitHealthy({
+    await waitReady({
       what: 'edgecore',
-      url: `http://${health.address}:${health.port}/healthz`,
+      url: `http://${health.address}:${health.port}/readyz`,
       timeoutMs: 60_000,
       running: started.running,
       logHint: started.logHint,
