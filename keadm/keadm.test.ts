@@ -2,8 +2,9 @@
  * keadm end to end against the real control plane, in temp dirs: init (CRDs Established, secrets,
  * cloudcore.yaml, cloudcore running and healthy; again: same CA), gettoken, join's refusals each
  * with its fix (bad token, expired token, node already registered, an address the cloud's
- * certificate does not name, clock skew), a join whose edgecore connects (cloudHub's gauge 1), and
- * reset on both sides. Needs `npm run build` (cloudcore and edgecore run from dist/).
+ * certificate does not name, clock skew, a cgroup driver other than the real containerd's; a runtime
+ * that cannot be asked only warns), a join whose edgecore connects (cloudHub's gauge 1), and reset on
+ * both sides. Needs `npm run build` (cloudcore and edgecore run from dist/).
  */
 import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
@@ -15,6 +16,7 @@ import { createLogger } from '../kernel/log.js';
 import { createCertServer } from '../plugins/cloudhub/certserver.js';
 import { createServerCert, fromPem, type KeyPairDer } from '../plugins/cloudhub/pki.js';
 import { createToken } from '../plugins/cloudhub/token.js';
+import { startContainerd, type ContainerdPeer } from '../test/peers/containerd.js';
 import { startControlPlane, type ControlPlane } from '../test/peers/kube.js';
 import { cleanup, freePort, tempDir, waitFor } from '../test/peers/util.js';
 import { runKeadm } from './cli.js';
@@ -22,6 +24,7 @@ import { preflight, type JoinOptions } from './join.js';
 
 const root = join(import.meta.dirname, '..');
 let cp: ControlPlane;
+let runtime: ContainerdPeer;
 let dir: string;
 let ports: { ws: number; https: number; cloudHealth: number; edgeHealth: number };
 const CRDS = [
@@ -88,7 +91,12 @@ const init = () =>
     '--set',
     `kernel.health.port=${ports.cloudHealth}`,
   );
-const joinArgs = (token: string, node = 'edge-keadm', ipPort = `127.0.0.1:${ports.ws}`): string[] => [
+const joinArgs = (
+  token: string,
+  node = 'edge-keadm',
+  ipPort = `127.0.0.1:${ports.ws}`,
+  cgroupDriver = 'cgroupfs',
+): string[] => [
   'join',
   '--cloudcore-ipport',
   ipPort,
@@ -99,7 +107,9 @@ const joinArgs = (token: string, node = 'edge-keadm', ipPort = `127.0.0.1:${port
   '--edgenode-name',
   node,
   '--remote-runtime-endpoint',
-  `unix://${join(dir, 'no-runtime.sock')}`,
+  runtime.endpoint,
+  '--cgroupdriver',
+  cgroupDriver,
   ...edgeDirs(),
   '--set',
   'modules.edged.enable=false',
@@ -135,7 +145,10 @@ const cloudMetrics = async (): Promise<string> =>
   (await fetch(`http://127.0.0.1:${ports.cloudHealth}/metrics`)).text();
 
 beforeAll(async () => {
-  cp = await startControlPlane();
+  [cp, runtime] = await Promise.all([
+    startControlPlane(),
+    startContainerd({ importSandboxImage: false, cni: false }),
+  ]);
   dir = await tempDir('keadm');
   ports = {
     ws: await freePort(),
@@ -254,20 +267,38 @@ describe('keadm (real control plane, cores as processes)', () => {
     expect(r.err).toContain('--advertise-address');
   });
 
+  it("join refuses a cgroup driver other than the runtime's", async () => {
+    const r = await keadm(...joinArgs(token, 'edge-keadm', `127.0.0.1:${ports.ws}`, 'systemd'));
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(
+      `--cgroupdriver systemd does not match the runtime's (cgroupfs at ${runtime.endpoint}): pods would fail to start; fix: join with --cgroupdriver cgroupfs`,
+    );
+  });
+
+  const joinOptions = (): JoinOptions => ({
+    cloudcoreIpPort: `127.0.0.1:${ports.ws}`,
+    certPort: ports.https,
+    token,
+    nodeName: 'edge-keadm',
+    runtimeEndpoint: `unix://${join(dir, 'no-runtime.sock')}`,
+    cgroupDriver: 'cgroupfs',
+    configDir: join(dir, 'edge'),
+    dataDir: join(dir, 'edge-data'),
+    edgecoreBin: '',
+    sets: [],
+    service: { mode: 'process', runDir: join(dir, 'run'), unitDir: join(dir, 'units') },
+  });
+
+  it('join only warns when the runtime cannot be asked for its cgroup driver', async () => {
+    const warnings = await preflight(joinOptions());
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain(
+      `cannot ask the runtime at unix://${join(dir, 'no-runtime.sock')} for its cgroup driver`,
+    );
+  });
+
   it('join refuses a clock more than a minute off the cloud, naming both times', async () => {
-    const opts: JoinOptions = {
-      cloudcoreIpPort: `127.0.0.1:${ports.ws}`,
-      certPort: ports.https,
-      token,
-      nodeName: 'edge-keadm',
-      runtimeEndpoint: `unix://${join(dir, 'no-runtime.sock')}`,
-      cgroupDriver: 'cgroupfs',
-      configDir: join(dir, 'edge'),
-      dataDir: join(dir, 'edge-data'),
-      edgecoreBin: '',
-      sets: [],
-      service: { mode: 'process', runDir: join(dir, 'run'), unitDir: join(dir, 'units') },
-    };
+    const opts = joinOptions();
     const ahead = Date.now() + 5 * 60_000;
     await expect(preflight(opts, () => ahead)).rejects.toThrow(
       new RegExp(
@@ -280,9 +311,7 @@ describe('keadm (real control plane, cores as processes)', () => {
     const r = await keadm(...joinArgs(token));
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
-    expect(r.out).toContain(
-      `warning: cannot ask the runtime at unix://${join(dir, 'no-runtime.sock')} for its cgroup driver`,
-    );
+    expect(r.out).not.toContain('warning'); // the runtime said cgroupfs, as asked
     expect(r.out).toContain('edgecore started as process');
     const bootstrap = join(dir, 'edge/bootstrap-edgecore.conf');
     expect((await readFile(bootstrap, 'utf8')).trim()).toBe(token);
