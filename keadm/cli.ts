@@ -3,12 +3,12 @@
  * for every path it writes (so nothing has to touch /etc or /var). Returns the exit code; never
  * exits the process.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
-import { readFileSync } from 'node:fs';
 import { errorText, type KubeApi, type Logger } from '../kernel/index.js';
 import { createLogger, LOG_LEVELS, type LogLevel } from '../kernel/log.js';
 import { KUBEEDGE_VERSION, VERSION } from '../kernel/version.js';
@@ -206,7 +206,8 @@ export async function runKeadm(
     return v;
   };
   const mode = flags.service ?? 'auto';
-  const configDir = flags['config-dir'] ?? DEFAULT_CONFIG_DIR;
+  // absolute: the started service must not depend on keadm's working directory
+  const configDir = resolve(flags['config-dir'] ?? DEFAULT_CONFIG_DIR);
   let kube: KubeApi | undefined;
   try {
     if (!['auto', 'systemd', 'process'].includes(mode)) {
@@ -214,8 +215,8 @@ export async function runKeadm(
     }
     const service: ServiceOptions = {
       mode: mode as ServiceMode,
-      runDir: flags['run-dir'] ?? DEFAULT_RUN_DIR,
-      unitDir: flags['unit-dir'] ?? DEFAULT_UNIT_DIR,
+      runDir: resolve(flags['run-dir'] ?? DEFAULT_RUN_DIR),
+      unitDir: resolve(flags['unit-dir'] ?? DEFAULT_UNIT_DIR),
     };
     const sets = flags.set ?? [];
     switch (command) {
@@ -236,7 +237,7 @@ export async function runKeadm(
             kubeConfig: flags['kube-config'] ?? defaults.kubeConfig,
             configDir,
             crdsDir: flags['crds-dir'] ?? defaults.crdsDir,
-            cloudcoreBin: flags['cloudcore-bin'] ?? defaults.cloudcoreBin,
+            cloudcoreBin: resolve(flags['cloudcore-bin'] ?? defaults.cloudcoreBin),
             sets,
             service,
           },
@@ -259,8 +260,8 @@ export async function runKeadm(
             runtimeEndpoint: flags['remote-runtime-endpoint'] ?? 'unix:///run/containerd/containerd.sock',
             cgroupDriver: flags.cgroupdriver ?? 'cgroupfs',
             configDir,
-            dataDir: flags['data-dir'] ?? DEFAULT_DATA_DIR,
-            edgecoreBin: flags['edgecore-bin'] ?? defaults.edgecoreBin,
+            dataDir: resolve(flags['data-dir'] ?? DEFAULT_DATA_DIR),
+            edgecoreBin: resolve(flags['edgecore-bin'] ?? defaults.edgecoreBin),
             sets,
             service,
           },
@@ -272,7 +273,7 @@ export async function runKeadm(
         kube = await reset(
           flags['kube-config'],
           configDir,
-          flags['data-dir'] ?? DEFAULT_DATA_DIR,
+          resolve(flags['data-dir'] ?? DEFAULT_DATA_DIR),
           service,
           log,
           say,
