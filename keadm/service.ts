@@ -30,6 +30,9 @@ export interface StartedService {
 
 const run = promisify(execFile);
 
+/** A systemd command-line word: double-quoted, `"` and `\` escaped, `%` doubled (paths may hold spaces). */
+const quote = (word: string): string => `"${word.replace(/[\\"]/g, (c) => `\\${c}`).replace(/%/g, '%%')}"`;
+
 export const serviceFiles = (core: Core, opts: ServiceOptions) => ({
   unit: join(opts.unitDir, `${core}.service`),
   pid: join(opts.runDir, `${core}.pid`),
@@ -87,7 +90,7 @@ After=network-online.target
 Wants=network-online.target
 
 [Service]
-ExecStart=${process.execPath} ${bin} --config ${configFile}
+ExecStart=${[process.execPath, bin, '--config', configFile].map(quote).join(' ')}
 Restart=always
 RestartSec=10
 
