@@ -65,8 +65,8 @@ Run "keadm COMMAND --help" for a command's flags.
 
 Creates the namespace kubeedge, KubeEdge's CRDs (devices, reliablesyncs, rules; waits until
 Established), the secrets casecret, cloudcoresecret and tokensecret (kept when they exist), writes
-DIR/config/cloudcore.yaml and the CA and server certificate files it names, and starts cloudcore
-(systemd unit, else a detached process), waiting for its /readyz. Safe to run again.
+DIR/config/cloudcore.yaml, and starts cloudcore (systemd unit, else a detached process), waiting
+for its /readyz. Safe to run again.
 
 Flags:
   --advertise-address IPS   addresses edge nodes reach cloudcore at (server certificate SANs); required

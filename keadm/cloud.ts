@@ -16,7 +16,6 @@ import {
   PKI_NAMESPACE,
   TOKEN_SECRET,
   preparePki,
-  toPem,
 } from '../plugins/cloudhub/pki.js';
 import { KubePkiStore } from '../plugins/cloudhub/secretstore.js';
 import { DEFAULT_TOKEN_REFRESH_HOURS, createToken, verifyJwt } from '../plugins/cloudhub/token.js';
@@ -125,8 +124,8 @@ export interface InitOptions {
 }
 
 /**
- * `keadm init`: CRDs, PKI and token secrets (kept when they exist), the CA and server pair as the
- * PEM files cloudcore.yaml names, cloudcore.yaml, cloudcore started and answering `/readyz`.
+ * `keadm init`: CRDs, PKI and token secrets (kept when they exist), cloudcore.yaml, cloudcore
+ * started and ready (`/readyz`). No key is written to disk: cloudHub serves the secrets' PKI.
  */
 export async function init(
   kube: KubeApi,
@@ -173,10 +172,6 @@ export async function init(
   }
   say(`secrets ready: ${PKI_NAMESPACE}/${CA_SECRET.name}, ${CLOUDCORE_SECRET.name}, ${TOKEN_SECRET.name}`);
 
-  await writeOwnerOnly(files.caFile, toPem('CERTIFICATE', pki.ca.cert));
-  await writeOwnerOnly(files.caKeyFile, toPem('EC PRIVATE KEY', pki.ca.key));
-  await writeOwnerOnly(files.certFile, toPem('CERTIFICATE', pki.server.cert));
-  await writeOwnerOnly(files.keyFile, toPem('EC PRIVATE KEY', pki.server.key));
   await writeOwnerOnly(configFile, text);
   say(`wrote ${configFile}`);
 
