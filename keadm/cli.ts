@@ -103,7 +103,7 @@ ${COMMON}`,
   reset: `Usage: keadm reset [flags]
 
 Stops the cloudcore and/or edgecore that init/join started here (unit or pid file), removes what
-they wrote (DIR/config, DIR/ca, DIR/certs, DIR/secrets, DIR/bootstrap-edgecore.conf, the data dir, pid and log
+they wrote (DIR/config, DIR/ca, DIR/certs, DIR/bootstrap-edgecore.conf, the data dir, pid and log
 files) and, on the cloud, deletes the secrets kubeedge/casecret, cloudcoresecret and tokensecret.
 The namespace and the CRDs stay (KubeEdge deletes the whole kubeedge namespace).
 

@@ -144,10 +144,12 @@ export async function init(
       cloudHub: {
         enable: true,
         advertiseAddress: opts.advertiseAddress,
-        tlsCAFile: files.caFile,
-        tlsCAKeyFile: files.caKeyFile,
-        tlsCertFile: files.certFile,
-        tlsPrivateKeyFile: files.keyFile,
+        // no files: the PKI of the secrets (an edge joined on this machine writes its own
+        // certificate at KubeEdge's default paths, which cloudHub would otherwise take first)
+        tlsCAFile: '',
+        tlsCAKeyFile: '',
+        tlsCertFile: '',
+        tlsPrivateKeyFile: '',
       },
     },
   });

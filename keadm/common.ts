@@ -25,7 +25,6 @@ export const DEFAULT_UNIT_DIR = '/etc/systemd/system';
 export function layout(configDir: string): {
   configFile: (core: 'cloudcore' | 'edgecore') => string;
   caFile: string;
-  caKeyFile: string;
   certFile: string;
   keyFile: string;
   bootstrapFile: string;
@@ -34,13 +33,11 @@ export function layout(configDir: string): {
   return {
     configFile: (core) => join(configDir, 'config', `${core}.yaml`),
     caFile: join(configDir, 'ca', 'rootCA.crt'),
-    caKeyFile: join(configDir, 'ca', 'rootCA.key'),
     certFile: join(configDir, 'certs', 'server.crt'),
     keyFile: join(configDir, 'certs', 'server.key'),
     bootstrapFile: join(configDir, 'bootstrap-edgecore.conf'),
-    // what `keadm reset` removes (KubeEdge removes the same directories), and `secrets`, where
-    // cloudHub keeps its secrets when it has no Kubernetes access
-    owned: ['config', 'ca', 'certs', 'secrets', 'bootstrap-edgecore.conf'].map((p) => join(configDir, p)),
+    // what `keadm reset` removes (KubeEdge removes the same directories)
+    owned: ['config', 'ca', 'certs', 'bootstrap-edgecore.conf'].map((p) => join(configDir, p)),
   };
 }
 

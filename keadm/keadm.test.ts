@@ -1,10 +1,11 @@
 /**
- * keadm end to end against the real control plane, in temp dirs: init (CRDs Established, secrets,
+ * keadm end to end against the real control plane, in temp dirs, cloud and edge on one machine
+ * sharing one config dir (as a newcomer's /etc/kubeedge): init (CRDs Established, secrets,
  * cloudcore.yaml, cloudcore running and healthy; again: same CA), gettoken, join's refusals each
  * with its fix (bad token, expired token, node already registered, an address the cloud's
  * certificate does not name, clock skew, a cgroup driver other than the real containerd's; a runtime
- * that cannot be asked only warns), a join whose edgecore connects (cloudHub's gauge 1), and reset on
- * both sides. Needs `npm run build` (cloudcore and edgecore run from dist/).
+ * that cannot be asked only warns), a join whose edgecore connects (cloudHub's gauge 1), init again
+ * beside it (the edge reconnects), and one reset undoing both. Needs `npm run build` (cloudcore and edgecore run from dist/).
  */
 import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
@@ -52,7 +53,7 @@ async function keadm(...args: string[]): Promise<{ code: number; out: string; er
 
 const cloudDirs = (): string[] => [
   '--config-dir',
-  join(dir, 'cloud'),
+  join(dir, 'kubeedge'),
   '--run-dir',
   join(dir, 'run'),
   '--service',
@@ -60,7 +61,7 @@ const cloudDirs = (): string[] => [
 ];
 const edgeDirs = (): string[] => [
   '--config-dir',
-  join(dir, 'edge'),
+  join(dir, 'kubeedge'),
   '--data-dir',
   join(dir, 'edge-data'),
   '--run-dir',
@@ -188,11 +189,11 @@ describe('keadm (real control plane, cores as processes)', () => {
       'cloudcorekeydata',
     ]);
     expect(Object.keys((await secret('tokensecret'))!)).toEqual(['tokendata']);
-    const config = await readFile(join(dir, 'cloud/config/cloudcore.yaml'), 'utf8');
+    const config = await readFile(join(dir, 'kubeedge/config/cloudcore.yaml'), 'utf8');
     expect(config).toContain(`kubeConfig: ${cp.kubeconfigPath}`);
     expect(config).toMatch(/advertiseAddress:\n\s+- 127\.0\.0\.1/);
-    expect(statSync(join(dir, 'cloud/config/cloudcore.yaml')).mode & 0o777).toBe(0o600);
-    expect(existsSync(join(dir, 'cloud/ca/rootCA.key'))).toBe(false);
+    expect(statSync(join(dir, 'kubeedge/config/cloudcore.yaml')).mode & 0o777).toBe(0o600);
+    expect(existsSync(join(dir, 'kubeedge/ca'))).toBe(false); // no key on disk: the secrets hold the PKI
     expect(alive(await pidOf('cloudcore'))).toBe(true);
     expect((await fetch(`http://127.0.0.1:${ports.cloudHealth}/healthz`)).status).toBe(200);
   }, 120_000);
@@ -222,7 +223,7 @@ describe('keadm (real control plane, cores as processes)', () => {
     expect(r.code).toBe(1);
     expect(r.err).toContain('the token is in the wrong format: expected 4 parts');
     expect(r.err).toContain('keadm gettoken');
-    expect(existsSync(join(dir, 'edge/config/edgecore.yaml'))).toBe(false);
+    expect(existsSync(join(dir, 'kubeedge/config/edgecore.yaml'))).toBe(false);
   });
 
   it('join refuses an expired token, naming when it expired', async () => {
@@ -240,7 +241,7 @@ describe('keadm (real control plane, cores as processes)', () => {
     expect(r.code).toBe(1);
     expect(r.err).toContain('node "edge-taken" is already registered in the cluster');
     expect(r.err).toContain('kubectl delete node edge-taken');
-    expect(existsSync(join(dir, 'edge/config/edgecore.yaml'))).toBe(false);
+    expect(existsSync(join(dir, 'kubeedge/config/edgecore.yaml'))).toBe(false);
   });
 
   it('join refuses an address the cloud certificate does not name', async () => {
@@ -267,7 +268,7 @@ describe('keadm (real control plane, cores as processes)', () => {
     nodeName: 'edge-keadm',
     runtimeEndpoint: `unix://${join(dir, 'no-runtime.sock')}`,
     cgroupDriver: 'cgroupfs',
-    configDir: join(dir, 'edge'),
+    configDir: join(dir, 'kubeedge'),
     dataDir: join(dir, 'edge-data'),
     edgecoreBin: '',
     sets: [],
@@ -298,45 +299,52 @@ describe('keadm (real control plane, cores as processes)', () => {
     expect(r.code).toBe(0);
     expect(r.out).not.toContain('warning'); // the runtime said cgroupfs, as asked
     expect(r.out).toContain('edgecore started as process');
-    const bootstrap = join(dir, 'edge/bootstrap-edgecore.conf');
+    const bootstrap = join(dir, 'kubeedge/bootstrap-edgecore.conf');
     expect((await readFile(bootstrap, 'utf8')).trim()).toBe(token);
     expect(statSync(bootstrap).mode & 0o777).toBe(0o600);
-    expect(statSync(join(dir, 'edge/config/edgecore.yaml')).mode & 0o777).toBeLessThanOrEqual(0o640);
+    expect(statSync(join(dir, 'kubeedge/config/edgecore.yaml')).mode & 0o777).toBeLessThanOrEqual(0o640);
     await waitFor(async () => (await cloudMetrics()).includes('kubeedge_cloudhub_connected_nodes 1'), {
       what: 'cloudcore counts the edge connected',
       timeoutMs: 60_000,
       intervalMs: 250,
     });
     const cert = new X509Certificate(
-      fromPem(await readFile(join(dir, 'edge/certs/server.crt'), 'utf8'), 'edge cert').der,
+      fromPem(await readFile(join(dir, 'kubeedge/certs/server.crt'), 'utf8'), 'edge cert').der,
     );
     expect(cert.subject).toContain('CN=system:node:edge-keadm');
+  }, 120_000);
+
+  it("init again beside the joined edge: cloudcore keeps serving the secrets' PKI, the edge reconnects", async () => {
+    // the edge's node certificate now sits at KubeEdge's default certs/server.crt of the same dir
+    const r = await init();
+    expect(r.code).toBe(0);
+    await waitFor(async () => (await cloudMetrics()).includes('kubeedge_cloudhub_connected_nodes 1'), {
+      what: 'the edge reconnected to the new cloudcore',
+      timeoutMs: 60_000,
+      intervalMs: 250,
+    });
   }, 120_000);
 
   it('reset stops edgecore and cloudcore and removes what they wrote', async () => {
     const edgePid = await pidOf('edgecore');
     const cloudPid = await pidOf('cloudcore');
-    const edge = await keadm('reset', ...edgeDirs());
-    expect(edge.code).toBe(0);
-    expect(edge.out).toContain(`stopped edgecore (process ${edgePid})`);
+    const r = await keadm('reset', ...edgeDirs());
+    expect(r.code).toBe(0);
+    expect(r.out).toContain(`stopped cloudcore (process ${cloudPid})`);
+    expect(r.out).toContain(`stopped edgecore (process ${edgePid})`);
     expect(alive(edgePid)).toBe(false);
-    for (const p of [
-      'edge/config',
-      'edge/certs',
-      'edge/ca',
-      'edge/bootstrap-edgecore.conf',
-      'edge-data',
-      'run/edgecore.pid',
-    ])
-      expect(existsSync(join(dir, p))).toBe(false);
-
-    const cloud = await keadm('reset', ...cloudDirs());
-    expect(cloud.code).toBe(0);
-    expect(cloud.out).toContain(`stopped cloudcore (process ${cloudPid})`);
     expect(alive(cloudPid)).toBe(false);
     for (const name of ['casecret', 'cloudcoresecret', 'tokensecret'])
       expect(await secret(name)).toBeUndefined();
-    for (const p of ['cloud/config', 'cloud/certs', 'cloud/ca', 'cloud/secrets', 'run/cloudcore.pid'])
+    for (const p of [
+      'kubeedge/config',
+      'kubeedge/certs',
+      'kubeedge/ca',
+      'kubeedge/bootstrap-edgecore.conf',
+      'edge-data',
+      'run/edgecore.pid',
+      'run/cloudcore.pid',
+    ])
       expect(existsSync(join(dir, p))).toBe(false);
   }, 60_000);
 });
