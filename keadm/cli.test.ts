@@ -102,6 +102,10 @@ describe('keadm command line', () => {
       /the token expired at 1970-01-01T00:16:40.000Z \(now /,
     );
     expect(checkToken(`${hash}.h.${payload(9e9)}.s\n`)).toEqual({ caHash: hash, exp: 9e9 });
+    const b64 = Buffer.from(`${hash}.eyJh.${payload(9e9)}.c2ln`).toString('base64');
+    expect(() => checkToken(b64)).toThrow(
+      /this is the base64 of the token, as the secret kubeedge\/tokensecret stores it/,
+    );
     expect(splitHostPort('[::1]:10000')).toEqual({ host: '::1', port: 10000 });
     expect(() => splitHostPort('10.0.0.1')).toThrow('--cloudcore-ipport: expected IP:PORT');
   });

@@ -37,6 +37,15 @@ export interface JoinOptions {
 export function checkToken(token: string, now = Date.now()): { caHash: string; exp?: number } {
   const parts = token.trim().split('.');
   if (parts.length !== 4 || !/^[0-9a-f]{64}$/.test(parts[0]!)) {
+    // the notes' first error: the secret's base64 `data.tokendata` pasted as the token
+    const decoded = Buffer.from(token.trim(), 'base64').toString('utf8').trim();
+    if (/^[0-9a-f]{64}(\.[\w-]+){3}$/.test(decoded)) {
+      throw keadmError(
+        'EKEADM_TOKEN_FORMAT',
+        'the token is in the wrong format: this is the base64 of the token, as the secret kubeedge/tokensecret stores it; ' +
+          'fix: pass it decoded (base64 -d), or the line `keadm gettoken` prints, which is decoded already',
+      );
+    }
     throw keadmError(
       'EKEADM_TOKEN_FORMAT',
       `the token is in the wrong format: expected 4 parts <caHash>.<jwtHeader>.<jwtPayload>.<jwtSignature> ` +
