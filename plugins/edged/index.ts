@@ -200,8 +200,7 @@ export default definePlugin<EdgedConfig & ModuleConfig>({
             JSON.stringify(patch),
           );
           const r = replyObject(reply);
-          if (r.err)
-            ctx.log.warn({ pod: `${ns}/${pod.metadata.name}`, err: r.err }, 'pod status patch refused');
+          if (r.err) throw new Error(`pod status patch refused: ${r.err}`);
         },
         async podTerminated(pod, requestedByUpdate) {
           const ns = pod.metadata.namespace ?? 'default';
@@ -323,30 +322,45 @@ export default definePlugin<EdgedConfig & ModuleConfig>({
       registerSchedulable: cfg.registerSchedulable,
       taints: tkc.registerWithTaints,
     });
+    /**
+     * Registration (kubelet's registerWithAPIServer): retried with kubelet's back-off, 100 ms
+     * doubling to 7 s, so the node registers as soon as the cloud link is up (the first attempt
+     * usually meets "not connected"). Then the first status and lease follow at once.
+     */
+    const register = async (): Promise<void> => {
+      for (let step = 100; !stopped && !registered; step = Math.min(step * 2, 7000)) {
+        if (!tkc.registerNode) registered = true;
+        else {
+          const nodeObj = node.initialNode(nodeInputs());
+          const r = await requestMeta('insert', nodeResource, nodeObj).then(replyObject, (err: unknown) => ({
+            err: errText(err),
+            object: undefined,
+          }));
+          if (!r.err || /already exists/i.test(r.err)) {
+            registered = true;
+            nodeUid = (r.object?.metadata as { uid?: string } | undefined)?.uid;
+            lastStatus = nodeObj.status as import('./node.js').NodeStatus;
+            lastReport = 0; // kubelet posts a status right after registration
+            ctx.log.info({ node: nodeName }, 'node registered');
+            break;
+          }
+          ctx.log.debug({ err: r.err, retryMs: step }, 'node registration failed; retrying');
+        }
+        await new Promise<void>((resolve) => later(resolve, step));
+      }
+    };
+    /** The Node is gone from the API (kubectl delete node): register again, resend pod statuses. */
+    const reregister = async (why: string): Promise<void> => {
+      ctx.log.warn({ node: nodeName, why }, 'node not found in the cloud; registering again');
+      registered = false;
+      nodeUid = undefined;
+      leaseObj = undefined;
+      await register();
+      if (registered) pods.resendStatuses();
+    };
     const nodeTick = async (): Promise<void> => {
       if (!ctx.hasModule(MetaManagerModuleName)) return;
-      if (!registered) {
-        if (!tkc.registerNode) {
-          registered = true;
-        } else {
-          const nodeObj = node.initialNode(nodeInputs());
-          const r = replyObject(await requestMeta('insert', nodeResource, nodeObj));
-          if (r.err && !/already exists/i.test(r.err)) {
-            ctx.log.warn({ err: r.err }, 'node registration failed; retrying');
-            return;
-          }
-          registered = true;
-          nodeUid = (r.object?.metadata as { uid?: string } | undefined)?.uid;
-          lastStatus = nodeObj.status as import('./node.js').NodeStatus;
-          ctx.log.info({ node: nodeName }, 'node registered');
-          // kubelet posts a status right after registration
-          await requestMeta('patch', `null/nodepatch/${nodeName}`, '{}').catch((err: unknown) =>
-            ctx.log.warn({ err: errText(err) }, 'node status after registration not sent'),
-          );
-          lastReport = Date.now();
-          return;
-        }
-      }
+      if (!registered) return;
       let base = lastStatus;
       try {
         const q = replyObject(await requestMeta('query', nodeResource, null));
@@ -370,7 +384,8 @@ export default definePlugin<EdgedConfig & ModuleConfig>({
       const r = replyObject(
         await requestMeta('patch', `null/nodepatch/${nodeName}`, JSON.stringify({ status: diff })),
       );
-      if (r.err) ctx.log.warn({ err: r.err }, 'node status patch refused');
+      if (r.notFound) await reregister(r.err ?? 'node status patch: NotFound');
+      else if (r.err) throw new Error(`node status patch refused: ${r.err}`);
       else {
         lastStatus = status;
         lastReport = Date.now();
@@ -395,8 +410,9 @@ export default definePlugin<EdgedConfig & ModuleConfig>({
       const r = replyObject(await requestMeta('update', leaseResource, renewed));
       if (r.err) {
         leaseObj = undefined; // re-read next time
-        ctx.log.warn({ err: r.err }, 'lease renewal refused');
-      } else leaseObj = r.object ?? renewed;
+        throw new Error(`lease renewal refused: ${r.err}`);
+      }
+      leaseObj = r.object ?? renewed;
     };
     // Node status and lease failures are warnings; the same failure again is logged at debug until
     // the task succeeds or fails differently.
@@ -453,11 +469,17 @@ export default definePlugin<EdgedConfig & ModuleConfig>({
         ctx.log.warn({ resource, op }, 'message with an unparsable resource ignored');
         return;
       }
-      if (res.type !== 'pod') {
-        ctx.log.debug({ resource, op }, 'unexpected message type');
-        return;
-      }
       try {
+        if ((res.type === 'configmap' || res.type === 'secret') && (op === 'insert' || op === 'update')) {
+          const obj = (typeof msg.content === 'string' ? JSON.parse(msg.content) : msg.content) as unknown;
+          if (obj && typeof obj === 'object' && res.name)
+            void pods.refreshVolumes(res.namespace, res.type, res.name, obj as Record<string, unknown>);
+          return;
+        }
+        if (res.type !== 'pod') {
+          ctx.log.debug({ resource, op }, 'unexpected message type');
+          return;
+        }
         if (op === 'response' && !res.name) {
           const list = podsOf(msg.content)
             .map(ingestPod)
@@ -529,10 +551,11 @@ export default definePlugin<EdgedConfig & ModuleConfig>({
     }
     if (!ctx.hasModule(MetaManagerModuleName)) pods.sourcesReady = true; // static pods are the only source
     await requestPodList();
-    void firstContact.then(() =>
-      loop(nodeTick, durationMs(tkc.nodeStatusUpdateFrequency, 10_000), 'nodeStatus'),
-    );
-    later(() => loop(leaseTick, Math.max(1000, tkc.nodeLeaseDurationSeconds * 250), 'lease'), 200);
+    void firstContact.then(async () => {
+      if (ctx.hasModule(MetaManagerModuleName)) await register();
+      loop(nodeTick, durationMs(tkc.nodeStatusUpdateFrequency, 10_000), 'nodeStatus');
+      loop(leaseTick, Math.max(1000, tkc.nodeLeaseDurationSeconds * 250), 'lease');
+    });
 
     return {
       onMessage,

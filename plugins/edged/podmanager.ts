@@ -33,13 +33,15 @@ import {
 } from './podspec.js';
 import { CrashBackoff } from './backoff.js';
 import { ensurePodDir, ensureSecretDir, removePodDir } from './volumes.js';
-import { rfc3339, type Pod, type PodContainer, type PodStatus } from './types.js';
+import { rfc3339, type Pod, type PodContainer, type PodStatus, type Volume } from './types.js';
 
 const CONTAINER_RUNNING = 1;
 const CONTAINER_EXITED = 2;
 const SANDBOX_READY = 0;
 /** Syncs kept for benchmarks (the most recent ones). */
 const SYNC_SAMPLES = 1000;
+/** A pod status the cloud did not take is sent again after this long. */
+const STATUS_RETRY_MS = 2000;
 
 export interface PodManagerHooks {
   log: Logger;
@@ -47,7 +49,11 @@ export interface PodManagerHooks {
   runtimeName(): string;
   /** Network readiness of the runtime (pod-network pods wait while false). */
   networkReady(): boolean;
-  /** Send the status of a pod (called when it changed). */
+  /**
+   * Send the status of a pod (called when it changed, or when it must be sent again). `previous`
+   * is the status the API is known to hold (the patch is its difference); undefined = the pod's own
+   * status; `{}` = unknown, send the whole status.
+   */
   reportStatus(pod: Pod, status: PodStatus, previous: PodStatus | undefined): Promise<void>;
   /** A pod whose deletion was requested is fully stopped and removed from the runtime. */
   podTerminated(pod: Pod, requestedByUpdate: boolean): Promise<void>;
@@ -66,6 +72,8 @@ interface PodEntry {
   failures: Map<string, Failure>;
   backoff: CrashBackoff;
   lastStatus?: PodStatus;
+  /** lastStatus reached the cloud (false: send it, whole, at the next sync). */
+  reported: boolean;
   /** Deletion requested: 'update' (deletionTimestamp, cloud still has it) or 'delete' (already gone). */
   deleting?: 'update' | 'delete';
   running: boolean;
@@ -164,6 +172,9 @@ export class PodManager {
         dirty: false,
         signature: '',
         lastStatus: pod.status && Object.keys(pod.status).length > 0 ? pod.status : undefined,
+        // a pod known before (edgecore restarted) gets its whole status sent once: the API may
+        // hold another one (the node controller marks pods not Ready while the node is away)
+        reported: false,
       };
       this.pods.set(uid, e);
     } else {
@@ -350,12 +361,55 @@ export class PodManager {
       previous: e.lastStatus,
     });
     const prev = e.lastStatus;
-    if (prev && JSON.stringify(stripTimes(prev)) === JSON.stringify(stripTimes(status))) return;
+    if (e.reported && prev && JSON.stringify(stripTimes(prev)) === JSON.stringify(stripTimes(status))) return;
     e.lastStatus = status;
     try {
-      await this.hooks.reportStatus(e.pod, status, prev);
+      await this.hooks.reportStatus(e.pod, status, e.reported ? prev : prev ? {} : undefined);
+      e.reported = true;
     } catch (err) {
-      this.hooks.log.warn({ pod: podKey(e.pod), err: errText(err) }, 'pod status not reported');
+      // kubelet's status manager retries too (every 10 s); the next sync sends the whole status
+      e.reported = false;
+      this.hooks.log.warn({ pod: podKey(e.pod), err: errText(err) }, 'pod status not reported; retrying');
+      this.schedule(e, STATUS_RETRY_MS);
+    }
+  }
+
+  /**
+   * A configmap or secret changed at the source: the files of the volumes of running pods that
+   * mount it are rewritten now (kubelet does it at the pod's next periodic sync, up to a minute
+   * later). Environment variables keep their values until the container restarts, as in kubelet.
+   */
+  async refreshVolumes(
+    ns: string,
+    type: 'configmap' | 'secret',
+    name: string,
+    obj: Record<string, unknown>,
+  ): Promise<void> {
+    for (const e of this.pods.values()) {
+      if (e.deleting || (e.pod.metadata.namespace ?? 'default') !== ns) continue;
+      for (const vol of e.pod.spec.volumes ?? []) {
+        const of = type === 'configmap' ? vol.configMap?.name : vol.secret?.secretName;
+        if (of !== name) continue;
+        const host = `${podDir(e.pod, this.paths.rootDirectory)}/volumes/kubernetes.io~${type}/${vol.name}`;
+        if (!(await stat(host).catch(() => undefined))) continue; // not set up yet: the sync writes it
+        try {
+          await writeVolumeFiles(host, vol, obj);
+          this.hooks.log.info({ pod: podKey(e.pod), volume: vol.name }, `${type} volume updated`);
+        } catch (err) {
+          this.hooks.log.warn(
+            { pod: podKey(e.pod), volume: vol.name, err: errText(err) },
+            `${type} volume not updated`,
+          );
+        }
+      }
+    }
+  }
+
+  /** Send every pod's whole status again (the node was registered again). */
+  resendStatuses(): void {
+    for (const e of this.pods.values()) {
+      e.reported = false;
+      this.schedule(e);
     }
   }
 
@@ -608,33 +662,7 @@ export class PodManager {
               `secret volume ${vol.name} of pod ${podKey(pod)} is written to disk, not to a tmpfs (${dir.reason}); its directory is 0700`,
             );
         }
-        const files: Record<string, Buffer> = {};
-        const data = (obj?.data as Record<string, string> | undefined) ?? {};
-        for (const [k, v] of Object.entries(data))
-          files[k] = isCm ? Buffer.from(v) : Buffer.from(v, 'base64');
-        if (isCm)
-          for (const [k, v] of Object.entries((obj?.binaryData as Record<string, string> | undefined) ?? {}))
-            files[k] = Buffer.from(v, 'base64');
-        const items = vol.configMap?.items ?? vol.secret?.items;
-        const mode = vol.configMap?.defaultMode ?? vol.secret?.defaultMode ?? 0o644;
-        if (items && items.length > 0) {
-          for (const it of items) {
-            const content = files[it.key];
-            if (content === undefined) {
-              if (optional) continue;
-              throw new Error(`MountVolume.SetUp failed for volume "${vol.name}": key ${it.key} not found`);
-            }
-            const p = `${host}/${it.path}`;
-            await mkdir(p.slice(0, p.lastIndexOf('/')), { recursive: true });
-            await writeFile(p, content);
-            await chmod(p, it.mode ?? mode); // exactly this mode, whatever the umask or an older file
-          }
-        } else {
-          for (const [k, content] of Object.entries(files)) {
-            await writeFile(`${host}/${k}`, content);
-            await chmod(`${host}/${k}`, mode);
-          }
-        }
+        await writeVolumeFiles(host, vol, obj);
       } else {
         throw new Error(
           `volume "${vol.name}": only emptyDir, hostPath, configMap and secret volumes are supported`,
@@ -774,4 +802,43 @@ function stripTimes(s: PodStatus): unknown {
 
 export function errText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * The files of a configMap or secret volume from the object's data (items, modes, optional keys as
+ * kubelet; files rewritten in place).
+ */
+async function writeVolumeFiles(
+  host: string,
+  vol: Volume,
+  obj: Record<string, unknown> | undefined,
+): Promise<void> {
+  const isCm = !!vol.configMap;
+  const optional = vol.configMap?.optional ?? vol.secret?.optional;
+  const files: Record<string, Buffer> = {};
+  const data = (obj?.data as Record<string, string> | undefined) ?? {};
+  for (const [k, v] of Object.entries(data)) files[k] = isCm ? Buffer.from(v) : Buffer.from(v, 'base64');
+  if (isCm)
+    for (const [k, v] of Object.entries((obj?.binaryData as Record<string, string> | undefined) ?? {}))
+      files[k] = Buffer.from(v, 'base64');
+  const items = vol.configMap?.items ?? vol.secret?.items;
+  const mode = vol.configMap?.defaultMode ?? vol.secret?.defaultMode ?? 0o644;
+  if (items && items.length > 0) {
+    for (const it of items) {
+      const content = files[it.key];
+      if (content === undefined) {
+        if (optional) continue;
+        throw new Error(`MountVolume.SetUp failed for volume "${vol.name}": key ${it.key} not found`);
+      }
+      const p = `${host}/${it.path}`;
+      await mkdir(p.slice(0, p.lastIndexOf('/')), { recursive: true });
+      await writeFile(p, content);
+      await chmod(p, it.mode ?? mode); // exactly this mode, whatever the umask or an older file
+    }
+  } else {
+    for (const [k, content] of Object.entries(files)) {
+      await writeFile(`${host}/${k}`, content);
+      await chmod(`${host}/${k}`, mode);
+    }
+  }
 }
