@@ -227,6 +227,16 @@ export default definePlugin<EdgedConfig & ModuleConfig>({
             ctx.log.warn({ pod: resource, err: errText(err) }, 'pod delete not sent'),
           );
         },
+        async requestToken(ns, serviceAccount, request) {
+          const reply = await requestMeta('query', `${ns}/serviceaccounttoken/${serviceAccount}`, request);
+          const r = replyObject(reply);
+          const token = (r.object?.status as { token?: string } | undefined)?.token;
+          if (!token)
+            throw new Error(
+              `service account token ${ns}/${serviceAccount}: ${r.err ?? 'no token in the answer'}`,
+            );
+          return token;
+        },
         async getObject(ns, type, name) {
           const reply = await requestMeta('query', `${ns}/${type}/${name}`, null);
           const r = replyObject(reply);

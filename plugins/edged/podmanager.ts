@@ -4,6 +4,7 @@
  * kill path (§2.7) that also removes what it stopped, and orphan adoption/cleanup after a restart.
  */
 import { chmod, mkdir, writeFile, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { formatDuration, type Logger } from '../../kernel/index.js';
 import { CriError, isNotFound, type CriClient, type ContainerStatus, type PodSandboxStatus } from './cri.js';
@@ -33,7 +34,14 @@ import {
 } from './podspec.js';
 import { CrashBackoff } from './backoff.js';
 import { ensurePodDir, ensureSecretDir, removePodDir } from './volumes.js';
-import { rfc3339, type Pod, type PodContainer, type PodStatus, type Volume } from './types.js';
+import {
+  rfc3339,
+  type KeyToPath,
+  type Pod,
+  type PodContainer,
+  type PodStatus,
+  type Volume,
+} from './types.js';
 
 const CONTAINER_RUNNING = 1;
 const CONTAINER_EXITED = 2;
@@ -57,6 +65,11 @@ export interface PodManagerHooks {
   reportStatus(pod: Pod, status: PodStatus, previous: PodStatus | undefined): Promise<void>;
   /** A pod whose deletion was requested is fully stopped and removed from the runtime. */
   podTerminated(pod: Pod, requestedByUpdate: boolean): Promise<void>;
+  /**
+   * A service account token for the pod (TokenRequest through metaManager and the cloud,
+   * `<ns>/serviceaccounttoken/<serviceaccount>`): the token.
+   */
+  requestToken(ns: string, serviceAccount: string, request: Record<string, unknown>): Promise<string>;
   /** configmap/secret data from metaManager (undefined: not found). */
   getObject(
     ns: string,
@@ -602,21 +615,77 @@ export class PodManager {
         }
         out.set(v.name, data[ref.key] ?? '');
       } else if (v.valueFrom?.fieldRef) {
-        const f = v.valueFrom.fieldRef.fieldPath;
-        const val: Record<string, string> = {
-          'metadata.name': pod.metadata.name ?? '',
-          'metadata.namespace': pod.metadata.namespace ?? 'default',
-          'metadata.uid': pod.metadata.uid ?? '',
-          'spec.nodeName': pod.spec.nodeName ?? '',
-          'status.hostIP': this.hooks.nodeIP(),
-          'status.podIP': pod.spec.hostNetwork ? this.hooks.nodeIP() : '',
-        };
-        out.set(v.name, val[f] ?? '');
+        out.set(v.name, this.fieldValue(pod, v.valueFrom.fieldRef.fieldPath));
       } else {
         out.set(v.name, expandEnv(v.value ?? ''));
       }
     }
     return [...out].map(([key, value]) => ({ key, value }));
+  }
+
+  /** A downward-API field of the pod (env `fieldRef`, downwardAPI volume items). */
+  private fieldValue(pod: Pod, fieldPath: string): string {
+    const pairs = (m: Record<string, string> | undefined): string =>
+      Object.entries(m ?? {})
+        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+        .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
+        .join('\n');
+    const val: Record<string, () => string> = {
+      'metadata.name': () => pod.metadata.name ?? '',
+      'metadata.namespace': () => pod.metadata.namespace ?? 'default',
+      'metadata.uid': () => pod.metadata.uid ?? '',
+      'metadata.labels': () => pairs(pod.metadata.labels),
+      'metadata.annotations': () => pairs(pod.metadata.annotations),
+      'spec.nodeName': () => pod.spec.nodeName ?? '',
+      'spec.serviceAccountName': () => pod.spec.serviceAccountName ?? '',
+      'status.hostIP': () => this.hooks.nodeIP(),
+      'status.podIP': () => (pod.spec.hostNetwork ? this.hooks.nodeIP() : ''),
+    };
+    return val[fieldPath]?.() ?? '';
+  }
+
+  /**
+   * The files of a projected volume (kubelet's kube-api-access-*: a bound service account token,
+   * the kube-root-ca.crt configmap, the namespace from the downward API).
+   */
+  private async projectedFiles(pod: Pod, vol: Volume): Promise<VolumeFile[]> {
+    const ns = pod.metadata.namespace ?? 'default';
+    const mode = vol.projected?.defaultMode ?? 0o644;
+    const files: VolumeFile[] = [];
+    for (const src of vol.projected?.sources ?? []) {
+      if (src.serviceAccountToken) {
+        const t = src.serviceAccountToken;
+        const sa = pod.spec.serviceAccountName || 'default';
+        const token = await this.hooks.requestToken(ns, sa, {
+          apiVersion: 'authentication.k8s.io/v1',
+          kind: 'TokenRequest',
+          metadata: { name: sa, namespace: ns },
+          spec: {
+            audiences: t.audience ? [t.audience] : [],
+            expirationSeconds: t.expirationSeconds ?? 3600,
+            boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: pod.metadata.name, uid: pod.metadata.uid },
+          },
+        });
+        files.push({ path: t.path, content: Buffer.from(token), mode });
+      } else if (src.configMap || src.secret) {
+        const isCm = !!src.configMap;
+        const ref = (src.configMap ?? src.secret)!;
+        const obj = await this.hooks.getObject(ns, isCm ? 'configmap' : 'secret', ref.name);
+        if (!obj && !ref.optional)
+          throw new Error(
+            `MountVolume.SetUp failed for volume "${vol.name}": ${isCm ? 'configmap' : 'secret'} "${ref.name}" not found`,
+          );
+        files.push(...keyFiles(vol.name, isCm, ref, obj, mode));
+      } else if (src.downwardAPI) {
+        for (const it of src.downwardAPI.items ?? []) {
+          if (!it.fieldRef)
+            throw new Error(`volume "${vol.name}": downwardAPI item ${it.path}: only fieldRef is supported`);
+          const content = Buffer.from(this.fieldValue(pod, it.fieldRef.fieldPath));
+          files.push({ path: it.path, content, mode: it.mode ?? mode });
+        }
+      }
+    }
+    return files;
   }
 
   private async buildMounts(
@@ -643,6 +712,11 @@ export class PodManager {
           throw new Error(`hostPath type check failed: ${host} is not a directory`);
         else if (type === 'File' && !st?.isFile())
           throw new Error(`hostPath type check failed: ${host} is not a file`);
+      } else if (vol.projected) {
+        // kubelet backs projected volumes with memory: a tmpfs as for secrets
+        host = `${base}/kubernetes.io~projected/${vol.name}`;
+        await ensureSecretDir(host);
+        await writeFiles(host, await this.projectedFiles(pod, vol));
       } else if (vol.configMap || vol.secret) {
         const isCm = !!vol.configMap;
         const name = vol.configMap?.name ?? vol.secret?.secretName ?? '';
@@ -665,7 +739,7 @@ export class PodManager {
         await writeVolumeFiles(host, vol, obj);
       } else {
         throw new Error(
-          `volume "${vol.name}": only emptyDir, hostPath, configMap and secret volumes are supported`,
+          `volume "${vol.name}": only emptyDir, hostPath, configMap, secret and projected volumes are supported`,
         );
       }
       if (vm.subPath) {
@@ -804,41 +878,59 @@ export function errText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/**
- * The files of a configMap or secret volume from the object's data (items, modes, optional keys as
- * kubelet; files rewritten in place).
- */
-async function writeVolumeFiles(
-  host: string,
-  vol: Volume,
+/** A file of a configMap, secret or projected volume. */
+interface VolumeFile {
+  path: string;
+  content: Buffer;
+  mode: number;
+}
+
+/** The files of a configMap or secret (items, modes, optional keys as kubelet). */
+function keyFiles(
+  volName: string,
+  isCm: boolean,
+  src: { items?: KeyToPath[]; optional?: boolean },
   obj: Record<string, unknown> | undefined,
-): Promise<void> {
-  const isCm = !!vol.configMap;
-  const optional = vol.configMap?.optional ?? vol.secret?.optional;
+  mode: number,
+): VolumeFile[] {
   const files: Record<string, Buffer> = {};
   const data = (obj?.data as Record<string, string> | undefined) ?? {};
   for (const [k, v] of Object.entries(data)) files[k] = isCm ? Buffer.from(v) : Buffer.from(v, 'base64');
   if (isCm)
     for (const [k, v] of Object.entries((obj?.binaryData as Record<string, string> | undefined) ?? {}))
       files[k] = Buffer.from(v, 'base64');
-  const items = vol.configMap?.items ?? vol.secret?.items;
-  const mode = vol.configMap?.defaultMode ?? vol.secret?.defaultMode ?? 0o644;
-  if (items && items.length > 0) {
-    for (const it of items) {
-      const content = files[it.key];
-      if (content === undefined) {
-        if (optional) continue;
-        throw new Error(`MountVolume.SetUp failed for volume "${vol.name}": key ${it.key} not found`);
-      }
-      const p = `${host}/${it.path}`;
-      await mkdir(p.slice(0, p.lastIndexOf('/')), { recursive: true });
-      await writeFile(p, content);
-      await chmod(p, it.mode ?? mode); // exactly this mode, whatever the umask or an older file
+  if (!src.items || src.items.length === 0)
+    return Object.entries(files).map(([path, content]) => ({ path, content, mode }));
+  const out: VolumeFile[] = [];
+  for (const it of src.items) {
+    const content = files[it.key];
+    if (content === undefined) {
+      if (src.optional) continue;
+      throw new Error(`MountVolume.SetUp failed for volume "${volName}": key ${it.key} not found`);
     }
-  } else {
-    for (const [k, content] of Object.entries(files)) {
-      await writeFile(`${host}/${k}`, content);
-      await chmod(`${host}/${k}`, mode);
-    }
+    out.push({ path: it.path, content, mode: it.mode ?? mode });
   }
+  return out;
+}
+
+/** Writes the files in place, each with exactly its mode (whatever the umask or an older file). */
+async function writeFiles(host: string, files: VolumeFile[]): Promise<void> {
+  for (const f of files) {
+    const p = `${host}/${f.path}`;
+    await mkdir(dirname(p), { recursive: true });
+    await writeFile(p, f.content);
+    await chmod(p, f.mode);
+  }
+}
+
+/** The files of a configMap or secret volume from the object's data. */
+function writeVolumeFiles(
+  host: string,
+  vol: Volume,
+  obj: Record<string, unknown> | undefined,
+): Promise<void> {
+  const isCm = !!vol.configMap;
+  const src = isCm ? vol.configMap! : vol.secret!;
+  const mode = src.defaultMode ?? 0o644;
+  return writeFiles(host, keyFiles(vol.name, isCm, src, obj, mode));
 }

@@ -19,12 +19,21 @@ export interface KeyToPath {
   mode?: number;
 }
 
+/** One source of a projected volume (the kube-api-access-* volume the API server adds has all four). */
+export interface VolumeProjection {
+  serviceAccountToken?: { path: string; expirationSeconds?: number; audience?: string } | null;
+  configMap?: { name: string; items?: KeyToPath[]; optional?: boolean } | null;
+  secret?: { name: string; items?: KeyToPath[]; optional?: boolean } | null;
+  downwardAPI?: { items?: { path: string; mode?: number; fieldRef?: { fieldPath: string } }[] } | null;
+}
+
 export interface Volume {
   name: string;
   emptyDir?: { medium?: string; sizeLimit?: string } | null;
   hostPath?: { path: string; type?: string } | null;
   configMap?: { name: string; items?: KeyToPath[]; optional?: boolean; defaultMode?: number } | null;
   secret?: { secretName: string; items?: KeyToPath[]; optional?: boolean; defaultMode?: number } | null;
+  projected?: { sources?: VolumeProjection[]; defaultMode?: number } | null;
   [other: string]: unknown;
 }
 
@@ -93,6 +102,7 @@ export interface PodContainer {
 
 export interface PodSpec {
   nodeName?: string;
+  serviceAccountName?: string;
   hostNetwork?: boolean;
   hostPID?: boolean;
   hostIPC?: boolean;

@@ -56,6 +56,7 @@ async function inProcessFigures(): Promise<Figure[]> {
         },
         podTerminated: async () => undefined,
         getObject: async () => undefined,
+        requestToken: () => Promise.reject(new Error('no service account tokens in this benchmark')),
       },
     );
     pm.start();

@@ -1,0 +1,181 @@
+/**
+ * The full stack of the "kubectl drives the edge" tests: a real control plane with its controllers,
+ * a private containerd, a cloud kernel (cloudHub + edgeController on the cloudcore identity) and an
+ * edge kernel (edgeHub, metaManager, edged) over real mutual TLS on loopback. The edge kernel can
+ * be stopped and started again on the same database, certificates and containerd (an edgecore
+ * restart).
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
+import { join } from 'node:path';
+import { parseConfig } from '../../kernel/config/index.js';
+import { Kernel } from '../../kernel/kernel.js';
+import { createLogger, type LogLevel } from '../../kernel/log.js';
+import { createCa, toPem } from '../../plugins/cloudhub/pki.js';
+import { createToken } from '../../plugins/cloudhub/token.js';
+import { CriClient } from '../../plugins/edged/cri.js';
+import { cloudLayout, cloudRegistry, edgeLayout, edgeRegistry } from '../../plugins/registry.js';
+import { startContainerd, type ContainerdPeer } from '../peers/containerd.js';
+import { startControlPlane, type ControlPlane } from '../peers/kube.js';
+import { freePort, tempDir } from '../peers/util.js';
+
+const logger = createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as LogLevel);
+const edgeModules = new Set(['metaManager', 'edged', 'edgeHub']);
+
+export interface Condition {
+  type: string;
+  status: string;
+}
+
+/** The parts of a Kubernetes object these tests read. */
+export interface Obj {
+  metadata: {
+    name: string;
+    uid: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    deletionTimestamp?: string;
+  };
+  spec: Record<string, unknown> & { renewTime?: string; nodeName?: string };
+  status?: {
+    phase?: string;
+    podIP?: string;
+    conditions?: Condition[];
+    containerStatuses?: { name: string; ready: boolean; containerID?: string }[];
+  };
+}
+
+export interface EdgeStack {
+  readonly nodeName: string;
+  readonly cp: ControlPlane;
+  readonly cd: ContainerdPeer;
+  readonly cri: CriClient;
+  readonly dir: string;
+  /** The running edge kernel (undefined while stopped). */
+  readonly edge: Kernel | undefined;
+  /** Starts the edge kernel (the same config, database and containerd each time); resolves once started. */
+  startEdge(): Promise<void>;
+  stopEdge(): Promise<void>;
+  /** `kubectl get <args> -o json`; undefined when NotFound. */
+  getJson(args: string[]): Promise<Obj | undefined>;
+  stop(): Promise<void>;
+}
+
+export const ready = (o: Obj | undefined): boolean =>
+  o?.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+
+/** GET http://127.0.0.1:<port><path>: the body (rejects on a connection error). */
+export function httpGet(port: number, path = '/'): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path, timeout: 2000 }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve(body));
+    });
+    req.on('error', reject);
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.end();
+  });
+}
+
+export async function startEdgeStack(nodeName: string): Promise<EdgeStack> {
+  const [cp, cd] = await Promise.all([startControlPlane({ withControllers: true }), startContainerd()]);
+  const cri = new CriClient({ runtimeEndpoint: cd.endpoint, timeoutMs: 30_000 });
+  const dir = await tempDir(`edge-stack-${nodeName}`);
+  const ca = await createCa();
+  await mkdir(join(dir, 'cloud/ca'), { recursive: true });
+  await writeFile(join(dir, 'cloud/ca/rootCA.crt'), toPem('CERTIFICATE', ca.cert));
+  await writeFile(join(dir, 'cloud/ca/rootCA.key'), toPem('EC PRIVATE KEY', ca.key), { mode: 0o600 });
+  const [wsPort, httpsPort] = [await freePort(), await freePort()];
+  const cloudYaml = `apiVersion: cloudcore.config.kubeedge.io/v1alpha1
+kind: CloudCore
+kubeAPIConfig:
+  kubeConfig: ${cp.cloudcoreKubeconfigPath}
+modules:
+  edgeController: {enable: true}
+  cloudHub:
+    advertiseAddress: [127.0.0.1]
+    tlsCAFile: ${join(dir, 'cloud/ca/rootCA.crt')}
+    tlsCAKeyFile: ${join(dir, 'cloud/ca/rootCA.key')}
+    tlsCertFile: ${join(dir, 'cloud/certs/server.crt')}
+    tlsPrivateKeyFile: ${join(dir, 'cloud/certs/server.key')}
+    websocket: {enable: true, address: 127.0.0.1, port: ${wsPort}}
+    https: {enable: true, address: 127.0.0.1, port: ${httpsPort}}
+`;
+  const edgeYaml = `apiVersion: edgecore.config.kubeedge.io/v1alpha2
+kind: EdgeCore
+database:
+  dataSource: ${join(dir, 'edge/edgecore.db')}
+modules:
+  eventBus: {enable: false}
+  deviceTwin: {enable: false}
+  metaManager: {enable: true}
+  edgeHub:
+    enable: true
+    heartbeat: 2
+    httpServer: https://127.0.0.1:${httpsPort}
+    token: ${createToken(ca, 12)}
+    tlsCaFile: ${join(dir, 'edge/ca/rootCA.crt')}
+    tlsCertFile: ${join(dir, 'edge/certs/server.crt')}
+    tlsPrivateKeyFile: ${join(dir, 'edge/certs/server.key')}
+    websocket: {enable: true, server: "127.0.0.1:${wsPort}"}
+  edged:
+    enable: true
+    hostnameOverride: ${nodeName}
+    nodeIP: 127.0.0.1
+    rootDirectory: ${JSON.stringify(join(dir, 'kubelet'))}
+    tailoredKubeletConfig:
+      containerRuntimeEndpoint: ${cd.endpoint}
+      imageServiceEndpoint: ${cd.endpoint}
+      podLogsDir: ${JSON.stringify(cd.podLogDir)}
+      staticPodPath: ${JSON.stringify(join(dir, 'manifests-none'))}
+      nodeStatusUpdateFrequency: 2s
+      nodeLeaseDurationSeconds: 8
+`;
+  const cloud = new Kernel({
+    config: parseConfig(cloudLayout, cloudYaml, 'cloudcore.yaml'),
+    registry: cloudRegistry,
+    logger,
+  });
+  await cloud.start();
+
+  let edge: Kernel | undefined;
+  const stack: EdgeStack = {
+    nodeName,
+    cp,
+    cd,
+    cri,
+    dir,
+    get edge() {
+      return edge;
+    },
+    async startEdge() {
+      if (edge) throw new Error('the edge kernel is running already');
+      edge = new Kernel({
+        config: parseConfig(edgeLayout, edgeYaml, join(dir, 'edge/edgecore.yaml')),
+        registry: edgeRegistry.filter((e) => edgeModules.has(e.configKey)),
+        logger,
+      });
+      await edge.start();
+    },
+    async stopEdge() {
+      await edge?.stop();
+      edge = undefined;
+    },
+    async getJson(args) {
+      try {
+        return JSON.parse(await cp.kubectl(['get', ...args, '-o', 'json'])) as Obj;
+      } catch (err) {
+        if (String(err).includes('NotFound')) return undefined;
+        throw err;
+      }
+    },
+    async stop() {
+      cri.close();
+      await edge?.stop();
+      await cloud.stop();
+      await cp.stop();
+    },
+  };
+  return stack;
+}
