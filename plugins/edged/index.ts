@@ -350,7 +350,7 @@ export default definePlugin<EdgedConfig & ModuleConfig>({
             registered = true;
             nodeUid = (r.object?.metadata as { uid?: string } | undefined)?.uid;
             lastStatus = nodeObj.status as import('./node.js').NodeStatus;
-            lastReport = 0; // kubelet posts a status right after registration
+            lastReport = 0; // kubelet posts a (whole) status right after registration
             ctx.log.info({ node: nodeName }, 'node registered');
             break;
           }
@@ -386,11 +386,15 @@ export default definePlugin<EdgedConfig & ModuleConfig>({
       const changed = JSON.stringify(sortKeys(strip(base))) !== JSON.stringify(sortKeys(strip(status)));
       const reportEvery = durationMs(tkc.nodeStatusReportFrequency, 300_000);
       if (!changed && Date.now() - lastReport < reportEvery) return;
+      // The first report after (re)registration is the whole status: the stored Node may be older
+      // than the API's (the node lifecycle controller sets Ready=Unknown while the edge is away).
       const diff =
-        diffObject(
-          (base ?? {}) as unknown as Record<string, unknown>,
-          status as unknown as Record<string, unknown>,
-        ) ?? {};
+        lastReport === 0
+          ? status
+          : (diffObject(
+              (base ?? {}) as unknown as Record<string, unknown>,
+              status as unknown as Record<string, unknown>,
+            ) ?? {});
       const r = replyObject(
         await requestMeta('patch', `null/nodepatch/${nodeName}`, JSON.stringify({ status: diff })),
       );
@@ -403,6 +407,19 @@ export default definePlugin<EdgedConfig & ModuleConfig>({
     };
     let leaseObj: Record<string, unknown> | undefined;
     const leaseResource = `kube-node-lease/lease/${nodeName}`;
+    /**
+     * A missing lease may mean the Node itself was deleted (the garbage collector removes the lease
+     * it owns): an empty status patch tells (NotFound), and the node is registered again.
+     */
+    const nodeGone = async (): Promise<boolean> => {
+      const r = replyObject(await requestMeta('patch', `null/nodepatch/${nodeName}`, '{}'));
+      if (r.notFound) {
+        await reregister(r.err ?? 'node status patch: NotFound');
+        return true;
+      }
+      if (r.err) throw new Error(`node status patch refused: ${r.err}`);
+      return false;
+    };
     const leaseTick = async (): Promise<void> => {
       if (!ctx.hasModule(MetaManagerModuleName) || !registered) return;
       const duration = tkc.nodeLeaseDurationSeconds;
@@ -410,9 +427,11 @@ export default definePlugin<EdgedConfig & ModuleConfig>({
         const q = replyObject(await requestMeta('query', leaseResource, null));
         if (q.object) leaseObj = q.object;
         else {
+          if (await nodeGone()) return;
           const fresh = node.lease(nodeName, duration, nodeUid);
           const r = replyObject(await requestMeta('insert', leaseResource, fresh));
-          if (!r.err) leaseObj = r.object ?? fresh;
+          if (r.err) throw new Error(`lease creation refused: ${r.err}`);
+          leaseObj = r.object ?? fresh;
           return;
         }
       }
@@ -420,6 +439,7 @@ export default definePlugin<EdgedConfig & ModuleConfig>({
       const r = replyObject(await requestMeta('update', leaseResource, renewed));
       if (r.err) {
         leaseObj = undefined; // re-read next time
+        if (r.notFound && (await nodeGone())) return;
         throw new Error(`lease renewal refused: ${r.err}`);
       }
       leaseObj = r.object ?? renewed;
