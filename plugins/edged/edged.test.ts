@@ -455,7 +455,9 @@ describe('edged on containerd', () => {
     } finally {
       await edge.stop();
     }
-    edge = await startEdge({ pods: [keep] }); // "gone" was deleted while edgecore was down
+    // "gone" was deleted while edgecore was down; "keep" comes back with the status the API holds
+    const known = { ...keep, status: edge.meta.lastStatus('default', 'keep') } as Pod;
+    edge = await startEdge({ pods: [known] });
     try {
       await waitFor(async () => (await sandboxesOf(gone.metadata.uid ?? '')) === 0, {
         what: 'orphan removed',
@@ -465,6 +467,20 @@ describe('edged on containerd', () => {
         what: 'keep reported',
         timeoutMs: 10_000,
       });
+      // the whole status is sent once after the restart (the API may hold another one, e.g. the
+      // node controller's Ready=False), not a patch of what the stored pod already says
+      const first = edge.meta.patches('default', 'keep')[0]!.status as {
+        conditions: Record<string, string>[];
+      };
+      expect(first.conditions.find((c) => c.type === 'Ready')).toMatchObject({ status: 'True' });
+      // and so is the node's first status: Ready=True written, not only a new heartbeat
+      await waitFor(() => edge.meta.of('patch', 'null/nodepatch/').length > 0, {
+        what: 'a node status patch',
+      });
+      const nodePatch = JSON.parse(edge.meta.of('patch', 'null/nodepatch/')[0]!.content as string) as {
+        status: { conditions: Record<string, string>[] };
+      };
+      expect(nodePatch.status.conditions.find((c) => c.type === 'Ready')).toMatchObject({ status: 'True' });
       const after = await cri.listContainers({ [LABEL_POD_UID]: keep.metadata.uid ?? '' });
       expect(after.map((c) => c.id)).toEqual(ids);
       expect(await sandboxesOf(keep.metadata.uid ?? '')).toBe(1);
