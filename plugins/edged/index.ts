@@ -338,36 +338,44 @@ export default definePlugin<EdgedConfig & ModuleConfig>({
      * usually meets "not connected"). Then the first status and lease follow at once.
      */
     const register = async (): Promise<void> => {
+      if (!tkc.registerNode) {
+        registered = true;
+        return;
+      }
       for (let step = 100; !stopped && !registered; step = Math.min(step * 2, 7000)) {
-        if (!tkc.registerNode) registered = true;
-        else {
-          const nodeObj = node.initialNode(nodeInputs());
-          const r = await requestMeta('insert', nodeResource, nodeObj).then(replyObject, (err: unknown) => ({
-            err: errText(err),
-            object: undefined,
-          }));
-          if (!r.err || /already exists/i.test(r.err)) {
-            registered = true;
-            nodeUid = (r.object?.metadata as { uid?: string } | undefined)?.uid;
-            lastStatus = nodeObj.status as import('./node.js').NodeStatus;
-            lastReport = 0; // kubelet posts a (whole) status right after registration
-            ctx.log.info({ node: nodeName }, 'node registered');
-            break;
-          }
-          ctx.log.debug({ err: r.err, retryMs: step }, 'node registration failed; retrying');
+        const nodeObj = node.initialNode(nodeInputs());
+        const r = await requestMeta('insert', nodeResource, nodeObj).then(replyObject, (err: unknown) => ({
+          err: errText(err),
+          object: undefined,
+        }));
+        if (!r.err || /already exists/i.test(r.err)) {
+          registered = true;
+          nodeUid = (r.object?.metadata as { uid?: string } | undefined)?.uid;
+          lastStatus = nodeObj.status as import('./node.js').NodeStatus;
+          lastReport = 0; // kubelet posts a (whole) status right after registration
+          ctx.log.info({ node: nodeName }, 'node registered');
+          return;
         }
+        // the first attempts usually meet "not connected" while edgeHub connects: not worth a warning
+        const level = step >= 7000 ? 'warn' : 'debug';
+        ctx.log[level]({ err: r.err, retryMs: step }, 'node registration failed; retrying');
         await new Promise<void>((resolve) => later(resolve, step));
       }
     };
-    /** The Node is gone from the API (kubectl delete node): register again, resend pod statuses. */
-    const reregister = async (why: string): Promise<void> => {
-      ctx.log.warn({ node: nodeName, why }, 'node not found in the cloud; registering again');
-      registered = false;
-      nodeUid = undefined;
-      leaseObj = undefined;
-      await register();
-      if (registered) pods.resendStatuses();
-    };
+    /**
+     * The Node is gone from the API (kubectl delete node): register again (once, whichever loop
+     * noticed), then send every pod status again.
+     */
+    let registering: Promise<void> | undefined;
+    const reregister = (why: string): Promise<void> =>
+      (registering ??= (async () => {
+        ctx.log.warn({ node: nodeName, why }, 'node not found in the cloud; registering again');
+        registered = false;
+        nodeUid = undefined;
+        leaseObj = undefined;
+        await register();
+        if (registered) pods.resendStatuses();
+      })().finally(() => (registering = undefined)));
     const nodeTick = async (): Promise<void> => {
       if (!ctx.hasModule(MetaManagerModuleName)) return;
       if (!registered) return;
