@@ -22,7 +22,7 @@ import {
   startContainerd,
   type ContainerdPeer,
 } from '../../test/peers/containerd.js';
-import { cleanup, waitFor } from '../../test/peers/util.js';
+import { cleanup, freePort, waitFor } from '../../test/peers/util.js';
 import { CriClient } from './cri.js';
 import { LABEL_POD_UID } from './podspec.js';
 import type { Pod } from './types.js';
@@ -252,7 +252,9 @@ describe('edged on containerd', () => {
     }
   });
 
-  it('runs the nginx example (busybox httpd, hostPort 8050) and removes it on delete', async () => {
+  it('runs a busybox httpd with a hostPort and removes it on delete', async () => {
+    // The notes' port 8050 belongs to test/integration/nginx-deployment.test.ts (files run in parallel).
+    const port = await freePort();
     const p = pod('web', {
       containers: [
         {
@@ -264,7 +266,7 @@ describe('edged on containerd', () => {
             '-c',
             'mkdir -p /www && echo hello-edge > /www/index.html && exec httpd -f -p 80 -h /www',
           ],
-          ports: [{ containerPort: 80, hostPort: 8050, protocol: 'TCP' }],
+          ports: [{ containerPort: 80, hostPort: port, protocol: 'TCP' }],
         },
       ],
     });
@@ -281,8 +283,8 @@ describe('edged on containerd', () => {
       expect(st.containerStatuses[0].containerID).toMatch(/^containerd:\/\/[0-9a-f]{64}$/);
       const first = edge.meta.patches('default', 'web')[0] as Record<string, any>;
       expect(first.metadata.uid).toBe(p.metadata.uid);
-      await waitFor(async () => (await httpGet(8050)).includes('hello-edge'), {
-        what: 'HTTP on 127.0.0.1:8050',
+      await waitFor(async () => (await httpGet(port)).includes('hello-edge'), {
+        what: `HTTP on 127.0.0.1:${port}`,
         timeoutMs: 10_000,
       });
       await send(edge, 'delete', { ...p, metadata: { ...p.metadata, deletionGracePeriodSeconds: 0 } });
@@ -290,7 +292,7 @@ describe('edged on containerd', () => {
         what: 'sandbox removed',
         timeoutMs: 15_000,
       });
-      await expect(httpGet(8050)).rejects.toThrow();
+      await expect(httpGet(port)).rejects.toThrow();
       expect((await cri.listContainers({ [LABEL_POD_UID]: p.metadata.uid ?? '' })).length).toBe(0);
     } finally {
       await edge.stop();
