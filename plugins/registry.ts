@@ -60,9 +60,11 @@ export const edgeRegistry: readonly PluginEntry[] = [
   { configKey: 'eventBus', specifier: pluginSpecifier(import.meta.url, './eventbus/index') },
   { configKey: 'deviceTwin', specifier: pluginSpecifier(import.meta.url, './devicetwin/index') },
   { configKey: 'mapperModbus', specifier: pluginSpecifier(import.meta.url, './mapper-modbus/index') },
+  { configKey: 'serviceBus', specifier: pluginSpecifier(import.meta.url, './servicebus/index') },
 ];
 
 export const cloudRegistry: readonly PluginEntry[] = [
   { configKey: 'cloudHub', specifier: pluginSpecifier(import.meta.url, './cloudhub/index') },
   { configKey: 'edgeController', specifier: pluginSpecifier(import.meta.url, './edgecontroller/index') },
+  { configKey: 'router', specifier: pluginSpecifier(import.meta.url, './router/index') },
 ];

@@ -223,13 +223,24 @@ export class Hub implements SessionEvents {
     }
     const session = this.sessions.get(node);
     if (!needsAck(msg)) {
-      if (session !== undefined) session.send(msg);
-      else {
+      // a sync request (the router's) is answered: written to the node's connection, or not
+      const answer = msg.header.sync === true;
+      if (session !== undefined) {
+        session.send(msg);
+        if (answer) this.opts.port.respond(newResponse(msg, 'OK'));
+      } else {
         this.opts.metrics.undeliverable(node, 'offline');
         this.log.info(
           { node, resource: msg.route.resource, operation: msg.route.operation },
           'downstream message without ACK dropped: the node is not connected',
         );
+        if (answer)
+          this.opts.port.respond(
+            newErrorMessage(msg, `node ${node} is not connected to this cloudcore`, {
+              source: CloudHubModuleName,
+              group: msg.route.group ?? '',
+            }),
+          );
       }
       return;
     }
