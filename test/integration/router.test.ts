@@ -1,0 +1,382 @@
+/**
+ * The router end to end: a real control plane with KubeEdge's router CRDs, a cloud kernel (cloudHub
+ * + router on the cloudcore identity's kubeconfig) and an edge kernel (edgeHub, eventBus on a real
+ * mosquitto, serviceBus) over real mutual TLS on loopback, an HTTP app on the edge node and an HTTP
+ * server in the cloud.
+ *
+ *  - the notes' example (RuleEndpoints my-rest/my-eventbus, Rule my-rule): a POST on
+ *    `/<node>/default/test` reaches an MQTT subscriber of `test` at the edge, `successMessages` goes up;
+ *  - eventbus -> rest: a publish on `default/ke-up` at the edge reaches the cloud HTTP server;
+ *  - rest -> servicebus: the app's 200 (headers, body, query), 404 and a slow app (504);
+ *  - 12 MiB passes, 12 MiB + 1 byte is refused with 413;
+ *  - a node not connected fails at once (503) and `failMessages` goes up;
+ *  - a deleted rule stops routing.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../kernel/config/index.js';
+import { Kernel } from '../../kernel/kernel.js';
+import { createLogger, type LogLevel } from '../../kernel/log.js';
+import { createCa, toPem } from '../../plugins/cloudhub/pki.js';
+import { createToken } from '../../plugins/cloudhub/token.js';
+import { MAX_MESSAGE_BYTES } from '../../plugins/router/router.js';
+import { cloudLayout, cloudRegistry, edgeLayout, edgeRegistry } from '../../plugins/registry.js';
+import { mqttClient, type TestClient } from '../helpers/mqtt-edge.js';
+import { startControlPlane, type ControlPlane } from '../peers/kube.js';
+import { startMosquitto, type MosquittoPeer } from '../peers/mosquitto.js';
+import { cleanup, freePort, tempDir, waitFor } from '../peers/util.js';
+
+const NODE = 'edge-router';
+const logger = createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as LogLevel);
+const CRDS = ['v1.23.1_router_v1_rule.yaml', 'v1.23.1_router_v1_ruleEndpoint.yaml'].map((f) =>
+  join('test', 'fixtures', 'kubeedge-crds', f),
+);
+const NOTES_EXAMPLE = join('test', 'fixtures', 'notes', 'rule-rest-eventbus.yaml');
+
+let cp: ControlPlane;
+let broker: MosquittoPeer;
+let cloud: Kernel | undefined;
+let edge: Kernel | undefined;
+let routerPort: number;
+let sub: TestClient | undefined;
+/** the HTTP app on the edge node */
+let app: Server;
+let appPort: number;
+/** requests the slow route holds (answered at the end) */
+const held: (() => void)[] = [];
+/** the cloud HTTP server of eventbus -> rest */
+let sink: Server;
+let sinkPort: number;
+const sunk: { path: string; body: string }[] = [];
+
+function readAll(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+function listen(server: Server): Promise<number> {
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port)),
+  );
+}
+
+interface RuleStatus {
+  successMessages?: number;
+  failMessages?: number;
+  errors?: string[];
+}
+
+async function ruleStatus(name: string): Promise<RuleStatus> {
+  const rule = JSON.parse(await cp.kubectl(['get', 'rule', name, '-n', 'default', '-o', 'json'])) as {
+    status?: RuleStatus;
+  };
+  return rule.status ?? {};
+}
+
+const post = (path: string, body: string): Promise<Response> =>
+  fetch(`http://127.0.0.1:${routerPort}${path}`, { method: 'POST', body });
+const get = (path: string): Promise<Response> => fetch(`http://127.0.0.1:${routerPort}${path}`);
+
+/** POST until the router has the rule (404 before); returns the first other answer. */
+async function postWhenRouted(path: string, body: string): Promise<Response> {
+  let res: Response | undefined;
+  await waitFor(
+    async () => {
+      res = await post(path, body);
+      if (res.status === 404) await res.arrayBuffer();
+      return res.status !== 404;
+    },
+    { what: `a rule routing ${path}`, timeoutMs: 30_000, intervalMs: 100 },
+  );
+  return res as Response;
+}
+
+beforeAll(async () => {
+  [cp, broker] = await Promise.all([startControlPlane(), startMosquitto()]);
+  await cp.kubectl(['apply', ...CRDS.flatMap((f) => ['-f', f])]);
+  await cp.waitForCrds(['rules.rules.kubeedge.io', 'ruleendpoints.rules.kubeedge.io']);
+
+  app = createServer((req, res) => {
+    void readAll(req).then((body) => {
+      const url = new URL(req.url ?? '/', 'http://app');
+      if (url.pathname === '/target/ok') {
+        res.writeHead(200, { 'Content-Type': 'application/json', 'X-App': 'yes' });
+        res.end(
+          JSON.stringify({
+            method: req.method,
+            query: url.search,
+            body: body.toString(),
+            xid: req.headers['x-id'],
+          }),
+        );
+      } else if (url.pathname === '/target/slow') {
+        held.push(() => res.end('late'));
+      } else {
+        res.writeHead(404, { 'Content-Type': 'text/plain' });
+        res.end(`no ${url.pathname} here`);
+      }
+    });
+  });
+  sink = createServer((req, res) => {
+    void readAll(req).then((body) => {
+      sunk.push({ path: req.url ?? '', body: body.toString() });
+      res.end('ok');
+    });
+  });
+  [appPort, sinkPort] = await Promise.all([listen(app), listen(sink)]);
+
+  const dir = await tempDir('router');
+  const ca = await createCa();
+  await mkdir(join(dir, 'cloud/ca'), { recursive: true });
+  await writeFile(join(dir, 'cloud/ca/rootCA.crt'), toPem('CERTIFICATE', ca.cert));
+  await writeFile(join(dir, 'cloud/ca/rootCA.key'), toPem('EC PRIVATE KEY', ca.key), { mode: 0o600 });
+  const [wsPort, httpsPort] = [await freePort(), await freePort()];
+  routerPort = await freePort();
+  const cloudYaml = `apiVersion: cloudcore.config.kubeedge.io/v1alpha1
+kind: CloudCore
+kubeAPIConfig:
+  kubeConfig: ${cp.cloudcoreKubeconfigPath}
+modules:
+  edgeController: {enable: false}
+  router: {enable: true, address: 127.0.0.1, port: ${routerPort}, restTimeout: 10}
+  cloudHub:
+    advertiseAddress: [127.0.0.1]
+    tlsCAFile: ${join(dir, 'cloud/ca/rootCA.crt')}
+    tlsCAKeyFile: ${join(dir, 'cloud/ca/rootCA.key')}
+    tlsCertFile: ${join(dir, 'cloud/certs/server.crt')}
+    tlsPrivateKeyFile: ${join(dir, 'cloud/certs/server.key')}
+    websocket: {enable: true, address: 127.0.0.1, port: ${wsPort}}
+    https: {enable: true, address: 127.0.0.1, port: ${httpsPort}}
+`;
+  const edgeYaml = `apiVersion: edgecore.config.kubeedge.io/v1alpha2
+kind: EdgeCore
+database:
+  dataSource: ${join(dir, 'edge/edgecore.db')}
+modules:
+  edged: {enable: false, hostnameOverride: ${NODE}}
+  metaManager: {enable: false}
+  deviceTwin: {enable: false}
+  eventBus: {enable: true, mqttMode: 2, mqttServerExternal: "${broker.url}"}
+  serviceBus: {enable: true, timeout: 2}
+  edgeHub:
+    enable: true
+    heartbeat: 2
+    httpServer: https://127.0.0.1:${httpsPort}
+    token: ${createToken(ca, 12)}
+    tlsCaFile: ${join(dir, 'edge/ca/rootCA.crt')}
+    tlsCertFile: ${join(dir, 'edge/certs/server.crt')}
+    tlsPrivateKeyFile: ${join(dir, 'edge/certs/server.key')}
+    websocket: {enable: true, server: "127.0.0.1:${wsPort}"}
+`;
+  cloud = new Kernel({
+    config: parseConfig(cloudLayout, cloudYaml, 'cloudcore.yaml'),
+    registry: cloudRegistry,
+    logger,
+  });
+  await cloud.start();
+  edge = new Kernel({
+    config: parseConfig(edgeLayout, edgeYaml, join(dir, 'edge/edgecore.yaml')),
+    registry: edgeRegistry,
+    logger,
+  });
+  await edge.start();
+  await waitFor(() => edge!.cloud.connected, { what: 'the edge connected', timeoutMs: 30_000 });
+  sub = await mqttClient(broker.url, ['test/#']);
+}, 600_000);
+
+afterAll(async () => {
+  for (const release of held) release();
+  await sub?.end();
+  await edge?.stop();
+  await cloud?.stop();
+  await Promise.all([app, sink].map((s) => new Promise((r) => s?.close(r))));
+  await cp?.stop();
+  await cleanup();
+}, 120_000);
+
+describe('router (real control plane and CRDs, cloudHub + router, edgeHub + eventBus on mosquitto + serviceBus)', () => {
+  it("the notes' example: POST /<node>/default/test reaches mosquitto_sub -t test at the edge; successMessages goes up", async () => {
+    await cp.kubectl(['apply', '-n', 'default', '-f', NOTES_EXAMPLE]);
+    const res = await postWhenRouted(`/${NODE}/default/test`, 'hello edge');
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe('message delivered\n');
+    const [got] = await sub!.waitFor('test', 1, 10_000);
+    expect(got!.payload).toBe('hello edge');
+
+    // a sub-path is published on the topic's sub-topic; a path that only starts alike is not routed
+    const deeper = await post(`/${NODE}/default/test/room1`, 'deeper');
+    expect(deeper.status).toBe(200);
+    expect((await sub!.waitFor('test/room1', 1, 10_000))[0]!.payload).toBe('deeper');
+    const loose = await post(`/${NODE}/default/testing`, 'no');
+    expect(loose.status).toBe(404);
+    expect(await loose.text()).toMatch(/no rule of namespace default has a rest source/);
+
+    let status: RuleStatus = {};
+    await waitFor(async () => ((status = await ruleStatus('my-rule')).successMessages ?? 0) >= 2, {
+      what: 'my-rule status.successMessages >= 2',
+      timeoutMs: 15_000,
+      intervalMs: 200,
+      details: () => JSON.stringify(status),
+    });
+    expect(status.failMessages).toBe(0);
+  }, 120_000);
+
+  it('12 MiB passes to the edge; 12 MiB + 1 byte is refused with 413', async () => {
+    const big = 'x'.repeat(MAX_MESSAGE_BYTES);
+    const ok = await post(`/${NODE}/default/test/big`, big);
+    expect(ok.status).toBe(200);
+    const [got] = await sub!.waitFor('test/big', 1, 30_000);
+    expect(got!.payload.length).toBe(MAX_MESSAGE_BYTES);
+
+    const tooBig = await post(`/${NODE}/default/test/big`, `${big}x`);
+    expect(tooBig.status).toBe(413);
+    expect(await tooBig.text()).toMatch(/request body too large: at most 12582912 bytes/);
+  }, 120_000);
+
+  it('eventbus -> rest: a publish on default/ke-up at the edge reaches the cloud HTTP server', async () => {
+    const rule = {
+      apiVersion: 'rules.kubeedge.io/v1',
+      kind: 'Rule',
+      metadata: { name: 'my-rule-eventbus-rest', namespace: 'default' },
+      spec: {
+        source: 'my-eventbus',
+        sourceResource: { topic: 'ke-up', node_name: NODE },
+        target: 'my-rest',
+        targetResource: { resource: `http://127.0.0.1:${sinkPort}/ke-up` },
+      },
+    };
+    await cp.kubectl(['apply', '-f', '-'], { input: JSON.stringify(rule) });
+    // the edge's eventBus subscribes default/ke-up on the broker
+    await broker.waitLog(/ 1 default\/ke-up$/m, 30_000);
+    await sub!.publish('default/ke-up', 'temperature=21');
+    await waitFor(() => sunk.some((s) => s.body === 'temperature=21'), {
+      what: 'the payload at the cloud HTTP server',
+      timeoutMs: 15_000,
+    });
+    expect(sunk.find((s) => s.body === 'temperature=21')!.path).toBe('/ke-up');
+    await waitFor(async () => ((await ruleStatus('my-rule-eventbus-rest')).successMessages ?? 0) >= 1, {
+      what: 'my-rule-eventbus-rest status.successMessages >= 1',
+      timeoutMs: 15_000,
+      intervalMs: 200,
+    });
+  }, 120_000);
+
+  it("rest -> servicebus: the edge app's 200 (headers, body, query) and 404 pass through; a slow app is a 504", async () => {
+    const objects = [
+      {
+        apiVersion: 'rules.kubeedge.io/v1',
+        kind: 'RuleEndpoint',
+        metadata: { name: 'my-servicebus', namespace: 'default' },
+        spec: { ruleEndpointType: 'servicebus', properties: { service_port: String(appPort) } },
+      },
+      {
+        apiVersion: 'rules.kubeedge.io/v1',
+        kind: 'Rule',
+        metadata: { name: 'my-rule-rest-servicebus', namespace: 'default' },
+        spec: {
+          source: 'my-rest',
+          sourceResource: { path: '/source' },
+          target: 'my-servicebus',
+          targetResource: { path: '/target' },
+        },
+      },
+    ];
+    await cp.kubectl(['apply', '-f', '-'], {
+      input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: objects }),
+    });
+
+    const first = await postWhenRouted(`/${NODE}/default/source/ok?x=1`, '{"a":1}');
+    expect(first.status).toBe(200);
+    expect(first.headers.get('x-app')).toBe('yes');
+    expect(await first.json()).toEqual({ method: 'POST', query: '?x=1', body: '{"a":1}' });
+
+    const put = await fetch(`http://127.0.0.1:${routerPort}/${NODE}/default/source/ok`, {
+      method: 'PUT',
+      body: 'b',
+      headers: { 'X-Id': '42' },
+    });
+    expect(await put.json()).toEqual({ method: 'PUT', query: '', body: 'b', xid: '42' });
+
+    const missing = await get(`/${NODE}/default/source/missing`);
+    expect(missing.status).toBe(404);
+    expect(await missing.text()).toBe('no /target/missing here');
+
+    const slow = await get(`/${NODE}/default/source/slow`);
+    expect(slow.status).toBe(504);
+    expect(await slow.text()).toMatch(/did not answer within 2 s \(modules\.serviceBus\.timeout\)/);
+
+    let status: RuleStatus = {};
+    await waitFor(
+      async () => {
+        status = await ruleStatus('my-rule-rest-servicebus');
+        return (status.successMessages ?? 0) >= 3 && (status.failMessages ?? 0) >= 1;
+      },
+      {
+        what: 'my-rule-rest-servicebus: 3 successes, 1 failure',
+        timeoutMs: 15_000,
+        intervalMs: 200,
+        details: () => JSON.stringify(status),
+      },
+    );
+    expect(status.errors?.[0]).toMatch(/did not answer within 2 s/);
+  }, 120_000);
+
+  it('a node not connected to this cloudcore fails at once with 503, and failMessages goes up', async () => {
+    const before = (await ruleStatus('my-rule-rest-servicebus')).failMessages ?? 0;
+    const res = await post('/edge-offline/default/source/ok', 'x');
+    expect(res.status).toBe(503);
+    expect(await res.text()).toMatch(
+      /node edge-offline: not delivered: node edge-offline is not connected to this cloudcore/,
+    );
+    let status: RuleStatus = {};
+    await waitFor(
+      async () => ((status = await ruleStatus('my-rule-rest-servicebus')).failMessages ?? 0) > before,
+      {
+        what: 'failMessages up',
+        timeoutMs: 15_000,
+        intervalMs: 200,
+      },
+    );
+    expect(status.errors?.[0]).toMatch(/edge-offline is not connected/);
+  }, 60_000);
+
+  it('a deleted rule stops routing', async () => {
+    await cp.kubectl(['delete', 'rule', 'my-rule', '-n', 'default']);
+    await waitFor(
+      async () => {
+        const res = await post(`/${NODE}/default/test`, 'after delete');
+        await res.arrayBuffer();
+        return res.status === 404;
+      },
+      { what: 'POST /test answered 404 after the rule was deleted', timeoutMs: 15_000 },
+    );
+  }, 60_000);
+
+  it('a rule naming a missing endpoint gets a status error naming the field', async () => {
+    const rule = {
+      apiVersion: 'rules.kubeedge.io/v1',
+      kind: 'Rule',
+      metadata: { name: 'broken', namespace: 'default' },
+      spec: {
+        source: 'my-rest',
+        sourceResource: { path: '/b' },
+        target: 'nope',
+        targetResource: { topic: 't' },
+      },
+    };
+    await cp.kubectl(['apply', '-f', '-'], { input: JSON.stringify(rule) });
+    let status: RuleStatus = {};
+    await waitFor(async () => ((status = await ruleStatus('broken')).errors ?? []).length > 0, {
+      what: 'status.errors of rule broken',
+      timeoutMs: 15_000,
+      intervalMs: 200,
+    });
+    expect(status.errors).toEqual(['spec.target: RuleEndpoint "nope" not found in namespace default']);
+  }, 60_000);
+});
