@@ -228,6 +228,31 @@ describe('cloudHub', () => {
     await edge.closed;
   });
 
+  it("answers a sync no-ACK message (the router's): OK once written to the node, an error when the node is not connected", async () => {
+    const route = { source: 'router_eventbus', group: 'user', operation: 'publish' };
+    const offline = await kernel.bus.request(
+      'cloudhub',
+      newMessage({ ...route, resource: 'node/edge-away/test' }, 'x'),
+      5000,
+    );
+    expect(offline.route.operation).toBe('error');
+    expect(offline.content).toBe('node edge-away is not connected to this cloudcore');
+
+    const edge = await dial('edge-sync', await identity('system:node:edge-sync'));
+    const msg = newMessage({ ...route, resource: 'node/edge-sync/test' }, 'hello');
+    const written = await kernel.bus.request('cloudhub', msg, 5000);
+    expect(written.content).toBe('OK');
+    await edge.wait(
+      (msgs) => msgs.some((m) => m.header.msg_id === msg.header.msg_id),
+      'published at the edge',
+    );
+    const seen = edge.inbox.find((m) => m.header.msg_id === msg.header.msg_id)!;
+    expect(seen.route.resource).toBe('test');
+    expect(seen.header.sync).toBeUndefined();
+    edge.stop();
+    await edge.closed;
+  });
+
   it('ACK mode: an object push waits for the edge response; an un-acked one is sent again with the same msg_id', async () => {
     const edge = await dial('edge-1', await identity('system:node:edge-1'));
     const pod = toNode('edge-1', POD_UPDATE);

@@ -107,7 +107,7 @@ export function resolveRule(
   const tr = spec.targetResource ?? {};
   const need = (field: string, map: Record<string, string>, key: string): string | undefined =>
     (map[key] ?? '').trim() === ''
-      ? `${field}.${key}: required for a ${field === 'spec.sourceResource' ? src.type : dst.type} endpoint`
+      ? `${field}.${key}: required for ${field === 'spec.sourceResource' ? src.type : dst.type} endpoints`
       : undefined;
 
   let source: RouteSource;

@@ -71,6 +71,7 @@ const cases: Case[] = [
       },
     }),
   },
+  { title: 'serviceBus', names: ['servicebus'], modules: () => ({ serviceBus: { enable: true } }) },
   {
     title: 'mapper-modbus (no devices)',
     names: ['mapper-modbus'],
