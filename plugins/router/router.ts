@@ -283,7 +283,13 @@ export class Router {
     let route: Route | undefined;
     try {
       const url = new URL(req.url ?? '/', 'http://router');
-      const [node = '', namespace = '', ...rest] = segments(url.pathname).map(decodeURIComponent);
+      const [node = '', namespace = '', ...rest] = segments(url.pathname).map((s) => {
+        try {
+          return decodeURIComponent(s);
+        } catch {
+          throw new HttpError(400, `malformed percent-encoding in the path ${url.pathname}\n`);
+        }
+      });
       if (node === '' || namespace === '' || rest.length === 0)
         throw new HttpError(404, `expected /{node}/{namespace}/{path}, got ${url.pathname}\n`);
       const match = this.table.matchRest(namespace, rest);
