@@ -12,34 +12,18 @@
  *  - a node not connected fails at once (503) and `failMessages` goes up;
  *  - a deleted rule stops routing.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../kernel/config/index.js';
-import { Kernel } from '../../kernel/kernel.js';
-import { createLogger, type LogLevel } from '../../kernel/log.js';
-import { createCa, toPem } from '../../plugins/cloudhub/pki.js';
-import { createToken } from '../../plugins/cloudhub/token.js';
 import { MAX_MESSAGE_BYTES } from '../../plugins/router/router.js';
-import { cloudLayout, cloudRegistry, edgeLayout, edgeRegistry } from '../../plugins/registry.js';
 import { mqttClient, type TestClient } from '../helpers/mqtt-edge.js';
-import { startControlPlane, type ControlPlane } from '../peers/kube.js';
-import { startMosquitto, type MosquittoPeer } from '../peers/mosquitto.js';
-import { cleanup, freePort, tempDir, waitFor } from '../peers/util.js';
+import { rule, ruleEndpoint, startRouterStack, type RouterStack } from '../helpers/router-stack.js';
+import { cleanup, requirePeer, spawnPeer, waitFor } from '../peers/util.js';
 
 const NODE = 'edge-router';
-const logger = createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as LogLevel);
-const CRDS = ['v1.23.1_router_v1_rule.yaml', 'v1.23.1_router_v1_ruleEndpoint.yaml'].map((f) =>
-  join('test', 'fixtures', 'kubeedge-crds', f),
-);
 const NOTES_EXAMPLE = join('test', 'fixtures', 'notes', 'rule-rest-eventbus.yaml');
 
-let cp: ControlPlane;
-let broker: MosquittoPeer;
-let cloud: Kernel | undefined;
-let edge: Kernel | undefined;
-let routerPort: number;
+let stack: RouterStack;
 let sub: TestClient | undefined;
 /** the HTTP app on the edge node */
 let app: Server;
@@ -73,15 +57,15 @@ interface RuleStatus {
 }
 
 async function ruleStatus(name: string): Promise<RuleStatus> {
-  const rule = JSON.parse(await cp.kubectl(['get', 'rule', name, '-n', 'default', '-o', 'json'])) as {
+  const got = JSON.parse(await stack.cp.kubectl(['get', 'rule', name, '-n', 'default', '-o', 'json'])) as {
     status?: RuleStatus;
   };
-  return rule.status ?? {};
+  return got.status ?? {};
 }
 
 const post = (path: string, body: string): Promise<Response> =>
-  fetch(`http://127.0.0.1:${routerPort}${path}`, { method: 'POST', body });
-const get = (path: string): Promise<Response> => fetch(`http://127.0.0.1:${routerPort}${path}`);
+  fetch(`http://127.0.0.1:${stack.routerPort}${path}`, { method: 'POST', body });
+const get = (path: string): Promise<Response> => fetch(`http://127.0.0.1:${stack.routerPort}${path}`);
 
 /** POST until the router has the rule (404 before); returns the first other answer. */
 async function postWhenRouted(path: string, body: string): Promise<Response> {
@@ -98,10 +82,6 @@ async function postWhenRouted(path: string, body: string): Promise<Response> {
 }
 
 beforeAll(async () => {
-  [cp, broker] = await Promise.all([startControlPlane(), startMosquitto()]);
-  await cp.kubectl(['apply', ...CRDS.flatMap((f) => ['-f', f])]);
-  await cp.waitForCrds(['rules.rules.kubeedge.io', 'ruleendpoints.rules.kubeedge.io']);
-
   app = createServer((req, res) => {
     void readAll(req).then((body) => {
       const url = new URL(req.url ?? '/', 'http://app');
@@ -131,81 +111,33 @@ beforeAll(async () => {
   });
   [appPort, sinkPort] = await Promise.all([listen(app), listen(sink)]);
 
-  const dir = await tempDir('router');
-  const ca = await createCa();
-  await mkdir(join(dir, 'cloud/ca'), { recursive: true });
-  await writeFile(join(dir, 'cloud/ca/rootCA.crt'), toPem('CERTIFICATE', ca.cert));
-  await writeFile(join(dir, 'cloud/ca/rootCA.key'), toPem('EC PRIVATE KEY', ca.key), { mode: 0o600 });
-  const [wsPort, httpsPort] = [await freePort(), await freePort()];
-  routerPort = await freePort();
-  const cloudYaml = `apiVersion: cloudcore.config.kubeedge.io/v1alpha1
-kind: CloudCore
-kubeAPIConfig:
-  kubeConfig: ${cp.cloudcoreKubeconfigPath}
-modules:
-  edgeController: {enable: false}
-  router: {enable: true, address: 127.0.0.1, port: ${routerPort}, restTimeout: 10}
-  cloudHub:
-    advertiseAddress: [127.0.0.1]
-    tlsCAFile: ${join(dir, 'cloud/ca/rootCA.crt')}
-    tlsCAKeyFile: ${join(dir, 'cloud/ca/rootCA.key')}
-    tlsCertFile: ${join(dir, 'cloud/certs/server.crt')}
-    tlsPrivateKeyFile: ${join(dir, 'cloud/certs/server.key')}
-    websocket: {enable: true, address: 127.0.0.1, port: ${wsPort}}
-    https: {enable: true, address: 127.0.0.1, port: ${httpsPort}}
-`;
-  const edgeYaml = `apiVersion: edgecore.config.kubeedge.io/v1alpha2
-kind: EdgeCore
-database:
-  dataSource: ${join(dir, 'edge/edgecore.db')}
-modules:
-  edged: {enable: false, hostnameOverride: ${NODE}}
-  metaManager: {enable: false}
-  deviceTwin: {enable: false}
-  eventBus: {enable: true, mqttMode: 2, mqttServerExternal: "${broker.url}"}
-  serviceBus: {enable: true, timeout: 2}
-  edgeHub:
-    enable: true
-    heartbeat: 2
-    httpServer: https://127.0.0.1:${httpsPort}
-    token: ${createToken(ca, 12)}
-    tlsCaFile: ${join(dir, 'edge/ca/rootCA.crt')}
-    tlsCertFile: ${join(dir, 'edge/certs/server.crt')}
-    tlsPrivateKeyFile: ${join(dir, 'edge/certs/server.key')}
-    websocket: {enable: true, server: "127.0.0.1:${wsPort}"}
-`;
-  cloud = new Kernel({
-    config: parseConfig(cloudLayout, cloudYaml, 'cloudcore.yaml'),
-    registry: cloudRegistry,
-    logger,
-  });
-  await cloud.start();
-  edge = new Kernel({
-    config: parseConfig(edgeLayout, edgeYaml, join(dir, 'edge/edgecore.yaml')),
-    registry: edgeRegistry,
-    logger,
-  });
-  await edge.start();
-  await waitFor(() => edge!.cloud.connected, { what: 'the edge connected', timeoutMs: 30_000 });
-  sub = await mqttClient(broker.url, ['test/#']);
+  stack = await startRouterStack({ node: NODE, restTimeout: 10, serviceBusTimeout: 2 });
+  sub = await mqttClient(stack.broker.url, ['test/#']);
 }, 600_000);
 
 afterAll(async () => {
   for (const release of held) release();
   await sub?.end();
-  await edge?.stop();
-  await cloud?.stop();
+  await stack?.stop();
   await Promise.all([app, sink].map((s) => new Promise((r) => s?.close(r))));
-  await cp?.stop();
   await cleanup();
 }, 120_000);
 
 describe('router (real control plane and CRDs, cloudHub + router, edgeHub + eventBus on mosquitto + serviceBus)', () => {
   it("the notes' example: POST /<node>/default/test reaches mosquitto_sub -t test at the edge; successMessages goes up", async () => {
-    await cp.kubectl(['apply', '-n', 'default', '-f', NOTES_EXAMPLE]);
+    // as the notes do it: mosquitto_sub -t test at the edge (one message, then it exits)
+    const mosquittoSub = await spawnPeer(
+      requirePeer('mosquitto_sub'),
+      ['-h', '127.0.0.1', '-p', String(stack.broker.port), '-t', 'test', '-C', '1', '-i', 'notes-sub'],
+      { name: 'mosquitto_sub' },
+    );
+    await stack.broker.waitLog(/notes-sub 0 test$/m);
+    await stack.cp.kubectl(['apply', '-n', 'default', '-f', NOTES_EXAMPLE]);
     const res = await postWhenRouted(`/${NODE}/default/test`, 'hello edge');
     expect(res.status).toBe(200);
     expect(await res.text()).toBe('message delivered\n');
+    expect((await mosquittoSub.exited).code).toBe(0);
+    expect(mosquittoSub.output()).toBe('hello edge\n');
     const [got] = await sub!.waitFor('test', 1, 10_000);
     expect(got!.payload).toBe('hello edge');
 
@@ -240,20 +172,13 @@ describe('router (real control plane and CRDs, cloudHub + router, edgeHub + even
   }, 120_000);
 
   it('eventbus -> rest: a publish on default/ke-up at the edge reaches the cloud HTTP server', async () => {
-    const rule = {
-      apiVersion: 'rules.kubeedge.io/v1',
-      kind: 'Rule',
-      metadata: { name: 'my-rule-eventbus-rest', namespace: 'default' },
-      spec: {
-        source: 'my-eventbus',
-        sourceResource: { topic: 'ke-up', node_name: NODE },
-        target: 'my-rest',
-        targetResource: { resource: `http://127.0.0.1:${sinkPort}/ke-up` },
-      },
-    };
-    await cp.kubectl(['apply', '-f', '-'], { input: JSON.stringify(rule) });
+    await stack.apply([
+      rule('my-rule-eventbus-rest', 'my-eventbus', { topic: 'ke-up', node_name: NODE }, 'my-rest', {
+        resource: `http://127.0.0.1:${sinkPort}/ke-up`,
+      }),
+    ]);
     // the edge's eventBus subscribes default/ke-up on the broker
-    await broker.waitLog(/ 1 default\/ke-up$/m, 30_000);
+    await stack.broker.waitLog(/ 1 default\/ke-up$/m, 30_000);
     await sub!.publish('default/ke-up', 'temperature=21');
     await waitFor(() => sunk.some((s) => s.body === 'temperature=21'), {
       what: 'the payload at the cloud HTTP server',
@@ -268,35 +193,17 @@ describe('router (real control plane and CRDs, cloudHub + router, edgeHub + even
   }, 120_000);
 
   it("rest -> servicebus: the edge app's 200 (headers, body, query) and 404 pass through; a slow app is a 504", async () => {
-    const objects = [
-      {
-        apiVersion: 'rules.kubeedge.io/v1',
-        kind: 'RuleEndpoint',
-        metadata: { name: 'my-servicebus', namespace: 'default' },
-        spec: { ruleEndpointType: 'servicebus', properties: { service_port: String(appPort) } },
-      },
-      {
-        apiVersion: 'rules.kubeedge.io/v1',
-        kind: 'Rule',
-        metadata: { name: 'my-rule-rest-servicebus', namespace: 'default' },
-        spec: {
-          source: 'my-rest',
-          sourceResource: { path: '/source' },
-          target: 'my-servicebus',
-          targetResource: { path: '/target' },
-        },
-      },
-    ];
-    await cp.kubectl(['apply', '-f', '-'], {
-      input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: objects }),
-    });
+    await stack.apply([
+      ruleEndpoint('my-servicebus', 'servicebus', { service_port: String(appPort) }),
+      rule('my-rule-rest-servicebus', 'my-rest', { path: '/source' }, 'my-servicebus', { path: '/target' }),
+    ]);
 
     const first = await postWhenRouted(`/${NODE}/default/source/ok?x=1`, '{"a":1}');
     expect(first.status).toBe(200);
     expect(first.headers.get('x-app')).toBe('yes');
     expect(await first.json()).toEqual({ method: 'POST', query: '?x=1', body: '{"a":1}' });
 
-    const put = await fetch(`http://127.0.0.1:${routerPort}/${NODE}/default/source/ok`, {
+    const put = await fetch(`http://127.0.0.1:${stack.routerPort}/${NODE}/default/source/ok`, {
       method: 'PUT',
       body: 'b',
       headers: { 'X-Id': '42' },
@@ -347,7 +254,7 @@ describe('router (real control plane and CRDs, cloudHub + router, edgeHub + even
   }, 60_000);
 
   it('a deleted rule stops routing', async () => {
-    await cp.kubectl(['delete', 'rule', 'my-rule', '-n', 'default']);
+    await stack.cp.kubectl(['delete', 'rule', 'my-rule', '-n', 'default']);
     await waitFor(
       async () => {
         const res = await post(`/${NODE}/default/test`, 'after delete');
@@ -359,18 +266,7 @@ describe('router (real control plane and CRDs, cloudHub + router, edgeHub + even
   }, 60_000);
 
   it('a rule naming a missing endpoint gets a status error naming the field', async () => {
-    const rule = {
-      apiVersion: 'rules.kubeedge.io/v1',
-      kind: 'Rule',
-      metadata: { name: 'broken', namespace: 'default' },
-      spec: {
-        source: 'my-rest',
-        sourceResource: { path: '/b' },
-        target: 'nope',
-        targetResource: { topic: 't' },
-      },
-    };
-    await cp.kubectl(['apply', '-f', '-'], { input: JSON.stringify(rule) });
+    await stack.apply([rule('broken', 'my-rest', { path: '/b' }, 'nope', { topic: 't' })]);
     let status: RuleStatus = {};
     await waitFor(async () => ((status = await ruleStatus('broken')).errors ?? []).length > 0, {
       what: 'status.errors of rule broken',

@@ -1,0 +1,147 @@
+/**
+ * The router's full stack on loopback, for its integration test and its benchmark: a real control
+ * plane with KubeEdge's router CRDs, a mosquitto broker, a cloud kernel (cloudHub + router on the
+ * cloudcore identity's kubeconfig) and an edge kernel (edgeHub, eventBus on the broker, serviceBus)
+ * joined over real mutual TLS.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseConfig } from '../../kernel/config/index.js';
+import { Kernel } from '../../kernel/kernel.js';
+import { createLogger, type LogLevel } from '../../kernel/log.js';
+import { createCa, toPem } from '../../plugins/cloudhub/pki.js';
+import { createToken } from '../../plugins/cloudhub/token.js';
+import { cloudLayout, cloudRegistry, edgeLayout, edgeRegistry } from '../../plugins/registry.js';
+import { startControlPlane, type ControlPlane } from '../peers/kube.js';
+import { startMosquitto, type MosquittoPeer } from '../peers/mosquitto.js';
+import { freePort, tempDir, waitFor } from '../peers/util.js';
+
+const CRDS = ['v1.23.1_router_v1_rule.yaml', 'v1.23.1_router_v1_ruleEndpoint.yaml'].map((f) =>
+  join('test', 'fixtures', 'kubeedge-crds', f),
+);
+
+export interface RouterStack {
+  cp: ControlPlane;
+  broker: MosquittoPeer;
+  cloud: Kernel;
+  edge: Kernel;
+  routerPort: number;
+  /** `kubectl apply -f -` of objects (a List) */
+  apply(objects: object[]): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface RouterStackOptions {
+  node: string;
+  /** modules.router.restTimeout (s) */
+  restTimeout: number;
+  /** modules.serviceBus.timeout (s) */
+  serviceBusTimeout: number;
+}
+
+export async function startRouterStack(o: RouterStackOptions): Promise<RouterStack> {
+  const logger = createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as LogLevel);
+  const [cp, broker] = await Promise.all([startControlPlane(), startMosquitto()]);
+  await cp.kubectl(['apply', ...CRDS.flatMap((f) => ['-f', f])]);
+  await cp.waitForCrds(['rules.rules.kubeedge.io', 'ruleendpoints.rules.kubeedge.io']);
+
+  const dir = await tempDir('router');
+  const ca = await createCa();
+  await mkdir(join(dir, 'cloud/ca'), { recursive: true });
+  await writeFile(join(dir, 'cloud/ca/rootCA.crt'), toPem('CERTIFICATE', ca.cert));
+  await writeFile(join(dir, 'cloud/ca/rootCA.key'), toPem('EC PRIVATE KEY', ca.key), { mode: 0o600 });
+  const [wsPort, httpsPort, routerPort] = [await freePort(), await freePort(), await freePort()];
+  const cloudYaml = `apiVersion: cloudcore.config.kubeedge.io/v1alpha1
+kind: CloudCore
+kubeAPIConfig:
+  kubeConfig: ${cp.cloudcoreKubeconfigPath}
+modules:
+  edgeController: {enable: false}
+  router: {enable: true, address: 127.0.0.1, port: ${routerPort}, restTimeout: ${o.restTimeout}}
+  cloudHub:
+    advertiseAddress: [127.0.0.1]
+    tlsCAFile: ${join(dir, 'cloud/ca/rootCA.crt')}
+    tlsCAKeyFile: ${join(dir, 'cloud/ca/rootCA.key')}
+    tlsCertFile: ${join(dir, 'cloud/certs/server.crt')}
+    tlsPrivateKeyFile: ${join(dir, 'cloud/certs/server.key')}
+    websocket: {enable: true, address: 127.0.0.1, port: ${wsPort}}
+    https: {enable: true, address: 127.0.0.1, port: ${httpsPort}}
+`;
+  const edgeYaml = `apiVersion: edgecore.config.kubeedge.io/v1alpha2
+kind: EdgeCore
+database:
+  dataSource: ${join(dir, 'edge/edgecore.db')}
+modules:
+  edged: {enable: false, hostnameOverride: ${o.node}}
+  metaManager: {enable: false}
+  deviceTwin: {enable: false}
+  eventBus: {enable: true, mqttMode: 2, mqttServerExternal: "${broker.url}"}
+  serviceBus: {enable: true, timeout: ${o.serviceBusTimeout}}
+  edgeHub:
+    enable: true
+    heartbeat: 2
+    httpServer: https://127.0.0.1:${httpsPort}
+    token: ${createToken(ca, 12)}
+    tlsCaFile: ${join(dir, 'edge/ca/rootCA.crt')}
+    tlsCertFile: ${join(dir, 'edge/certs/server.crt')}
+    tlsPrivateKeyFile: ${join(dir, 'edge/certs/server.key')}
+    websocket: {enable: true, server: "127.0.0.1:${wsPort}"}
+`;
+  const cloud = new Kernel({
+    config: parseConfig(cloudLayout, cloudYaml, 'cloudcore.yaml'),
+    registry: cloudRegistry,
+    logger,
+  });
+  await cloud.start();
+  const edge = new Kernel({
+    config: parseConfig(edgeLayout, edgeYaml, join(dir, 'edge/edgecore.yaml')),
+    registry: edgeRegistry,
+    logger,
+  });
+  await edge.start();
+  await waitFor(() => edge.cloud.connected, { what: 'the edge connected', timeoutMs: 30_000 });
+  return {
+    cp,
+    broker,
+    cloud,
+    edge,
+    routerPort,
+    apply: async (items) => {
+      await cp.kubectl(['apply', '-f', '-'], {
+        input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items }),
+      });
+    },
+    stop: async () => {
+      await edge.stop();
+      await cloud.stop();
+      await broker.stop();
+      await cp.stop();
+    },
+  };
+}
+
+/** A RuleEndpoint of namespace default. */
+export const ruleEndpoint = (
+  name: string,
+  type: string,
+  properties: Record<string, string> = {},
+): object => ({
+  apiVersion: 'rules.kubeedge.io/v1',
+  kind: 'RuleEndpoint',
+  metadata: { name, namespace: 'default' },
+  spec: { ruleEndpointType: type, properties },
+});
+
+/** A Rule of namespace default. */
+export const rule = (
+  name: string,
+  source: string,
+  sourceResource: Record<string, string>,
+  target: string,
+  targetResource: Record<string, string>,
+): object => ({
+  apiVersion: 'rules.kubeedge.io/v1',
+  kind: 'Rule',
+  metadata: { name, namespace: 'default' },
+  spec: { source, sourceResource, target, targetResource },
+});
