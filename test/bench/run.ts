@@ -11,6 +11,7 @@ import { kernelBench } from './kernel.js';
 import { metamanagerBench } from './metamanager.js';
 import { mapperBench } from './mapper.js';
 import { printReport, type Figure } from './report.js';
+import { routerBench } from './router.js';
 import { startupBench } from './startup.js';
 
 const suites: [string, () => Promise<Figure[]>][] = [
@@ -23,6 +24,7 @@ const suites: [string, () => Promise<Figure[]>][] = [
   ['cloudhub', cloudhubBench],
   ['cloud', cloudBench],
   ['edgecontroller', edgecontrollerBench],
+  ['router', routerBench],
 ];
 
 const only = process.argv[2];

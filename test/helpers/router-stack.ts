@@ -37,6 +37,8 @@ export interface RouterStackOptions {
   restTimeout: number;
   /** modules.serviceBus.timeout (s) */
   serviceBusTimeout: number;
+  /** edgeHub.messageQPS (KubeEdge's 30 by default; the burst is twice it) */
+  messageQPS?: number;
 }
 
 export async function startRouterStack(o: RouterStackOptions): Promise<RouterStack> {
@@ -80,6 +82,8 @@ modules:
   edgeHub:
     enable: true
     heartbeat: 2
+    messageQPS: ${o.messageQPS ?? 30}
+    messageBurst: ${(o.messageQPS ?? 30) * 2}
     httpServer: https://127.0.0.1:${httpsPort}
     token: ${createToken(ca, 12)}
     tlsCaFile: ${join(dir, 'edge/ca/rootCA.crt')}
