@@ -1,6 +1,6 @@
 /**
  * The router's full stack on loopback, for its integration test and its benchmark: a real control
- * plane with KubeEdge's router CRDs, a mosquitto broker, a cloud kernel (cloudHub + router on the
+ * plane with KubeEdge's router CRDs (`crds/`, as `keadm init` installs them), a mosquitto broker, a cloud kernel (cloudHub + router on the
  * cloudcore identity's kubeconfig) and an edge kernel (edgeHub, eventBus on the broker, serviceBus)
  * joined over real mutual TLS.
  */
@@ -16,9 +16,8 @@ import { startControlPlane, type ControlPlane } from '../peers/kube.js';
 import { startMosquitto, type MosquittoPeer } from '../peers/mosquitto.js';
 import { freePort, tempDir, waitFor } from '../peers/util.js';
 
-const CRDS = ['v1.23.1_router_v1_rule.yaml', 'v1.23.1_router_v1_ruleEndpoint.yaml'].map((f) =>
-  join('test', 'fixtures', 'kubeedge-crds', f),
-);
+/** The router CRDs `keadm init` installs (KubeEdge v1.23.1's). */
+const CRDS = ['router_v1_rule.yaml', 'router_v1_ruleEndpoint.yaml'].map((f) => join('crds', f));
 
 export interface RouterStack {
   cp: ControlPlane;
