@@ -31,6 +31,12 @@ describe('upstream dispatch (§5.0.1)', () => {
       module: 'router',
       resource: 'node/edge-1/default/ke-up',
     });
+    // a Go serviceBus's own failure answer has no operation: the router's still
+    expect(up({ source: 'servicebus', group: 'user' }, 'req-1')).toEqual({
+      kind: 'module',
+      module: 'router',
+      resource: 'node/edge-1/',
+    });
     expect(
       up({ source: 'websocket', group: 'hub', operation: 'UpdateNodeActionStatus', resource: 'x' }),
     ).toEqual({

@@ -66,6 +66,11 @@ export function classifyUpstream(msg: Message, nodeId: string): Upstream {
   if (operation === Operation.upload && group === UserGroup) {
     return { kind: 'module', module: RouterModuleName, resource: prefixed };
   }
+  // a Go edgecore's serviceBus answers its own failures without operation (devices-dmi-router
+  // §5.7 step 7): still the router's reply, not edgecontroller's
+  if (operation === '' && group === UserGroup && (msg.header.parent_msg_id ?? '') !== '') {
+    return { kind: 'module', module: RouterModuleName, resource: prefixed };
+  }
   if (TASK_OPERATIONS.has(operation)) return { kind: 'group', group: TaskManagerGroup };
   if (resource === KubeCaResource) return { kind: 'kubeCa' };
   if (CLOUD_SOURCES.has(source)) return { kind: 'drop', reason: `source "${source}" is a cloud module` };
