@@ -108,6 +108,7 @@ export class Router {
   private readonly retry: NodeJS.Timeout;
   /** problems are reported once both informers listed everything (before, an endpoint may be on its way) */
   synced = false;
+  private scheduled: NodeJS.Immediate | undefined;
   private readonly log: Logger;
 
   constructor(private readonly o: RouterOptions) {
@@ -118,6 +119,7 @@ export class Router {
 
   stop(): void {
     clearInterval(this.retry);
+    clearImmediate(this.scheduled);
     for (const resolve of this.pending.values()) resolve(undefined);
     this.pending.clear();
   }
@@ -128,7 +130,7 @@ export class Router {
     const key = ruleKey(ep.metadata?.namespace ?? 'default', ep.metadata?.name ?? '');
     if (deleted) this.endpoints.delete(key);
     else this.endpoints.set(key, ep);
-    this.rebuild();
+    this.schedule();
   }
 
   ruleChanged(rule: RuleObject, deleted = false): void {
@@ -137,7 +139,7 @@ export class Router {
     if (deleted) {
       this.rules.delete(key);
       this.o.statuses.forget(uid);
-      this.rebuild();
+      this.schedule();
       return;
     }
     this.o.statuses.track(rule);
@@ -145,7 +147,15 @@ export class Router {
     this.rules.set(key, rule);
     // our own status patches come back as updates: only a new spec (or object) changes routes
     if (old?.metadata?.uid === uid && JSON.stringify(old.spec) === JSON.stringify(rule.spec)) return;
-    this.rebuild();
+    this.schedule();
+  }
+
+  /** One rebuild for the events of one turn (the informers' first lists replay every object). */
+  private schedule(): void {
+    this.scheduled ??= setImmediate(() => {
+      this.scheduled = undefined;
+      this.rebuild();
+    });
   }
 
   /** Resolve every rule again; report problems; bring the edges' subscriptions in line. */
