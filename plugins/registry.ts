@@ -65,4 +65,5 @@ export const edgeRegistry: readonly PluginEntry[] = [
 export const cloudRegistry: readonly PluginEntry[] = [
   { configKey: 'cloudHub', specifier: pluginSpecifier(import.meta.url, './cloudhub/index') },
   { configKey: 'edgeController', specifier: pluginSpecifier(import.meta.url, './edgecontroller/index') },
+  { configKey: 'syncController', specifier: pluginSpecifier(import.meta.url, './synccontroller/index') },
 ];
