@@ -54,8 +54,8 @@ export interface SyncControllerOptions {
   signal: AbortSignal;
   /** Hand a message to cloudHub. */
   send(msg: Message): Promise<void>;
-  /** Counters: `update`, `delete` sent; records `collected`. */
-  count(what: 'update' | 'delete' | 'collected'): void;
+  /** Counters: `update`, `delete` offered; records `collected`; resync passes (`pass`). */
+  count(what: 'update' | 'delete' | 'collected' | 'pass'): void;
 }
 
 export class SyncController {
@@ -176,6 +176,7 @@ export class SyncController {
   /** One pass over every record (`reconcileObjectSyncs` + `reconcileClusterObjectSyncs`). */
   reconcile(): void {
     for (const s of this.syncs) for (const sync of s.list()) this.reconcileOne(sync);
+    this.opts.count('pass');
   }
 
   private reconcileOne(sync: ObjectSync): void {

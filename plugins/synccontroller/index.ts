@@ -69,7 +69,7 @@ export default definePlugin<SyncControllerConfig & ModuleConfig>({
     if (registry.getSingleMetric(METRIC) !== undefined) registry.removeSingleMetric(METRIC);
     const counter = new prom.Counter({
       name: METRIC,
-      help: 'syncController: update and delete messages offered to cloudHub again, ObjectSyncs of vanished nodes collected',
+      help: 'syncController: update and delete messages offered to cloudHub again, ObjectSyncs of vanished nodes collected, resync passes',
       labelNames: ['action'],
       registers: [registry],
     });
