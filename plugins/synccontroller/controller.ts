@@ -183,7 +183,8 @@ export class SyncController {
     const name = sync.metadata?.name ?? '';
     const parsed = parseName(name);
     const { objectAPIVersion = '', objectKind = '', objectName = '' } = sync.spec ?? {};
-    if (parsed === undefined || objectName === '') return;
+    // a vanished node's records are collected, not resynced
+    if (parsed === undefined || objectName === '' || this.nodes.get(parsed.node) === undefined) return;
     const informer = this.objectInformer(objectAPIVersion, objectKind);
     if (informer === undefined) return;
     const namespace = sync.metadata?.namespace;

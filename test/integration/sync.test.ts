@@ -9,7 +9,8 @@
  *    resourceVersion;
  *  - the cloud kernel stopped, a pod changed and another deleted in the API, the cloud kernel
  *    started again: the edge gets exactly the change and the delete, once each, and nothing it had;
- *    the deleted pod's ObjectSync is gone once the edge acknowledged the delete;
+ *    the deleted pod's ObjectSync is gone once the edge acknowledged the delete; the record of a
+ *    node that no longer exists is collected;
  *  - two cloud kernels: one holds the Lease and resyncs, the other waits; the leader stops and the
  *    other takes over.
  */
@@ -271,6 +272,15 @@ describe('syncController and ObjectSync bookkeeping (real kube-apiserver, KubeEd
     edge!.stop();
     await cp.kubectl(['label', 'pod', 'change', 'changed=yes']);
     await cp.kubectl(['delete', 'pod', 'gone', '--grace-period=0', '--force']);
+    // the record of a node that no longer exists: the new leader collects it
+    await cp.kubectl(['apply', '-f', '-'], {
+      input: JSON.stringify({
+        apiVersion: 'reliablesyncs.kubeedge.io/v1alpha1',
+        kind: 'ObjectSync',
+        metadata: { name: 'vanished-node.0c1d', namespace: 'default' },
+        spec: { objectAPIVersion: 'v1', objectKind: 'Pod', objectName: 'keep' },
+      }),
+    });
     const changed = (await get(['pod', 'change']))!.metadata.resourceVersion;
     expect(BigInt(changed)).toBeGreaterThan(BigInt(before));
 
@@ -294,6 +304,13 @@ describe('syncController and ObjectSync bookkeeping (real kube-apiserver, KubeEd
         timeoutMs: 20_000,
       },
     );
+    await waitFor(
+      async () =>
+        (await get(['objectsyncs.reliablesyncs.kubeedge.io', '-n', 'default', 'vanished-node.0c1d'])) ===
+        undefined,
+      { what: 'the record of a vanished node collected', timeoutMs: 20_000 },
+    );
+    expect(await metric(cloud, 'collected')).toBe(1);
     const passes = await metric(cloud, 'pass');
     await waitFor(async () => (await metric(cloud!, 'pass')) >= passes + 2, {
       what: 'two more resync passes',
