@@ -81,11 +81,14 @@ describe('ObjectSyncStore', () => {
 
     const store = (await openObjectSyncStore(kube, log, abort.signal)) as ObjectSyncStore;
     expect(store).toBeDefined();
-    store.track('edge.a', POD, '0');
-    store.track('edge.a', POD, '41');
+    const writes = (): number => kube.stats().requests - kube.stats().lists - kube.stats().watches;
+    const before = writes();
+    store.track('edge.a', POD, '0'); // queued
+    store.track('edge.a', POD, '41'); // acknowledged before the record was written: one write carries both
     store.track('edge.a', NODE, '7');
     expect(store.acked('edge.a', 'u-pod')).toBe('41');
     await store.flush();
+    expect(writes() - before).toBe(4); // per record: create, status
 
     expect(
       await get(['objectsyncs.reliablesyncs.kubeedge.io', '-n', 'default', 'edge.a.u-pod']),

@@ -6,7 +6,8 @@
  * Reads are from memory: the shared informers of both kinds fill it (what any cloudcore wrote) and
  * this cloudcore's own acknowledgements update it at once; versions only grow, so a late watch
  * event never takes a record back. Writes go to the API in the background, one after the other
- * per record (create with the spec, then the `status` subresource; delete on an acknowledged delete).
+ * per record, each writing the state in memory when it starts (create with the spec, then the
+ * `status` subresource; delete on an acknowledged delete).
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { errorText, isKernelError, type KubeApi, type Logger } from '../../kernel/index.js';
@@ -95,6 +96,10 @@ export class ObjectSyncStore implements AckStore {
   private readonly versions = new Map<string, string>();
   /** The tail of each record's writes, while some are pending. */
   private readonly writes = new Map<string, Promise<void>>();
+  /** Records with a write queued and not started: it writes the state of the moment it starts. */
+  private readonly due = new Set<string>();
+  /** Records known to be in the API (seen by the informer or created here). */
+  private readonly inApi = new Set<string>();
 
   constructor(
     private readonly kube: KubeApi,
@@ -107,21 +112,14 @@ export class ObjectSyncStore implements AckStore {
 
   track(node: string, obj: SyncedObject, version: string): void {
     const name = objectSyncName(node, obj.uid);
-    const known = this.versions.has(name);
     this.versions.set(name, version);
-    this.write(name, () => this.save(name, obj, version, known));
+    this.persist(name, obj);
   }
 
   forget(node: string, obj: SyncedObject): void {
     const name = objectSyncName(node, obj.uid);
     this.versions.delete(name);
-    this.write(name, async () => {
-      try {
-        await this.kube.request('DELETE', `${objectSyncPath(obj.namespace)}/${encodeURIComponent(name)}`);
-      } catch (err) {
-        if (statusCode(err) !== 404) throw err;
-      }
-    });
+    this.persist(name, obj);
   }
 
   /** Every write issued so far has ended (cloudHub's stop waits for it). */
@@ -133,6 +131,7 @@ export class ObjectSyncStore implements AckStore {
   observed(o: ObjectSync): void {
     const name = o.metadata?.name;
     if (name === undefined || parseObjectSyncName(name) === undefined) return;
+    this.inApi.add(name);
     const version = o.status?.objectResourceVersion || '0';
     const mine = this.versions.get(name);
     if (mine === undefined && this.writes.has(name)) return; // forgotten here, its delete pending
@@ -142,12 +141,24 @@ export class ObjectSyncStore implements AckStore {
   /** A record deleted (by an acknowledged delete anywhere, or syncController's collection). */
   removed(o: ObjectSync): void {
     const name = o.metadata?.name;
-    if (name !== undefined && !this.writes.has(name)) this.versions.delete(name);
+    if (name === undefined) return;
+    this.inApi.delete(name);
+    if (!this.writes.has(name)) this.versions.delete(name);
   }
 
-  private write(name: string, op: () => Promise<void>): void {
+  /**
+   * Bring the record in the API to the state in memory, after the writes before; while one write
+   * waits to start, later changes ride on it (an object queued then acknowledged at once costs a
+   * create and one status write).
+   */
+  private persist(name: string, obj: SyncedObject): void {
+    if (this.due.has(name)) return;
+    this.due.add(name);
     const next = (this.writes.get(name) ?? Promise.resolve())
-      .then(op)
+      .then(() => {
+        this.due.delete(name);
+        return this.apply(name, obj);
+      })
       .catch((err: unknown) =>
         this.log.warn({ objectSync: name, error: errorText(err) }, 'cannot write the ObjectSync'),
       )
@@ -157,17 +168,28 @@ export class ObjectSyncStore implements AckStore {
     this.writes.set(name, next);
   }
 
-  /** saveSuccessPoint: the status set, the record created first when it does not exist. */
-  private async save(name: string, obj: SyncedObject, version: string, known: boolean): Promise<void> {
+  /** saveSuccessPoint / deleteSuccessPoint: the status set (the record created first), or deleted. */
+  private async apply(name: string, obj: SyncedObject): Promise<void> {
     const collection = objectSyncPath(obj.namespace);
+    const path = `${collection}/${encodeURIComponent(name)}`;
+    const version = this.versions.get(name);
+    if (version === undefined) {
+      try {
+        await this.kube.request('DELETE', path);
+      } catch (err) {
+        if (statusCode(err) !== 404) throw err;
+      }
+      this.inApi.delete(name);
+      return;
+    }
     const setStatus = (): Promise<unknown> =>
       this.kube.request(
         'PATCH',
-        `${collection}/${encodeURIComponent(name)}/status`,
+        `${path}/status`,
         { status: { objectResourceVersion: version } },
         { contentType: 'application/merge-patch+json' },
       );
-    if (known) {
+    if (this.inApi.has(name)) {
       try {
         await setStatus();
         return;
@@ -190,6 +212,7 @@ export class ObjectSyncStore implements AckStore {
     } catch (err) {
       if (statusCode(err) !== 409) throw err;
     }
+    this.inApi.add(name);
     await setStatus();
   }
 }
