@@ -70,6 +70,8 @@ export class SyncController {
   private readonly deletesSent = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private stopNodeHandlers: (() => void) | undefined;
+  /** Counts lead/follow changes: a first pass prepared for an earlier term does not start. */
+  private term = 0;
 
   constructor(private readonly opts: SyncControllerOptions) {
     const { kube, signal } = opts;
@@ -89,10 +91,19 @@ export class SyncController {
     await Promise.all([...this.syncs.map((s) => s.synced), this.nodes.synced]);
   }
 
-  /** Leading: collect the records of vanished nodes, then reconcile every 5 s. */
-  lead(): void {
+  /**
+   * Leading: collect the records of vanished nodes, then reconcile every 5 s, the first pass once
+   * the informers of the kinds the records name have listed.
+   */
+  async lead(): Promise<void> {
+    const term = ++this.term;
     this.stopNodeHandlers = this.nodes.addHandlers({ delete: () => void this.collect() });
     void this.collect();
+    for (const s of this.syncs)
+      for (const sync of s.list())
+        this.objectInformer(sync.spec?.objectAPIVersion ?? '', sync.spec?.objectKind ?? '');
+    await Promise.allSettled([...this.objects.values()].map((o) => o.informer.synced));
+    if (term !== this.term) return; // no longer leading, or leading again since
     const loop = (): void => {
       this.reconcile();
       this.timer = setTimeout(loop, RESYNC_INTERVAL_MS);
@@ -103,6 +114,7 @@ export class SyncController {
 
   /** Not leading any more (or stopping). */
   follow(): void {
+    this.term++;
     clearTimeout(this.timer);
     this.timer = undefined;
     this.stopNodeHandlers?.();

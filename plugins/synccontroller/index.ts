@@ -90,7 +90,7 @@ export default definePlugin<SyncControllerConfig & ModuleConfig>({
       onStartedLeading: () => {
         controller.synced().then(
           () => {
-            if (elector.isLeader) controller.lead();
+            if (elector.isLeader) return controller.lead();
           },
           (err: unknown) => {
             if (!ctx.signal.aborted)

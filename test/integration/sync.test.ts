@@ -284,6 +284,7 @@ describe('syncController and ObjectSync bookkeeping (real kube-apiserver, KubeEd
     const changed = (await get(['pod', 'change']))!.metadata.resourceVersion;
     expect(BigInt(changed)).toBeGreaterThan(BigInt(before));
 
+    const restarted = Date.now();
     cloud = await startCloud(cloudYaml(wsPort, httpsPort));
     edge = await connect();
     const { inbox } = edge;
@@ -292,6 +293,9 @@ describe('syncController and ObjectSync bookkeeping (real kube-apiserver, KubeEd
       timeoutMs: 30_000,
       details: () => JSON.stringify(inbox.map((m) => [m.route.operation, m.route.resource])),
     });
+    console.info(
+      `FIGURE cloud kernel start -> the edge has the change and the delete: ${Date.now() - restarted} ms`,
+    );
     // settled: both acknowledged and recorded, then two more resync passes of the leader
     await waitFor(async () => (await objectSync(uids.get('gone')!)) === undefined, {
       what: 'the deleted pod ObjectSync removed',
