@@ -93,7 +93,7 @@ export class SyncController {
 
   /**
    * Leading: collect the records of vanished nodes, then reconcile every 5 s, the first pass once
-   * the informers of the kinds the records name have listed.
+   * the informers of the kinds the records name have listed (or after one period).
    */
   async lead(): Promise<void> {
     const term = ++this.term;
@@ -102,7 +102,13 @@ export class SyncController {
     for (const s of this.syncs)
       for (const sync of s.list())
         this.objectInformer(sync.spec?.objectAPIVersion ?? '', sync.spec?.objectKind ?? '');
-    await Promise.allSettled([...this.objects.values()].map((o) => o.informer.synced));
+    // at most one period: a kind whose resource is not served never lists
+    let wait: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...this.objects.values()].map((o) => o.informer.synced)),
+      new Promise<void>((resolve) => (wait = setTimeout(resolve, RESYNC_INTERVAL_MS))),
+    ]);
+    clearTimeout(wait);
     if (term !== this.term) return; // no longer leading, or leading again since
     const loop = (): void => {
       this.reconcile();
