@@ -213,6 +213,39 @@ describe('the ACK-mode queue of a node (§6.2)', () => {
     });
   });
 
+  it('records what an ObjectSync needs; only a delete ends the record; a delete already held is not queued twice', () => {
+    const tracked: unknown[] = [];
+    const acks = new MemoryAckStore();
+    const spy = {
+      acked: (n: string, u: string) => acks.acked(n, u),
+      track: (n: string, o: Parameters<typeof acks.track>[1], v: string) => {
+        tracked.push({ ...o, v });
+        acks.track(n, o, v);
+      },
+      forget: (n: string, o: Parameters<typeof acks.forget>[1]) => acks.forget(n, o),
+    };
+    const q = new NodeQueue('e', spy, 10);
+    const dying = pod('a', '5', 'update', { deletionTimestamp: '2026-01-01T00:00:00Z' });
+    q.admit(dying);
+    q.ack(q.take()!.header.msg_id);
+    expect(acks.acked('e', 'a')).toBe('5'); // a pod being deleted is still a version
+    expect(tracked).toContainEqual({
+      uid: 'a',
+      namespace: 'default',
+      name: 'a',
+      kind: 'Pod',
+      apiVersion: '',
+      v: '5',
+    });
+    const del = pod('a', undefined, 'delete');
+    expect(q.admit(del)).toEqual({ queued: true });
+    expect(q.take()).toBe(del);
+    expect(q.admit(pod('a', undefined, 'delete'))).toEqual({ queued: false, reason: 'not-newer' });
+    q.ack(del.header.msg_id);
+    expect(acks.acked('e', 'a')).toBeUndefined();
+    expect(q.depth).toBe(0);
+  });
+
   it('is bounded: beyond the limit the oldest waiting object is pushed out, never the one in flight', () => {
     const q = new NodeQueue('e', new MemoryAckStore(), 2);
     const a = pod('a', '1');

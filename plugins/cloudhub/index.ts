@@ -73,6 +73,7 @@ export default definePlugin<CloudHubConfig & ModuleConfig>({
     const { Hub } = await import('./hub.js');
     const { hubMetrics } = await import('./metrics.js');
     const { readKubeCa } = await import('./kubeca.js');
+    const { openObjectSyncStore } = await import('./objectsync.js');
 
     // Our addition (PKI.md): node isolation, on unless `nodeIsolation: false`.
     const { nodeIsolation } = cfg;
@@ -96,6 +97,9 @@ export default definePlugin<CloudHubConfig & ModuleConfig>({
     });
     const token = await startTokenRefresh({ ca: pki.ca, store, refreshHours: cfg.tokenRefreshDuration, log });
 
+    // what the edges acknowledged: KubeEdge's ObjectSyncs with a Kubernetes API, else in memory
+    const acks = kube ? await openObjectSyncStore(kube, log, ctx.signal) : undefined;
+
     const { kubeConfig } = cloudConfig.kubeAPIConfig;
     // the gauges read the hub when scraped; the hub counts in the metrics
     const metrics = hubMetrics(ctx.metrics, {
@@ -109,13 +113,14 @@ export default definePlugin<CloudHubConfig & ModuleConfig>({
       nodeLimit: cfg.nodeLimit,
       kubeCa: () => readKubeCa(kubeConfig),
       metrics,
+      ...(acks ? { acks } : {}),
     });
 
     const servers: Server[] = [];
     const stopAll = async (): Promise<void> => {
       token.stop();
       hub.stop();
-      await Promise.all(servers.map(close));
+      await Promise.all([...servers.map(close), acks?.flush()]);
     };
     try {
       if (cfg.https.enable) {
@@ -160,6 +165,7 @@ export default definePlugin<CloudHubConfig & ModuleConfig>({
         nodeIsolation,
         nodeLimit: cfg.nodeLimit,
         secrets: kube ? 'kubernetes' : secretsDir,
+        acknowledgements: acks ? 'objectsyncs' : 'memory',
       },
       'cloudHub started',
     );

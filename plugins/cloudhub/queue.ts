@@ -3,17 +3,29 @@
  * version, keys waiting in order, one message in flight. Unlike KubeEdge's pool it outlives the
  * node's connection: what is queued while the node is offline is sent when it connects.
  *
- * What the node acknowledged is kept behind {@link AckStore} (KubeEdge's ObjectSync status); the
- * in-memory store here is replaced by an ObjectSync-backed one later.
+ * What the node acknowledged is kept behind {@link AckStore}: KubeEdge's ObjectSync status
+ * (`objectsync.ts`) with a Kubernetes API, else in memory ({@link MemoryAckStore}).
  */
-import { Operation, contentJson, type Message } from '../../kernel/index.js';
+import { NULL_NAMESPACE, Operation, contentJson, parseResource, type Message } from '../../kernel/index.js';
+import { edgeResource } from './dispatch.js';
+
+/** The object of an ACK-mode message, as its ObjectSync/ClusterObjectSync names it (§6.4). */
+export interface SyncedObject {
+  uid: string;
+  /** undefined: cluster-scoped (namespace segment `null`: a ClusterObjectSync). */
+  namespace: string | undefined;
+  name: string;
+  /** The content's `kind` and `apiVersion` ('' when absent). */
+  kind: string;
+  apiVersion: string;
+}
 
 /** Last resourceVersion a node acknowledged per object (KubeEdge's ObjectSync/ClusterObjectSync). */
 export interface AckStore {
   /** The acknowledged version; "0" = tracked, nothing acknowledged yet; undefined = not tracked. */
   acked(node: string, uid: string): string | undefined;
-  track(node: string, uid: string, version: string): void;
-  forget(node: string, uid: string): void;
+  track(node: string, obj: SyncedObject, version: string): void;
+  forget(node: string, obj: SyncedObject): void;
 }
 
 export class MemoryAckStore implements AckStore {
@@ -21,11 +33,11 @@ export class MemoryAckStore implements AckStore {
   acked(node: string, uid: string): string | undefined {
     return this.versions.get(`${node}/${uid}`);
   }
-  track(node: string, uid: string, version: string): void {
-    this.versions.set(`${node}/${uid}`, version);
+  track(node: string, obj: SyncedObject, version: string): void {
+    this.versions.set(`${node}/${obj.uid}`, version);
   }
-  forget(node: string, uid: string): void {
-    this.versions.delete(`${node}/${uid}`);
+  forget(node: string, obj: SyncedObject): void {
+    this.versions.delete(`${node}/${obj.uid}`);
   }
 }
 
@@ -36,19 +48,46 @@ export type Admission =
 
 interface ObjectMeta {
   uid?: unknown;
+  name?: unknown;
   deletionTimestamp?: unknown;
 }
 
-function metadataOf(msg: Message): ObjectMeta | undefined {
+function objectOf(msg: Message): { kind?: unknown; apiVersion?: unknown; metadata?: unknown } | undefined {
   let content: unknown;
   try {
     content = contentJson(msg);
   } catch {
     return undefined;
   }
-  if (typeof content !== 'object' || content === null) return undefined;
-  const meta = (content as { metadata?: unknown }).metadata;
+  return typeof content === 'object' && content !== null ? content : undefined;
+}
+
+function metadataOf(msg: Message): ObjectMeta | undefined {
+  const meta = objectOf(msg)?.metadata;
   return typeof meta === 'object' && meta !== null ? (meta as ObjectMeta) : undefined;
+}
+
+const text = (v: unknown): string => (typeof v === 'string' ? v : '');
+
+/** The ObjectSync's view of a queued message (its UID known to be there). */
+function syncedObject(msg: Message, uid: string): SyncedObject {
+  let namespace: string | undefined;
+  let name = '';
+  try {
+    const r = parseResource(edgeResource(msg.route.resource ?? ''));
+    namespace = r.namespace === NULL_NAMESPACE ? undefined : r.namespace;
+    name = r.name;
+  } catch {
+    namespace = undefined;
+  }
+  const obj = objectOf(msg);
+  return {
+    uid,
+    namespace,
+    name: name || text(metadataOf(msg)?.name),
+    kind: text(obj?.kind),
+    apiVersion: text(obj?.apiVersion),
+  };
 }
 
 function isDelete(msg: Message, meta: ObjectMeta | undefined): boolean {
@@ -97,17 +136,20 @@ export class NodeQueue {
     if (msg.route.group !== 'resource') return { queued: false, reason: 'not-resource-group' };
     const uid = typeof meta?.uid === 'string' && meta.uid !== '' ? meta.uid : undefined;
     if (uid === undefined) return { queued: false, reason: 'no-uid' };
+    const held = this.stored.get(uid);
+    // ours: a delete while one is held (waiting or in flight) would reach the edge twice
+    if (msg.route.operation === Operation.delete && held?.route.operation === Operation.delete)
+      return { queued: false, reason: 'not-newer' };
     if (!del && msg.route.operation !== Operation.response) {
       const next = version(msg.header.resourceversion);
       if (next === undefined) return { queued: false, reason: 'bad-version' };
-      const held = this.stored.get(uid);
       if (held !== undefined) {
         const heldVersion = version(held.header.resourceversion);
         if (isDelete(held, metadataOf(held)) || (heldVersion !== undefined && next <= heldVersion))
           return { queued: false, reason: 'not-newer' };
       } else {
         const acked = this.acks.acked(this.node, uid);
-        if (acked === undefined) this.acks.track(this.node, uid, '0');
+        if (acked === undefined) this.acks.track(this.node, syncedObject(msg, uid), '0');
         else if (next <= (version(acked) ?? 0n)) return { queued: false, reason: 'not-newer' };
       }
     }
@@ -158,8 +200,10 @@ export class NodeQueue {
     if (flight === undefined || flight.msg.header.msg_id !== msgId) return undefined;
     this.inFlight = undefined;
     const { uid, msg } = flight;
-    if (isDelete(msg, metadataOf(msg))) this.acks.forget(this.node, uid);
-    else if (msg.header.resourceversion) this.acks.track(this.node, uid, msg.header.resourceversion);
+    // saveSuccessPoint: only a `delete` ends the record (an update with a deletionTimestamp is a version)
+    if (msg.route.operation === Operation.delete) this.acks.forget(this.node, syncedObject(msg, uid));
+    else if (msg.header.resourceversion)
+      this.acks.track(this.node, syncedObject(msg, uid), msg.header.resourceversion);
     if (this.stored.get(uid) === msg) this.stored.delete(uid);
     this.failures.delete(uid);
     return msg;
