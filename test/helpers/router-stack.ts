@@ -4,17 +4,15 @@
  * cloudcore identity's kubeconfig) and an edge kernel (edgeHub, eventBus on the broker, serviceBus)
  * joined over real mutual TLS.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseConfig } from '../../kernel/config/index.js';
 import { Kernel } from '../../kernel/kernel.js';
 import { createLogger, type LogLevel } from '../../kernel/log.js';
-import { createCa, toPem } from '../../plugins/cloudhub/pki.js';
-import { createToken } from '../../plugins/cloudhub/token.js';
 import { cloudLayout, cloudRegistry, edgeLayout, edgeRegistry } from '../../plugins/registry.js';
 import { startControlPlane, type ControlPlane } from '../peers/kube.js';
 import { startMosquitto, type MosquittoPeer } from '../peers/mosquitto.js';
 import { freePort, tempDir, waitFor } from '../peers/util.js';
+import { prepareLink } from './link.js';
 
 /** The router CRDs `keadm init` installs (KubeEdge v1.23.1's). */
 const CRDS = ['router_v1_rule.yaml', 'router_v1_ruleEndpoint.yaml'].map((f) => join('crds', f));
@@ -47,11 +45,8 @@ export async function startRouterStack(o: RouterStackOptions): Promise<RouterSta
   await cp.waitForCrds(['rules.rules.kubeedge.io', 'ruleendpoints.rules.kubeedge.io']);
 
   const dir = await tempDir('router');
-  const ca = await createCa();
-  await mkdir(join(dir, 'cloud/ca'), { recursive: true });
-  await writeFile(join(dir, 'cloud/ca/rootCA.crt'), toPem('CERTIFICATE', ca.cert));
-  await writeFile(join(dir, 'cloud/ca/rootCA.key'), toPem('EC PRIVATE KEY', ca.key), { mode: 0o600 });
-  const [wsPort, httpsPort, routerPort] = [await freePort(), await freePort(), await freePort()];
+  const link = await prepareLink(dir);
+  const routerPort = await freePort();
   const cloudYaml = `apiVersion: cloudcore.config.kubeedge.io/v1alpha1
 kind: CloudCore
 kubeAPIConfig:
@@ -59,15 +54,7 @@ kubeAPIConfig:
 modules:
   edgeController: {enable: false}
   router: {enable: true, address: 127.0.0.1, port: ${routerPort}, restTimeout: ${o.restTimeout}}
-  cloudHub:
-    advertiseAddress: [127.0.0.1]
-    tlsCAFile: ${join(dir, 'cloud/ca/rootCA.crt')}
-    tlsCAKeyFile: ${join(dir, 'cloud/ca/rootCA.key')}
-    tlsCertFile: ${join(dir, 'cloud/certs/server.crt')}
-    tlsPrivateKeyFile: ${join(dir, 'cloud/certs/server.key')}
-    websocket: {enable: true, address: 127.0.0.1, port: ${wsPort}}
-    https: {enable: true, address: 127.0.0.1, port: ${httpsPort}}
-`;
+${link.cloudHub}`;
   const edgeYaml = `apiVersion: edgecore.config.kubeedge.io/v1alpha2
 kind: EdgeCore
 database:
@@ -78,18 +65,7 @@ modules:
   deviceTwin: {enable: false}
   eventBus: {enable: true, mqttMode: 2, mqttServerExternal: "${broker.url}"}
   serviceBus: {enable: true, timeout: ${o.serviceBusTimeout}}
-  edgeHub:
-    enable: true
-    heartbeat: 2
-    messageQPS: ${o.messageQPS ?? 30}
-    messageBurst: ${(o.messageQPS ?? 30) * 2}
-    httpServer: https://127.0.0.1:${httpsPort}
-    token: ${createToken(ca, 12)}
-    tlsCaFile: ${join(dir, 'edge/ca/rootCA.crt')}
-    tlsCertFile: ${join(dir, 'edge/certs/server.crt')}
-    tlsPrivateKeyFile: ${join(dir, 'edge/certs/server.key')}
-    websocket: {enable: true, server: "127.0.0.1:${wsPort}"}
-`;
+${link.edgeHub(`    messageQPS: ${o.messageQPS ?? 30}\n    messageBurst: ${(o.messageQPS ?? 30) * 2}\n`)}`;
   const cloud = new Kernel({
     config: parseConfig(cloudLayout, cloudYaml, 'cloudcore.yaml'),
     registry: cloudRegistry,

@@ -6,7 +6,6 @@
  * edge keeps producing status, the cloud comes back and the latest status of each object arrives.
  * Messages are the recorded v1.23.1 session's.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,12 +13,11 @@ import { parseConfig } from '../../kernel/config/index.js';
 import { Kernel } from '../../kernel/kernel.js';
 import { createLogger, type LogLevel } from '../../kernel/log.js';
 import { newMessage, type Message } from '../../kernel/index.js';
-import { createCa, toPem, type KeyPairDer } from '../../plugins/cloudhub/pki.js';
-import { createToken } from '../../plugins/cloudhub/token.js';
 import { cloudLayout, cloudRegistry, edgeLayout, edgeRegistry } from '../../plugins/registry.js';
 import { waitUntil } from '../helpers/kernel.js';
-import { cleanup, freePort, tempDir } from '../peers/util.js';
+import { cleanup, tempDir } from '../peers/util.js';
 import { findRecorded } from '../helpers/recorded.js';
+import { prepareLink } from '../helpers/link.js';
 
 const logger = createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as LogLevel);
 
@@ -35,7 +33,6 @@ const status = (like: Message, phase: string): Message =>
   newMessage(like.route, JSON.stringify({ status: { phase } }));
 
 let dir: string;
-let ca: KeyPairDer;
 let cloudYaml: string;
 let edgeYaml: string;
 let cloud: Kernel | undefined;
@@ -59,25 +56,12 @@ async function startCloud(): Promise<Kernel> {
 
 beforeAll(async () => {
   dir = await tempDir('cloud-edge-link');
-  ca = await createCa();
-  await mkdir(join(dir, 'cloud/ca'), { recursive: true });
-  await writeFile(join(dir, 'cloud/ca/rootCA.crt'), toPem('CERTIFICATE', ca.cert));
-  await writeFile(join(dir, 'cloud/ca/rootCA.key'), toPem('EC PRIVATE KEY', ca.key), { mode: 0o600 });
-  const wsPort = await freePort();
-  const httpsPort = await freePort();
+  const link = await prepareLink(dir);
   cloudYaml = `apiVersion: cloudcore.config.kubeedge.io/v1alpha1
 kind: CloudCore
 modules:
   edgeController: {enable: false}
-  cloudHub:
-    advertiseAddress: [127.0.0.1]
-    tlsCAFile: ${join(dir, 'cloud/ca/rootCA.crt')}
-    tlsCAKeyFile: ${join(dir, 'cloud/ca/rootCA.key')}
-    tlsCertFile: ${join(dir, 'cloud/certs/server.crt')}
-    tlsPrivateKeyFile: ${join(dir, 'cloud/certs/server.key')}
-    websocket: {enable: true, address: 127.0.0.1, port: ${wsPort}}
-    https: {enable: true, address: 127.0.0.1, port: ${httpsPort}}
-`;
+${link.cloudHub}`;
   edgeYaml = `apiVersion: edgecore.config.kubeedge.io/v1alpha2
 kind: EdgeCore
 database:
@@ -87,16 +71,7 @@ modules:
   eventBus: {enable: false}
   deviceTwin: {enable: false}
   metaManager: {enable: true}
-  edgeHub:
-    enable: true
-    heartbeat: 2
-    httpServer: https://127.0.0.1:${httpsPort}
-    token: ${createToken(ca, 12)}
-    tlsCaFile: ${join(dir, 'edge/ca/rootCA.crt')}
-    tlsCertFile: ${join(dir, 'edge/certs/server.crt')}
-    tlsPrivateKeyFile: ${join(dir, 'edge/certs/server.key')}
-    websocket: {enable: true, server: "127.0.0.1:${wsPort}"}
-`;
+${link.edgeHub()}`;
   cloud = await startCloud();
   edge = new Kernel({
     config: parseConfig(edgeLayout, edgeYaml, join(dir, 'edge/edgecore.yaml')),

@@ -5,19 +5,17 @@
  * be stopped and started again on the same database, certificates and containerd (an edgecore
  * restart).
  */
-import { mkdir, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { parseConfig } from '../../kernel/config/index.js';
 import { Kernel } from '../../kernel/kernel.js';
 import { createLogger, type LogLevel } from '../../kernel/log.js';
-import { createCa, toPem } from '../../plugins/cloudhub/pki.js';
-import { createToken } from '../../plugins/cloudhub/token.js';
 import { CriClient } from '../../plugins/edged/cri.js';
 import { cloudLayout, cloudRegistry, edgeLayout, edgeRegistry } from '../../plugins/registry.js';
 import { startContainerd, type ContainerdPeer } from '../peers/containerd.js';
 import { startControlPlane, type ControlPlane } from '../peers/kube.js';
-import { freePort, tempDir } from '../peers/util.js';
+import { tempDir } from '../peers/util.js';
+import { prepareLink } from '../helpers/link.js';
 
 const logger = createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as LogLevel);
 const edgeModules = new Set(['metaManager', 'edged', 'edgeHub']);
@@ -82,26 +80,14 @@ export async function startEdgeStack(nodeName: string): Promise<EdgeStack> {
   const [cp, cd] = await Promise.all([startControlPlane({ withControllers: true }), startContainerd()]);
   const cri = new CriClient({ runtimeEndpoint: cd.endpoint, timeoutMs: 30_000 });
   const dir = await tempDir(`edge-stack-${nodeName}`);
-  const ca = await createCa();
-  await mkdir(join(dir, 'cloud/ca'), { recursive: true });
-  await writeFile(join(dir, 'cloud/ca/rootCA.crt'), toPem('CERTIFICATE', ca.cert));
-  await writeFile(join(dir, 'cloud/ca/rootCA.key'), toPem('EC PRIVATE KEY', ca.key), { mode: 0o600 });
-  const [wsPort, httpsPort] = [await freePort(), await freePort()];
+  const link = await prepareLink(dir);
   const cloudYaml = `apiVersion: cloudcore.config.kubeedge.io/v1alpha1
 kind: CloudCore
 kubeAPIConfig:
   kubeConfig: ${cp.cloudcoreKubeconfigPath}
 modules:
   edgeController: {enable: true}
-  cloudHub:
-    advertiseAddress: [127.0.0.1]
-    tlsCAFile: ${join(dir, 'cloud/ca/rootCA.crt')}
-    tlsCAKeyFile: ${join(dir, 'cloud/ca/rootCA.key')}
-    tlsCertFile: ${join(dir, 'cloud/certs/server.crt')}
-    tlsPrivateKeyFile: ${join(dir, 'cloud/certs/server.key')}
-    websocket: {enable: true, address: 127.0.0.1, port: ${wsPort}}
-    https: {enable: true, address: 127.0.0.1, port: ${httpsPort}}
-`;
+${link.cloudHub}`;
   const edgeYaml = `apiVersion: edgecore.config.kubeedge.io/v1alpha2
 kind: EdgeCore
 database:
@@ -110,16 +96,7 @@ modules:
   eventBus: {enable: false}
   deviceTwin: {enable: false}
   metaManager: {enable: true}
-  edgeHub:
-    enable: true
-    heartbeat: 2
-    httpServer: https://127.0.0.1:${httpsPort}
-    token: ${createToken(ca, 12)}
-    tlsCaFile: ${join(dir, 'edge/ca/rootCA.crt')}
-    tlsCertFile: ${join(dir, 'edge/certs/server.crt')}
-    tlsPrivateKeyFile: ${join(dir, 'edge/certs/server.key')}
-    websocket: {enable: true, server: "127.0.0.1:${wsPort}"}
-  edged:
+${link.edgeHub()}  edged:
     enable: true
     hostnameOverride: ${nodeName}
     nodeIP: 127.0.0.1

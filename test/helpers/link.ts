@@ -1,0 +1,46 @@
+/**
+ * A cloudHub and an edgeHub that trust each other, for tests that run both kernels: the cloud's CA
+ * written under `<dir>/cloud/ca`, two free loopback ports, and the two YAML sections (indented for
+ * `modules:`). The edge bootstraps with a token of that CA.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createCa, toPem, type KeyPairDer } from '../../plugins/cloudhub/pki.js';
+import { createToken } from '../../plugins/cloudhub/token.js';
+import { freePort } from '../peers/util.js';
+
+export interface LinkSetup {
+  ca: KeyPairDer;
+  /** `  cloudHub:` on 127.0.0.1 (websocket and cert server). */
+  cloudHub: string;
+  /** `  edgeHub:` dialling that cloudHub (heartbeat 2 s); `extra` lines (4-space indented) are added. */
+  edgeHub(extra?: string): string;
+}
+
+export async function prepareLink(dir: string): Promise<LinkSetup> {
+  const ca = await createCa();
+  await mkdir(join(dir, 'cloud/ca'), { recursive: true });
+  await writeFile(join(dir, 'cloud/ca/rootCA.crt'), toPem('CERTIFICATE', ca.cert));
+  await writeFile(join(dir, 'cloud/ca/rootCA.key'), toPem('EC PRIVATE KEY', ca.key), { mode: 0o600 });
+  const [wsPort, httpsPort] = [await freePort(), await freePort()];
+  const cloudHub = `  cloudHub:
+    advertiseAddress: [127.0.0.1]
+    tlsCAFile: ${join(dir, 'cloud/ca/rootCA.crt')}
+    tlsCAKeyFile: ${join(dir, 'cloud/ca/rootCA.key')}
+    tlsCertFile: ${join(dir, 'cloud/certs/server.crt')}
+    tlsPrivateKeyFile: ${join(dir, 'cloud/certs/server.key')}
+    websocket: {enable: true, address: 127.0.0.1, port: ${wsPort}}
+    https: {enable: true, address: 127.0.0.1, port: ${httpsPort}}
+`;
+  const edgeHub = (extra = ''): string => `  edgeHub:
+    enable: true
+    heartbeat: 2
+    httpServer: https://127.0.0.1:${httpsPort}
+    token: ${createToken(ca, 12)}
+    tlsCaFile: ${join(dir, 'edge/ca/rootCA.crt')}
+    tlsCertFile: ${join(dir, 'edge/certs/server.crt')}
+    tlsPrivateKeyFile: ${join(dir, 'edge/certs/server.key')}
+    websocket: {enable: true, server: "127.0.0.1:${wsPort}"}
+${extra}`;
+  return { ca, cloudHub, edgeHub };
+}
