@@ -6,8 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../kernel/log.js';
-import { createKubeApi, type KubeApi } from '../../kernel/kube/index.js';
-import { startControlPlane, type ControlPlane } from '../../test/peers/kube.js';
+import type { KubeApi } from '../../kernel/kube/index.js';
+import { cloudcoreKube, startControlPlane, type ControlPlane } from '../../test/peers/kube.js';
 import { cleanup, waitFor } from '../../test/peers/util.js';
 import { openObjectSyncStore, parseObjectSyncName, type ObjectSyncStore } from './objectsync.js';
 import type { SyncedObject } from './queue.js';
@@ -32,11 +32,7 @@ describe('ObjectSyncStore', () => {
   const abort = new AbortController();
 
   let restarted: KubeApi | undefined;
-  const client = (): KubeApi =>
-    createKubeApi(
-      { master: '', contentType: '', qps: 0, burst: 0, kubeConfig: plane.cloudcoreKubeconfigPath },
-      log,
-    );
+  const client = (): KubeApi => cloudcoreKube(plane, log);
 
   beforeAll(async () => {
     plane = await startControlPlane();

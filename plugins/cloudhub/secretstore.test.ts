@@ -5,8 +5,8 @@
 import { X509Certificate } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../kernel/log.js';
-import { createKubeApi, type KubeApi } from '../../kernel/kube/index.js';
-import { startControlPlane, type ControlPlane } from '../../test/peers/kube.js';
+import type { KubeApi } from '../../kernel/kube/index.js';
+import { cloudcoreKube, startControlPlane, type ControlPlane } from '../../test/peers/kube.js';
 import { cleanup } from '../../test/peers/util.js';
 import { CA_SECRET, CLOUDCORE_SECRET, TOKEN_SECRET, preparePki } from './pki.js';
 import { KubePkiStore } from './secretstore.js';
@@ -21,10 +21,7 @@ describe('KubePkiStore', () => {
 
   beforeAll(async () => {
     plane = await startControlPlane();
-    kube = createKubeApi(
-      { master: '', contentType: '', qps: 0, burst: 0, kubeConfig: plane.cloudcoreKubeconfigPath },
-      log,
-    );
+    kube = cloudcoreKube(plane, log);
   }, 3_600_000);
 
   afterAll(() => kube?.stop());

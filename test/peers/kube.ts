@@ -16,6 +16,9 @@ import { writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+import { createKubeApi } from '../../kernel/kube/index.js';
+import type { KubeApi } from '../../kernel/kube/types.js';
+import type { Logger } from '../../kernel/log.js';
 import {
   errorMessage,
   freePort,
@@ -540,4 +543,12 @@ function httpsGet(
     req.on('error', (err) => reject(new Error(`GET ${url}: ${errorMessage(err)}`)));
     req.end();
   });
+}
+
+/** The kernel's Kubernetes service for the control plane's `cloudcore` identity (client-go's default rate). */
+export function cloudcoreKube(plane: ControlPlane, log: Logger): KubeApi {
+  return createKubeApi(
+    { master: '', contentType: '', qps: 0, burst: 0, kubeConfig: plane.cloudcoreKubeconfigPath },
+    log,
+  );
 }
