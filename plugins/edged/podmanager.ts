@@ -192,6 +192,9 @@ export class PodManager {
       this.pods.set(uid, e);
     } else {
       e.pod = pod;
+      // someone else rewrote the status (the node lifecycle controller marks the pods of a node
+      // gone NotReady not Ready): send ours, whole, again (kubelet's status manager reconciles so)
+      if (e.reported && e.lastStatus && conditionsDiffer(pod.status, e.lastStatus)) e.reported = false;
     }
     if (pod.metadata.deletionTimestamp && !e.deleting) e.deleting = 'update';
     this.schedule(e);
@@ -868,6 +871,16 @@ function signatureOf(obs: Observed): string {
   ]
     .sort()
     .join(',');
+}
+
+/**
+ * Whether the API's status of a pod (as pushed by the cloud) disagrees with the conditions edged
+ * reported last. Only condition statuses are compared: the rest of the status is edged's alone,
+ * and an echo of an older report that crosses a newer one only costs one more (no-op) patch.
+ */
+function conditionsDiffer(api: PodStatus | undefined, mine: PodStatus): boolean {
+  const have = new Map((api?.conditions ?? []).map((c) => [c.type, c.status]));
+  return (mine.conditions ?? []).some((c) => have.get(c.type) !== c.status);
 }
 
 function stripTimes(s: PodStatus): unknown {

@@ -13,8 +13,13 @@ export interface LinkSetup {
   ca: KeyPairDer;
   /** `  cloudHub:` on 127.0.0.1 (websocket and cert server). */
   cloudHub: string;
-  /** `  edgeHub:` dialling that cloudHub (heartbeat 2 s); `extra` lines (4-space indented) are added. */
-  edgeHub(extra?: string): string;
+  /** cloudHub's websocket port. */
+  wsPort: number;
+  /**
+   * `  edgeHub:` dialling that cloudHub (heartbeat 2 s), or its websocket at `server` (host:port,
+   * e.g. a proxy); `extra` lines (4-space indented) are added.
+   */
+  edgeHub(extra?: string, server?: string): string;
 }
 
 export async function prepareLink(dir: string): Promise<LinkSetup> {
@@ -32,7 +37,7 @@ export async function prepareLink(dir: string): Promise<LinkSetup> {
     websocket: {enable: true, address: 127.0.0.1, port: ${wsPort}}
     https: {enable: true, address: 127.0.0.1, port: ${httpsPort}}
 `;
-  const edgeHub = (extra = ''): string => `  edgeHub:
+  const edgeHub = (extra = '', server = `127.0.0.1:${wsPort}`): string => `  edgeHub:
     enable: true
     heartbeat: 2
     httpServer: https://127.0.0.1:${httpsPort}
@@ -40,7 +45,7 @@ export async function prepareLink(dir: string): Promise<LinkSetup> {
     tlsCaFile: ${join(dir, 'edge/ca/rootCA.crt')}
     tlsCertFile: ${join(dir, 'edge/certs/server.crt')}
     tlsPrivateKeyFile: ${join(dir, 'edge/certs/server.key')}
-    websocket: {enable: true, server: "127.0.0.1:${wsPort}"}
+    websocket: {enable: true, server: "${server}"}
 ${extra}`;
-  return { ca, cloudHub, edgeHub };
+  return { ca, cloudHub, wsPort, edgeHub };
 }

@@ -1,9 +1,11 @@
 /**
  * The full stack of the "kubectl drives the edge" tests: a real control plane with its controllers,
  * a private containerd, a cloud kernel (cloudHub + edgeController on the cloudcore identity) and an
- * edge kernel (edgeHub, metaManager, edged) over real mutual TLS on loopback. The edge kernel can
- * be stopped and started again on the same database, certificates and containerd (an edgecore
- * restart).
+ * edge kernel (edgeHub, metaManager, edged) over real mutual TLS on loopback. Either kernel can
+ * be stopped and started again on the same database, certificates and containerd (an edgecore or
+ * a cloudcore restart). Options: a TCP proxy between edgeHub and cloudHub's websocket (to cut or
+ * saturate the link), KubeEdge's ObjectSync CRDs (syncController's reliable delivery across a
+ * cloudcore restart), a short node-monitor grace period in the control plane.
  */
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
@@ -16,6 +18,7 @@ import { startContainerd, type ContainerdPeer } from '../peers/containerd.js';
 import { startControlPlane, type ControlPlane } from '../peers/kube.js';
 import { tempDir } from '../peers/util.js';
 import { prepareLink } from '../helpers/link.js';
+import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
 
 const logger = createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as LogLevel);
 const edgeModules = new Set(['metaManager', 'edged', 'edgeHub']);
@@ -43,17 +46,36 @@ export interface Obj {
   };
 }
 
+export interface EdgeStackOptions {
+  /** edgeHub dials cloudHub's websocket through a {@link TcpProxy} (`stack.proxy`). */
+  proxy?: boolean;
+  /**
+   * KubeEdge's ObjectSync CRDs (from `crds/`) installed, so cloudHub keeps what the edge
+   * acknowledged in the API and syncController (on by default, idle without them) resyncs.
+   */
+  objectSync?: boolean;
+  /** kube-controller-manager's node-monitor grace period (s); default its own (50 s). */
+  nodeMonitorGracePeriodSeconds?: number;
+}
+
 export interface EdgeStack {
   readonly nodeName: string;
   readonly cp: ControlPlane;
   readonly cd: ContainerdPeer;
   readonly cri: CriClient;
   readonly dir: string;
+  /** The proxy on the edgeHub → cloudHub websocket path (option `proxy`). */
+  readonly proxy: TcpProxy | undefined;
   /** The running edge kernel (undefined while stopped). */
   readonly edge: Kernel | undefined;
   /** Starts the edge kernel (the same config, database and containerd each time); resolves once started. */
   startEdge(): Promise<void>;
   stopEdge(): Promise<void>;
+  /** The running cloud kernel (undefined while stopped); it runs once startEdgeStack resolves. */
+  readonly cloud: Kernel | undefined;
+  /** Starts the cloud kernel again (the same config, CA and ports); resolves once started. */
+  startCloud(): Promise<void>;
+  stopCloud(): Promise<void>;
   /** `kubectl get <args> -o json`; undefined when NotFound. */
   getJson(args: string[]): Promise<Obj | undefined>;
   stop(): Promise<void>;
@@ -76,11 +98,27 @@ export function httpGet(port: number, path = '/'): Promise<string> {
   });
 }
 
-export async function startEdgeStack(nodeName: string): Promise<EdgeStack> {
-  const [cp, cd] = await Promise.all([startControlPlane({ withControllers: true }), startContainerd()]);
+const CRDS = ['objectsync_v1alpha1.yaml', 'cluster_objectsync_v1alpha1.yaml'];
+
+export async function startEdgeStack(nodeName: string, opts: EdgeStackOptions = {}): Promise<EdgeStack> {
+  const [cp, cd] = await Promise.all([
+    startControlPlane({
+      withControllers: true,
+      nodeMonitorGracePeriodSeconds: opts.nodeMonitorGracePeriodSeconds,
+    }),
+    startContainerd(),
+  ]);
   const cri = new CriClient({ runtimeEndpoint: cd.endpoint, timeoutMs: 30_000 });
   const dir = await tempDir(`edge-stack-${nodeName}`);
   const link = await prepareLink(dir);
+  const proxy = opts.proxy ? await startTcpProxy(link.wsPort) : undefined;
+  if (opts.objectSync) {
+    for (const f of CRDS) await cp.kubectl(['apply', '-f', join(import.meta.dirname, '../../crds', f)]);
+    await cp.waitForCrds([
+      'objectsyncs.reliablesyncs.kubeedge.io',
+      'clusterobjectsyncs.reliablesyncs.kubeedge.io',
+    ]);
+  }
   const cloudYaml = `apiVersion: cloudcore.config.kubeedge.io/v1alpha1
 kind: CloudCore
 kubeAPIConfig:
@@ -96,7 +134,7 @@ modules:
   eventBus: {enable: false}
   deviceTwin: {enable: false}
   metaManager: {enable: true}
-${link.edgeHub()}  edged:
+${link.edgeHub('', proxy?.address)}  edged:
     enable: true
     hostnameOverride: ${nodeName}
     nodeIP: 127.0.0.1
@@ -109,13 +147,7 @@ ${link.edgeHub()}  edged:
       nodeStatusUpdateFrequency: 2s
       nodeLeaseDurationSeconds: 8
 `;
-  const cloud = new Kernel({
-    config: parseConfig(cloudLayout, cloudYaml, 'cloudcore.yaml'),
-    registry: cloudRegistry,
-    logger,
-  });
-  await cloud.start();
-
+  let cloud: Kernel | undefined;
   let edge: Kernel | undefined;
   const stack: EdgeStack = {
     nodeName,
@@ -123,8 +155,25 @@ ${link.edgeHub()}  edged:
     cd,
     cri,
     dir,
+    proxy,
     get edge() {
       return edge;
+    },
+    get cloud() {
+      return cloud;
+    },
+    async startCloud() {
+      if (cloud) throw new Error('the cloud kernel is running already');
+      cloud = new Kernel({
+        config: parseConfig(cloudLayout, cloudYaml, 'cloudcore.yaml'),
+        registry: cloudRegistry,
+        logger,
+      });
+      await cloud.start();
+    },
+    async stopCloud() {
+      await cloud?.stop();
+      cloud = undefined;
     },
     async startEdge() {
       if (edge) throw new Error('the edge kernel is running already');
@@ -150,9 +199,11 @@ ${link.edgeHub()}  edged:
     async stop() {
       cri.close();
       await edge?.stop();
-      await cloud.stop();
+      await cloud?.stop();
+      await proxy?.stop();
       await cp.stop();
     },
   };
+  await stack.startCloud();
   return stack;
 }

@@ -44,6 +44,12 @@ export interface ControlPlaneOptions {
    * ready only once the ServiceAccount `default/default` exists, so pods can be created at once.
    */
   withControllers?: boolean;
+  /**
+   * kube-controller-manager's `--node-monitor-grace-period` in seconds (default: its own, 50 s):
+   * how long a node may stay silent before the node lifecycle controller marks it NotReady. Its
+   * `--node-monitor-period` is then 1 s, so a test sees the change within a second of the grace.
+   */
+  nodeMonitorGracePeriodSeconds?: number;
 }
 
 /** Result of {@link ControlPlane.get}: the status and body of one API request. */
@@ -74,6 +80,11 @@ export interface ControlPlane {
   readonly adminKeyPath: string;
   /** Pids of the running processes by name (`etcd`, `kube-apiserver`, ...). */
   readonly pids: Readonly<Record<string, number>>;
+  /**
+   * Stops kube-apiserver (SIGTERM, by pid) and starts it again with the same flags on the same
+   * etcd and port; resolves once its /readyz answers 200 again. The other processes keep running.
+   */
+  restartApiServer(): Promise<void>;
   /**
    * Runs the built kubectl with the admin kubeconfig (or `opts.kubeconfig`); resolves with its
    * stdout, rejects with its stderr when it exits non-zero. `opts.input` is piped to stdin
@@ -204,7 +215,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       return res.ok && ((await res.json()) as { health?: string }).health === 'true';
     });
 
-    const apiserver = await start('kube-apiserver', [
+    const apiserverArgs = [
       `--etcd-servers=${etcdUrl}`,
       '--bind-address=127.0.0.1',
       '--advertise-address=127.0.0.1',
@@ -226,12 +237,17 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       `--kubelet-client-key=${pki.kubeletClient.key}`,
       '--kubelet-preferred-address-types=InternalIP',
       '--profiling=false',
-    ]);
-    await ready(
-      apiserver,
-      `kube-apiserver /readyz on ${server}`,
-      async () => (await get('/readyz')).status === 200,
-    );
+    ];
+    const startApiServer = async (): Promise<Peer> => {
+      const apiserver = await start('kube-apiserver', apiserverArgs);
+      await ready(
+        apiserver,
+        `kube-apiserver /readyz on ${server}`,
+        async () => (await get('/readyz')).status === 200,
+      );
+      return apiserver;
+    };
+    await startApiServer();
 
     const kubectl = async (
       args: readonly string[],
@@ -282,6 +298,12 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
         '--use-service-account-credentials=true',
         `--cluster-signing-cert-file=${pki.ca}`,
         `--cluster-signing-key-file=${pki.caKey}`,
+        ...(opts.nodeMonitorGracePeriodSeconds === undefined
+          ? []
+          : [
+              `--node-monitor-grace-period=${opts.nodeMonitorGracePeriodSeconds}s`,
+              '--node-monitor-period=1s',
+            ]),
       ]);
       const scheduler = await start(
         'kube-scheduler',
@@ -322,7 +344,20 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       caKeyPath: pki.caKey,
       adminCertPath: pki.admin.cert,
       adminKeyPath: pki.admin.key,
-      pids: Object.fromEntries(peers.map((p) => [p.name, p.pid])),
+      get pids() {
+        return Object.fromEntries(peers.map((p) => [p.name, p.pid]));
+      },
+      async restartApiServer() {
+        const old = byName('kube-apiserver');
+        if (!old) throw new Error(`control plane in ${dir}: kube-apiserver is not running`);
+        await old.stop();
+        peers.splice(peers.indexOf(old), 1);
+        progress('kube: kube-apiserver stopped; starting it again');
+        const fresh = await startApiServer();
+        // back in its place: stop() ends the controllers before it, etcd after it
+        peers.splice(peers.indexOf(fresh), 1);
+        peers.splice(1, 0, fresh);
+      },
       kubectl,
       get,
       waitForCrds: (names, timeoutMs = 60_000) => waitForCrds(get, names, timeoutMs),

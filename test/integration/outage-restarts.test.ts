@@ -1,0 +1,215 @@
+/**
+ * Restarts KubeEdge users report the edge does not survive, on the full stack (edge-stack.ts:
+ * control plane with controllers, cloudHub + edgeController + syncController with the ObjectSync
+ * CRDs, edgeHub + metaManager + edged on containerd). edgecore alone restarted and the Node
+ * deleted are edge-restarts.test.ts; here:
+ *
+ *  - kube-apiserver restarted (same etcd, same port): the cloud's informers recover, the node's
+ *    status and lease are written again (node Ready with a heartbeat after the restart), a pod
+ *    created and a configmap edited after the restart reach the edge;
+ *  - cloudcore and edgecore both down, changes made meanwhile (a pod created, one deleted, a
+ *    configmap edited), then started again in either order (cloudcore first, edgecore first): the
+ *    node Ready, the running pod keeps its container and is Ready, each change applied once.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ContainerState } from '../../plugins/edged/cri.js';
+import { BUSYBOX_IMAGE, buildBusyboxImage } from '../peers/containerd.js';
+import { cleanup, waitFor } from '../peers/util.js';
+import { ready, startEdgeStack, type EdgeStack, type Obj } from './edge-stack.js';
+
+const NODE = 'edge-restart-all';
+
+let s: EdgeStack;
+
+interface ContainerStatus {
+  containerID?: string;
+  restartCount?: number;
+}
+
+const containerOf = (p: Obj | undefined): ContainerStatus | undefined =>
+  p?.status?.containerStatuses?.[0] as ContainerStatus | undefined;
+
+/** A busybox pod on the edge node mounting configmap `conf`, sleeping until killed. */
+function pod(name: string): Record<string, unknown> {
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, namespace: 'default', labels: { test: 'restarts' } },
+    spec: {
+      nodeName: NODE,
+      automountServiceAccountToken: false,
+      terminationGracePeriodSeconds: 1,
+      volumes: [{ name: 'conf', configMap: { name: 'conf' } }],
+      containers: [
+        {
+          name: 'main',
+          image: BUSYBOX_IMAGE,
+          imagePullPolicy: 'IfNotPresent',
+          command: ['sh', '-c', "trap 'exit 0' TERM; while true; do sleep 1; done"],
+          volumeMounts: [{ name: 'conf', mountPath: '/etc/conf' }],
+        },
+      ],
+    },
+  };
+}
+
+const configmap = (v: string): Record<string, unknown> => ({
+  apiVersion: 'v1',
+  kind: 'ConfigMap',
+  metadata: { name: 'conf', namespace: 'default' },
+  data: { version: v },
+});
+
+const apply = (objects: Record<string, unknown>[]): Promise<string> =>
+  s.cp.kubectl(['apply', '-f', '-'], { input: objects.map((o) => JSON.stringify(o)).join('\n') });
+
+const runningReady = (p: Obj | undefined): boolean => p?.status?.phase === 'Running' && ready(p);
+
+async function waitPod(name: string, what: string, ok: (p: Obj | undefined) => boolean): Promise<Obj> {
+  let p: Obj | undefined;
+  await waitFor(async () => ok((p = await s.getJson(['pod', name]))), {
+    what: `pod ${name}: ${what}`,
+    timeoutMs: 90_000,
+    intervalMs: 250,
+    details: () => JSON.stringify(p?.status),
+  });
+  return p!;
+}
+
+/** The node Ready with a heartbeat written after `since` (by the edge, through the cloud). */
+async function nodeReadySince(since: number, what: string): Promise<number> {
+  let node: Obj | undefined;
+  await waitFor(
+    async () => {
+      node = await s.getJson(['node', NODE]);
+      const c = node?.status?.conditions?.find((x) => x.type === 'Ready') as
+        { status: string; lastHeartbeatTime?: string } | undefined;
+      // heartbeats have second precision
+      return c?.status === 'True' && Date.parse(c.lastHeartbeatTime ?? '') >= Math.floor(since / 1000) * 1000;
+    },
+    { what, timeoutMs: 90_000, intervalMs: 250, details: () => JSON.stringify(node?.status?.conditions) },
+  );
+  return Date.now() - since;
+}
+
+/** The configmap's `version` as the edge wrote it into a pod's volume. */
+const volumeFile = (p: Obj): Promise<string> =>
+  readFile(
+    join(s.dir, 'kubelet/pods', p.metadata.uid, 'volumes/kubernetes.io~configmap/conf/version'),
+    'utf8',
+  ).catch(() => '');
+
+async function runtimeOf(
+  uid: string,
+): Promise<{ sandboxes: number; containers: { id: string; state: ContainerState }[] }> {
+  const label = { 'io.kubernetes.pod.uid': uid };
+  const [sandboxes, containers] = await Promise.all([
+    s.cri.listPodSandbox(label),
+    s.cri.listContainers(label),
+  ]);
+  return { sandboxes: sandboxes.length, containers: containers.map((c) => ({ id: c.id, state: c.state })) };
+}
+
+/** Started once: one sandbox, one running container (a restart would leave the exited one too). */
+async function startedOnce(p: Obj): Promise<void> {
+  const rt = await runtimeOf(p.metadata.uid);
+  expect(rt.sandboxes, `sandboxes of ${p.metadata.name}`).toBe(1);
+  expect(
+    rt.containers.map((c) => c.state),
+    `containers of ${p.metadata.name}`,
+  ).toEqual([ContainerState.CONTAINER_RUNNING]);
+  expect(containerOf(p)?.restartCount).toBe(0);
+}
+
+beforeAll(async () => {
+  s = await startEdgeStack(NODE, { objectSync: true });
+  await buildBusyboxImage(s.cd.socket, BUSYBOX_IMAGE);
+  await s.startEdge();
+  await apply([configmap('1'), pod('web')]);
+  await waitPod('web', 'Running and Ready', runningReady);
+}, 600_000);
+
+afterAll(async () => {
+  await s?.stop();
+  await cleanup();
+}, 120_000);
+
+describe('restarts of the API server, cloudcore and edgecore (full stack)', () => {
+  it('kube-apiserver restarted: informers recover, node Ready again, a change made after reaches the edge', async () => {
+    const web = (await s.getJson(['pod', 'web']))!;
+    const restarted = Date.now();
+    await s.cp.restartApiServer();
+    console.info(`FIGURE kube-apiserver stopped and ready again: ${Date.now() - restarted} ms`);
+    const back = Date.now();
+    const ms = await nodeReadySince(back, 'node Ready with a heartbeat after the API server restart');
+    console.info(`FIGURE kube-apiserver back -> node status written again: ${ms} ms`);
+    let lease: Obj | undefined;
+    await waitFor(
+      async () =>
+        Date.parse(
+          (lease = await s.getJson(['lease', '-n', 'kube-node-lease', NODE]))?.spec.renewTime ?? '',
+        ) >=
+        back - 1000,
+      { what: 'the lease renewed after the restart', timeoutMs: 30_000, intervalMs: 250 },
+    );
+
+    const changed = Date.now();
+    await apply([configmap('2'), pod('after')]);
+    const after = await waitPod('after', 'Running and Ready', runningReady);
+    await startedOnce(after);
+    await waitFor(async () => (await volumeFile(web)) === '2', {
+      what: "the configmap edit in the running pod's volume",
+      timeoutMs: 30_000,
+      intervalMs: 250,
+    });
+    console.info(`FIGURE change after the API server restart -> at the edge: ${Date.now() - changed} ms`);
+    expect(containerOf(await s.getJson(['pod', 'web']))?.containerID).toBe(containerOf(web)?.containerID);
+    await s.cp.kubectl(['delete', 'pod', 'after', '--wait=false']);
+    await waitPod('after', 'removed', (p) => p === undefined);
+  }, 240_000);
+
+  for (const first of ['cloudcore', 'edgecore'] as const) {
+    it(`cloudcore and edgecore both down, changes meanwhile, ${first} started first: node Ready, each change applied once`, async () => {
+      const version = first === 'cloudcore' ? '3' : '4';
+      await apply([pod('doomed')]);
+      const doomed = await waitPod('doomed', 'Running and Ready', runningReady);
+      const web = (await s.getJson(['pod', 'web']))!;
+
+      await s.stopCloud();
+      await s.stopEdge();
+      await apply([configmap(version), pod('fresh')]);
+      await s.cp.kubectl(['delete', 'pod', 'doomed', '--wait=false']);
+
+      const started = Date.now();
+      if (first === 'cloudcore') {
+        await s.startCloud();
+        await s.startEdge();
+      } else {
+        await s.startEdge();
+        await s.startCloud();
+      }
+      const ms = await nodeReadySince(started, 'node Ready again');
+      console.info(`FIGURE both restarted (${first} first) -> node Ready: ${ms} ms`);
+      const fresh = await waitPod('fresh', 'Running and Ready', runningReady);
+      await waitPod('doomed', 'removed from the API', (p) => p === undefined);
+      const webAfter = await waitPod('web', 'Running and Ready', runningReady);
+      await waitFor(async () => (await volumeFile(web)) === version, {
+        what: "the configmap edit in the running pod's volume",
+        timeoutMs: 30_000,
+        intervalMs: 250,
+      });
+      console.info(
+        `FIGURE both restarted (${first} first) -> every change at the edge: ${Date.now() - started} ms`,
+      );
+      await startedOnce(fresh);
+      expect(await volumeFile(fresh)).toBe(version);
+      expect(containerOf(webAfter)?.containerID).toBe(containerOf(web)?.containerID);
+      expect(await runtimeOf(doomed.metadata.uid)).toEqual({ sandboxes: 0, containers: [] });
+
+      await s.cp.kubectl(['delete', 'pod', 'fresh', '--wait=false']);
+      await waitPod('fresh', 'removed', (p) => p === undefined);
+    }, 240_000);
+  }
+});
