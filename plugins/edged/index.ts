@@ -5,6 +5,7 @@
  * edgecore uses. See README.md. Heavy modules (nice-grpc, generated CRI code) load in start().
  */
 import { readFileSync } from 'node:fs';
+import { setTimeout as delay } from 'node:timers/promises';
 import {
   KernelError,
   definePlugin,
@@ -28,6 +29,8 @@ import type { EdgedConfig } from './config.js';
 type Ctx = PluginContext<EdgedConfig & ModuleConfig>;
 
 const REQUEST_TIMEOUT_MS = 60_000;
+/** At stop, how long the removal of exited containers may take (the kernel's stop timeout is 10 s). */
+const STOP_CLEANUP_MS = 3000;
 
 /** A Go duration of the config (validated at load) in ms; `fallback` when unset. */
 const durationMs = (text: string | undefined, fallback: number): number =>
@@ -601,9 +604,17 @@ export default definePlugin<EdgedConfig & ModuleConfig>({
         stopped = true;
         for (const t of timers) clearTimeout(t);
         statics?.stop();
-        await pods.stop();
-        await pods.cleanupExited().catch(() => undefined);
-        cri.close();
+        try {
+          await pods.stop();
+          // best effort: each CRI call may take runtimeRequestTimeout (2 min); the channel closes
+          // whatever happens, which ends a call still running
+          await Promise.race([
+            pods.cleanupExited().catch(() => undefined),
+            delay(STOP_CLEANUP_MS, undefined, { ref: false }),
+          ]);
+        } finally {
+          cri.close();
+        }
       },
     };
   },

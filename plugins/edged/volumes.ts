@@ -9,7 +9,11 @@ import { chmod, mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { promisify } from 'node:util';
 
-const run = promisify(execFile);
+const execFileAsync = promisify(execFile);
+/** mount/umount, killed after 10 s (a hung mount must not hold a pod's sync or edged's stop). */
+const MOUNT_TIMEOUT_MS = 10_000;
+const run = (cmd: string, args: string[]): Promise<unknown> =>
+  execFileAsync(cmd, args, { timeout: MOUNT_TIMEOUT_MS, killSignal: 'SIGKILL' });
 
 /** Mode of the pod directory and of its `volumes/` (kubelet: 0750). */
 export const POD_DIR_MODE = 0o750;

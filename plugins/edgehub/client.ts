@@ -203,24 +203,31 @@ export const RECONNECT_MAX_MS = 30_000;
 export const HEALTHY_CONNECTION_MS = 10_000;
 
 /**
- * Delay before reconnect attempt `failures` (0 for the first retry): 1 s doubling to a 30 s cap,
- * each drawn in [half, full] of that step (jitter, so a cloudcore restart does not see every edge
- * at once). `random` is in [0, 1).
+ * Delay before reconnect attempt `failures` (0 for the first retry): 1 s doubling to a cap (30 s
+ * at most), each drawn in [half, full] of that step (jitter, so a cloudcore restart does not see
+ * every edge at once). `random` is in [0, 1).
  */
-export function reconnectDelayMs(failures: number, random = Math.random()): number {
-  const step = Math.min(RECONNECT_MAX_MS, RECONNECT_INITIAL_MS * 2 ** Math.min(failures, 30));
+export function reconnectDelayMs(failures: number, random = Math.random(), capMs = RECONNECT_MAX_MS): number {
+  const step = Math.min(capMs, RECONNECT_MAX_MS, RECONNECT_INITIAL_MS * 2 ** Math.min(failures, 30));
   return step / 2 + (step / 2) * random;
 }
 
-/** The reconnect schedule: grows with each failure, starts over after a healthy connection. */
+/**
+ * The reconnect schedule: grows with each failure, starts over after a healthy connection. edgeHub
+ * caps it at its heartbeat, so an edge is back within one keepalive period of the link's return,
+ * however long the link was away.
+ */
 export class ReconnectBackoff {
   private failures = 0;
-  constructor(private readonly random: () => number = Math.random) {}
+  constructor(
+    private readonly random: () => number = Math.random,
+    private readonly capMs = RECONNECT_MAX_MS,
+  ) {}
 
   /** The delay before the next dial, given how long the link that just ended was up (0: never). */
   next(upMs: number): number {
     if (upMs >= HEALTHY_CONNECTION_MS) this.failures = 0;
-    return reconnectDelayMs(this.failures++, this.random());
+    return reconnectDelayMs(this.failures++, this.random(), this.capMs);
   }
 }
 

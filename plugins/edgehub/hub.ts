@@ -213,7 +213,8 @@ export class EdgeHub {
   }
 
   private async loop(): Promise<void> {
-    const backoff = new ReconnectBackoff();
+    // capped at the heartbeat: back within one keepalive period of the link's return
+    const backoff = new ReconnectBackoff(Math.random, this.c.heartbeat * 1000);
     while (!this.stopped) {
       let upSince = 0;
       try {

@@ -454,6 +454,12 @@ describe('reconnect back-off', () => {
     expect(full.next(HEALTHY_CONNECTION_MS)).toBe(1000);
     expect(full.next(0)).toBe(2000);
   });
+
+  it('is capped at the heartbeat edgeHub gives it (back within one keepalive of the link)', () => {
+    const capped = new ReconnectBackoff(() => 1, 2000); // heartbeat 2 s
+    expect([0, 0, 0, 0].map(() => capped.next(0))).toEqual([1000, 2000, 2000, 2000]);
+    expect(reconnectDelayMs(10, 0, 15_000)).toBe(7500);
+  });
 });
 
 describe('outbound limit (messageQPS / messageBurst)', () => {

@@ -203,5 +203,5 @@ describe('kubectl drives the edge: the notes’ workloads', () => {
       timeoutMs: 60_000,
       intervalMs: 250,
     });
-  }, 180_000);
+  }, 240_000);
 });

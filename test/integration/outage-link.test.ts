@@ -12,8 +12,8 @@
  *    marked them not Ready), the new pod runs, the deleted one is gone with its sandbox;
  *  - a saturated link (2 KB/s each way through the proxy) while pods are created, then freed: every
  *    pod runs, each started once (one sandbox, no container restart), all Ready in the API;
- *  - while the edge is offline, a Deployment scaled, a configmap edited twice and a pod of the
- *    Deployment deleted: on reconnect all applied once (the Deployment's pods on the edge, the
+ *  - while the edge is offline (its dials refused until its node is NotReady), a Deployment scaled,
+ *    a configmap edited twice and a pod of the Deployment deleted: on reconnect all applied once (the Deployment's pods on the edge, the
  *    deleted one gone with its containers, the others never restarted), the configmap's last value
  *    in every pod's volume.
  *
@@ -315,9 +315,17 @@ describe('the cloud–edge link cut, saturated, the edge offline (full stack, TC
       },
     );
     expect(await volumeFile(kept)).toBe('1');
+    // offline long enough for the node to be NotReady, while edgeHub's dials are refused
+    const dials = s.proxy!.stats().accepted;
+    await waitNode('Unknown', 'NotReady while offline');
+    expect(s.proxy!.stats().accepted).toBeGreaterThan(dials);
 
     s.proxy!.restore();
     const restored = Date.now();
+    await waitNode('True', 'Ready again');
+    console.info(
+      `FIGURE dials refused for ${restored - offline} ms; restored -> node Ready: ${Date.now() - restored} ms`,
+    );
     await waitFor(
       async () => {
         pods = await podsOf('app=offline');

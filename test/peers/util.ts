@@ -79,7 +79,9 @@ export interface WaitForOptions {
 
 /**
  * Calls `check` until it returns true. A `check` that throws counts as "not yet"; its last error
- * is quoted in the timeout error, which reads `timed out after N ms waiting for <what>`.
+ * is quoted in the timeout error, which reads `timed out after N ms waiting for <what>`. A check
+ * still running at the deadline counts as "not yet" too (it is not awaited further), so the wait
+ * ends by its deadline whatever the check does.
  */
 export async function waitFor(
   check: () => Promise<boolean> | boolean,
@@ -89,7 +91,7 @@ export async function waitFor(
   let lastError: unknown;
   for (;;) {
     try {
-      if (await check()) return;
+      if (await boundedCheck(check, deadline)) return;
       lastError = undefined;
     } catch (err) {
       lastError = err;
@@ -102,6 +104,22 @@ export async function waitFor(
   const extra = details?.();
   if (extra) message += `\n${extra}`;
   throw new Error(message);
+}
+
+/** `check()`, or a rejection naming the deadline if it has not settled by then. */
+async function boundedCheck(check: () => Promise<boolean> | boolean, deadline: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error('the check was still running at the deadline')),
+      Math.max(0, deadline - Date.now()),
+    );
+  });
+  try {
+    return await Promise.race([Promise.resolve().then(check), late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Resolves after `ms` milliseconds. */
