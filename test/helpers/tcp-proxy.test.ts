@@ -68,7 +68,9 @@ describe('test TCP proxy', () => {
     proxy.saturate(0);
     const payload = Array.from({ length: 4000 }, (_, i) => String(i % 10)).join('');
     a.socket.write(payload);
-    await waitFor(() => proxy.stats().waiting === payload.length, { what: 'the payload waiting in the proxy' });
+    await waitFor(() => proxy.stats().waiting === payload.length, {
+      what: 'the payload waiting in the proxy',
+    });
     expect(a.received()).toBe('x');
     proxy.saturate(2000); // 100 bytes every 50 ms
     await waitFor(() => a.received().length > 1 && proxy.stats().waiting > 0, {
