@@ -38,6 +38,12 @@ describe('util', () => {
       waitFor(() => false, { what: 'the impossible', timeoutMs: 150, intervalMs: 20 }),
     ).rejects.toThrow(/timed out after 150 ms waiting for the impossible/);
   });
+
+  it('waitFor ends by its deadline when a check never settles', async () => {
+    await expect(
+      waitFor(() => new Promise<boolean>(() => undefined), { what: 'a hung check', timeoutMs: 150 }),
+    ).rejects.toThrow(/waiting for a hung check; last error: the check was still running at the deadline/);
+  });
 });
 
 describe('mosquitto', () => {
