@@ -228,7 +228,10 @@ describe('the cloud–edge link cut, saturated, the edge offline (full stack, TC
       what: 'over 1 KB waiting in the proxy',
       timeoutMs: 30_000,
     });
-    await waitFor(async () => (await s.cri.listPodSandbox()).length >= names.length / 2, {
+    const started = async (): Promise<number> =>
+      (await s.cri.listPodSandbox()).filter((sb) => names.includes(sb.labels['io.kubernetes.pod.name'] ?? ''))
+        .length;
+    await waitFor(async () => (await started()) >= names.length / 2, {
       what: 'half of the pods started through the saturated link',
       timeoutMs: 60_000,
       intervalMs: 250,
