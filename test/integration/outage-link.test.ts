@@ -243,7 +243,7 @@ describe('the cloud–edge link cut, saturated, the edge offline (full stack, TC
       `FIGURE saturated 2 KB/s for ${freed - saturated} ms, then freed -> ${names.length} pods Ready: ${Date.now() - freed} ms ` +
         `(${s.proxy!.stats().downBytes - before.downBytes} bytes down, ${s.proxy!.stats().upBytes - before.upBytes} up)`,
     );
-    expect(await nodeCondition()).toBe('True');
+    await waitNode('True', 'Ready after the saturation');
 
     await s.cp.kubectl(['delete', 'pod', ...names, '--wait=false']);
     await waitFor(async () => (await podsOf('test=outage')).length === 0, {
