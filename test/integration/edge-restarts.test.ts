@@ -45,15 +45,19 @@ const podReady = async (): Promise<Obj | undefined> => {
   return ready(pod) ? pod : undefined;
 };
 
-/** What the node lifecycle controller writes on the pods of a node gone NotReady. */
+/**
+ * What the node lifecycle controller writes on the pods of a node gone NotReady (the patched pod
+ * is checked as the API returned it: a connected edge sends its own status again at once).
+ */
 async function markPodNotReady(): Promise<void> {
   const status = {
     status: {
       conditions: [{ type: 'Ready', status: 'False', reason: 'NodeNotReady', message: 'marked by the test' }],
     },
   };
-  await s.cp.kubectl(['patch', 'pod', 'web', '--subresource=status', '-p', JSON.stringify(status)]);
-  expect(ready(await s.getJson(['pod', 'web']))).toBe(false);
+  const patch = ['patch', 'pod', 'web', '--subresource=status', '-p', JSON.stringify(status)];
+  const patched = await s.cp.kubectl([...patch, '-o', 'json']);
+  expect(ready(JSON.parse(patched) as Obj)).toBe(false);
 }
 
 beforeAll(async () => {
