@@ -174,8 +174,9 @@ describe('the cloud–edge link cut, saturated, the edge offline (full stack, TC
     await waitNode('Unknown', `NotReady (Unknown) after the ${GRACE_S} s grace`);
     console.info(`FIGURE link cut -> node NotReady in the API: ${Date.now() - cut} ms (grace ${GRACE_S} s)`);
     // what the API shows meanwhile: the node lifecycle controller's view, nothing of the edge's
-    expect(ready(await s.getJson(['pod', 'keep']))).toBe(false);
-    expect(ready(await s.getJson(['pod', 'steady']))).toBe(false);
+    // (the controller marks the pods not Ready right after the node)
+    await waitPod('keep', 'marked not Ready', (p) => p !== undefined && !ready(p));
+    await waitPod('steady', 'marked not Ready', (p) => p !== undefined && !ready(p));
     expect(statusOf(await s.getJson(['pod', 'stop']))?.phase).toBe('Running');
     expect((await s.getJson(['pod', 'late']))?.status?.phase).toBe('Pending');
     expect(s.proxy!.stats().connections).toBeGreaterThan(0); // edgeHub keeps dialling into the black hole
