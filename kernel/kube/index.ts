@@ -50,6 +50,18 @@ const INITIAL_BACKOFF_MS = 1000;
 const MAX_BACKOFF_MS = 30_000;
 /** client-go re-reads a token file at most once a minute. */
 const TOKEN_FILE_TTL_MS = 60_000;
+/**
+ * A request (head and body) that takes longer is abandoned with status 0, so a half-open
+ * connection to an API server that went away cannot hold a caller for good.
+ */
+const REQUEST_TIMEOUT_MS = 60_000;
+/**
+ * client-go's watch length: the server ends each watch after a random 5-10 minutes
+ * (`timeoutSeconds`), and the watch is opened again from the last resourceVersion. A watch still
+ * open this long after its own timeout is on a dead connection: it is cut and opened again.
+ */
+const MIN_WATCH_TIMEOUT_S = 300;
+const WATCH_DEADLINE_GRACE_MS = 30_000;
 
 /** The service the kernel registers under `KubeToken` for a cloudcore config. */
 export function createKubeApi(config: KubeAPIConfig, log: Logger): KubeApi {
@@ -211,12 +223,12 @@ class KubeClient implements KubeApi {
     const res = await this.limited(
       `${method} ${path}`,
       async (): Promise<Answer> => {
-        const head = await this.open(method, path, text, opts.contentType);
-        return {
-          status: head.statusCode ?? 0,
-          retryAfter: header(head, 'retry-after'),
-          body: await readBody(head),
-        };
+        const signal = AbortSignal.any([this.stopping.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]);
+        const head = await this.open(method, path, text, opts.contentType, signal);
+        const body = await readBody(head).catch((err: unknown) => {
+          throw new KubeApiError(0, `${method} ${path}: ${errorText(err)}`);
+        });
+        return { status: head.statusCode ?? 0, retryAfter: header(head, 'retry-after'), body };
       },
       (a) => ({ status: a.status, retryAfter: a.retryAfter, discard: async () => undefined }),
     );
@@ -426,11 +438,15 @@ class Informer<T extends KubernetesObject> {
 
   /** One watch request, until the server ends it (resolves) or it fails (rejects). */
   private async watch(): Promise<void> {
+    const timeoutSeconds = Math.floor(MIN_WATCH_TIMEOUT_S * (1 + Math.random()));
     const query = new URLSearchParams({
       watch: 'true',
       resourceVersion: this.resourceVersion,
       allowWatchBookmarks: 'true',
+      timeoutSeconds: String(timeoutSeconds),
     });
+    const deadline = AbortSignal.timeout(timeoutSeconds * 1000 + WATCH_DEADLINE_GRACE_MS);
+    const signal = AbortSignal.any([this.stopping.signal, deadline]);
     const sep = this.key.includes('?') ? '&' : '?';
     const path = `${this.key}${sep}${query}`;
     const res = await this.client
@@ -439,7 +455,7 @@ class Informer<T extends KubernetesObject> {
         async () => {
           if (this.stopped) return undefined;
           this.client.counters.watches++;
-          return this.client.open('GET', path, undefined, undefined, this.stopping.signal);
+          return this.client.open('GET', path, undefined, undefined, signal);
         },
         (r) => ({
           status: r?.statusCode ?? 200,
