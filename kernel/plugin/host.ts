@@ -82,7 +82,8 @@ export abstract class SupervisedHost {
   /** Generation of the current launch (0 before the first). */
   generation = 0;
   private life: AbortController | undefined;
-  private backoff: AbortController | undefined;
+  /** Aborted by stop(): ends a restart's back-off or start at once. */
+  private stopping = new AbortController();
   private restarting: Promise<void> | undefined;
   private readonly budget: RestartBudget;
 
@@ -118,6 +119,7 @@ export abstract class SupervisedHost {
    */
   async start(): Promise<void> {
     if (this.state === 'running' || this.state === 'starting') return;
+    if (this.stopping.signal.aborted) this.stopping = new AbortController();
     try {
       await this.launchOnce();
     } catch (err) {
@@ -134,7 +136,9 @@ export abstract class SupervisedHost {
   }
 
   async stop(): Promise<void> {
-    this.backoff?.abort();
+    this.stopping.abort();
+    if (this.state === 'starting')
+      this.life?.abort(new KernelError('EPLUGIN_UNAVAILABLE', `plugin "${this.name}" is stopping`));
     await this.restarting;
     // A failed plugin was halted when it failed, and stays "failed" for status and health.
     if (this.state === 'stopped' || this.state === 'failed') return;
@@ -224,6 +228,7 @@ export abstract class SupervisedHost {
     for (;;) {
       this.state = 'restarting';
       await this.haltQuietly('failed instance did not stop cleanly');
+      if (this.stopping.signal.aborted) return;
       const wait = this.budget.next(Date.now());
       if (wait === undefined) {
         this.state = 'failed';
@@ -240,9 +245,8 @@ export abstract class SupervisedHost {
       }
       this.restarts++;
       this.log.warn({ delayMs: wait, restart: this.restarts }, 'restarting plugin');
-      this.backoff = new AbortController();
       try {
-        await delay(wait, undefined, { signal: this.backoff.signal });
+        await delay(wait, undefined, { signal: this.stopping.signal });
       } catch {
         return; // stopped meanwhile
       }
@@ -250,6 +254,7 @@ export abstract class SupervisedHost {
         await this.launchOnce();
         return;
       } catch (err) {
+        if (this.stopping.signal.aborted) return;
         this.report(err, 'start');
       }
     }

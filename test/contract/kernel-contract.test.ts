@@ -178,6 +178,18 @@ ${kernel}`),
     expect((await query(tk, 'probe-b', 'alive')).content).toMatchObject({ from: 'probe-b' });
   });
 
+  it('a stop during a hung restart cancels that start and starts nothing more', async () => {
+    const dir = scratch();
+    const log = join(dir, 'events');
+    const tk = await start(`, startCounter: ${dir}/starts, hangStarts: [2], eventsFile: ${log}`);
+    await tk.kernel.bus.send('probe-a', newMessage({ operation: 'crash' }, null));
+    await waitUntil(() => events(log).includes('start 2'), 30_000, 'restart hanging');
+    await tk.kernel.stop();
+    expect(tk.kernel.host('probe-a')?.state).toBe('stopped');
+    expect(events(log)).toContain('aborted 2');
+    expect(readFileSync(join(dir, 'starts'), 'utf8')).toBe('2');
+  });
+
   it('a start that hangs is cancelled: its signal fires, the late instance is stopped and never attached', async () => {
     const dir = scratch();
     const log = join(dir, 'events');
