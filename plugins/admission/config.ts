@@ -20,11 +20,15 @@ export interface AdmissionConfig extends ModuleBase {
 }
 
 export const admissionSection = defineConfigSection<AdmissionConfig>({
-  schema: sectionSchema<AdmissionConfig>({
-    address: str(),
-    port: int({ min: 1, max: 65535 }),
-    advertiseAddress: str(),
-  }),
+  // our addition: never printed by --defaultconfig/--minconfig, which stay KubeEdge's
+  schema: {
+    ...sectionSchema<AdmissionConfig>({
+      address: str(),
+      port: int({ min: 1, max: 65535 }),
+      advertiseAddress: str(),
+    }),
+    hidden: true,
+  },
   defaults: () => ({
     enable: false,
     runAs: 'inprocess',

@@ -60,6 +60,16 @@ export function canonical(v: unknown): string {
   return v === undefined ? 'null' : JSON.stringify(v);
 }
 
+/** Deep equality of JSON values, an undefined member being the same as a missing one. */
+export function same(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (Array.isArray(a)) return Array.isArray(b) && a.length === b.length && a.every((x, i) => same(x, b[i]));
+  if (!isObj(a) || !isObj(b)) return false;
+  for (const k of Object.keys(a)) if (a[k] !== undefined && !same(a[k], b[k])) return false;
+  for (const k of Object.keys(b)) if (b[k] !== undefined && a[k] === undefined) return false;
+  return true;
+}
+
 const hash = (v: unknown): string => createHash('sha256').update(canonical(v)).digest('hex').slice(0, 16);
 
 // ---------------------------------------------------------------------------------------------
@@ -513,9 +523,9 @@ export function convertObject(object: KubeObject, desiredAPIVersion: string): Ku
   if (sections === undefined || defaults === undefined)
     throw new ConversionError(`${what}: kind ${JSON.stringify(object.kind)} is not Device or DeviceModel`);
 
-  const input = structuredClone(object);
-  const annotations = { ...(input.metadata?.annotations ?? {}) };
-  const out = defaults[to](input);
+  // the default conversions build new objects and never change their input
+  const annotations = { ...(object.metadata?.annotations ?? {}) };
+  const out = defaults[to](object);
   // restore what the target version had kept, where nobody changed the section since
   for (const s of sections) {
     const key = keptAnnotation(to, s.name);
@@ -531,10 +541,10 @@ export function convertObject(object: KubeObject, desiredAPIVersion: string): Ku
     if (kept.hash === hash(s.read[from](object))) s.write[to](out, kept.value);
   }
   // keep what the target cannot carry
-  const back = defaults[from](structuredClone(out));
+  const back = defaults[from](out);
   for (const s of sections) {
     const mine = s.read[from](object);
-    if (canonical(s.read[from](back)) !== canonical(mine)) {
+    if (!same(s.read[from](back), mine)) {
       annotations[keptAnnotation(from, s.name)] = JSON.stringify({
         hash: hash(s.read[to](out)),
         value: mine,
