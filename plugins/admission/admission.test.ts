@@ -39,6 +39,8 @@ describe('admission webhooks (real kube-apiserver, real cloudcore kernel)', () =
   let cp: ControlPlane;
   let cloud: Kernel;
   let port: number;
+  let yaml = '';
+  const logger = createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as LogLevel);
   const kubectl = (args: string[], input?: string): Promise<string> =>
     cp.kubectl(args, input === undefined ? {} : { input });
   const getJson = async (what: string): Promise<KubeObject> =>
@@ -53,7 +55,7 @@ describe('admission webhooks (real kube-apiserver, real cloudcore kernel)', () =
       'devicestatuses.devices.kubeedge.io',
     ]);
     port = await freePort();
-    const yaml = `apiVersion: cloudcore.config.kubeedge.io/v1alpha1
+    yaml = `apiVersion: cloudcore.config.kubeedge.io/v1alpha1
 kind: CloudCore
 kubeAPIConfig:
   kubeConfig: ${cp.cloudcoreKubeconfigPath}
@@ -66,7 +68,7 @@ modules:
     cloud = new Kernel({
       config: parseConfig(cloudLayout, yaml, 'cloudcore.yaml'),
       registry: cloudRegistry,
-      logger: createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as LogLevel),
+      logger,
     });
     await cloud.start(); // returns once kube-apiserver converts through the webhook
   }, 240_000);
@@ -232,6 +234,24 @@ modules:
     const beta = await getJson('device.v1beta1.devices.kubeedge.io/beta-device');
     expect(beta.spec?.stateReport).toEqual({ reportToCloud: true, reportCycle: 5000 });
     expect(beta.metadata?.labels).toEqual({ via: 'v1alpha2' });
+  });
+
+  it('a restart reuses the CA of the Secret: the caBundle kube-apiserver trusts does not change', async () => {
+    const caBundle = async (): Promise<string | undefined> =>
+      (
+        (await getJson('crd/devices.devices.kubeedge.io')) as {
+          spec?: { conversion?: { webhook?: { clientConfig?: { caBundle?: string } } } };
+        }
+      ).spec?.conversion?.webhook?.clientConfig?.caBundle;
+    const before = await caBundle();
+    await cloud.stop();
+    cloud = new Kernel({
+      config: parseConfig(cloudLayout, yaml, 'cloudcore.yaml'),
+      registry: cloudRegistry,
+      logger,
+    });
+    await cloud.start();
+    expect(await caBundle()).toBe(before);
   });
 
   it('refuses bad devices with the field named, and keeps serving', async () => {
