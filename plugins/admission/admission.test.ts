@@ -305,6 +305,21 @@ modules:
     await expect(kubectl(['get', 'device', 'no-model', 'bad-property', 'bad-value'])).rejects.toThrow(
       /not found/,
     );
+    expect(
+      await refused({
+        apiVersion: 'devices.kubeedge.io/v1beta1',
+        kind: 'DeviceModel',
+        metadata: { name: 'bad-model', namespace: 'default' },
+        spec: {
+          properties: [
+            { name: 't', type: 'INT', accessMode: 'ReadOnly', maximum: 'high' },
+            { name: 't', type: 'STRING', accessMode: 'ReadOnly' },
+          ],
+        },
+      }),
+    ).toMatch(
+      /spec\.properties\[0\]\.maximum: "high" is not a valid INT bound.*spec\.properties\[1\]\.name: property "t" is named twice/,
+    );
 
     // a request that is no review: 400 naming what was expected; the plugin keeps running
     const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {

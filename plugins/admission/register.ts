@@ -9,6 +9,7 @@ import { CA_SECRET, CA_SECRET_NAMESPACE } from './pki.js';
 export const CONVERTED_CRDS = ['devices.devices.kubeedge.io', 'devicemodels.devices.kubeedge.io'] as const;
 export const WEBHOOK_CONFIGURATION = 'kubeedge-admission';
 export const DEVICE_WEBHOOK = 'validate-device.devices.kubeedge.io';
+export const MODEL_WEBHOOK = 'validate-devicemodel.devices.kubeedge.io';
 
 const CRD_PATH = '/apis/apiextensions.k8s.io/v1/customresourcedefinitions';
 const VWC_PATH = '/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations';
@@ -42,32 +43,33 @@ export async function registerConversion(kube: KubeApi, url: string, caBundle: s
   }
 }
 
-/** Creates or replaces the ValidatingWebhookConfiguration of Devices. */
+/** Creates or replaces the ValidatingWebhookConfiguration of Devices and DeviceModels. */
 export async function registerValidation(kube: KubeApi, url: string, caBundle: string): Promise<void> {
   const body = {
     apiVersion: 'admissionregistration.k8s.io/v1',
     kind: 'ValidatingWebhookConfiguration',
     metadata: { name: WEBHOOK_CONFIGURATION },
     webhooks: [
-      {
-        name: DEVICE_WEBHOOK,
-        admissionReviewVersions: ['v1'],
-        sideEffects: 'None',
-        // KubeEdge's choice: a cloudcore that is down does not block device writes
-        failurePolicy: 'Ignore',
-        timeoutSeconds: 10,
-        clientConfig: { url, caBundle },
-        rules: [
-          {
-            apiGroups: ['devices.kubeedge.io'],
-            apiVersions: ['v1alpha2', 'v1beta1'],
-            operations: ['CREATE', 'UPDATE'],
-            resources: ['devices'],
-            scope: 'Namespaced',
-          },
-        ],
-      },
-    ],
+      { name: DEVICE_WEBHOOK, resource: 'devices' },
+      { name: MODEL_WEBHOOK, resource: 'devicemodels' },
+    ].map(({ name, resource }) => ({
+      name,
+      admissionReviewVersions: ['v1'],
+      sideEffects: 'None',
+      // KubeEdge's choice: a cloudcore that is down does not block device writes
+      failurePolicy: 'Ignore',
+      timeoutSeconds: 10,
+      clientConfig: { url, caBundle },
+      rules: [
+        {
+          apiGroups: ['devices.kubeedge.io'],
+          apiVersions: ['v1alpha2', 'v1beta1'],
+          operations: ['CREATE', 'UPDATE'],
+          resources: [resource],
+          scope: 'Namespaced',
+        },
+      ],
+    })),
   };
   try {
     try {

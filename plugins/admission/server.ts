@@ -1,13 +1,13 @@
 /**
  * The webhooks' HTTPS server: `POST /convert` answers an apiextensions.k8s.io/v1 ConversionReview,
- * `POST /validate` an admission.k8s.io/v1 AdmissionReview of a Device. A request that is not a
+ * `POST /validate` an admission.k8s.io/v1 AdmissionReview of a Device or DeviceModel. A request that is not a
  * review gets 400 with what was expected; the server keeps serving.
  */
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errorText, type Logger } from '../../kernel/index.js';
 import { convertObject, type KubeObject } from './convert.js';
-import { validateDevice, type ModelLookup } from './validate.js';
+import { validateDevice, validateModel, type ModelLookup } from './validate.js';
 
 export const CONVERT_PATH = '/convert';
 export const VALIDATE_PATH = '/validate';
@@ -28,6 +28,7 @@ interface AdmissionReview {
   kind?: string;
   request?: {
     uid?: string;
+    kind?: { group?: string; version?: string; kind?: string };
     operation?: string;
     namespace?: string;
     object?: KubeObject;
@@ -57,7 +58,7 @@ export function convertReview(review: ConversionReview, log: Logger): object {
   return { apiVersion: 'apiextensions.k8s.io/v1', kind: 'ConversionReview', response };
 }
 
-/** Answers one AdmissionReview of a Device. */
+/** Answers one AdmissionReview of a Device or a DeviceModel. */
 export async function validateReview(
   review: AdmissionReview,
   lookup: ModelLookup,
@@ -69,14 +70,21 @@ export async function validateReview(
   let problems: string[];
   try {
     const object = { ...req.object, metadata: { ...req.object.metadata, namespace: req.namespace } };
-    problems = await validateDevice(object, req.oldObject ?? undefined, lookup);
+    problems =
+      req.kind?.kind === 'DeviceModel'
+        ? validateModel(object, req.oldObject ?? undefined)
+        : await validateDevice(object, req.oldObject ?? undefined, lookup);
   } catch (err) {
     problems = [`cannot check the device: ${errorText(err)}`];
   }
   if (problems.length > 0) {
     log.info(
-      { device: `${req.namespace ?? ''}/${String(req.object.metadata?.name ?? '')}`, problems },
-      'admission: device refused',
+      {
+        kind: req.kind?.kind,
+        object: `${req.namespace ?? ''}/${String(req.object.metadata?.name ?? '')}`,
+        problems,
+      },
+      'admission: object refused',
     );
   }
   return {

@@ -1,8 +1,9 @@
 /**
- * The Device checks of the validating webhook, in the version the request was made in, so each
- * message names the field the user wrote: the model exists, every property named by a visitor,
+ * The checks of the validating webhook, in the version the request was made in, so each message
+ * names the field the user wrote. Devices: the model exists, every property named by a visitor,
  * twin or property is in the model, v1beta1 property names are unique (KubeEdge's own rule),
  * desired values parse as the model's type, and v1alpha2 cycles convert to whole milliseconds.
+ * DeviceModels: property names unique (KubeEdge's rule), one type each, numeric bounds that convert.
  */
 import { canonical, V1ALPHA2, type KubeObject } from './convert.js';
 
@@ -100,5 +101,43 @@ export async function validateDevice(
       value(`${field}.desired.value`, named(`${field}.name`, p.name), p.desired);
     });
   }
+  return problems;
+}
+
+const V1ALPHA2_TYPES = ['int', 'string', 'double', 'float', 'boolean', 'bytes'];
+const NUMERIC_BOUNDS: Record<string, (v: string) => boolean> = {
+  INT: PARSES.INT!,
+  FLOAT: PARSES.FLOAT!,
+  DOUBLE: PARSES.DOUBLE!,
+};
+
+/** The problems of a DeviceModel (`field: message` each), empty when it is admitted. */
+export function validateModel(model: KubeObject, old: KubeObject | undefined): string[] {
+  if (old !== undefined && canonical(old.spec) === canonical(model.spec)) return [];
+  const problems: string[] = [];
+  const seen = new Set<unknown>();
+  arr(obj(model.spec).properties).forEach((raw, i) => {
+    const p = obj(raw);
+    const field = `spec.properties[${i}]`;
+    if (seen.has(p.name))
+      problems.push(
+        `${field}.name: property ${JSON.stringify(p.name)} is named twice (names must be unique)`,
+      );
+    seen.add(p.name);
+    if (model.apiVersion === V1ALPHA2) {
+      const keys = Object.keys(obj(p.type));
+      if (keys.length !== 1 || !V1ALPHA2_TYPES.includes(keys[0]!))
+        problems.push(
+          `${field}.type: expected exactly one of ${V1ALPHA2_TYPES.join(', ')}, got ${JSON.stringify(keys)}`,
+        );
+      return;
+    }
+    const parses = NUMERIC_BOUNDS[String(p.type)];
+    for (const bound of ['minimum', 'maximum']) {
+      const v = p[bound];
+      if (typeof v === 'string' && v !== '' && parses !== undefined && !parses(v))
+        problems.push(`${field}.${bound}: ${JSON.stringify(v)} is not a valid ${String(p.type)} bound`);
+    }
+  });
   return problems;
 }
