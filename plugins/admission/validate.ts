@@ -29,7 +29,11 @@ const PARSES: Record<string, (v: string) => boolean> = {
 
 /** What in a device the checks depend on: an update that leaves it alone needs no check. */
 function checked(device: KubeObject): string {
-  const twins = arr(obj(device.status).twins).map((t) => [obj(t).propertyName, obj(obj(t).desired).value]);
+  // v1alpha2 keeps desired values in status.twins; v1beta1's status holds reported values only
+  const twins =
+    device.apiVersion === V1ALPHA2
+      ? arr(obj(device.status).twins).map((t) => [obj(t).propertyName, obj(obj(t).desired).value])
+      : [];
   return canonical({ spec: device.spec, twins });
 }
 
