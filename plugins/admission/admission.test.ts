@@ -231,6 +231,24 @@ modules:
       ['apply', '-f', '-'],
       JSON.stringify({ ...patched, metadata: { ...patched.metadata, labels: { via: 'v1alpha2' } } }),
     );
+    // v1.23's DeviceStatus, where reported values go, is served beside it
+    await kubectl(
+      ['apply', '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'devices.kubeedge.io/v1beta1',
+        kind: 'DeviceStatus',
+        metadata: { name: 'beta-device', namespace: 'default' },
+        spec: {},
+        status: {
+          twins: [{ propertyName: 'temperature', reported: { value: '29', metadata: { type: 'int' } } }],
+          state: 'online',
+        },
+      }),
+    );
+    expect((await getJson('devicestatus/beta-device')).status).toMatchObject({
+      twins: [{ propertyName: 'temperature', reported: { value: '29' } }],
+      state: 'online',
+    });
     const beta = await getJson('device.v1beta1.devices.kubeedge.io/beta-device');
     expect(beta.spec?.stateReport).toEqual({ reportToCloud: true, reportCycle: 5000 });
     expect(beta.metadata?.labels).toEqual({ via: 'v1alpha2' });
