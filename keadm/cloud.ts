@@ -9,6 +9,7 @@ import type { V1CustomResourceDefinition, V1Secret } from '@kubernetes/client-no
 import { parseConfig } from '../kernel/config/index.js';
 import { KubeApiError, errorText, type KubeApi, type Logger } from '../kernel/index.js';
 import { createKubeApi } from '../kernel/kube/index.js';
+import { unregister as unregisterAdmission } from '../plugins/admission/register.js';
 import { cloudLayout } from '../plugins/registry.js';
 import {
   CA_SECRET,
@@ -83,9 +84,13 @@ export async function applyCrds(kube: KubeApi, dir: string, timeoutMs = 60_000):
       } catch (err) {
         if (!(err instanceof KubeApiError && err.statusCode === 409)) throw err;
         const existing = await kube.request<V1CustomResourceDefinition>('GET', `${CRD_PATH}/${name}`);
+        // a conversion webhook cloudcore's admission plugin set stays (the manifests say None)
+        const conversion =
+          existing.spec.conversion?.strategy === 'Webhook' ? existing.spec.conversion : crd.spec.conversion;
         const update = {
           ...crd,
           metadata: { ...crd.metadata, resourceVersion: existing.metadata?.resourceVersion },
+          spec: { ...crd.spec, conversion },
         };
         await kube.request('PUT', `${CRD_PATH}/${name}`, update);
       }
@@ -151,6 +156,8 @@ export async function init(
         tlsCertFile: '',
         tlsPrivateKeyFile: '',
       },
+      // the device CRDs' conversion and validating webhooks, where kube-apiserver reaches cloudcore
+      admission: { enable: true, address: opts.advertiseAddress[0] },
     },
   });
   applySets(doc, opts.sets);
@@ -202,6 +209,7 @@ export async function resetCloud(
   const stopped = await stopService('cloudcore', service, configFile);
   say(stopped === undefined ? 'cloudcore was not running as a service' : `stopped cloudcore (${stopped})`);
   if (kube !== undefined) {
+    for (const done of await unregisterAdmission(kube)) say(`admission webhooks: ${done}`);
     for (const name of [CA_SECRET.name, CLOUDCORE_SECRET.name, TOKEN_SECRET.name]) {
       try {
         await kube.request('DELETE', `${SECRETS}/${name}`);

@@ -24,7 +24,7 @@ const root = join(import.meta.dirname, '..');
 let cp: ControlPlane;
 let runtime: ContainerdPeer;
 let dir: string;
-let ports: { ws: number; https: number; cloudHealth: number; edgeHealth: number };
+let ports: { ws: number; https: number; cloudHealth: number; edgeHealth: number; admission: number };
 const CRDS = [
   'devices.devices.kubeedge.io',
   'devicemodels.devices.kubeedge.io',
@@ -88,6 +88,8 @@ const init = () =>
     `modules.cloudHub.https.port=${ports.https}`,
     '--set',
     `kernel.health.port=${ports.cloudHealth}`,
+    '--set',
+    `modules.admission.port=${ports.admission}`,
   );
 const joinArgs = (
   token: string,
@@ -129,6 +131,13 @@ const caFromSecret = async (): Promise<KeyPairDer> => {
   const data = (await secret('casecret'))!;
   return { cert: Buffer.from(data.cadata!, 'base64'), key: Buffer.from(data.cakeydata!, 'base64') };
 };
+/** The conversion strategy of a CRD. */
+const conversion = async (crd: string): Promise<string | undefined> =>
+  (
+    JSON.parse((await cp.get(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd}`)).body) as {
+      spec: { conversion?: { strategy?: string } };
+    }
+  ).spec.conversion?.strategy;
 const pidOf = async (core: string): Promise<number> =>
   Number((await readFile(join(dir, 'run', `${core}.pid`), 'utf8')).trim());
 /** Running (a zombie has an empty command line). */
@@ -153,6 +162,7 @@ beforeAll(async () => {
     https: await freePort(),
     cloudHealth: await freePort(),
     edgeHealth: await freePort(),
+    admission: await freePort(),
   };
 }, 600_000);
 
@@ -196,6 +206,8 @@ describe('keadm (real control plane, cores as processes)', () => {
     expect(existsSync(join(dir, 'kubeedge/ca'))).toBe(false); // no key on disk: the secrets hold the PKI
     expect(alive(await pidOf('cloudcore'))).toBe(true);
     expect((await fetch(`http://127.0.0.1:${ports.cloudHealth}/healthz`)).status).toBe(200);
+    // cloudcore's admission plugin switched the device CRDs to its conversion webhook
+    expect(await conversion('devices.devices.kubeedge.io')).toBe('Webhook');
   }, 120_000);
 
   it('init again: same CA, cloudcore restarted and healthy', async () => {
@@ -334,8 +346,9 @@ describe('keadm (real control plane, cores as processes)', () => {
     expect(r.out).toContain(`stopped edgecore (process ${edgePid})`);
     expect(alive(edgePid)).toBe(false);
     expect(alive(cloudPid)).toBe(false);
-    for (const name of ['casecret', 'cloudcoresecret', 'tokensecret'])
+    for (const name of ['casecret', 'cloudcoresecret', 'tokensecret', 'admissioncasecret'])
       expect(await secret(name)).toBeUndefined();
+    expect(await conversion('devices.devices.kubeedge.io')).toBe('None'); // no dead webhook left
     for (const p of [
       'kubeedge/config',
       'kubeedge/certs',

@@ -1,4 +1,5 @@
 import { defineConfigLayout, pluginSpecifier, type PluginEntry } from '../kernel/index.js';
+import { admissionSection } from './admission/config.js';
 import { cloudHubSection } from './cloudhub/config.js';
 import { cloudStreamSection } from './cloudstream/config.js';
 import { dbTestSection } from './dbtest/config.js';
@@ -46,6 +47,7 @@ export const cloudLayout = defineConfigLayout('cloudcore', {
   cloudStream: cloudStreamSection,
   router: routerSection,
   iptablesManager: iptablesManagerSection,
+  admission: admissionSection,
 });
 
 /**
@@ -68,4 +70,5 @@ export const cloudRegistry: readonly PluginEntry[] = [
   { configKey: 'edgeController', specifier: pluginSpecifier(import.meta.url, './edgecontroller/index') },
   { configKey: 'syncController', specifier: pluginSpecifier(import.meta.url, './synccontroller/index') },
   { configKey: 'router', specifier: pluginSpecifier(import.meta.url, './router/index') },
+  { configKey: 'admission', specifier: pluginSpecifier(import.meta.url, './admission/index') },
 ];

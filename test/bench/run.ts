@@ -4,6 +4,7 @@
  */
 import { cloudBench } from './cloud.js';
 import { cloudhubBench } from './cloudhub.js';
+import { conversionBench } from './conversion.js';
 import { edgecontrollerBench } from './edgecontroller.js';
 import { eventbusBench } from './eventbus.js';
 import { edgedBench } from './edged.js';
@@ -25,6 +26,7 @@ const suites: [string, () => Promise<Figure[]>][] = [
   ['cloud', cloudBench],
   ['edgecontroller', edgecontrollerBench],
   ['router', routerBench],
+  ['conversion', conversionBench],
 ];
 
 const only = process.argv[2];
