@@ -61,6 +61,7 @@ export const edgeRegistry: readonly PluginEntry[] = [
   { configKey: 'deviceTwin', specifier: pluginSpecifier(import.meta.url, './devicetwin/index') },
   { configKey: 'mapperModbus', specifier: pluginSpecifier(import.meta.url, './mapper-modbus/index') },
   { configKey: 'serviceBus', specifier: pluginSpecifier(import.meta.url, './servicebus/index') },
+  { configKey: 'edgeStream', specifier: pluginSpecifier(import.meta.url, './edgestream/index') },
 ];
 
 export const cloudRegistry: readonly PluginEntry[] = [
@@ -68,4 +69,5 @@ export const cloudRegistry: readonly PluginEntry[] = [
   { configKey: 'edgeController', specifier: pluginSpecifier(import.meta.url, './edgecontroller/index') },
   { configKey: 'syncController', specifier: pluginSpecifier(import.meta.url, './synccontroller/index') },
   { configKey: 'router', specifier: pluginSpecifier(import.meta.url, './router/index') },
+  { configKey: 'cloudStream', specifier: pluginSpecifier(import.meta.url, './cloudstream/index') },
 ];
