@@ -154,10 +154,7 @@ export default definePlugin<CloudStreamConfig & ModuleConfig>({
       if (!kube || session.closed) return;
       const path = `/api/v1/nodes/${encodeURIComponent(session.node)}/status`;
       try {
-        const node = await kube.request<NodePort>(
-          'GET',
-          `/api/v1/nodes/${encodeURIComponent(session.node)}`,
-        );
+        const node = await kube.request<NodePort>('GET', `/api/v1/nodes/${encodeURIComponent(session.node)}`);
         if (node.status?.daemonEndpoints?.kubeletEndpoint?.Port === cfg.streamPort) return;
         await kube.request(
           'PATCH',
@@ -165,7 +162,10 @@ export default definePlugin<CloudStreamConfig & ModuleConfig>({
           { status: { daemonEndpoints: { kubeletEndpoint: { Port: cfg.streamPort } } } },
           { contentType: 'application/merge-patch+json' },
         );
-        log.info({ node: session.node, port: cfg.streamPort }, 'node kubelet endpoint set to the stream server');
+        log.info(
+          { node: session.node, port: cfg.streamPort },
+          'node kubelet endpoint set to the stream server',
+        );
       } catch (err) {
         log.debug({ node: session.node, err: errorText(err) }, 'node kubelet endpoint not set yet: retrying');
         const t = setTimeout(() => {
@@ -208,11 +208,16 @@ export default definePlugin<CloudStreamConfig & ModuleConfig>({
         return;
       }
       if (typeof node !== 'string' || node === '') {
-        rawReply(socket, 400, 'Bad Request', `header ${SessionKeyHostNameOverride} (the node name) is required`);
+        rawReply(
+          socket,
+          400,
+          'Bad Request',
+          `header ${SessionKeyHostNameOverride} (the node name) is required`,
+        );
         return;
       }
       if (peer.subject?.CN !== nodeCommonName(node)) {
-        log.warn({ node, cn: peer.subject?.CN }, 'tunnel refused: the certificate is not the node\'s');
+        log.warn({ node, cn: peer.subject?.CN }, "tunnel refused: the certificate is not the node's");
         rawReply(socket, 403, 'Forbidden', `the client certificate is not node ${node}'s`);
         return;
       }
@@ -267,7 +272,8 @@ export default definePlugin<CloudStreamConfig & ModuleConfig>({
       if (!target) throw new StreamError(404, 'Not Found', `no such path ${url.pathname}`);
       const host = (req.headers.host ?? '').replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
       const session = sessions.get(host);
-      if (!session) throw new StreamError(503, 'Service Unavailable', `no tunnel from the edge node at ${host}`);
+      if (!session)
+        throw new StreamError(503, 'Service Unavailable', `no tunnel from the edge node at ${host}`);
       if (kube) {
         let pod: { spec?: { nodeName?: string } };
         try {
@@ -325,7 +331,8 @@ export default definePlugin<CloudStreamConfig & ModuleConfig>({
         const connect = edgedConnection(id, 'GET', goHeader(req), r.path, r.rawQuery);
         r.session.send(id, MessageType.LogsConnect, Buffer.from(JSON.stringify(connect)));
       })().catch((err: unknown) => {
-        const e = err instanceof StreamError ? err : new StreamError(500, 'Internal Server Error', errorText(err));
+        const e =
+          err instanceof StreamError ? err : new StreamError(500, 'Internal Server Error', errorText(err));
         if (e.status >= 500) log.warn({ url: req.url, err: e.message }, 'stream request failed');
         if (!res.headersSent) res.writeHead(e.status, { 'Content-Type': 'text/plain' }).end(e.message + '\n');
         else res.end();
@@ -357,7 +364,8 @@ export default definePlugin<CloudStreamConfig & ModuleConfig>({
         r.session.send(id, type, Buffer.from(JSON.stringify(connect)));
         if (head.length > 0) r.session.send(id, MessageType.Data, head);
       })().catch((err: unknown) => {
-        const e = err instanceof StreamError ? err : new StreamError(500, 'Internal Server Error', errorText(err));
+        const e =
+          err instanceof StreamError ? err : new StreamError(500, 'Internal Server Error', errorText(err));
         if (e.status >= 500) log.warn({ url: req.url, err: e.message }, 'stream request failed');
         rawReply(socket, e.status, e.reason, e.message);
       });

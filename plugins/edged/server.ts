@@ -44,7 +44,8 @@ function intParam(q: URLSearchParams, name: string): number | undefined {
   const v = q.get(name);
   if (v === null || v === '') return undefined;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new HttpError(400, `${name}: expected a non-negative integer, got "${v}"`);
+  if (!Number.isInteger(n) || n < 0)
+    throw new HttpError(400, `${name}: expected a non-negative integer, got "${v}"`);
   return n;
 }
 
@@ -121,7 +122,9 @@ function write(res: ServerResponse, chunk: Buffer): Promise<void> {
 }
 
 /** `/containerLogs|exec|attach/{ns}/{pod}[/{uid}]/{container}` */
-function target(path: string): { kind: string; namespace: string; pod: string; container: string } | undefined {
+function target(
+  path: string,
+): { kind: string; namespace: string; pod: string; container: string } | undefined {
   const parts = path
     .split('/')
     .filter((p) => p !== '')
@@ -177,7 +180,11 @@ export class KubeletServer {
       this.retry = undefined;
       if (this.closed) return;
       const onError = (err: NodeJS.ErrnoException): void => {
-        if (!warned) this.log.warn({ port: this.opts.port, err: errorText(err) }, 'kubelet-API server cannot listen: retrying every 5 s');
+        if (!warned)
+          this.log.warn(
+            { port: this.opts.port, err: errorText(err) },
+            'kubelet-API server cannot listen: retrying every 5 s',
+          );
         warned = true;
         if (!this.closed) this.retry = setTimeout(attempt, 5000);
       };
@@ -208,9 +215,13 @@ export class KubeletServer {
       [LABEL_POD_NAME]: pod,
       [LABEL_CONTAINER_NAME]: container,
     });
-    const statuses = await Promise.all(list.map((c) => this.cri.containerStatus(c.id).catch(() => undefined)));
+    const statuses = await Promise.all(
+      list.map((c) => this.cri.containerStatus(c.id).catch(() => undefined)),
+    );
     const restarts = (s: ContainerStatus): number => Number(s.annotations[ANN_RESTART_COUNT] ?? 0);
-    return statuses.filter((s): s is ContainerStatus => s !== undefined).sort((a, b) => restarts(b) - restarts(a));
+    return statuses
+      .filter((s): s is ContainerStatus => s !== undefined)
+      .sort((a, b) => restarts(b) - restarts(a));
   }
 
   private async request(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -218,7 +229,8 @@ export class KubeletServer {
     const t = target(url.pathname);
     if (!t || (t.kind !== 'containerLogs' && t.kind !== 'exec' && t.kind !== 'attach'))
       throw new HttpError(404, `no such path ${url.pathname}`);
-    if (t.kind !== 'containerLogs') throw new HttpError(400, `${t.kind} needs an upgraded connection (SPDY or websocket)`);
+    if (t.kind !== 'containerLogs')
+      throw new HttpError(400, `${t.kind} needs an upgraded connection (SPDY or websocket)`);
     const opts = logOptions(url.searchParams);
     const inst = await this.instances(t.namespace, t.pod, t.container);
     const c = inst[opts.previous ? 1 : 0];
@@ -308,7 +320,8 @@ export class KubeletServer {
   private async upgrade(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://x');
     const t = target(url.pathname);
-    if (!t || (t.kind !== 'exec' && t.kind !== 'attach')) throw new HttpError(404, `no such path ${url.pathname}`);
+    if (!t || (t.kind !== 'exec' && t.kind !== 'attach'))
+      throw new HttpError(404, `no such path ${url.pathname}`);
     const q = url.searchParams;
     const io = {
       stdin: flag(q, 'input', 'stdin'),
@@ -337,7 +350,8 @@ export class KubeletServer {
     // the request as received, pointed at the runtime's URL (kubelet's upgrade-aware proxy)
     const lines = [`${req.method ?? 'GET'} ${u.pathname}${u.search} HTTP/1.1`, `Host: ${u.host}`];
     for (let i = 0; i < req.rawHeaders.length; i += 2) {
-      if (req.rawHeaders[i]!.toLowerCase() !== 'host') lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+      if (req.rawHeaders[i]!.toLowerCase() !== 'host')
+        lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
     }
     upstream.write(lines.join('\r\n') + '\r\n\r\n');
     if (head.length > 0) upstream.write(head);

@@ -5,7 +5,6 @@
  * of an upgraded connection (the 101 answer, SPDY frames, the exit status) both ways. See README.md.
  */
 import { readFile } from 'node:fs/promises';
-import type { ClientRequest } from 'node:http';
 import type { Socket } from 'node:net';
 import {
   definePlugin,
@@ -109,23 +108,13 @@ export default definePlugin<EdgeStreamConfig & ModuleConfig>({
         return;
       }
       if (type === MessageType.LogsConnect) {
-        let req: ClientRequest | undefined;
-        locals.set(id, {
-          data: () => {},
-          remove: () => {
-            removed = true;
-            locals.delete(id);
-            req?.destroy();
-          },
-        });
-        const headers: Record<string, string[]> = { ...c.header };
-        req = http.request(
+        const req = http.request(
           {
             host: EdgedServerHost,
             port: edged.port,
             path: c.url.Path + (c.url.RawQuery ? `?${c.url.RawQuery}` : ''),
             method: 'GET',
-            headers,
+            headers: c.header,
           },
           (res) => {
             res.on('data', (chunk: Buffer) => {
@@ -139,6 +128,14 @@ export default definePlugin<EdgeStreamConfig & ModuleConfig>({
             res.on('error', finish);
           },
         );
+        locals.set(id, {
+          data: () => {},
+          remove: () => {
+            removed = true;
+            locals.delete(id);
+            req.destroy();
+          },
+        });
         req.on('error', (err) => {
           if (!removed) {
             send(MessageType.Data, Buffer.from(`edged's server ${edgedHostPort}: ${errorText(err)}\n`));
