@@ -37,6 +37,12 @@ interface NodePort {
   status?: { daemonEndpoints?: { kubeletEndpoint?: { Port?: number } } };
 }
 
+/** The part of a Pod cloudStream reads: where it runs. */
+interface PodNode {
+  metadata: { name: string };
+  spec?: { nodeName?: string };
+}
+
 /** One request of the API server in flight through a tunnel. */
 interface ApiConnection {
   data(chunk: Buffer): void;
@@ -175,6 +181,11 @@ export default definePlugin<CloudStreamConfig & ModuleConfig>({
         timers.add(t);
       }
     };
+    const pods = kube?.informer<PodNode>({
+      version: 'v1',
+      resource: 'pods',
+      signal: ctx.signal,
+    });
     // the Node's status may be written again by the edge: keep the port while the tunnel is up
     const nodes = kube?.informer<NodePort & { metadata: { name: string } }>({
       version: 'v1',
@@ -275,17 +286,19 @@ export default definePlugin<CloudStreamConfig & ModuleConfig>({
       if (!session)
         throw new StreamError(503, 'Service Unavailable', `no tunnel from the edge node at ${host}`);
       if (kube) {
-        let pod: { spec?: { nodeName?: string } };
-        try {
-          pod = await kube.request(
-            'GET',
-            `/api/v1/namespaces/${encodeURIComponent(target.namespace)}/pods/${encodeURIComponent(target.pod)}`,
-          );
-        } catch (err) {
-          if (isKernelError(err, 'EKUBE_API') && (err as { statusCode?: number }).statusCode === 404)
-            throw new StreamError(404, 'Not Found', `pod ${target.namespace}/${target.pod} not found`);
-          throw err;
-        }
+        // the shared Pod informer's cache (edgeController's too), else the API for a pod not seen yet
+        const pod =
+          pods?.get(target.pod, target.namespace) ??
+          (await kube
+            .request<PodNode>(
+              'GET',
+              `/api/v1/namespaces/${encodeURIComponent(target.namespace)}/pods/${encodeURIComponent(target.pod)}`,
+            )
+            .catch((err: unknown) => {
+              if (isKernelError(err, 'EKUBE_API') && (err as { statusCode?: number }).statusCode === 404)
+                throw new StreamError(404, 'Not Found', `pod ${target.namespace}/${target.pod} not found`);
+              throw err;
+            }));
         if (pod.spec?.nodeName !== session.node) {
           throw new StreamError(
             403,
@@ -390,6 +403,7 @@ export default definePlugin<CloudStreamConfig & ModuleConfig>({
       async stop() {
         for (const t of timers) clearTimeout(t);
         nodes?.stop();
+        pods?.stop();
         for (const s of new Set(sessions.values())) s.close();
         for (const c of wss.clients) c.terminate();
         await Promise.all(

@@ -70,25 +70,22 @@ export function logOptions(q: URLSearchParams, now = Date.now()): LogOptions {
   };
 }
 
+const NL = Buffer.from('\n');
+
 /**
  * One line of a CRI log file (`<RFC3339Nano> <stdout|stderr> <F|P> <content>`) as `kubectl logs`
- * shows it: the content, a newline unless the line is partial, the timestamp first if asked.
- * Undefined for a line before `sinceMs` or not in the CRI format.
+ * shows it, pushed onto `out`: the timestamp first if asked, the content, a newline unless the line
+ * is partial. Nothing for a line before `sinceMs` or not in the CRI format.
  */
-export function formatLogLine(line: Buffer, opts: LogOptions): Buffer | undefined {
+export function formatLogLine(line: Buffer, opts: LogOptions, out: Buffer[]): void {
   const s1 = line.indexOf(0x20);
   const s2 = s1 < 0 ? -1 : line.indexOf(0x20, s1 + 1);
   const s3 = s2 < 0 ? -1 : line.indexOf(0x20, s2 + 1);
-  if (s3 < 0) return undefined;
-  const ts = line.subarray(0, s1).toString();
-  if (opts.sinceMs !== undefined && Date.parse(ts) < opts.sinceMs) return undefined;
-  const partial = line[s2 + 1] === 0x50; // 'P'
-  const content = line.subarray(s3 + 1);
-  const parts: Buffer[] = [];
-  if (opts.timestamps) parts.push(Buffer.from(`${ts} `));
-  parts.push(content);
-  if (!partial) parts.push(Buffer.from('\n'));
-  return Buffer.concat(parts);
+  if (s3 < 0) return;
+  if (opts.sinceMs !== undefined && Date.parse(line.subarray(0, s1).toString()) < opts.sinceMs) return;
+  if (opts.timestamps) out.push(line.subarray(0, s1 + 1));
+  out.push(line.subarray(s3 + 1));
+  if (line[s2 + 1] !== 0x50) out.push(NL); // 'P': partial
 }
 
 /** Offset where the last `n` lines of the file start (a last line without a newline counts). */
@@ -277,15 +274,15 @@ export class KubeletServer {
         const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
         if (bytesRead > 0) {
           pos += bytesRead;
-          let data = Buffer.concat([rest, buf.subarray(0, bytesRead)]);
+          const data = Buffer.concat([rest, buf.subarray(0, bytesRead)]);
           let nl: number;
           const out: Buffer[] = [];
-          while ((nl = data.indexOf(0x0a)) >= 0) {
-            const line = formatLogLine(data.subarray(0, nl), opts);
-            data = data.subarray(nl + 1);
-            if (line) out.push(line);
+          let at = 0;
+          while ((nl = data.indexOf(0x0a, at)) >= 0) {
+            formatLogLine(data.subarray(at, nl), opts, out);
+            at = nl + 1;
           }
-          rest = Buffer.from(data);
+          rest = Buffer.from(data.subarray(at));
           if (out.length > 0) {
             let chunk = Buffer.concat(out);
             if (chunk.length > budget) chunk = chunk.subarray(0, budget);
@@ -342,7 +339,7 @@ export class KubeletServer {
       streamUrl = await this.cri.attach(running.id, io);
     }
     const u = new URL(streamUrl);
-    const upstream = netConnect({ host: u.hostname, port: Number(u.port || 80) });
+    const upstream = netConnect({ host: u.hostname, port: Number(u.port || 80), noDelay: true });
     upstream.on('error', (err) => {
       this.log.debug({ err: errorText(err) }, 'runtime streaming server connection failed');
       socket.destroy();

@@ -146,7 +146,7 @@ export default definePlugin<EdgeStreamConfig & ModuleConfig>({
         return;
       }
       if (type === MessageType.ExecConnect || type === MessageType.AttachConnect) {
-        const socket: Socket = net.connect({ host: EdgedServerHost, port: edged.port });
+        const socket: Socket = net.connect({ host: EdgedServerHost, port: edged.port, noDelay: true });
         locals.set(id, {
           data: (chunk) => socket.write(chunk),
           remove: () => {

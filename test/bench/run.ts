@@ -13,6 +13,7 @@ import { mapperBench } from './mapper.js';
 import { printReport, type Figure } from './report.js';
 import { routerBench } from './router.js';
 import { startupBench } from './startup.js';
+import { streamBench } from './stream.js';
 
 const suites: [string, () => Promise<Figure[]>][] = [
   ['kernel', kernelBench],
@@ -25,6 +26,7 @@ const suites: [string, () => Promise<Figure[]>][] = [
   ['cloud', cloudBench],
   ['edgecontroller', edgecontrollerBench],
   ['router', routerBench],
+  ['stream', streamBench],
 ];
 
 const only = process.argv[2];
