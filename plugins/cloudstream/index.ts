@@ -56,12 +56,15 @@ export class Session {
   closed = false;
   constructor(
     readonly node: string,
-    private readonly sendRaw: (buf: Buffer) => void,
+    private readonly tunnel: { send(buf: Buffer, opts: { binary: boolean }): void; terminate(): void },
   ) {}
   send(connectId: number, type: number, data?: Uint8Array): void {
-    if (!this.closed) this.sendRaw(encodeTunnelMessage(connectId, type, data));
+    // a TEXT frame, as KubeEdge writes it (its reader refuses other frames)
+    if (!this.closed) this.tunnel.send(encodeTunnelMessage(connectId, type, data), { binary: false });
   }
+  /** Ends the tunnel and every request riding it. */
   close(): void {
+    if (!this.closed) this.tunnel.terminate();
     this.closed = true;
     for (const c of this.conns.values()) c.end();
     this.conns.clear();
@@ -238,9 +241,11 @@ export default definePlugin<CloudStreamConfig & ModuleConfig>({
           ? headerIp
           : (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
       wss.handleUpgrade(req, socket, head, (ws) => {
-        const session = new Session(node, (buf) => ws.send(buf, { binary: false }));
+        const session = new Session(node, ws);
+        // a new tunnel of the node replaces the old one
         for (const key of [node, internalIP]) {
-          sessions.get(key)?.close();
+          const old = sessions.get(key);
+          if (old?.node === node) old.close();
           sessions.set(key, session);
         }
         log.info({ node, internalIP }, 'edge tunnel connected');
@@ -405,7 +410,6 @@ export default definePlugin<CloudStreamConfig & ModuleConfig>({
         nodes?.stop();
         pods?.stop();
         for (const s of new Set(sessions.values())) s.close();
-        for (const c of wss.clients) c.terminate();
         await Promise.all(
           [tunnelServer, streamServer].map(
             (s) =>
