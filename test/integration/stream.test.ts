@@ -3,13 +3,15 @@
  * kube-apiserver dials the node's kubelet endpoint with its kubelet client certificate), the TS
  * cloudcore (cloudHub, edgeController, cloudStream) and edgecore (edgeHub, metaManager, edged with
  * its kubelet-API server, edgeStream) over mutual TLS on loopback, busybox pods on a private
- * containerd.
+ * containerd. Besides: another node's pod refused on this node's kubelet endpoint, and a tunnel
+ * refused when the node certificate is not the named node's.
  */
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { BUSYBOX_IMAGE, buildBusyboxImage } from '../peers/containerd.js';
 import { cleanup, waitFor } from '../peers/util.js';
 import { ready, startEdgeStack, type EdgeStack, type Obj } from './edge-stack.js';
@@ -260,4 +262,25 @@ describe('kubectl logs/exec/attach through cloudStream and edgeStream', () => {
     const own = await get('/containerLogs/default/talker/c?tailLines=1');
     expect(own).toEqual({ status: 200, body: expect.stringMatching(/\n$/) as unknown as string });
   }, 60_000);
+
+  it("refuses a tunnel whose node certificate is another node's", async () => {
+    const certs = join(s.dir, 'edge');
+    const [ca, cert, key] = await Promise.all([
+      readFile(join(certs, 'ca/rootCA.crt')),
+      readFile(join(certs, 'certs/server.crt')),
+      readFile(join(certs, 'certs/server.key')),
+    ]);
+    const ws = new WebSocket(`wss://127.0.0.1:${s.stream!.tunnelPort}/v1/kubeedge/connect`, {
+      ca,
+      cert,
+      key,
+      headers: { SessionHostNameOverride: 'someone-else' },
+    });
+    const status = await new Promise<number>((resolve, reject) => {
+      ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+      ws.on('open', () => reject(new Error('the tunnel was accepted')));
+      ws.on('error', reject);
+    });
+    expect(status).toBe(403);
+  }, 30_000);
 });
