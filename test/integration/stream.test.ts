@@ -149,6 +149,26 @@ describe('kubectl logs/exec/attach through cloudStream and edgeStream', () => {
     expect(r).toMatchObject({ code: 0, stdout: 'HELLO EDGE\n' });
   }, 60_000);
 
+  it('kubectl exec -it gets a terminal in the container (kubectl on a pty made by script)', async () => {
+    const kc = `${join(s.cp.binDir, 'kubectl')} --kubeconfig ${s.cp.kubeconfigPath}`;
+    const r = await new Promise<Run>((resolve, reject) => {
+      // script(1) gives kubectl a terminal, so -t is honoured: the shell sees a tty and its size
+      const p = spawn('script', [
+        '-qec',
+        `stty cols 91 rows 27; ${kc} exec -it talker -- sh -c 'tty; until [ "$(stty -F $(tty) size)" = "27 91" ]; do sleep 0.1; done; echo size-27x91'`,
+        '/dev/null',
+      ]);
+      let stdout = '';
+      p.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+      p.on('error', reject);
+      p.on('close', (code) => resolve({ code, stdout, stderr: '' }));
+      p.stdin.end();
+    });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/\/dev\/pts\/\d+/);
+    expect(r.stdout).toContain('size-27x91'); // the terminal's size reached the container (resize)
+  }, 60_000);
+
   it('kubectl logs -f: a line written after it started arrives', async () => {
     const f = kubectlRunning(['logs', '-f', 'talker']);
     try {
