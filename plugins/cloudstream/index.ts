@@ -136,7 +136,13 @@ export default definePlugin<CloudStreamConfig & ModuleConfig>({
     const cfg = ctx.config;
     const log: Logger = ctx.log;
     const [https, { WebSocketServer }] = await Promise.all([import('node:https'), import('ws')]);
-    const kube: KubeApi | undefined = ctx.services.has(KubeToken) ? ctx.services.get(KubeToken) : undefined;
+    if (!ctx.services.has(KubeToken)) {
+      throw new KernelError(
+        'ESTREAM_NO_KUBE',
+        "cloudStream needs kubeAPIConfig naming a cluster: it writes the nodes' kubelet port and checks which node a pod is on",
+      );
+    }
+    const kube: KubeApi = ctx.services.get(KubeToken);
 
     const tunnelTls = {
       ca: await readPem(cfg.tlsTunnelCAFile, 'tlsTunnelCAFile'),
@@ -160,7 +166,7 @@ export default definePlugin<CloudStreamConfig & ModuleConfig>({
      * be registered yet).
      */
     const advertise = async (session: Session): Promise<void> => {
-      if (!kube || session.closed) return;
+      if (session.closed) return;
       const path = `/api/v1/nodes/${encodeURIComponent(session.node)}/status`;
       try {
         const node = await kube.request<NodePort>('GET', `/api/v1/nodes/${encodeURIComponent(session.node)}`);
@@ -184,18 +190,18 @@ export default definePlugin<CloudStreamConfig & ModuleConfig>({
         timers.add(t);
       }
     };
-    const pods = kube?.informer<PodNode>({
+    const pods = kube.informer<PodNode>({
       version: 'v1',
       resource: 'pods',
       signal: ctx.signal,
     });
     // the Node's status may be written again by the edge: keep the port while the tunnel is up
-    const nodes = kube?.informer<NodePort & { metadata: { name: string } }>({
+    const nodes = kube.informer<NodePort & { metadata: { name: string } }>({
       version: 'v1',
       resource: 'nodes',
       signal: ctx.signal,
     });
-    nodes?.addHandlers({
+    nodes.addHandlers({
       update: (n) => {
         const s = sessions.get(n.metadata.name);
         if (s && n.status?.daemonEndpoints?.kubeletEndpoint?.Port !== cfg.streamPort) void advertise(s);
@@ -290,27 +296,25 @@ export default definePlugin<CloudStreamConfig & ModuleConfig>({
       const session = sessions.get(host);
       if (!session)
         throw new StreamError(503, 'Service Unavailable', `no tunnel from the edge node at ${host}`);
-      if (kube) {
-        // the shared Pod informer's cache (edgeController's too), else the API for a pod not seen yet
-        const pod =
-          pods?.get(target.pod, target.namespace) ??
-          (await kube
-            .request<PodNode>(
-              'GET',
-              `/api/v1/namespaces/${encodeURIComponent(target.namespace)}/pods/${encodeURIComponent(target.pod)}`,
-            )
-            .catch((err: unknown) => {
-              if (isKernelError(err, 'EKUBE_API') && (err as { statusCode?: number }).statusCode === 404)
-                throw new StreamError(404, 'Not Found', `pod ${target.namespace}/${target.pod} not found`);
-              throw err;
-            }));
-        if (pod.spec?.nodeName !== session.node) {
-          throw new StreamError(
-            403,
-            'Forbidden',
-            `pod ${target.namespace}/${target.pod} is not on node ${session.node}: refused`,
-          );
-        }
+      // the shared Pod informer's cache (edgeController's too), else the API for a pod not seen yet
+      const pod =
+        pods.get(target.pod, target.namespace) ??
+        (await kube
+          .request<PodNode>(
+            'GET',
+            `/api/v1/namespaces/${encodeURIComponent(target.namespace)}/pods/${encodeURIComponent(target.pod)}`,
+          )
+          .catch((err: unknown) => {
+            if (isKernelError(err, 'EKUBE_API') && (err as { statusCode?: number }).statusCode === 404)
+              throw new StreamError(404, 'Not Found', `pod ${target.namespace}/${target.pod} not found`);
+            throw err;
+          }));
+      if (pod.spec?.nodeName !== session.node) {
+        throw new StreamError(
+          403,
+          'Forbidden',
+          `pod ${target.namespace}/${target.pod} is not on node ${session.node}: refused`,
+        );
       }
       return { session, target, path: url.pathname, rawQuery: url.search.replace(/^\?/, '') };
     };
@@ -407,8 +411,8 @@ export default definePlugin<CloudStreamConfig & ModuleConfig>({
       onMessage() {},
       async stop() {
         for (const t of timers) clearTimeout(t);
-        nodes?.stop();
-        pods?.stop();
+        nodes.stop();
+        pods.stop();
         for (const s of new Set(sessions.values())) s.close();
         await Promise.all(
           [tunnelServer, streamServer].map(
