@@ -51,7 +51,7 @@ export type { Logger, LogLevel } from './log.js';
 export type { Metrics } from './metrics.js';
 export { pluginSpecifier } from './plugin/specifier.js';
 export { parseResource, NULL_NAMESPACE, type Resource } from './resource.js';
-export { nodeName } from './kernel-services.js';
+export { edgedEndpoint, nodeName } from './kernel-services.js';
 export {
   configSchema,
   defineConfigLayout,

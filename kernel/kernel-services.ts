@@ -66,6 +66,18 @@ export function nodeName(services: Services): string {
 }
 
 /**
+ * What edgecore passes to edgeStream besides the node name: edged's `nodeIP` and the port of its
+ * kubelet-API server (`tailoredKubeletConfig.readOnlyPort`), read even when edged is disabled.
+ */
+export function edgedEndpoint(services: Services): { nodeIP: string; port: number } {
+  const config = services.get(ConfigToken).config as {
+    modules?: { edged?: { nodeIP?: string; tailoredKubeletConfig?: { readOnlyPort?: number } } };
+  };
+  const edged = config.modules?.edged;
+  return { nodeIP: edged?.nodeIP ?? '', port: edged?.tailoredKubeletConfig?.readOnlyPort ?? 10350 };
+}
+
+/**
  * The cluster a cloudcore config names: `kubeAPIConfig.kubeConfig` or `master`, or the pod's own
  * cluster (in-cluster, as client-go detects it). None for edgecore, or for a cloudcore without one
  * (a demo or a test: its plugins then keep their state in files).

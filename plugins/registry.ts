@@ -63,6 +63,7 @@ export const edgeRegistry: readonly PluginEntry[] = [
   { configKey: 'deviceTwin', specifier: pluginSpecifier(import.meta.url, './devicetwin/index') },
   { configKey: 'mapperModbus', specifier: pluginSpecifier(import.meta.url, './mapper-modbus/index') },
   { configKey: 'serviceBus', specifier: pluginSpecifier(import.meta.url, './servicebus/index') },
+  { configKey: 'edgeStream', specifier: pluginSpecifier(import.meta.url, './edgestream/index') },
 ];
 
 export const cloudRegistry: readonly PluginEntry[] = [
@@ -71,4 +72,5 @@ export const cloudRegistry: readonly PluginEntry[] = [
   { configKey: 'syncController', specifier: pluginSpecifier(import.meta.url, './synccontroller/index') },
   { configKey: 'router', specifier: pluginSpecifier(import.meta.url, './router/index') },
   { configKey: 'admission', specifier: pluginSpecifier(import.meta.url, './admission/index') },
+  { configKey: 'cloudStream', specifier: pluginSpecifier(import.meta.url, './cloudstream/index') },
 ];

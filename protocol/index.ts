@@ -9,3 +9,4 @@ export * from './topics.js';
 export * from './twin.js';
 export * from './dmi.js';
 export * from './pki.js';
+export * from './stream.js';

@@ -1,4 +1,4 @@
-/** `modules.cloudStream` of cloudcore.yaml (cloudcore/v1alpha1). Config only: not built yet. */
+/** `modules.cloudStream` of cloudcore.yaml (cloudcore/v1alpha1), as KubeEdge v1.23.1 defines it. */
 import {
   KubeEdgeTLS,
   configSchema,

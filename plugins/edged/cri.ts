@@ -204,6 +204,23 @@ export class CriClient {
     );
     return r.status;
   }
+  /** The URL of the runtime's streaming server that runs `cmd` in the container (kubectl exec). */
+  async exec(
+    containerId: string,
+    cmd: string[],
+    io: { tty: boolean; stdin: boolean; stdout: boolean; stderr: boolean },
+  ): Promise<string> {
+    const r = await this.call('exec', () => this.runtime.exec({ containerId, cmd, ...io }, this.deadline()));
+    return r.url;
+  }
+  /** The URL of the runtime's streaming server attached to the container's process (kubectl attach). */
+  async attach(
+    containerId: string,
+    io: { tty: boolean; stdin: boolean; stdout: boolean; stderr: boolean },
+  ): Promise<string> {
+    const r = await this.call('attach', () => this.runtime.attach({ containerId, ...io }, this.deadline()));
+    return r.url;
+  }
   async imageStatus(image: string): Promise<Image | undefined> {
     const r = await this.call('imageStatus', () =>
       this.image.imageStatus(

@@ -125,6 +125,10 @@ export default definePlugin<EdgedConfig & ModuleConfig>({
     if (docker) report(docker, 'docker');
 
     const cri = new CriClient({ runtimeEndpoint, imageEndpoint: tkc.imageServiceEndpoint, timeoutMs });
+    // the kubelet API edgeStream forwards to (logs, exec, attach); readOnlyPort 0 turns it off
+    const { KubeletServer } = await import('./server.js');
+    const kubeletServer =
+      tkc.readOnlyPort > 0 ? new KubeletServer({ cri, log: ctx.log, port: tkc.readOnlyPort }) : undefined;
     let runtimeName = 'containerd';
     let runtimeVersion = '';
     let networkReady = false;
@@ -598,6 +602,8 @@ export default definePlugin<EdgedConfig & ModuleConfig>({
       loop(leaseTick, Math.max(1000, tkc.nodeLeaseDurationSeconds * 250), 'lease');
     });
 
+    kubeletServer?.listen();
+
     return {
       onMessage,
       async stop() {
@@ -605,6 +611,7 @@ export default definePlugin<EdgedConfig & ModuleConfig>({
         for (const t of timers) clearTimeout(t);
         statics?.stop();
         try {
+          await kubeletServer?.close();
           await pods.stop();
           // best effort: each CRI call may take runtimeRequestTimeout (2 min); the channel closes
           // whatever happens, which ends a call still running

@@ -171,7 +171,8 @@ export function nodeStatus(inp: NodeInputs, previous?: NodeStatus): NodeStatus {
       { type: 'InternalIP', address: inp.nodeIP },
       { type: 'Hostname', address: inp.nodeName },
     ],
-    daemonEndpoints: { kubeletEndpoint: { Port: inp.readOnlyPort } },
+    // set at registration; later the port cloudStream advertised is kept (the API server dials it)
+    daemonEndpoints: previous?.daemonEndpoints ?? { kubeletEndpoint: { Port: inp.readOnlyPort } },
     nodeInfo: {
       ...host(),
       containerRuntimeVersion: inp.runtimeVersion,

@@ -469,8 +469,9 @@ export class PodManager {
     for (const c of pod.spec.containers) {
       const inst = instancesOf(obs, c.name);
       const cur = inst[0];
-      // garbage: keep the newest dead instance per name (maxPerPodContainerCount 1)
-      for (const old of inst.slice(1)) {
+      // garbage: keep one dead instance besides the current one (kubelet's maxPerPodContainer 1;
+      // `kubectl logs --previous` reads it)
+      for (const old of inst.slice(cur?.state === CONTAINER_EXITED ? 1 : 2)) {
         if (old.state !== CONTAINER_RUNNING) await this.cri.removeContainer(old.id).catch(() => undefined);
       }
       if (cur && cur.state === CONTAINER_RUNNING) {

@@ -1,4 +1,4 @@
-/** `modules.edgeStream` of edgecore.yaml (edgecore/v1alpha2). Config only: edgeStream is not built. */
+/** `modules.edgeStream` of edgecore.yaml (edgecore/v1alpha2), as KubeEdge v1.23.1 defines it. */
 import {
   KubeEdgeTLS,
   configSchema,

@@ -14,6 +14,7 @@ import { mapperBench } from './mapper.js';
 import { printReport, type Figure } from './report.js';
 import { routerBench } from './router.js';
 import { startupBench } from './startup.js';
+import { streamBench } from './stream.js';
 
 const suites: [string, () => Promise<Figure[]>][] = [
   ['kernel', kernelBench],
@@ -27,6 +28,7 @@ const suites: [string, () => Promise<Figure[]>][] = [
   ['edgecontroller', edgecontrollerBench],
   ['router', routerBench],
   ['conversion', conversionBench],
+  ['stream', streamBench],
 ];
 
 const only = process.argv[2];

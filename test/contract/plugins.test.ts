@@ -73,6 +73,20 @@ const cases: Case[] = [
   },
   { title: 'serviceBus', names: ['servicebus'], modules: () => ({ serviceBus: { enable: true } }) },
   {
+    title: 'edgeStream (cloud unreachable, no certificate)',
+    names: ['edgestream'],
+    modules: (dir, port) => ({
+      edged: { enable: false, hostnameOverride: 'contract-node' },
+      edgeStream: {
+        enable: true,
+        server: `127.0.0.1:${port}`,
+        tlsTunnelCAFile: join(dir, 'ca.crt'),
+        tlsTunnelCertFile: join(dir, 'node.crt'),
+        tlsTunnelPrivateKeyFile: join(dir, 'node.key'),
+      },
+    }),
+  },
+  {
     title: 'mapper-modbus (no devices)',
     names: ['mapper-modbus'],
     modules: (dir) => ({

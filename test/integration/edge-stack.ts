@@ -5,8 +5,10 @@
  * be stopped and started again on the same database, certificates and containerd (an edgecore or
  * a cloudcore restart). Options: a TCP proxy between edgeHub and cloudHub's websocket (to cut or
  * saturate the link), KubeEdge's ObjectSync CRDs (syncController's reliable delivery across a
- * cloudcore restart), a short node-monitor grace period in the control plane.
+ * cloudcore restart), a short node-monitor grace period in the control plane, the stream tunnel
+ * (cloudStream + edgeStream, `kubectl logs/exec/attach`).
  */
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseConfig } from '../../kernel/config/index.js';
 import { Kernel } from '../../kernel/kernel.js';
@@ -16,11 +18,57 @@ import { cloudLayout, cloudRegistry, edgeLayout, edgeRegistry } from '../../plug
 import { startContainerd, type ContainerdPeer } from '../peers/containerd.js';
 import { startControlPlane, type ControlPlane } from '../peers/kube.js';
 import { tempDir } from '../peers/util.js';
-import { prepareLink } from '../helpers/link.js';
+import { prepareLink, type LinkSetup } from '../helpers/link.js';
+import { createServerCert, toPem } from '../../plugins/cloudhub/pki.js';
+import { freePort } from '../peers/util.js';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
 
 const logger = createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as LogLevel);
-const edgeModules = new Set(['metaManager', 'edged', 'edgeHub']);
+
+/** Ports of the stream tunnel when the stack has it (`startEdgeStack(name, { stream: true })`). */
+export interface StreamPorts {
+  tunnelPort: number;
+  /** cloudStream's stream server: the kubelet port the node advertises once its tunnel is up. */
+  streamPort: number;
+  /** edged's kubelet-API server on the edge's loopback. */
+  kubeletPort: number;
+}
+
+/**
+ * cloudStream and edgeStream sections: the tunnel's server certificate from the link's CA (the
+ * stream server shows the same one), the cluster CA to verify the API server's kubelet client.
+ */
+async function streamSections(
+  dir: string,
+  link: LinkSetup,
+  clusterCa: string,
+): Promise<{ ports: StreamPorts; cloud: string; edge: string }> {
+  const ports = { tunnelPort: await freePort(), streamPort: await freePort(), kubeletPort: await freePort() };
+  const server = await createServerCert(link.ca, { advertiseAddress: ['127.0.0.1'], dnsNames: [] });
+  await mkdir(join(dir, 'cloud/stream'), { recursive: true });
+  const [cert, key] = [join(dir, 'cloud/stream/stream.crt'), join(dir, 'cloud/stream/stream.key')];
+  await writeFile(cert, toPem('CERTIFICATE', server.cert));
+  await writeFile(key, toPem('EC PRIVATE KEY', server.key), { mode: 0o600 });
+  const cloud = `  cloudStream:
+    enable: true
+    tlsTunnelCAFile: ${join(dir, 'cloud/ca/rootCA.crt')}
+    tlsTunnelCertFile: ${cert}
+    tlsTunnelPrivateKeyFile: ${key}
+    tunnelPort: ${ports.tunnelPort}
+    tlsStreamCAFile: ${clusterCa}
+    tlsStreamCertFile: ${cert}
+    tlsStreamPrivateKeyFile: ${key}
+    streamPort: ${ports.streamPort}
+`;
+  const edge = `  edgeStream:
+    enable: true
+    server: 127.0.0.1:${ports.tunnelPort}
+    tlsTunnelCAFile: ${join(dir, 'edge/ca/rootCA.crt')}
+    tlsTunnelCertFile: ${join(dir, 'edge/certs/server.crt')}
+    tlsTunnelPrivateKeyFile: ${join(dir, 'edge/certs/server.key')}
+`;
+  return { ports, cloud, edge };
+}
 
 export interface Condition {
   type: string;
@@ -55,10 +103,14 @@ export interface EdgeStackOptions {
   objectSync?: boolean;
   /** kube-controller-manager's node-monitor grace period (s); default its own (50 s). */
   nodeMonitorGracePeriodSeconds?: number;
+  /** cloudStream and edgeStream (`kubectl logs/exec/attach`), edged's kubelet-API server on a free port. */
+  stream?: boolean;
 }
 
 export interface EdgeStack {
   readonly nodeName: string;
+  /** Set when the stack runs cloudStream and edgeStream. */
+  readonly stream: StreamPorts | undefined;
   readonly cp: ControlPlane;
   readonly cd: ContainerdPeer;
   readonly cri: CriClient;
@@ -105,6 +157,8 @@ export async function startEdgeStack(nodeName: string, opts: EdgeStackOptions = 
   const cri = new CriClient({ runtimeEndpoint: cd.endpoint, timeoutMs: 30_000 });
   const dir = await tempDir(`edge-stack-${nodeName}`);
   const link = await prepareLink(dir);
+  const stream = opts.stream ? await streamSections(dir, link, cp.caPath) : undefined;
+  const edgeModules = new Set(['metaManager', 'edged', 'edgeHub', ...(stream ? ['edgeStream'] : [])]);
   const proxy = opts.proxy ? await startTcpProxy(link.wsPort) : undefined;
   if (opts.objectSync) {
     for (const f of CRDS) await cp.kubectl(['apply', '-f', join(import.meta.dirname, '../../crds', f)]);
@@ -119,7 +173,7 @@ kubeAPIConfig:
   kubeConfig: ${cp.cloudcoreKubeconfigPath}
 modules:
   edgeController: {enable: true}
-${link.cloudHub}`;
+${link.cloudHub}${stream?.cloud ?? ''}`;
   const edgeYaml = `apiVersion: edgecore.config.kubeedge.io/v1alpha2
 kind: EdgeCore
 database:
@@ -140,11 +194,12 @@ ${link.edgeHub('', proxy?.address)}  edged:
       staticPodPath: ${JSON.stringify(join(dir, 'manifests-none'))}
       nodeStatusUpdateFrequency: 2s
       nodeLeaseDurationSeconds: 8
-`;
+${stream ? `      readOnlyPort: ${stream.ports.kubeletPort}\n${stream.edge}` : ''}`;
   let cloud: Kernel | undefined;
   let edge: Kernel | undefined;
   const stack: EdgeStack = {
     nodeName,
+    stream: stream?.ports,
     cp,
     cd,
     cri,
