@@ -166,7 +166,8 @@ export class Downstream {
     // informers' replay sends them)
     if (fresh && this.podsWatched) {
       for (const p of this.pods.list()) if (p.spec?.nodeName === name) this.podEvent(p, Operation.insert);
-      for (const svc of this.services.list()) this.pushObject(name, svc, 'service', 'Service', Operation.insert);
+      for (const svc of this.services.list())
+        this.pushObject(name, svc, 'service', 'Service', Operation.insert);
       for (const eps of this.endpoints.list())
         this.pushObject(name, eps, 'endpoints', 'Endpoints', Operation.insert);
     }

@@ -73,7 +73,12 @@ export function podDns(pod: Pod, paths: PodPaths): PodDns {
       : cluster
         ? {
             servers: clusterDNS,
-            searches: [`${pod.metadata.namespace ?? 'default'}.svc.${d}`, `svc.${d}`, d, ...paths.dns.searches],
+            searches: [
+              `${pod.metadata.namespace ?? 'default'}.svc.${d}`,
+              `svc.${d}`,
+              d,
+              ...paths.dns.searches,
+            ],
             options: ['ndots:5'],
           }
         : paths.dns;

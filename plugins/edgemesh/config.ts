@@ -41,7 +41,10 @@ export const edgeMeshSection = defineConfigSection<EdgeMeshConfig>({
     if (!Number.isInteger(mesh.dnsPort) || mesh.dnsPort < 0 || mesh.dnsPort > 65535)
       r.error('dnsPort', `expected a port 0-65535, got ${mesh.dnsPort}`);
     if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/.test(mesh.clusterDomain))
-      r.error('clusterDomain', `expected a DNS domain such as cluster.local, got ${JSON.stringify(mesh.clusterDomain)}`);
+      r.error(
+        'clusterDomain',
+        `expected a DNS domain such as cluster.local, got ${JSON.stringify(mesh.clusterDomain)}`,
+      );
     if (mesh.resolvConf === '') r.error('resolvConf', 'expected a file path such as /etc/resolv.conf');
   },
 });

@@ -17,9 +17,7 @@ const UPSTREAM_TIMEOUT_MS = 2000;
 const TCP_IDLE_MS = 10_000;
 
 export type NameLookup =
-  | { kind: 'service'; namespace: string; name: string }
-  | { kind: 'nxdomain' }
-  | { kind: 'forward' };
+  { kind: 'service'; namespace: string; name: string } | { kind: 'nxdomain' } | { kind: 'forward' };
 
 /**
  * What a name is: `<svc>.<ns>.svc.<domain>` (and the short `<svc>.<ns>.svc`, `<svc>.<ns>` when that
@@ -188,7 +186,10 @@ export class DnsServer {
         this.o.count('forwarded');
         return reply;
       } catch (err) {
-        this.o.log.warn({ server, name: packet.questions?.[0]?.name, err: errorText(err) }, 'upstream DNS failed');
+        this.o.log.warn(
+          { server, name: packet.questions?.[0]?.name, err: errorText(err) },
+          'upstream DNS failed',
+        );
       }
     }
     this.o.count('servfail');
@@ -207,7 +208,10 @@ const SERVFAIL = 2;
 function askUdp(server: string, query: Buffer): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const sock = createSocket('udp4');
-    const timer = setTimeout(() => done(new Error(`no answer in ${UPSTREAM_TIMEOUT_MS} ms`)), UPSTREAM_TIMEOUT_MS);
+    const timer = setTimeout(
+      () => done(new Error(`no answer in ${UPSTREAM_TIMEOUT_MS} ms`)),
+      UPSTREAM_TIMEOUT_MS,
+    );
     const done = (err: Error | undefined, reply?: Buffer): void => {
       clearTimeout(timer);
       sock.close();
@@ -225,7 +229,9 @@ function askUdp(server: string, query: Buffer): Promise<Buffer> {
 function askTcp(server: string, query: Buffer): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const sock = connect(53, server);
-    sock.setTimeout(UPSTREAM_TIMEOUT_MS, () => sock.destroy(new Error(`no answer in ${UPSTREAM_TIMEOUT_MS} ms`)));
+    sock.setTimeout(UPSTREAM_TIMEOUT_MS, () =>
+      sock.destroy(new Error(`no answer in ${UPSTREAM_TIMEOUT_MS} ms`)),
+    );
     let buf: Buffer = Buffer.alloc(0);
     sock.on('connect', () => {
       const head = Buffer.alloc(2);

@@ -66,7 +66,10 @@ export default definePlugin<EdgeMeshConfig & ModuleConfig>({
     proxy.sync();
     const upstream = upstreamServers(cfg.resolvConf, cfg.listenAddress);
     if (upstream.length === 0)
-      ctx.log.warn({ resolvConf: cfg.resolvConf }, 'no upstream nameserver: names outside the cluster get SERVFAIL');
+      ctx.log.warn(
+        { resolvConf: cfg.resolvConf },
+        'no upstream nameserver: names outside the cluster get SERVFAIL',
+      );
     const dns = new DnsServer({
       address: cfg.listenAddress,
       port: cfg.dnsPort,
@@ -103,7 +106,10 @@ export default definePlugin<EdgeMeshConfig & ModuleConfig>({
           ctx.log.warn({ resource, op, err: errorText(err) }, 'message with an unparsable resource ignored');
           return;
         }
-        if (!(MESH_TYPES as readonly string[]).includes(type) || !['insert', 'update', 'delete'].includes(op)) {
+        if (
+          !(MESH_TYPES as readonly string[]).includes(type) ||
+          !['insert', 'update', 'delete'].includes(op)
+        ) {
           ctx.log.debug({ resource, op }, 'message ignored: edgeMesh takes service and endpoints changes');
           return;
         }

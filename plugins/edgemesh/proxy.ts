@@ -69,7 +69,9 @@ export class Proxy {
     this.stopped = true;
     clearTimeout(this.retry);
     for (const c of this.conns) c.destroy();
-    await Promise.all([...this.bound.values()].map((b) => new Promise<void>((r) => b.server.close(() => r()))));
+    await Promise.all(
+      [...this.bound.values()].map((b) => new Promise<void>((r) => b.server.close(() => r()))),
+    );
     this.bound.clear();
   }
 
@@ -121,7 +123,9 @@ export class Proxy {
       return;
     }
     const upstream = connect({ host: backend.ip, port: backend.port, noDelay: true });
-    upstream.setTimeout(DIAL_TIMEOUT_MS, () => upstream.destroy(new Error(`no answer in ${DIAL_TIMEOUT_MS} ms`)));
+    upstream.setTimeout(DIAL_TIMEOUT_MS, () =>
+      upstream.destroy(new Error(`no answer in ${DIAL_TIMEOUT_MS} ms`)),
+    );
     upstream.once('error', (err) => {
       this.o.log.warn(
         { service: key, port, endpoint: `${backend.ip}:${backend.port}`, err: errorText(err) },
