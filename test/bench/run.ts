@@ -5,6 +5,7 @@
 import { cloudBench } from './cloud.js';
 import { cloudhubBench } from './cloudhub.js';
 import { edgecontrollerBench } from './edgecontroller.js';
+import { edgemeshBench } from './edgemesh.js';
 import { eventbusBench } from './eventbus.js';
 import { edgedBench } from './edged.js';
 import { kernelBench } from './kernel.js';
@@ -25,6 +26,7 @@ const suites: [string, () => Promise<Figure[]>][] = [
   ['cloud', cloudBench],
   ['edgecontroller', edgecontrollerBench],
   ['router', routerBench],
+  ['edgemesh', edgemeshBench],
 ];
 
 const only = process.argv[2];

@@ -73,6 +73,11 @@ const cases: Case[] = [
   },
   { title: 'serviceBus', names: ['servicebus'], modules: () => ({ serviceBus: { enable: true } }) },
   {
+    title: 'edgeMesh (nothing stored, no upstream)',
+    names: ['edgemesh'],
+    modules: (dir, port) => ({ edgeMesh: { enable: true, dnsPort: port, resolvConf: join(dir, 'none') } }),
+  },
+  {
     title: 'mapper-modbus (no devices)',
     names: ['mapper-modbus'],
     modules: (dir) => ({
