@@ -20,12 +20,16 @@ export interface EdgeMeshConfig extends ModuleBase {
 }
 
 export const edgeMeshSection = defineConfigSection<EdgeMeshConfig>({
-  schema: sectionSchema<EdgeMeshConfig>({
-    listenAddress: str(),
-    dnsPort: int(),
-    clusterDomain: str(),
-    resolvConf: str(),
-  }),
+  // ours: loaded and validated, never printed by --defaultconfig/--minconfig (KubeEdge's output)
+  schema: {
+    ...sectionSchema<EdgeMeshConfig>({
+      listenAddress: str(),
+      dnsPort: int(),
+      clusterDomain: str(),
+      resolvConf: str(),
+    }),
+    hidden: true,
+  },
   defaults: () => ({
     enable: false,
     runAs: 'inprocess',

@@ -12,12 +12,13 @@ import { createServer as createTcpServer, type Server as TcpServer } from 'node:
 import { join } from 'node:path';
 import dnsPacket from 'dns-packet';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../kernel/config/index.js';
 import { newMessage } from '../../kernel/index.js';
 import { dig } from '../../test/helpers/dig.js';
 import { startTestKernel, type TestKernel } from '../../test/helpers/kernel.js';
 import { cleanup, freePort, tempDir, waitFor } from '../../test/peers/util.js';
 import { httpGet } from '../../test/integration/edge-stack.js';
-import { edgeRegistry } from '../registry.js';
+import { edgeLayout, edgeRegistry } from '../registry.js';
 
 const NAME = 'nginx-svc.default.svc.cluster.local';
 /** The stub upstream nameserver (resolv.conf holds addresses only, so it listens on port 53). */
@@ -33,11 +34,11 @@ let k: TestKernel | undefined;
 
 const registry = edgeRegistry.filter((e) => ['metaManager', 'edgeMesh'].includes(e.configKey));
 
-async function startEdge(): Promise<TestKernel> {
+async function startEdge(db = 'edgecore.db'): Promise<TestKernel> {
   const yaml = `apiVersion: edgecore.config.kubeedge.io/v1alpha2
 kind: EdgeCore
 database:
-  dataSource: ${join(dir, 'edgecore.db')}
+  dataSource: ${join(dir, db)}
 modules:
   edged: {enable: false}
   edgeHub: {enable: false}
@@ -199,5 +200,23 @@ describe('edgeMesh: service names at the edge', () => {
     });
     await expect(httpGet(svcPort)).rejects.toThrow(/ECONNREFUSED/);
     expect(k.kernel.host('edgemesh')?.failures).toBe(0);
+  });
+
+  it('refuses a bad section naming the field, and a DNS port it cannot bind', async () => {
+    const yaml = (section: string): string =>
+      `apiVersion: edgecore.config.kubeedge.io/v1alpha2\nkind: EdgeCore\nmodules:\n  edgeMesh: ${section}\n`;
+    expect(() =>
+      parseConfig(
+        edgeLayout,
+        yaml('{enable: true, listenAddress: node-1, clusterDomain: "Cluster Local"}'),
+        'e.yaml',
+      ),
+    ).toThrow(
+      /modules\.edgeMesh\.listenAddress: expected an IPv4 address, got "node-1"[\s\S]*modules\.edgeMesh\.clusterDomain: expected a DNS domain/,
+    );
+    // the running instance holds dnsPort: a second one cannot start, and says where
+    await expect(startEdge('second.db')).rejects.toThrow(
+      new RegExp(`modules\\.edgeMesh: DNS cannot listen on 127\\.0\\.0\\.1:${dnsPort}`),
+    );
   });
 });
