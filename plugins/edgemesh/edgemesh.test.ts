@@ -26,6 +26,7 @@ const UPSTREAM = '127.0.0.153';
 
 let dir: string;
 let dnsPort: number;
+let metaPort: number;
 let svcPort: number;
 let web: Server;
 let webPort: number;
@@ -34,7 +35,7 @@ let k: TestKernel | undefined;
 
 const registry = edgeRegistry.filter((e) => ['metaManager', 'edgeMesh'].includes(e.configKey));
 
-async function startEdge(db = 'edgecore.db'): Promise<TestKernel> {
+async function startEdge(db = 'edgecore.db', meta = metaPort): Promise<TestKernel> {
   const yaml = `apiVersion: edgecore.config.kubeedge.io/v1alpha2
 kind: EdgeCore
 database:
@@ -44,7 +45,7 @@ modules:
   edgeHub: {enable: false}
   eventBus: {enable: false}
   deviceTwin: {enable: false}
-  metaManager: {enable: true}
+  metaManager: {enable: true, metaServer: {enable: true, server: "127.0.0.1:${meta}"}}
   edgeMesh: {enable: true, listenAddress: 127.0.0.1, dnsPort: ${dnsPort}, resolvConf: ${join(dir, 'resolv.conf')}}
 `;
   return startTestKernel(yaml, registry);
@@ -114,7 +115,7 @@ function startUpstream(): Promise<{ close(): void }> {
 
 beforeAll(async () => {
   dir = await tempDir('edgemesh');
-  [dnsPort, svcPort] = [await freePort(), await freePort()];
+  [dnsPort, svcPort, metaPort] = [await freePort(), await freePort(), await freePort()];
   await writeFile(join(dir, 'resolv.conf'), `nameserver 127.0.0.1\nnameserver ${UPSTREAM}\n`);
   upstream = await startUpstream();
   web = createHttpServer((_req, res) => res.end('hello-from-nginx\n'));
@@ -154,6 +155,15 @@ describe('edgeMesh: service names at the edge', () => {
     expect((await dig('127.0.0.1', dnsPort, 'a.b.c.cluster.local')).status).toBe('NXDOMAIN');
 
     expect(await httpGet(svcPort)).toBe('hello-from-nginx\n');
+    // metaManager stored both where metaServer lists them
+    const list = async (what: string): Promise<string[]> =>
+      (
+        JSON.parse(await httpGet(metaPort, `/api/v1/namespaces/default/${what}`)) as {
+          items: { metadata: { name: string } }[];
+        }
+      ).items.map((i) => i.metadata.name);
+    expect(await list('services')).toEqual(['nginx-svc']);
+    expect(await list('endpoints')).toEqual(['nginx-svc']);
   });
 
   it('forwards other names to the nameservers of resolv.conf (skipping its own address)', async () => {
@@ -215,7 +225,7 @@ describe('edgeMesh: service names at the edge', () => {
       /modules\.edgeMesh\.listenAddress: expected an IPv4 address, got "node-1"[\s\S]*modules\.edgeMesh\.clusterDomain: expected a DNS domain/,
     );
     // the running instance holds dnsPort: a second one cannot start, and says where
-    await expect(startEdge('second.db')).rejects.toThrow(
+    await expect(startEdge('second.db', await freePort())).rejects.toThrow(
       new RegExp(`modules\\.edgeMesh: DNS cannot listen on 127\\.0\\.0\\.1:${dnsPort}`),
     );
   });
