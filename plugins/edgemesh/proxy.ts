@@ -136,6 +136,10 @@ export class Proxy {
     upstream.once('connect', () => {
       upstream.setTimeout(0);
       upstream.removeAllListeners('error');
+      if (client.destroyed) {
+        upstream.destroy(); // the client left while the endpoint was dialled
+        return;
+      }
       this.o.count('proxied');
       this.conns.add(upstream);
       upstream.on('close', () => this.conns.delete(upstream));
