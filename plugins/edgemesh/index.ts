@@ -31,12 +31,13 @@ export default definePlugin<EdgeMeshConfig & ModuleConfig>({
   group: MeshGroup,
   configKey: 'edgeMesh',
   async start(ctx) {
-    const [{ Catalog }, { DnsServer, upstreamServers }, { Proxy }, { edgeMeshMetrics }] = await Promise.all([
-      import('./catalog.js'),
-      import('./dns.js'),
-      import('./proxy.js'),
-      import('./metrics.js'),
-    ]);
+    const [{ Catalog }, { DnsServer, upstreamServers }, { ServiceProxy }, { edgeMeshMetrics }] =
+      await Promise.all([
+        import('./catalog.js'),
+        import('./dns.js'),
+        import('./proxy.js'),
+        import('./metrics.js'),
+      ]);
     const cfg = ctx.config;
     const metrics = edgeMeshMetrics(ctx.metrics);
     const catalog = new Catalog();
@@ -62,7 +63,12 @@ export default definePlugin<EdgeMeshConfig & ModuleConfig>({
       ctx.log.warn('no metaManager module: edgeMesh knows only the services pushed to it from now on');
     }
 
-    const proxy = new Proxy({ address: cfg.listenAddress, catalog, log: ctx.log, count: metrics.proxy });
+    const proxy = new ServiceProxy({
+      address: cfg.listenAddress,
+      catalog,
+      log: ctx.log,
+      count: metrics.proxy,
+    });
     proxy.sync();
     const upstream = upstreamServers(cfg.resolvConf, cfg.listenAddress);
     if (upstream.length === 0)

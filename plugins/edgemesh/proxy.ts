@@ -25,7 +25,7 @@ interface Bound {
   server: Server;
 }
 
-export class Proxy {
+export class ServiceProxy {
   private readonly bound = new Map<number, Bound>();
   private readonly conns = new Set<Socket>();
   private readonly next = new Map<string, number>();
