@@ -55,8 +55,12 @@ export default definePlugin<EdgeMeshConfig & ModuleConfig>({
         if (reply.route.operation === 'error' || !Array.isArray(reply.content))
           throw new KernelError('EMESH_STORE', `metaManager's ${type} list: ${errorText(reply.content)}`);
         for (const text of reply.content) {
-          const obj = objectOf(text);
-          if (obj) catalog.apply('insert', type, obj);
+          try {
+            const obj = objectOf(text);
+            if (obj) catalog.apply('insert', type, obj);
+          } catch (err) {
+            ctx.log.warn({ type, err: errorText(err) }, 'a stored object that is not JSON skipped');
+          }
         }
       }
     } else {
