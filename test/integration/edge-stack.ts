@@ -55,6 +55,10 @@ export interface EdgeStackOptions {
   objectSync?: boolean;
   /** kube-controller-manager's node-monitor grace period (s); default its own (50 s). */
   nodeMonitorGracePeriodSeconds?: number;
+  /** More edge modules, started with the three above: config key → its YAML flow mapping. */
+  edgeModules?: Record<string, string>;
+  /** More lines of edged's `tailoredKubeletConfig`, e.g. `clusterDNS: [192.0.2.2]`. */
+  kubelet?: string[];
 }
 
 export interface EdgeStack {
@@ -84,11 +88,12 @@ export const ready = (o: Obj | undefined): boolean =>
   o?.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
 
 /**
- * GET http://127.0.0.1:<port><path>: the body. Rejects on a connection error, and when the whole
- * answer (body included) takes over 2 s, so a check built on it never hangs a wait.
+ * GET http://<host>:<port><path> (host 127.0.0.1 by default): the body. Rejects on a connection
+ * error, and when the whole answer (body included) takes over 2 s, so a check built on it never
+ * hangs a wait.
  */
-export async function httpGet(port: number, path = '/'): Promise<string> {
-  const res = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(2000) });
+export async function httpGet(port: number, path = '/', host = '127.0.0.1'): Promise<string> {
+  const res = await fetch(`http://${host}:${port}${path}`, { signal: AbortSignal.timeout(2000) });
   return res.text();
 }
 
@@ -102,6 +107,8 @@ export async function startEdgeStack(nodeName: string, opts: EdgeStackOptions = 
     }),
     startContainerd(),
   ]);
+  const extraModules = Object.entries(opts.edgeModules ?? {});
+  const modules = new Set([...edgeModules, ...extraModules.map(([k]) => k)]);
   const cri = new CriClient({ runtimeEndpoint: cd.endpoint, timeoutMs: 30_000 });
   const dir = await tempDir(`edge-stack-${nodeName}`);
   const link = await prepareLink(dir);
@@ -140,7 +147,7 @@ ${link.edgeHub('', proxy?.address)}  edged:
       staticPodPath: ${JSON.stringify(join(dir, 'manifests-none'))}
       nodeStatusUpdateFrequency: 2s
       nodeLeaseDurationSeconds: 8
-`;
+${(opts.kubelet ?? []).map((l) => `      ${l}\n`).join('')}${extraModules.map(([k, v]) => `  ${k}: ${v}\n`).join('')}`;
   let cloud: Kernel | undefined;
   let edge: Kernel | undefined;
   const stack: EdgeStack = {
@@ -173,7 +180,7 @@ ${link.edgeHub('', proxy?.address)}  edged:
       if (edge) throw new Error('the edge kernel is running already');
       edge = new Kernel({
         config: parseConfig(edgeLayout, edgeYaml, join(dir, 'edge/edgecore.yaml')),
-        registry: edgeRegistry.filter((e) => edgeModules.has(e.configKey)),
+        registry: edgeRegistry.filter((e) => modules.has(e.configKey)),
         logger,
       });
       await edge.start();
