@@ -24,6 +24,7 @@ PACKAGES=(
   socat
   mbpoll
   sqlite3
+  dnsutils # dig: queries the edgeMesh DNS in its tests
 )
 # kubectl: Debian's kubernetes-client, unless some kubectl is already installed (e.g. the cloud
 # SDK's `kubectl` package, which owns /usr/bin/kubectl and makes kubernetes-client fail to unpack).

@@ -8,6 +8,7 @@ import { deviceTwinSection } from './devicetwin/config.js';
 import { dynamicControllerSection } from './dynamiccontroller/config.js';
 import { edgeControllerSection } from './edgecontroller/config.js';
 import { edgedSection } from './edged/config.js';
+import { edgeMeshSection } from './edgemesh/config.js';
 import { edgeHubSection } from './edgehub/config.js';
 import { edgeStreamSection } from './edgestream/config.js';
 import { eventBusSection } from './eventbus/config.js';
@@ -34,6 +35,7 @@ export const edgeLayout = defineConfigLayout('edgecore', {
   dbTest: dbTestSection,
   edgeStream: edgeStreamSection,
   taskManager: edgeTaskManagerSection,
+  edgeMesh: edgeMeshSection,
 });
 
 /** The sections of cloudcore.yaml. */
@@ -64,6 +66,7 @@ export const edgeRegistry: readonly PluginEntry[] = [
   { configKey: 'mapperModbus', specifier: pluginSpecifier(import.meta.url, './mapper-modbus/index') },
   { configKey: 'serviceBus', specifier: pluginSpecifier(import.meta.url, './servicebus/index') },
   { configKey: 'edgeStream', specifier: pluginSpecifier(import.meta.url, './edgestream/index') },
+  { configKey: 'edgeMesh', specifier: pluginSpecifier(import.meta.url, './edgemesh/index') },
 ];
 
 export const cloudRegistry: readonly PluginEntry[] = [

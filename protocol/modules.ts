@@ -12,6 +12,8 @@ export const MetaManagerModuleName = 'metamanager';
 export const DeviceTwinModuleName = 'twin';
 /** Ours: KubeEdge runs the DMI server inside deviceTwin; here it is a module of its own. */
 export const DmiServerModuleName = 'dmiserver';
+/** KubeEdge ≤ v1.5's in-edgecore EdgeMesh (service DNS and proxy); metaManager sends it Services and Endpoints. */
+export const EdgeMeshModuleName = 'edgemesh';
 
 // Groups (edge/pkg/common/modules/group.go)
 export const EdgedGroup = 'edged';
@@ -21,6 +23,7 @@ export const MetaGroup = 'meta';
 export const TwinGroup = 'twin';
 /** Ours: the group of the DMI server module. */
 export const DmiGroup = 'dmi';
+export const MeshGroup = 'mesh';
 
 // Groups that appear in messages but have no edge module (cloud/pkg/common/modules/modules.go)
 export const UserGroup = 'user';

@@ -1,15 +1,18 @@
 /**
  * edgeController's downstream half (KubeEdge's DownstreamController, wire §5.4, §5.5, §5.7): shared
- * informers on edge Nodes, Pods, ConfigMaps and Secrets; each change goes to cloudHub addressed to
- * the one node it concerns (`node/<id>/<ns>/<type>/<name>`), with the object's resourceVersion.
+ * informers on edge Nodes, Pods, ConfigMaps, Secrets, Services and Endpoints; each change goes to
+ * cloudHub addressed to the node it concerns (`node/<id>/<ns>/<type>/<name>`), with the object's
+ * resourceVersion. Services and Endpoints go to every edge node (edgeMesh's DNS and proxy).
  */
 import type {
   KubernetesObject,
   V1ConfigMap,
+  V1Endpoints,
   V1Node,
   V1Pod,
   V1PodSpec,
   V1Secret,
+  V1Service,
 } from '@kubernetes/client-node';
 import {
   NULL_NAMESPACE,
@@ -18,6 +21,7 @@ import {
   type KubeApi,
   type Logger,
   type Message,
+  type SharedInformer,
 } from '../../kernel/index.js';
 import { EdgeNodeLabel, toNode, withMeta } from './messages.js';
 
@@ -66,6 +70,8 @@ export class Downstream {
   private readonly pods;
   private readonly configMaps;
   private readonly secrets;
+  private readonly services;
+  private readonly endpoints;
   /** Edge nodes known from the node informer. */
   private readonly edgeNodes = new Set<string>();
   private podsWatched = false;
@@ -81,6 +87,8 @@ export class Downstream {
     this.pods = kube.informer<V1Pod>({ version: 'v1', resource: 'pods', signal });
     this.configMaps = kube.informer<V1ConfigMap>({ version: 'v1', resource: 'configmaps', signal });
     this.secrets = kube.informer<V1Secret>({ version: 'v1', resource: 'secrets', signal });
+    this.services = kube.informer<V1Service>({ version: 'v1', resource: 'services', signal });
+    this.endpoints = kube.informer<V1Endpoints>({ version: 'v1', resource: 'endpoints', signal });
   }
 
   /** Registers the handlers once the caches hold their first lists (nodes first: pods need them). */
@@ -91,7 +99,13 @@ export class Downstream {
       update: (n) => this.nodeChanged(n),
       delete: (n) => this.edgeNodes.delete(n.metadata?.name ?? ''),
     });
-    await Promise.all([this.pods.synced, this.configMaps.synced, this.secrets.synced]);
+    await Promise.all([
+      this.pods.synced,
+      this.configMaps.synced,
+      this.secrets.synced,
+      this.services.synced,
+      this.endpoints.synced,
+    ]);
     this.podsWatched = true;
     this.pods.addHandlers({
       add: (p) => this.podEvent(p, Operation.insert),
@@ -109,10 +123,25 @@ export class Downstream {
       update: (s) => this.referenced(s, 'secret', 'Secret', Operation.update),
       delete: (s) => this.referenced(s, 'secret', 'Secret', Operation.delete),
     });
+    this.everyNode(this.services, 'service', 'Service');
+    this.everyNode(this.endpoints, 'endpoints', 'Endpoints');
+  }
+
+  /** Services and Endpoints go to every edge node (KubeEdge's syncService / syncEndpoints). */
+  private everyNode(informer: SharedInformer<KubernetesObject>, type: string, kind: string): void {
+    const to = (o: KubernetesObject, operation: string): void => {
+      for (const node of this.edgeNodes) this.pushObject(node, o, type, kind, operation);
+    };
+    informer.addHandlers({
+      add: (o) => to(o, Operation.insert),
+      update: (o) => to(o, Operation.update),
+      delete: (o) => to(o, Operation.delete),
+    });
   }
 
   stop(): void {
-    for (const i of [this.nodes, this.pods, this.configMaps, this.secrets]) i.stop();
+    for (const i of [this.nodes, this.pods, this.configMaps, this.secrets, this.services, this.endpoints])
+      i.stop();
   }
 
   private push(node: string, operation: string, resource: string, obj: KubernetesObject): void {
@@ -133,10 +162,26 @@ export class Downstream {
     const fresh = !this.edgeNodes.has(name);
     this.edgeNodes.add(name);
     this.push(name, Operation.update, `${NULL_NAMESPACE}/node/${name}`, withMeta(node, 'Node', 'v1'));
-    // pods bound before the node carried the edge label (before start(), the pods' replay sends them)
+    // pods bound before the node carried the edge label, and every service (before start(), the
+    // informers' replay sends them)
     if (fresh && this.podsWatched) {
       for (const p of this.pods.list()) if (p.spec?.nodeName === name) this.podEvent(p, Operation.insert);
+      for (const svc of this.services.list())
+        this.pushObject(name, svc, 'service', 'Service', Operation.insert);
+      for (const eps of this.endpoints.list())
+        this.pushObject(name, eps, 'endpoints', 'Endpoints', Operation.insert);
     }
+  }
+
+  private pushObject(
+    node: string,
+    obj: KubernetesObject,
+    type: string,
+    kind: string,
+    operation: string,
+  ): void {
+    const ns = obj.metadata?.namespace ?? 'default';
+    this.push(node, operation, `${ns}/${type}/${obj.metadata?.name ?? ''}`, withMeta(obj, kind, 'v1'));
   }
 
   /** A pod bound to an edge node goes to that node only (§5.5). */

@@ -295,6 +295,58 @@ describe('edgeController (real kube-apiserver, a probe as cloudHub)', () => {
     expect(leaked).toEqual([]);
   }, 30_000);
 
+  it('sends services and endpoints to every edge node (insert, update, delete), a new node gets the existing ones', async () => {
+    // the API server's own `kubernetes` service reached each node when it became an edge node
+    for (const node of [NODE, 'edge-two'])
+      await pushed(
+        (m) => m.route.resource === `node/${node}/default/service/kubernetes`,
+        `kubernetes at ${node}`,
+      );
+    const svc = {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'web', namespace: 'default' },
+      spec: {
+        clusterIP: 'None',
+        selector: { app: 'web' },
+        ports: [{ name: 'http', port: 18050, targetPort: 80 }],
+      },
+    };
+    const eps = {
+      apiVersion: 'v1',
+      kind: 'Endpoints',
+      metadata: { name: 'web', namespace: 'default' },
+      subsets: [{ addresses: [{ ip: '10.88.0.7' }], ports: [{ name: 'http', port: 80 }] }],
+    };
+    await cp.kubectl(['apply', '-f', '-'], { input: [svc, eps].map((o) => JSON.stringify(o)).join('\n') });
+    for (const node of [NODE, 'edge-two']) {
+      const s = await pushed(
+        (m) => m.route.resource === `node/${node}/default/service/web`,
+        `service web at ${node}`,
+      );
+      expect(s.route).toMatchObject({ source: 'edgecontroller', group: 'resource', operation: 'insert' });
+      expect(s.header.resourceversion).toBe((s.content as any).metadata.resourceVersion);
+      expect((s.content as any).kind).toBe('Service');
+      const e = await pushed(
+        (m) => m.route.resource === `node/${node}/default/endpoints/web`,
+        `endpoints web at ${node}`,
+      );
+      expect(e.route.operation).toBe('insert');
+      expect((e.content as any).subsets[0].addresses).toEqual([{ ip: '10.88.0.7' }]);
+    }
+    await cp.kubectl(['patch', 'endpoints', 'web', '--type=merge', '-p', '{"subsets":[]}']);
+    const emptied = await pushed(
+      (m) => m.route.resource === `node/${NODE}/default/endpoints/web` && m.route.operation === 'update',
+      'endpoints web emptied at edge-rec',
+    );
+    expect((emptied.content as any).subsets).toBeUndefined();
+    await cp.kubectl(['delete', 'service', 'web']);
+    await pushed(
+      (m) => m.route.resource === `node/edge-two/default/service/web` && m.route.operation === 'delete',
+      'service web deleted at edge-two',
+    );
+  }, 30_000);
+
   it('takes the legacy pod status: updates a pod, deletes at the edge a pod that is gone', async () => {
     const a = JSON.parse(await cp.kubectl(['get', 'pod', 'a', '-n', 'default', '-o', 'json']));
     const status = { phase: 'Running', podIP: '10.88.0.9', conditions: [{ type: 'Ready', status: 'True' }] };

@@ -185,6 +185,8 @@ export default definePlugin<EdgedConfig & ModuleConfig>({
         cgroupDriver: tkc.cgroupDriver,
         cgroupsPerQOS: tkc.cgroupsPerQOS,
         dns: hostDns(tkc.resolvConf),
+        clusterDNS: tkc.clusterDNS ?? [],
+        clusterDomain: tkc.clusterDomain,
       },
       {
         log: ctx.log,

@@ -40,8 +40,61 @@ export interface PodPaths {
   rootDirectory: string;
   cgroupDriver: string;
   cgroupsPerQOS: boolean;
-  /** DNS for the pod (already resolved from dnsPolicy and the host's resolv.conf). */
-  dns: { servers: string[]; searches: string[]; options: string[] };
+  /** The host's resolv.conf (dnsPolicy `Default`, and `ClusterFirst` without `clusterDNS`). */
+  dns: PodDns;
+  /** kubelet's `clusterDNS` and `clusterDomain` (dnsPolicy `ClusterFirst`); none: the host's DNS. */
+  clusterDNS?: string[];
+  clusterDomain?: string;
+}
+
+export interface PodDns {
+  servers: string[];
+  searches: string[];
+  options: string[];
+}
+
+/**
+ * A pod's resolv.conf as kubelet builds it (pkg/kubelet/network/dns): `ClusterFirst` (the default;
+ * `ClusterFirstWithHostNet` for host-network pods) uses `clusterDNS` with the search path
+ * `<ns>.svc.<domain> svc.<domain> <domain>` before the host's and `ndots:5`; without `clusterDNS`,
+ * and for `Default` or a host-network `ClusterFirst` pod, the host's; `None` only the pod's
+ * `dnsConfig`, which is appended in every case.
+ */
+export function podDns(pod: Pod, paths: PodPaths): PodDns {
+  const policy = pod.spec.dnsPolicy ?? 'ClusterFirst';
+  const clusterDNS = paths.clusterDNS ?? [];
+  const cluster =
+    clusterDNS.length > 0 &&
+    (policy === 'ClusterFirstWithHostNet' || (policy === 'ClusterFirst' && !pod.spec.hostNetwork));
+  const d = paths.clusterDomain ?? 'cluster.local';
+  const base: PodDns =
+    policy === 'None'
+      ? { servers: [], searches: [], options: [] }
+      : cluster
+        ? {
+            servers: clusterDNS,
+            searches: [
+              `${pod.metadata.namespace ?? 'default'}.svc.${d}`,
+              `svc.${d}`,
+              d,
+              ...paths.dns.searches,
+            ],
+            options: ['ndots:5'],
+          }
+        : paths.dns;
+  const extra = pod.spec.dnsConfig;
+  const options = [...base.options];
+  for (const o of extra?.options ?? []) {
+    const text = o.value === undefined ? o.name : `${o.name}:${o.value}`;
+    const at = options.findIndex((x) => x.split(':')[0] === o.name);
+    if (at >= 0) options[at] = text;
+    else options.push(text);
+  }
+  return {
+    servers: [...new Set([...base.servers, ...(extra?.nameservers ?? [])])].slice(0, 3),
+    searches: [...new Set([...base.searches, ...(extra?.searches ?? [])])].slice(0, 32),
+    options,
+  };
 }
 
 export function podKey(pod: Pod): string {
@@ -175,7 +228,7 @@ export function sandboxConfig(pod: Pod, attempt: number, paths: PodPaths): PodSa
     metadata: { name: md.name ?? '', uid: md.uid ?? '', namespace: md.namespace ?? 'default', attempt },
     hostname: podHostname(pod),
     logDirectory: podLogDirectory(pod, paths.podLogsDir),
-    dnsConfig: paths.dns,
+    dnsConfig: podDns(pod, paths),
     portMappings,
     labels,
     annotations: { ...(md.annotations ?? {}) },

@@ -16,6 +16,7 @@ import {
   DynamicControllerModuleName,
   EdgeControllerModuleName,
   EdgedModuleName,
+  EdgeMeshModuleName,
   ErrConnectionLost,
   MessageSuccessfulContent,
   MetaManagerModuleName,
@@ -48,6 +49,9 @@ const REMOTE_TYPES = new Set([
   'certificatesigningrequest',
   'k8s/ca.crt',
 ]);
+
+/** Resource types metaManager hands to edgeMesh, when it runs, instead of edged (send2EdgeMesh). */
+const MESH_TYPES = new Set(['service', 'endpoints']);
 
 const VOLUME_OPS = new Set([
   'createvolume',
@@ -139,7 +143,7 @@ export class MetaProcessor {
       this.store.upsert(msg.route.resource as string, type, value);
     });
     if (source === DeviceControllerModuleName) this.toTwin(msg);
-    else if (source !== PolicyControllerModuleName) this.toEdged(msg);
+    else if (source !== PolicyControllerModuleName) this.pushed(msg, type);
     this.ack(msg);
   }
 
@@ -178,7 +182,7 @@ export class MetaProcessor {
         return;
       case EdgeControllerModuleName:
       case DynamicControllerModuleName:
-        if (type !== 'node') this.toEdged(msg);
+        if (type !== 'node') this.pushed(msg, type);
         this.ack(msg);
         return;
       case DeviceControllerModuleName:
@@ -230,7 +234,7 @@ export class MetaProcessor {
       });
     }
     if (source === DeviceControllerModuleName) this.toTwin(msg);
-    if (source !== PolicyControllerModuleName) this.toEdged(msg);
+    if (source !== PolicyControllerModuleName) this.pushed(msg, type);
     this.ack(msg);
   }
 
@@ -250,7 +254,7 @@ export class MetaProcessor {
   private async response(msg: Message, type: string): Promise<void> {
     const value = storedValue(msg, false);
     this.store.upsert(msg.route.resource as string, type, value);
-    if (msg.route.source === EdgeControllerModuleName) this.toEdged(msg);
+    if (msg.route.source === EdgeControllerModuleName) this.pushed(msg, type);
     else this.toCloud(msg);
   }
 
@@ -331,6 +335,16 @@ export class MetaProcessor {
 
   private toEdged(msg: Message): void {
     this.ctx.send(EdgedModuleName, msg).catch((err) => this.dropped(EdgedModuleName, msg, err));
+  }
+
+  /**
+   * A cloud object for its edge consumer: Services and Endpoints to edgeMesh when it runs (KubeEdge
+   * ≤ v1.5), everything else, and those too without edgeMesh, to edged (v1.23).
+   */
+  private pushed(msg: Message, type: string): void {
+    if (MESH_TYPES.has(type) && this.ctx.hasModule(EdgeMeshModuleName)) {
+      this.ctx.send(EdgeMeshModuleName, msg).catch((err) => this.dropped(EdgeMeshModuleName, msg, err));
+    } else this.toEdged(msg);
   }
 
   private toTwin(msg: Message): void {

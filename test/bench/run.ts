@@ -6,6 +6,7 @@ import { cloudBench } from './cloud.js';
 import { cloudhubBench } from './cloudhub.js';
 import { conversionBench } from './conversion.js';
 import { edgecontrollerBench } from './edgecontroller.js';
+import { edgemeshBench } from './edgemesh.js';
 import { eventbusBench } from './eventbus.js';
 import { edgedBench } from './edged.js';
 import { kernelBench } from './kernel.js';
@@ -29,6 +30,7 @@ const suites: [string, () => Promise<Figure[]>][] = [
   ['router', routerBench],
   ['conversion', conversionBench],
   ['stream', streamBench],
+  ['edgemesh', edgemeshBench],
 ];
 
 const only = process.argv[2];

@@ -87,6 +87,11 @@ const cases: Case[] = [
     }),
   },
   {
+    title: 'edgeMesh (nothing stored, no upstream)',
+    names: ['edgemesh'],
+    modules: (dir, port) => ({ edgeMesh: { enable: true, dnsPort: port, resolvConf: join(dir, 'none') } }),
+  },
+  {
     title: 'mapper-modbus (no devices)',
     names: ['mapper-modbus'],
     modules: (dir) => ({

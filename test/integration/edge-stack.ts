@@ -105,6 +105,10 @@ export interface EdgeStackOptions {
   nodeMonitorGracePeriodSeconds?: number;
   /** cloudStream and edgeStream (`kubectl logs/exec/attach`), edged's kubelet-API server on a free port. */
   stream?: boolean;
+  /** More edge modules, started with the three above: config key → its YAML flow mapping. */
+  edgeModules?: Record<string, string>;
+  /** More lines of edged's `tailoredKubeletConfig`, e.g. `clusterDNS: [192.0.2.2]`. */
+  kubelet?: string[];
 }
 
 export interface EdgeStack {
@@ -136,11 +140,12 @@ export const ready = (o: Obj | undefined): boolean =>
   o?.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
 
 /**
- * GET http://127.0.0.1:<port><path>: the body. Rejects on a connection error, and when the whole
- * answer (body included) takes over 2 s, so a check built on it never hangs a wait.
+ * GET http://<host>:<port><path> (host 127.0.0.1 by default): the body. Rejects on a connection
+ * error, and when the whole answer (body included) takes over 2 s, so a check built on it never
+ * hangs a wait.
  */
-export async function httpGet(port: number, path = '/'): Promise<string> {
-  const res = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(2000) });
+export async function httpGet(port: number, path = '/', host = '127.0.0.1'): Promise<string> {
+  const res = await fetch(`http://${host}:${port}${path}`, { signal: AbortSignal.timeout(2000) });
   return res.text();
 }
 
@@ -154,11 +159,18 @@ export async function startEdgeStack(nodeName: string, opts: EdgeStackOptions = 
     }),
     startContainerd(),
   ]);
+  const extraModules = Object.entries(opts.edgeModules ?? {});
   const cri = new CriClient({ runtimeEndpoint: cd.endpoint, timeoutMs: 30_000 });
   const dir = await tempDir(`edge-stack-${nodeName}`);
   const link = await prepareLink(dir);
   const stream = opts.stream ? await streamSections(dir, link, cp.caPath) : undefined;
-  const edgeModules = new Set(['metaManager', 'edged', 'edgeHub', ...(stream ? ['edgeStream'] : [])]);
+  const modules = new Set([
+    'metaManager',
+    'edged',
+    'edgeHub',
+    ...(stream ? ['edgeStream'] : []),
+    ...extraModules.map(([k]) => k),
+  ]);
   const proxy = opts.proxy ? await startTcpProxy(link.wsPort) : undefined;
   if (opts.objectSync) {
     for (const f of CRDS) await cp.kubectl(['apply', '-f', join(import.meta.dirname, '../../crds', f)]);
@@ -194,7 +206,7 @@ ${link.edgeHub('', proxy?.address)}  edged:
       staticPodPath: ${JSON.stringify(join(dir, 'manifests-none'))}
       nodeStatusUpdateFrequency: 2s
       nodeLeaseDurationSeconds: 8
-${stream ? `      readOnlyPort: ${stream.ports.kubeletPort}\n${stream.edge}` : ''}`;
+${stream ? `      readOnlyPort: ${stream.ports.kubeletPort}\n` : ''}${(opts.kubelet ?? []).map((l) => `      ${l}\n`).join('')}${stream?.edge ?? ''}${extraModules.map(([k, v]) => `  ${k}: ${v}\n`).join('')}`;
   let cloud: Kernel | undefined;
   let edge: Kernel | undefined;
   const stack: EdgeStack = {
@@ -228,7 +240,7 @@ ${stream ? `      readOnlyPort: ${stream.ports.kubeletPort}\n${stream.edge}` : '
       if (edge) throw new Error('the edge kernel is running already');
       edge = new Kernel({
         config: parseConfig(edgeLayout, edgeYaml, join(dir, 'edge/edgecore.yaml')),
-        registry: edgeRegistry.filter((e) => edgeModules.has(e.configKey)),
+        registry: edgeRegistry.filter((e) => modules.has(e.configKey)),
         logger,
       });
       await edge.start();
