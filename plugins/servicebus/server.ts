@@ -96,6 +96,9 @@ export class LocalServer {
         );
       });
       server.listen(this.o.port, this.o.address, () => {
+        server.on('error', (err) =>
+          this.o.log.error({ err: errorText(err) }, 'servicebus: local server error'),
+        );
         this.server = server;
         this.o.log.info(
           { address: `${this.o.address}:${this.o.port}` },
