@@ -30,6 +30,7 @@ import {
 } from './bootstrap.js';
 import { HubConnection, ReconnectBackoff, TokenBucket } from './client.js';
 import type { EdgeHubConfig } from './config.js';
+import { edgeHubMetrics, type EdgeHubMetrics } from './metrics.js';
 import { Outbox } from './queue.js';
 import { clearTokenInFile } from './token-file.js';
 import { CONNECTION_NOTICE_GROUPS, connectionNotice, downstream } from './routing.js';
@@ -79,6 +80,9 @@ export class EdgeHub {
   private rotationTimer: NodeJS.Timeout | undefined;
   private rotationFailures = 0;
   private loopDone: Promise<void> | undefined;
+  private readonly metrics: EdgeHubMetrics;
+  /** a connection ended or a dial failed before: the next connection is a reconnect */
+  private retrying = false;
 
   constructor(private readonly deps: EdgeHubDeps) {
     this.ctx = deps.ctx;
@@ -110,6 +114,10 @@ export class EdgeHub {
     if (this.outbox.size > 0) {
       this.ctx.log.info({ queued: this.outbox.size }, 'messages for the cloud kept from before the restart');
     }
+    this.metrics = edgeHubMetrics(deps.ctx.metrics, {
+      connected: () => this.conn?.open === true,
+      outboxDepth: () => this.outbox.size,
+    });
   }
 
   start(): void {
@@ -131,7 +139,7 @@ export class EdgeHub {
     if (msg.header.sync && !msg.header.parent_msg_id) return this.request(msg);
     const conn = this.conn;
     if (conn?.open && !this.draining && this.outbox.size === 0 && this.limiter.take() === 0) {
-      conn.write(msg).catch(() => this.outbox.push(msg));
+      conn.write(msg).then(this.sent, () => this.outbox.push(msg));
       return;
     }
     this.outbox.push(msg);
@@ -144,7 +152,7 @@ export class EdgeHub {
     const conn = this.conn;
     if (!conn?.open) return this.fail(msg);
     this.waiting.set(msg.header.msg_id, msg);
-    conn.write(msg).catch(() => {
+    conn.write(msg).then(this.sent, () => {
       if (this.waiting.delete(msg.header.msg_id)) this.fail(msg);
     });
   }
@@ -158,7 +166,11 @@ export class EdgeHub {
     this.ctx.respond(reply);
   }
 
+  /** A message of a module written to the cloud. */
+  private readonly sent = (): void => this.metrics.message('out');
+
   private deliver(msg: Message): void {
+    this.metrics.message('in');
     const d = downstream(msg);
     const { source, group, operation, resource } = msg.route;
     const failed = (err: unknown): void =>
@@ -217,21 +229,25 @@ export class EdgeHub {
     const backoff = new ReconnectBackoff(Math.random, this.c.heartbeat * 1000);
     while (!this.stopped) {
       let upSince = 0;
+      let dialing = false;
       try {
         const cert = await this.certificates();
         if (this.stopped) break;
         this.scheduleRotation(cert);
-        const closed = await this.connect();
+        dialing = true;
+        const { closed } = await this.connect();
         upSince = Date.now();
+        if (this.retrying) this.metrics.reconnected();
         const reason = await closed;
         this.ctx.log.warn({ reason }, 'disconnected from the cloud');
       } catch (err) {
-        this.ctx.log.error(
-          { code: isKernelError(err) ? err.code : undefined, err: errorText(err) },
-          'cannot connect to the cloud',
-        );
+        const code = isKernelError(err) ? err.code : undefined;
+        if (dialing) this.metrics.dialFailed();
+        else this.metrics.bootstrapFailure(code ?? 'error');
+        this.ctx.log.error({ code, err: errorText(err) }, 'cannot connect to the cloud');
       }
       this.conn = undefined;
+      this.retrying = true;
       this.setConnected(false);
       if (this.stopped) break;
       const delay = backoff.next(upSince > 0 ? Date.now() - upSince : 0);
@@ -272,8 +288,11 @@ export class EdgeHub {
     return cert;
   }
 
-  /** Dial; resolves once connected with a promise of the close reason. */
-  private async connect(): Promise<Promise<string>> {
+  /**
+   * Dial; resolves once connected with a promise of the close reason (wrapped: an async function
+   * returning a bare promise would resolve only when that one does).
+   */
+  private async connect(): Promise<{ closed: Promise<string> }> {
     const [ca, cert, key] = await Promise.all(
       [this.files.caFile, this.files.certFile, this.files.keyFile].map((f) => readFile(f)),
     );
@@ -305,13 +324,13 @@ export class EdgeHub {
     );
     if (this.stopped) {
       conn.close('edgeHub stopping');
-      return done;
+      return { closed: done };
     }
     this.conn = conn;
     this.ctx.log.info({ server: ws.server, node: this.node }, 'connected to the cloud');
     this.setConnected(true);
     void this.drain(conn);
-    return done;
+    return { closed: done };
   }
 
   /** Send the outbox in order, batch by batch, at the limiter's pace, while the connection lasts. */
@@ -329,7 +348,12 @@ export class EdgeHub {
             await new Promise((r) => setTimeout(r, wait));
           }
           if (!conn.open) break;
-          writes.push(conn.write(q.msg).then(() => void done.push(q.id)));
+          writes.push(
+            conn.write(q.msg).then(() => {
+              done.push(q.id);
+              this.sent();
+            }),
+          );
         }
         await Promise.allSettled(writes);
         this.outbox.remove(done);
@@ -369,6 +393,7 @@ export class EdgeHub {
       // the connection carries the old certificate: reconnect with the new one
       this.conn?.close('certificate rotated');
     } catch (err) {
+      this.metrics.bootstrapFailure(isKernelError(err) ? err.code : 'error');
       const delay = rotationRetryDelayMs(this.rotationFailures++);
       this.ctx.log.error({ err: errorText(err), retryMs: Math.round(delay) }, 'certificate rotation failed');
       this.armRotation(delay);

@@ -1,7 +1,8 @@
 /**
  * The router's flows (spec devices-dmi-router §5.4–§5.7, wire-cloud-edge §5.13): the route table
  * kept from the Rule/RuleEndpoint informers, the REST entry, rest → eventbus, rest → servicebus,
- * eventbus → rest, the edges' subscriptions, and the status counters of each message.
+ * eventbus → rest, servicebus → rest, what the edges set up for them (MQTT subscriptions, allowed
+ * target URLs), and the status counters of each message.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
@@ -12,13 +13,19 @@ import {
   type Message,
   type PluginContext,
 } from '../../kernel/index.js';
-import { RouterEventBusSource, RouterServiceBusSource, UserGroup } from '../../protocol/index.js';
+import {
+  RouterEventBusSource,
+  RouterServiceBusSource,
+  ServiceBusModuleName,
+  UserGroup,
+} from '../../protocol/index.js';
 import {
   RouteTable,
   createdAt,
   resolveRule,
   ruleKey,
   segments,
+  type EdgeSetup,
   type Route,
   type RuleEndpointObject,
   type RuleObject,
@@ -29,7 +36,7 @@ import type { RuleStatuses } from './status.js';
 export const MAX_MESSAGE_BYTES = 12 * 2 ** 20;
 /** cloudHub's answer to "is it written to the node's connection?" comes at once; this is a bound. */
 const HUB_TIMEOUT_MS = 10_000;
-/** Subscriptions not delivered (node offline) are offered again this often. */
+/** Edge setups (subscriptions, target URLs) not delivered (node offline) are offered again this often. */
 export const SUBSCRIBE_RETRY_MS = 5_000;
 /** The header KubeEdge's serviceBus puts on the answers it makes itself (not the app's). */
 const EDGE_SERVER_HEADER = 'kubeedge-edgecore';
@@ -98,13 +105,10 @@ export class Router {
   private table = new RouteTable([]);
   /** servicebus replies waited for, by the request's msg_id */
   private readonly pending = new Map<string, (content: unknown) => void>();
-  /** what each edge should be subscribed to, by `<node>\0<topic>` */
-  private subscribed = new Map<string, { node: string; topic: string }>();
-  /** (un)subscriptions not delivered yet, by `<node>\0<topic>`: the latest wins */
-  private readonly unsent = new Map<
-    string,
-    { node: string; topic: string; op: 'subscribe' | 'unsubscribe' }
-  >();
+  /** what each edge should have set up (topics subscribed, target URLs allowed), by type, node, resource */
+  private setUp = new Map<string, EdgeSetup>();
+  /** setups and teardowns not delivered yet, by the same key: the latest wins */
+  private readonly unsent = new Map<string, EdgeSetup & { remove: boolean }>();
   private readonly retry: NodeJS.Timeout;
   /** problems are reported once both informers listed everything (before, an endpoint may be on its way) */
   synced = false;
@@ -113,7 +117,7 @@ export class Router {
 
   constructor(private readonly o: RouterOptions) {
     this.log = o.ctx.log;
-    this.retry = setInterval(() => void this.sendSubscriptions(), SUBSCRIBE_RETRY_MS);
+    this.retry = setInterval(() => void this.sendSetups(), SUBSCRIBE_RETRY_MS);
     this.retry.unref();
   }
 
@@ -189,23 +193,26 @@ export class Router {
         this.o.statuses.problem(uid, problem);
       }
     }
-    const wanted = new Map(this.table.subscriptions().map((s) => [`${s.node}\0${s.topic}`, s]));
-    for (const [k, s] of wanted) if (!this.subscribed.has(k)) this.unsent.set(k, { ...s, op: 'subscribe' });
-    for (const [k, s] of this.subscribed) if (!wanted.has(k)) this.unsent.set(k, { ...s, op: 'unsubscribe' });
-    this.subscribed = wanted;
-    void this.sendSubscriptions();
+    const wanted = new Map(this.table.edgeSetups().map((s) => [`${s.type}\0${s.node}\0${s.resource}`, s]));
+    for (const [k, s] of wanted) if (!this.setUp.has(k)) this.unsent.set(k, { ...s, remove: false });
+    for (const [k, s] of this.setUp) if (!wanted.has(k)) this.unsent.set(k, { ...s, remove: true });
+    this.setUp = wanted;
+    void this.sendSetups();
   }
 
-  /** Flow B setup: `node/<node>/<ns>/<topic>` subscribe/unsubscribe for eventBus (§5.6 step 1). */
-  private async sendSubscriptions(): Promise<void> {
+  /**
+   * What the edges set up for the eventbus and servicebus sources: `node/<node>/<ns>/<topic>`
+   * subscribe/unsubscribe for eventBus (flow B, §5.6 step 1), `node/<node>/<target URL>`
+   * start/stop for serviceBus (flow D, §5.8 step 1).
+   */
+  private async sendSetups(): Promise<void> {
     for (const [k, s] of [...this.unsent]) {
+      const [source, operation] =
+        s.type === 'eventbus'
+          ? [RouterEventBusSource, s.remove ? 'unsubscribe' : 'subscribe']
+          : [RouterServiceBusSource, s.remove ? 'stop' : 'start'];
       const msg = newMessage(
-        {
-          source: RouterEventBusSource,
-          group: UserGroup,
-          operation: s.op,
-          resource: `node/${s.node}/${s.topic}`,
-        },
+        { source, group: UserGroup, operation, resource: `node/${s.node}/${s.resource}` },
         null,
       );
       try {
@@ -213,7 +220,7 @@ export class Router {
         if (this.unsent.get(k) === s) this.unsent.delete(k);
       } catch (err) {
         this.log.debug(
-          { node: s.node, topic: s.topic, op: s.op, err: errorText(err) },
+          { node: s.node, resource: s.resource, operation, err: errorText(err) },
           'router: not sent yet',
         );
       }
@@ -254,6 +261,10 @@ export class Router {
       this.log.info({ node, parent_msg_id: parent }, 'router: an answer came after its request was given up');
       return;
     }
+    if (msg.route.source === ServiceBusModuleName) {
+      void this.callFromEdge(node, rest.join('/'), msg);
+      return;
+    }
     const topic = rest.join('/');
     const routes = this.table.matchBus(node, topic);
     if (routes.length === 0) {
@@ -284,6 +295,58 @@ export class Router {
         { rule: ruleKey(route.namespace, route.name), node, topic, err: errorText(err) },
         'router: not delivered to the rest target',
       );
+    }
+  }
+
+  /**
+   * Flow D (§5.8): an edge app's call of `url` through its serviceBus. The request's body (the
+   * app's `{method, targetURL, payload}` JSON, base64 as Go's []byte) is POSTed to the rule's URL;
+   * a 2xx answer's body goes back as the `response`, anything else as an `error` naming it.
+   */
+  private async callFromEdge(node: string, url: string, msg: Message): Promise<void> {
+    const route = this.table.matchCall(node, url);
+    let answer: Message;
+    try {
+      if (!route)
+        throw new Error(`no rule has a servicebus source with target_url ${url} and node_name ${node}`);
+      const target = (route.target as { url: string }).url;
+      const body =
+        typeof msg.content === 'string'
+          ? Buffer.from(msg.content, 'base64')
+          : Buffer.from(JSON.stringify(msg.content ?? null));
+      const res = await fetch(target, {
+        method: 'POST',
+        body,
+        headers: { 'Content-Type': 'application/json' },
+        signal: AbortSignal.timeout(this.o.restTimeoutMs),
+      });
+      const text = (await readLimited(res, MAX_MESSAGE_BYTES, `the answer of ${target}`)).toString('utf8');
+      if (!res.ok) throw new Error(`POST ${target} answered ${res.status}: ${text.slice(0, 200)}`);
+      this.o.statuses.success(route.uid);
+      answer = newMessage(
+        {
+          source: ServiceBusModuleName,
+          group: UserGroup,
+          operation: 'response',
+          resource: msg.route.resource,
+        },
+        text,
+        { parentId: msg.header.msg_id },
+      );
+    } catch (err) {
+      const reason = `servicebus ${node} ${url}: ${errorText(err)}`;
+      if (route) this.o.statuses.fail(route.uid, reason);
+      this.log.warn({ node, url, err: errorText(err) }, 'router: an edge app call not answered');
+      answer = newMessage(
+        { source: ServiceBusModuleName, group: UserGroup, operation: 'error', resource: msg.route.resource },
+        reason,
+        { parentId: msg.header.msg_id },
+      );
+    }
+    try {
+      await this.toEdge(answer);
+    } catch (err) {
+      this.log.warn({ node, url, err: errorText(err) }, 'router: the answer to an edge app call not sent');
     }
   }
 
@@ -422,6 +485,18 @@ function reply(res: ServerResponse, status: number, text: string): void {
   const body = Buffer.from(text.endsWith('\n') ? text : `${text}\n`, 'utf8');
   res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': body.length });
   res.end(body);
+}
+
+/** A fetch answer's body, at most `limit` bytes (more is an error naming `what`). */
+async function readLimited(res: Response, limit: number, what: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of res.body ?? []) {
+    size += (chunk as Uint8Array).length;
+    if (size > limit) throw new Error(`${what} is larger than ${limit} bytes`);
+    chunks.push(Buffer.from(chunk as Uint8Array));
+  }
+  return Buffer.concat(chunks, size);
 }
 
 /** The request body, at most {@link MAX_MESSAGE_BYTES}; more is a 413. */

@@ -115,6 +115,14 @@ describe('resolveRule', () => {
         targetResource: { resource: 'http://a' },
       }),
     ).toMatch(/^spec.source\/spec.target: rest -> rest is not supported/);
+    expect(
+      problem({
+        source: 'my-sb',
+        sourceResource: { node_name: 'n' },
+        target: 'my-rest',
+        targetResource: { resource: 'http://a' },
+      }),
+    ).toBe('spec.sourceResource.target_url: required for servicebus endpoints');
   });
 });
 
@@ -165,6 +173,29 @@ describe('RouteTable', () => {
     const t = new RouteTable([bus('one'), bus('two')]);
     expect(t.matchBus('n1', 'default/up').map((r) => r.name)).toEqual(['one', 'two']);
     expect(t.matchBus('n2', 'default/up')).toEqual([]);
-    expect(t.subscriptions()).toEqual([{ type: 'eventbus', node: 'n1', topic: 'default/up' }]);
+    expect(t.edgeSetups()).toEqual([{ type: 'eventbus', node: 'n1', resource: 'default/up' }]);
+  });
+
+  it("finds servicebus sources by node and target URL; a URL of a node used twice is the older rule's", () => {
+    const call = (name: string, node = 'n1'): Route =>
+      route(
+        rule(name, {
+          source: 'my-sb',
+          sourceResource: { target_url: 'http://cloud.example/in', node_name: node },
+          target: 'my-rest',
+          targetResource: { resource: `http://h/${name}` },
+        }),
+      );
+    const t = new RouteTable([call('one'), call('two'), call('three', 'n2')]);
+    expect(t.matchCall('n1', 'http://cloud.example/in')?.name).toBe('one');
+    expect(t.matchCall('n2', 'http://cloud.example/in')?.name).toBe('three');
+    expect(t.matchCall('n1', 'http://cloud.example/other')).toBeUndefined();
+    expect(t.problems.get('default/two')).toBe(
+      'spec.sourceResource.target_url: http://cloud.example/in of node n1 is already used by rule default/one',
+    );
+    expect(t.edgeSetups()).toEqual([
+      { type: 'servicebus', node: 'n1', resource: 'http://cloud.example/in' },
+      { type: 'servicebus', node: 'n2', resource: 'http://cloud.example/in' },
+    ]);
   });
 });

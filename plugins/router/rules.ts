@@ -47,7 +47,9 @@ export type RouteSource =
   /** `path` segments, `{name}` segments match any one segment */
   | { type: 'rest'; path: string[] }
   /** the MQTT topic the edge subscribes: `<namespace>/<topic>` */
-  | { type: 'eventbus'; node: string; topic: string };
+  | { type: 'eventbus'; node: string; topic: string }
+  /** the `targetURL` an edge app names when it calls its serviceBus's local server */
+  | { type: 'servicebus'; node: string; url: string };
 
 export type RouteTarget =
   | { type: 'eventbus'; topic: string }
@@ -64,8 +66,8 @@ export interface Route {
 
 /** The provider types (KubeEdge's `rest`, `eventbus`, `servicebus`). */
 const TYPES = new Set(['rest', 'eventbus', 'servicebus']);
-/** Allowed source → target pairs (the admission webhook's, §5.2). */
-const PAIRS = new Set(['rest>eventbus', 'rest>servicebus', 'eventbus>rest']);
+/** Allowed source → target pairs (the admission webhook's, §5.2, and servicebus → rest of §5.8). */
+const PAIRS = new Set(['rest>eventbus', 'rest>servicebus', 'eventbus>rest', 'servicebus>rest']);
 
 /** Path segments without empty ones (`/a//b/` → `a`, `b`). */
 export function segments(path: string): string[] {
@@ -101,7 +103,7 @@ export function resolveRule(
   const [src, dst] = ends as [(typeof ends)[0], (typeof ends)[0]];
   if (!PAIRS.has(`${src.type}>${dst.type}`))
     return {
-      problem: `spec.source/spec.target: ${src.type} -> ${dst.type} is not supported (rest -> eventbus, rest -> servicebus, eventbus -> rest)`,
+      problem: `spec.source/spec.target: ${src.type} -> ${dst.type} is not supported (rest -> eventbus, rest -> servicebus, eventbus -> rest, servicebus -> rest)`,
     };
   const sr = spec.sourceResource ?? {};
   const tr = spec.targetResource ?? {};
@@ -117,13 +119,22 @@ export function resolveRule(
     source = { type: 'rest', path: segments(sr.path as string) };
     if (source.path.length === 0)
       return { problem: 'spec.sourceResource.path: must name at least one segment' };
-  } else {
+  } else if (src.type === 'eventbus') {
     const missing = need('spec.sourceResource', sr, 'topic') ?? need('spec.sourceResource', sr, 'node_name');
     if (missing) return { problem: missing };
     source = {
       type: 'eventbus',
       node: (sr.node_name as string).trim(),
       topic: segments(`${namespace}/${sr.topic as string}`).join('/'),
+    };
+  } else {
+    const missing =
+      need('spec.sourceResource', sr, 'target_url') ?? need('spec.sourceResource', sr, 'node_name');
+    if (missing) return { problem: missing };
+    source = {
+      type: 'servicebus',
+      node: (sr.node_name as string).trim(),
+      url: (sr.target_url as string).trim(),
     };
   }
 
@@ -164,12 +175,22 @@ export function resolveRule(
 
 const isPlaceholder = (s: string): boolean => s.length > 2 && s.startsWith('{') && s.endsWith('}');
 
-/** The rest-source rules and the eventbus-source rules, built from the resolved routes. */
+/** What an edge is told to set up for the eventbus and servicebus sources: topics, target URLs. */
+export interface EdgeSetup {
+  type: 'eventbus' | 'servicebus';
+  node: string;
+  /** the topic to subscribe, or the target URL to allow */
+  resource: string;
+}
+
+/** The rest-, eventbus- and servicebus-source rules, built from the resolved routes. */
 export class RouteTable {
   /** rest sources by namespace, longest path first */
   private readonly rest = new Map<string, Route[]>();
   /** eventbus sources by `<node>\0<topic>` */
   private readonly bus = new Map<string, Route[]>();
+  /** servicebus sources by `<node>\0<target URL>`: one rule answers a call */
+  private readonly calls = new Map<string, Route>();
   /** rules that lost to an older one, by `<namespace>/<name>`, with the problem */
   readonly problems = new Map<string, string>();
 
@@ -192,9 +213,20 @@ export class RouteTable {
         }
         list.push(r);
         this.rest.set(r.namespace, list);
-      } else {
+      } else if (r.source.type === 'eventbus') {
         const key = `${r.source.node}\0${r.source.topic}`;
         this.bus.set(key, [...(this.bus.get(key) ?? []), r]);
+      } else {
+        const key = `${r.source.node}\0${r.source.url}`;
+        const taken = this.calls.get(key);
+        if (taken) {
+          this.problems.set(
+            ruleKey(r.namespace, r.name),
+            `spec.sourceResource.target_url: ${r.source.url} of node ${r.source.node} is already used by rule ${taken.namespace}/${taken.name}`,
+          );
+          continue;
+        }
+        this.calls.set(key, r);
       }
     }
     for (const list of this.rest.values())
@@ -223,8 +255,21 @@ export class RouteTable {
     return this.bus.get(`${node}\0${segments(topic).join('/')}`) ?? [];
   }
 
-  /** The `(node, topic)` pairs the edges must subscribe. */
-  subscriptions(): { node: string; topic: string }[] {
-    return [...this.bus.values()].map(([r]) => r!.source as { node: string; topic: string });
+  /** The servicebus-source rule for a call of `node`'s edge app naming `url`. */
+  matchCall(node: string, url: string): Route | undefined {
+    return this.calls.get(`${node}\0${url}`);
+  }
+
+  /** What the edges must set up: the topics to subscribe, the target URLs to allow. */
+  edgeSetups(): EdgeSetup[] {
+    const topics = [...this.bus.values()].map(([r]): EdgeSetup => {
+      const s = r!.source as { node: string; topic: string };
+      return { type: 'eventbus', node: s.node, resource: s.topic };
+    });
+    const urls = [...this.calls.values()].map((r): EdgeSetup => {
+      const s = r.source as { node: string; url: string };
+      return { type: 'servicebus', node: s.node, resource: s.url };
+    });
+    return [...topics, ...urls];
   }
 }

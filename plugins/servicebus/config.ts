@@ -1,4 +1,4 @@
-/** `modules.serviceBus` of edgecore.yaml (edgecore/v1alpha2). Config only: serviceBus is not built. */
+/** `modules.serviceBus` of edgecore.yaml (edgecore/v1alpha2). */
 import { configSchema, defineConfigSection, sectionSchema, type ModuleBase } from '../../kernel/index.js';
 
 const { int, str } = configSchema;

@@ -1,18 +1,28 @@
 /**
  * serviceBus (KubeEdge's `servicebus` module, group `bus`) of edgecore: the cloud router's REST
  * calls for an HTTP app on this node (spec edge-modules §6.1): `http://127.0.0.1:<port><path>`
- * called with the method, headers and body it was given, its status, headers and body sent back.
+ * called with the method, headers and body it was given, its status, headers and body sent back;
+ * and the local server through which an edge app calls a cloud URL (§6.2, `server.ts`).
  */
 import { request as httpRequest } from 'node:http';
-import { definePlugin, errorText, newMessage, type Message, type ModuleConfig } from '../../kernel/index.js';
+import {
+  DatabaseToken,
+  definePlugin,
+  errorText,
+  newMessage,
+  type Message,
+  type ModuleConfig,
+} from '../../kernel/index.js';
 import {
   BusGroup,
+  EdgeHubModuleName,
   HubGroup,
   RouterServiceBusSource,
   ServiceBusModuleName,
   UserGroup,
 } from '../../protocol/index.js';
 import type { ServiceBusConfig } from './config.js';
+import { LocalServer, targetUrls } from './server.js';
 
 /** The largest answer of an app passed on: the cloud router's limit (KubeEdge reads 5 MB). */
 export const MAX_ANSWER_BYTES = 12 * 2 ** 20;
@@ -138,10 +148,23 @@ export default definePlugin<ServiceBusConfig & ModuleConfig>({
   name: ServiceBusModuleName,
   group: BusGroup,
   configKey: 'serviceBus',
+  requires: [DatabaseToken],
   // each call waits for its app: many side by side (KubeEdge runs one goroutine per message)
   concurrency: 256,
-  start(ctx) {
+  async start(ctx) {
     const timeoutMs = (ctx.config.timeout > 0 ? ctx.config.timeout : 60) * 1000;
+    const local = new LocalServer({
+      address: ctx.config.server,
+      port: ctx.config.port,
+      timeoutMs,
+      urls: targetUrls(ctx.services.get(DatabaseToken)),
+      request: (msg, ms) => ctx.request(EdgeHubModuleName, msg, ms),
+      log: ctx.log,
+    });
+    // a port taken is logged, not fatal: the next `start` tries again
+    const listenFailed = (err: unknown): void =>
+      ctx.log.error({ err: errorText(err) }, 'servicebus: local server not listening');
+    await local.resume().catch(listenFailed);
     ctx.log.info({ timeoutMs }, 'servicebus started');
     return {
       async onMessage(msg) {
@@ -149,11 +172,19 @@ export default definePlugin<ServiceBusConfig & ModuleConfig>({
           ctx.log.debug({ source: msg.route.source, op: msg.route.operation }, 'servicebus: ignored');
           return;
         }
-        if (msg.route.operation === 'start' || msg.route.operation === 'stop') {
-          ctx.log.warn(
-            { op: msg.route.operation, url: msg.route.resource },
-            'servicebus: edge app -> cloud (start/stop) is not supported',
-          );
+        const url = msg.route.resource ?? '';
+        if ((msg.route.operation === 'start' || msg.route.operation === 'stop') && url === '') {
+          ctx.log.warn({ op: msg.route.operation }, 'servicebus: start/stop without a target URL ignored');
+          return;
+        }
+        if (msg.route.operation === 'start') {
+          ctx.log.info({ url }, 'servicebus: target URL allowed');
+          await local.allow(url).catch(listenFailed);
+          return;
+        }
+        if (msg.route.operation === 'stop') {
+          ctx.log.info({ url }, 'servicebus: target URL no longer allowed');
+          await local.forbid(url);
           return;
         }
         const answer = await callApp(msg, timeoutMs);
@@ -173,7 +204,7 @@ export default definePlugin<ServiceBusConfig & ModuleConfig>({
           );
         }
       },
-      stop() {},
+      stop: () => local.close(),
     };
   },
 });

@@ -23,6 +23,8 @@ export interface RouterStack {
   cloud: Kernel;
   edge: Kernel;
   routerPort: number;
+  /** the edge serviceBus's local server (modules.serviceBus.port) */
+  serviceBusPort: number;
   /** `kubectl apply -f -` of objects (a List) */
   apply(objects: object[]): Promise<void>;
   stop(): Promise<void>;
@@ -46,7 +48,7 @@ export async function startRouterStack(o: RouterStackOptions): Promise<RouterSta
 
   const dir = await tempDir('router');
   const link = await prepareLink(dir);
-  const routerPort = await freePort();
+  const [routerPort, serviceBusPort] = [await freePort(), await freePort()];
   const cloudYaml = `apiVersion: cloudcore.config.kubeedge.io/v1alpha1
 kind: CloudCore
 kubeAPIConfig:
@@ -64,7 +66,7 @@ modules:
   metaManager: {enable: false}
   deviceTwin: {enable: false}
   eventBus: {enable: true, mqttMode: 2, mqttServerExternal: "${broker.url}"}
-  serviceBus: {enable: true, timeout: ${o.serviceBusTimeout}}
+  serviceBus: {enable: true, timeout: ${o.serviceBusTimeout}, port: ${serviceBusPort}}
 ${link.edgeHub(`    messageQPS: ${o.messageQPS ?? 30}\n    messageBurst: ${(o.messageQPS ?? 30) * 2}\n`)}`;
   const cloud = new Kernel({
     config: parseConfig(cloudLayout, cloudYaml, 'cloudcore.yaml'),
@@ -85,6 +87,7 @@ ${link.edgeHub(`    messageQPS: ${o.messageQPS ?? 30}\n    messageBurst: ${(o.me
     cloud,
     edge,
     routerPort,
+    serviceBusPort,
     apply: async (items) => {
       await cp.kubectl(['apply', '-f', '-'], {
         input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items }),

@@ -14,12 +14,13 @@ import Database from 'better-sqlite3';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../kernel/config/index.js';
+import { serveHealth } from '../../kernel/health.js';
 import { Kernel } from '../../kernel/kernel.js';
 import { createLogger, type LogLevel } from '../../kernel/log.js';
 import { decodeMessage, newMessage, pluginSpecifier, type Message } from '../../kernel/index.js';
 import { ErrConnectionLost } from '../../protocol/index.js';
 import { waitUntil } from '../helpers/kernel.js';
-import { cleanup, tempDir } from '../peers/util.js';
+import { cleanup, tempDir, waitFor } from '../peers/util.js';
 import { createCertServer } from '../../plugins/cloudhub/certserver.js';
 import { FilePkiStore, preparePki, tlsPair, toPem, type CloudPki } from '../../plugins/cloudhub/pki.js';
 import { createToken } from '../../plugins/cloudhub/token.js';
@@ -108,6 +109,26 @@ const registry = [
 interface Edge {
   kernel: Kernel;
   got: Record<string, Message[]>;
+}
+
+/** The edge kernel's `/metrics` as edgecore serves it (kernel/health.ts), as `name{labels}` → value. */
+async function scrape(kernel: Kernel): Promise<Map<string, number>> {
+  const health = await serveHealth(
+    kernel,
+    { enable: true, address: '127.0.0.1', port: 0, allowNonLoopback: false },
+    log,
+  );
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${health!.port}/metrics`)).text();
+    return new Map(
+      text
+        .split('\n')
+        .filter((l) => l.startsWith('kubeedge_edgehub_'))
+        .map((l) => [l.slice(0, l.lastIndexOf(' ')), Number(l.slice(l.lastIndexOf(' ') + 1))]),
+    );
+  } finally {
+    await health!.close();
+  }
 }
 
 /** An edge kernel with edgeHub and probe modules in the groups/modules edgeHub delivers to. */
@@ -328,6 +349,17 @@ describe('edgeHub', () => {
     expect(await pending).toEqual(reply);
   });
 
+  it('shows its connection state, reconnects, messages in/out and outbox depth on /metrics', async () => {
+    const m = await scrape(edge.kernel);
+    expect(m.get('kubeedge_edgehub_connected')).toBe(1);
+    expect(m.get('kubeedge_edgehub_reconnects_total')).toBe(1); // the cloud dropped the link once
+    expect(m.get('kubeedge_edgehub_outbox_depth')).toBe(0);
+    // in: the pod, membership, publish, servicebus request and the query's reply (the dropped ones too)
+    expect(m.get('kubeedge_edgehub_messages_total{direction="in"}')).toBeGreaterThanOrEqual(5);
+    // out: the status and the query (keepalives and control acks not counted)
+    expect(m.get('kubeedge_edgehub_messages_total{direction="out"}')).toBe(2);
+  });
+
   it('on a lost link: flag and notices, sync requests fail fast, messages queue in SQLite and survive a restart', async () => {
     const inflight = newMessage(
       { source: 'edged', group: 'meta', operation: 'query', resource: 'default/configmap/late' },
@@ -368,6 +400,17 @@ describe('edgeHub', () => {
     await edge.kernel.bus.send('websocket', event);
     const last = patch('Succeeded');
     await edge.kernel.bus.send('websocket', last);
+    // offline: /metrics shows the link down, the two queued messages and the refused dials
+    let m = new Map<string, number>();
+    await waitFor(
+      async () => {
+        m = await scrape(edge.kernel);
+        return m.get('kubeedge_edgehub_dial_failures_total')! > 0;
+      },
+      { what: 'a refused dial on /metrics', details: () => JSON.stringify([...m]) },
+    );
+    expect(m.get('kubeedge_edgehub_connected')).toBe(0);
+    expect(m.get('kubeedge_edgehub_outbox_depth')).toBe(2);
     await edge.kernel.stop();
 
     const db = new Database(join(dir, 'edgecore.db'), { readonly: true });
@@ -386,6 +429,30 @@ describe('edgeHub', () => {
     expect(cloud.upgrades.length).toBe(upgradesBefore + 1);
     expect(cloud.traffic().slice(sentBefore)).toEqual([event, last]);
     await edge.kernel.stop();
+  });
+});
+
+describe('edgeHub bootstrap failures', () => {
+  it('counts them on /metrics by error code', async () => {
+    const badYaml = yaml
+      .replace(join(dir, 'edgecore.db'), join(dir, 'badtoken.db'))
+      .replaceAll(join(dir, 'edge/'), join(dir, 'badtoken/'))
+      .replace(/ {4}token: .*\n/, '    token: not-a-token\n');
+    expect(badYaml).toContain('token: not-a-token');
+    const e = await startEdge(badYaml);
+    try {
+      let m = new Map<string, number>();
+      await waitFor(
+        async () => {
+          m = await scrape(e.kernel);
+          return m.get('kubeedge_edgehub_bootstrap_failures_total{reason="EBOOTSTRAP_TOKEN_FORMAT"}')! >= 1;
+        },
+        { what: 'a bootstrap failure on /metrics', details: () => JSON.stringify([...m]) },
+      );
+      expect(m.get('kubeedge_edgehub_connected')).toBe(0);
+    } finally {
+      await e.kernel.stop();
+    }
   });
 });
 

@@ -8,6 +8,8 @@
  *    `/<node>/default/test` reaches an MQTT subscriber of `test` at the edge, `successMessages` goes up;
  *  - eventbus -> rest: a publish on `default/ke-up` at the edge reaches the cloud HTTP server;
  *  - rest -> servicebus: the app's 200 (headers, body, query), 404 and a slow app (504);
+ *  - servicebus -> rest: an edge app calls the edge serviceBus's local server and gets the cloud
+ *    HTTP server's answer; a URL no rule allows and an unreachable cloud URL are answered so;
  *  - 12 MiB passes, 12 MiB + 1 byte is refused with 413;
  *  - a node not connected fails at once (503) and `failMessages` goes up;
  *  - a deleted rule stops routing.
@@ -232,6 +234,83 @@ describe('router (real control plane and CRDs, cloudHub + router, edgeHub + even
       },
     );
     expect(status.errors?.[0]).toMatch(/did not answer within 2 s/);
+  }, 120_000);
+
+  it("servicebus -> rest: an edge app's call through serviceBus's local server reaches the cloud HTTP server and gets its answer", async () => {
+    const allowed = 'http://cloud.example/in';
+    const broken = 'http://cloud.example/broken';
+    await stack.apply([
+      ruleEndpoint('my-sb-source', 'servicebus'),
+      rule('my-rule-servicebus-rest', 'my-sb-source', { target_url: allowed, node_name: NODE }, 'my-rest', {
+        resource: `http://127.0.0.1:${sinkPort}/from-app`,
+      }),
+      // a closed port: the cloud cannot call it
+      rule('my-rule-servicebus-broken', 'my-sb-source', { target_url: broken, node_name: NODE }, 'my-rest', {
+        resource: 'http://127.0.0.1:1/nowhere',
+      }),
+    ]);
+    /** The edge app: POST to serviceBus's local server (KubeEdge's request and answer shapes). */
+    const callCloud = async (targetURL: string): Promise<{ code: number; msg: string; body?: string }> => {
+      const res = await fetch(`http://127.0.0.1:${stack.serviceBusPort}/`, {
+        method: 'POST',
+        body: JSON.stringify({ method: 'POST', targetURL, payload: { t: 21 } }),
+      });
+      expect(res.status).toBe(200);
+      return (await res.json()) as { code: number; msg: string; body?: string };
+    };
+    // the server listens once the rule's `start` reached the edge; the URL is allowed with it
+    let answer: { code: number; msg: string; body?: string } | undefined;
+    await waitFor(
+      async () => {
+        answer = await callCloud(allowed).catch(() => undefined);
+        return answer?.code === 200;
+      },
+      {
+        what: 'the edge app answered through serviceBus',
+        timeoutMs: 30_000,
+        details: () => JSON.stringify(answer),
+      },
+    );
+    expect(answer).toEqual({ code: 200, msg: 'receive response from cloud successfully', body: 'ok' });
+    const got = sunk.find((s) => s.path === '/from-app');
+    expect(JSON.parse(got!.body)).toEqual({ method: 'POST', targetURL: allowed, payload: { t: 21 } });
+
+    expect(await callCloud('http://cloud.example/other')).toEqual({
+      code: 400,
+      msg: 'url http://cloud.example/other is not allowed and please make a rule for this url in the cloud',
+    });
+    let failed: { code: number; msg: string } | undefined;
+    await waitFor(async () => (failed = await callCloud(broken)).code !== 400, {
+      what: 'the broken URL allowed at the edge',
+      timeoutMs: 15_000,
+    });
+    expect(failed!.code).toBe(502);
+    expect(failed!.msg).toMatch(new RegExp(`^servicebus ${NODE} ${broken}: `));
+
+    await waitFor(async () => ((await ruleStatus('my-rule-servicebus-rest')).successMessages ?? 0) >= 1, {
+      what: 'my-rule-servicebus-rest status.successMessages >= 1',
+      timeoutMs: 15_000,
+      intervalMs: 200,
+    });
+    await waitFor(async () => ((await ruleStatus('my-rule-servicebus-broken')).failMessages ?? 0) >= 1, {
+      what: 'my-rule-servicebus-broken status.failMessages >= 1',
+      timeoutMs: 15_000,
+      intervalMs: 200,
+    });
+
+    // both rules deleted: their URLs are no longer allowed and the local server closes
+    await stack.cp.kubectl([
+      'delete',
+      'rule',
+      'my-rule-servicebus-rest',
+      'my-rule-servicebus-broken',
+      '-n',
+      'default',
+    ]);
+    await waitFor(async () => (await callCloud(allowed).catch(() => undefined)) === undefined, {
+      what: 'the local server closed',
+      timeoutMs: 15_000,
+    });
   }, 120_000);
 
   it('a node not connected to this cloudcore fails at once with 503, and failMessages goes up', async () => {
