@@ -72,18 +72,18 @@ export class Bus {
   }
 
   /** Sync request to a module: resolves with the reply whose parent_msg_id is msg's id. */
-  async request(module: string, msg: Message, timeoutMs = DEFAULT_SYNC_TIMEOUT_MS): Promise<Message> {
+  request(module: string, msg: Message, timeoutMs = DEFAULT_SYNC_TIMEOUT_MS): Promise<Message> {
     const box = this.mailboxes.get(module);
-    if (!box) throw new KernelError('EBUS_NO_MODULE', `bad request module name "${module}"`);
-    const [reply] = await this.wait([box], msg, timeoutMs, `module "${module}"`);
-    return reply as Message;
+    if (!box) return Promise.reject(new KernelError('EBUS_NO_MODULE', `bad request module name "${module}"`));
+    // one promise per request (no async wrapper): this is the hot path of eventBus -> deviceTwin
+    return this.wait([box], msg, timeoutMs, `module "${module}"`, (replies) => replies[0] as Message);
   }
 
   /** Sync request to a group: one reply per member, or a timeout error. */
   requestGroup(group: string, msg: Message, timeoutMs = DEFAULT_SYNC_TIMEOUT_MS): Promise<Message[]> {
     const members = this.groups.get(group);
     if (!members) return Promise.reject(new KernelError('EBUS_NO_GROUP', `no module in group "${group}"`));
-    return this.wait(members, msg, timeoutMs, `group "${group}"`);
+    return this.wait(members, msg, timeoutMs, `group "${group}"`, (replies) => replies);
   }
 
   /** Deliver a reply to the waiter of msg.parent_msg_id; false (and counted) when nobody waits. */
@@ -113,11 +113,17 @@ export class Bus {
     this.waiters.clear();
   }
 
-  private wait(boxes: Mailbox[], msg: Message, timeoutMs: number, what: string): Promise<Message[]> {
+  private wait<T>(
+    boxes: Mailbox[],
+    msg: Message,
+    timeoutMs: number,
+    what: string,
+    result: (replies: Message[]) => T,
+  ): Promise<T> {
     const id = msg.header.msg_id;
     const ms = timeoutMs > 0 ? timeoutMs : DEFAULT_SYNC_TIMEOUT_MS;
     msg.header.sync = true;
-    return new Promise<Message[]>((resolve, reject) => {
+    return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiters.delete(id);
         for (const box of boxes) box.stats.syncTimeouts++;
@@ -128,7 +134,13 @@ export class Bus {
           ),
         );
       }, ms);
-      this.waiters.set(id, { resolve, reject, timer, expected: boxes.length, replies: [] });
+      this.waiters.set(id, {
+        resolve: (replies) => resolve(result(replies)),
+        reject,
+        timer,
+        expected: boxes.length,
+        replies: [],
+      });
       for (const box of boxes) {
         const err = this.pushTo(box, msg);
         if (err) {

@@ -124,16 +124,12 @@ function toMsgTwin(t: TwinState): MsgTwin {
   return out;
 }
 
+/**
+ * The backup of a twin an update is about to change. Shallow: an update replaces the twin's value
+ * and version objects, it never changes them in place.
+ */
 function cloneTwin(t: TwinState): TwinState {
-  // the spread keeps every clone the same shape as the original (measured faster than building
-  // the object field by field)
-  return {
-    ...t,
-    expected: t.expected ? { ...t.expected } : undefined,
-    actual: t.actual ? { ...t.actual } : undefined,
-    expectedVersion: t.expectedVersion ? { ...t.expectedVersion } : undefined,
-    actualVersion: t.actualVersion ? { ...t.actualVersion } : undefined,
-  };
+  return { ...t };
 }
 
 function base(eventId: string, now: number): { event_id: string; timestamp: number } {
@@ -172,6 +168,8 @@ export class TwinEngine {
     private readonly store: TwinStore,
     private readonly nodeName: string,
     private readonly persist: (c: ChangeSet) => void = (c) => store.apply(c),
+    /** Are cloud-bound messages wanted (is there an edgeHub to take them)? Asked per event. */
+    private readonly toCloud: () => boolean = () => true,
   ) {
     this.reload();
   }
@@ -316,7 +314,7 @@ export class TwinEngine {
       if (!backup.has(key)) backup.set(key, twin ? cloneTwin(twin) : undefined);
     };
     const result = new Map<string, MsgTwin | null>();
-    const sync = new Map<string, MsgTwin>();
+    const sync = this.toCloud() ? new Map<string, MsgTwin>() : undefined;
     const document = new Map<string, { last: MsgTwin | null; current: MsgTwin | null }>();
     const change: ChangeSet = { addTwins: [], updateTwins: [] };
     const fail = (code: number, reason: string): Outcome => {
@@ -355,7 +353,7 @@ export class TwinEngine {
         change.addTwins!.push(this.twinRow(device.id, key, added));
         const current = toMsgTwin(added);
         document.set(key, { last: null, current: type === 'deleted' ? null : current });
-        sync.set(key, current);
+        sync?.set(key, current);
         result.set(key, current);
         continue;
       }
@@ -395,7 +393,7 @@ export class TwinEngine {
         if (!changed) continue;
         change.updateTwins!.push({ deviceid: device.id, name: key, cols });
         document.set(key, { last, current: null });
-        sync.set(key, toMsgTwin(twin));
+        sync?.set(key, toMsgTwin(twin));
         result.set(key, null);
         continue;
       }
@@ -459,7 +457,7 @@ export class TwinEngine {
       if (s.metadata && twin.type !== 'deleted') s.metadata = { type: twin.type };
       change.updateTwins!.push({ deviceid: device.id, name: key, cols });
       document.set(key, { last, current: toMsgTwin(twin) });
-      sync.set(key, s);
+      sync?.set(key, s);
       result.set(key, s);
     }
 
@@ -503,7 +501,7 @@ export class TwinEngine {
     }
     const delta = this.delta(device);
     if (delta) out.publish.push({ topic: this.topic(device.id, 'twin/update/delta'), payload: delta });
-    if (sync.size > 0) {
+    if (sync && sync.size > 0) {
       out.cloud.push({
         operation: 'update',
         resource: `device/${device.id}/twin/edge_updated`,
@@ -643,7 +641,8 @@ export class TwinEngine {
     if (lastOnline) dev.lastOnlineTime = lastOnline;
     const text = json({ event_id: randomUUID(), timestamp: Date.now(), device: dev });
     out.publish.push({ topic: this.topic(deviceId, 'state/update/result'), payload: text });
-    out.cloud.push({ operation: 'update', resource: `device/${deviceId}/state/update`, content: text });
+    if (this.toCloud())
+      out.cloud.push({ operation: 'update', resource: `device/${deviceId}/state/update`, content: text });
     return out;
   }
 

@@ -127,7 +127,13 @@ export default definePlugin<DeviceTwinConfig & ModuleConfig>({
           resolve(done);
         }),
       ));
-    const engine: TwinEngine = new TwinEngine(store, node, (c) => void batch.push(c));
+    // Without an edgeHub module there is no cloud to sync to: no cloud-bound message is built or kept.
+    const engine: TwinEngine = new TwinEngine(
+      store,
+      node,
+      (c) => void batch.push(c),
+      () => ctx.hasModule(EdgeHubModuleName),
+    );
     const stats = { publishFailures: 0, ignored: 0 };
 
     const cloud: CloudSync = new CloudSync({
@@ -168,15 +174,21 @@ export default definePlugin<DeviceTwinConfig & ModuleConfig>({
     };
 
     /** Publish and send what an event produced once its changes are stored; false when they were not. */
-    const apply = async (outcome: Outcome): Promise<boolean> => {
-      if (!(await flush())) {
-        for (const p of outcome.onWriteFailure?.() ?? []) publish(p.topic, p.payload);
-        return false;
-      }
-      // queued synchronously, in order: result, document, delta of one event stay together
-      for (const p of outcome.publish) publish(p.topic, p.payload);
-      for (const c of outcome.cloud) cloud.send(cloudMessage(c));
-      if (!outcome.added && !outcome.removed) return true;
+    const apply = (outcome: Outcome): Promise<boolean> =>
+      flush().then((stored) => {
+        if (!stored) {
+          for (const p of outcome.onWriteFailure?.() ?? []) publish(p.topic, p.payload);
+          return false;
+        }
+        // queued synchronously, in order: result, document, delta of one event stay together
+        for (const p of outcome.publish) publish(p.topic, p.payload);
+        for (const c of outcome.cloud) cloud.send(cloudMessage(c));
+        if (!outcome.added && !outcome.removed) return true;
+        return membershipToDmi(outcome).then(() => true);
+      });
+
+    /** Tell dmiserver about the devices an event added or removed. */
+    const membershipToDmi = async (outcome: Outcome): Promise<void> => {
       for (const id of outcome.added ?? []) {
         const obj = dmiObjects.get(`device/${id}`);
         if (obj) await toDmi('insert', `device/${id}`, obj);
@@ -190,7 +202,6 @@ export default definePlugin<DeviceTwinConfig & ModuleConfig>({
         );
         dmiObjects.delete(`device/${id}`);
       }
-      return true;
     };
 
     const cloudMessage = (c: CloudSend): Message =>

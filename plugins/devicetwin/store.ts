@@ -82,6 +82,21 @@ const ATTR_COLS = ['description', 'value', 'optional', 'attr_type', 'metadata'] 
 
 const num = (b: boolean | undefined): number => (b ? 1 : 0);
 
+const isEmpty = (a: unknown[] | undefined): boolean => a === undefined || a.length === 0;
+
+/** A change set made of twin updates alone (the hot path: values reported by devices). */
+function onlyTwinUpdates(c: ChangeSet): boolean {
+  return (
+    isEmpty(c.addDevices) &&
+    isEmpty(c.deleteDevices) &&
+    isEmpty(c.deviceState) &&
+    isEmpty(c.addAttrs) &&
+    isEmpty(c.deleteAttrs) &&
+    isEmpty(c.updateAttrs) &&
+    isEmpty(c.addTwins)
+  );
+}
+
 export class TwinStore {
   private readonly stmts;
   private readonly updateCache = new Map<number, import('better-sqlite3').Statement>();
@@ -110,7 +125,27 @@ export class TwinStore {
     };
     this.apply = db.transaction((c: ChangeSet) => this.write(c));
     this.applyMany = db.transaction((cs: ChangeSet[]) => {
-      for (const c of cs) this.write(c);
+      // Consecutive events that only update twins are merged: one UPDATE per twin with the
+      // latest value of each column (a device publishing a burst is written once per commit).
+      const merged = new Map<string, { deviceid: string; name: string; cols: TwinCols }>();
+      const flush = (): void => {
+        for (const u of merged.values()) this.runUpdate('device_twin', TWIN_COLS, u.cols, u.deviceid, u.name);
+        merged.clear();
+      };
+      for (const c of cs) {
+        if (!onlyTwinUpdates(c)) {
+          flush();
+          this.write(c);
+          continue;
+        }
+        for (const u of c.updateTwins ?? []) {
+          const key = `${u.deviceid}\u0000${u.name}`;
+          const m = merged.get(key);
+          if (m) Object.assign(m.cols, u.cols);
+          else merged.set(key, { deviceid: u.deviceid, name: u.name, cols: { ...u.cols } });
+        }
+      }
+      flush();
     });
   }
 

@@ -105,22 +105,26 @@ export default definePlugin<EventBusConfig>({
       }
       return m;
     };
-    /** A sync request to deviceTwin; resolves once it reports the message stored. */
-    const requestTwin = (msg: Message, deadline: number, pause = QUEUE_FULL_RETRY_MS): Promise<void> =>
-      ctx.request(DeviceTwinModuleName, msg, deadline - Date.now()).then(
-        (reply) => {
-          if (reply.route.operation === Operation.error)
-            throw new KernelError(
-              'EEVENTBUS_NOT_STORED',
-              `deviceTwin did not store it: ${errorText(reply.content)}`,
-            );
-        },
+    /**
+     * A sync request to deviceTwin for `m`; `finish` once it reports the message stored, or with
+     * the reason it was not. A full mailbox (nothing queued) is tried again until the deadline.
+     */
+    const requestTwin = (m: Twinbound, msg: Message, deadline: number, pause = QUEUE_FULL_RETRY_MS): void =>
+      void ctx.request(DeviceTwinModuleName, msg, deadline - Date.now()).then(
+        (reply) =>
+          finish(
+            m,
+            reply.route.operation === Operation.error
+              ? new KernelError(
+                  'EEVENTBUS_NOT_STORED',
+                  `deviceTwin did not store it: ${errorText(reply.content)}`,
+                )
+              : undefined,
+          ),
         (err: unknown) => {
-          // refused at once (nothing queued): offer it again until the deadline
-          if (!isKernelError(err, 'EBUS_QUEUE_FULL') || Date.now() + pause >= deadline) throw err;
-          return new Promise<void>((resolve) => setTimeout(resolve, pause)).then(() =>
-            requestTwin(msg, deadline, pause * 2),
-          );
+          if (!isKernelError(err, 'EBUS_QUEUE_FULL') || Date.now() + pause >= deadline)
+            return finish(m, err as KernelError);
+          setTimeout(() => requestTwin(m, msg, deadline, pause * 2), pause);
         },
       );
     const finish = (m: Twinbound, err?: KernelError): void => {
@@ -137,13 +141,8 @@ export default definePlugin<EventBusConfig>({
       }
       m.done(err);
     };
-    const run = (m: Twinbound): void => {
-      const { msg } = mqttToBeehive(m.topic, m.payload);
-      requestTwin(msg, Date.now() + TWIN_ACK_TIMEOUT_MS).then(
-        () => finish(m),
-        (err: unknown) => finish(m, err as KernelError),
-      );
-    };
+    const run = (m: Twinbound): void =>
+      requestTwin(m, mqttToBeehive(m.topic, m.payload).msg, Date.now() + TWIN_ACK_TIMEOUT_MS);
 
     /**
      * One MQTT message into beehive (spec §4.5). For a message bound for deviceTwin (any QoS),

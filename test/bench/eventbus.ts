@@ -296,14 +296,22 @@ modules:
 `,
   );
   const args = existsSync(js) ? [js, yaml] : ['--import', 'tsx', ts, yaml];
-  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  // EVENTBUS_BENCH_PROFILE=<dir>: a CPU profile of the edgecore process (written when it stops)
+  const profileDir = process.env.EVENTBUS_BENCH_PROFILE;
+  const prof = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+  // EVENTBUS_BENCH_EDGE_FLAGS: node/V8 flags of the edgecore process (e.g. to try heap limits)
+  const extra = (process.env.EVENTBUS_BENCH_EDGE_FLAGS ?? '').split(' ').filter(Boolean);
+  const proc = spawn(process.execPath, [...extra, ...prof, ...args], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   let out = '';
   proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
   await waitUntil(() => out.includes('READY'), 20_000, 'edgecore child');
   return {
     url: `mqtt://127.0.0.1:${port}`,
     pid: proc.pid as number,
-    stop: () => void proc.kill('SIGKILL'),
+    // a graceful stop lets node write the CPU profile
+    stop: () => void proc.kill(profileDir ? 'SIGTERM' : 'SIGKILL'),
   };
 }
 
