@@ -3,7 +3,7 @@
  * clients (mqtt.js against mosquitto or any broker, spec §4.3). Loaded inside start() only.
  */
 import { readFileSync } from 'node:fs';
-import { createServer as createNetServer, type Server } from 'node:net';
+import { createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import { Aedes } from 'aedes';
 import { createRequire } from 'node:module';
@@ -12,6 +12,7 @@ import { KernelError, errorText, type Logger } from '../../kernel/index.js';
 import type { EventBusConfig } from './index.js';
 import { TwinGroup } from '../../protocol/index.js';
 import { destinationOf } from './topics.js';
+import { ReadGate } from './readlimit.js';
 
 export interface SideHooks {
   /** Does eventBus subscribe to this topic? */
@@ -99,6 +100,12 @@ export function badTopic(topic: string): string | undefined {
  */
 export const AEDES_OPTIONS = { concurrency: 0, maxInflightInbound: 65535 } as const;
 
+/**
+ * MQTT packets aedes is handed per read of a connection (see readlimit.ts): what one publisher
+ * has parsed and waiting for deviceTwin at most, instead of a whole socket read (~500).
+ */
+export const READ_PACKETS = 16;
+
 /** The built-in broker on `mqttServerInternal`; eventBus observes what clients publish into it. */
 export async function startInternalBroker(cfg: EventBusConfig, hooks: SideHooks): Promise<BrokerSide> {
   const url = parseServerUrl('mqttServerInternal', cfg.mqttServerInternal);
@@ -115,12 +122,16 @@ export async function startInternalBroker(cfg: EventBusConfig, hooks: SideHooks)
       if (bad) return callback(new Error(`PUBLISH topic ${JSON.stringify(packet.topic)} ${bad}`));
       if (!hooks.matches(packet.topic)) return callback(null);
       const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
-      // aedes writes the PUBACK / PUBREC after this callback and reads no further packet of this
-      // client before it: holding the callback holds the publisher. An error closes the connection
-      // without an acknowledgement (MQTT 3.1.1 has no negative PUBACK); the client resends.
-      hooks.dispatch(packet.topic, payload, packet.qos, (err) =>
-        callback(err && packet.qos > 0 ? err : null),
-      );
+      // aedes writes the PUBACK / PUBREC after this callback, and the connection's gate reads no
+      // further packet while READ_PACKETS of them wait here: holding the callback holds the
+      // publisher. An error closes the connection without an acknowledgement (MQTT 3.1.1 has no
+      // negative PUBACK); the client resends.
+      const gate = gates.get(client.conn);
+      gate?.take();
+      hooks.dispatch(packet.topic, payload, packet.qos, (err) => {
+        gate?.release();
+        callback(err && packet.qos > 0 ? err : null);
+      });
     },
     authorizeSubscribe(client, sub, callback) {
       const bad = badTopic(sub.topic);
@@ -128,14 +139,19 @@ export async function startInternalBroker(cfg: EventBusConfig, hooks: SideHooks)
       callback(null, sub);
     },
   });
+  const gates = new WeakMap<object, ReadGate>();
+  const handle = (s: Socket): void => {
+    gates.set(s, new ReadGate(s, READ_PACKETS));
+    broker.handle(s);
+  };
   const server: Server = isTlsScheme(url)
     ? createTlsServer(
         cfg.eventBusTLS.enable
           ? { ...readTls(cfg), requestCert: true, rejectUnauthorized: true }
           : { cert: readTls(cfg).cert, key: readTls(cfg).key },
-        (s) => broker.handle(s),
+        handle,
       )
-    : createNetServer((s) => broker.handle(s));
+    : createNetServer(handle);
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
