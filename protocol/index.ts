@@ -10,3 +10,4 @@ export * from './twin.js';
 export * from './dmi.js';
 export * from './pki.js';
 export * from './stream.js';
+export * from './cloudcore.js';

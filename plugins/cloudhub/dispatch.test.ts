@@ -223,6 +223,7 @@ describe('the ACK-mode queue of a node (§6.2)', () => {
         acks.track(n, o, v);
       },
       forget: (n: string, o: Parameters<typeof acks.forget>[1]) => acks.forget(n, o),
+      deleted: (n: string, u: string) => acks.deleted(n, u),
     };
     const q = new NodeQueue('e', spy, 10);
     const dying = pod('a', '5', 'update', { deletionTimestamp: '2026-01-01T00:00:00Z' });
@@ -244,6 +245,32 @@ describe('the ACK-mode queue of a node (§6.2)', () => {
     q.ack(del.header.msg_id);
     expect(acks.acked('e', 'a')).toBeUndefined();
     expect(q.depth).toBe(0);
+  });
+
+  it('drops at sending what the node got through another cloudcore (the shared acknowledgements)', () => {
+    const acks = new MemoryAckStore();
+    // this cloudcore queues for a node another cloudcore holds
+    const here = new NodeQueue('e', acks, 10);
+    const there = new NodeQueue('e', acks, 10);
+    const v5 = pod('a', '5');
+    const gone = pod('b', '3');
+    for (const q of [here, there]) {
+      q.admit(v5);
+      q.admit(gone);
+    }
+    const goneDelete = pod('b', undefined, 'delete');
+    here.admit(goneDelete);
+    there.admit(goneDelete);
+    // the other cloudcore delivers v5 and the delete; the node then connects here
+    there.ack(there.take()!.header.msg_id);
+    expect(there.take()).toBe(goneDelete);
+    there.ack(goneDelete.header.msg_id);
+    expect(here.take()).toBeUndefined();
+    expect(here.depth).toBe(0);
+    // a newer version still goes
+    const v6 = pod('a', '6');
+    expect(here.admit(v6)).toEqual({ queued: true });
+    expect(here.take()).toBe(v6);
   });
 
   it('is bounded: beyond the limit the oldest waiting object is pushed out, never the one in flight', () => {

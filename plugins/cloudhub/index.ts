@@ -12,10 +12,12 @@ import {
   definePlugin,
   errorText,
   isKernelError,
+  localIP,
   type CloudCoreConfig,
   type KubeApi,
   type ModuleConfig,
 } from '../../kernel/index.js';
+import { holderAnnotations } from '../../protocol/index.js';
 import type { CloudHubConfig } from './config.js';
 import { CloudHubGroup, CloudHubModuleName } from './dispatch.js';
 
@@ -74,6 +76,7 @@ export default definePlugin<CloudHubConfig & ModuleConfig>({
     const { hubMetrics } = await import('./metrics.js');
     const { readKubeCa } = await import('./kubeca.js');
     const { openObjectSyncStore } = await import('./objectsync.js');
+    const { markHolder } = await import('./holder.js');
 
     // Our addition (PKI.md): node isolation, on unless `nodeIsolation: false`.
     const { nodeIsolation } = cfg;
@@ -101,6 +104,8 @@ export default definePlugin<CloudHubConfig & ModuleConfig>({
     const acks = kube ? await openObjectSyncStore(kube, log, ctx.signal) : undefined;
 
     const { kubeConfig } = cloudConfig.kubeAPIConfig;
+    // with several cloudcores, a connected node's Node names this one (protocol/cloudcore.ts)
+    const holder = holderAnnotations(cloudConfig.modules, localIP());
     // the gauges read the hub when scraped; the hub counts in the metrics
     const metrics = hubMetrics(ctx.metrics, {
       connectedNodes: () => hub.connectedNodes,
@@ -143,6 +148,7 @@ export default definePlugin<CloudHubConfig & ModuleConfig>({
           connected: (node, socket, req) => {
             const project = req.headers['project_id'];
             hub.connect(node, socket, typeof project === 'string' ? project : undefined);
+            if (kube) void markHolder(kube, node, holder, log);
           },
           refused: (reason, node, text) => {
             metrics.refused(reason);

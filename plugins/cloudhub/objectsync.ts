@@ -11,7 +11,7 @@
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { errorText, isKernelError, type KubeApi, type Logger } from '../../kernel/index.js';
-import type { AckStore, SyncedObject } from './queue.js';
+import { Tombstones, type AckStore, type SyncedObject } from './queue.js';
 
 export const ReliableSyncsGroup = 'reliablesyncs.kubeedge.io';
 export const ReliableSyncsVersion = 'v1alpha1';
@@ -100,6 +100,8 @@ export class ObjectSyncStore implements AckStore {
   private readonly due = new Set<string>();
   /** Records known to be in the API (seen by the informer or created here). */
   private readonly inApi = new Set<string>();
+  /** Records deleted after an acknowledged delete (here, or seen deleted by the informer). */
+  private readonly tombstones = new Tombstones();
 
   constructor(
     private readonly kube: KubeApi,
@@ -113,13 +115,19 @@ export class ObjectSyncStore implements AckStore {
   track(node: string, obj: SyncedObject, version: string): void {
     const name = objectSyncName(node, obj.uid);
     this.versions.set(name, version);
+    this.tombstones.delete(name);
     this.persist(name, obj);
   }
 
   forget(node: string, obj: SyncedObject): void {
     const name = objectSyncName(node, obj.uid);
     this.versions.delete(name);
+    this.tombstones.add(name);
     this.persist(name, obj);
+  }
+
+  deleted(node: string, uid: string): boolean {
+    return this.tombstones.has(objectSyncName(node, uid));
   }
 
   /** Every write issued so far has ended (cloudHub's stop waits for it). */
@@ -132,6 +140,7 @@ export class ObjectSyncStore implements AckStore {
     const name = o.metadata?.name;
     if (name === undefined || parseObjectSyncName(name) === undefined) return;
     this.inApi.add(name);
+    this.tombstones.delete(name);
     const version = o.status?.objectResourceVersion || '0';
     const mine = this.versions.get(name);
     if (mine === undefined && this.writes.has(name)) return; // forgotten here, its delete pending
@@ -143,7 +152,9 @@ export class ObjectSyncStore implements AckStore {
     const name = o.metadata?.name;
     if (name === undefined) return;
     this.inApi.delete(name);
-    if (!this.writes.has(name)) this.versions.delete(name);
+    if (this.writes.has(name)) return;
+    this.versions.delete(name);
+    this.tombstones.add(name);
   }
 
   /**
@@ -189,6 +200,8 @@ export class ObjectSyncStore implements AckStore {
         { status: { objectResourceVersion: version } },
         { contentType: 'application/merge-patch+json' },
       );
+    // "0" (tracked, nothing acknowledged) never overwrites a record another cloudcore holds
+    if (version === '0' && this.inApi.has(name)) return;
     if (this.inApi.has(name)) {
       try {
         await setStatus();
@@ -202,6 +215,7 @@ export class ObjectSyncStore implements AckStore {
       this.log.warn({ objectSync: name }, 'ObjectSync not created: the message content has no kind');
       return;
     }
+    let created = true;
     try {
       await this.kube.request('POST', collection, {
         apiVersion: `${ReliableSyncsGroup}/${ReliableSyncsVersion}`,
@@ -211,8 +225,9 @@ export class ObjectSyncStore implements AckStore {
       });
     } catch (err) {
       if (statusCode(err) !== 409) throw err;
+      created = false;
     }
     this.inApi.add(name);
-    await setStatus();
+    if (created || version !== '0') await setStatus();
   }
 }

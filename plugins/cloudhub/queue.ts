@@ -26,18 +26,45 @@ export interface AckStore {
   acked(node: string, uid: string): string | undefined;
   track(node: string, obj: SyncedObject, version: string): void;
   forget(node: string, obj: SyncedObject): void;
+  /** The node acknowledged the object's delete (here or through another cloudcore). */
+  deleted(node: string, uid: string): boolean;
+}
+
+/** Deletes remembered per store (the oldest forgotten first): enough for any queue's backlog. */
+export const TOMBSTONES = 100_000;
+
+/** Keys of the records whose delete was acknowledged, the oldest dropped beyond {@link TOMBSTONES}. */
+export class Tombstones {
+  private readonly keys = new Set<string>();
+  add(key: string): void {
+    this.keys.delete(key);
+    this.keys.add(key);
+    if (this.keys.size > TOMBSTONES) this.keys.delete(this.keys.values().next().value as string);
+  }
+  delete(key: string): void {
+    this.keys.delete(key);
+  }
+  has(key: string): boolean {
+    return this.keys.has(key);
+  }
 }
 
 export class MemoryAckStore implements AckStore {
   private readonly versions = new Map<string, string>();
+  private readonly tombstones = new Tombstones();
   acked(node: string, uid: string): string | undefined {
     return this.versions.get(`${node}/${uid}`);
   }
   track(node: string, obj: SyncedObject, version: string): void {
     this.versions.set(`${node}/${obj.uid}`, version);
+    this.tombstones.delete(`${node}/${obj.uid}`);
   }
   forget(node: string, obj: SyncedObject): void {
     this.versions.delete(`${node}/${obj.uid}`);
+    this.tombstones.add(`${node}/${obj.uid}`);
+  }
+  deleted(node: string, uid: string): boolean {
+    return this.tombstones.has(`${node}/${uid}`);
   }
 }
 
@@ -173,17 +200,36 @@ export class NodeQueue {
     return undefined;
   }
 
-  /** Take the next message to send (undefined when one is in flight or none waits). */
+  /**
+   * Take the next message to send (undefined when one is in flight or none waits). A message the
+   * node already has is dropped here: with several cloudcores, each queues for every node, and
+   * the cloudcore that held the node before may have delivered it (its acknowledgement recorded
+   * in the shared ObjectSyncs).
+   */
   take(): Message | undefined {
     if (this.inFlight !== undefined) return undefined;
     for (const uid of this.waiting) {
       this.waiting.delete(uid);
       const msg = this.stored.get(uid);
       if (msg === undefined) continue;
+      if (this.delivered(uid, msg)) {
+        this.stored.delete(uid);
+        this.failures.delete(uid);
+        continue;
+      }
       this.inFlight = { uid, msg };
       return msg;
     }
     return undefined;
+  }
+
+  /** The node acknowledged this version (or a newer one), or this object's delete. */
+  private delivered(uid: string, msg: Message): boolean {
+    if (msg.route.operation === Operation.response) return false;
+    if (msg.route.operation === Operation.delete) return this.acks.deleted(this.node, uid);
+    const acked = version(this.acks.acked(this.node, uid));
+    const next = version(msg.header.resourceversion);
+    return acked !== undefined && next !== undefined && next <= acked;
   }
 
   /** The message in flight, if any. */

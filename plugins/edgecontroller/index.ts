@@ -13,7 +13,7 @@ import {
   type CloudCoreConfig,
   type ModuleConfig,
 } from '../../kernel/index.js';
-import { EdgeControllerModuleName } from '../../protocol/index.js';
+import { EdgeControllerModuleName, holderAnnotations } from '../../protocol/index.js';
 import type { EdgeControllerConfig } from './config.js';
 import { CloudHubModule, EdgeControllerGroup } from './messages.js';
 
@@ -30,7 +30,6 @@ export default definePlugin<EdgeControllerConfig & ModuleConfig>({
       import('./metrics.js'),
     ]);
     const file = ctx.services.get(ConfigToken).config as CloudCoreConfig;
-    const hub = file.modules.cloudHub as { advertiseAddress?: string[] } | undefined;
     const metrics = edgeControllerMetrics(ctx.metrics);
     if (!ctx.services.has(KubeToken)) {
       // a cloudcore whose kubeAPIConfig names no cluster (a demo or a test of cloudHub alone)
@@ -52,7 +51,7 @@ export default definePlugin<EdgeControllerConfig & ModuleConfig>({
       kube,
       log: ctx.log,
       send,
-      cloudcoreIP: hub?.advertiseAddress?.find((a) => a !== '') ?? localIP(),
+      holder: holderAnnotations(file.modules, localIP()),
       nodeUpdateMs: ctx.config.nodeUpdateFrequency * 1000,
       dropped: (reason) => metrics.dropped('upstream', reason),
     });

@@ -32,6 +32,7 @@ import {
   type InternalResource,
   type ObjectResp,
 } from './messages.js';
+import type { HolderAnnotations } from '../../protocol/index.js';
 
 const SMP = 'application/strategic-merge-patch+json';
 const MERGE = 'application/merge-patch+json';
@@ -42,12 +43,21 @@ export interface UpstreamOptions {
   log: Logger;
   /** Hands a reply to cloudHub. */
   send(msg: Message): Promise<void>;
-  /** The `cloudcore` annotation of registered nodes. */
-  cloudcoreIP: string;
+  /** The annotations naming this cloudcore as the holder of a node it registers. */
+  holder: HolderAnnotations;
   /** nodeUpdateFrequency, in ms (legacy node status: heartbeats older than this are bumped). */
   nodeUpdateMs: number;
   /** A message not handled: one log line, counted by reason. */
   dropped(reason: string): void;
+}
+
+/** A new Node's annotations with this cloudcore's holder annotations (those set, not the removed ones). */
+function withHolder(
+  annotations: Record<string, string> | undefined,
+  holder: HolderAnnotations,
+): Record<string, string> {
+  const set = Object.entries(holder).filter((e): e is [string, string] => e[1] !== null);
+  return { ...annotations, ...Object.fromEntries(set) };
 }
 
 /** Go's `types.PodStatusRequest` (no JSON tags). */
@@ -226,7 +236,7 @@ export class Upstream {
         ...node.metadata,
         name,
         labels: first,
-        annotations: { ...node.metadata?.annotations, cloudcore: this.o.cloudcoreIP },
+        annotations: withHolder(node.metadata?.annotations, this.o.holder),
       },
     };
     const created = await this.o.kube.request<V1Node>('POST', '/api/v1/nodes', body);

@@ -5,7 +5,17 @@
  * node. Rules are watched through the shared informers; see README.md.
  */
 import { createServer, type Server } from 'node:http';
-import { KernelError, KubeToken, definePlugin, errorText, type ModuleConfig } from '../../kernel/index.js';
+import {
+  ConfigToken,
+  KernelError,
+  KubeToken,
+  definePlugin,
+  errorText,
+  localIP,
+  type CloudCoreConfig,
+  type ModuleConfig,
+} from '../../kernel/index.js';
+import { RouterAddressAnnotation, holderAnnotations } from '../../protocol/index.js';
 import type { RouterConfig } from './config.js';
 import type { RuleEndpointObject, RuleObject } from './rules.js';
 
@@ -25,12 +35,20 @@ export default definePlugin<RouterConfig & ModuleConfig>({
         'modules.router needs a Kubernetes API for its Rules and RuleEndpoints: kubeAPIConfig names no cluster (kubeConfig, master or in-cluster)',
       );
     const kube = ctx.services.get(KubeToken);
-    const [{ Router }, { RuleStatuses }] = await Promise.all([import('./router.js'), import('./status.js')]);
+    const [{ Router }, { RuleStatuses }, { Forwarder }] = await Promise.all([
+      import('./router.js'),
+      import('./status.js'),
+      import('./forward.js'),
+    ]);
     // KubeEdge's fallbacks (listener/http.go): port <= 0 → 9443, restTimeout <= 0 → 60 s
     const port = ctx.config.port > 0 ? ctx.config.port : 9443;
     const restTimeoutMs = (ctx.config.restTimeout > 0 ? ctx.config.restTimeout : 60) * 1000;
     const statuses = new RuleStatuses(kube, ctx.log, STATUS_INTERVAL_MS);
-    const router = new Router({ ctx, statuses, restTimeoutMs });
+    // several cloudcores: this router's address as the Nodes this cloudcore holds name it
+    const file = ctx.services.get(ConfigToken).config as CloudCoreConfig;
+    const self = holderAnnotations(file.modules, localIP())[RouterAddressAnnotation];
+    const forwarder = new Forwarder({ kube, log: ctx.log, self, timeoutMs: restTimeoutMs + 15_000 });
+    const router = new Router({ ctx, statuses, restTimeoutMs, forwarder });
 
     const endpoints = kube.informer<RuleEndpointObject>({
       group: 'rules.kubeedge.io',

@@ -31,6 +31,7 @@ import {
   type RuleObject,
 } from './rules.js';
 import type { RuleStatuses } from './status.js';
+import type { Forwarder } from './forward.js';
 
 /** KubeEdge's MaxMessageBytes: request bodies and edge answers at most 12 MiB. */
 export const MAX_MESSAGE_BYTES = 12 * 2 ** 20;
@@ -88,6 +89,8 @@ export interface RouterOptions {
   statuses: RuleStatuses;
   /** modules.router.restTimeout, in ms */
   restTimeoutMs: number;
+  /** Several cloudcores: a call for a node connected to another one goes there (`forward.ts`). */
+  forwarder?: Forwarder;
 }
 
 class HttpError extends Error {
@@ -96,6 +99,17 @@ class HttpError extends Error {
     message: string,
   ) {
     super(message);
+  }
+}
+
+/** cloudHub could not write to the node's connection: the call may belong to another cloudcore. */
+class NotDelivered extends HttpError {
+  constructor(
+    readonly node: string,
+    readonly body: Buffer,
+    err: unknown,
+  ) {
+    super(503, `node ${node}: not delivered: ${errorText(err)}\n`);
   }
 }
 
@@ -396,7 +410,19 @@ export class Router {
       res.setHeader('Content-Length', data.length);
       res.writeHead(answer.status_code ?? 200);
       res.end(data);
-    } catch (err) {
+    } catch (caught) {
+      let err = caught;
+      if (caught instanceof NotDelivered && this.o.forwarder !== undefined) {
+        // counted by the holder's router, not here
+        const holder = await this.o.forwarder.holder(caught.node, req);
+        if (holder !== undefined)
+          try {
+            await this.o.forwarder.forward(holder, req, caught.body, res);
+            return;
+          } catch (fwd) {
+            err = new HttpError(503, `node ${caught.node}: not delivered: ${errorText(fwd)}\n`);
+          }
+      }
       const status = err instanceof HttpError ? err.status : 500;
       if (route !== undefined) this.o.statuses.fail(route.uid, errorText(err).trim());
       if (status >= 500)
@@ -416,7 +442,7 @@ export class Router {
     try {
       await this.toEdge(msg);
     } catch (err) {
-      throw new HttpError(503, `node ${node}: not delivered: ${errorText(err)}\n`);
+      throw new NotDelivered(node, body, err);
     }
   }
 
@@ -458,7 +484,7 @@ export class Router {
     } catch (err) {
       clearTimeout(timer);
       this.pending.delete(id);
-      throw new HttpError(503, `node ${node}: not delivered: ${errorText(err)}\n`);
+      throw new NotDelivered(node, body, err);
     }
     const answer = await answered;
     clearTimeout(timer);
