@@ -15,11 +15,14 @@ export interface LinkSetup {
   cloudHub: string;
   /** cloudHub's websocket port. */
   wsPort: number;
+  /** The same on other ports (another cloudcore of the same cluster: same CA and certificate files). */
+  cloudHubOn(wsPort: number, httpsPort: number): string;
   /**
    * `  edgeHub:` dialling that cloudHub (heartbeat 2 s), or its websocket at `server` (host:port,
-   * e.g. a proxy); `extra` lines (4-space indented) are added.
+   * e.g. a proxy); `extra` lines (4-space indented) are added. `at`: another cert server (`https`
+   * port), another directory than `edge` for the certificates (a second edge).
    */
-  edgeHub(extra?: string, server?: string): string;
+  edgeHub(extra?: string, server?: string, at?: { https?: number; certDir?: string }): string;
 }
 
 export async function prepareLink(dir: string): Promise<LinkSetup> {
@@ -28,24 +31,28 @@ export async function prepareLink(dir: string): Promise<LinkSetup> {
   await writeFile(join(dir, 'cloud/ca/rootCA.crt'), toPem('CERTIFICATE', ca.cert));
   await writeFile(join(dir, 'cloud/ca/rootCA.key'), toPem('EC PRIVATE KEY', ca.key), { mode: 0o600 });
   const [wsPort, httpsPort] = [await freePort(), await freePort()];
-  const cloudHub = `  cloudHub:
+  const cloudHubOn = (ws: number, https: number): string => `  cloudHub:
     advertiseAddress: [127.0.0.1]
     tlsCAFile: ${join(dir, 'cloud/ca/rootCA.crt')}
     tlsCAKeyFile: ${join(dir, 'cloud/ca/rootCA.key')}
     tlsCertFile: ${join(dir, 'cloud/certs/server.crt')}
     tlsPrivateKeyFile: ${join(dir, 'cloud/certs/server.key')}
-    websocket: {enable: true, address: 127.0.0.1, port: ${wsPort}}
-    https: {enable: true, address: 127.0.0.1, port: ${httpsPort}}
+    websocket: {enable: true, address: 127.0.0.1, port: ${ws}}
+    https: {enable: true, address: 127.0.0.1, port: ${https}}
 `;
-  const edgeHub = (extra = '', server = `127.0.0.1:${wsPort}`): string => `  edgeHub:
+  const edgeHub = (
+    extra = '',
+    server = `127.0.0.1:${wsPort}`,
+    { https = httpsPort, certDir = 'edge' } = {},
+  ): string => `  edgeHub:
     enable: true
     heartbeat: 2
-    httpServer: https://127.0.0.1:${httpsPort}
+    httpServer: https://127.0.0.1:${https}
     token: ${createToken(ca, 12)}
-    tlsCaFile: ${join(dir, 'edge/ca/rootCA.crt')}
-    tlsCertFile: ${join(dir, 'edge/certs/server.crt')}
-    tlsPrivateKeyFile: ${join(dir, 'edge/certs/server.key')}
+    tlsCaFile: ${join(dir, certDir, 'ca/rootCA.crt')}
+    tlsCertFile: ${join(dir, certDir, 'certs/server.crt')}
+    tlsPrivateKeyFile: ${join(dir, certDir, 'certs/server.key')}
     websocket: {enable: true, server: "${server}"}
 ${extra}`;
-  return { ca, cloudHub, wsPort, edgeHub };
+  return { ca, cloudHub: cloudHubOn(wsPort, httpsPort), wsPort, cloudHubOn, edgeHub };
 }
