@@ -253,7 +253,8 @@ describe('two cloudcores against one API server (real control plane, two cloud a
       );
       expect((await get(['node', node])).metadata.annotations?.cloudcore).toBe('127.0.0.1');
     }
-    for (const name of ['a0', 'a1']) await cp.kubectl(['apply', '-f', '-'], { input: pod(name, 'edge-a') });
+    for (const name of ['a0', 'a1', 'a-keep', 'a-gone'])
+      await cp.kubectl(['apply', '-f', '-'], { input: pod(name, 'edge-a') });
     await cp.kubectl(['apply', '-f', '-'], { input: pod('b0', 'edge-b') });
     for (const [e, name] of [
       ['edge-a', 'a0'],
@@ -264,6 +265,15 @@ describe('two cloudcores against one API server (real control plane, two cloud a
         what: `${name} applied at ${e}`,
         timeoutMs: 20_000,
       });
+    await waitFor(() => history(edge('edge-a'), 'a-gone').length > 0, {
+      what: 'a-gone applied at edge-a',
+      timeoutMs: 20_000,
+    });
+    await cp.kubectl(['delete', 'pod', 'a-gone', '--grace-period=0', '--force']);
+    await waitFor(() => history(edge('edge-a'), 'a-gone').some((h) => h.startsWith('delete')), {
+      what: 'a-gone deleted at edge-a',
+      timeoutMs: 20_000,
+    });
     expect(await sentTo(cloud('A'), 'edge-a')).toBeGreaterThan(0);
     expect(await sentTo(cloud('B'), 'edge-a')).toBe(0);
     expect(await sentTo(cloud('B'), 'edge-b')).toBeGreaterThan(0);
@@ -370,9 +380,12 @@ describe('two cloudcores against one API server (real control plane, two cloud a
     // each version applied once: the delete of a0 once, a1 and a2 once per version
     expect(history(a, 'a0').filter((h) => h.startsWith('delete'))).toHaveLength(1);
     expect(history(a, 'a0')[0]).toBe(`insert ${a0.resourceVersion}`);
-    for (const name of ['a0', 'a1', 'a2']) {
+    for (const name of ['a0', 'a1', 'a2', 'a-gone']) {
       const h = history(a, name);
       expect(new Set(h).size, `${name}: ${h.join(', ')}`).toBe(h.length);
     }
+    // what edge-a had before the move (B queued it too, while A held the node) is not sent again
+    expect(history(a, 'a-keep')).toHaveLength(1);
+    expect(history(a, 'a-gone').filter((h) => h.startsWith('delete'))).toHaveLength(1);
   }, 180_000);
 });
