@@ -2,7 +2,8 @@
  * Rule status counters (spec devices-dmi-router §5.9, with the intended semantics): each handled
  * message counts in its Rule's `status.successMessages` or `status.failMessages` (the latest
  * failure reason in `status.errors`), patched as `{"status": {...}}` (KubeEdge forgets the
- * wrapper, so its counters never change), at most once per interval per rule.
+ * wrapper, so its counters never change), at most once per interval per rule. What this cloudcore
+ * counted is added to the rule's current counters (another cloudcore counts too).
  */
 import { errorText, isKernelError, type KubeApi, type Logger } from '../../kernel/index.js';
 import type { RuleObject } from './rules.js';
@@ -10,9 +11,13 @@ import type { RuleObject } from './rules.js';
 const RULES = '/apis/rules.kubeedge.io/v1';
 const CRD = '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/rules.rules.kubeedge.io';
 
+const statusOf = (err: unknown): unknown =>
+  isKernelError(err, 'EKUBE_API') ? (err as { statusCode?: unknown }).statusCode : undefined;
+
 interface Counters {
   namespace: string;
   name: string;
+  /** Messages counted here and not written yet (added to what the rule's status holds). */
   successMessages: number;
   failMessages: number;
   errors: string[];
@@ -20,6 +25,14 @@ interface Counters {
   problem?: string;
   dirty: boolean;
 }
+
+interface RuleRead {
+  metadata?: { uid?: string; resourceVersion?: string };
+  status?: { successMessages?: number; failMessages?: number };
+}
+
+/** A rule status patch attempts at most this often in one flush (then: the next flush). */
+const ATTEMPTS = 3;
 
 export class RuleStatuses {
   /** by rule UID: a rule deleted and created again starts from its new object's status */
@@ -37,17 +50,16 @@ export class RuleStatuses {
     this.timer.unref();
   }
 
-  /** A rule seen (added or changed): counting goes on from the status it carries when first seen. */
+  /** A rule seen (added or changed). */
   track(rule: RuleObject): void {
     const uid = rule.metadata?.uid ?? '';
     if (this.rules.has(uid)) return;
-    const s = rule.status ?? {};
     this.rules.set(uid, {
       namespace: rule.metadata?.namespace ?? 'default',
       name: rule.metadata?.name ?? '',
-      successMessages: Number(s.successMessages ?? 0),
-      failMessages: Number(s.failMessages ?? 0),
-      errors: [...(s.errors ?? [])],
+      successMessages: 0,
+      failMessages: 0,
+      errors: [...(rule.status?.errors ?? [])],
       dirty: false,
     });
   }
@@ -82,10 +94,6 @@ export class RuleStatuses {
     c.dirty = true;
   }
 
-  counts(uid: string): { successMessages: number; failMessages: number } | undefined {
-    return this.rules.get(uid);
-  }
-
   /** Patch every rule whose counters changed since the last flush. */
   flush(): Promise<void> {
     this.inFlight ??= this.patchDirty().finally(() => (this.inFlight = undefined));
@@ -99,20 +107,9 @@ export class RuleStatuses {
     await Promise.all(
       dirty.map(async ([uid, c]) => {
         c.dirty = false;
-        const body = {
-          // the UID is a precondition: a rule deleted and created again under the name is not patched
-          metadata: { uid },
-          status: { successMessages: c.successMessages, failMessages: c.failMessages, errors: c.errors },
-        };
-        const path = `${RULES}/namespaces/${encodeURIComponent(c.namespace)}/rules/${encodeURIComponent(c.name)}${suffix}`;
         try {
-          await this.kube.request('PATCH', path, body, { contentType: 'application/merge-patch+json' });
+          if (!(await this.add(uid, c, suffix))) this.rules.delete(uid); // the rule is gone
         } catch (err) {
-          const code = isKernelError(err, 'EKUBE_API') ? (err as { statusCode?: unknown }).statusCode : 0;
-          if (code === 404 || code === 409) {
-            this.rules.delete(uid); // the rule is gone (or another rule has its name now)
-            return;
-          }
           if (this.rules.get(uid) === c) c.dirty = true; // next time
           this.log.warn(
             { rule: `${c.namespace}/${c.name}`, err: errorText(err) },
@@ -121,6 +118,47 @@ export class RuleStatuses {
         }
       }),
     );
+  }
+
+  /**
+   * Add what was counted here to the counters the rule's status holds, read first and written with
+   * its resourceVersion as a precondition: several cloudcores count into one rule without losing
+   * each other's counts (a conflict reads again). False: the rule is gone (or another rule has its
+   * name now).
+   */
+  private async add(uid: string, c: Counters, suffix: string): Promise<boolean> {
+    const path = `${RULES}/namespaces/${encodeURIComponent(c.namespace)}/rules/${encodeURIComponent(c.name)}`;
+    for (let attempt = 1; ; attempt++) {
+      let now: RuleRead;
+      try {
+        now = await this.kube.request<RuleRead>('GET', path);
+      } catch (err) {
+        if (statusOf(err) === 404) return false;
+        throw err;
+      }
+      if (now.metadata?.uid !== uid) return false;
+      const [success, fail] = [c.successMessages, c.failMessages];
+      const body = {
+        metadata: { uid, resourceVersion: now.metadata.resourceVersion },
+        status: {
+          successMessages: Number(now.status?.successMessages ?? 0) + success,
+          failMessages: Number(now.status?.failMessages ?? 0) + fail,
+          errors: c.errors,
+        },
+      };
+      try {
+        await this.kube.request('PATCH', `${path}${suffix}`, body, {
+          contentType: 'application/merge-patch+json',
+        });
+        c.successMessages -= success;
+        c.failMessages -= fail;
+        return true;
+      } catch (err) {
+        const code = statusOf(err);
+        if (code === 404) return false;
+        if (code !== 409 || attempt >= ATTEMPTS) throw err;
+      }
+    }
   }
 
   /** `/status` when the installed Rule CRD has the status subresource (KubeEdge's has not). */

@@ -140,6 +140,28 @@ async function sentTo(cloud: Cloud, node: string): Promise<number> {
   return line === undefined ? 0 : Number(line.split(' ').pop());
 }
 
+async function waitForStatus(
+  name: string,
+  want: { successMessages: number; failMessages: number },
+): Promise<void> {
+  let status: Record<string, unknown> = {};
+  await waitFor(
+    async () => {
+      const r = JSON.parse(await cp.kubectl(['get', 'rule', name, '-n', 'default', '-o', 'json'])) as {
+        status?: Record<string, unknown>;
+      };
+      status = r.status ?? {};
+      return status.successMessages === want.successMessages && status.failMessages === want.failMessages;
+    },
+    {
+      what: `rule ${name} status ${JSON.stringify(want)}`,
+      timeoutMs: 15_000,
+      intervalMs: 200,
+      details: () => JSON.stringify(status),
+    },
+  );
+}
+
 async function resyncPasses(c: Cloud): Promise<number> {
   const text = await c.kernel.metrics.text();
   const line = text
@@ -328,6 +350,9 @@ describe('two cloudcores against one API server (real control plane, two cloud a
     expect(await nobody.text()).toMatch(
       /node edge-none: not delivered: node edge-none is not connected to this cloudcore/,
     );
+    // each call counted once, by the router that delivered it, in one status both routers write
+    await waitForStatus('to-mqtt', { successMessages: 2, failMessages: 1 });
+    await waitForStatus('to-app', { successMessages: 2, failMessages: 0 });
   }, 120_000);
 
   it('cloudcore A stops: edge-a reconnects to B, gets what changed meanwhile, and nothing is applied twice', async () => {
@@ -370,6 +395,8 @@ describe('two cloudcores against one API server (real control plane, two cloud a
     const res = await call(cloud('B'), '/edge-a/default/test', { body: 'after the move' });
     expect(res.status).toBe(200);
     expect((await subs[0]!.waitFor('test', 2, 10_000))[1]!.payload).toBe('after the move');
+
+    await waitForStatus('to-mqtt', { successMessages: 3, failMessages: 1 });
 
     // settled: B (leading now) makes two more resync passes
     const passes = await resyncPasses(cloud('B'));
