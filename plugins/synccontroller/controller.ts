@@ -2,8 +2,9 @@
  * KubeEdge's SyncController (wire-cloud-edge §6.5): every 5 s each ObjectSync/ClusterObjectSync is
  * compared with its object; an object gone (or replaced: another UID) is sent to its node as a
  * `delete`, an object newer than the version the node acknowledged is sent as an `update`. Records
- * whose node no longer exists are deleted (at start and when a Node is deleted). Everything is read
- * from the shared informers; the messages go to cloudHub, whose queue skips what the node has.
+ * whose node no longer exists are deleted (by the leader: when it starts leading and when a Node is
+ * deleted). Everything is read from the shared informers; the messages go to cloudHub, whose queue
+ * skips what the node has.
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
 import {
@@ -70,8 +71,7 @@ export class SyncController {
   private readonly deletesSent = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private stopNodeHandlers: (() => void) | undefined;
-  /** Counts lead/follow changes: a first pass prepared for an earlier term does not start. */
-  private term = 0;
+  private stopped = false;
 
   constructor(private readonly opts: SyncControllerOptions) {
     const { kube, signal } = opts;
@@ -92,13 +92,11 @@ export class SyncController {
   }
 
   /**
-   * Leading: collect the records of vanished nodes, then reconcile every 5 s, the first pass once
-   * the informers of the kinds the records name have listed (or after one period).
+   * Reconcile every 5 s, the first pass once the informers of the kinds the records name have
+   * listed (or after one period). Every cloudcore does (each cloudHub delivers to the nodes it
+   * holds and drops what a node already has); the collection is the leader's ({@link lead}).
    */
-  async lead(): Promise<void> {
-    const term = ++this.term;
-    this.stopNodeHandlers = this.nodes.addHandlers({ delete: () => void this.collect() });
-    void this.collect();
+  async run(): Promise<void> {
     for (const s of this.syncs)
       for (const sync of s.list())
         this.objectInformer(sync.spec?.objectAPIVersion ?? '', sync.spec?.objectKind ?? '');
@@ -109,7 +107,7 @@ export class SyncController {
       new Promise<void>((resolve) => (wait = setTimeout(resolve, RESYNC_INTERVAL_MS))),
     ]);
     clearTimeout(wait);
-    if (term !== this.term) return; // no longer leading, or leading again since
+    if (this.stopped) return;
     const loop = (): void => {
       this.reconcile();
       this.timer = setTimeout(loop, RESYNC_INTERVAL_MS);
@@ -118,16 +116,21 @@ export class SyncController {
     loop();
   }
 
+  /** Leading: collect the records of vanished nodes now and whenever a Node is deleted. */
+  lead(): void {
+    this.stopNodeHandlers ??= this.nodes.addHandlers({ delete: () => void this.collect() });
+    void this.collect();
+  }
+
   /** Not leading any more (or stopping). */
   follow(): void {
-    this.term++;
-    clearTimeout(this.timer);
-    this.timer = undefined;
     this.stopNodeHandlers?.();
     this.stopNodeHandlers = undefined;
   }
 
   stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
     this.follow();
     for (const s of this.syncs) s.stop();
     this.nodes.stop();

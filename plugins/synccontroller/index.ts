@@ -1,8 +1,9 @@
 /**
  * syncController (KubeEdge's `synccontroller` module, group `synccontroller`) of cloudcore: the
- * periodic resync of ObjectSyncs/ClusterObjectSyncs with their objects (wire-cloud-edge §6.5), run
- * by one cloudcore of the cluster: the holder of the Lease `kubeedge/cloudcore-synccontroller`.
- * See README.md.
+ * periodic resync of ObjectSyncs/ClusterObjectSyncs with their objects (wire-cloud-edge §6.5), in
+ * every cloudcore (each cloudHub delivers to the nodes it holds); the records of vanished nodes are
+ * collected by one cloudcore of the cluster: the holder of the Lease
+ * `kubeedge/cloudcore-synccontroller`. See README.md.
  */
 import { randomUUID } from 'node:crypto';
 import { createRequire } from 'node:module';
@@ -88,18 +89,23 @@ export default definePlugin<SyncControllerConfig & ModuleConfig>({
       name: LeaseName,
       identity,
       onStartedLeading: () => {
-        controller.synced().then(
-          () => {
-            if (elector.isLeader) return controller.lead();
-          },
-          (err: unknown) => {
-            if (!ctx.signal.aborted)
-              ctx.log.error({ err: errorText(err) }, 'syncController: the informers cannot start');
-          },
-        );
+        void ready.then((ok) => {
+          if (ok && elector.isLeader) controller.lead();
+        });
       },
       onStoppedLeading: () => controller.follow(),
     });
+    // the resync runs in every cloudcore (each cloudHub sends to the nodes it holds), the
+    // collection of vanished nodes' records in the leader only
+    const ready = controller.synced().then(
+      () => true,
+      (err: unknown) => {
+        if (!ctx.signal.aborted)
+          ctx.log.error({ err: errorText(err) }, 'syncController: the informers cannot start');
+        return false;
+      },
+    );
+    void ready.then((ok) => (ok ? controller.run() : undefined));
     elector.start();
     ctx.log.info(
       { lease: `${LeaseNamespace}/${LeaseName}`, identity },

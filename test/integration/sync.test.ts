@@ -11,8 +11,8 @@
  *    started again: the edge gets exactly the change and the delete, once each, and nothing it had;
  *    the deleted pod's ObjectSync is gone once the edge acknowledged the delete; the record of a
  *    node that no longer exists is collected;
- *  - two cloud kernels: one holds the Lease and resyncs, the other waits; the leader stops and the
- *    other takes over.
+ *  - two cloud kernels: both resync, the holder of the Lease collects the records of vanished
+ *    nodes; the leader stops and the other takes over.
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -333,33 +333,63 @@ describe('syncController and ObjectSync bookkeeping (real kube-apiserver, KubeEd
     expect(inbox.filter((m) => !m.header.parent_msg_id && m.route.operation !== 'response')).toHaveLength(2);
   }, 180_000);
 
-  it('runs the resync once in the cluster: one cloud kernel holds the Lease, the other takes over when it stops', async () => {
+  it('resyncs in every cloud kernel, collects in one: the holder of the Lease; the other takes over when it stops', async () => {
     const [ws2, https2] = [await freePort(), await freePort()];
     const second = await startCloud(cloudYaml(ws2, https2), ['cloudHub', 'syncController']);
+    const vanished = async (name: string): Promise<void> => {
+      await cp.kubectl(['apply', '-f', '-'], {
+        input: JSON.stringify({
+          apiVersion: 'reliablesyncs.kubeedge.io/v1alpha1',
+          kind: 'ClusterObjectSync',
+          metadata: { name },
+          spec: { objectAPIVersion: 'v1', objectKind: 'Node', objectName: 'gone' },
+        }),
+      });
+      // a record is collected when a Node is deleted: one comes and goes
+      await cp.kubectl(['apply', '-f', '-'], {
+        input: JSON.stringify({
+          apiVersion: 'v1',
+          kind: 'Node',
+          metadata: { name: `tmp-${name.split('.')[0]}` },
+        }),
+      });
+      await cp.kubectl(['delete', 'node', `tmp-${name.split('.')[0]}`]);
+      await waitFor(
+        async () => (await get(['clusterobjectsyncs.reliablesyncs.kubeedge.io', name])) === undefined,
+        { what: `the record ${name} collected`, timeoutMs: 20_000 },
+      );
+    };
     try {
       const lease = async (): Promise<string | undefined> =>
         (await get(['lease', '-n', 'kubeedge', 'cloudcore-synccontroller']))?.spec?.holderIdentity;
       const holder = await lease();
       expect(holder).toBeTruthy();
-      // the first kernel leads: its passes go on, the second makes none
-      const passes = await metric(cloud!, 'pass');
-      await waitFor(async () => (await metric(cloud!, 'pass')) >= passes + 2, {
-        what: 'the leader resyncing',
+      // both resync (each cloudHub sends to the nodes it holds)
+      const passes = await metric(second, 'pass');
+      await waitFor(async () => (await metric(second, 'pass')) >= passes + 2, {
+        what: 'the second kernel resyncing',
         timeoutMs: 30_000,
       });
-      expect(await metric(second, 'pass')).toBe(0);
+      // the first kernel leads: it collects, the second does not
+      const collected = await metric(cloud!, 'collected');
+      await vanished('vanished-1.0c1d');
+      await waitFor(async () => (await metric(cloud!, 'collected')) === collected + 1, {
+        what: 'the leader counting it',
+      });
+      expect(await metric(second, 'collected')).toBe(0);
       expect(await lease()).toBe(holder);
 
       edge!.stop();
       await cloud!.stop();
       cloud = undefined;
-      await waitFor(async () => (await metric(second, 'pass')) > 0, {
+      await waitFor(async () => ((await lease()) ?? holder) !== holder, {
         what: 'the second kernel leading',
         timeoutMs: 30_000,
       });
-      const next = await lease();
-      expect(next).toBeTruthy();
-      expect(next).not.toBe(holder);
+      await vanished('vanished-2.0c1d');
+      await waitFor(async () => (await metric(second, 'collected')) === 1, {
+        what: 'the new leader counting it',
+      });
     } finally {
       await second.stop();
     }
