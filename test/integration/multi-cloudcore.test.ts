@@ -53,6 +53,8 @@ interface Edge {
   proxy: FailoverProxy;
   /** Pod messages metaManager handed to edged, in order. */
   applied: Message[];
+  /** The cert server it bootstrapped from. */
+  https: number;
 }
 
 let cp: ControlPlane;
@@ -61,6 +63,8 @@ let link: LinkSetup;
 let app: Server;
 let appPort: number;
 const clouds = new Map<'A' | 'B', Cloud>();
+/** Cloudcore A once stopped (started again on its ports). */
+let formerA: Cloud | undefined;
 const edges: Edge[] = [];
 const subs: TestClient[] = [];
 
@@ -76,8 +80,13 @@ modules:
 ${link.cloudHubOn(ws, https)}`;
 }
 
-async function startCloud(name: 'A' | 'B'): Promise<Cloud> {
-  const [ws, https, routerPort] = [await freePort(), await freePort(), await freePort()];
+/** A cloud kernel, on the ports of an earlier one (`again`) or on free ones. */
+async function startCloud(name: 'A' | 'B', again?: Cloud): Promise<Cloud> {
+  const { ws, https, routerPort } = again ?? {
+    ws: await freePort(),
+    https: await freePort(),
+    routerPort: await freePort(),
+  };
   const kernel = new Kernel({
     config: parseConfig(cloudLayout, cloudYaml(ws, https, routerPort), `cloudcore-${name}.yaml`),
     registry: cloudRegistry,
@@ -89,6 +98,12 @@ async function startCloud(name: 'A' | 'B'): Promise<Cloud> {
 
 async function startEdge(node: string, prefer: Cloud, other: Cloud): Promise<Edge> {
   const [broker, proxy] = await Promise.all([startMosquitto(), startFailoverProxy([prefer.ws, other.ws])]);
+  return edgeKernel({ node, broker, proxy, https: prefer.https });
+}
+
+/** An edge kernel (again, for a restart: same database and certificates) and its recorder. */
+async function edgeKernel(o: Pick<Edge, 'node' | 'broker' | 'proxy'> & { https: number }): Promise<Edge> {
+  const { node, broker, proxy } = o;
   const yaml = `apiVersion: edgecore.config.kubeedge.io/v1alpha2
 kind: EdgeCore
 database:
@@ -99,7 +114,7 @@ modules:
   deviceTwin: {enable: false}
   eventBus: {enable: true, mqttMode: 2, mqttServerExternal: "${broker.url}"}
   serviceBus: {enable: true, timeout: 5}
-${link.edgeHub('', `127.0.0.1:${proxy.port}`, { https: prefer.https, certDir: node })}`;
+${link.edgeHub('', `127.0.0.1:${proxy.port}`, { https: o.https, certDir: node })}`;
   const kernel = new Kernel({
     config: parseConfig(edgeLayout, yaml, join(dir, `${node}.yaml`)),
     registry: edgeRegistry,
@@ -115,7 +130,7 @@ ${link.edgeHub('', `127.0.0.1:${proxy.port}`, { https: prefer.https, certDir: no
   );
   await kernel.start();
   await waitFor(() => kernel.cloud.connected, { what: `${node} connected`, timeoutMs: 30_000 });
-  return { node, kernel, broker, proxy, applied };
+  return { node, kernel, broker, proxy, applied, https: o.https };
 }
 
 interface Obj {
@@ -358,7 +373,8 @@ describe('two cloudcores against one API server (real control plane, two cloud a
   it('cloudcore A stops: edge-a reconnects to B, gets what changed meanwhile, and nothing is applied twice', async () => {
     const a = edge('edge-a');
     const a0 = (await get(['pod', 'a0'])).metadata;
-    await cloud('A').kernel.stop();
+    formerA = cloud('A');
+    await formerA.kernel.stop();
     clouds.delete('A');
     // while edge-a moves: a pod changed, one created, one deleted
     await cp.kubectl(['label', 'pod', 'a1', 'moved=yes']);
@@ -414,5 +430,24 @@ describe('two cloudcores against one API server (real control plane, two cloud a
     // what edge-a had before the move (B queued it too, while A held the node) is not sent again
     expect(history(a, 'a-keep')).toHaveLength(1);
     expect(history(a, 'a-gone').filter((h) => h.startsWith('delete'))).toHaveLength(1);
+  }, 180_000);
+
+  it('a cloudcore that does not lead resyncs the nodes it holds: a delete it never saw reaches its edge', async () => {
+    // B leads now; edge-a goes offline, a1 is deleted, A comes back (not leading), edge-a returns to A
+    const before = edge('edge-a');
+    const a1 = (await get(['pod', 'a1'])).metadata.uid;
+    await before.kernel.stop();
+    await cp.kubectl(['delete', 'pod', 'a1', '--grace-period=0', '--force']);
+    clouds.set('A', await startCloud('A', formerA));
+    const back = await edgeKernel(before);
+    edges[edges.indexOf(before)] = back;
+    expect(back.proxy.chosen.at(-1)).toBe(cloud('A').ws);
+    await waitFor(() => history(back, 'a1').some((h) => h.startsWith('delete')), {
+      what: 'the delete of a1 at edge-a, through A',
+      timeoutMs: 30_000,
+      details: () => JSON.stringify(back.applied.map((m) => [m.route.operation, m.route.resource])),
+    });
+    expect((back.applied.find((m) => m.route.operation === 'delete')!.content as Obj).metadata.uid).toBe(a1);
+    expect(await resyncPasses(cloud('A'))).toBeGreaterThan(0);
   }, 180_000);
 });
