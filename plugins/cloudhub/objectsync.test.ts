@@ -2,7 +2,8 @@
  * The ObjectSync AckStore against a real kube-apiserver as the `cloudcore` ServiceAccount: without
  * the CRDs one error naming them and no store (cloudHub keeps the state in memory); with KubeEdge's
  * v1.23.1 CRDs, records created with KubeEdge's names and fields, versions set and read back by a
- * second store (a restarted cloudcore), deleted records forgotten.
+ * second store (a restarted cloudcore), deleted records forgotten (and remembered as deleted), a
+ * record another cloudcore holds never reset to "0".
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../kernel/log.js';
@@ -113,5 +114,19 @@ describe('ObjectSyncStore', () => {
       what: 'the delete seen by the other store',
     });
     expect(store.acked('edge.a', 'u-pod')).toBeUndefined();
+    // the node got the delete: a delete still queued for it elsewhere is not sent again
+    expect(again.deleted('edge.a', 'u-pod')).toBe(true);
+    expect(again.deleted('edge.a', 'u-node')).toBe(false);
+
+    // several cloudcores: one that starts tracking an object ("0") never resets what another recorded
+    const WEB2: SyncedObject = { ...POD, uid: 'u-web2', name: 'web2' };
+    store.track('edge.a', WEB2, '0');
+    store.track('edge.a', WEB2, '9');
+    await store.flush();
+    again.track('edge.a', WEB2, '0');
+    await again.flush();
+    expect(
+      await get(['objectsyncs.reliablesyncs.kubeedge.io', '-n', 'default', 'edge.a.u-web2']),
+    ).toMatchObject({ status: { objectResourceVersion: '9' } });
   }, 120_000);
 });
