@@ -224,6 +224,7 @@ describe('the ACK-mode queue of a node (§6.2)', () => {
       },
       forget: (n: string, o: Parameters<typeof acks.forget>[1]) => acks.forget(n, o),
       deleted: (n: string, u: string) => acks.deleted(n, u),
+      watch: () => undefined,
     };
     const q = new NodeQueue('e', spy, 10);
     const dying = pod('a', '5', 'update', { deletionTimestamp: '2026-01-01T00:00:00Z' });
@@ -266,6 +267,14 @@ describe('the ACK-mode queue of a node (§6.2)', () => {
     expect(there.take()).toBe(goneDelete);
     there.ack(goneDelete.header.msg_id);
     expect(here.take()).toBeUndefined();
+    expect(here.depth).toBe(0);
+    // pruned as soon as the other cloudcore's acknowledgement is seen, before its turn comes
+    const c = pod('c', '2');
+    here.admit(c);
+    there.admit(c);
+    there.ack(there.take()!.header.msg_id);
+    expect(here.depth).toBe(1);
+    here.prune('c');
     expect(here.depth).toBe(0);
     // a newer version still goes
     const v6 = pod('a', '6');

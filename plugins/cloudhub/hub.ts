@@ -47,6 +47,8 @@ export class Hub implements SessionEvents {
   constructor(private readonly opts: HubOptions) {
     this.acks = opts.acks ?? new MemoryAckStore();
     this.log = opts.log;
+    // what a node got through another cloudcore leaves this cloudcore's queue for it
+    this.acks.watch((node, uid) => this.queues.get(node)?.prune(uid));
   }
 
   get connectedNodes(): number {

@@ -102,6 +102,7 @@ export class ObjectSyncStore implements AckStore {
   private readonly inApi = new Set<string>();
   /** Records deleted after an acknowledged delete (here, or seen deleted by the informer). */
   private readonly tombstones = new Tombstones();
+  private readonly listeners: ((node: string, uid: string) => void)[] = [];
 
   constructor(
     private readonly kube: KubeApi,
@@ -130,6 +131,15 @@ export class ObjectSyncStore implements AckStore {
     return this.tombstones.has(objectSyncName(node, uid));
   }
 
+  watch(listener: (node: string, uid: string) => void): void {
+    this.listeners.push(listener);
+  }
+
+  private changed(name: string): void {
+    const parsed = parseObjectSyncName(name);
+    if (parsed !== undefined) for (const l of this.listeners) l(parsed.node, parsed.uid);
+  }
+
   /** Every write issued so far has ended (cloudHub's stop waits for it). */
   async flush(): Promise<void> {
     while (this.writes.size > 0) await Promise.all(this.writes.values());
@@ -144,7 +154,9 @@ export class ObjectSyncStore implements AckStore {
     const version = o.status?.objectResourceVersion || '0';
     const mine = this.versions.get(name);
     if (mine === undefined && this.writes.has(name)) return; // forgotten here, its delete pending
-    if (mine === undefined || newer(version, mine)) this.versions.set(name, version);
+    if (mine !== undefined && !newer(version, mine)) return;
+    this.versions.set(name, version);
+    this.changed(name);
   }
 
   /** A record deleted (by an acknowledged delete anywhere, or syncController's collection). */
@@ -155,6 +167,7 @@ export class ObjectSyncStore implements AckStore {
     if (this.writes.has(name)) return;
     this.versions.delete(name);
     this.tombstones.add(name);
+    this.changed(name);
   }
 
   /**

@@ -28,6 +28,8 @@ export interface AckStore {
   forget(node: string, obj: SyncedObject): void;
   /** The node acknowledged the object's delete (here or through another cloudcore). */
   deleted(node: string, uid: string): boolean;
+  /** Call `listener` when another cloudcore records an acknowledgement (several cloudcores). */
+  watch(listener: (node: string, uid: string) => void): void;
 }
 
 /** Deletes remembered per store (the oldest forgotten first): enough for any queue's backlog. */
@@ -65,6 +67,9 @@ export class MemoryAckStore implements AckStore {
   }
   deleted(node: string, uid: string): boolean {
     return this.tombstones.has(`${node}/${uid}`);
+  }
+  watch(): void {
+    // in memory: no other cloudcore shares it
   }
 }
 
@@ -221,6 +226,18 @@ export class NodeQueue {
       return msg;
     }
     return undefined;
+  }
+
+  /**
+   * The node got this object through another cloudcore: a waiting message it already has is
+   * dropped now rather than when its turn comes (a cloudcore queues for the nodes others hold).
+   */
+  prune(uid: string): void {
+    const msg = this.stored.get(uid);
+    if (msg === undefined || this.inFlight?.uid === uid || !this.delivered(uid, msg)) return;
+    this.stored.delete(uid);
+    this.waiting.delete(uid);
+    this.failures.delete(uid);
   }
 
   /** The node acknowledged this version (or a newer one), or this object's delete. */

@@ -141,19 +141,18 @@ async function get(args: string[]): Promise<Obj> {
   return JSON.parse(await cp.kubectl(['get', ...args, '-o', 'json'])) as Obj;
 }
 
-/** A cloud kernel's counter of messages written to a node (`kubeedge_cloudhub_messages_total`). */
-async function sentTo(cloud: Cloud, node: string): Promise<number> {
+/** A cloud kernel's metric of a node (`name{...node="<node>"...<extra>...}`), 0 when absent. */
+async function nodeMetric(cloud: Cloud, name: string, node: string, extra = ''): Promise<number> {
   const text = await cloud.kernel.metrics.text();
   const line = text
     .split('\n')
-    .find(
-      (l) =>
-        l.startsWith('kubeedge_cloudhub_messages_total{') &&
-        l.includes(`node="${node}"`) &&
-        l.includes('direction="out"'),
-    );
+    .find((l) => l.startsWith(`${name}{`) && l.includes(`node="${node}"`) && l.includes(extra));
   return line === undefined ? 0 : Number(line.split(' ').pop());
 }
+
+/** Messages a cloud kernel wrote to a node. */
+const sentTo = (cloud: Cloud, node: string): Promise<number> =>
+  nodeMetric(cloud, 'kubeedge_cloudhub_messages_total', node, 'direction="out"');
 
 async function waitForStatus(
   name: string,
@@ -315,6 +314,15 @@ describe('two cloudcores against one API server (real control plane, two cloud a
     expect(await sentTo(cloud('B'), 'edge-a')).toBe(0);
     expect(await sentTo(cloud('B'), 'edge-b')).toBeGreaterThan(0);
     expect(await sentTo(cloud('A'), 'edge-b')).toBe(0);
+    // what the holder delivered leaves the other cloudcore's queue for the node
+    for (const [c, node] of [
+      [cloud('B'), 'edge-a'],
+      [cloud('A'), 'edge-b'],
+    ] as const)
+      await waitFor(async () => (await nodeMetric(c, 'kubeedge_cloudhub_queue_depth', node)) === 0, {
+        what: `cloudcore ${c.name} queue for ${node} emptied by the holder's acknowledgements`,
+        timeoutMs: 20_000,
+      });
     // the pods of one node never reach the other
     expect(history(edge('edge-b'), 'a0')).toEqual([]);
     expect(history(edge('edge-a'), 'b0')).toEqual([]);
