@@ -30,6 +30,8 @@ import { startControlPlane, type ControlPlane } from '../peers/kube.js';
 import { startMosquitto, type MosquittoPeer } from '../peers/mosquitto.js';
 import { cleanup, freePort, tempDir, waitFor } from '../peers/util.js';
 
+/** Calls timed for the forwarding figure, at each cloudcore. */
+const FIGURE_CALLS = 20;
 const logger = createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as LogLevel);
 const CRDS = [
   'crds/objectsync_v1alpha1.yaml',
@@ -376,12 +378,36 @@ describe('two cloudcores against one API server (real control plane, two cloud a
     // each call counted once, by the router that delivered it, in one status both routers write
     await waitForStatus('to-mqtt', { successMessages: 2, failMessages: 1 });
     await waitForStatus('to-app', { successMessages: 2, failMessages: 0 });
+
+    // figure: a call at the holder, and the same call forwarded (one after the other)
+    const median = async (at: Cloud): Promise<number> => {
+      const times: number[] = [];
+      for (let i = 0; i < FIGURE_CALLS; i++) {
+        const t = performance.now();
+        const r = await call(at, '/edge-a/default/test/figure', { body: String(i) });
+        await r.arrayBuffer();
+        expect(r.status).toBe(200);
+        times.push(performance.now() - t);
+      }
+      return times.sort((x, y) => x - y)[Math.floor(times.length / 2)]!;
+    };
+    const [local, forwarded] = [await median(cloud('A')), await median(cloud('B'))];
+    console.info(
+      `FIGURE rest -> eventbus call, median of ${FIGURE_CALLS}: at the holder ${local.toFixed(1)} ms, forwarded ${forwarded.toFixed(1)} ms`,
+    );
+    await subs[0]!.waitFor('test/figure', 2 * FIGURE_CALLS, 10_000);
   }, 120_000);
 
   it('cloudcore A stops: edge-a reconnects to B, gets what changed meanwhile, and nothing is applied twice', async () => {
     const a = edge('edge-a');
     const a0 = (await get(['pod', 'a0'])).metadata;
     formerA = cloud('A');
+    // figure: from the stop to edge-a connected again (through B)
+    let reconnected = 0;
+    const off = a.kernel.cloud.onChange((up) => {
+      if (up) reconnected = Date.now();
+    });
+    const stopping = Date.now();
     await formerA.kernel.stop();
     clouds.delete('A');
     // while edge-a moves: a pod changed, one created, one deleted
@@ -395,6 +421,10 @@ describe('two cloudcores against one API server (real control plane, two cloud a
       what: 'edge-a connected through B',
       timeoutMs: 30_000,
     });
+    off();
+    console.info(
+      `FIGURE cloudcore A stop called -> edge-a connected through B: ${reconnected - stopping} ms`,
+    );
     await waitFor(
       () =>
         history(a, 'a1').includes(`update ${a1}`) &&
@@ -420,7 +450,7 @@ describe('two cloudcores against one API server (real control plane, two cloud a
     expect(res.status).toBe(200);
     expect((await subs[0]!.waitFor('test', 2, 10_000))[1]!.payload).toBe('after the move');
 
-    await waitForStatus('to-mqtt', { successMessages: 3, failMessages: 1 });
+    await waitForStatus('to-mqtt', { successMessages: 3 + 2 * FIGURE_CALLS, failMessages: 1 });
 
     // settled: B (leading now) makes two more resync passes
     const passes = await resyncPasses(cloud('B'));
