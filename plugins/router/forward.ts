@@ -7,19 +7,7 @@
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { errorText, isKernelError, type KubeApi, type Logger } from '../../kernel/index.js';
 import { RouterAddressAnnotation, RouterForwardedHeader } from '../../protocol/index.js';
-
-/** Headers of one hop only: not passed on either way. */
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'te',
-  'trailer',
-  'upgrade',
-  'host',
-  'content-length',
-]);
+import { HOP_BY_HOP } from './router.js';
 
 function endToEnd(headers: IncomingMessage['headersDistinct'], keep = ''): Record<string, string[]> {
   const out: Record<string, string[]> = {};

@@ -57,7 +57,7 @@ export interface HttpResponseContent {
 }
 
 /** Headers of one hop only: not passed on. */
-const HOP_BY_HOP = new Set([
+export const HOP_BY_HOP = new Set([
   'connection',
   'keep-alive',
   'proxy-connection',
