@@ -12,12 +12,6 @@ export const CloudcoreAnnotation = 'cloudcore';
  * cloudcores on one host.
  */
 export const RouterAddressAnnotation = 'router.kubeedge-ts.io/address';
-/**
- * Ours: set on a REST call one router forwards to another (its value: the sender's address), so a
- * call is forwarded at most once.
- */
-export const RouterForwardedHeader = 'x-kubeedge-forwarded-by';
-
 /** KubeEdge's router port when `modules.router.port <= 0`. */
 export const DefaultRouterPort = 9443;
 

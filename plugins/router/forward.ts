@@ -6,8 +6,14 @@
  */
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { errorText, isKernelError, type KubeApi, type Logger } from '../../kernel/index.js';
-import { RouterAddressAnnotation, RouterForwardedHeader } from '../../protocol/index.js';
+import { RouterAddressAnnotation } from '../../protocol/index.js';
 import { HOP_BY_HOP } from './router.js';
+
+/**
+ * Ours: set on a call one router forwards to another (its value: the sender's address), so a call
+ * is forwarded at most once.
+ */
+export const RouterForwardedHeader = 'x-kubeedge-forwarded-by';
 
 function endToEnd(headers: IncomingMessage['headersDistinct'], keep = ''): Record<string, string[]> {
   const out: Record<string, string[]> = {};

@@ -15,7 +15,7 @@ import {
   type CloudCoreConfig,
   type ModuleConfig,
 } from '../../kernel/index.js';
-import { RouterAddressAnnotation, holderAnnotations } from '../../protocol/index.js';
+import { DefaultRouterPort, RouterAddressAnnotation, holderAnnotations } from '../../protocol/index.js';
 import type { RouterConfig } from './config.js';
 import type { RuleEndpointObject, RuleObject } from './rules.js';
 
@@ -41,7 +41,7 @@ export default definePlugin<RouterConfig & ModuleConfig>({
       import('./forward.js'),
     ]);
     // KubeEdge's fallbacks (listener/http.go): port <= 0 → 9443, restTimeout <= 0 → 60 s
-    const port = ctx.config.port > 0 ? ctx.config.port : 9443;
+    const port = ctx.config.port > 0 ? ctx.config.port : DefaultRouterPort;
     const restTimeoutMs = (ctx.config.restTimeout > 0 ? ctx.config.restTimeout : 60) * 1000;
     const statuses = new RuleStatuses(kube, ctx.log, STATUS_INTERVAL_MS);
     // several cloudcores: this router's address as the Nodes this cloudcore holds name it
