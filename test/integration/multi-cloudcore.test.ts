@@ -11,9 +11,15 @@
  *  - a REST call at the cloudcore that does not hold the node is forwarded to the one that does
  *    and its answer returned as it is (MQTT at the edge; an edge app's status, headers and body);
  *  - cloudcore A stops: edge-a reconnects to B, what changed while it moved (a pod changed, one
- *    created, one deleted) reaches it, and no message is applied twice over the whole run.
+ *    created, one deleted) reaches it, and no message is applied twice over the whole run;
+ *  - A started again (not leading) while edge-a was offline and one of its pods deleted: A's
+ *    resync sends the delete it never saw;
+ *  - a third cloudcore as a process (`dist/bin/cloudcore.js`: `npm run build` first) killed with
+ *    SIGKILL: its edge moves to B, gets what changed, and nothing it had is sent again.
  */
+import { writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../kernel/config/index.js';
@@ -28,7 +34,7 @@ import { mqttClient, type TestClient } from '../helpers/mqtt-edge.js';
 import { rule, ruleEndpoint } from '../helpers/router-stack.js';
 import { startControlPlane, type ControlPlane } from '../peers/kube.js';
 import { startMosquitto, type MosquittoPeer } from '../peers/mosquitto.js';
-import { cleanup, freePort, tempDir, waitFor } from '../peers/util.js';
+import { cleanup, freePort, spawnPeer, tempDir, waitFor, type Peer } from '../peers/util.js';
 
 /** Calls timed for the forwarding figure, at each cloudcore. */
 const FIGURE_CALLS = 20;
@@ -67,13 +73,15 @@ let appPort: number;
 const clouds = new Map<'A' | 'B', Cloud>();
 /** Cloudcore A once stopped (started again on its ports). */
 let formerA: Cloud | undefined;
+/** The cloudcore process killed in the last test. */
+let killed: Peer | undefined;
 const edges: Edge[] = [];
 const subs: TestClient[] = [];
 
-function cloudYaml(ws: number, https: number, routerPort: number): string {
+function cloudYaml(ws: number, https: number, routerPort: number, extra = ''): string {
   return `apiVersion: cloudcore.config.kubeedge.io/v1alpha1
 kind: CloudCore
-kubeAPIConfig:
+${extra}kubeAPIConfig:
   kubeConfig: ${cp.cloudcoreKubeconfigPath}
 modules:
   edgeController: {enable: true}
@@ -178,6 +186,18 @@ async function waitForStatus(
   );
 }
 
+/** Something accepts TCP connections on the port. */
+function listening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
 async function resyncPasses(c: Cloud): Promise<number> {
   const text = await c.kernel.metrics.text();
   const line = text
@@ -246,7 +266,7 @@ beforeAll(async () => {
     'rules.rules.kubeedge.io',
     'ruleendpoints.rules.kubeedge.io',
   ]);
-  for (const node of ['edge-a', 'edge-b'])
+  for (const node of ['edge-a', 'edge-b', 'edge-c'])
     await cp.kubectl(['apply', '-f', '-'], {
       input: JSON.stringify({
         apiVersion: 'v1',
@@ -265,6 +285,7 @@ beforeAll(async () => {
 }, 600_000);
 
 afterAll(async () => {
+  await killed?.stop();
   for (const s of subs) await s.end();
   for (const e of edges) {
     await e.kernel.stop();
@@ -488,4 +509,84 @@ describe('two cloudcores against one API server (real control plane, two cloud a
     expect((back.applied.find((m) => m.route.operation === 'delete')!.content as Obj).metadata.uid).toBe(a1);
     expect(await resyncPasses(cloud('A'))).toBeGreaterThan(0);
   }, 180_000);
+
+  it('a cloudcore process killed (SIGKILL): its edge moves to B, gets what changed meanwhile, and nothing is applied twice', async () => {
+    // cloudcore C: dist/bin/cloudcore.js on the same cluster, edge-c behind a balancer preferring it
+    const [ws, https, routerPort] = [await freePort(), await freePort(), await freePort()];
+    const file = join(dir, 'cloudcore-C.yaml');
+    await writeFile(file, cloudYaml(ws, https, routerPort, 'kernel:\n  health: {enable: false}\n'));
+    const peer = await spawnPeer(
+      process.execPath,
+      [join(import.meta.dirname, '../../dist/bin/cloudcore.js'), '--config', file],
+      { name: 'cloudcore-C' },
+    );
+    killed = peer;
+    await waitFor(() => listening(ws), {
+      what: 'cloudcore C listening',
+      timeoutMs: 60_000,
+      details: () => peer.output(),
+    });
+    const [broker, proxy] = await Promise.all([startMosquitto(), startFailoverProxy([ws, cloud('B').ws])]);
+    const e = await edgeKernel({ node: 'edge-c', broker, proxy, https });
+    edges.push(e);
+    expect(proxy.chosen.at(-1)).toBe(ws);
+    for (const name of ['c0', 'c-keep'])
+      await cp.kubectl(['apply', '-f', '-'], { input: pod(name, 'edge-c') });
+    await waitFor(() => history(e, 'c0').length > 0 && history(e, 'c-keep').length > 0, {
+      what: 'c0 and c-keep applied at edge-c',
+      timeoutMs: 20_000,
+    });
+    // C recorded the acknowledgements (its queue writes them at once, in the background)
+    for (const name of ['c0', 'c-keep']) {
+      const p = (await get(['pod', name])).metadata;
+      await waitFor(
+        async () =>
+          (
+            JSON.parse(
+              await cp.kubectl([
+                'get',
+                'objectsyncs.reliablesyncs.kubeedge.io',
+                '-n',
+                'default',
+                `edge-c.${p.uid}`,
+                '-o',
+                'json',
+              ]),
+            ) as { status?: { objectResourceVersion?: string } }
+          ).status?.objectResourceVersion === p.resourceVersion,
+        { what: `the ObjectSync of ${name} at its version`, timeoutMs: 20_000 },
+      );
+    }
+
+    process.kill(peer.pid, 'SIGKILL');
+    await peer.exited;
+    await cp.kubectl(['label', 'pod', 'c0', 'moved=yes']);
+    await cp.kubectl(['apply', '-f', '-'], { input: pod('c1', 'edge-c') });
+    const c0 = (await get(['pod', 'c0'])).metadata.resourceVersion;
+    await waitFor(
+      () =>
+        proxy.chosen.at(-1) === cloud('B').ws &&
+        history(e, 'c0').includes(`update ${c0}`) &&
+        history(e, 'c1').length > 0,
+      {
+        what: 'edge-c through B with the change and the new pod',
+        timeoutMs: 60_000,
+        details: () =>
+          JSON.stringify(
+            e.applied.map((m) => [m.route.operation, m.route.resource, m.header.resourceversion]),
+          ),
+      },
+    );
+    // settled: two resync passes of B
+    const passes = await resyncPasses(cloud('B'));
+    await waitFor(async () => (await resyncPasses(cloud('B'))) >= passes + 2, {
+      what: 'two resync passes of B',
+      timeoutMs: 40_000,
+    });
+    expect(history(e, 'c-keep')).toHaveLength(1);
+    for (const name of ['c0', 'c1']) {
+      const h = history(e, name);
+      expect(new Set(h).size, `${name}: ${h.join(', ')}`).toBe(h.length);
+    }
+  }, 240_000);
 });
