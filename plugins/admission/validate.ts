@@ -38,6 +38,28 @@ function checked(device: KubeObject): string {
 }
 
 /**
+ * Calls `check` with each of `properties` and its field (`spec.properties[i]`), after adding the
+ * problem of a name used twice (KubeEdge's rule, for device and model properties alike).
+ */
+function eachUniqueProperty(
+  properties: unknown,
+  problems: string[],
+  check: (p: Obj, field: string) => void,
+): void {
+  const seen = new Set<unknown>();
+  arr(properties).forEach((raw, i) => {
+    const p = obj(raw);
+    const field = `spec.properties[${i}]`;
+    if (seen.has(p.name))
+      problems.push(
+        `${field}.name: property ${JSON.stringify(p.name)} is named twice (names must be unique)`,
+      );
+    seen.add(p.name);
+    check(p, field);
+  });
+}
+
+/**
  * The problems of `device` (`field: message` each), empty when it is admitted. `old` is the
  * stored object on an update.
  */
@@ -93,17 +115,9 @@ export async function validateDevice(
       value(`${field}.desired.value`, named(`${field}.propertyName`, t.propertyName), t.desired);
     });
   } else {
-    const seen = new Set<unknown>();
-    arr(spec.properties).forEach((raw, i) => {
-      const p = obj(raw);
-      const field = `spec.properties[${i}]`;
-      if (seen.has(p.name))
-        problems.push(
-          `${field}.name: property ${JSON.stringify(p.name)} is named twice (names must be unique)`,
-        );
-      seen.add(p.name);
-      value(`${field}.desired.value`, named(`${field}.name`, p.name), p.desired);
-    });
+    eachUniqueProperty(spec.properties, problems, (p, field) =>
+      value(`${field}.desired.value`, named(`${field}.name`, p.name), p.desired),
+    );
   }
   return problems;
 }
@@ -119,15 +133,7 @@ const NUMERIC_BOUNDS: Record<string, (v: string) => boolean> = {
 export function validateModel(model: KubeObject, old: KubeObject | undefined): string[] {
   if (old !== undefined && canonical(old.spec) === canonical(model.spec)) return [];
   const problems: string[] = [];
-  const seen = new Set<unknown>();
-  arr(obj(model.spec).properties).forEach((raw, i) => {
-    const p = obj(raw);
-    const field = `spec.properties[${i}]`;
-    if (seen.has(p.name))
-      problems.push(
-        `${field}.name: property ${JSON.stringify(p.name)} is named twice (names must be unique)`,
-      );
-    seen.add(p.name);
+  eachUniqueProperty(obj(model.spec).properties, problems, (p, field) => {
     if (model.apiVersion === V1ALPHA2) {
       const keys = Object.keys(obj(p.type));
       if (keys.length !== 1 || !V1ALPHA2_TYPES.includes(keys[0]!))
