@@ -3,7 +3,6 @@
  * of crds/, the notes' v1alpha2 DeviceModel and Device applied with kubectl, read back in both
  * versions; bad devices refused with the field named.
  */
-import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +12,13 @@ import { createLogger, type LogLevel } from '../../kernel/log.js';
 import { cloudLayout, cloudRegistry } from '../registry.js';
 import { startControlPlane, type ControlPlane } from '../../test/peers/kube.js';
 import { freePort } from '../../test/peers/util.js';
+import {
+  NOTES_DEVICE,
+  NOTES_MODEL,
+  notesDeviceV1beta1Spec,
+  notesFixture,
+  notesModelV1beta1Spec,
+} from '../../test/helpers/notes-devices.js';
 import { keptAnnotation, type KubeObject } from './convert.js';
 import { WEBHOOK_CONFIGURATION } from './register.js';
 
@@ -21,9 +27,6 @@ const CRDS = [
   'devices_v1beta1_devicemodel.yaml',
   'devices_v1beta1_devicestatus.yaml',
 ];
-const notes = (f: string): string => readFileSync(`test/fixtures/notes/${f}`, 'utf8');
-const MODEL = 'device-model-v1alpha2.yaml';
-const DEVICE = 'device-instance-v1alpha2.yaml';
 
 /** What the API server adds: dropped before comparing with what was applied. */
 function withoutServerFields(o: KubeObject): KubeObject {
@@ -101,25 +104,13 @@ modules:
   });
 
   it("kubectl apply of the notes' v1alpha2 model and device: stored as v1beta1, read back as applied", async () => {
-    await kubectl(['apply', '-f', '-'], notes(MODEL));
-    await kubectl(['apply', '-f', '-'], notes(DEVICE));
+    await kubectl(['apply', '-f', '-'], notesFixture(NOTES_MODEL));
+    await kubectl(['apply', '-f', '-'], notesFixture(NOTES_DEVICE));
 
     const beta = await getJson('device.v1beta1.devices.kubeedge.io/sensor-tag-instance-01');
     expect(beta.apiVersion).toBe('devices.kubeedge.io/v1beta1');
     expect(beta.spec).toMatchObject({
-      deviceModelRef: { name: 'sensor-tag-model' },
-      nodeName: 'node1',
-      protocol: {
-        protocolName: 'modbus',
-        configData: {
-          slaveID: 1,
-          serialPort: '1',
-          baudRate: 115200,
-          dataBits: 8,
-          parity: 'even',
-          stopBits: 1,
-        },
-      },
+      ...notesDeviceV1beta1Spec,
       properties: [
         {
           name: 'temperature',
@@ -136,24 +127,9 @@ modules:
     expect(beta.metadata?.annotations?.[keptAnnotation('v1alpha2', 'properties')]).toBeDefined();
 
     const model = await getJson('devicemodel.v1beta1.devices.kubeedge.io/sensor-tag-model');
-    expect(model.spec?.properties).toEqual([
-      {
-        name: 'temperature',
-        description: 'temperature in degree celsius',
-        type: 'INT',
-        accessMode: 'ReadWrite',
-        maximum: '100',
-        unit: 'degree celsius',
-      },
-      {
-        name: 'temperature-enable',
-        description: 'enable data collection of temperature sensor',
-        type: 'STRING',
-        accessMode: 'ReadWrite',
-      },
-    ]);
+    expect(model.spec?.properties).toEqual(notesModelV1beta1Spec.properties);
 
-    const applied = { ...(parse(notes(DEVICE)) as KubeObject) };
+    const applied = { ...(parse(notesFixture(NOTES_DEVICE)) as KubeObject) };
     const alpha = withoutServerFields(
       await getJson('device.v1alpha2.devices.kubeedge.io/sensor-tag-instance-01'),
     );
@@ -162,12 +138,12 @@ modules:
       await getJson('devicemodel.v1alpha2.devices.kubeedge.io/sensor-tag-model'),
     );
     expect(alphaModel).toEqual({
-      ...(parse(notes(MODEL)) as KubeObject),
+      ...(parse(notesFixture(NOTES_MODEL)) as KubeObject),
       metadata: { name: 'sensor-tag-model' },
     });
 
     // applying the same file again changes nothing
-    expect(await kubectl(['apply', '-f', '-'], notes(DEVICE))).toContain('unchanged');
+    expect(await kubectl(['apply', '-f', '-'], notesFixture(NOTES_DEVICE))).toContain('unchanged');
   });
 
   it('a v1beta1 device is read as v1alpha2; a desired value patched in v1beta1 shows in v1alpha2', async () => {

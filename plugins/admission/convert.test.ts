@@ -1,12 +1,16 @@
-import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
+import {
+  NOTES_DEVICE,
+  NOTES_MODEL,
+  notesDeviceV1beta1Spec,
+  notesFixture,
+  notesModelV1beta1Spec,
+} from '../../test/helpers/notes-devices.js';
 import { V1ALPHA2, V1BETA1, convertObject, keptAnnotation, type KubeObject } from './convert.js';
 
-const fixture = (name: string): KubeObject =>
-  parse(readFileSync(`test/fixtures/notes/${name}`, 'utf8')) as KubeObject;
-const notesModel = fixture('device-model-v1alpha2.yaml');
-const notesDevice = fixture('device-instance-v1alpha2.yaml');
+const notesModel = parse(notesFixture(NOTES_MODEL)) as KubeObject;
+const notesDevice = parse(notesFixture(NOTES_DEVICE)) as KubeObject;
 
 /** The v1beta1 sample of KubeEdge's v1beta1 proposal, with the fields v1alpha2 lacks. */
 const betaDevice: KubeObject = {
@@ -83,21 +87,7 @@ describe('conversion v1alpha2 <-> v1beta1', () => {
     const b = convertObject(notesDevice, V1BETA1);
     expect(b.apiVersion).toBe(V1BETA1);
     expect(b.spec).toMatchObject({
-      deviceModelRef: { name: 'sensor-tag-model' },
-      nodeName: 'node1',
-      protocol: {
-        protocolName: 'modbus',
-        configData: {
-          slaveID: 1,
-          serialPort: '1',
-          baudRate: 115200,
-          dataBits: 8,
-          parity: 'even',
-          stopBits: 1,
-          def1: 'def1-val',
-          def2: 'def2-val',
-        },
-      },
+      ...notesDeviceV1beta1Spec,
       properties: [
         {
           name: 'temperature',
@@ -167,24 +157,7 @@ describe('conversion v1alpha2 <-> v1beta1', () => {
 
   it("maps the notes' v1alpha2 DeviceModel and keeps defaultValue", () => {
     const b = convertObject(notesModel, V1BETA1);
-    expect(b.spec).toEqual({
-      properties: [
-        {
-          name: 'temperature',
-          description: 'temperature in degree celsius',
-          type: 'INT',
-          accessMode: 'ReadWrite',
-          maximum: '100',
-          unit: 'degree celsius',
-        },
-        {
-          name: 'temperature-enable',
-          description: 'enable data collection of temperature sensor',
-          type: 'STRING',
-          accessMode: 'ReadWrite',
-        },
-      ],
-    });
+    expect(b.spec).toEqual(notesModelV1beta1Spec);
     expect(b.metadata?.annotations?.[keptAnnotation('v1alpha2', 'properties')]).toContain(
       '"defaultValue":"OFF"',
     );

@@ -12,6 +12,13 @@ import { createLogger } from '../../kernel/log.js';
 import { edgeLayout } from '../registry.js';
 import { startTestKernel, waitUntil, type TestKernel } from '../../test/helpers/kernel.js';
 import {
+  NOTES_DEVICE,
+  NOTES_MODEL,
+  notesDeviceV1beta1Spec,
+  notesFixture,
+  notesModelV1beta1Spec,
+} from '../../test/helpers/notes-devices.js';
+import {
   DeviceManagerServiceDefinition,
   DeviceMapperServiceDefinition,
   type Device,
@@ -434,48 +441,11 @@ describe('DMI values and conversions', () => {
 
   it("converts the user's v1alpha2 device and model to v1beta1", async () => {
     const { parse } = await import('yaml');
-    const { readFileSync } = await import('node:fs');
-    const dir = new URL('../../test/fixtures/notes/', import.meta.url);
-    const m = modelToV1beta1(parse(readFileSync(new URL('device-model-v1alpha2.yaml', dir), 'utf8')));
-    expect(m.spec).toEqual({
-      properties: [
-        {
-          name: 'temperature',
-          description: 'temperature in degree celsius',
-          type: 'INT',
-          accessMode: 'ReadWrite',
-          maximum: '100',
-          unit: 'degree celsius',
-        },
-        {
-          name: 'temperature-enable',
-          description: 'enable data collection of temperature sensor',
-          type: 'STRING',
-          accessMode: 'ReadWrite',
-        },
-      ],
-    });
-    const { device: d, warnings } = deviceToV1beta1(
-      parse(readFileSync(new URL('device-instance-v1alpha2.yaml', dir), 'utf8')),
-    );
+    const m = modelToV1beta1(parse(notesFixture(NOTES_MODEL)));
+    expect(m.spec).toEqual(notesModelV1beta1Spec);
+    const { device: d, warnings } = deviceToV1beta1(parse(notesFixture(NOTES_DEVICE)));
     expect(d.apiVersion).toBe('devices.kubeedge.io/v1beta1');
-    expect(d.spec).toMatchObject({
-      deviceModelRef: { name: 'sensor-tag-model' },
-      nodeName: 'node1',
-      protocol: {
-        protocolName: 'modbus',
-        configData: {
-          slaveID: 1,
-          serialPort: '1',
-          baudRate: 115200,
-          dataBits: 8,
-          parity: 'even',
-          stopBits: 1,
-          def1: 'def1-val',
-          def2: 'def2-val',
-        },
-      },
-    });
+    expect(d.spec).toMatchObject(notesDeviceV1beta1Spec);
     const props = (d.spec as { properties: Record<string, unknown>[] }).properties;
     expect(props).toEqual([
       {
