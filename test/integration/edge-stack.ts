@@ -17,7 +17,7 @@ import { CriClient } from '../../plugins/edged/cri.js';
 import { cloudLayout, cloudRegistry, edgeLayout, edgeRegistry } from '../../plugins/registry.js';
 import { startContainerd, type ContainerdPeer } from '../peers/containerd.js';
 import { startControlPlane, type ControlPlane } from '../peers/kube.js';
-import { tempDir } from '../peers/util.js';
+import { tempDir, waitFor } from '../peers/util.js';
 import { prepareLink, type LinkSetup } from '../helpers/link.js';
 import { createServerCert, toPem } from '../../plugins/cloudhub/pki.js';
 import { freePort } from '../peers/util.js';
@@ -133,6 +133,8 @@ export interface EdgeStack {
   stopCloud(): Promise<void>;
   /** `kubectl get <args> -o json`; undefined when NotFound. */
   getJson(args: string[]): Promise<Obj | undefined>;
+  /** Waits (60 s at most) for the node Ready in the API; resolves with the node. */
+  waitNodeReady(what?: string): Promise<Obj>;
   stop(): Promise<void>;
 }
 
@@ -256,6 +258,16 @@ ${stream ? `      readOnlyPort: ${stream.ports.kubeletPort}\n` : ''}${(opts.kube
         if (String(err).includes('NotFound')) return undefined;
         throw err;
       }
+    },
+    async waitNodeReady(what = `node ${nodeName} Ready`) {
+      let node: Obj | undefined;
+      await waitFor(async () => ready((node = await stack.getJson(['node', nodeName]))), {
+        what,
+        timeoutMs: 60_000,
+        intervalMs: 250,
+        details: () => JSON.stringify(node?.status?.conditions),
+      });
+      return node!;
     },
     async stop() {
       cri.close();

@@ -63,13 +63,7 @@ beforeAll(async () => {
     cmd: [`mkdir -p /www && echo ${PAGE} > /www/index.html && exec httpd -f -p 80 -h /www`],
   });
   await s.startEdge();
-  let node: Obj | undefined;
-  await waitFor(async () => ready((node = await s.getJson(['node', NODE]))), {
-    what: `node ${NODE} Ready`,
-    timeoutMs: 60_000,
-    intervalMs: 250,
-    details: () => JSON.stringify(node?.status?.conditions),
-  });
+  await s.waitNodeReady();
   const docs = parseAllDocuments(await readFile(NOTES, 'utf8')).map(
     (d) => d.toJS() as Record<string, unknown>,
   );
@@ -204,11 +198,7 @@ describe('the notes’ EdgeMesh example: nginx-svc by name at the edge', () => {
 
     // the cloud back: the workload is removed through it (edged unmounts the pods' volumes)
     await s.startCloud();
-    await waitFor(async () => ready(await s.getJson(['node', NODE])), {
-      what: `node ${NODE} Ready again`,
-      timeoutMs: 60_000,
-      intervalMs: 250,
-    });
+    await s.waitNodeReady(`node ${NODE} Ready again`);
     await s.cp.kubectl(['delete', '-f', '-', '--wait=false'], { input: manifest });
     await waitFor(async () => (await s.cri.listPodSandbox()).length === 0, {
       what: 'every sandbox removed',

@@ -34,20 +34,14 @@ afterAll(async () => {
 
 describe('kubectl drives the edge (real control plane, cloudHub + edgeController, edgeHub + metaManager + edged)', () => {
   it('registers the edge node: Ready, with the edge role label and the cloudcore annotation; its lease renews', async () => {
-    let node: Obj | undefined;
-    await waitFor(async () => ready((node = await s.getJson(['node', NODE]))), {
-      what: `node ${NODE} Ready`,
-      timeoutMs: 60_000,
-      intervalMs: 250,
-      details: () => JSON.stringify(node?.status?.conditions),
-    });
+    const node = await s.waitNodeReady();
     console.info(`FIGURE edge kernel start -> node Ready in the API: ${Date.now() - edgeStarted} ms`);
-    expect(node!.metadata.labels).toMatchObject({
+    expect(node.metadata.labels).toMatchObject({
       'node-role.kubernetes.io/edge': '',
       'node-role.kubernetes.io/agent': '',
       'kubernetes.io/hostname': NODE,
     });
-    expect(node!.metadata.annotations?.cloudcore).toBe('127.0.0.1');
+    expect(node.metadata.annotations?.cloudcore).toBe('127.0.0.1');
 
     let lease: Obj | undefined;
     await waitFor(

@@ -36,13 +36,7 @@ beforeAll(async () => {
     cmd: ['mkdir -p /www && echo hello-from-nginx > /www/index.html && exec httpd -f -p 80 -h /www'],
   });
   await s.startEdge();
-  let node: Obj | undefined;
-  await waitFor(async () => ready((node = await s.getJson(['node', NODE]))), {
-    what: `node ${NODE} Ready`,
-    timeoutMs: 60_000,
-    intervalMs: 250,
-    details: () => JSON.stringify(node?.status?.conditions),
-  });
+  await s.waitNodeReady();
 }, 600_000);
 
 afterAll(async () => {
