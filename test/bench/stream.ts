@@ -10,6 +10,7 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { BUSYBOX_IMAGE, buildBusyboxImage } from '../peers/containerd.js';
+import { busyboxPod } from '../helpers/pod.js';
 import { cleanup, waitFor } from '../peers/util.js';
 import { startEdgeStack, type EdgeStack } from '../integration/edge-stack.js';
 import { latencyFigures, round, type Figure } from './report.js';
@@ -64,21 +65,8 @@ async function fetchBytes(s: EdgeStack, url: string): Promise<{ bytes: number; s
 
 const mbps = (r: { bytes: number; seconds: number }): number => round(r.bytes / 2 ** 20 / r.seconds);
 
-function pod(name: string, script: string): string {
-  return JSON.stringify({
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { name, namespace: 'default' },
-    spec: {
-      nodeName: NODE,
-      automountServiceAccountToken: false,
-      terminationGracePeriodSeconds: 1,
-      containers: [
-        { name: 'c', image: BUSYBOX_IMAGE, imagePullPolicy: 'IfNotPresent', command: ['sh', '-c', script] },
-      ],
-    },
-  });
-}
+const pod = (name: string, script: string): string =>
+  JSON.stringify(busyboxPod(NODE, name, { command: ['sh', '-c', script] }));
 
 export async function streamBench(): Promise<Figure[]> {
   const s = await startEdgeStack(NODE, { stream: true });

@@ -27,6 +27,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ContainerState } from '../../plugins/edged/cri.js';
 import { BUSYBOX_IMAGE, buildBusyboxImage } from '../peers/containerd.js';
 import { cleanup, waitFor } from '../peers/util.js';
+import { busyboxPod, configMap, SLEEP_UNTIL_TERM } from '../helpers/pod.js';
 import { ready, startEdgeStack, type EdgeStack, type Obj } from './edge-stack.js';
 
 const NODE = 'edge-outage';
@@ -52,27 +53,8 @@ type Status = NonNullable<Obj['status']> & {
 const statusOf = (pod: Obj | undefined): Status | undefined => pod?.status as Status | undefined;
 
 /** A busybox pod on the edge node that sleeps until killed (SIGTERM ends it at once). */
-function pod(name: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { name, namespace: 'default', labels: { test: 'outage' } },
-    spec: {
-      nodeName: NODE,
-      automountServiceAccountToken: false,
-      terminationGracePeriodSeconds: 1,
-      containers: [
-        {
-          name: 'main',
-          image: BUSYBOX_IMAGE,
-          imagePullPolicy: 'IfNotPresent',
-          command: ['sh', '-c', "trap 'exit 0' TERM; while true; do sleep 1; done"],
-        },
-      ],
-      ...extra,
-    },
-  };
-}
+const pod = (name: string, spec?: Record<string, unknown>): Record<string, unknown> =>
+  busyboxPod(NODE, name, { command: SLEEP_UNTIL_TERM }, { labels: { test: 'outage' }, spec });
 
 const apply = (objects: Record<string, unknown>[]): Promise<string> =>
   s.cp.kubectl(['apply', '-f', '-'], { input: objects.map((o) => JSON.stringify(o)).join('\n') });
@@ -279,12 +261,7 @@ describe('the cloud–edge link cut, saturated, the edge offline (full stack, TC
         },
       },
     };
-    const configmap = (v: string): Record<string, unknown> => ({
-      apiVersion: 'v1',
-      kind: 'ConfigMap',
-      metadata: { name: 'app-config', namespace: 'default' },
-      data: { version: v },
-    });
+    const configmap = (v: string): Record<string, unknown> => configMap('app-config', { version: v });
     await apply([configmap('1'), deployment]);
     let pods: Obj[] = [];
     await waitFor(async () => (pods = await podsOf('app=offline')).length === 2 && pods.every(runningReady), {

@@ -17,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ContainerState } from '../../plugins/edged/cri.js';
 import { BUSYBOX_IMAGE, buildBusyboxImage } from '../peers/containerd.js';
 import { cleanup, waitFor } from '../peers/util.js';
+import { busyboxPod, configMap, SLEEP_UNTIL_TERM } from '../helpers/pod.js';
 import { ready, startEdgeStack, type EdgeStack, type Obj } from './edge-stack.js';
 
 const NODE = 'edge-restart-all';
@@ -32,35 +33,15 @@ const containerOf = (p: Obj | undefined): ContainerStatus | undefined =>
   p?.status?.containerStatuses?.[0] as ContainerStatus | undefined;
 
 /** A busybox pod on the edge node mounting configmap `conf`, sleeping until killed. */
-function pod(name: string): Record<string, unknown> {
-  return {
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { name, namespace: 'default', labels: { test: 'restarts' } },
-    spec: {
-      nodeName: NODE,
-      automountServiceAccountToken: false,
-      terminationGracePeriodSeconds: 1,
-      volumes: [{ name: 'conf', configMap: { name: 'conf' } }],
-      containers: [
-        {
-          name: 'main',
-          image: BUSYBOX_IMAGE,
-          imagePullPolicy: 'IfNotPresent',
-          command: ['sh', '-c', "trap 'exit 0' TERM; while true; do sleep 1; done"],
-          volumeMounts: [{ name: 'conf', mountPath: '/etc/conf' }],
-        },
-      ],
-    },
-  };
-}
+const pod = (name: string): Record<string, unknown> =>
+  busyboxPod(
+    NODE,
+    name,
+    { command: SLEEP_UNTIL_TERM, volumeMounts: [{ name: 'conf', mountPath: '/etc/conf' }] },
+    { labels: { test: 'restarts' }, spec: { volumes: [{ name: 'conf', configMap: { name: 'conf' } }] } },
+  );
 
-const configmap = (v: string): Record<string, unknown> => ({
-  apiVersion: 'v1',
-  kind: 'ConfigMap',
-  metadata: { name: 'conf', namespace: 'default' },
-  data: { version: v },
-});
+const configmap = (v: string): Record<string, unknown> => configMap('conf', { version: v });
 
 const apply = (objects: Record<string, unknown>[]): Promise<string> =>
   s.cp.kubectl(['apply', '-f', '-'], { input: objects.map((o) => JSON.stringify(o)).join('\n') });

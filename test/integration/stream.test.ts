@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { BUSYBOX_IMAGE, buildBusyboxImage } from '../peers/containerd.js';
+import { busyboxPod } from '../helpers/pod.js';
 import { cleanup, waitFor } from '../peers/util.js';
 import { ready, startEdgeStack, type EdgeStack, type Obj } from './edge-stack.js';
 
@@ -57,20 +58,8 @@ function kubectlRunning(args: string[]): {
   };
 }
 
-function pod(name: string, container: Record<string, unknown>, extra: Record<string, unknown> = {}): string {
-  return JSON.stringify({
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { name, namespace: 'default' },
-    spec: {
-      nodeName: NODE,
-      automountServiceAccountToken: false,
-      terminationGracePeriodSeconds: 1,
-      containers: [{ name: 'c', image: BUSYBOX_IMAGE, imagePullPolicy: 'IfNotPresent', ...container }],
-      ...extra,
-    },
-  });
-}
+const pod = (name: string, container: Record<string, unknown>, spec?: Record<string, unknown>): string =>
+  JSON.stringify(busyboxPod(NODE, name, container, { spec }));
 
 async function running(name: string): Promise<void> {
   let p: Obj | undefined;

@@ -33,6 +33,7 @@ import {
 import { cloudLayout, cloudRegistry } from '../../plugins/registry.js';
 import { startControlPlane, type ControlPlane } from '../peers/kube.js';
 import { cleanup, freePort, tempDir, waitFor } from '../peers/util.js';
+import { busyboxPod } from '../helpers/pod.js';
 
 const NODE = 'edge-sync';
 const PROJECT = 'e632aba927ea4ac2b575ec1603d56f10';
@@ -156,18 +157,7 @@ async function connect(): Promise<Edge> {
 const podMsgs = (inbox: Message[], name: string): Message[] =>
   inbox.filter((m) => m.route.resource === `default/pod/${name}` && m.route.operation !== 'response');
 
-function pod(name: string): string {
-  return JSON.stringify({
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { name, namespace: 'default' },
-    spec: {
-      nodeName: NODE,
-      automountServiceAccountToken: false,
-      containers: [{ name: 'c', image: 'busybox' }],
-    },
-  });
-}
+const pod = (name: string): string => JSON.stringify(busyboxPod(NODE, name, {}));
 
 async function metric(kernel: Kernel, action: string): Promise<number> {
   const text = await kernel.metrics.text();
