@@ -135,11 +135,17 @@ export interface EdgeStack {
   getJson(args: string[]): Promise<Obj | undefined>;
   /** Waits (60 s at most) for the node Ready in the API; resolves with the node. */
   waitNodeReady(what?: string): Promise<Obj>;
+  /** `kubectl apply` of these objects. */
+  apply(objects: Record<string, unknown>[]): Promise<string>;
+  /** Waits (90 s at most) until `ok` holds for pod `name` (undefined while not in the API); resolves with it. */
+  waitPod(name: string, what: string, ok: (p: Obj | undefined) => boolean): Promise<Obj>;
   stop(): Promise<void>;
 }
 
 export const ready = (o: Obj | undefined): boolean =>
   o?.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+
+export const runningReady = (p: Obj | undefined): boolean => p?.status?.phase === 'Running' && ready(p);
 
 /**
  * GET http://<host>:<port><path> (host 127.0.0.1 by default): the body. Rejects on a connection
@@ -268,6 +274,19 @@ ${stream ? `      readOnlyPort: ${stream.ports.kubeletPort}\n` : ''}${(opts.kube
         details: () => JSON.stringify(node?.status?.conditions),
       });
       return node!;
+    },
+    apply(objects) {
+      return cp.kubectl(['apply', '-f', '-'], { input: objects.map((o) => JSON.stringify(o)).join('\n') });
+    },
+    async waitPod(name, what, ok) {
+      let p: Obj | undefined;
+      await waitFor(async () => ok((p = await stack.getJson(['pod', name]))), {
+        what: `pod ${name}: ${what}`,
+        timeoutMs: 90_000,
+        intervalMs: 250,
+        details: () => JSON.stringify(p?.status),
+      });
+      return p!;
     },
     async stop() {
       cri.close();

@@ -28,7 +28,7 @@ import { ContainerState } from '../../plugins/edged/cri.js';
 import { BUSYBOX_IMAGE, buildBusyboxImage } from '../peers/containerd.js';
 import { cleanup, waitFor } from '../peers/util.js';
 import { busyboxPod, configMap, SLEEP_UNTIL_TERM } from '../helpers/pod.js';
-import { ready, startEdgeStack, type EdgeStack, type Obj } from './edge-stack.js';
+import { ready, runningReady, startEdgeStack, type EdgeStack, type Obj } from './edge-stack.js';
 
 const NODE = 'edge-outage';
 const GRACE_S = 10;
@@ -56,25 +56,9 @@ const statusOf = (pod: Obj | undefined): Status | undefined => pod?.status as St
 const pod = (name: string, spec?: Record<string, unknown>): Record<string, unknown> =>
   busyboxPod(NODE, name, { command: SLEEP_UNTIL_TERM }, { labels: { test: 'outage' }, spec });
 
-const apply = (objects: Record<string, unknown>[]): Promise<string> =>
-  s.cp.kubectl(['apply', '-f', '-'], { input: objects.map((o) => JSON.stringify(o)).join('\n') });
-
 async function podsOf(selector: string): Promise<Obj[]> {
   return (JSON.parse(await s.cp.kubectl(['get', 'pods', '-l', selector, '-o', 'json'])) as PodList).items;
 }
-
-async function waitPod(name: string, what: string, ok: (p: Obj | undefined) => boolean): Promise<Obj> {
-  let p: Obj | undefined;
-  await waitFor(async () => ok((p = await s.getJson(['pod', name]))), {
-    what: `pod ${name}: ${what}`,
-    timeoutMs: 90_000,
-    intervalMs: 250,
-    details: () => JSON.stringify(p?.status),
-  });
-  return p!;
-}
-
-const runningReady = (p: Obj | undefined): boolean => p?.status?.phase === 'Running' && ready(p);
 
 async function nodeCondition(): Promise<string | undefined> {
   const node = await s.getJson(['node', NODE]);
@@ -130,18 +114,18 @@ afterAll(async () => {
 
 describe('the cloud–edge link cut, saturated, the edge offline (full stack, TCP proxy)', () => {
   it('link cut while pods change on both sides: NotReady after the grace, then Ready and the latest status of each pod', async () => {
-    await apply([pod('steady'), pod('keep'), pod('stop', { restartPolicy: 'Never' }), pod('gone')]);
-    const steady = await waitPod('steady', 'Running and Ready', runningReady);
-    const keep = await waitPod('keep', 'Running and Ready', runningReady);
-    const stop = await waitPod('stop', 'Running and Ready', runningReady);
-    const gone = await waitPod('gone', 'Running and Ready', runningReady);
+    await s.apply([pod('steady'), pod('keep'), pod('stop', { restartPolicy: 'Never' }), pod('gone')]);
+    const steady = await s.waitPod('steady', 'Running and Ready', runningReady);
+    const keep = await s.waitPod('keep', 'Running and Ready', runningReady);
+    const stop = await s.waitPod('stop', 'Running and Ready', runningReady);
+    const gone = await s.waitPod('gone', 'Running and Ready', runningReady);
     const keepRt = await runtimeOf(keep.metadata.uid);
     const stopRt = await runtimeOf(stop.metadata.uid);
 
     s.proxy!.cut('hold');
     const cut = Date.now();
     // the cloud side changes: a pod created, one deleted
-    await apply([pod('late')]);
+    await s.apply([pod('late')]);
     await s.cp.kubectl(['delete', 'pod', 'gone', '--wait=false']);
     // the edge side changes: both containers killed; `keep` is restarted, `stop` may not be
     await s.cri.stopContainer(keepRt.containers[0]!.id, 0);
@@ -157,8 +141,8 @@ describe('the cloud–edge link cut, saturated, the edge offline (full stack, TC
     console.info(`FIGURE link cut -> node NotReady in the API: ${Date.now() - cut} ms (grace ${GRACE_S} s)`);
     // what the API shows meanwhile: the node lifecycle controller's view, nothing of the edge's
     // (the controller marks the pods not Ready right after the node)
-    await waitPod('keep', 'marked not Ready', (p) => p !== undefined && !ready(p));
-    await waitPod('steady', 'marked not Ready', (p) => p !== undefined && !ready(p));
+    await s.waitPod('keep', 'marked not Ready', (p) => p !== undefined && !ready(p));
+    await s.waitPod('steady', 'marked not Ready', (p) => p !== undefined && !ready(p));
     expect(statusOf(await s.getJson(['pod', 'stop']))?.phase).toBe('Running');
     expect((await s.getJson(['pod', 'late']))?.status?.phase).toBe('Pending');
     expect(s.proxy!.stats().connections).toBeGreaterThan(0); // edgeHub keeps dialling into the black hole
@@ -167,7 +151,7 @@ describe('the cloud–edge link cut, saturated, the edge offline (full stack, TC
     const restored = Date.now();
     await waitNode('True', 'Ready again');
     console.info(`FIGURE link restored -> node Ready in the API: ${Date.now() - restored} ms`);
-    const keepAfter = await waitPod(
+    const keepAfter = await s.waitPod(
       'keep',
       'Ready again, restarted once',
       (p) => runningReady(p) && statusOf(p)?.containerStatuses?.[0]?.restartCount === 1,
@@ -176,19 +160,19 @@ describe('the cloud–edge link cut, saturated, the edge offline (full stack, TC
     const now = (await runtimeOf(keep.metadata.uid)).containers.find((c) => c.state === RUNNING)!;
     expect(statusOf(keepAfter)?.containerStatuses?.[0]?.containerID).toBe(`containerd://${now.id}`);
     // nothing changed at the edge for this one: its Ready status must be sent again all the same
-    const steadyAfter = await waitPod('steady', 'Ready again', runningReady);
+    const steadyAfter = await s.waitPod('steady', 'Ready again', runningReady);
     expect(steadyAfter.status?.containerStatuses?.[0]?.containerID).toBe(
       steady.status?.containerStatuses?.[0]?.containerID,
     );
-    const stopAfter = await waitPod(
+    const stopAfter = await s.waitPod(
       'stop',
       'Failed (killed, restartPolicy Never)',
       (p) => p?.status?.phase === 'Failed',
     );
     expect(statusOf(stopAfter)?.containerStatuses?.[0]?.state?.terminated?.exitCode).toBe(137);
-    const late = await waitPod('late', 'Running and Ready', runningReady);
+    const late = await s.waitPod('late', 'Running and Ready', runningReady);
     await startedOnce(late);
-    await waitPod('gone', 'removed from the API', (p) => p === undefined);
+    await s.waitPod('gone', 'removed from the API', (p) => p === undefined);
     expect(await runtimeOf(gone.metadata.uid)).toEqual({ sandboxes: 0, containers: [] });
     console.info(`FIGURE link restored -> every pod change applied both ways: ${Date.now() - restored} ms`);
 
@@ -205,7 +189,7 @@ describe('the cloud–edge link cut, saturated, the edge offline (full stack, TC
     const before = s.proxy!.stats();
     s.proxy!.saturate(2048);
     const saturated = Date.now();
-    await apply(names.map((n) => pod(n)));
+    await s.apply(names.map((n) => pod(n)));
     // the link is the bottleneck: bytes wait in the proxy, yet pods get through
     await waitFor(() => s.proxy!.stats().waiting > 1024, {
       what: 'over 1 KB waiting in the proxy',
@@ -221,7 +205,7 @@ describe('the cloud–edge link cut, saturated, the edge offline (full stack, TC
     });
     s.proxy!.restore();
     const freed = Date.now();
-    for (const n of names) await startedOnce(await waitPod(n, 'Running and Ready', runningReady));
+    for (const n of names) await startedOnce(await s.waitPod(n, 'Running and Ready', runningReady));
     console.info(
       `FIGURE saturated 2 KB/s for ${freed - saturated} ms, then freed -> ${names.length} pods Ready: ${Date.now() - freed} ms ` +
         `(${s.proxy!.stats().downBytes - before.downBytes} bytes down, ${s.proxy!.stats().upBytes - before.upBytes} up)`,
@@ -262,7 +246,7 @@ describe('the cloud–edge link cut, saturated, the edge offline (full stack, TC
       },
     };
     const configmap = (v: string): Record<string, unknown> => configMap('app-config', { version: v });
-    await apply([configmap('1'), deployment]);
+    await s.apply([configmap('1'), deployment]);
     let pods: Obj[] = [];
     await waitFor(async () => (pods = await podsOf('app=offline')).length === 2 && pods.every(runningReady), {
       what: 'the 2 pods of the Deployment Running and Ready',
@@ -281,8 +265,8 @@ describe('the cloud–edge link cut, saturated, the edge offline (full stack, TC
     s.proxy!.cut();
     const offline = Date.now();
     await s.cp.kubectl(['scale', 'deployment', 'app', '--replicas=3']);
-    await apply([configmap('2')]);
-    await apply([configmap('3')]);
+    await s.apply([configmap('2')]);
+    await s.apply([configmap('3')]);
     await s.cp.kubectl(['delete', 'pod', deleted.metadata.name, '--wait=false']);
     // the ReplicaSet replaced the deleted pod and added one: both bound to the edge node
     await waitFor(

@@ -18,7 +18,7 @@ import { ContainerState } from '../../plugins/edged/cri.js';
 import { BUSYBOX_IMAGE, buildBusyboxImage } from '../peers/containerd.js';
 import { cleanup, waitFor } from '../peers/util.js';
 import { busyboxPod, configMap, SLEEP_UNTIL_TERM } from '../helpers/pod.js';
-import { ready, startEdgeStack, type EdgeStack, type Obj } from './edge-stack.js';
+import { ready, runningReady, startEdgeStack, type EdgeStack, type Obj } from './edge-stack.js';
 
 const NODE = 'edge-restart-all';
 
@@ -42,22 +42,6 @@ const pod = (name: string): Record<string, unknown> =>
   );
 
 const configmap = (v: string): Record<string, unknown> => configMap('conf', { version: v });
-
-const apply = (objects: Record<string, unknown>[]): Promise<string> =>
-  s.cp.kubectl(['apply', '-f', '-'], { input: objects.map((o) => JSON.stringify(o)).join('\n') });
-
-const runningReady = (p: Obj | undefined): boolean => p?.status?.phase === 'Running' && ready(p);
-
-async function waitPod(name: string, what: string, ok: (p: Obj | undefined) => boolean): Promise<Obj> {
-  let p: Obj | undefined;
-  await waitFor(async () => ok((p = await s.getJson(['pod', name]))), {
-    what: `pod ${name}: ${what}`,
-    timeoutMs: 90_000,
-    intervalMs: 250,
-    details: () => JSON.stringify(p?.status),
-  });
-  return p!;
-}
 
 /**
  * The node Ready and its lease (the node's heartbeat) renewed after `since`, by the edge through
@@ -115,8 +99,8 @@ beforeAll(async () => {
   s = await startEdgeStack(NODE, { objectSync: true });
   await buildBusyboxImage(s.cd.socket, BUSYBOX_IMAGE);
   await s.startEdge();
-  await apply([configmap('1'), pod('web')]);
-  await waitPod('web', 'Running and Ready', runningReady);
+  await s.apply([configmap('1'), pod('web')]);
+  await s.waitPod('web', 'Running and Ready', runningReady);
 }, 600_000);
 
 afterAll(async () => {
@@ -134,8 +118,8 @@ describe('restarts of the API server, cloudcore and edgecore (full stack)', () =
     console.info(`FIGURE kube-apiserver back -> node lease renewed: ${ms} ms`);
 
     const changed = Date.now();
-    await apply([configmap('2'), pod('after')]);
-    const after = await waitPod('after', 'Running and Ready', runningReady);
+    await s.apply([configmap('2'), pod('after')]);
+    const after = await s.waitPod('after', 'Running and Ready', runningReady);
     await startedOnce(after);
     await waitFor(async () => (await volumeFile(web)) === '2', {
       what: "the configmap edit in the running pod's volume",
@@ -145,19 +129,19 @@ describe('restarts of the API server, cloudcore and edgecore (full stack)', () =
     console.info(`FIGURE change after the API server restart -> at the edge: ${Date.now() - changed} ms`);
     expect(containerOf(await s.getJson(['pod', 'web']))?.containerID).toBe(containerOf(web)?.containerID);
     await s.cp.kubectl(['delete', 'pod', 'after', '--wait=false']);
-    await waitPod('after', 'removed', (p) => p === undefined);
+    await s.waitPod('after', 'removed', (p) => p === undefined);
   }, 240_000);
 
   for (const first of ['cloudcore', 'edgecore'] as const) {
     it(`cloudcore and edgecore both down, changes meanwhile, ${first} started first: node Ready, each change applied once`, async () => {
       const version = first === 'cloudcore' ? '3' : '4';
-      await apply([pod('doomed')]);
-      const doomed = await waitPod('doomed', 'Running and Ready', runningReady);
+      await s.apply([pod('doomed')]);
+      const doomed = await s.waitPod('doomed', 'Running and Ready', runningReady);
       const web = (await s.getJson(['pod', 'web']))!;
 
       await s.stopCloud();
       await s.stopEdge();
-      await apply([configmap(version), pod('fresh')]);
+      await s.apply([configmap(version), pod('fresh')]);
       await s.cp.kubectl(['delete', 'pod', 'doomed', '--wait=false']);
 
       const started = Date.now();
@@ -170,9 +154,9 @@ describe('restarts of the API server, cloudcore and edgecore (full stack)', () =
       }
       const ms = await nodeBackSince(started, 'node Ready again, its lease renewed');
       console.info(`FIGURE both restarted (${first} first) -> node Ready: ${ms} ms`);
-      const fresh = await waitPod('fresh', 'Running and Ready', runningReady);
-      await waitPod('doomed', 'removed from the API', (p) => p === undefined);
-      const webAfter = await waitPod('web', 'Running and Ready', runningReady);
+      const fresh = await s.waitPod('fresh', 'Running and Ready', runningReady);
+      await s.waitPod('doomed', 'removed from the API', (p) => p === undefined);
+      const webAfter = await s.waitPod('web', 'Running and Ready', runningReady);
       await waitFor(async () => (await volumeFile(web)) === version, {
         what: "the configmap edit in the running pod's volume",
         timeoutMs: 30_000,
@@ -187,7 +171,7 @@ describe('restarts of the API server, cloudcore and edgecore (full stack)', () =
       expect(await runtimeOf(doomed.metadata.uid)).toEqual({ sandboxes: 0, containers: [] });
 
       await s.cp.kubectl(['delete', 'pod', 'fresh', '--wait=false']);
-      await waitPod('fresh', 'removed', (p) => p === undefined);
+      await s.waitPod('fresh', 'removed', (p) => p === undefined);
     }, 240_000);
   }
 });
