@@ -31,7 +31,7 @@ export const notesModelV1beta1Spec = {
   ],
 };
 
-/** The notes' Device in v1beta1: the part of its `spec` besides the properties. */
+/** The notes' Device in v1beta1: its `spec` (admission's conversion; see dmiServer's test for its one difference). */
 export const notesDeviceV1beta1Spec = {
   deviceModelRef: { name: 'sensor-tag-model' },
   nodeName: 'node1',
@@ -48,4 +48,36 @@ export const notesDeviceV1beta1Spec = {
       def2: 'def2-val',
     },
   },
+  properties: [
+    {
+      name: 'temperature',
+      visitors: {
+        protocolName: 'modbus',
+        configData: {
+          register: 'CoilRegister',
+          offset: 2,
+          limit: 1,
+          scale: 1,
+          isSwap: true,
+          isRegisterSwap: true,
+        },
+      },
+      desired: { value: '15', metadata: { timestamp: '1550049403598', type: 'int' } },
+      reportToCloud: true,
+    },
+    {
+      name: 'temperature-enable',
+      visitors: {
+        protocolName: 'modbus',
+        configData: {
+          register: 'DiscreteInputRegister',
+          offset: 3,
+          limit: 1,
+          scale: 1,
+          isSwap: true,
+          isRegisterSwap: true,
+        },
+      },
+    },
+  ],
 };
