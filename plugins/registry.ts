@@ -72,6 +72,7 @@ export const edgeRegistry: readonly PluginEntry[] = [
 export const cloudRegistry: readonly PluginEntry[] = [
   { configKey: 'cloudHub', specifier: pluginSpecifier(import.meta.url, './cloudhub/index') },
   { configKey: 'edgeController', specifier: pluginSpecifier(import.meta.url, './edgecontroller/index') },
+  { configKey: 'deviceController', specifier: pluginSpecifier(import.meta.url, './devicecontroller/index') },
   { configKey: 'syncController', specifier: pluginSpecifier(import.meta.url, './synccontroller/index') },
   { configKey: 'router', specifier: pluginSpecifier(import.meta.url, './router/index') },
   { configKey: 'admission', specifier: pluginSpecifier(import.meta.url, './admission/index') },

@@ -1,4 +1,4 @@
-/** `modules.deviceController` of cloudcore.yaml (cloudcore/v1alpha1). Config only: not built yet. */
+/** `modules.deviceController` of cloudcore.yaml (cloudcore/v1alpha1). */
 import { configSchema, defineConfigSection, sectionSchema, type ModuleBase } from '../../kernel/index.js';
 
 const { int, ptrObj } = configSchema;

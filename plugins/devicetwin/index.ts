@@ -277,9 +277,14 @@ export default definePlugin<DeviceTwinConfig & ModuleConfig>({
       if (source === SourceNodeConnection && resource === ResourceTypeNodeConnection) {
         if (msg.content === CloudConnected) cloud.setConnected(true);
         else if (msg.content === CloudDisconnected) cloud.setConnected(false);
+      } else if (resource.includes('membership/detail')) {
+        // the cloud's answer to our membership/detail request: it confirms the request and (unless a
+        // bare "OK") lists the node's complete device set, as KubeEdge's twin confirms the parent
+        // and then handles the message (MemDetailResult)
+        if (msg.header.parent_msg_id) cloud.confirm(msg.header.parent_msg_id);
+        if (msg.content !== MessageSuccessfulContent)
+          return apply(engine.membershipDetail(parseContent(msg)));
       } else if (msg.header.parent_msg_id && group === TwinGroup) cloud.confirm(msg.header.parent_msg_id);
-      else if (resource.includes('membership/detail'))
-        return apply(engine.membershipDetail(parseContent(msg)));
       else if (resource === 'membership' || resource.endsWith('/membership'))
         return apply(engine.membershipUpdate(parseContent(msg)));
       else if (/(^|\/)(device|devicemodel)\//.test(resource) && !resource.startsWith('device/'))

@@ -1,0 +1,72 @@
+/**
+ * deviceController (KubeEdge's `devicecontroller` module, group `devicecontroller`) of cloudcore:
+ * v1beta1 Devices and DeviceModels go to the node of each device (membership, model, device,
+ * desired values inside the device); the edge's reported twins and device states come back into
+ * the DeviceStatus and the Device's status. See README.md.
+ */
+import { KubeToken, definePlugin, errorText, type ModuleConfig } from '../../kernel/index.js';
+import { DeviceControllerModuleName } from '../../protocol/index.js';
+import type { DeviceControllerConfig } from './config.js';
+import { CloudHubModule, DeviceControllerGroup } from './messages.js';
+
+export default definePlugin<DeviceControllerConfig & ModuleConfig>({
+  name: DeviceControllerModuleName,
+  group: DeviceControllerGroup,
+  configKey: 'deviceController',
+  // status patches of different devices run side by side (one at a time per device)
+  concurrency: 128,
+  async start(ctx) {
+    const [{ Upstream }, { Downstream }, { deviceControllerMetrics }] = await Promise.all([
+      import('./upstream.js'),
+      import('./downstream.js'),
+      import('./metrics.js'),
+    ]);
+    const metrics = deviceControllerMetrics(ctx.metrics);
+    if (!ctx.services.has(KubeToken)) {
+      ctx.log.warn(
+        'kubeAPIConfig names no cluster (kubeConfig, master or in-cluster): deviceController has no Kubernetes API, edge reports are dropped',
+      );
+      return {
+        onMessage(msg) {
+          metrics.dropped('upstream', 'no-kubernetes');
+          const { resource, operation, source } = msg.route;
+          ctx.log.warn({ resource, operation, source }, 'upstream message dropped: no Kubernetes API');
+        },
+        stop() {},
+      };
+    }
+    const kube = ctx.services.get(KubeToken);
+    const send = (msg: Parameters<typeof ctx.send>[1]): Promise<void> => ctx.send(CloudHubModule, msg);
+    const upstream = new Upstream({
+      kube,
+      log: ctx.log,
+      signal: ctx.signal,
+      send,
+      dropped: (reason) => metrics.dropped('upstream', reason),
+    });
+    const downstream = new Downstream({
+      kube,
+      log: ctx.log,
+      signal: ctx.signal,
+      devices: upstream.devices,
+      send,
+      added: (d) => void upstream.ensureStatus(d),
+      dropped: (reason) => metrics.dropped('downstream', reason),
+    });
+    // the informers list and watch in the background (CRDs not installed yet are retried)
+    downstream.start().then(
+      () => ctx.log.info('deviceController: devices and device models watched'),
+      (err: unknown) => {
+        if (!ctx.signal.aborted)
+          ctx.log.error({ err: errorText(err) }, 'deviceController: the informers cannot start');
+      },
+    );
+    return {
+      onMessage: (msg) => upstream.handle(msg),
+      stop() {
+        downstream.stop();
+        upstream.stop();
+      },
+    };
+  },
+});

@@ -1,0 +1,348 @@
+/**
+ * deviceController's upstream half (KubeEdge's UpstreamController, spec devices-dmi-router §2.4):
+ * the edge's reported twins and device states become merge patches of the v1beta1 DeviceStatus
+ * (1.23) and of the Device's own status (what v1alpha2 readers and `kubectl get device` see); each
+ * message is confirmed `OK` once a patch holding it is stored. The edge's `membership/detail`
+ * request (sent after every reconnect) is answered with the node's complete device set.
+ */
+import {
+  Operation,
+  errorText,
+  isKernelError,
+  type KubeApi,
+  type Logger,
+  type Message,
+  type SharedInformer,
+} from '../../kernel/index.js';
+import { TwinGroup } from '../../protocol/index.js';
+import {
+  DevicesApiVersion,
+  DevicesGroup,
+  DevicesVersion,
+  devicesPath,
+  deviceId,
+  membershipEntry,
+  toNode,
+  type Device,
+  type DeviceStatus,
+  type StatusTwin,
+  type TwinProperty,
+} from './messages.js';
+
+export interface UpstreamOptions {
+  kube: KubeApi;
+  log: Logger;
+  signal: AbortSignal;
+  send(msg: Message): Promise<void>;
+  /** A message not handled: `bad-resource`, `bad-content`, `unsupported`, `failed`, `reply-undeliverable`. */
+  dropped(reason: string): void;
+}
+
+/** A twin side as the edge sends it (`expected` / `actual` of `MsgTwin`). */
+interface EdgeSide {
+  value?: string | null;
+  metadata?: { timestamp?: number } | null;
+}
+
+interface EdgeTwin {
+  expected?: EdgeSide | null;
+  actual?: EdgeSide | null;
+  metadata?: { type?: string } | null;
+}
+
+/** What this cloudcore holds of one device's status, and the patch in progress. */
+interface Entry {
+  namespace: string;
+  name: string;
+  twins: Map<string, StatusTwin>;
+  state?: string;
+  lastOnlineTime?: string;
+  /** The newest state message applied (its `timestamp`, ms). */
+  stateTs: number;
+  /** Waiting for the next patch (their changes are applied to the entry already). */
+  waiters: { resolve(): void; reject(err: unknown): void }[];
+  running: boolean;
+}
+
+const isNotFound = (err: unknown): boolean =>
+  isKernelError(err, 'EKUBE_API') && (err as { statusCode?: number }).statusCode === 404;
+const isConflict = (err: unknown): boolean =>
+  isKernelError(err, 'EKUBE_API') && (err as { statusCode?: number }).statusCode === 409;
+
+const MERGE = { contentType: 'application/merge-patch+json' };
+
+/** The content as an object (the edge sends state updates as a JSON string). */
+function contentObject(content: unknown): Record<string, unknown> | undefined {
+  let c = content;
+  if (Buffer.isBuffer(c)) c = c.toString('utf8');
+  if (typeof c === 'string') {
+    try {
+      c = JSON.parse(c);
+    } catch {
+      return undefined;
+    }
+  }
+  return typeof c === 'object' && c !== null && !Array.isArray(c) ? (c as Record<string, unknown>) : undefined;
+}
+
+/** A key matched case-insensitively (Go's encoding/json). */
+function field(obj: Record<string, unknown>, key: string): unknown {
+  if (key in obj) return obj[key];
+  const lower = key.toLowerCase();
+  for (const k of Object.keys(obj)) if (k.toLowerCase() === lower) return obj[k];
+  return undefined;
+}
+
+const stamp = (p: TwinProperty | undefined): number => Number(p?.metadata?.timestamp ?? -1);
+
+/** `{value, metadata: {timestamp, type}}` of one edge side (upstream.go), or undefined. */
+function property(side: EdgeSide | null | undefined, type: string | undefined): TwinProperty | undefined {
+  if (side === null || side === undefined || typeof side.value !== 'string') return undefined;
+  const metadata: Record<string, string> = {};
+  if (typeof side.metadata?.timestamp === 'number') metadata.timestamp = String(side.metadata.timestamp);
+  if (type !== undefined) metadata.type = type;
+  return { value: side.value, metadata };
+}
+
+export class Upstream {
+  readonly devices: SharedInformer<Device>;
+  private readonly statuses: SharedInformer<DeviceStatus>;
+  private readonly entries = new Map<string, Entry>();
+
+  constructor(private readonly o: UpstreamOptions) {
+    const { kube, signal } = o;
+    const at = { group: DevicesGroup, version: DevicesVersion, signal };
+    this.devices = kube.informer<Device>({ ...at, resource: 'devices' });
+    this.statuses = kube.informer<DeviceStatus>({ ...at, resource: 'devicestatuses' });
+    this.devices.addHandlers({ delete: (d) => this.entries.delete(deviceId(d)) });
+  }
+
+  stop(): void {
+    this.devices.stop();
+    this.statuses.stop();
+  }
+
+  /** One message from cloudHub (resource `node/{node}/...`). */
+  async handle(msg: Message): Promise<void> {
+    const resource = msg.route.resource ?? '';
+    const parts = resource.split('/');
+    const node = parts[1] ?? '';
+    if (parts[0] !== 'node' || node === '') return this.drop(msg, 'bad-resource');
+    if (parts[2] === 'membership' && parts[3] === 'detail') return this.membershipDetail(msg, node);
+    const type = parts.slice(5).join('/');
+    if (parts[2] !== 'device' || !parts[3] || !parts[4] || (type !== 'twin/edge_updated' && type !== 'state/update'))
+      return this.drop(msg, 'unsupported');
+    const content = contentObject(msg.content);
+    if (content === undefined) return this.drop(msg, 'bad-content');
+    await Promise.all([this.devices.synced, this.statuses.synced]);
+    const [namespace, name] = [parts[3], parts[4]];
+    const device = this.devices.get(name, namespace);
+    if (device === undefined) {
+      // KubeEdge drops it unanswered, so the edge re-sends it every 60 s for ever
+      this.o.log.debug({ node, resource }, 'report of a device that does not exist: confirmed, not stored');
+      return this.confirm(msg, node);
+    }
+    const entry = this.entry(device);
+    const changed =
+      type === 'twin/edge_updated' ? this.applyTwins(entry, device, content) : this.applyState(entry, content);
+    if (changed) {
+      try {
+        await new Promise<void>((resolve, reject) => {
+          entry.waiters.push({ resolve, reject });
+          if (!entry.running) void this.run(entry);
+        });
+      } catch (err) {
+        // not confirmed: the edge sends it again
+        this.o.log.warn({ node, resource, err: errorText(err) }, 'device status not stored');
+        return this.o.dropped('failed');
+      }
+    }
+    return this.confirm(msg, node);
+  }
+
+  /**
+   * A new Device: its DeviceStatus, with the Device as controller owner (deleting the Device
+   * collects it). A failure is logged: the first report creates it too.
+   */
+  async ensureStatus(d: Device): Promise<void> {
+    await this.statuses.synced;
+    const namespace = d.metadata?.namespace ?? '';
+    const name = d.metadata?.name ?? '';
+    if (this.statuses.get(name, namespace) !== undefined) return;
+    try {
+      await this.createStatus(d, {});
+    } catch (err) {
+      if (!isConflict(err))
+        this.o.log.warn({ device: deviceId(d), err: errorText(err) }, 'DeviceStatus not created');
+    }
+  }
+
+  private createStatus(d: Device, status: DeviceStatus['status']): Promise<unknown> {
+    const namespace = d.metadata?.namespace ?? '';
+    const name = d.metadata?.name ?? '';
+    return this.o.kube.request('POST', devicesPath('devicestatuses', namespace), {
+      apiVersion: DevicesApiVersion,
+      kind: 'DeviceStatus',
+      metadata: {
+        name,
+        namespace,
+        ownerReferences: [
+          {
+            apiVersion: DevicesApiVersion,
+            kind: 'Device',
+            name,
+            uid: d.metadata?.uid ?? '',
+            controller: true,
+            blockOwnerDeletion: true,
+          },
+        ],
+      },
+      spec: {},
+      status,
+    });
+  }
+
+  /** The device's entry, first filled from its DeviceStatus (else the Device's status). */
+  private entry(d: Device): Entry {
+    const id = deviceId(d);
+    let e = this.entries.get(id);
+    if (e === undefined) {
+      const namespace = d.metadata?.namespace ?? '';
+      const name = d.metadata?.name ?? '';
+      const stored = this.statuses.get(name, namespace)?.status ?? d.status ?? {};
+      e = {
+        namespace,
+        name,
+        twins: new Map((stored.twins ?? []).map((t) => [t.propertyName, { ...t }])),
+        stateTs: -1,
+        waiters: [],
+        running: false,
+      };
+      if (stored.state) e.state = stored.state;
+      if (stored.lastOnlineTime) e.lastOnlineTime = stored.lastOnlineTime;
+      this.entries.set(id, e);
+    }
+    return e;
+  }
+
+  /** Twins of the Device's properties, each side only when not older than the stored one. */
+  private applyTwins(e: Entry, d: Device, content: Record<string, unknown>): boolean {
+    const twins = field(content, 'twin');
+    if (typeof twins !== 'object' || twins === null) return false;
+    const names = new Set((d.spec?.properties ?? []).map((p) => p.name));
+    let changed = false;
+    for (const [prop, raw] of Object.entries(twins as Record<string, EdgeTwin | null>)) {
+      if (!names.has(prop) || raw === null || typeof raw !== 'object') continue;
+      const type = raw.metadata?.type ?? undefined;
+      const reported = property(raw.actual, type);
+      const observed = property(raw.expected, type);
+      const t = e.twins.get(prop) ?? { propertyName: prop };
+      if (reported && stamp(reported) >= stamp(t.reported)) {
+        t.reported = reported;
+        changed = true;
+      }
+      if (observed && stamp(observed) >= stamp(t.observedDesired)) {
+        t.observedDesired = observed;
+        changed = true;
+      }
+      e.twins.set(prop, t);
+    }
+    return changed;
+  }
+
+  /** `{device: {state, lastOnlineTime}}` unless older than the state applied last. */
+  private applyState(e: Entry, content: Record<string, unknown>): boolean {
+    const ts = Number(field(content, 'timestamp') ?? 0);
+    const dev = field(content, 'device');
+    if (typeof dev !== 'object' || dev === null || ts < e.stateTs) return false;
+    const state = field(dev as Record<string, unknown>, 'state');
+    const last = field(dev as Record<string, unknown>, 'lastOnlineTime');
+    e.stateTs = ts;
+    if (typeof state === 'string' && state !== '') e.state = state;
+    // an empty lastOnlineTime leaves the stored one (omitempty)
+    if (typeof last === 'string' && last !== '') e.lastOnlineTime = last;
+    return true;
+  }
+
+  /** Patches until no change waits: the changes of every message that arrived meanwhile go in one. */
+  private async run(e: Entry): Promise<void> {
+    e.running = true;
+    while (e.waiters.length > 0) {
+      const waiters = e.waiters;
+      e.waiters = [];
+      try {
+        await this.patch(e);
+        for (const w of waiters) w.resolve();
+      } catch (err) {
+        for (const w of waiters) w.reject(err);
+      }
+    }
+    e.running = false;
+  }
+
+  /** The DeviceStatus (created when missing) and the Device's own status, both merge patches. */
+  private async patch(e: Entry): Promise<void> {
+    const status: NonNullable<DeviceStatus['status']> = { twins: [...e.twins.values()] };
+    if (e.state !== undefined) status.state = e.state;
+    if (e.lastOnlineTime !== undefined) status.lastOnlineTime = e.lastOnlineTime;
+    const body = { status };
+    const { kube } = this.o;
+    await Promise.all([
+      kube.request('PATCH', devicesPath('devicestatuses', e.namespace, e.name), body, MERGE).catch(async (err) => {
+        if (!isNotFound(err)) throw err;
+        const device = this.devices.get(e.name, e.namespace);
+        if (device === undefined) return; // deleted meanwhile
+        await this.createStatus(device, status).catch((err2: unknown) => {
+          if (!isConflict(err2)) throw err2;
+          return kube.request('PATCH', devicesPath('devicestatuses', e.namespace, e.name), body, MERGE);
+        });
+      }),
+      kube.request('PATCH', devicesPath('devices', e.namespace, e.name), body, MERGE).catch((err) => {
+        if (!isNotFound(err)) throw err;
+      }),
+    ]);
+  }
+
+  /** The node's complete device set, as the answer of its `membership/detail` request. */
+  private async membershipDetail(msg: Message, node: string): Promise<void> {
+    await this.devices.synced;
+    const devices = this.devices
+      .list()
+      .filter((d) => d.spec?.nodeName === node)
+      .map(membershipEntry);
+    const request = contentObject(msg.content);
+    const eventId = request ? field(request, 'event_id') : undefined;
+    await this.reply(
+      toNode(
+        node,
+        TwinGroup,
+        Operation.response,
+        'membership/detail',
+        { event_id: typeof eventId === 'string' ? eventId : '', timestamp: Date.now(), devices },
+        { parentId: msg.header.msg_id },
+      ),
+    );
+  }
+
+  /** `OK` to the edge, `parent_msg_id` = its message (ends its re-sending). */
+  private confirm(msg: Message, node: string): Promise<void> {
+    return this.reply(
+      toNode(node, TwinGroup, Operation.response, 'twin', 'OK', { parentId: msg.header.msg_id }),
+    );
+  }
+
+  private async reply(msg: Message): Promise<void> {
+    try {
+      await this.o.send(msg);
+    } catch (err) {
+      this.o.dropped('reply-undeliverable');
+      this.o.log.warn({ resource: msg.route.resource, err: errorText(err) }, 'reply not handed to cloudHub');
+    }
+  }
+
+  private drop(msg: Message, reason: string): void {
+    const { resource, operation, source } = msg.route;
+    this.o.dropped(reason);
+    this.o.log.warn({ resource, operation, source, reason }, 'upstream message dropped');
+  }
+}
