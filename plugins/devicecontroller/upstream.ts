@@ -82,7 +82,9 @@ function contentObject(content: unknown): Record<string, unknown> | undefined {
       return undefined;
     }
   }
-  return typeof c === 'object' && c !== null && !Array.isArray(c) ? (c as Record<string, unknown>) : undefined;
+  return typeof c === 'object' && c !== null && !Array.isArray(c)
+    ? (c as Record<string, unknown>)
+    : undefined;
 }
 
 /** A key matched case-insensitively (Go's encoding/json). */
@@ -130,7 +132,12 @@ export class Upstream {
     if (parts[0] !== 'node' || node === '') return this.drop(msg, 'bad-resource');
     if (parts[2] === 'membership' && parts[3] === 'detail') return this.membershipDetail(msg, node);
     const type = parts.slice(5).join('/');
-    if (parts[2] !== 'device' || !parts[3] || !parts[4] || (type !== 'twin/edge_updated' && type !== 'state/update'))
+    if (
+      parts[2] !== 'device' ||
+      !parts[3] ||
+      !parts[4] ||
+      (type !== 'twin/edge_updated' && type !== 'state/update')
+    )
       return this.drop(msg, 'unsupported');
     const content = contentObject(msg.content);
     if (content === undefined) return this.drop(msg, 'bad-content');
@@ -144,7 +151,9 @@ export class Upstream {
     }
     const entry = this.entry(device);
     const changed =
-      type === 'twin/edge_updated' ? this.applyTwins(entry, device, content) : this.applyState(entry, content);
+      type === 'twin/edge_updated'
+        ? this.applyTwins(entry, device, content)
+        : this.applyState(entry, content);
     if (changed) {
       try {
         await new Promise<void>((resolve, reject) => {
@@ -288,15 +297,17 @@ export class Upstream {
     const body = { status };
     const { kube } = this.o;
     await Promise.all([
-      kube.request('PATCH', devicesPath('devicestatuses', e.namespace, e.name), body, MERGE).catch(async (err) => {
-        if (!isNotFound(err)) throw err;
-        const device = this.devices.get(e.name, e.namespace);
-        if (device === undefined) return; // deleted meanwhile
-        await this.createStatus(device, status).catch((err2: unknown) => {
-          if (!isConflict(err2)) throw err2;
-          return kube.request('PATCH', devicesPath('devicestatuses', e.namespace, e.name), body, MERGE);
-        });
-      }),
+      kube
+        .request('PATCH', devicesPath('devicestatuses', e.namespace, e.name), body, MERGE)
+        .catch(async (err) => {
+          if (!isNotFound(err)) throw err;
+          const device = this.devices.get(e.name, e.namespace);
+          if (device === undefined) return; // deleted meanwhile
+          await this.createStatus(device, status).catch((err2: unknown) => {
+            if (!isConflict(err2)) throw err2;
+            return kube.request('PATCH', devicesPath('devicestatuses', e.namespace, e.name), body, MERGE);
+          });
+        }),
       kube.request('PATCH', devicesPath('devices', e.namespace, e.name), body, MERGE).catch((err) => {
         if (!isNotFound(err)) throw err;
       }),

@@ -27,7 +27,10 @@ afterAll(cleanup);
 
 const logger = createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as LogLevel);
 const NODE = 'device-edge-1';
-const MANIFESTS = ['test/fixtures/devices/device-model-v1beta1.yaml', 'test/fixtures/devices/device-instance-v1beta1.yaml'];
+const MANIFESTS = [
+  'test/fixtures/devices/device-model-v1beta1.yaml',
+  'test/fixtures/devices/device-instance-v1beta1.yaml',
+];
 const DEVICE = 'sensor-tag-instance-01';
 const CRDS = [
   'crds/devices_v1beta1_device.yaml',
@@ -102,8 +105,8 @@ describe('deviceController: kubectl -> edge -> mapper-modbus -> simulator, and r
     }
   };
   const reported = async (kind: string, name: string, prop: string): Promise<string | undefined> =>
-    (await kubectlJson<DeviceObj>([kind, name]))?.status?.twins?.find((t) => t.propertyName === prop)?.reported
-      ?.value;
+    (await kubectlJson<DeviceObj>([kind, name]))?.status?.twins?.find((t) => t.propertyName === prop)
+      ?.reported?.value;
   /** The edge's database, read alongside the running edge (WAL). */
   const edgeRows = (sql: string): string[] => {
     const db = new Database(join(dir, 'edge/edgecore.db'), { readonly: true, fileMustExist: true });
@@ -188,11 +191,16 @@ ${link.edgeHub()}`;
 
   it('kubectl apply model + device: the mapper reads the registers, kubectl get device shows the reported values', async () => {
     for (const f of MANIFESTS) {
-      const yaml = readFileSync(f, 'utf8').replaceAll('__NODE__', NODE).replaceAll('__PORT__', String(sim.port));
+      const yaml = readFileSync(f, 'utf8')
+        .replaceAll('__NODE__', NODE)
+        .replaceAll('__PORT__', String(sim.port));
       await cp.kubectl(['apply', '-f', '-'], { input: yaml });
     }
     // the desired value 1 reached the coil; the reported values reach the Device and its DeviceStatus
-    await waitFor(async () => (await sim.read('coils', 2))[0] === 1, { what: 'desired 1 in coil 2', timeoutMs: 30_000 });
+    await waitFor(async () => (await sim.read('coils', 2))[0] === 1, {
+      what: 'desired 1 in coil 2',
+      timeoutMs: 30_000,
+    });
     await waitFor(async () => (await reported('device', DEVICE, 'temperature')) === '1', {
       what: 'reported temperature 1 in kubectl get device',
       timeoutMs: 30_000,
@@ -212,9 +220,12 @@ ${link.edgeHub()}`;
     expect(twin?.reported?.metadata?.timestamp).toMatch(/^\d+$/);
     expect(twin?.observedDesired?.value).toBe('1');
     // the device state (mapper: online once connected)
-    await waitFor(async () => (await kubectlJson<DeviceObj>(['devicestatus', DEVICE]))?.status?.state === 'online', {
-      what: 'state online in the DeviceStatus',
-    });
+    await waitFor(
+      async () => (await kubectlJson<DeviceObj>(['devicestatus', DEVICE]))?.status?.state === 'online',
+      {
+        what: 'state online in the DeviceStatus',
+      },
+    );
     expect(edgeDevices()).toEqual([`default/${DEVICE}`]);
   });
 

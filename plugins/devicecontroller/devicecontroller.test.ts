@@ -1,0 +1,308 @@
+/**
+ * deviceController against a real kube-apiserver with KubeEdge's device CRDs, a probe module playing
+ * cloudHub: what kubectl does to Devices reaches the probe as KubeEdge's messages (resources,
+ * operations, contents, resource versions) for the one node concerned; the edge's reports become
+ * DeviceStatus and Device status, confirmed `OK`, never overwritten by an older report.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../kernel/config/index.js';
+import { Kernel } from '../../kernel/kernel.js';
+import { createLogger, type LogLevel } from '../../kernel/log.js';
+import { newMessage, type Message } from '../../kernel/index.js';
+import { startControlPlane, type ControlPlane } from '../../test/peers/kube.js';
+import { cleanup, waitFor } from '../../test/peers/util.js';
+import { cloudLayout, cloudRegistry } from '../registry.js';
+
+const logger = createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as LogLevel);
+
+/* eslint-disable @typescript-eslint/no-explicit-any -- API objects and wire contents are inspected loosely */
+let cp: ControlPlane;
+let kernel: Kernel;
+const atHub: Message[] = [];
+
+const model = (name: string) => ({
+  apiVersion: 'devices.kubeedge.io/v1beta1',
+  kind: 'DeviceModel',
+  metadata: { name, namespace: 'default' },
+  spec: { protocol: 'modbus', properties: [{ name: 'temp', type: 'INT', accessMode: 'ReadWrite' }] },
+});
+const device = (name: string, node: string, desired = '1') => ({
+  apiVersion: 'devices.kubeedge.io/v1beta1',
+  kind: 'Device',
+  metadata: { name, namespace: 'default', labels: { description: 'thermometer' } },
+  spec: {
+    deviceModelRef: { name: 'thermo' },
+    nodeName: node,
+    protocol: { protocolName: 'modbus', configData: { ip: '127.0.0.1', port: 502 } },
+    properties: [{ name: 'temp', reportToCloud: true, desired: { value: desired } }],
+  },
+});
+const apply = (obj: unknown) => cp.kubectl(['apply', '-f', '-'], { input: JSON.stringify(obj) });
+const getJson = async (args: string[]): Promise<any> =>
+  JSON.parse(await cp.kubectl(['get', ...args, '-o', 'json']));
+
+/** Messages pushed (no parent) for `node` since index `from`, as `operation resource-after-node`. */
+function pushedTo(node: string, from: number): string[] {
+  return atHub
+    .slice(from)
+    .filter((m) => !m.header.parent_msg_id && m.route.resource?.startsWith(`node/${node}/`))
+    .map((m) => `${m.route.operation} ${m.route.resource!.slice(`node/${node}/`.length)}`);
+}
+
+async function fromEdge(node: string, resource: string, content: unknown): Promise<Message> {
+  const msg = newMessage(
+    { source: 'twin', group: 'resource', operation: 'update', resource: `node/${node}/${resource}` },
+    content,
+  );
+  await kernel.bus.send('devicecontroller', msg);
+  let reply: Message | undefined;
+  await waitFor(
+    () => (reply = atHub.find((m) => m.header.parent_msg_id === msg.header.msg_id)) !== undefined,
+    {
+      what: `the reply to ${resource}`,
+      intervalMs: 20,
+    },
+  );
+  return reply!;
+}
+
+beforeAll(async () => {
+  cp = await startControlPlane();
+  for (const f of ['devices_v1beta1_device', 'devices_v1beta1_devicemodel', 'devices_v1beta1_devicestatus'])
+    await cp.kubectl(['apply', '-f', `crds/${f}.yaml`]);
+  await cp.waitForCrds([
+    'devices.devices.kubeedge.io',
+    'devicemodels.devices.kubeedge.io',
+    'devicestatuses.devices.kubeedge.io',
+  ]);
+  kernel = new Kernel({
+    config: parseConfig(
+      cloudLayout,
+      `apiVersion: cloudcore.config.kubeedge.io/v1alpha1
+kind: CloudCore
+kubeAPIConfig:
+  kubeConfig: ${cp.cloudcoreKubeconfigPath}
+modules:
+  cloudHub: {enable: false}
+  edgeController: {enable: false}
+  deviceController: {enable: true}
+`,
+      'cloudcore.yaml',
+    ),
+    registry: cloudRegistry,
+    logger,
+  });
+  kernel.bus.addModule('cloudhub', 'cloudhub').attach(
+    (m) => void atHub.push(m),
+    () => undefined,
+  );
+  await kernel.start();
+}, 300_000);
+
+afterAll(async () => {
+  await kernel?.stop();
+  await cp?.stop();
+  await cleanup();
+}, 60_000);
+
+describe('deviceController (real kube-apiserver, a probe as cloudHub)', () => {
+  it('a device bound to a node: membership, its model, the device, as KubeEdge sends them', async () => {
+    const from = atHub.length;
+    await apply(model('thermo'));
+    await apply(device('thermo-1', 'node-a'));
+    await waitFor(() => pushedTo('node-a', from).length === 3, { what: 'three messages to node-a' });
+    expect(pushedTo('node-a', from)).toEqual([
+      'update membership',
+      'insert default/devicemodel/thermo',
+      'insert default/device/thermo-1',
+    ]);
+    const [membership, m, d] = atHub.slice(from).filter((x) => x.route.resource?.startsWith('node/node-a/'));
+    expect(membership!.route).toMatchObject({ source: 'devicecontroller', group: 'twin' });
+    expect(membership!.content).toMatchObject({
+      added_devices: [{ id: 'default/thermo-1', name: 'thermo-1', description: 'thermometer' }],
+      removed_devices: null,
+    });
+    expect(m!.route).toMatchObject({ source: 'devicecontroller', group: 'resource' });
+    const apiModel = await getJson(['devicemodel', 'thermo']);
+    expect(m!.header.resourceversion).toBe(apiModel.metadata.resourceVersion);
+    expect(m!.content).toMatchObject({ apiVersion: 'devices.kubeedge.io/v1beta1', kind: 'DeviceModel' });
+    const apiDevice = await getJson(['device', 'thermo-1']);
+    expect(d!.header.resourceversion).toBe(apiDevice.metadata.resourceVersion);
+    expect((d!.content as any).metadata.uid).toBe(apiDevice.metadata.uid);
+    // its DeviceStatus, owned by the Device
+    await waitFor(async () => (await cp.kubectl(['get', 'devicestatus'])).includes('thermo-1'), {
+      what: 'the DeviceStatus',
+    });
+    const status = await getJson(['devicestatus', 'thermo-1']);
+    expect(status.metadata.ownerReferences[0]).toMatchObject({
+      apiVersion: 'devices.kubeedge.io/v1beta1',
+      kind: 'Device',
+      uid: apiDevice.metadata.uid,
+      controller: true,
+    });
+
+    // a second device of the same model on the same node: no second model insert
+    const from2 = atHub.length;
+    await apply(device('thermo-2', 'node-a'));
+    await waitFor(() => pushedTo('node-a', from2).length === 2, { what: 'two more messages' });
+    expect(pushedTo('node-a', from2)).toEqual(['update membership', 'insert default/device/thermo-2']);
+  });
+
+  it('a desired value changed: the model and the device as updates; a metadata-only change sends nothing', async () => {
+    const from = atHub.length;
+    await apply(device('thermo-1', 'node-a', '42'));
+    await waitFor(() => pushedTo('node-a', from).length === 2, { what: 'model and device updates' });
+    expect(pushedTo('node-a', from)).toEqual([
+      'update default/devicemodel/thermo',
+      'update default/device/thermo-1',
+    ]);
+    const d = atHub.slice(from).find((x) => x.route.resource?.endsWith('/device/thermo-1'));
+    expect((d!.content as any).spec.properties[0].desired.value).toBe('42');
+    await cp.kubectl(['label', 'device', 'thermo-1', 'extra=1']);
+    const marker = atHub.length;
+    // a change of another device proves the label change was handled (events are in order)
+    await apply(device('thermo-2', 'node-a', '7'));
+    await waitFor(() => pushedTo('node-a', marker).length === 2, { what: 'thermo-2 updates' });
+    expect(pushedTo('node-a', marker)).toEqual([
+      'update default/devicemodel/thermo',
+      'update default/device/thermo-2',
+    ]);
+  });
+
+  it('a device moved to another node: removed from the old node, added to the new one', async () => {
+    const from = atHub.length;
+    await apply(device('thermo-2', 'node-b', '7'));
+    await waitFor(() => pushedTo('node-a', from).length === 2 && pushedTo('node-b', from).length === 3, {
+      what: 'removal from node-a and addition to node-b',
+    });
+    // thermo-1 still uses the model on node-a: the model stays there
+    expect(pushedTo('node-a', from)).toEqual(['update membership', 'delete default/device/thermo-2']);
+    expect(pushedTo('node-b', from)).toEqual([
+      'update membership',
+      'insert default/devicemodel/thermo',
+      'insert default/device/thermo-2',
+    ]);
+    const removal = atHub.slice(from).find((x) => x.route.resource === 'node/node-a/membership');
+    expect(removal!.content).toMatchObject({
+      added_devices: null,
+      removed_devices: [{ id: 'default/thermo-2' }],
+    });
+  });
+
+  it('reported twins into the DeviceStatus and the Device status, confirmed OK; an older report never overwrites a newer one', async () => {
+    const now = Date.now();
+    const twin = (value: string, ts: number) => ({
+      event_id: '',
+      timestamp: ts,
+      twin: {
+        temp: {
+          actual: { value, metadata: { timestamp: ts } },
+          expected: { value: '42', metadata: { timestamp: ts } },
+          optional: true,
+          metadata: { type: 'int' },
+        },
+        unknown: { actual: { value: 'x', metadata: { timestamp: ts } } },
+      },
+    });
+    const reply = await fromEdge('node-a', 'device/default/thermo-1/twin/edge_updated', twin('25', now));
+    expect(reply.route).toEqual({
+      source: 'devicecontroller',
+      group: 'twin',
+      operation: 'response',
+      resource: 'node/node-a/twin',
+    });
+    expect(reply.content).toBe('OK');
+    const status = await getJson(['devicestatus', 'thermo-1']);
+    expect(status.status.twins).toEqual([
+      {
+        propertyName: 'temp',
+        reported: { value: '25', metadata: { timestamp: String(now), type: 'int' } },
+        observedDesired: { value: '42', metadata: { timestamp: String(now), type: 'int' } },
+      },
+    ]);
+    expect((await getJson(['device', 'thermo-1'])).status.twins).toEqual(status.status.twins);
+
+    // an older report arriving late (the edge re-sends unconfirmed messages): confirmed, not stored
+    expect(
+      (await fromEdge('node-a', 'device/default/thermo-1/twin/edge_updated', twin('20', now - 1000))).content,
+    ).toBe('OK');
+    expect((await getJson(['devicestatus', 'thermo-1'])).status.twins[0].reported.value).toBe('25');
+    // reports in a burst end with the newest
+    const burst = [1, 2, 3, 4, 5].map((i) =>
+      fromEdge('node-a', 'device/default/thermo-1/twin/edge_updated', twin(String(25 + i), now + i)),
+    );
+    await Promise.all(burst);
+    expect((await getJson(['devicestatus', 'thermo-1'])).status.twins[0].reported.value).toBe('30');
+    expect((await getJson(['device', 'thermo-1'])).status.twins[0].reported.value).toBe('30');
+  });
+
+  it('device state (a JSON string, as the edge sends it) into both statuses; an empty lastOnlineTime keeps the stored one', async () => {
+    const state = (s: string, last: string, ts: number) =>
+      JSON.stringify({
+        event_id: '',
+        timestamp: ts,
+        device: { name: 'thermo-1', state: s, lastOnlineTime: last },
+      });
+    const now = Date.now();
+    await fromEdge(
+      'node-a',
+      'device/default/thermo-1/state/update',
+      state('online', '2026-01-01T10:00:00Z', now),
+    );
+    let status = await getJson(['devicestatus', 'thermo-1']);
+    expect(status.status).toMatchObject({ state: 'online', lastOnlineTime: '2026-01-01T10:00:00Z' });
+    await fromEdge('node-a', 'device/default/thermo-1/state/update', state('offline', '', now + 1));
+    status = await getJson(['devicestatus', 'thermo-1']);
+    expect(status.status).toMatchObject({ state: 'offline', lastOnlineTime: '2026-01-01T10:00:00Z' });
+    expect((await getJson(['device', 'thermo-1'])).status.state).toBe('offline');
+    // an older state: not stored
+    await fromEdge('node-a', 'device/default/thermo-1/state/update', state('online', '', now - 5));
+    expect((await getJson(['devicestatus', 'thermo-1'])).status.state).toBe('offline');
+  });
+
+  it("membership/detail is answered with the node's complete set; a report of an unknown device is confirmed", async () => {
+    const msg = newMessage(
+      { source: 'twin', group: 'resource', operation: 'get', resource: 'node/node-a/membership/detail' },
+      JSON.stringify({
+        event_type: 'group_membership_event',
+        event_id: 'd-1',
+        group_id: 'node-a',
+        operation: 'detail',
+        timestamp: 1,
+      }),
+    );
+    await kernel.bus.send('devicecontroller', msg);
+    let reply: Message | undefined;
+    await waitFor(
+      () => (reply = atHub.find((m) => m.header.parent_msg_id === msg.header.msg_id)) !== undefined,
+      {
+        what: 'the detail answer',
+      },
+    );
+    expect(reply!.route).toEqual({
+      source: 'devicecontroller',
+      group: 'twin',
+      operation: 'response',
+      resource: 'node/node-a/membership/detail',
+    });
+    expect(reply!.content).toMatchObject({
+      event_id: 'd-1',
+      devices: [{ id: 'default/thermo-1', name: 'thermo-1', description: 'thermometer' }],
+    });
+    const unknown = await fromEdge('node-a', 'device/default/nope/twin/edge_updated', { twin: {} });
+    expect(unknown.content).toBe('OK');
+  });
+
+  it('kubectl delete device: membership removal, the model (last user on the node), the device', async () => {
+    const from = atHub.length;
+    await cp.kubectl(['delete', 'device', 'thermo-2']);
+    await waitFor(() => pushedTo('node-b', from).length === 3, { what: 'removal from node-b' });
+    expect(pushedTo('node-b', from)).toEqual([
+      'update membership',
+      'delete default/devicemodel/thermo',
+      'delete default/device/thermo-2',
+    ]);
+    const del = atHub.slice(from).find((x) => x.route.resource === 'node/node-b/default/devicemodel/thermo');
+    expect((del!.content as any).metadata.uid).toBeTruthy();
+  });
+});
