@@ -13,8 +13,9 @@ export default definePlugin<DeviceControllerConfig & ModuleConfig>({
   name: DeviceControllerModuleName,
   group: DeviceControllerGroup,
   configKey: 'deviceController',
-  // status patches of different devices run side by side (one at a time per device)
-  concurrency: 128,
+  // a handler waits for the caches' first list and cloudHub's mailbox only: the status patches run
+  // behind it (upstream.ts: one per device at a time, 64 devices at once)
+  concurrency: 16,
   async start(ctx) {
     const [{ Upstream }, { Downstream }, { deviceControllerMetrics }] = await Promise.all([
       import('./upstream.js'),

@@ -61,6 +61,7 @@ interface Entry {
   stateTs: number;
   /** Waiting for the next patch (their changes are applied to the entry already). */
   waiters: { resolve(): void; reject(err: unknown): void }[];
+  /** Scheduled or patching. */
   running: boolean;
 }
 
@@ -68,6 +69,9 @@ const isNotFound = (err: unknown): boolean =>
   isKernelError(err, 'EKUBE_API') && (err as { statusCode?: number }).statusCode === 404;
 const isConflict = (err: unknown): boolean =>
   isKernelError(err, 'EKUBE_API') && (err as { statusCode?: number }).statusCode === 409;
+
+/** Devices whose status is being patched at once (each device one patch at a time). */
+const PATCHES_IN_FLIGHT = 64;
 
 const MERGE = { contentType: 'application/merge-patch+json' };
 
@@ -110,6 +114,9 @@ export class Upstream {
   readonly devices: SharedInformer<Device>;
   private readonly statuses: SharedInformer<DeviceStatus>;
   private readonly entries = new Map<string, Entry>();
+  /** Entries waiting for a patch slot, and the patches in flight. */
+  private readonly ready: Entry[] = [];
+  private active = 0;
 
   constructor(private readonly o: UpstreamOptions) {
     const { kube, signal } = o;
@@ -154,19 +161,18 @@ export class Upstream {
       type === 'twin/edge_updated'
         ? this.applyTwins(entry, device, content)
         : this.applyState(entry, content);
-    if (changed) {
-      try {
-        await new Promise<void>((resolve, reject) => {
-          entry.waiters.push({ resolve, reject });
-          if (!entry.running) void this.run(entry);
-        });
-      } catch (err) {
+    if (!changed) return this.confirm(msg, node);
+    // confirmed once a patch holding the change is stored; the handler does not wait for it, so the
+    // mailbox keeps flowing while the API server works
+    entry.waiters.push({
+      resolve: () => void this.confirm(msg, node),
+      reject: (err) => {
         // not confirmed: the edge sends it again
+        this.o.dropped('failed');
         this.o.log.warn({ node, resource, err: errorText(err) }, 'device status not stored');
-        return this.o.dropped('failed');
-      }
-    }
-    return this.confirm(msg, node);
+      },
+    });
+    this.schedule(entry);
   }
 
   /**
@@ -273,9 +279,27 @@ export class Upstream {
     return true;
   }
 
+  /** An entry with waiters gets a patch slot (at most PATCHES_IN_FLIGHT devices at once). */
+  private schedule(e: Entry): void {
+    if (e.running) return;
+    e.running = true;
+    this.ready.push(e);
+    this.pump();
+  }
+
+  private pump(): void {
+    while (this.active < PATCHES_IN_FLIGHT && this.ready.length > 0) {
+      const e = this.ready.shift()!;
+      this.active++;
+      void this.run(e).finally(() => {
+        this.active--;
+        this.pump();
+      });
+    }
+  }
+
   /** Patches until no change waits: the changes of every message that arrived meanwhile go in one. */
   private async run(e: Entry): Promise<void> {
-    e.running = true;
     while (e.waiters.length > 0) {
       const waiters = e.waiters;
       e.waiters = [];

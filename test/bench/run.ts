@@ -5,6 +5,7 @@
 import { cloudBench } from './cloud.js';
 import { cloudhubBench } from './cloudhub.js';
 import { conversionBench } from './conversion.js';
+import { devicesBench } from './devices.js';
 import { edgecontrollerBench } from './edgecontroller.js';
 import { edgemeshBench } from './edgemesh.js';
 import { eventbusBench } from './eventbus.js';
@@ -31,6 +32,7 @@ const suites: [string, () => Promise<Figure[]>][] = [
   ['conversion', conversionBench],
   ['stream', streamBench],
   ['edgemesh', edgemeshBench],
+  ['devices', devicesBench],
 ];
 
 const only = process.argv[2];

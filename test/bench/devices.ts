@@ -1,0 +1,308 @@
+/**
+ * deviceController benchmarks (issue 13), against the test control plane with KubeEdge's device CRDs
+ * and a cloud kernel (cloudHub + deviceController) in this process:
+ * - `kubectl patch` of a desired value -> the simulator's holding register holds it: a real edge
+ *   kernel (edgeHub, metaManager, deviceTwin + dmiserver, mapper-modbus) over the real link, the
+ *   pymodbus simulator over Modbus TCP; the patch is sent as kubectl's (a JSON patch of the Device),
+ *   the register is polled through the simulator's control channel (2 ms);
+ * - reported twin -> visible in the API server: `BENCH_DEVICES` devices (1000) on 10 simulated edges
+ *   (real TLS websockets, one node certificate each, acknowledging the device messages); every edge
+ *   sends `twin/edge_updated` reports at `BENCH_DEVICES_RATE` (2000) reports/s in all for
+ *   `BENCH_DEVICES_SECONDS` (10) s; the latency is from the report's send to the DeviceStatus watch
+ *   event showing its value (a report merged into a newer one is not a sample), the rate is the
+ *   reports confirmed `OK` (stored) per second.
+ */
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { WebSocket } from 'ws';
+import { parseConfig } from '../../kernel/config/index.js';
+import { KubeToken, encodeMessage, type Message } from '../../kernel/index.js';
+import { Kernel } from '../../kernel/kernel.js';
+import { createLogger } from '../../kernel/log.js';
+import { CLIENT_AUTH, signCertificate, toPem, type KeyPairDer } from '../../plugins/cloudhub/pki.js';
+import { cloudLayout, cloudRegistry, edgeLayout, edgeRegistry } from '../../plugins/registry.js';
+import { prepareLink } from '../helpers/link.js';
+import { startControlPlane } from '../peers/kube.js';
+import { startModbusTcp } from '../peers/modbus.js';
+import { freePort, removeTempDir, sleep, tempDir, waitFor } from '../peers/util.js';
+import { latencyFigures, round, type Figure } from './report.js';
+
+const CRDS = ['devices_v1beta1_device', 'devices_v1beta1_devicemodel', 'devices_v1beta1_devicestatus'];
+const API = '/apis/devices.kubeedge.io/v1beta1/namespaces/default';
+const EDGES = 10;
+const PATCHES = 50;
+
+interface StatusObj {
+  metadata?: { name?: string };
+  status?: { twins?: { propertyName: string; reported?: { value: string } }[] };
+}
+
+const model = {
+  apiVersion: 'devices.kubeedge.io/v1beta1',
+  kind: 'DeviceModel',
+  metadata: { name: 'bench-model', namespace: 'default' },
+  spec: { protocol: 'modbus', properties: [{ name: 'setpoint', type: 'INT', accessMode: 'ReadWrite' }] },
+};
+const device = (name: string, node: string, port: number, offset: number) => ({
+  apiVersion: 'devices.kubeedge.io/v1beta1',
+  kind: 'Device',
+  metadata: { name, namespace: 'default' },
+  spec: {
+    deviceModelRef: { name: 'bench-model' },
+    nodeName: node,
+    protocol: { protocolName: 'modbus', configData: { ip: '127.0.0.1', port, slaveID: 1 } },
+    properties: [
+      {
+        name: 'setpoint',
+        collectCycle: 1000,
+        reportToCloud: true,
+        desired: { value: '0' },
+        visitors: { protocolName: 'modbus', configData: { register: 'HoldingRegister', offset, limit: 1 } },
+      },
+    ],
+  },
+});
+
+export async function devicesBench(): Promise<Figure[]> {
+  const total = Number(process.env.BENCH_DEVICES ?? 1000);
+  const rate = Number(process.env.BENCH_DEVICES_RATE ?? 2000);
+  const seconds = Number(process.env.BENCH_DEVICES_SECONDS ?? 10);
+  const logger = createLogger('silent');
+  const plane = await startControlPlane();
+  const sim = await startModbusTcp({ holdingRegisters: { 0: 0 } });
+  const dir = await tempDir('bench-devices');
+  const link = await prepareLink(dir);
+  const wsPort = Number(
+    /websocket: \{enable: true, address: 127.0.0.1, port: (\d+)\}/.exec(link.cloudHub)?.[1],
+  );
+  let cloud: Kernel | undefined;
+  let edge: Kernel | undefined;
+  const sockets: WebSocket[] = [];
+  const figures: Figure[] = [];
+  try {
+    for (const f of CRDS) await plane.kubectl(['apply', '-f', `crds/${f}.yaml`]);
+    await plane.waitForCrds([
+      'devices.devices.kubeedge.io',
+      'devicemodels.devices.kubeedge.io',
+      'devicestatuses.devices.kubeedge.io',
+    ]);
+    cloud = new Kernel({
+      config: parseConfig(
+        cloudLayout,
+        `apiVersion: cloudcore.config.kubeedge.io/v1alpha1
+kind: CloudCore
+kubeAPIConfig:
+  kubeConfig: ${plane.cloudcoreKubeconfigPath}
+modules:
+  edgeController: {enable: false}
+  deviceController: {enable: true}
+${link.cloudHub}`,
+        'cloudcore.yaml',
+      ),
+      registry: cloudRegistry,
+      logger,
+    });
+    await cloud.start();
+    const kube = cloud.services.get(KubeToken);
+    await kube.request('POST', `${API}/devicemodels`, model);
+
+    // 1. kubectl patch desired -> register written (a real edge)
+    edge = new Kernel({
+      config: parseConfig(
+        edgeLayout,
+        `apiVersion: edgecore.config.kubeedge.io/v1alpha2
+kind: EdgeCore
+database:
+  dataSource: ${join(dir, 'edge/edgecore.db')}
+modules:
+  edged: {enable: false, hostnameOverride: bench-edge}
+  metaManager: {enable: true}
+  eventBus: {enable: true, mqttMode: 0, mqttServerInternal: "tcp://127.0.0.1:${await freePort()}"}
+  deviceTwin: {enable: true, dmiSockPath: ${JSON.stringify(dir + '/')}}
+  mapperModbus: {enable: true, reconnectInitialMs: 200}
+${link.edgeHub()}`,
+        join(dir, 'edge/edgecore.yaml'),
+      ),
+      registry: edgeRegistry,
+      logger,
+    });
+    await edge.start();
+    await kube.request('POST', `${API}/devices`, device('bench-real', 'bench-edge', sim.port, 0));
+    const register = async (): Promise<number> => (await sim.read('holdingRegisters', 0))[0] ?? -1;
+    const patchTo = (v: number): Promise<unknown> =>
+      kube.request(
+        'PATCH',
+        `${API}/devices/bench-real`,
+        [{ op: 'replace', path: '/spec/properties/0/desired/value', value: String(v) }],
+        { contentType: 'application/json-patch+json' },
+      );
+    // warm-up: the device registered and a first desired value written
+    await patchTo(1);
+    await waitFor(async () => (await register()) === 1, { what: 'first desired value', timeoutMs: 60_000 });
+    const patchNs: number[] = [];
+    for (let i = 2; i < PATCHES + 2; i++) {
+      const t0 = process.hrtime.bigint();
+      await patchTo(i);
+      await waitFor(async () => (await register()) === i, {
+        what: `desired ${i}`,
+        intervalMs: 2,
+        timeoutMs: 30_000,
+      });
+      patchNs.push(Number(process.hrtime.bigint() - t0));
+    }
+    figures.push(...latencyFigures('devices_patch_desired_to_register', patchNs, 'ms', '<= 200'));
+    await edge.stop();
+    edge = undefined;
+
+    // 2. reported twins from `total` devices on EDGES simulated edges -> DeviceStatus in the API
+    const nodes = Array.from({ length: EDGES }, (_, i) => `bench-sim-${i}`);
+    const names = Array.from({ length: total }, (_, i) => `bench-d${i}`);
+    const nodeOf = (i: number): string => nodes[i % EDGES]!;
+    const sent = new Map<string, number>(); // `${device}/${value}` -> send time (ms)
+    const samples: number[] = [];
+    let statuses = 0;
+    const seen = new Set<string>();
+    kube
+      .informer<StatusObj>({ group: 'devices.kubeedge.io', version: 'v1beta1', resource: 'devicestatuses' })
+      .addHandlers({
+        add: (s) => {
+          seen.add(s.metadata?.name ?? '');
+          statuses = seen.size;
+        },
+        update: (s) => {
+          const v = s.status?.twins?.[0]?.reported?.value;
+          const t0 = v === undefined ? undefined : sent.get(`${s.metadata?.name}/${v}`);
+          if (t0 !== undefined) {
+            samples.push((performance.timeOrigin + performance.now() - t0) * 1e6);
+            sent.delete(`${s.metadata?.name}/${v}`);
+          }
+        },
+      });
+    let confirmed = 0;
+    const edges = await Promise.all(
+      nodes.map(async (node) => {
+        const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+        const cert = await signCertificate(link.ca as KeyPairDer, {
+          publicKey: publicKey.export({ type: 'spki', format: 'der' }),
+          commonName: `system:node:${node}`,
+          organization: ['system:nodes'],
+          usages: [CLIENT_AUTH],
+          validityDays: 1,
+        });
+        const ws = new WebSocket(
+          `wss://127.0.0.1:${wsPort}/e632aba927ea4ac2b575ec1603d56f10/${node}/events`,
+          {
+            ca: toPem('CERTIFICATE', link.ca.cert),
+            cert: toPem('CERTIFICATE', cert),
+            key: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+            headers: { node_id: node, project_id: 'e632aba927ea4ac2b575ec1603d56f10' },
+          },
+        );
+        sockets.push(ws);
+        const send = (m: Message): void => ws.send(encodeMessage(m) + '\n');
+        ws.on('message', (data) => {
+          for (const line of data.toString().split('\n')) {
+            if (!line) continue;
+            const m = JSON.parse(line) as Message;
+            if (m.route.operation === 'response' && m.content === 'OK') confirmed++;
+            // acknowledge what cloudHub sends in ACK mode (devices, models)
+            else if (m.header.resourceversion || m.route.operation === 'delete')
+              send({
+                header: { msg_id: randomUUID(), parent_msg_id: m.header.msg_id, timestamp: Date.now() },
+                route: { ...m.route, operation: 'response' },
+                content: 'OK',
+              });
+          }
+        });
+        ws.on('error', () => undefined);
+        await new Promise<void>((resolve, reject) => {
+          ws.once('open', () => resolve());
+          ws.once('error', reject);
+        });
+        send({
+          header: { msg_id: randomUUID(), timestamp: Date.now() },
+          route: { source: 'websocket', group: 'resource', operation: 'keepalive', resource: 'node' },
+          content: 'ping',
+        });
+        return { node, send };
+      }),
+    );
+    // the devices, 8 requests at a time, and their DeviceStatuses (created by deviceController)
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        while (next < total) {
+          const i = next++;
+          await kube.request('POST', `${API}/devices`, device(names[i]!, nodeOf(i), 502, 0));
+        }
+      }),
+    );
+    await waitFor(() => statuses >= total + 1, { what: `${total} DeviceStatuses`, timeoutMs: 120_000 });
+
+    const report = (i: number, value: number): void => {
+      const name = names[i]!;
+      const now = performance.timeOrigin + performance.now();
+      sent.set(`${name}/${value}`, now);
+      edges[i % EDGES]!.send({
+        header: { msg_id: randomUUID(), timestamp: Date.now() },
+        route: {
+          source: 'twin',
+          group: 'resource',
+          operation: 'update',
+          resource: `device/default/${name}/twin/edge_updated`,
+        },
+        content: {
+          event_id: randomUUID(),
+          timestamp: Date.now(),
+          twin: {
+            setpoint: {
+              actual: { value: String(value), metadata: { timestamp: Math.floor(now) } },
+              optional: true,
+              metadata: { type: 'int' },
+            },
+          },
+        },
+      });
+    };
+    const count = rate * seconds;
+    const started = performance.now();
+    for (let k = 0; k < count; k++) {
+      // open loop: report k is due at started + k / rate
+      const due = started + (k * 1000) / rate;
+      const wait = due - performance.now();
+      if (wait > 1) await sleep(wait);
+      report(k % total, k);
+    }
+    // until every report is confirmed, or none was for 5 s (a report refused is re-sent by a real
+    // edge after 60 s: counted as unconfirmed here)
+    let last = -1;
+    let lastAt = performance.now();
+    await waitFor(
+      () => {
+        if (confirmed !== last) [last, lastAt] = [confirmed, performance.now()];
+        return confirmed >= count || performance.now() - lastAt > 5000;
+      },
+      { what: 'the reports confirmed', timeoutMs: 600_000, intervalMs: 20 },
+    );
+    const elapsed = (lastAt - started) / 1000;
+    figures.push(
+      ...latencyFigures('devices_reported_to_api', samples, 'ms', '<= 100'),
+      {
+        name: 'devices_reported_updates_per_s',
+        value: round(confirmed / elapsed),
+        unit: '/s',
+        goal: '>= 2000',
+      },
+      { name: 'devices_reported_unconfirmed', value: count - confirmed, unit: 'reports' },
+      { name: 'devices_reported_samples', value: samples.length, unit: 'reports' },
+    );
+    return figures;
+  } finally {
+    for (const ws of sockets) ws.close();
+    await edge?.stop();
+    await cloud?.stop();
+    await sim.stop();
+    await plane.stop();
+    await removeTempDir(dir);
+  }
+}
