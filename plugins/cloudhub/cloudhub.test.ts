@@ -161,6 +161,7 @@ beforeAll(async () => {
 kind: CloudCore
 modules:
   edgeController: {enable: false}
+  deviceController: {enable: false}
   cloudHub:
     keepaliveInterval: ${KEEPALIVE_S}
     nodeLimit: ${NODE_LIMIT}
