@@ -267,7 +267,7 @@ class DmiServer {
     }
     const o = content as CrdObject;
     if (!o.metadata.namespace) o.metadata = { ...o.metadata, namespace: parts[1] };
-    if (kind === 'device') await this.upsertDevice(key, o, op);
+    if (kind === 'device') await this.upsertDevice(key, o);
     else await this.upsertModel(key, o, op);
   }
 
@@ -343,12 +343,14 @@ class DmiServer {
     sent.add(key);
   }
 
-  private async upsertDevice(key: string, raw: CrdObject, op: 'insert' | 'update'): Promise<void> {
+  private async upsertDevice(key: string, raw: CrdObject): Promise<void> {
     const { device, warnings } = deviceToV1beta1(raw);
     for (const w of warnings) this.ctx.log.warn({ device: key }, `dmiserver: device ${key}: ${w}`);
     const old = this.devices.get(key);
     this.devices.set(key, device);
-    if (op === 'update' && old && sameSpec(old, device)) return;
+    // an insert of a device known already (the cloud's replay after a cloudcore restart) is an
+    // update when its spec changed meanwhile
+    if (old && sameSpec(old, device)) return;
     const protocol = deviceProtocol(device);
     const oldProtocol = old ? deviceProtocol(old) : protocol;
     if (old && oldProtocol !== protocol && this.clients.has(oldProtocol)) {
@@ -368,8 +370,7 @@ class DmiServer {
     }
     try {
       await this.ensureModelSent(protocol, device);
-      if (op === 'insert' || !old)
-        await this.call(protocol, 'RegisterDevice', (c) => c.registerDevice({ device: pb }));
+      if (!old) await this.call(protocol, 'RegisterDevice', (c) => c.registerDevice({ device: pb }));
       else await this.call(protocol, 'UpdateDevice', (c) => c.updateDevice({ device: pb }));
     } catch (err) {
       this.ctx.log.error(

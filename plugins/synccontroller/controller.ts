@@ -18,10 +18,13 @@ import {
   type Message,
   type SharedInformer,
 } from '../../kernel/index.js';
-import { EdgeControllerModuleName, ResourceGroup } from '../../protocol/index.js';
+import { DeviceControllerModuleName, EdgeControllerModuleName, ResourceGroup } from '../../protocol/index.js';
 
 /** The reconcile period of KubeEdge (§6.5). */
 export const RESYNC_INTERVAL_MS = 5000;
+
+/** The group of Device and DeviceModel (`objectAPIVersion` `devices.kubeedge.io/v1beta1`). */
+const DEVICES_GROUP = 'devices.kubeedge.io/';
 
 const RELIABLESYNCS = { group: 'reliablesyncs.kubeedge.io', version: 'v1alpha1' } as const;
 
@@ -211,7 +214,13 @@ export class SyncController {
     const namespace = sync.metadata?.namespace;
     const obj = informer.get(objectName, namespace);
     const resource = `node/${parsed.node}/${namespace ?? NULL_NAMESPACE}/${objectKind.toLowerCase()}/${objectName}`;
-    const route = { source: EdgeControllerModuleName, group: ResourceGroup, resource };
+    // devices and models are deviceController's: the edge hands its messages to deviceTwin
+    const device = objectAPIVersion.startsWith(DEVICES_GROUP);
+    const route = {
+      source: device ? DeviceControllerModuleName : EdgeControllerModuleName,
+      group: ResourceGroup,
+      resource,
+    };
     if (obj === undefined || obj.metadata?.uid !== parsed.uid) {
       const key = this.key(sync);
       if (this.deletesSent.has(key)) return;
@@ -220,6 +229,9 @@ export class SyncController {
       this.hand(newMessage({ ...route, operation: Operation.delete }, { metadata }), 'delete');
       return;
     }
+    // a Device's version also moves with the reported status deviceController writes into it; its
+    // spec changes are sent again by deviceController itself (its informers replay at start)
+    if (device) return;
     const acked = numeric(sync.status?.objectResourceVersion);
     const current = numeric(obj.metadata?.resourceVersion);
     if (acked === undefined || current === undefined || current <= acked) return;

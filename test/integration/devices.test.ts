@@ -85,9 +85,18 @@ describe('deviceController: kubectl -> edge -> mapper-modbus -> simulator, and r
   let cloud: Kernel | undefined;
   let edge: Kernel | undefined;
   let edgeYaml = '';
+  let cloudYaml = '';
   let dir = '';
   let mapperChannel: Channel | undefined;
 
+  const startCloud = async (): Promise<void> => {
+    cloud = new Kernel({
+      config: parseConfig(cloudLayout, cloudYaml, 'cloudcore.yaml'),
+      registry: cloudRegistry,
+      logger,
+    });
+    await cloud.start();
+  };
   const startEdge = async (): Promise<void> => {
     edge = new Kernel({
       config: parseConfig(edgeLayout, edgeYaml, join(dir, 'edge/edgecore.yaml')),
@@ -141,6 +150,14 @@ describe('deviceController: kubectl -> edge -> mapper-modbus -> simulator, and r
       'objectsyncs.reliablesyncs.kubeedge.io',
       'clusterobjectsyncs.reliablesyncs.kubeedge.io',
     ]);
+    // the edge's Node (no kubelet here): syncController keeps the records of existing nodes only
+    await cp.kubectl(['apply', '-f', '-'], {
+      input: JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Node',
+        metadata: { name: NODE, labels: { 'node-role.kubernetes.io/edge': '' } },
+      }),
+    });
     // coil 2 (temperature) off, discrete input 3 (temperature-enable) on, holding registers 10-12
     sim = await startModbusTcp({
       coils: { 2: 0 },
@@ -149,23 +166,16 @@ describe('deviceController: kubectl -> edge -> mapper-modbus -> simulator, and r
     });
     dir = await tempDir('devices-it');
     const link = await prepareLink(dir);
-    cloud = new Kernel({
-      config: parseConfig(
-        cloudLayout,
-        `apiVersion: cloudcore.config.kubeedge.io/v1alpha1
+    cloudYaml = `apiVersion: cloudcore.config.kubeedge.io/v1alpha1
 kind: CloudCore
 kubeAPIConfig:
   kubeConfig: ${cp.cloudcoreKubeconfigPath}
 modules:
   edgeController: {enable: false}
   deviceController: {enable: true}
-${link.cloudHub}`,
-        'cloudcore.yaml',
-      ),
-      registry: cloudRegistry,
-      logger,
-    });
-    await cloud.start();
+  syncController: {enable: true}
+${link.cloudHub}`;
+    await startCloud();
     const mqttPort = await freePort();
     edgeYaml = `apiVersion: edgecore.config.kubeedge.io/v1alpha2
 kind: EdgeCore
@@ -290,4 +300,28 @@ ${link.edgeHub()}`;
       what: 'b reported to the cloud',
     });
   });
+
+  it('cloudcore restarted after a desired value changed and a device was deleted: the edge gets both', async () => {
+    await cloud?.stop();
+    cloud = undefined;
+    await cp.kubectl(['apply', '-f', '-'], { input: holdingDevice('setpoint-a', sim.port, 10, '8') });
+    await cp.kubectl(['delete', 'device', 'setpoint-b']);
+    await startCloud();
+    // the change: deviceController's replay; the delete: syncController's resync of the ObjectSync
+    await waitFor(async () => (await sim.read('holdingRegisters', 10))[0] === 8, {
+      what: 'a changed while cloudcore was down, written',
+      timeoutMs: 30_000,
+    });
+    await waitFor(
+      () =>
+        edgeDevices().join() === 'default/setpoint-a' &&
+        storedDevices().join() === 'default/device/setpoint-a',
+      {
+        what: 'only a at the edge',
+        timeoutMs: 30_000,
+        details: () => `twin: ${edgeDevices().join()}; metaManager: ${storedDevices().join()}`,
+      },
+    );
+    await waitFor(async () => !(await mapperHas('setpoint-b')), { what: 'the mapper forgot b' });
+  }, 120_000);
 });
