@@ -117,6 +117,10 @@ export class Upstream {
   /** Entries waiting for a patch slot, and the patches in flight. */
   private readonly ready: Entry[] = [];
   private active = 0;
+  /** Replies not yet taken by cloudHub (from `head`). */
+  private readonly outbox: Message[] = [];
+  private head = 0;
+  private sending = false;
 
   constructor(private readonly o: UpstreamOptions) {
     const { kube, signal } = o;
@@ -347,7 +351,7 @@ export class Upstream {
       .map(membershipEntry);
     const request = contentObject(msg.content);
     const eventId = request ? field(request, 'event_id') : undefined;
-    await this.reply(
+    this.reply(
       toNode(
         node,
         TwinGroup,
@@ -360,19 +364,44 @@ export class Upstream {
   }
 
   /** `OK` to the edge, `parent_msg_id` = its message (ends its re-sending). */
-  private confirm(msg: Message, node: string): Promise<void> {
-    return this.reply(
-      toNode(node, TwinGroup, Operation.response, 'twin', 'OK', { parentId: msg.header.msg_id }),
-    );
+  private confirm(msg: Message, node: string): void {
+    this.reply(toNode(node, TwinGroup, Operation.response, 'twin', 'OK', { parentId: msg.header.msg_id }));
   }
 
-  private async reply(msg: Message): Promise<void> {
-    try {
-      await this.o.send(msg);
-    } catch (err) {
-      this.o.dropped('reply-undeliverable');
-      this.o.log.warn({ resource: msg.route.resource, err: errorText(err) }, 'reply not handed to cloudHub');
+  /**
+   * Replies go to cloudHub in order through one outbox: a patch confirms every report it holds at
+   * once (thousands in a burst), more than cloudHub's mailbox takes, so a full mailbox is waited
+   * out (5 ms) instead of dropping confirmations the edge would re-send after 60 s.
+   */
+  private reply(msg: Message): void {
+    this.outbox.push(msg);
+    if (!this.sending) void this.drain();
+  }
+
+  private async drain(): Promise<void> {
+    this.sending = true;
+    while (this.head < this.outbox.length && !this.o.signal.aborted) {
+      const msg = this.outbox[this.head]!;
+      try {
+        await this.o.send(msg);
+      } catch (err) {
+        if (isKernelError(err, 'EBUS_QUEUE_FULL')) {
+          await new Promise((resolve) => setTimeout(resolve, 5));
+          continue;
+        }
+        this.o.dropped('reply-undeliverable');
+        this.o.log.warn(
+          { resource: msg.route.resource, err: errorText(err) },
+          'reply not handed to cloudHub',
+        );
+      }
+      this.head++;
+      if (this.head >= 1024) {
+        this.outbox.splice(0, this.head);
+        this.head = 0;
+      }
     }
+    this.sending = false;
   }
 
   private drop(msg: Message, reason: string): void {
