@@ -285,8 +285,15 @@ ${link.edgeHub()}`,
       { what: 'the reports confirmed', timeoutMs: 600_000, intervalMs: 20 },
     );
     const elapsed = (lastAt - started) / 1000;
+    const metricsText = await cloud.metrics.text();
+    // reports cloudHub could not hand to deviceController (its mailbox full)
+    const refused = [
+      ...metricsText.matchAll(
+        /^kubeedge_cloudhub_undeliverable_total\{[^}]*target="devicecontroller"[^}]*\} (\d+)/gm,
+      ),
+    ].reduce((n, m) => n + Number(m[1]), 0);
     const failed = [
-      ...(await cloud.metrics.text()).matchAll(
+      ...metricsText.matchAll(
         /^kubeedge_devicecontroller_dropped_total\{[^}]*reason="failed"[^}]*\} (\d+)/gm,
       ),
     ].reduce((n, m) => n + Number(m[1]), 0);
@@ -300,6 +307,7 @@ ${link.edgeHub()}`,
       },
       { name: 'devices_reported_unconfirmed', value: count - confirmed, unit: 'reports' },
       { name: 'devices_reported_not_stored', value: failed, unit: 'reports' },
+      { name: 'devices_reported_refused_mailbox_full', value: refused, unit: 'reports' },
       { name: 'devices_reported_samples', value: samples.length, unit: 'reports' },
     );
     return figures;
