@@ -4,10 +4,10 @@
  * desired values inside the device); the edge's reported twins and device states come back into
  * the DeviceStatus and the Device's status. See README.md.
  */
-import { KubeToken, definePlugin, errorText, type ModuleConfig } from '../../kernel/index.js';
+import { KubeToken, definePlugin, errorText, isKernelError, type ModuleConfig } from '../../kernel/index.js';
 import { DeviceControllerModuleName } from '../../protocol/index.js';
 import type { DeviceControllerConfig } from './config.js';
-import { CloudHubModule, DeviceControllerGroup } from './messages.js';
+import { CloudHubModule, DeviceControllerGroup, DevicesGroup, DevicesVersion } from './messages.js';
 
 export default definePlugin<DeviceControllerConfig & ModuleConfig>({
   name: DeviceControllerModuleName,
@@ -54,16 +54,34 @@ export default definePlugin<DeviceControllerConfig & ModuleConfig>({
       added: (d) => void upstream.ensureStatus(d),
       dropped: (reason) => metrics.dropped('downstream', reason),
     });
-    // the informers list and watch in the background (CRDs not installed yet are retried)
-    downstream.start().then(
-      () => ctx.log.info('deviceController: devices and device models watched'),
-      (err: unknown) => {
-        if (!ctx.signal.aborted)
-          ctx.log.error({ err: errorText(err) }, 'deviceController: the informers cannot start');
-      },
-    );
+    // the informers list and watch in the background; without the device CRDs it stays idle
+    let idle = false;
+    const watch = (): void => {
+      downstream.start().then(
+        () => ctx.log.info('deviceController: devices and device models watched'),
+        (err: unknown) => {
+          if (!ctx.signal.aborted)
+            ctx.log.error({ err: errorText(err) }, 'deviceController: the informers cannot start');
+        },
+      );
+    };
+    kube.request('GET', `/apis/${DevicesGroup}/${DevicesVersion}`).then(watch, (err: unknown) => {
+      if (!(isKernelError(err, 'EKUBE_API') && (err as { statusCode?: number }).statusCode === 404))
+        return watch(); // the API server not answering yet: the informers retry
+      idle = true;
+      downstream.stop();
+      upstream.stop();
+      ctx.log.warn(
+        `deviceController: the API server does not serve ${DevicesGroup}/${DevicesVersion} (CRDs devices, devicemodels, devicestatuses): install them (keadm init, or kubectl apply -f crds/) and restart cloudcore; edge reports are dropped meanwhile`,
+      );
+    });
     return {
-      onMessage: (msg) => upstream.handle(msg),
+      onMessage(msg) {
+        if (!idle) return upstream.handle(msg);
+        metrics.dropped('upstream', 'no-crds');
+        const { resource, operation, source } = msg.route;
+        ctx.log.warn({ resource, operation, source }, 'upstream message dropped: no device CRDs');
+      },
       stop() {
         downstream.stop();
         upstream.stop();

@@ -283,7 +283,11 @@ export class Upstream {
     return true;
   }
 
-  /** An entry with waiters gets a patch slot (at most PATCHES_IN_FLIGHT devices at once). */
+  /**
+   * An entry with waiters queues for a patch slot (at most PATCHES_IN_FLIGHT devices at once); after
+   * its patch, a device with new waiters queues again at the back (round robin: a device reporting
+   * all the time does not keep its slot).
+   */
   private schedule(e: Entry): void {
     if (e.running) return;
     e.running = true;
@@ -295,26 +299,25 @@ export class Upstream {
     while (this.active < PATCHES_IN_FLIGHT && this.ready.length > 0) {
       const e = this.ready.shift()!;
       this.active++;
-      void this.run(e).finally(() => {
+      void this.patchOnce(e).finally(() => {
         this.active--;
+        e.running = false;
+        if (e.waiters.length > 0) this.schedule(e);
         this.pump();
       });
     }
   }
 
-  /** Patches until no change waits: the changes of every message that arrived meanwhile go in one. */
-  private async run(e: Entry): Promise<void> {
-    while (e.waiters.length > 0) {
-      const waiters = e.waiters;
-      e.waiters = [];
-      try {
-        await this.patch(e);
-        for (const w of waiters) w.resolve();
-      } catch (err) {
-        for (const w of waiters) w.reject(err);
-      }
+  /** One patch holding the changes of every message that arrived before it. */
+  private async patchOnce(e: Entry): Promise<void> {
+    const waiters = e.waiters;
+    e.waiters = [];
+    try {
+      await this.patch(e);
+      for (const w of waiters) w.resolve();
+    } catch (err) {
+      for (const w of waiters) w.reject(err);
     }
-    e.running = false;
   }
 
   /** The DeviceStatus (created when missing) and the Device's own status, both merge patches. */
