@@ -6,7 +6,9 @@
  *
  * The device objects are the fixtures' v1beta1 translation of the notes
  * (`test/fixtures/devices/*-v1beta1.yaml`, `__NODE__`/`__PORT__` filled in): another version of the
- * same device only needs other files in `MANIFESTS`.
+ * same device only needs other files in `MANIFESTS` and its `DESIRED_PATCH` (a v1alpha2 pair, with
+ * the admission plugin's conversion on, patches `device.v1alpha2.devices.kubeedge.io`
+ * `/status/twins/0/desired/value`).
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -32,6 +34,14 @@ const MANIFESTS = [
   'test/fixtures/devices/device-instance-v1beta1.yaml',
 ];
 const DEVICE = 'sensor-tag-instance-01';
+/** `kubectl patch` arguments: the desired temperature to `0` (a JSON patch in the manifests' version). */
+const DESIRED_PATCH = [
+  'device',
+  DEVICE,
+  '--type=json',
+  '-p',
+  '[{"op":"replace","path":"/spec/properties/0/desired/value","value":"0"}]',
+];
 const CRDS = [
   'crds/devices_v1beta1_device.yaml',
   'crds/devices_v1beta1_devicemodel.yaml',
@@ -240,14 +250,7 @@ ${link.edgeHub()}`;
   });
 
   it('kubectl patch of a desired value of a ReadWrite property: the simulator holds it, reported back', async () => {
-    await cp.kubectl([
-      'patch',
-      'device',
-      DEVICE,
-      '--type=json',
-      '-p',
-      '[{"op":"replace","path":"/spec/properties/0/desired/value","value":"0"}]',
-    ]);
+    await cp.kubectl(['patch', ...DESIRED_PATCH]);
     await waitFor(async () => (await sim.read('coils', 2))[0] === 0, { what: 'desired 0 in coil 2' });
     await waitFor(async () => (await reported('device', DEVICE, 'temperature')) === '0', {
       what: 'reported temperature 0',
