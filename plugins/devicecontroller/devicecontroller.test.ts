@@ -66,8 +66,52 @@ async function fromEdge(node: string, resource: string, content: unknown): Promi
   return reply!;
 }
 
+const cloudYaml = (): string => `apiVersion: cloudcore.config.kubeedge.io/v1alpha1
+kind: CloudCore
+kubeAPIConfig:
+  kubeConfig: ${cp.cloudcoreKubeconfigPath}
+modules:
+  cloudHub: {enable: false}
+  edgeController: {enable: false}
+  deviceController: {enable: true}
+`;
+
+/** Before the CRDs exist: the plugin stays idle and counts what it drops. */
+let noCrds = '';
+
 beforeAll(async () => {
   cp = await startControlPlane();
+  const idle = new Kernel({
+    config: parseConfig(cloudLayout, cloudYaml(), 'cloudcore.yaml'),
+    registry: cloudRegistry,
+    logger,
+  });
+  idle.bus.addModule('cloudhub', 'cloudhub').attach(
+    () => undefined,
+    () => undefined,
+  );
+  await idle.start();
+  try {
+    await waitFor(
+      async () => {
+        const report = newMessage(
+          {
+            source: 'twin',
+            group: 'resource',
+            operation: 'update',
+            resource: 'node/n/device/default/d/twin/edge_updated',
+          },
+          { twin: {} },
+        );
+        await idle.bus.send('devicecontroller', report);
+        noCrds = await idle.metrics.text();
+        return noCrds.includes('reason="no-crds"');
+      },
+      { what: 'a report dropped for want of the CRDs', intervalMs: 200 },
+    );
+  } finally {
+    await idle.stop();
+  }
   for (const f of ['devices_v1beta1_device', 'devices_v1beta1_devicemodel', 'devices_v1beta1_devicestatus'])
     await cp.kubectl(['apply', '-f', `crds/${f}.yaml`]);
   await cp.waitForCrds([
@@ -76,19 +120,7 @@ beforeAll(async () => {
     'devicestatuses.devices.kubeedge.io',
   ]);
   kernel = new Kernel({
-    config: parseConfig(
-      cloudLayout,
-      `apiVersion: cloudcore.config.kubeedge.io/v1alpha1
-kind: CloudCore
-kubeAPIConfig:
-  kubeConfig: ${cp.cloudcoreKubeconfigPath}
-modules:
-  cloudHub: {enable: false}
-  edgeController: {enable: false}
-  deviceController: {enable: true}
-`,
-      'cloudcore.yaml',
-    ),
+    config: parseConfig(cloudLayout, cloudYaml(), 'cloudcore.yaml'),
     registry: cloudRegistry,
     logger,
   });
@@ -106,6 +138,10 @@ afterAll(async () => {
 }, 60_000);
 
 describe('deviceController (real kube-apiserver, a probe as cloudHub)', () => {
+  it('without the device CRDs: idle, reports dropped and counted (cloudcore keeps running)', () => {
+    expect(noCrds).toMatch(/kubeedge_devicecontroller_dropped_total\{[^}]*reason="no-crds"[^}]*\} [1-9]/);
+  });
+
   it('a device bound to a node: membership, its model, the device, as KubeEdge sends them', async () => {
     const from = atHub.length;
     await apply(model('thermo'));
