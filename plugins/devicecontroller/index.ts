@@ -4,6 +4,7 @@
  * desired values inside the device); the edge's reported twins and device states come back into
  * the DeviceStatus and the Device's status. See README.md.
  */
+import { setTimeout as delay } from 'node:timers/promises';
 import { KubeToken, definePlugin, errorText, isKernelError, type ModuleConfig } from '../../kernel/index.js';
 import { DeviceControllerModuleName } from '../../protocol/index.js';
 import type { DeviceControllerConfig } from './config.js';
@@ -54,25 +55,43 @@ export default definePlugin<DeviceControllerConfig & ModuleConfig>({
       added: (d) => void upstream.ensureStatus(d),
       dropped: (reason) => metrics.dropped('downstream', reason),
     });
-    // the informers list and watch in the background; without the device CRDs it stays idle
+    // The informers list and watch in the background once the API server serves the device CRDs;
+    // until then (404) the plugin is idle and checks again every 10 s, so CRDs installed later
+    // (keadm init after cloudcore) are picked up without a restart.
     let idle = false;
-    const watch = (): void => {
+    const served = async (): Promise<void> => {
+      let warned = false;
+      while (!ctx.signal.aborted) {
+        const answer = await kube.request('GET', `/apis/${DevicesGroup}/${DevicesVersion}`).then(
+          () => 'served' as const,
+          (err: unknown) =>
+            isKernelError(err, 'EKUBE_API') && (err as { statusCode?: number }).statusCode === 404
+              ? ('absent' as const)
+              : ('no answer' as const),
+        );
+        if (answer === 'served') return;
+        if (answer === 'absent') {
+          idle = true;
+          if (!warned)
+            ctx.log.warn(
+              `deviceController: the API server does not serve ${DevicesGroup}/${DevicesVersion} (CRDs devices, devicemodels, devicestatuses): install them (keadm init, or kubectl apply -f crds/); edge reports are dropped meanwhile`,
+            );
+          warned = true;
+        }
+        await delay(answer === 'absent' ? 10_000 : 1000, undefined, { signal: ctx.signal }).catch(
+          () => undefined,
+        );
+      }
+    };
+    void served().then(() => {
+      if (ctx.signal.aborted) return;
+      idle = false;
       downstream.start().then(
         () => ctx.log.info('deviceController: devices and device models watched'),
         (err: unknown) => {
           if (!ctx.signal.aborted)
             ctx.log.error({ err: errorText(err) }, 'deviceController: the informers cannot start');
         },
-      );
-    };
-    kube.request('GET', `/apis/${DevicesGroup}/${DevicesVersion}`).then(watch, (err: unknown) => {
-      if (!(isKernelError(err, 'EKUBE_API') && (err as { statusCode?: number }).statusCode === 404))
-        return watch(); // the API server not answering yet: the informers retry
-      idle = true;
-      downstream.stop();
-      upstream.stop();
-      ctx.log.warn(
-        `deviceController: the API server does not serve ${DevicesGroup}/${DevicesVersion} (CRDs devices, devicemodels, devicestatuses): install them (keadm init, or kubectl apply -f crds/) and restart cloudcore; edge reports are dropped meanwhile`,
       );
     });
     return {
