@@ -107,7 +107,7 @@ beforeAll(async () => {
         noCrds = await idle.metrics.text();
         return noCrds.includes('reason="no-crds"');
       },
-      { what: 'a report dropped for want of the CRDs', intervalMs: 200 },
+      { what: 'a report dropped for want of the CRDs', intervalMs: 200, timeoutMs: 30_000 },
     );
   } finally {
     await idle.stop();
