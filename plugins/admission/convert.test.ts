@@ -262,7 +262,11 @@ describe('conversion v1alpha2 <-> v1beta1', () => {
     const stamp = (value: string, ts: string) => ({ value, metadata: { timestamp: ts, type: 'int' } });
     const written = {
       twins: [
-        { propertyName: 'temperature', reported: stamp('1', '1764300000001'), observedDesired: stamp('1', '1') },
+        {
+          propertyName: 'temperature',
+          reported: stamp('1', '1764300000001'),
+          observedDesired: stamp('1', '1'),
+        },
         { propertyName: 'temperature-enable', reported: stamp('1', '1764300000002') },
       ],
       state: 'online',
