@@ -127,6 +127,7 @@ describe('conversion v1alpha2 <-> v1beta1', () => {
         name: 'p',
         collectCycle: 10_000,
         reportCycle: 500,
+        reportToCloud: true,
         visitors: { protocolName: 'modbus', configData: { register: 'CoilRegister' } },
       },
     ]);
@@ -254,6 +255,38 @@ describe('conversion v1alpha2 <-> v1beta1', () => {
     expect(a.spec?.propertyVisitors).toEqual(notesDevice.spec?.propertyVisitors);
     expect(a.spec?.data).toEqual(notesDevice.spec?.data);
     expect(a.spec?.protocol).toEqual(notesDevice.spec?.protocol);
+  });
+
+  it("shows deviceController's Device status write to v1alpha2 readers as status.twins[].reported", () => {
+    // the merge patch deviceController makes of the v1beta1 Device (plugins/devicecontroller/upstream.ts)
+    const stamp = (value: string, ts: string) => ({ value, metadata: { timestamp: ts, type: 'int' } });
+    const written = {
+      twins: [
+        {
+          propertyName: 'temperature',
+          reported: stamp('1', '1764300000001'),
+          observedDesired: stamp('1', '1'),
+        },
+        { propertyName: 'temperature-enable', reported: stamp('1', '1764300000002') },
+      ],
+      state: 'online',
+      lastOnlineTime: '2026-11-28T14:00:00Z',
+    };
+    const stored = convertObject(notesDevice, V1BETA1);
+    const a = convertObject({ ...stored, status: written }, V1ALPHA2);
+    expect(a.status).toEqual({
+      twins: [
+        {
+          propertyName: 'temperature',
+          desired: notesDeviceV1beta1Spec.properties[0]!.desired,
+          reported: stamp('1', '1764300000001'),
+        },
+        { propertyName: 'temperature-enable', reported: stamp('1', '1764300000002') },
+      ],
+    });
+    // what v1alpha2 cannot show (state, observedDesired) is kept; the visitors are still the notes'
+    expect(a.metadata?.annotations?.[keptAnnotation('v1beta1', 'twins')]).toContain('"state":"online"');
+    expect(a.spec?.propertyVisitors).toEqual(notesDevice.spec?.propertyVisitors);
   });
 
   it('refuses another kind or version', () => {

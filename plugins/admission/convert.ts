@@ -234,7 +234,8 @@ function deviceToBeta(a: KubeObject): KubeObject {
   for (const v of visitors) {
     const name = str(v.propertyName) ?? '';
     if (byName.has(name)) continue; // a second visitor of a property: v1beta1 names each once
-    Object.assign(property(name), visitorToBeta(v));
+    // a visitor's values are reported: v1alpha2 shows them in `status.twins[].reported`
+    Object.assign(property(name), visitorToBeta(v), { reportToCloud: true });
   }
   for (const t of twins) {
     const p = property(str(t.propertyName) ?? '');
@@ -273,9 +274,11 @@ function deviceToAlpha(b: KubeObject): KubeObject {
       compact({ propertyName: t.propertyName, desired: desired.get(name), reported: t.reported }) ?? {},
     );
   }
+  // a twin for a desired value, or for a reported property without visitor (its only trace)
   for (const p of properties) {
     const name = str(p.name) ?? '';
-    if (!seen.has(name) && (p.desired !== undefined || p.reportToCloud === true))
+    const visitor = visitorToAlpha(p) !== undefined;
+    if (!seen.has(name) && (p.desired !== undefined || (p.reportToCloud === true && !visitor)))
       twins.push(compact({ propertyName: name, desired: p.desired }) ?? {});
   }
   const nodeName = str(spec.nodeName);

@@ -445,12 +445,8 @@ describe('DMI values and conversions', () => {
     expect(m.spec).toEqual(notesModelV1beta1Spec);
     const { device: d, warnings } = deviceToV1beta1(parse(notesFixture(NOTES_DEVICE)));
     expect(d.apiVersion).toBe('devices.kubeedge.io/v1beta1');
-    // as admission's conversion, but for reportToCloud on the second property (admission leaves it unset)
-    const [temperature, enable] = notesDeviceV1beta1Spec.properties;
-    expect(d.spec).toEqual({
-      ...notesDeviceV1beta1Spec,
-      properties: [temperature, { ...enable, reportToCloud: true }],
-    });
+    // as admission's conversion
+    expect(d.spec).toEqual(notesDeviceV1beta1Spec);
     expect(warnings).toEqual(['propertyVisitors[temperature]: not a modbus visitor, dropped']);
   });
 });

@@ -31,7 +31,7 @@ export const notesModelV1beta1Spec = {
   ],
 };
 
-/** The notes' Device in v1beta1: its `spec` (admission's conversion; see dmiServer's test for its one difference). */
+/** The notes' Device in v1beta1: its `spec` (admission's and dmiServer's conversion: every visitor reports). */
 export const notesDeviceV1beta1Spec = {
   deviceModelRef: { name: 'sensor-tag-model' },
   nodeName: 'node1',
@@ -78,6 +78,7 @@ export const notesDeviceV1beta1Spec = {
           isRegisterSwap: true,
         },
       },
+      reportToCloud: true,
     },
   ],
 };

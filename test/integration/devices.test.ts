@@ -1,14 +1,16 @@
 /**
  * Devices from kubectl, end to end over real peers: a control plane with KubeEdge's device CRDs, a
- * cloud kernel (cloudHub + deviceController on the cloudcore identity), an edge kernel (edgeHub,
- * metaManager, eventBus, deviceTwin + dmiserver, mapper-modbus) over the real link, and the
- * pymodbus simulator over Modbus TCP.
+ * cloud kernel (cloudHub, deviceController, syncController and admission on the cloudcore
+ * identity), an edge kernel (edgeHub, metaManager, eventBus, deviceTwin + dmiserver,
+ * mapper-modbus) over the real link, and the pymodbus simulator over Modbus TCP.
  *
- * The device objects are the fixtures' v1beta1 translation of the notes
- * (`test/fixtures/devices/*-v1beta1.yaml`, `__NODE__`/`__PORT__` filled in): another version of the
- * same device only needs other files in `MANIFESTS` and its `DESIRED_PATCH` (a v1alpha2 pair, with
- * the admission plugin's conversion on, patches `device.v1alpha2.devices.kubeedge.io`
- * `/status/twins/0/desired/value`).
+ * The notes' device section runs twice on the same stack, once per version
+ * (`VERSIONS`): the fixtures' v1beta1 translation of the notes
+ * (`test/fixtures/devices/*-v1beta1.yaml`), then the notes' v1alpha2 files as written (the model
+ * `test/fixtures/notes/device-model-v1alpha2.yaml`, the device
+ * `test/fixtures/devices/device-instance-v1alpha2.yaml`: Modbus TCP instead of the serial port),
+ * read, patched and deleted in v1alpha2 through the admission plugin's conversion webhook
+ * (`__NODE__`/`__PORT__` filled in).
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -29,18 +31,51 @@ afterAll(cleanup);
 
 const logger = createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as LogLevel);
 const NODE = 'device-edge-1';
-const MANIFESTS = [
-  'test/fixtures/devices/device-model-v1beta1.yaml',
-  'test/fixtures/devices/device-instance-v1beta1.yaml',
-];
 const DEVICE = 'sensor-tag-instance-01';
-/** `kubectl patch` arguments: the desired temperature to `0` (a JSON patch in the manifests' version). */
-const DESIRED_PATCH = [
-  'device',
+
+/** One version of the notes' device: its files, the kind to read it as, its desired-value patch. */
+interface Version {
+  name: string;
+  manifests: string[];
+  /** `kubectl get`/`patch`/`delete` of the Device in this version */
+  kind: string;
+  /** `kubectl patch` arguments setting the desired temperature to `v`, given the Device as read */
+  desiredPatch(device: DeviceObj, v: string): string[];
+}
+const jsonPatch = (kind: string, ops: unknown[]): string[] => [
+  kind,
   DEVICE,
   '--type=json',
   '-p',
-  '[{"op":"replace","path":"/spec/properties/0/desired/value","value":"0"}]',
+  JSON.stringify(ops),
+];
+const VERSIONS: Version[] = [
+  {
+    name: 'v1beta1',
+    manifests: [
+      'test/fixtures/devices/device-model-v1beta1.yaml',
+      'test/fixtures/devices/device-instance-v1beta1.yaml',
+    ],
+    kind: 'device',
+    desiredPatch: (_d, value) =>
+      jsonPatch('device', [{ op: 'replace', path: '/spec/properties/0/desired/value', value }]),
+  },
+  {
+    name: 'v1alpha2 (the notes as written)',
+    manifests: [
+      'test/fixtures/notes/device-model-v1alpha2.yaml',
+      'test/fixtures/devices/device-instance-v1alpha2.yaml',
+    ],
+    kind: 'device.v1alpha2.devices.kubeedge.io',
+    // the twin of temperature where it is in the list the user reads
+    desiredPatch: (d, value) => {
+      const i = d.status?.twins?.findIndex((t) => t.propertyName === 'temperature') ?? -1;
+      return jsonPatch('device.v1alpha2.devices.kubeedge.io', [
+        { op: 'test', path: `/status/twins/${i}/propertyName`, value: 'temperature' },
+        { op: 'replace', path: `/status/twins/${i}/desired/value`, value },
+      ]);
+    },
+  },
 ];
 const CRDS = [
   'crds/devices_v1beta1_device.yaml',
@@ -56,6 +91,7 @@ interface Twin {
   observedDesired?: { value: string };
 }
 interface DeviceObj {
+  apiVersion: string;
   metadata: { name: string; uid: string; ownerReferences?: { kind: string; name: string; uid: string }[] };
   status?: { twins?: Twin[]; state?: string; lastOnlineTime?: string };
 }
@@ -184,6 +220,7 @@ modules:
   edgeController: {enable: false}
   deviceController: {enable: true}
   syncController: {enable: true}
+  admission: {enable: true, address: 127.0.0.1, port: ${await freePort()}}
 ${link.cloudHub}`;
     await startCloud();
     const mqttPort = await freePort();
@@ -209,62 +246,72 @@ ${link.edgeHub()}`;
     await cp?.stop();
   });
 
-  it('kubectl apply model + device: the mapper reads the registers, kubectl get device shows the reported values', async () => {
-    for (const f of MANIFESTS) {
-      const yaml = readFileSync(f, 'utf8')
-        .replaceAll('__NODE__', NODE)
-        .replaceAll('__PORT__', String(sim.port));
-      await cp.kubectl(['apply', '-f', '-'], { input: yaml });
-    }
-    // the desired value 1 reached the coil; the reported values reach the Device and its DeviceStatus
-    await waitFor(async () => (await sim.read('coils', 2))[0] === 1, {
-      what: 'desired 1 in coil 2',
-      timeoutMs: 30_000,
-    });
-    await waitFor(async () => (await reported('device', DEVICE, 'temperature')) === '1', {
-      what: 'reported temperature 1 in kubectl get device',
-      timeoutMs: 30_000,
-    });
-    await waitFor(async () => (await reported('device', DEVICE, 'temperature-enable')) === '1', {
-      what: 'reported temperature-enable 1 in kubectl get device',
-    });
-    await waitFor(async () => (await reported('devicestatus', DEVICE, 'temperature')) === '1', {
-      what: 'reported temperature in the DeviceStatus',
-    });
-    const device = await kubectlJson<DeviceObj>(['device', DEVICE]);
-    const status = await kubectlJson<DeviceObj>(['devicestatus', DEVICE]);
-    expect(status?.metadata.ownerReferences).toEqual([
-      expect.objectContaining({ kind: 'Device', name: DEVICE, uid: device?.metadata.uid }),
-    ]);
-    const twin = status?.status?.twins?.find((t) => t.propertyName === 'temperature');
-    expect(twin?.reported?.metadata?.timestamp).toMatch(/^\d+$/);
-    expect(twin?.observedDesired?.value).toBe('1');
-    // the device state (mapper: online once connected)
-    await waitFor(
-      async () => (await kubectlJson<DeviceObj>(['devicestatus', DEVICE]))?.status?.state === 'online',
-      {
-        what: 'state online in the DeviceStatus',
-      },
-    );
-    expect(edgeDevices()).toEqual([`default/${DEVICE}`]);
-  });
+  for (const v of VERSIONS) {
+    describe(`the notes' device in ${v.name}`, () => {
+      it('kubectl apply model + device: the mapper reads the registers, kubectl get device shows the reported values', async () => {
+        for (const f of v.manifests) {
+          const yaml = readFileSync(f, 'utf8')
+            .replaceAll('__NODE__', NODE)
+            .replaceAll('__PORT__', String(sim.port));
+          await cp.kubectl(['apply', '-f', '-'], { input: yaml });
+        }
+        // the desired value 1 reached the coil; the mapper's values reach the Device (as read in
+        // this version: the notes' own reported 10 replaced) and its DeviceStatus
+        await waitFor(async () => (await sim.read('coils', 2))[0] === 1, {
+          what: 'desired 1 in coil 2',
+          timeoutMs: 30_000,
+        });
+        await waitFor(async () => (await reported(v.kind, DEVICE, 'temperature')) === '1', {
+          what: `reported temperature 1 in kubectl get ${v.kind}`,
+          timeoutMs: 30_000,
+        });
+        await waitFor(async () => (await reported(v.kind, DEVICE, 'temperature-enable')) === '1', {
+          what: `reported temperature-enable 1 in kubectl get ${v.kind}`,
+        });
+        await waitFor(async () => (await reported('devicestatus', DEVICE, 'temperature')) === '1', {
+          what: 'reported temperature in the DeviceStatus',
+        });
+        const device = await kubectlJson<DeviceObj>([v.kind, DEVICE]);
+        expect(device?.apiVersion).toBe(
+          v.kind === 'device' ? 'devices.kubeedge.io/v1beta1' : 'devices.kubeedge.io/v1alpha2',
+        );
+        const status = await kubectlJson<DeviceObj>(['devicestatus', DEVICE]);
+        expect(status?.metadata.ownerReferences).toEqual([
+          expect.objectContaining({ kind: 'Device', name: DEVICE, uid: device?.metadata.uid }),
+        ]);
+        const twin = status?.status?.twins?.find((t) => t.propertyName === 'temperature');
+        expect(twin?.reported?.metadata?.timestamp).toMatch(/^\d+$/);
+        expect(twin?.observedDesired?.value).toBe('1');
+        // the device state (mapper: online once connected)
+        await waitFor(
+          async () => (await kubectlJson<DeviceObj>(['devicestatus', DEVICE]))?.status?.state === 'online',
+          { what: 'state online in the DeviceStatus' },
+        );
+        expect(edgeDevices()).toEqual([`default/${DEVICE}`]);
+      });
 
-  it('kubectl patch of a desired value of a ReadWrite property: the simulator holds it, reported back', async () => {
-    await cp.kubectl(['patch', ...DESIRED_PATCH]);
-    await waitFor(async () => (await sim.read('coils', 2))[0] === 0, { what: 'desired 0 in coil 2' });
-    await waitFor(async () => (await reported('device', DEVICE, 'temperature')) === '0', {
-      what: 'reported temperature 0',
-    });
-  });
+      it('kubectl patch of a desired value of a ReadWrite property: the simulator holds it, reported back', async () => {
+        const device = await kubectlJson<DeviceObj>([v.kind, DEVICE]);
+        await cp.kubectl(['patch', ...v.desiredPatch(device!, '0')]);
+        await waitFor(async () => (await sim.read('coils', 2))[0] === 0, { what: 'desired 0 in coil 2' });
+        await waitFor(async () => (await reported(v.kind, DEVICE, 'temperature')) === '0', {
+          what: 'reported temperature 0',
+        });
+      });
 
-  it('kubectl delete device: the mapper stops polling it and the edge forgets it', async () => {
-    expect(await mapperHas(DEVICE)).toBe(true);
-    await cp.kubectl(['delete', 'device', DEVICE]);
-    await waitFor(async () => !(await mapperHas(DEVICE)), { what: 'the mapper forgot the device' });
-    await waitFor(() => edgeDevices().length === 0 && storedDevices().length === 0, {
-      what: 'the edge forgot the device (twin table and metaManager store)',
+      it('kubectl delete device: the mapper stops polling it and the edge forgets it', async () => {
+        expect(await mapperHas(DEVICE)).toBe(true);
+        await cp.kubectl(['delete', v.kind, DEVICE]);
+        await waitFor(async () => !(await mapperHas(DEVICE)), { what: 'the mapper forgot the device' });
+        await waitFor(() => edgeDevices().length === 0 && storedDevices().length === 0, {
+          what: 'the edge forgot the device (twin table and metaManager store)',
+        });
+        // the model too; and the DeviceStatus, as the garbage collector (not run here) would
+        await cp.kubectl(['delete', 'devicemodel', 'sensor-tag-model']);
+        await cp.kubectl(['delete', 'devicestatus', DEVICE]);
+      });
     });
-  });
+  }
 
   it('edge offline: devices created, changed and deleted meanwhile; on reconnection the edge has exactly the current set', async () => {
     await cp.kubectl(['apply', '-f', '-'], { input: SETPOINT_MODEL });
