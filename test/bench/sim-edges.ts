@@ -70,7 +70,16 @@ export async function startCloudcore(config: string): Promise<ChildProcess> {
   });
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-20_000)));
-  await waitUntil(() => err.includes('"kernel ready"') || child.exitCode !== null, 60_000, 'cloudcore ready');
+  try {
+    await waitUntil(
+      () => err.includes('"kernel ready"') || child.exitCode !== null,
+      60_000,
+      'cloudcore ready',
+    );
+  } catch (e) {
+    await stopProcess(child);
+    throw new Error(`${(e as Error).message}; its log:\n${err.slice(-3000)}`);
+  }
   if (child.exitCode !== null) throw new Error(`cloudcore exited:\n${err}`);
   return child;
 }
