@@ -6,7 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
@@ -63,13 +63,18 @@ export async function benchCa(dir: string): Promise<BenchCa> {
   return { ca, caPem, cloudHubTls };
 }
 
-/** Starts `dist/bin/cloudcore.js --config <config>`; resolves once its kernel is ready. */
+/**
+ * Starts `dist/bin/cloudcore.js --config <config>`; resolves once its kernel is ready. Its log is
+ * appended to the file `BENCH_CLOUDCORE_LOG` names, if any.
+ */
 export async function startCloudcore(config: string): Promise<ChildProcess> {
   const child = spawn(process.execPath, [cloudcoreBin, '--config', config], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-20_000)));
+  const logFile = process.env.BENCH_CLOUDCORE_LOG;
+  if (logFile) child.stderr!.pipe(createWriteStream(logFile, { flags: 'a' }));
   try {
     await waitUntil(
       () => err.includes('"kernel ready"') || child.exitCode !== null,
