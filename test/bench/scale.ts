@@ -10,6 +10,8 @@
  *   first create until every edge has acknowledged all its pods (and the part of it after the last
  *   create answered: what cloudcore adds to kube-apiserver's own pace); cloudcore's CPU over that
  *   time and its peak resident memory.
+ *   Then the time from the first create until every pod's ObjectSync holds the acknowledged
+ *   version (cloudHub writes them in the background; a cloudcore restart relies on them).
  * - Resync: every edge disconnected, `BENCH_SCALE_CHANGED` (1000) of those pods changed (a label),
  *   the edges back: the time from the first reconnect until every edge has acknowledged the
  *   changed version of each of its changed pods. The outage lasts as long as the changes take
@@ -282,6 +284,20 @@ kernel:
       },
       { name: 'scale_loadavg_1m_after_create', value: load, unit: '' },
     );
+    // the acknowledged versions recorded in the ObjectSyncs (cloudHub writes them in the background)
+    const recorded = async (): Promise<number> => {
+      const list = await admin.request<{ items: { status?: { objectResourceVersion?: string } }[] }>(
+        'GET',
+        '/apis/reliablesyncs.kubeedge.io/v1alpha1/namespaces/default/objectsyncs',
+      );
+      return list.items.filter((o) => (o.status?.objectResourceVersion ?? '0') !== '0').length;
+    };
+    await waitFor(async () => (await recorded()) >= pods.length, {
+      what: `${pods.length} ObjectSyncs with the acknowledged version`,
+      timeoutMs: 600_000,
+      intervalMs: 1000,
+    });
+    figures.push({ name: `scale_objectsyncs_recorded_${tag}`, value: round(seconds(t0)), unit: 's' });
 
     // 3. resync after an outage: every edge gone, `changed` pods changed, every edge back
     for (const s of sims) s.stop();
