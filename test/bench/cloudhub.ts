@@ -79,6 +79,7 @@ export async function cloudhubBench(): Promise<Figure[]> {
 kind: CloudCore
 modules:
   benchController: {enable: true}
+  edgeController: {enable: false}
   cloudHub:
     nodeLimit: ${links + 10}
     advertiseAddress: [127.0.0.1]
