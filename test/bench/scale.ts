@@ -338,6 +338,13 @@ kernel:
       },
       { name: 'scale_loadavg_1m_after_resync', value: loadAverage(), unit: '' },
     );
+    // once idle, V8's memory reducer gives back what the bursts grew the heap to
+    await sleep(15_000);
+    figures.push({
+      name: 'scale_cloudcore_rss_idle_15s_after',
+      value: round(rssKb(cloud.pid!) / 1024),
+      unit: 'MB',
+    });
     return figures;
   } finally {
     for (const s of sims) s.stop();
