@@ -16,7 +16,7 @@ import type { KubeAPIConfig } from '../config/index.js';
 import { KernelError, errorText } from '../errors.js';
 import type { Logger } from '../log.js';
 import { loadRestConfig, type RestConfig } from './kubeconfig.js';
-import { TokenBucket, retryDelay, sleep } from './limiter.js';
+import { InFlightLimit, TokenBucket, retryDelay, sleep } from './limiter.js';
 import type {
   InformerHandlers,
   InformerOptions,
@@ -55,6 +55,8 @@ const TOKEN_FILE_TTL_MS = 60_000;
  * connection to an API server that went away cannot hold a caller for good.
  */
 const REQUEST_TIMEOUT_MS = 60_000;
+/** Requests (not watches) open at once over the keep-alive agent: each open one holds a connection. */
+const MAX_REQUESTS_IN_FLIGHT = 32;
 /**
  * client-go's watch length: the server ends each watch after a random 5-10 minutes
  * (`timeoutSeconds`), and the watch is opened again from the last resourceVersion. A watch still
@@ -98,6 +100,7 @@ class KubeClient implements KubeApi {
   readonly qps: number;
   readonly burst: number;
   readonly bucket: TokenBucket;
+  private readonly inFlight = new InFlightLimit(MAX_REQUESTS_IN_FLIGHT);
   readonly counters = { requests: 0, lists: 0, watches: 0, retries: 0 };
   private rest: RestConfig | undefined;
   private agent: HttpAgent | undefined;
@@ -222,14 +225,15 @@ class KubeClient implements KubeApi {
     const text = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
     const res = await this.limited(
       `${method} ${path}`,
-      async (): Promise<Answer> => {
-        const signal = AbortSignal.any([this.stopping.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]);
-        const head = await this.open(method, path, text, opts.contentType, signal);
-        const body = await readBody(head).catch((err: unknown) => {
-          throw new KubeApiError(0, `${method} ${path}: ${errorText(err)}`);
-        });
-        return { status: head.statusCode ?? 0, retryAfter: header(head, 'retry-after'), body };
-      },
+      () =>
+        this.inFlight.run(async (): Promise<Answer> => {
+          const signal = AbortSignal.any([this.stopping.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]);
+          const head = await this.open(method, path, text, opts.contentType, signal);
+          const body = await readBody(head).catch((err: unknown) => {
+            throw new KubeApiError(0, `${method} ${path}: ${errorText(err)}`);
+          });
+          return { status: head.statusCode ?? 0, retryAfter: header(head, 'retry-after'), body };
+        }),
       (a) => ({ status: a.status, retryAfter: a.retryAfter, discard: async () => undefined }),
     );
     if (res.status < 200 || res.status >= 300) {

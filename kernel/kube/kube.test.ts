@@ -21,7 +21,7 @@ import { Metrics } from '../metrics.js';
 import { ServiceRegistry } from '../services.js';
 import { CloudConnection, KubeToken } from '../tokens.js';
 import { createKubeApi, informerKey, type KubeApi } from './index.js';
-import { TokenBucket, retryDelay } from './limiter.js';
+import { InFlightLimit, TokenBucket, retryDelay } from './limiter.js';
 
 afterAll(cleanup);
 
@@ -75,6 +75,33 @@ describe('TokenBucket', () => {
     await vi.advanceTimersByTimeAsync(1000);
     await Promise.all(takes);
     expect(done).toEqual([1, 2, 3, 4]);
+  });
+});
+
+describe('InFlightLimit', () => {
+  it('runs at most max at once, the others in call order as slots free', async () => {
+    const limit = new InFlightLimit(2);
+    const started: number[] = [];
+    const release = new Map<number, () => void>();
+    const runs = [1, 2, 3, 4].map((n) =>
+      limit.run(
+        () =>
+          new Promise<number>((resolve) => {
+            started.push(n);
+            release.set(n, () => resolve(n));
+          }),
+      ),
+    );
+    await new Promise((r) => setImmediate(r));
+    expect(started).toEqual([1, 2]);
+    release.get(2)!();
+    await new Promise((r) => setImmediate(r));
+    expect(started).toEqual([1, 2, 3]);
+    release.get(1)!();
+    release.get(3)!();
+    await new Promise((r) => setImmediate(r));
+    release.get(4)!();
+    expect(await Promise.all(runs)).toEqual([1, 2, 3, 4]);
   });
 });
 

@@ -8,26 +8,26 @@
  *   cloudHub (bench plugin send → edge receive) at 1 message per ms;
  * - the time for every edge to reconnect after a cloudcore restart (edges retry every 1 s + jitter).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { generateKeyPairSync, randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { WebSocket } from 'ws';
-import { encodeMessage, type Message } from '../../kernel/index.js';
-import {
-  CLIENT_AUTH,
-  createCa,
-  signCertificate,
-  toPem,
-  type KeyPairDer,
-} from '../../plugins/cloudhub/pki.js';
+import type { ChildProcess } from 'node:child_process';
+import type { Message } from '../../kernel/index.js';
 import { freePort } from '../peers/util.js';
 import { waitUntil } from '../helpers/kernel.js';
 import { latencyFigures, round, type Figure } from './report.js';
-
-const cloudcoreBin = fileURLToPath(new URL('../../bin/cloudcore.js', import.meta.url));
+import {
+  benchCa,
+  connectAll,
+  cpuTicks,
+  edgeIdentities,
+  rssKb,
+  SimEdge,
+  sleep,
+  startCloudcore,
+  stopProcess,
+} from './sim-edges.js';
 
 /** The bench plugin: on an edge's `bench` request, sends `n` no-ACK messages to each node named. */
 const BENCH_PLUGIN = `
@@ -60,32 +60,16 @@ export default {
 };
 `;
 
-interface Link {
-  node: string;
-  ws: WebSocket | undefined;
-  received: number;
+/** What one simulated edge got of the bench plugin's messages. */
+interface Received {
+  count: number;
   latenciesNs: number[];
-  timer?: NodeJS.Timeout;
 }
-
-function rssKb(pid: number): number {
-  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN);
-}
-
-function cpuTicks(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return Number(fields[11]) + Number(fields[12]); // utime + stime
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function cloudhubBench(): Promise<Figure[]> {
   const links = Number(process.env.BENCH_CLOUDHUB_LINKS ?? 1000);
   const dir = mkdtempSync(join(tmpdir(), 'bench-cloudhub-'));
-  const ca = await createCa();
-  const caPem = toPem('CERTIFICATE', ca.cert);
-  writeFileSync(join(dir, 'rootCA.crt'), caPem);
-  writeFileSync(join(dir, 'rootCA.key'), toPem('EC PRIVATE KEY', ca.key), { mode: 0o600 });
+  const { ca, caPem, cloudHubTls } = await benchCa(dir);
   writeFileSync(join(dir, 'bench-plugin.mjs'), BENCH_PLUGIN);
   const wsPort = await freePort();
   const config = join(dir, 'cloudcore.yaml');
@@ -95,14 +79,11 @@ export async function cloudhubBench(): Promise<Figure[]> {
 kind: CloudCore
 modules:
   benchController: {enable: true}
+  edgeController: {enable: false}
   cloudHub:
     nodeLimit: ${links + 10}
     advertiseAddress: [127.0.0.1]
-    tlsCAFile: ${join(dir, 'rootCA.crt')}
-    tlsCAKeyFile: ${join(dir, 'rootCA.key')}
-    tlsCertFile: ${join(dir, 'certs', 'server.crt')}
-    tlsPrivateKeyFile: ${join(dir, 'certs', 'server.key')}
-    websocket: {enable: true, address: 127.0.0.1, port: ${wsPort}}
+${cloudHubTls}    websocket: {enable: true, address: 127.0.0.1, port: ${wsPort}}
     https: {enable: true, address: 127.0.0.1, port: ${await freePort()}}
 kernel:
   health: {enable: false}
@@ -112,105 +93,32 @@ kernel:
   );
 
   let cloud: ChildProcess | undefined;
-  const startCloud = async (): Promise<ChildProcess> => {
-    const child = spawn(process.execPath, [cloudcoreBin, '--config', config], {
-      stdio: ['ignore', 'ignore', 'pipe'],
+  const nodes = Array.from({ length: links }, (_, i) => `bench-${i}`);
+  const identities = await edgeIdentities(ca, nodes);
+  const received = new Map<SimEdge, Received>();
+  const all = nodes.map((node, i) => {
+    const edge = new SimEdge(node, identities[i]!, (e, frame) => {
+      const now = performance.timeOrigin + performance.now();
+      const r = received.get(e)!;
+      r.count++;
+      const sent = Number((JSON.parse(frame) as Message<string>).content);
+      r.latenciesNs.push((now - sent) * 1e6);
     });
-    let err = '';
-    child.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-20_000)));
-    await waitUntil(
-      () => err.includes('"kernel ready"') || child.exitCode !== null,
-      30_000,
-      'cloudcore ready',
-    );
-    if (child.exitCode !== null) throw new Error(`cloudcore exited:\n${err}`);
-    return child;
-  };
+    received.set(edge, { count: 0, latenciesNs: [] });
+    return edge;
+  });
+  const got = (e: SimEdge): Received => received.get(e)!;
 
-  const identities = await Promise.all(
-    Array.from({ length: links }, async (_, i) => {
-      const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-      const cert = await signCertificate(ca as KeyPairDer, {
-        publicKey: publicKey.export({ type: 'spki', format: 'der' }),
-        commonName: `system:node:bench-${i}`,
-        organization: ['system:nodes'],
-        usages: [CLIENT_AUTH],
-        validityDays: 1,
-      });
-      return {
-        cert: toPem('CERTIFICATE', cert),
-        key: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
-      };
-    }),
-  );
-  const all: Link[] = identities.map((_, i) => ({
-    node: `bench-${i}`,
-    ws: undefined,
-    received: 0,
-    latenciesNs: [],
-  }));
-  let stopping = false;
-
-  const keepalive = (): string =>
-    encodeMessage({
+  const ask = (edge: SimEdge, content: object): void =>
+    edge.send({
       header: { msg_id: randomUUID(), timestamp: Date.now() },
-      route: { source: 'websocket', group: 'resource', operation: 'keepalive', resource: 'node' },
-      content: 'ping',
-    }) + '\n';
-
-  /** Dial until open (1 s + jitter between tries, as a quick edgeHub would). */
-  const connect = (link: Link, i: number): Promise<void> =>
-    new Promise((resolve) => {
-      const attempt = (): void => {
-        const ws = new WebSocket(
-          `wss://127.0.0.1:${wsPort}/e632aba927ea4ac2b575ec1603d56f10/${link.node}/events`,
-          {
-            ca: caPem,
-            ...identities[i]!,
-            headers: {
-              node_id: link.node,
-              project_id: 'e632aba927ea4ac2b575ec1603d56f10',
-              ConnectionUse: 'msg',
-            },
-          },
-        );
-        ws.on('message', (data) => {
-          const now = performance.timeOrigin + performance.now();
-          link.received++;
-          const sent = Number((JSON.parse(data.toString()) as Message<string>).content);
-          link.latenciesNs.push((now - sent) * 1e6);
-        });
-        ws.once('open', () => {
-          link.ws = ws;
-          ws.send(keepalive());
-          clearInterval(link.timer);
-          link.timer = setInterval(() => ws.send(keepalive()), 15_000);
-          resolve();
-        });
-        ws.once('close', () => {
-          clearInterval(link.timer);
-          if (link.ws === ws) link.ws = undefined;
-          if (!stopping && link.ws === undefined && ws.readyState !== WebSocket.OPEN) {
-            setTimeout(attempt, 1000 + Math.random() * 1000);
-          }
-        });
-        ws.on('error', () => undefined);
-      };
-      attempt();
+      route: { source: 'edged', group: 'meta', operation: 'bench', resource: 'bench' },
+      content: JSON.stringify(content),
     });
-
-  const ask = (link: Link, content: object): void =>
-    link.ws!.send(
-      encodeMessage({
-        header: { msg_id: randomUUID(), timestamp: Date.now() },
-        route: { source: 'edged', group: 'meta', operation: 'bench', resource: 'bench' },
-        content: JSON.stringify(content),
-      }) + '\n',
-    );
 
   const figures: Figure[] = [];
   try {
-    cloud = await startCloud();
+    cloud = await startCloudcore(config);
     await sleep(1000);
     const rss0 = rssKb(cloud.pid!);
     figures.push({
@@ -221,8 +129,7 @@ kernel:
     });
 
     // links, 50 handshakes at a time
-    for (let i = 0; i < links; i += 50)
-      await Promise.all(all.slice(i, i + 50).map((l, j) => connect(l, i + j)));
+    await connectAll(all, wsPort, caPem);
     await sleep(2000);
     const rss1 = rssKb(cloud.pid!);
     figures.push({
@@ -244,25 +151,25 @@ kernel:
     const burst = 20_000;
     let t0 = process.hrtime.bigint();
     ask(one, { n: burst, nodes: [one.node], gapMs: 0 });
-    await waitUntil(() => one.received >= burst, 120_000, 'burst to one edge');
+    await waitUntil(() => got(one).count >= burst, 120_000, 'burst to one edge');
     figures.push({
       name: 'cloudhub_msgs_to_one_edge',
       value: round(burst / (Number(process.hrtime.bigint() - t0) / 1e9)),
       unit: 'msg/s',
       goal: '>= 20000',
     });
-    one.latenciesNs.length = 0;
-    one.received = 0;
+    got(one).latenciesNs.length = 0;
+    got(one).count = 0;
     ask(one, { n: 2000, nodes: [one.node], gapMs: 1 });
-    await waitUntil(() => one.received >= 2000, 120_000, 'paced messages');
-    figures.push(...latencyFigures('cloudhub_added_latency', one.latenciesNs, 'ms', '<= 5'));
+    await waitUntil(() => got(one).count >= 2000, 120_000, 'paced messages');
+    figures.push(...latencyFigures('cloudhub_added_latency', got(one).latenciesNs, 'ms', '<= 5'));
 
     // fan-out to every edge
-    for (const l of all) l.received = 0;
+    for (const e of all) got(e).count = 0;
     const each = 20;
     t0 = process.hrtime.bigint();
     ask(one, { n: each, nodes: all.map((l) => l.node), gapMs: 0 });
-    await waitUntil(() => all.every((l) => l.received >= each), 120_000, 'fan-out');
+    await waitUntil(() => all.every((e) => got(e).count >= each), 120_000, 'fan-out');
     figures.push({
       name: `cloudhub_msgs_fanout_${links}_edges`,
       value: round((each * links) / (Number(process.hrtime.bigint() - t0) / 1e9)),
@@ -271,11 +178,9 @@ kernel:
 
     // cloudcore restart: every edge back
     t0 = process.hrtime.bigint();
-    const closed = new Promise((r) => cloud!.once('exit', r));
-    cloud.kill('SIGTERM');
-    await closed;
-    cloud = await startCloud();
-    await waitUntil(() => all.every((l) => l.ws?.readyState === WebSocket.OPEN), 120_000, 'reconnect');
+    await stopProcess(cloud);
+    cloud = await startCloudcore(config);
+    await waitUntil(() => all.every((e) => e.open), 120_000, 'reconnect');
     figures.push({
       name: `cloudhub_reconnect_all_${links}`,
       value: round(Number(process.hrtime.bigint() - t0) / 1e9),
@@ -283,16 +188,8 @@ kernel:
       goal: '<= 60',
     });
   } finally {
-    stopping = true;
-    for (const l of all) {
-      clearInterval(l.timer);
-      l.ws?.terminate();
-    }
-    if (cloud !== undefined && cloud.exitCode === null) {
-      const exited = new Promise((r) => cloud!.once('exit', r));
-      cloud.kill('SIGTERM');
-      await exited;
-    }
+    for (const e of all) e.stop();
+    await stopProcess(cloud);
   }
   return figures;
 }

@@ -15,6 +15,7 @@ import { metamanagerBench } from './metamanager.js';
 import { mapperBench } from './mapper.js';
 import { printReport, type Figure } from './report.js';
 import { routerBench } from './router.js';
+import { scaleBench } from './scale.js';
 import { startupBench } from './startup.js';
 import { streamBench } from './stream.js';
 
@@ -33,6 +34,7 @@ const suites: [string, () => Promise<Figure[]>][] = [
   ['stream', streamBench],
   ['edgemesh', edgemeshBench],
   ['devices', devicesBench],
+  ['scale', scaleBench],
 ];
 
 const only = process.argv[2];
