@@ -47,6 +47,7 @@ export type {
   SharedInformer,
 } from './kube/types.js';
 export { KubeApiError } from './kube/index.js';
+export { requireKube, idleWithoutKube } from './kube/require.js';
 export type { Logger, LogLevel } from './log.js';
 export type { Metrics } from './metrics.js';
 export { pluginSpecifier } from './plugin/specifier.js';

@@ -9,9 +9,9 @@ import { isIP } from 'node:net';
 import {
   KernelError,
   KubeApiError,
-  KubeToken,
   definePlugin,
   errorText,
+  requireKube,
   type KubeApi,
   type ModuleConfig,
 } from '../../kernel/index.js';
@@ -44,12 +44,7 @@ export default definePlugin<AdmissionConfig & ModuleConfig>({
   group: AdmissionModuleName,
   configKey: 'admission',
   async start(ctx) {
-    if (!ctx.services.has(KubeToken))
-      throw new KernelError(
-        'EADMISSION_NO_KUBE',
-        'modules.admission serves kube-apiserver: kubeAPIConfig names no cluster (kubeConfig, master or in-cluster)',
-      );
-    const kube = ctx.services.get(KubeToken);
+    const kube = requireKube(ctx, 'modules.admission registers its webhooks with kube-apiserver');
     const { address, port } = ctx.config;
     const host = ctx.config.advertiseAddress || address;
     const base = `https://${isIP(host) === 6 ? `[${host}]` : host}:${port}`;

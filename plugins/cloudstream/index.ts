@@ -10,11 +10,10 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import {
   KernelError,
-  KubeToken,
   definePlugin,
   errorText,
   isKernelError,
-  type KubeApi,
+  requireKube,
   type Logger,
   type ModuleConfig,
 } from '../../kernel/index.js';
@@ -136,13 +135,10 @@ export default definePlugin<CloudStreamConfig & ModuleConfig>({
     const cfg = ctx.config;
     const log: Logger = ctx.log;
     const [https, { WebSocketServer }] = await Promise.all([import('node:https'), import('ws')]);
-    if (!ctx.services.has(KubeToken)) {
-      throw new KernelError(
-        'ESTREAM_NO_KUBE',
-        "cloudStream needs kubeAPIConfig naming a cluster: it writes the nodes' kubelet port and checks which node a pod is on",
-      );
-    }
-    const kube: KubeApi = ctx.services.get(KubeToken);
+    const kube = requireKube(
+      ctx,
+      "modules.cloudStream writes the nodes' kubelet port and checks which node a pod is on in the Kubernetes API",
+    );
 
     const tunnelTls = {
       ca: await readPem(cfg.tlsTunnelCAFile, 'tlsTunnelCAFile'),

@@ -5,7 +5,14 @@
  * the DeviceStatus and the Device's status. See README.md.
  */
 import { setTimeout as delay } from 'node:timers/promises';
-import { KubeToken, definePlugin, errorText, isKernelError, type ModuleConfig } from '../../kernel/index.js';
+import {
+  KubeToken,
+  definePlugin,
+  errorText,
+  idleWithoutKube,
+  isKernelError,
+  type ModuleConfig,
+} from '../../kernel/index.js';
 import { DeviceControllerModuleName } from '../../protocol/index.js';
 import type { DeviceControllerConfig } from './config.js';
 import { CloudHubModule, DeviceControllerGroup, DevicesGroup, DevicesVersion } from './messages.js';
@@ -24,19 +31,10 @@ export default definePlugin<DeviceControllerConfig & ModuleConfig>({
       import('./metrics.js'),
     ]);
     const metrics = deviceControllerMetrics(ctx.metrics);
-    if (!ctx.services.has(KubeToken)) {
-      ctx.log.warn(
-        'kubeAPIConfig names no cluster (kubeConfig, master or in-cluster): deviceController has no Kubernetes API, edge reports are dropped',
+    if (!ctx.services.has(KubeToken))
+      return idleWithoutKube(ctx, 'deviceController drops the edge reports', () =>
+        metrics.dropped('upstream', 'no-kubernetes'),
       );
-      return {
-        onMessage(msg) {
-          metrics.dropped('upstream', 'no-kubernetes');
-          const { resource, operation, source } = msg.route;
-          ctx.log.warn({ resource, operation, source }, 'upstream message dropped: no Kubernetes API');
-        },
-        stop() {},
-      };
-    }
     const kube = ctx.services.get(KubeToken);
     const send = (msg: Parameters<typeof ctx.send>[1]): Promise<void> => ctx.send(CloudHubModule, msg);
     const upstream = new Upstream({

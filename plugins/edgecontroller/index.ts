@@ -9,6 +9,7 @@ import {
   KubeToken,
   definePlugin,
   errorText,
+  idleWithoutKube,
   localIP,
   type CloudCoreConfig,
   type ModuleConfig,
@@ -31,20 +32,11 @@ export default definePlugin<EdgeControllerConfig & ModuleConfig>({
     ]);
     const file = ctx.services.get(ConfigToken).config as CloudCoreConfig;
     const metrics = edgeControllerMetrics(ctx.metrics);
-    if (!ctx.services.has(KubeToken)) {
-      // a cloudcore whose kubeAPIConfig names no cluster (a demo or a test of cloudHub alone)
-      ctx.log.warn(
-        'kubeAPIConfig names no cluster (kubeConfig, master or in-cluster): edgeController has no Kubernetes API, edge requests are dropped',
+    // a cloudcore whose kubeAPIConfig names no cluster (a demo or a test of cloudHub alone) still boots
+    if (!ctx.services.has(KubeToken))
+      return idleWithoutKube(ctx, 'edgeController drops the edge requests', () =>
+        metrics.dropped('upstream', 'no-kubernetes'),
       );
-      return {
-        onMessage(msg) {
-          metrics.dropped('upstream', 'no-kubernetes');
-          const { resource, operation, source } = msg.route;
-          ctx.log.warn({ resource, operation, source }, 'upstream message dropped: no Kubernetes API');
-        },
-        stop() {},
-      };
-    }
     const kube = ctx.services.get(KubeToken);
     const send = (msg: Parameters<typeof ctx.send>[1]): Promise<void> => ctx.send(CloudHubModule, msg);
     const upstream = new Upstream({

@@ -8,10 +8,10 @@ import { createServer, type Server } from 'node:http';
 import {
   ConfigToken,
   KernelError,
-  KubeToken,
   definePlugin,
   errorText,
   localIP,
+  requireKube,
   type CloudCoreConfig,
   type ModuleConfig,
 } from '../../kernel/index.js';
@@ -29,12 +29,7 @@ export default definePlugin<RouterConfig & ModuleConfig>({
   group: RouterGroup,
   configKey: 'router',
   async start(ctx) {
-    if (!ctx.services.has(KubeToken))
-      throw new KernelError(
-        'EROUTER_NO_KUBE',
-        'modules.router needs a Kubernetes API for its Rules and RuleEndpoints: kubeAPIConfig names no cluster (kubeConfig, master or in-cluster)',
-      );
-    const kube = ctx.services.get(KubeToken);
+    const kube = requireKube(ctx, 'modules.router reads its Rules and RuleEndpoints from the Kubernetes API');
     const [{ Router }, { RuleStatuses }, { Forwarder }] = await Promise.all([
       import('./router.js'),
       import('./status.js'),

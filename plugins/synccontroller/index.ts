@@ -13,6 +13,7 @@ import {
   KubeToken,
   definePlugin,
   errorText,
+  idleWithoutKube,
   isKernelError,
   type KubeApi,
   type ModuleConfig,
@@ -45,12 +46,8 @@ export default definePlugin<SyncControllerConfig & ModuleConfig>({
   group: SyncControllerModuleName,
   configKey: 'syncController',
   async start(ctx) {
-    if (!ctx.services.has(KubeToken)) {
-      ctx.log.warn(
-        'kubeAPIConfig names no cluster (kubeConfig, master or in-cluster): syncController has nothing to reconcile and stays idle',
-      );
-      return { onMessage() {}, stop() {} };
-    }
+    if (!ctx.services.has(KubeToken))
+      return idleWithoutKube(ctx, 'syncController has nothing to reconcile and stays idle');
     const [{ SyncController }, { LeaderElector }] = await Promise.all([
       import('./controller.js'),
       import('./leader.js'),
