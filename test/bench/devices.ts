@@ -6,26 +6,26 @@
  *   pymodbus simulator over Modbus TCP; the patch is sent as kubectl's (a JSON patch of the Device),
  *   the register is polled through the simulator's control channel (2 ms);
  * - reported twin -> visible in the API server: `BENCH_DEVICES` devices (1000) on 10 simulated edges
- *   (real TLS websockets, one node certificate each, acknowledging the device messages); every edge
+ *   (./sim-edges.ts, acknowledging the device messages); every edge
  *   sends `twin/edge_updated` reports at `BENCH_DEVICES_RATE` (2000) reports/s in all for
  *   `BENCH_DEVICES_SECONDS` (10) s; the latency is from the report's send to the DeviceStatus watch
  *   event showing its value (a report merged into a newer one is not a sample), the rate is the
  *   reports confirmed `OK` (stored) per second.
  */
-import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { WebSocket } from 'ws';
 import { parseConfig } from '../../kernel/config/index.js';
-import { KubeToken, encodeMessage, type Message } from '../../kernel/index.js';
+import { KubeToken, decodeMessage, newResponse } from '../../kernel/index.js';
 import { Kernel } from '../../kernel/kernel.js';
 import { createLogger } from '../../kernel/log.js';
-import { CLIENT_AUTH, signCertificate, toPem, type KeyPairDer } from '../../plugins/cloudhub/pki.js';
+import { toPem } from '../../plugins/cloudhub/pki.js';
 import { cloudLayout, cloudRegistry, edgeLayout, edgeRegistry } from '../../plugins/registry.js';
 import { prepareLink } from '../helpers/link.js';
 import { startControlPlane } from '../peers/kube.js';
 import { startModbusTcp } from '../peers/modbus.js';
 import { freePort, removeTempDir, sleep, tempDir, waitFor } from '../peers/util.js';
 import { latencyFigures, round, type Figure } from './report.js';
+import { SimEdge, connectAll, edgeIdentities } from './sim-edges.js';
 
 const CRDS = ['devices_v1beta1_device', 'devices_v1beta1_devicemodel', 'devices_v1beta1_devicestatus'];
 const API = '/apis/devices.kubeedge.io/v1beta1/namespaces/default';
@@ -72,12 +72,9 @@ export async function devicesBench(): Promise<Figure[]> {
   const sim = await startModbusTcp({ holdingRegisters: { 0: 0 } });
   const dir = await tempDir('bench-devices');
   const link = await prepareLink(dir);
-  const wsPort = Number(
-    /websocket: \{enable: true, address: 127.0.0.1, port: (\d+)\}/.exec(link.cloudHub)?.[1],
-  );
   let cloud: Kernel | undefined;
   let edge: Kernel | undefined;
-  const sockets: WebSocket[] = [];
+  const edges: SimEdge[] = [];
   const figures: Figure[] = [];
   try {
     for (const f of CRDS) await plane.kubectl(['apply', '-f', `crds/${f}.yaml`]);
@@ -179,54 +176,18 @@ ${link.edgeHub()}`,
         },
       });
     let confirmed = 0;
-    const edges = await Promise.all(
-      nodes.map(async (node) => {
-        const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-        const cert = await signCertificate(link.ca as KeyPairDer, {
-          publicKey: publicKey.export({ type: 'spki', format: 'der' }),
-          commonName: `system:node:${node}`,
-          organization: ['system:nodes'],
-          usages: [CLIENT_AUTH],
-          validityDays: 1,
-        });
-        const ws = new WebSocket(
-          `wss://127.0.0.1:${wsPort}/e632aba927ea4ac2b575ec1603d56f10/${node}/events`,
-          {
-            ca: toPem('CERTIFICATE', link.ca.cert),
-            cert: toPem('CERTIFICATE', cert),
-            key: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
-            headers: { node_id: node, project_id: 'e632aba927ea4ac2b575ec1603d56f10' },
-          },
-        );
-        sockets.push(ws);
-        const send = (m: Message): void => ws.send(encodeMessage(m) + '\n');
-        ws.on('message', (data) => {
-          for (const line of data.toString().split('\n')) {
-            if (!line) continue;
-            const m = JSON.parse(line) as Message;
-            if (m.route.operation === 'response' && m.content === 'OK') confirmed++;
-            // acknowledge what cloudHub sends in ACK mode (devices, models)
-            else if (m.header.resourceversion || m.route.operation === 'delete')
-              send({
-                header: { msg_id: randomUUID(), parent_msg_id: m.header.msg_id, timestamp: Date.now() },
-                route: { ...m.route, operation: 'response' },
-                content: 'OK',
-              });
-          }
-        });
-        ws.on('error', () => undefined);
-        await new Promise<void>((resolve, reject) => {
-          ws.once('open', () => resolve());
-          ws.once('error', reject);
-        });
-        send({
-          header: { msg_id: randomUUID(), timestamp: Date.now() },
-          route: { source: 'websocket', group: 'resource', operation: 'keepalive', resource: 'node' },
-          content: 'ping',
-        });
-        return { node, send };
-      }),
-    );
+    const identities = await edgeIdentities(link.ca, nodes);
+    for (const [i, node] of nodes.entries()) {
+      edges.push(
+        new SimEdge(node, identities[i]!, (e, frame) => {
+          const m = decodeMessage(frame);
+          if (m.route.operation === 'response' && m.content === 'OK') confirmed++;
+          // acknowledge what cloudHub sends in ACK mode (devices, models)
+          else if (m.header.resourceversion || m.route.operation === 'delete') e.send(newResponse(m, 'OK'));
+        }),
+      );
+    }
+    await connectAll(edges, link.wsPort, toPem('CERTIFICATE', link.ca.cert));
     // the devices, 8 requests at a time, and their DeviceStatuses (created by deviceController)
     let next = 0;
     await Promise.all(
@@ -312,7 +273,7 @@ ${link.edgeHub()}`,
     );
     return figures;
   } finally {
-    for (const ws of sockets) ws.close();
+    for (const e of edges) e.stop();
     await edge?.stop();
     await cloud?.stop();
     await sim.stop();
