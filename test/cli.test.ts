@@ -22,10 +22,14 @@ const file = (name: string, text: string): string => {
 describe('edgecore / cloudcore command line', () => {
   it("npx edgecore / npx cloudcore run the checkout's executables (linked by npm ci)", () => {
     for (const name of ['edgecore', 'cloudcore']) {
-      const out = spawnSync('npx', ['--no-install', name, '--version'], { cwd: root, encoding: 'utf8' });
-      expect(out.stdout, out.stderr).toMatch(/^KubeEdge v1\.23\.1/);
+      const out = spawnSync('npx', ['--no-install', name, '--version'], {
+        cwd: root,
+        encoding: 'utf8',
+        timeout: 50_000,
+      });
+      expect(out.stdout, out.stderr || String(out.error ?? '')).toMatch(/^KubeEdge v1\.23\.1/);
     }
-  });
+  }, 120_000); // npx starts npm itself: seconds each on a loaded machine
 
   it('--version and --help', () => {
     expect(run('edgecore', ['--version']).stdout).toMatch(
