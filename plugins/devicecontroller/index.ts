@@ -22,7 +22,7 @@ export default definePlugin<DeviceControllerConfig & ModuleConfig>({
   group: DeviceControllerGroup,
   configKey: 'deviceController',
   // a handler waits for the caches' first list and cloudHub's mailbox only: the status patches run
-  // behind it (upstream.ts: one per device at a time, 64 devices at once)
+  // behind it (upstream.ts: one per device at a time, 16 devices at once)
   concurrency: 16,
   async start(ctx) {
     const [{ Upstream }, { Downstream }, { deviceControllerMetrics }] = await Promise.all([
