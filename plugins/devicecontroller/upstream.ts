@@ -108,6 +108,12 @@ function field(obj: Record<string, unknown>, key: string): unknown {
 
 const stamp = (p: TwinProperty | undefined): number => Number(p?.metadata?.timestamp ?? -1);
 
+/** Whether `next` is not what is held already (value, timestamp, type). */
+const differs = (next: TwinProperty, held: TwinProperty | undefined): boolean =>
+  next.value !== held?.value ||
+  next.metadata?.timestamp !== held.metadata?.timestamp ||
+  next.metadata?.type !== held.metadata?.type;
+
 /** `{value, metadata: {timestamp, type}}` of one edge side (upstream.go), or undefined. */
 function property(side: EdgeSide | null | undefined, type: string | undefined): TwinProperty | undefined {
   if (side === null || side === undefined || typeof side.value !== 'string') return undefined;
@@ -172,7 +178,9 @@ export class Upstream {
       type === 'twin/edge_updated'
         ? this.applyTwins(entry, device, content)
         : this.applyState(entry, content);
-    if (!changed) return this.confirm(msg, node);
+    // nothing new (older, or what is held already: a re-sent report, a repeated state) costs no
+    // patch, unless a patch is under way: then the next one confirms it, once the value is stored
+    if (!changed && !entry.running) return this.confirm(msg, node);
     // confirmed once a patch holding the change is stored; the handler does not wait for it, so the
     // mailbox keeps flowing while the API server works
     entry.waiters.push({
@@ -263,11 +271,11 @@ export class Upstream {
       const reported = property(raw.actual, type);
       const observed = property(raw.expected, type);
       const t = e.twins.get(prop) ?? { propertyName: prop };
-      if (reported && stamp(reported) >= stamp(t.reported)) {
+      if (reported && stamp(reported) >= stamp(t.reported) && differs(reported, t.reported)) {
         t.reported = reported;
         changed = true;
       }
-      if (observed && stamp(observed) >= stamp(t.observedDesired)) {
+      if (observed && stamp(observed) >= stamp(t.observedDesired) && differs(observed, t.observedDesired)) {
         t.observedDesired = observed;
         changed = true;
       }
@@ -276,7 +284,7 @@ export class Upstream {
     return changed;
   }
 
-  /** `{device: {state, lastOnlineTime}}` unless older than the state applied last. */
+  /** `{device: {state, lastOnlineTime}}` unless older than the state applied last; changed or not. */
   private applyState(e: Entry, content: Record<string, unknown>): boolean {
     const ts = Number(field(content, 'timestamp') ?? 0);
     const dev = field(content, 'device');
@@ -284,10 +292,11 @@ export class Upstream {
     const state = field(dev as Record<string, unknown>, 'state');
     const last = field(dev as Record<string, unknown>, 'lastOnlineTime');
     e.stateTs = ts;
+    const held = [e.state, e.lastOnlineTime];
     if (typeof state === 'string' && state !== '') e.state = state;
     // an empty lastOnlineTime leaves the stored one (omitempty)
     if (typeof last === 'string' && last !== '') e.lastOnlineTime = last;
-    return true;
+    return e.state !== held[0] || e.lastOnlineTime !== held[1];
   }
 
   /**
