@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../kernel/config/index.js';
 import { Kernel } from '../../kernel/kernel.js';
 import { createLogger, type LogLevel } from '../../kernel/log.js';
-import { newMessage, type Message } from '../../kernel/index.js';
+import { KubeToken, newMessage, type Message } from '../../kernel/index.js';
 import { startControlPlane, type ControlPlane } from '../../test/peers/kube.js';
 import { cleanup, waitFor } from '../../test/peers/util.js';
 import { cloudLayout, cloudRegistry } from '../registry.js';
@@ -257,6 +257,13 @@ describe('deviceController (real kube-apiserver, a probe as cloudHub)', () => {
       },
     ]);
     expect((await getJson(['device', 'thermo-1'])).status.twins).toEqual(status.status.twins);
+
+    // the same report again (the edge re-sends what it saw no confirmation of): confirmed, no patch
+    const requests = kernel.services.get(KubeToken).stats().requests;
+    expect(
+      (await fromEdge('node-a', 'device/default/thermo-1/twin/edge_updated', twin('25', now))).content,
+    ).toBe('OK');
+    expect(kernel.services.get(KubeToken).stats().requests).toBe(requests);
 
     // an older report arriving late (the edge re-sends unconfirmed messages): confirmed, not stored
     expect(
