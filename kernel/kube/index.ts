@@ -46,6 +46,10 @@ export class KubeApiError extends KernelError {
   }
 }
 
+/** A request whose caller's `signal` aborted before it was sent. */
+const abandoned = (what: string): KernelError =>
+  new KernelError('EKUBE_ABANDONED', `${what}: abandoned by its caller before it was sent`);
+
 const INITIAL_BACKOFF_MS = 1000;
 const MAX_BACKOFF_MS = 30_000;
 /** client-go re-reads a token file at most once a minute. */
@@ -100,6 +104,8 @@ class KubeClient implements KubeApi {
   readonly qps: number;
   readonly burst: number;
   readonly bucket: TokenBucket;
+  /** The bucket of priority requests (client-go's defaults, as its separate leader-election client). */
+  private readonly priorityBucket = new TokenBucket(0, 0);
   private readonly inFlight = new InFlightLimit(MAX_REQUESTS_IN_FLIGHT);
   readonly counters = { requests: 0, lists: 0, watches: 0, retries: 0 };
   private rest: RestConfig | undefined;
@@ -203,9 +209,12 @@ class KubeClient implements KubeApi {
     what: string,
     attempt: () => Promise<R>,
     answer: (r: R) => { status: number; retryAfter: string | undefined; discard(): Promise<unknown> },
+    bucket = this.bucket,
+    signal?: AbortSignal,
   ): Promise<R> {
     for (let n = 0; ; n++) {
-      await this.bucket.take();
+      await bucket.take(signal);
+      if (signal?.aborted) throw abandoned(what);
       this.counters.requests++;
       const r = await attempt();
       const a = answer(r);
@@ -223,18 +232,23 @@ class KubeClient implements KubeApi {
 
   async request<T>(method: string, path: string, body?: unknown, opts: KubeRequestOptions = {}): Promise<T> {
     const text = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
+    const what = `${method} ${path}`;
+    const send = async (): Promise<Answer> => {
+      const signal = AbortSignal.any([this.stopping.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]);
+      const head = await this.open(method, path, text, opts.contentType, signal);
+      const body = await readBody(head).catch((err: unknown) => {
+        throw new KubeApiError(0, `${what}: ${errorText(err)}`);
+      });
+      return { status: head.statusCode ?? 0, retryAfter: header(head, 'retry-after'), body };
+    };
+    // a priority request has its own token bucket and is not counted in the in-flight bound: it
+    // never waits behind the queued ones
     const res = await this.limited(
-      `${method} ${path}`,
-      () =>
-        this.inFlight.run(async (): Promise<Answer> => {
-          const signal = AbortSignal.any([this.stopping.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]);
-          const head = await this.open(method, path, text, opts.contentType, signal);
-          const body = await readBody(head).catch((err: unknown) => {
-            throw new KubeApiError(0, `${method} ${path}: ${errorText(err)}`);
-          });
-          return { status: head.statusCode ?? 0, retryAfter: header(head, 'retry-after'), body };
-        }),
+      what,
+      opts.priority ? send : () => this.inFlight.run(send, opts.signal, () => abandoned(what)),
       (a) => ({ status: a.status, retryAfter: a.retryAfter, discard: async () => undefined }),
+      opts.priority ? this.priorityBucket : this.bucket,
+      opts.signal,
     );
     if (res.status < 200 || res.status >= 300) {
       const { message, reason } = statusOf(res.body);

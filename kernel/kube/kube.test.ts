@@ -103,6 +103,26 @@ describe('InFlightLimit', () => {
     release.get(4)!();
     expect(await Promise.all(runs)).toEqual([1, 2, 3, 4]);
   });
+
+  it('lets a waiting caller whose signal aborts leave the line: its work never runs', async () => {
+    const limit = new InFlightLimit(1);
+    let release = (): void => undefined;
+    const first = limit.run(() => new Promise<void>((resolve) => (release = resolve)));
+    const abort = new AbortController();
+    let ran = false;
+    const left = limit.run(
+      async () => void (ran = true),
+      abort.signal,
+      () => new Error('left'),
+    );
+    const next = limit.run(async () => 'next');
+    abort.abort();
+    await expect(left).rejects.toThrow('left');
+    release();
+    await first;
+    expect(await next).toBe('next');
+    expect(ran).toBe(false);
+  });
 });
 
 describe('retryDelay', () => {
@@ -290,6 +310,45 @@ describe('kube service on a real control plane', () => {
     abort.abort(); // the AbortSignal stops this user, the last one
     expect(kube.stats().informers).toBe(informersBefore - 1);
   });
+
+  it('sends a priority request before the queued ones; a queued request whose signal aborts is never sent', async () => {
+    const own = createKubeApi(
+      { master: '', contentType: '', qps: 1000, burst: 1000, kubeConfig: plane.cloudcoreKubeconfigPath },
+      log,
+    );
+    try {
+      // every slot held by a request that does not end (a watch read to its end)
+      const base = await configMapWatches();
+      const held = Array.from({ length: 32 }, () =>
+        own
+          .request('GET', `/api/v1/namespaces/${ns}/configmaps?watch=true&timeoutSeconds=600`)
+          .catch(() => undefined),
+      );
+      await waitFor(async () => (await configMapWatches()) >= base + 32, { what: '32 requests open' });
+      const abort = new AbortController();
+      let queuedEnded = false;
+      const queued = own
+        .request('GET', `/api/v1/namespaces/${ns}/configmaps`, undefined, { signal: abort.signal })
+        .finally(() => (queuedEnded = true));
+      // the Lease's path: its own bucket, no slot needed
+      const lease = await own.request<{ metadata: { name: string } }>(
+        'GET',
+        `/api/v1/namespaces/${ns}`,
+        undefined,
+        {
+          priority: true,
+        },
+      );
+      expect(lease.metadata.name).toBe(ns);
+      expect(queuedEnded).toBe(false);
+      abort.abort();
+      await expect(queued).rejects.toMatchObject({ code: 'EKUBE_ABANDONED' });
+      own.stop();
+      await Promise.all(held);
+    } finally {
+      own.stop();
+    }
+  }, 60_000);
 
   it('sends API client calls through its limiter as the cloudcore identity, API errors typed', async () => {
     const before = kube.stats().requests;

@@ -24,9 +24,12 @@ export class TokenBucket {
     this.tokens = this.burst;
   }
 
-  /** Wait for a token (callers are served first come, first served). */
-  take(): Promise<void> {
-    const turn = this.tail.then(() => this.waitForToken());
+  /**
+   * Wait for a token (callers are served first come, first served). A caller whose `signal`
+   * aborted before its turn takes no token (its turn resolves at once).
+   */
+  take(signal?: AbortSignal): Promise<void> {
+    const turn = this.tail.then(() => (signal?.aborted ? undefined : this.waitForToken()));
     this.tail = turn;
     return turn;
   }
@@ -57,9 +60,31 @@ export class InFlightLimit {
 
   constructor(readonly max: number) {}
 
-  async run<R>(work: () => Promise<R>): Promise<R> {
+  /**
+   * Run `work` in a free slot. A caller whose `signal` aborts before it gets one leaves the line:
+   * `abandoned()` is thrown and `work` never runs.
+   */
+  async run<R>(
+    work: () => Promise<R>,
+    signal?: AbortSignal,
+    abandoned = (): Error => new Error('abandoned'),
+  ): Promise<R> {
+    if (signal?.aborted) throw abandoned();
     if (this.open < this.max) this.open++;
-    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    else {
+      await new Promise<void>((resolve, reject) => {
+        const turn = (): void => {
+          signal?.removeEventListener('abort', leave);
+          resolve();
+        };
+        const leave = (): void => {
+          this.waiting.splice(this.waiting.indexOf(turn), 1);
+          reject(abandoned());
+        };
+        this.waiting.push(turn);
+        signal?.addEventListener('abort', leave, { once: true });
+      });
+    }
     try {
       return await work();
     } finally {

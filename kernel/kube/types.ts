@@ -55,6 +55,18 @@ export interface SharedInformer<T extends KubernetesObject> {
 export interface KubeRequestOptions {
   /** Content-Type of the body: `application/json` (default), `application/merge-patch+json`, ... */
   contentType?: string;
+  /**
+   * Not behind the queue: its own token bucket (client-go's 5 qps, burst 10) and not counted in
+   * the bound on requests open at once. For the few requests that must not wait behind a burst
+   * (leader election's Lease); never for bulk work.
+   */
+  priority?: boolean;
+  /**
+   * Abandon the request while it waits: aborted before it got a token and a free slot, it is
+   * never sent and rejects with `EKUBE_ABANDONED` (also before a retry); once sent it runs to its
+   * answer.
+   */
+  signal?: AbortSignal;
 }
 
 /** Counters of the client, for tests, logs and benchmarks. */

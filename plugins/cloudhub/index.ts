@@ -125,7 +125,7 @@ export default definePlugin<CloudHubConfig & ModuleConfig>({
     const stopAll = async (): Promise<void> => {
       token.stop();
       hub.stop();
-      await Promise.all([...servers.map(close), acks?.flush()]);
+      await Promise.all([...servers.map(close), acks?.stop()]);
     };
     try {
       if (cfg.https.enable) {

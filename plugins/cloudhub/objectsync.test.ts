@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../kernel/log.js';
-import type { KubeApi } from '../../kernel/kube/index.js';
+import { createKubeApi, type KubeApi } from '../../kernel/kube/index.js';
 import { cloudcoreKube, startControlPlane, type ControlPlane } from '../../test/peers/kube.js';
 import { cleanup, waitFor } from '../../test/peers/util.js';
 import { openObjectSyncStore, parseObjectSyncName, type ObjectSyncStore } from './objectsync.js';
@@ -16,7 +16,7 @@ import type { SyncedObject } from './queue.js';
 afterAll(cleanup);
 
 const lines: string[] = [];
-const log = createLogger('warn', {}, (line) => void lines.push(line));
+const log = createLogger('info', {}, (line) => void lines.push(line));
 
 const POD: SyncedObject = { uid: 'u-pod', namespace: 'default', name: 'web', kind: 'Pod', apiVersion: 'v1' };
 const NODE: SyncedObject = {
@@ -129,4 +129,28 @@ describe('ObjectSyncStore', () => {
       await get(['objectsyncs.reliablesyncs.kubeedge.io', '-n', 'default', 'edge.a.u-web2']),
     ).toMatchObject({ status: { objectResourceVersion: '9' } });
   }, 120_000);
+
+  it('abandons at stop the writes still queued behind the rate limit, ends the ones sent', async () => {
+    // one request a second: the writes of 50 records stay queued
+    const slow = createKubeApi(
+      { master: '', contentType: '', qps: 1, burst: 1, kubeConfig: plane.cloudcoreKubeconfigPath },
+      log,
+    );
+    try {
+      const store = (await openObjectSyncStore(slow, log, abort.signal)) as ObjectSyncStore;
+      const sentBefore = slow.stats().requests;
+      for (let i = 0; i < 50; i++)
+        store.track('edge.b', { ...POD, uid: `u-burst-${i}`, name: `burst-${i}` }, '5');
+      lines.length = 0;
+      await store.stop();
+      const sent = slow.stats().requests - sentBefore;
+      expect(sent).toBeLessThan(10);
+      const info = lines.map((l) => JSON.parse(l) as { msg: string; abandoned?: number });
+      expect(info.find((l) => l.msg.includes('abandoned'))?.abandoned).toBeGreaterThan(40);
+      // no warning per abandoned record
+      expect(lines.filter((l) => l.includes('cannot write the ObjectSync'))).toHaveLength(0);
+    } finally {
+      slow.stop();
+    }
+  }, 60_000);
 });

@@ -10,7 +10,7 @@
  * `status` subresource; delete on an acknowledged delete).
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
-import { errorText, isKernelError, type KubeApi, type Logger } from '../../kernel/index.js';
+import { KernelError, errorText, isKernelError, type KubeApi, type Logger } from '../../kernel/index.js';
 import { Tombstones, type AckStore, type SyncedObject } from './queue.js';
 
 export const ReliableSyncsGroup = 'reliablesyncs.kubeedge.io';
@@ -103,6 +103,11 @@ export class ObjectSyncStore implements AckStore {
   /** Records deleted after an acknowledged delete (here, or seen deleted by the informer). */
   private readonly tombstones = new Tombstones();
   private readonly listeners: ((node: string, uid: string) => void)[] = [];
+  /** Aborted at stop: the writes still waiting are abandoned. */
+  private readonly stopping = new AbortController();
+  private readonly abandon = { signal: this.stopping.signal };
+  /** Records whose write was abandoned at stop. */
+  private abandoned = 0;
 
   constructor(
     private readonly kube: KubeApi,
@@ -140,9 +145,25 @@ export class ObjectSyncStore implements AckStore {
     if (parsed !== undefined) for (const l of this.listeners) l(parsed.node, parsed.uid);
   }
 
-  /** Every write issued so far has ended (cloudHub's stop waits for it). */
+  /** Every write issued so far has ended. */
   async flush(): Promise<void> {
     while (this.writes.size > 0) await Promise.all(this.writes.values());
+  }
+
+  /**
+   * cloudHub stops: the writes not sent yet are abandoned (a burst can queue thousands behind the
+   * client's rate limit; syncController's next resync offers their objects again and the edges'
+   * acknowledgements rebuild them), the ones sent end with their answer.
+   */
+  async stop(): Promise<void> {
+    const pending = this.writes.size;
+    this.stopping.abort();
+    await this.flush();
+    if (this.abandoned > 0)
+      this.log.info(
+        { pending, abandoned: this.abandoned },
+        'cloudHub stopping: ObjectSync writes not sent yet abandoned',
+      );
   }
 
   /** A record as the informer sees it: versions only grow; an empty status is a tracked "0". */
@@ -181,11 +202,13 @@ export class ObjectSyncStore implements AckStore {
     const next = (this.writes.get(name) ?? Promise.resolve())
       .then(() => {
         this.due.delete(name);
+        if (this.stopping.signal.aborted) throw new KernelError('EKUBE_ABANDONED', 'cloudHub stops');
         return this.apply(name, obj);
       })
-      .catch((err: unknown) =>
-        this.log.warn({ objectSync: name, error: errorText(err) }, 'cannot write the ObjectSync'),
-      )
+      .catch((err: unknown) => {
+        if (isKernelError(err, 'EKUBE_ABANDONED')) this.abandoned++;
+        else this.log.warn({ objectSync: name, error: errorText(err) }, 'cannot write the ObjectSync');
+      })
       .finally(() => {
         if (this.writes.get(name) === next) this.writes.delete(name);
       });
@@ -199,7 +222,7 @@ export class ObjectSyncStore implements AckStore {
     const version = this.versions.get(name);
     if (version === undefined) {
       try {
-        await this.kube.request('DELETE', path);
+        await this.kube.request('DELETE', path, undefined, this.abandon);
       } catch (err) {
         if (statusCode(err) !== 404) throw err;
       }
@@ -211,7 +234,7 @@ export class ObjectSyncStore implements AckStore {
         'PATCH',
         `${path}/status`,
         { status: { objectResourceVersion: version } },
-        { contentType: 'application/merge-patch+json' },
+        { contentType: 'application/merge-patch+json', signal: this.stopping.signal },
       );
     // "0" (tracked, nothing acknowledged) never overwrites a record another cloudcore holds
     if (version === '0' && this.inApi.has(name)) return;
@@ -230,12 +253,17 @@ export class ObjectSyncStore implements AckStore {
     }
     let created = true;
     try {
-      await this.kube.request('POST', collection, {
-        apiVersion: `${ReliableSyncsGroup}/${ReliableSyncsVersion}`,
-        kind: obj.namespace === undefined ? 'ClusterObjectSync' : 'ObjectSync',
-        metadata: obj.namespace === undefined ? { name } : { name, namespace: obj.namespace },
-        spec: { objectAPIVersion: obj.apiVersion, objectKind: obj.kind, objectName: obj.name },
-      });
+      await this.kube.request(
+        'POST',
+        collection,
+        {
+          apiVersion: `${ReliableSyncsGroup}/${ReliableSyncsVersion}`,
+          kind: obj.namespace === undefined ? 'ClusterObjectSync' : 'ObjectSync',
+          metadata: obj.namespace === undefined ? { name } : { name, namespace: obj.namespace },
+          spec: { objectAPIVersion: obj.apiVersion, objectKind: obj.kind, objectName: obj.name },
+        },
+        this.abandon,
+      );
     } catch (err) {
       if (statusCode(err) !== 409) throw err;
       created = false;

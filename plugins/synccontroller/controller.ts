@@ -23,6 +23,14 @@ import { DeviceControllerModuleName, EdgeControllerModuleName, ResourceGroup } f
 /** The reconcile period of KubeEdge (§6.5). */
 export const RESYNC_INTERVAL_MS = 5000;
 
+/**
+ * An offer cloudHub took is not made again for this many passes (one minute) while the record and
+ * the object stay as they were: the node has it queued or in flight, or its acknowledgement is
+ * still on its way to the ObjectSync (a burst queues thousands of writes). Offered again after
+ * that, in case cloudHub lost it (its queue restarted, or evicted it for a node over its limit).
+ */
+export const REOFFER_PASSES = 12;
+
 /** The group of Device and DeviceModel (`objectAPIVersion` `devices.kubeedge.io/v1beta1`). */
 const DEVICES_GROUP = 'devices.kubeedge.io/';
 
@@ -70,8 +78,9 @@ export class SyncController {
     string,
     { informer: SharedInformer<KubernetesObject>; synced: boolean }
   >();
-  /** Records a delete was sent for: not sent again while the record lives (cloudHub holds it). */
-  private readonly deletesSent = new Set<string>();
+  /** Record → what cloudHub took for it (the object's version, or `delete`) and at which pass. */
+  private readonly offered = new Map<string, { what: string; pass: number }>();
+  private passes = 0;
   private timer: NodeJS.Timeout | undefined;
   private stopNodeHandlers: (() => void) | undefined;
   private stopped = false;
@@ -81,7 +90,7 @@ export class SyncController {
     this.syncs = (['objectsyncs', 'clusterobjectsyncs'] as const).map((resource) =>
       kube.informer<ObjectSync>({ ...RELIABLESYNCS, resource, signal }),
     );
-    for (const s of this.syncs) s.addHandlers({ delete: (o) => this.deletesSent.delete(this.key(o)) });
+    for (const s of this.syncs) s.addHandlers({ delete: (o) => this.offered.delete(this.key(o)) });
     this.nodes = kube.informer<KubernetesObject>({ version: 'v1', resource: 'nodes', signal });
   }
 
@@ -111,12 +120,13 @@ export class SyncController {
     ]);
     clearTimeout(wait);
     if (this.stopped) return;
-    const loop = (): void => {
-      this.reconcile();
-      this.timer = setTimeout(loop, RESYNC_INTERVAL_MS);
+    const loop = async (): Promise<void> => {
+      await this.reconcile();
+      if (this.stopped) return;
+      this.timer = setTimeout(() => void loop(), RESYNC_INTERVAL_MS);
       this.timer.unref();
     };
-    loop();
+    await loop();
   }
 
   /** Leading: collect the records of vanished nodes now and whenever a Node is deleted. */
@@ -197,13 +207,57 @@ export class SyncController {
     return entry.synced ? entry.informer : undefined;
   }
 
-  /** One pass over every record (`reconcileObjectSyncs` + `reconcileClusterObjectSyncs`). */
-  reconcile(): void {
-    for (const s of this.syncs) for (const sync of s.list()) this.reconcileOne(sync);
-    this.opts.count('pass');
+  /**
+   * One pass over every record (`reconcileObjectSyncs` + `reconcileClusterObjectSyncs`), handing
+   * its messages to cloudHub one by one; when cloudHub's mailbox is full the pass ends there (one
+   * log line) and the next one offers the rest.
+   */
+  async reconcile(): Promise<void> {
+    const pass = ++this.passes;
+    let sent = 0;
+    try {
+      for (const s of this.syncs)
+        for (const sync of s.list()) {
+          if (this.stopped) return;
+          const offer = this.offer(sync, pass);
+          if (offer === undefined) continue;
+          try {
+            await this.opts.send(offer.msg);
+          } catch (err) {
+            this.offered.delete(this.key(sync));
+            this.opts.log.warn(
+              { handed: sent, error: errorText(err) },
+              'resync: cloudHub takes no more messages now, the rest is offered at the next pass',
+            );
+            return;
+          }
+          sent++;
+          this.opts.count(offer.what);
+          // debug: while a node is offline the same object is offered again every minute
+          this.opts.log.debug(
+            {
+              resource: offer.msg.route.resource,
+              operation: offer.msg.route.operation,
+              resourceversion: offer.msg.header.resourceversion,
+            },
+            'resync: offered to cloudHub again',
+          );
+        }
+    } finally {
+      this.opts.count('pass');
+    }
   }
 
-  private reconcileOne(sync: ObjectSync): void {
+  /** Whether what `key` needs was offered within {@link REOFFER_PASSES}; if not, it is noted as offered. */
+  private fresh(key: string, what: string, pass: number): boolean {
+    const last = this.offered.get(key);
+    if (last !== undefined && last.what === what && pass - last.pass < REOFFER_PASSES) return true;
+    this.offered.set(key, { what, pass });
+    return false;
+  }
+
+  /** The message a record needs, unless it was offered lately. */
+  private offer(sync: ObjectSync, pass: number): { msg: Message; what: 'update' | 'delete' } | undefined {
     const name = sync.metadata?.name ?? '';
     const parsed = parseName(name);
     const { objectAPIVersion = '', objectKind = '', objectName = '' } = sync.spec ?? {};
@@ -222,46 +276,22 @@ export class SyncController {
       resource,
     };
     if (obj === undefined || obj.metadata?.uid !== parsed.uid) {
-      const key = this.key(sync);
-      if (this.deletesSent.has(key)) return;
-      this.deletesSent.add(key);
+      if (this.fresh(this.key(sync), 'delete', pass)) return undefined;
       const metadata = { ...(namespace ? { namespace } : {}), name: objectName, uid: parsed.uid };
-      this.hand(newMessage({ ...route, operation: Operation.delete }, { metadata }), 'delete');
-      return;
+      return { msg: newMessage({ ...route, operation: Operation.delete }, { metadata }), what: 'delete' };
     }
     // a Device's version also moves with the reported status deviceController writes into it; its
     // spec changes are sent again by deviceController itself (its informers replay at start)
-    if (device) return;
+    if (device) return undefined;
     const acked = numeric(sync.status?.objectResourceVersion);
     const current = numeric(obj.metadata?.resourceVersion);
-    if (acked === undefined || current === undefined || current <= acked) return;
+    if (acked === undefined || current === undefined || current <= acked) return undefined;
+    const resourceVersion = obj.metadata?.resourceVersion ?? '';
+    if (this.fresh(this.key(sync), resourceVersion, pass)) return undefined;
     const content = { ...obj, kind: obj.kind ?? objectKind, apiVersion: obj.apiVersion ?? objectAPIVersion };
-    this.hand(
-      newMessage({ ...route, operation: Operation.update }, content, {
-        resourceVersion: obj.metadata?.resourceVersion ?? '',
-      }),
-      'update',
-    );
-  }
-
-  private hand(msg: Message, what: 'update' | 'delete'): void {
-    this.opts.count(what);
-    // debug: while a node is offline the same object is offered again every pass (cloudHub holds it)
-    this.opts.log.debug(
-      {
-        resource: msg.route.resource,
-        operation: msg.route.operation,
-        resourceversion: msg.header.resourceversion,
-      },
-      'resync: offered to cloudHub again',
-    );
-    this.opts
-      .send(msg)
-      .catch((err: unknown) =>
-        this.opts.log.warn(
-          { resource: msg.route.resource, error: errorText(err) },
-          'resync message not handed to cloudHub',
-        ),
-      );
+    return {
+      msg: newMessage({ ...route, operation: Operation.update }, content, { resourceVersion }),
+      what: 'update',
+    };
   }
 }

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../kernel/log.js';
-import type { KubeApi } from '../../kernel/kube/index.js';
+import { createKubeApi, type KubeApi } from '../../kernel/kube/index.js';
 import { cloudcoreKube, startControlPlane, type ControlPlane } from '../../test/peers/kube.js';
 import { cleanup, waitFor } from '../../test/peers/util.js';
 import { LeaderElector } from './leader.js';
@@ -89,5 +89,65 @@ describe('LeaderElector', () => {
         }
       ).spec.holderIdentity ?? '',
     ).toBe('');
+  }, 120_000);
+
+  it('leads, renews and releases while the client is saturated by queued requests', async () => {
+    // every slot of the client held by a request that does not end, 100 more queued behind
+    const busy = createKubeApi(
+      { master: '', contentType: '', qps: 1000, burst: 1000, kubeConfig: plane.cloudcoreKubeconfigPath },
+      log,
+    );
+    let queuedEnded = 0;
+    const queued = Array.from({ length: 132 }, () =>
+      busy
+        .request('GET', '/api/v1/namespaces/kubeedge/configmaps?watch=true&timeoutSeconds=600')
+        .catch(() => undefined)
+        .finally(() => queuedEnded++),
+    );
+    let leading = false;
+    const elector = new LeaderElector({
+      kube: busy,
+      log,
+      namespace: 'kubeedge',
+      name: 'burst-election',
+      identity: 'busy',
+      leaseDurationMs: 2000,
+      renewDeadlineMs: 1500,
+      retryPeriodMs: 200,
+      onStartedLeading: () => (leading = true),
+      onStoppedLeading: () => (leading = false),
+    });
+    const renewTime = async (): Promise<string | undefined> => {
+      try {
+        return (
+          JSON.parse(
+            await plane.kubectl(['get', 'lease', '-n', 'kubeedge', 'burst-election', '-o', 'json']),
+          ) as { spec: { renewTime?: string } }
+        ).spec.renewTime;
+      } catch {
+        return undefined;
+      }
+    };
+    try {
+      elector.start();
+      await waitFor(() => leading, { what: 'the candidate leads' });
+      const first = await renewTime();
+      await waitFor(async () => (await renewTime()) !== first, { what: 'a renewal' });
+      expect(leading).toBe(true);
+      await elector.stop();
+      expect(
+        (
+          JSON.parse(
+            await plane.kubectl(['get', 'lease', '-n', 'kubeedge', 'burst-election', '-o', 'json']),
+          ) as { spec: { holderIdentity?: string } }
+        ).spec.holderIdentity ?? '',
+      ).toBe('');
+      // all that while, nothing of the queue got through
+      expect(queuedEnded).toBe(0);
+    } finally {
+      await elector.stop();
+      busy.stop();
+      await Promise.all(queued);
+    }
   }, 120_000);
 });
