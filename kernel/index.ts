@@ -46,7 +46,7 @@ export type {
   InformerHandlers,
   SharedInformer,
 } from './kube/types.js';
-export { KubeApiError } from './kube/index.js';
+export { KubeApiError, withTypeMeta } from './kube/index.js';
 export { requireKube, idleWithoutKube } from './kube/require.js';
 export type { Logger, LogLevel } from './log.js';
 export type { Metrics } from './metrics.js';

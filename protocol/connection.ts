@@ -14,6 +14,12 @@ export const CloudConnected = 'cloud_connected';
 /** Content of the connection event once edgeHub lost the cloud: `CloudDisconnected`. */
 export const CloudDisconnected = 'cloud_disconnected';
 
+/**
+ * The cloud-internal resource of a message for one edge node (KubeEdge's `BuildResource`):
+ * `node/<node>/<resource>`; cloudHub strips the first two segments before it writes to the edge.
+ */
+export const nodeResource = (node: string, resource: string): string => `node/${node}/${resource}`;
+
 /** Content of a successful response (an ACK): `MessageSuccessfulContent`. */
 export const MessageSuccessfulContent = 'OK';
 

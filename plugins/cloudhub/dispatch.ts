@@ -11,6 +11,7 @@ import {
   EdgeControllerModuleName,
   MetaServerSource,
   UserGroup,
+  nodeResource,
 } from '../../protocol/index.js';
 
 /** Cloud module names and groups cloudHub hands messages to (cloud/pkg/common/modules). */
@@ -62,7 +63,7 @@ export function classifyUpstream(msg: Message, nodeId: string): Upstream {
   if (VOLUME_RESOURCE.test(resource)) return { kind: 'volume' };
   if (operation === Operation.response) return { kind: 'ack', parentId: msg.header.parent_msg_id ?? '' };
   if (operation === Operation.error) return { kind: 'error' };
-  const prefixed = `node/${nodeId}/${resource}`;
+  const prefixed = nodeResource(nodeId, resource);
   if (operation === Operation.upload && group === UserGroup) {
     return { kind: 'module', module: RouterModuleName, resource: prefixed };
   }

@@ -4,8 +4,8 @@
  * devices-dmi-router §2.3, §2.4).
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
-import { newMessage, type Message } from '../../kernel/index.js';
-import { DeviceControllerModuleName, ResourceGroup, TwinGroup } from '../../protocol/index.js';
+import { newMessage, withTypeMeta, type Message } from '../../kernel/index.js';
+import { DeviceControllerModuleName, ResourceGroup, TwinGroup, nodeResource } from '../../protocol/index.js';
 
 /** Where every message goes; cloudHub routes it by the node in the resource. */
 export const CloudHubModule = 'cloudhub';
@@ -64,16 +64,15 @@ export function toNode(
   opts: { parentId?: string; resourceVersion?: string } = {},
 ): Message {
   return newMessage(
-    { source: DeviceControllerModuleName, group, operation, resource: `node/${node}/${edgeResource}` },
+    { source: DeviceControllerModuleName, group, operation, resource: nodeResource(node, edgeResource) },
     content,
     opts,
   );
 }
 
-/** An object as the cloud sends it: with `kind` and `apiVersion`. */
-export function withMeta<T extends KubernetesObject>(obj: T, kind: string): T {
-  return { ...obj, kind: obj.kind ?? kind, apiVersion: obj.apiVersion ?? DevicesApiVersion };
-}
+/** A device object as the cloud sends it: with `kind` and `apiVersion`. */
+export const withMeta = <T extends KubernetesObject>(obj: T, kind: string): T =>
+  withTypeMeta(obj, kind, DevicesApiVersion);
 
 /** A membership entry (types/device.go `Device`): no twin map since 1.15. */
 export interface MembershipDevice {

@@ -22,8 +22,9 @@ import {
   type Logger,
   type Message,
   type SharedInformer,
+  withTypeMeta,
 } from '../../kernel/index.js';
-import { EdgeNodeLabel, toNode, withMeta } from './messages.js';
+import { EdgeNodeLabel, toNode } from './messages.js';
 
 export interface DownstreamOptions {
   kube: KubeApi;
@@ -161,7 +162,7 @@ export class Downstream {
     if (name === '') return;
     const fresh = !this.edgeNodes.has(name);
     this.edgeNodes.add(name);
-    this.push(name, Operation.update, `${NULL_NAMESPACE}/node/${name}`, withMeta(node, 'Node', 'v1'));
+    this.push(name, Operation.update, `${NULL_NAMESPACE}/node/${name}`, withTypeMeta(node, 'Node', 'v1'));
     // pods bound before the node carried the edge label, and every service (before start(), the
     // informers' replay sends them)
     if (fresh && this.podsWatched) {
@@ -181,7 +182,7 @@ export class Downstream {
     operation: string,
   ): void {
     const ns = obj.metadata?.namespace ?? 'default';
-    this.push(node, operation, `${ns}/${type}/${obj.metadata?.name ?? ''}`, withMeta(obj, kind, 'v1'));
+    this.push(node, operation, `${ns}/${type}/${obj.metadata?.name ?? ''}`, withTypeMeta(obj, kind, 'v1'));
   }
 
   /** A pod bound to an edge node goes to that node only (§5.5). */
@@ -191,7 +192,7 @@ export class Downstream {
     const ns = pod.metadata?.namespace ?? 'default';
     const op =
       operation === Operation.insert && pod.metadata?.deletionTimestamp ? Operation.update : operation;
-    this.push(node, op, `${ns}/pod/${pod.metadata?.name ?? ''}`, withMeta(pod, 'Pod', 'v1'));
+    this.push(node, op, `${ns}/pod/${pod.metadata?.name ?? ''}`, withTypeMeta(pod, 'Pod', 'v1'));
   }
 
   /** A configmap or secret goes to the edge nodes running a pod that references it (node isolation). */
@@ -205,6 +206,6 @@ export class Downstream {
       if (podReferences(p.spec)[type].has(name)) targets.add(node);
     }
     for (const node of targets)
-      this.push(node, operation, `${ns}/${type}/${name}`, withMeta(obj, kind, 'v1'));
+      this.push(node, operation, `${ns}/${type}/${name}`, withTypeMeta(obj, kind, 'v1'));
   }
 }

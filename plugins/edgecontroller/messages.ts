@@ -3,8 +3,7 @@
  * the messages it sends to cloudHub, KubeEdge's `ObjectResp` and `ErrStatus` contents (wire §2.4).
  */
 import { KubeApiError, errorText, newMessage, type Message } from '../../kernel/index.js';
-import { ResourceGroup } from '../../protocol/index.js';
-import type { KubernetesObject } from '@kubernetes/client-node';
+import { ResourceGroup, nodeResource } from '../../protocol/index.js';
 
 export const EdgeControllerGroup = 'edgecontroller';
 /** Where downstream messages and replies go; cloudHub routes them by the node in the resource. */
@@ -36,15 +35,10 @@ export function toNode(
   opts: { parentId?: string; resourceVersion?: string } = {},
 ): Message {
   return newMessage(
-    { source: 'edgecontroller', group: ResourceGroup, operation, resource: `node/${node}/${edgeResource}` },
+    { source: 'edgecontroller', group: ResourceGroup, operation, resource: nodeResource(node, edgeResource) },
     content,
     opts,
   );
-}
-
-/** An object as the cloud pushes it: with `kind` and `apiVersion` (SetMetaType). */
-export function withMeta<T extends KubernetesObject>(obj: T, kind: string, apiVersion: string): T {
-  return { ...obj, kind: obj.kind ?? kind, apiVersion: obj.apiVersion ?? apiVersion };
 }
 
 /** metav1.Status of a failed request, as Go encodes a `*errors.StatusError`: `{"ErrStatus": ...}`. */

@@ -22,13 +22,13 @@ import {
   type KubeApi,
   type Logger,
   type Message,
+  withTypeMeta,
 } from '../../kernel/index.js';
 import {
   errStatus,
   isNotFound,
   parseInternal,
   toNode,
-  withMeta,
   type InternalResource,
   type ObjectResp,
 } from './messages.js';
@@ -262,7 +262,7 @@ export class Upstream {
   private async queryNode(r: InternalResource): Promise<Reply> {
     try {
       const node = await this.o.kube.request<V1Node>('GET', nodePath(r.name));
-      return { content: withMeta(node, 'Node', 'v1') };
+      return { content: withTypeMeta(node, 'Node', 'v1') };
     } catch (err) {
       if (!(err instanceof KubeApiError)) throw err;
       return { content: errStatus(err, { name: r.name, kind: 'nodes' }) };
@@ -350,7 +350,7 @@ export class Upstream {
   }
 
   private writeLease(method: 'POST' | 'PUT', msg: Message, r: InternalResource): Promise<Reply> {
-    const lease = withMeta(contentJson<V1Lease>(msg), 'Lease', 'coordination.k8s.io/v1');
+    const lease = withTypeMeta(contentJson<V1Lease>(msg), 'Lease', 'coordination.k8s.io/v1');
     const path = method === 'POST' ? leasePath(r.namespace) : leasePath(r.namespace, r.name);
     return this.objectResp(() => this.o.kube.request<V1Lease>(method, path, lease), {
       name: r.name,
@@ -440,7 +440,7 @@ export class Upstream {
 
   /** A mirror pod of a static pod (§5.6): created, answered with an ObjectResp. */
   private createPod(msg: Message, r: InternalResource): Promise<Reply> {
-    const pod = withMeta(contentJson<V1Pod>(msg), 'Pod', 'v1');
+    const pod = withTypeMeta(contentJson<V1Pod>(msg), 'Pod', 'v1');
     return this.objectResp(
       () => this.o.kube.request<V1Pod>('POST', `/api/v1/namespaces/${encode(r.namespace)}/pods`, pod),
       { name: r.name, kind: 'pods' },
@@ -456,9 +456,9 @@ export class Upstream {
     const name = event?.metadata?.name;
     if (!ns || !name) throw new Error('content: expected an Event with metadata.namespace and metadata.name');
     const events = `/api/v1/namespaces/${encode(ns)}/events`;
-    if (op === 'insert') await this.o.kube.request('POST', events, withMeta(event, 'Event', 'v1'));
+    if (op === 'insert') await this.o.kube.request('POST', events, withTypeMeta(event, 'Event', 'v1'));
     else if (op === 'update')
-      await this.o.kube.request('PUT', `${events}/${encode(name)}`, withMeta(event, 'Event', 'v1'));
+      await this.o.kube.request('PUT', `${events}/${encode(name)}`, withTypeMeta(event, 'Event', 'v1'));
     else {
       const patch = (body as { patchData?: unknown }).patchData;
       if (typeof patch !== 'string')
@@ -475,7 +475,10 @@ export class Upstream {
     const q = QUERIES[r.type]!;
     try {
       const obj = await this.o.kube.request<{ metadata?: { resourceVersion?: string } }>('GET', q.path(r));
-      return { content: withMeta(obj, q.kind, q.apiVersion), resourceVersion: obj.metadata?.resourceVersion };
+      return {
+        content: withTypeMeta(obj, q.kind, q.apiVersion),
+        resourceVersion: obj.metadata?.resourceVersion,
+      };
     } catch (err) {
       if (!(err instanceof KubeApiError)) throw err;
       return { content: errStatus(err, { name: r.name, kind: r.type }) };
@@ -484,7 +487,7 @@ export class Upstream {
 
   /** `serviceaccounttoken` query: the TokenRequest of the content, created for the service account. */
   private async createToken(msg: Message, r: InternalResource): Promise<Reply> {
-    const request = withMeta(
+    const request = withTypeMeta(
       contentJson<AuthenticationV1TokenRequest>(msg),
       'TokenRequest',
       'authentication.k8s.io/v1',
@@ -492,7 +495,7 @@ export class Upstream {
     const path = `/api/v1/namespaces/${encode(r.namespace)}/serviceaccounts/${encode(r.name)}/token`;
     try {
       const token = await this.o.kube.request<AuthenticationV1TokenRequest>('POST', path, request);
-      return { content: withMeta(token, 'TokenRequest', 'authentication.k8s.io/v1') };
+      return { content: withTypeMeta(token, 'TokenRequest', 'authentication.k8s.io/v1') };
     } catch (err) {
       if (!(err instanceof KubeApiError)) throw err;
       return { content: errStatus(err, { name: r.name, kind: 'serviceaccounts' }) };
@@ -500,7 +503,7 @@ export class Upstream {
   }
 
   private createCsr(msg: Message, r: InternalResource): Promise<Reply> {
-    const csr = withMeta(
+    const csr = withTypeMeta(
       contentJson<V1CertificateSigningRequest>(msg),
       'CertificateSigningRequest',
       'certificates.k8s.io/v1',

@@ -18,6 +18,7 @@ import {
   RouterServiceBusSource,
   ServiceBusModuleName,
   UserGroup,
+  nodeResource,
 } from '../../protocol/index.js';
 import {
   RouteTable,
@@ -226,7 +227,7 @@ export class Router {
           ? [RouterEventBusSource, s.remove ? 'unsubscribe' : 'subscribe']
           : [RouterServiceBusSource, s.remove ? 'stop' : 'start'];
       const msg = newMessage(
-        { source, group: UserGroup, operation, resource: `node/${s.node}/${s.resource}` },
+        { source, group: UserGroup, operation, resource: nodeResource(s.node, s.resource) },
         null,
       );
       try {
@@ -434,7 +435,7 @@ export class Router {
 
   /** Flow A: the body published on the rule's topic at the edge (§5.5). */
   private async publish(node: string, topic: string, param: string, body: Buffer): Promise<void> {
-    const resource = `node/${node}/${topic}${param ? `/${param}` : ''}`;
+    const resource = nodeResource(node, `${topic}${param ? `/${param}` : ''}`);
     const msg = newMessage(
       { source: RouterEventBusSource, group: UserGroup, operation: 'publish', resource },
       body.toString('utf8'),
@@ -465,7 +466,7 @@ export class Router {
         source: RouterServiceBusSource,
         group: UserGroup,
         operation: method,
-        resource: `node/${node}/${target}`,
+        resource: nodeResource(node, target),
       },
       content,
     );
