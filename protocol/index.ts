@@ -11,3 +11,4 @@ export * from './dmi.js';
 export * from './pki.js';
 export * from './stream.js';
 export * from './cloudcore.js';
+export * from './http.js';

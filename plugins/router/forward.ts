@@ -6,8 +6,7 @@
  */
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { errorText, isKernelError, type KubeApi, type Logger } from '../../kernel/index.js';
-import { RouterAddressAnnotation } from '../../protocol/index.js';
-import { HOP_BY_HOP } from './router.js';
+import { HopByHopHeaders, RouterAddressAnnotation } from '../../protocol/index.js';
 
 /**
  * Ours: set on a call one router forwards to another (its value: the sender's address), so a call
@@ -18,7 +17,7 @@ export const RouterForwardedHeader = 'x-kubeedge-forwarded-by';
 function endToEnd(headers: IncomingMessage['headersDistinct'], keep = ''): Record<string, string[]> {
   const out: Record<string, string[]> = {};
   for (const [k, v] of Object.entries(headers))
-    if (v !== undefined && (k === keep || !HOP_BY_HOP.has(k))) out[k] = v;
+    if (v !== undefined && (k === keep || !HopByHopHeaders.has(k))) out[k] = v;
   return out;
 }
 

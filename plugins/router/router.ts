@@ -19,6 +19,7 @@ import {
   ServiceBusModuleName,
   UserGroup,
   nodeResource,
+  HopByHopHeaders,
 } from '../../protocol/index.js';
 import {
   RouteTable,
@@ -57,19 +58,6 @@ export interface HttpResponseContent {
   body?: string;
 }
 
-/** Headers of one hop only: not passed on. */
-export const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'te',
-  'trailer',
-  'upgrade',
-  'host',
-  'content-length',
-]);
-
 /** Go's CanonicalMIMEHeaderKey: `content-type` → `Content-Type`. */
 export function canonicalHeader(name: string): string {
   return name.toLowerCase().replace(/(^|-)([a-z])/g, (_m, dash: string, c: string) => dash + c.toUpperCase());
@@ -79,7 +67,7 @@ export function canonicalHeader(name: string): string {
 export function goHeader(headers: Record<string, string[] | undefined>): Record<string, string[]> {
   const out: Record<string, string[]> = {};
   for (const [k, v] of Object.entries(headers)) {
-    if (v === undefined || HOP_BY_HOP.has(k.toLowerCase())) continue;
+    if (v === undefined || HopByHopHeaders.has(k.toLowerCase())) continue;
     out[canonicalHeader(k)] = v;
   }
   return out;

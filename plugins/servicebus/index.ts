@@ -20,6 +20,7 @@ import {
   RouterServiceBusSource,
   ServiceBusModuleName,
   UserGroup,
+  HopByHopHeaders,
 } from '../../protocol/index.js';
 import type { ServiceBusConfig } from './config.js';
 import { LocalServer, targetUrls } from './server.js';
@@ -39,17 +40,6 @@ export interface HttpResponseContent {
   status_code: number;
   body: string;
 }
-
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'transfer-encoding',
-  'te',
-  'trailer',
-  'upgrade',
-  'host',
-  'content-length',
-]);
 
 /** Go's CanonicalMIMEHeaderKey. */
 const canonical = (name: string): string =>
@@ -85,7 +75,7 @@ export function callApp(msg: Message, timeoutMs: number): Promise<HttpResponseCo
   const body = Buffer.from(content.body ?? '', 'base64');
   const headers: Record<string, string[]> = {};
   for (const [k, v] of Object.entries(content.header ?? {})) {
-    if (!HOP_BY_HOP.has(k.toLowerCase())) headers[canonical(k)] = Array.isArray(v) ? v : [String(v)];
+    if (!HopByHopHeaders.has(k.toLowerCase())) headers[canonical(k)] = Array.isArray(v) ? v : [String(v)];
   }
   headers.Accept ??= ['*/*'];
   if (body.length > 0) headers['Content-Length'] = [String(body.length)];
@@ -111,7 +101,7 @@ export function callApp(msg: Message, timeoutMs: number): Promise<HttpResponseCo
       res.on('end', () => {
         const header: Record<string, string[]> = {};
         for (const [k, v] of Object.entries(res.headersDistinct)) {
-          if (v !== undefined && !HOP_BY_HOP.has(k)) header[canonical(k)] = v;
+          if (v !== undefined && !HopByHopHeaders.has(k)) header[canonical(k)] = v;
         }
         resolve({
           header,
