@@ -23,6 +23,7 @@ import {
   type ContainerdPeer,
 } from '../../test/peers/containerd.js';
 import { cleanup, freePort, waitFor } from '../../test/peers/util.js';
+import { httpdContainer } from '../../test/helpers/pod.js';
 import { CriClient } from './cri.js';
 import { LABEL_POD_UID } from './podspec.js';
 import type { Pod } from './types.js';
@@ -255,21 +256,7 @@ describe('edged on containerd', () => {
   it('runs a busybox httpd with a hostPort and removes it on delete', async () => {
     // The notes' port 8050 belongs to test/integration/nginx-deployment.test.ts (files run in parallel).
     const port = await freePort();
-    const p = pod('web', {
-      containers: [
-        {
-          name: 'web',
-          image: BUSYBOX_IMAGE,
-          imagePullPolicy: 'IfNotPresent',
-          command: [
-            'sh',
-            '-c',
-            'mkdir -p /www && echo hello-edge > /www/index.html && exec httpd -f -p 80 -h /www',
-          ],
-          ports: [{ containerPort: 80, hostPort: port, protocol: 'TCP' }],
-        },
-      ],
-    });
+    const p = pod('web', { containers: [httpdContainer('hello-edge', port)] });
     const edge = await startEdge();
     try {
       await send(edge, 'insert', p);

@@ -31,6 +31,27 @@ export function busyboxPod(
   };
 }
 
+/**
+ * A busybox container `web` serving `page` with httpd on port 80, published on the node's
+ * `hostPort`.
+ */
+export const httpdContainer = (
+  page: string,
+  hostPort: number,
+): {
+  name: string;
+  image: string;
+  imagePullPolicy: string;
+  command: string[];
+  ports: { containerPort: number; hostPort: number; protocol: string }[];
+} => ({
+  name: 'web',
+  image: BUSYBOX_IMAGE,
+  imagePullPolicy: 'IfNotPresent',
+  command: ['sh', '-c', `mkdir -p /www && echo ${page} > /www/index.html && exec httpd -f -p 80 -h /www`],
+  ports: [{ containerPort: 80, hostPort, protocol: 'TCP' }],
+});
+
 /** A container command that sleeps until SIGTERM, which ends it at once. */
 export const SLEEP_UNTIL_TERM = ['sh', '-c', "trap 'exit 0' TERM; while true; do sleep 1; done"];
 

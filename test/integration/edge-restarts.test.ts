@@ -14,6 +14,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUSYBOX_IMAGE, buildBusyboxImage } from '../peers/containerd.js';
+import { busyboxPod, httpdContainer } from '../helpers/pod.js';
 import { cleanup, freePort, waitFor } from '../peers/util.js';
 import { httpGet, ready, startEdgeStack, type EdgeStack, type Obj } from './edge-stack.js';
 
@@ -78,29 +79,9 @@ describe('the edge recovers by itself (full stack)', () => {
     const ms = await nodeReadyAfter(started, `node ${NODE} Ready`);
     console.info(`FIGURE edgecore start (certificate bootstrap included) -> node Ready in the API: ${ms} ms`);
 
-    const pod = {
-      apiVersion: 'v1',
-      kind: 'Pod',
-      metadata: { name: 'web', namespace: 'default' },
-      spec: {
-        nodeName: NODE,
-        automountServiceAccountToken: false,
-        terminationGracePeriodSeconds: 2,
-        containers: [
-          {
-            name: 'web',
-            image: BUSYBOX_IMAGE,
-            imagePullPolicy: 'IfNotPresent',
-            command: [
-              'sh',
-              '-c',
-              'mkdir -p /www && echo up > /www/index.html && exec httpd -f -p 80 -h /www',
-            ],
-            ports: [{ containerPort: 80, hostPort: port }],
-          },
-        ],
-      },
-    };
+    const pod = busyboxPod(NODE, 'web', httpdContainer('up', port), {
+      spec: { terminationGracePeriodSeconds: 2 },
+    });
     await s.cp.kubectl(['apply', '-f', '-'], { input: JSON.stringify(pod) });
     await waitFor(async () => (await podReady()) !== undefined, {
       what: 'pod web Ready in the API',

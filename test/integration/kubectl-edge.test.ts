@@ -12,6 +12,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUSYBOX_IMAGE, buildBusyboxImage } from '../peers/containerd.js';
+import { busyboxPod, httpdContainer } from '../helpers/pod.js';
 import { cleanup, freePort, waitFor } from '../peers/util.js';
 import { httpGet, ready, startEdgeStack, type EdgeStack, type Obj } from './edge-stack.js';
 
@@ -66,29 +67,10 @@ describe('kubectl drives the edge (real control plane, cloudHub + edgeController
 
   it('runs a pod bound to the edge node (Running in the API, hostPort answers) and removes it on kubectl delete', async () => {
     const port = await freePort();
-    const manifest = {
-      apiVersion: 'v1',
-      kind: 'Pod',
-      metadata: { name: 'web', namespace: 'default', labels: { app: 'web' } },
-      spec: {
-        nodeName: NODE,
-        automountServiceAccountToken: false,
-        terminationGracePeriodSeconds: 2,
-        containers: [
-          {
-            name: 'web',
-            image: BUSYBOX_IMAGE,
-            imagePullPolicy: 'IfNotPresent',
-            command: [
-              'sh',
-              '-c',
-              'mkdir -p /www && echo hello-kubectl > /www/index.html && exec httpd -f -p 80 -h /www',
-            ],
-            ports: [{ containerPort: 80, hostPort: port, protocol: 'TCP' }],
-          },
-        ],
-      },
-    };
+    const manifest = busyboxPod(NODE, 'web', httpdContainer('hello-kubectl', port), {
+      labels: { app: 'web' },
+      spec: { terminationGracePeriodSeconds: 2 },
+    });
     const applied = Date.now();
     await s.cp.kubectl(['apply', '-f', '-'], { input: JSON.stringify(manifest) });
     let pod: Obj | undefined;
