@@ -5,15 +5,11 @@
  * DeviceStatus and Device status, confirmed `OK`, never overwritten by an older report.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../kernel/config/index.js';
 import { Kernel } from '../../kernel/kernel.js';
-import { createLogger, type LogLevel } from '../../kernel/log.js';
 import { KubeToken, newMessage, type Message } from '../../kernel/index.js';
 import { startControlPlane, type ControlPlane } from '../../test/peers/kube.js';
 import { cleanup, waitFor } from '../../test/peers/util.js';
-import { cloudLayout, cloudRegistry } from '../registry.js';
-
-const logger = createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as LogLevel);
+import { startCloudWithHubProbe } from '../../test/helpers/kernel.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- API objects and wire contents are inspected loosely */
 let cp: ControlPlane;
@@ -81,16 +77,7 @@ let noCrds = '';
 
 beforeAll(async () => {
   cp = await startControlPlane();
-  const idle = new Kernel({
-    config: parseConfig(cloudLayout, cloudYaml(), 'cloudcore.yaml'),
-    registry: cloudRegistry,
-    logger,
-  });
-  idle.bus.addModule('cloudhub', 'cloudhub').attach(
-    () => undefined,
-    () => undefined,
-  );
-  await idle.start();
+  const idle = await startCloudWithHubProbe(cloudYaml(), []);
   try {
     await waitFor(
       async () => {
@@ -119,16 +106,7 @@ beforeAll(async () => {
     'devicemodels.devices.kubeedge.io',
     'devicestatuses.devices.kubeedge.io',
   ]);
-  kernel = new Kernel({
-    config: parseConfig(cloudLayout, cloudYaml(), 'cloudcore.yaml'),
-    registry: cloudRegistry,
-    logger,
-  });
-  kernel.bus.addModule('cloudhub', 'cloudhub').attach(
-    (m) => void atHub.push(m),
-    () => undefined,
-  );
-  await kernel.start();
+  kernel = await startCloudWithHubProbe(cloudYaml(), atHub);
 }, 300_000);
 
 afterAll(async () => {

@@ -5,17 +5,14 @@
  * as parent, and what changes in the API reaches the probe addressed to the one edge node concerned.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../kernel/config/index.js';
 import { Kernel } from '../../kernel/kernel.js';
-import { createLogger, type LogLevel } from '../../kernel/log.js';
 import { newMessage, type Message } from '../../kernel/index.js';
 import { findRecorded } from '../../test/helpers/recorded.js';
 import { startControlPlane, type ControlPlane } from '../../test/peers/kube.js';
 import { cleanup, waitFor } from '../../test/peers/util.js';
-import { cloudLayout, cloudRegistry } from '../registry.js';
+import { startCloudWithHubProbe } from '../../test/helpers/kernel.js';
 
 const NODE = 'edge-rec';
-const logger = createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as LogLevel);
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- API objects and wire contents are inspected loosely */
 let cp: ControlPlane;
@@ -70,16 +67,7 @@ modules:
   cloudHub: {enable: false, advertiseAddress: [192.0.2.2]}
   edgeController: {enable: true}
 `;
-  kernel = new Kernel({
-    config: parseConfig(cloudLayout, yaml, 'cloudcore.yaml'),
-    registry: cloudRegistry,
-    logger,
-  });
-  kernel.bus.addModule('cloudhub', 'cloudhub').attach(
-    (m) => void atHub.push(m),
-    () => undefined,
-  );
-  await kernel.start();
+  kernel = await startCloudWithHubProbe(yaml, atHub);
 }, 300_000);
 
 afterAll(async () => {
@@ -439,12 +427,7 @@ modules:
   cloudHub: {enable: false}
   edgeController: {enable: true}
 `;
-    const idle = new Kernel({
-      config: parseConfig(cloudLayout, yaml, 'cloudcore.yaml'),
-      registry: cloudRegistry,
-      logger,
-    });
-    await idle.start();
+    const idle = await startCloudWithHubProbe(yaml, []);
     try {
       await idle.bus.send('edgecontroller', edgeMsg('query', `kube-node-lease/lease/${NODE}`, null));
       await waitFor(

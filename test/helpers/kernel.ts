@@ -4,7 +4,7 @@ import type { Message } from '../../kernel/bus/message.js';
 import { Kernel } from '../../kernel/kernel.js';
 import type { PluginEntry } from '../../kernel/plugin/types.js';
 import { createLogger, type LogLevel } from '../../kernel/log.js';
-import { edgeLayout } from '../../plugins/registry.js';
+import { cloudLayout, cloudRegistry, edgeLayout } from '../../plugins/registry.js';
 
 export interface TestKernel {
   kernel: Kernel;
@@ -34,6 +34,24 @@ export async function startTestKernel(yaml: string, registry: readonly PluginEnt
     tester,
     waitInbox: (pred, timeoutMs = 5000) => waitUntil(() => pred(inbox), timeoutMs, 'tester inbox'),
   };
+}
+
+/**
+ * A cloud kernel built from a cloudcore.yaml text, with a probe in cloudHub's place: what the
+ * plugins send to cloudHub is pushed to `atHub`. Resolves once started.
+ */
+export async function startCloudWithHubProbe(yaml: string, atHub: Message[]): Promise<Kernel> {
+  const kernel = new Kernel({
+    config: parseConfig(cloudLayout, yaml, 'cloudcore.yaml'),
+    registry: cloudRegistry,
+    logger: quiet,
+  });
+  kernel.bus.addModule('cloudhub', 'cloudhub').attach(
+    (m) => void atHub.push(m),
+    () => undefined,
+  );
+  await kernel.start();
+  return kernel;
 }
 
 export async function waitUntil(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
