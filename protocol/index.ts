@@ -12,3 +12,4 @@ export * from './pki.js';
 export * from './stream.js';
 export * from './cloudcore.js';
 export * from './http.js';
+export * from './device.js';

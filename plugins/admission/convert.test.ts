@@ -7,14 +7,15 @@ import {
   notesFixture,
   notesModelV1beta1Spec,
 } from '../../test/helpers/notes-devices.js';
-import { V1ALPHA2, V1BETA1, convertObject, keptAnnotation, type KubeObject } from './convert.js';
+import { convertObject, keptAnnotation, type KubeObject } from './convert.js';
+import { DevicesV1alpha2, DevicesV1beta1 } from '../../protocol/index.js';
 
 const notesModel = parse(notesFixture(NOTES_MODEL)) as KubeObject;
 const notesDevice = parse(notesFixture(NOTES_DEVICE)) as KubeObject;
 
 /** The v1beta1 sample of KubeEdge's v1beta1 proposal, with the fields v1alpha2 lacks. */
 const betaDevice: KubeObject = {
-  apiVersion: V1BETA1,
+  apiVersion: DevicesV1beta1,
   kind: 'Device',
   metadata: { name: 'beta1-device', namespace: 'default' },
   spec: {
@@ -53,7 +54,7 @@ const betaDevice: KubeObject = {
 };
 
 const betaModel: KubeObject = {
-  apiVersion: V1BETA1,
+  apiVersion: DevicesV1beta1,
   kind: 'DeviceModel',
   metadata: { name: 'beta1-model', namespace: 'default' },
   spec: {
@@ -80,12 +81,13 @@ function deepFreeze<T>(o: T): T {
   return o;
 }
 
-const other = (o: KubeObject): string => (o.apiVersion === V1ALPHA2 ? V1BETA1 : V1ALPHA2);
+const other = (o: KubeObject): string =>
+  o.apiVersion === DevicesV1alpha2 ? DevicesV1beta1 : DevicesV1alpha2;
 
 describe('conversion v1alpha2 <-> v1beta1', () => {
   it("maps the notes' v1alpha2 Device as spec §1.8 says", () => {
-    const b = convertObject(notesDevice, V1BETA1);
-    expect(b.apiVersion).toBe(V1BETA1);
+    const b = convertObject(notesDevice, DevicesV1beta1);
+    expect(b.apiVersion).toBe(DevicesV1beta1);
     expect(b.spec).toEqual(notesDeviceV1beta1Spec);
     expect(b.status).toEqual({
       twins: [
@@ -107,10 +109,11 @@ describe('conversion v1alpha2 <-> v1beta1', () => {
 
   it('maps cycles from nanoseconds to milliseconds and back', () => {
     const a: KubeObject = {
-      apiVersion: V1ALPHA2,
+      apiVersion: DevicesV1alpha2,
       kind: 'Device',
       metadata: { name: 'd' },
       spec: {
+        protocol: { modbus: {} },
         propertyVisitors: [
           {
             propertyName: 'p',
@@ -121,7 +124,7 @@ describe('conversion v1alpha2 <-> v1beta1', () => {
         ],
       },
     };
-    const b = convertObject(a, V1BETA1);
+    const b = convertObject(a, DevicesV1beta1);
     expect(b.spec?.properties).toEqual([
       {
         name: 'p',
@@ -132,11 +135,11 @@ describe('conversion v1alpha2 <-> v1beta1', () => {
       },
     ]);
     expect(b.metadata?.annotations).toBeUndefined(); // nothing lost: no annotation
-    expect(convertObject(b, V1ALPHA2)).toEqual(a);
+    expect(convertObject(b, DevicesV1alpha2)).toEqual(a);
   });
 
   it("maps the notes' v1alpha2 DeviceModel and keeps defaultValue", () => {
-    const b = convertObject(notesModel, V1BETA1);
+    const b = convertObject(notesModel, DevicesV1beta1);
     expect(b.spec).toEqual(notesModelV1beta1Spec);
     expect(b.metadata?.annotations?.[keptAnnotation('v1alpha2', 'properties')]).toContain(
       '"defaultValue":"OFF"',
@@ -144,7 +147,7 @@ describe('conversion v1alpha2 <-> v1beta1', () => {
   });
 
   it('reads a v1beta1 Device as v1alpha2', () => {
-    const a = convertObject(betaDevice, V1ALPHA2);
+    const a = convertObject(betaDevice, DevicesV1alpha2);
     expect(a.spec).toMatchObject({
       deviceModelRef: { name: 'beta1-model' },
       nodeSelector: {
@@ -177,7 +180,7 @@ describe('conversion v1alpha2 <-> v1beta1', () => {
   });
 
   it('reads a v1beta1 DeviceModel as v1alpha2 (STREAM as bytes, unparsable bounds dropped)', () => {
-    const a = convertObject(betaModel, V1ALPHA2);
+    const a = convertObject(betaModel, DevicesV1alpha2);
     expect(a.spec).toEqual({
       protocol: 'modbus',
       properties: [
@@ -240,11 +243,11 @@ describe('conversion v1alpha2 <-> v1beta1', () => {
   });
 
   it('an edit made in v1beta1 wins; what the edit did not touch is still restored', () => {
-    const b = convertObject(notesDevice, V1BETA1);
+    const b = convertObject(notesDevice, DevicesV1beta1);
     const props = structuredClone(b.spec!.properties) as { name: string; desired?: { value: string } }[];
     props[0]!.desired = { value: '42' };
     const edited: KubeObject = { ...b, spec: { ...b.spec, nodeName: 'node2', properties: props } };
-    const a = convertObject(edited, V1ALPHA2);
+    const a = convertObject(edited, DevicesV1alpha2);
     expect(a.spec?.nodeSelector).toEqual({
       nodeSelectorTerms: [{ matchExpressions: [{ key: '', operator: 'In', values: ['node2'] }] }],
     });
@@ -272,8 +275,8 @@ describe('conversion v1alpha2 <-> v1beta1', () => {
       state: 'online',
       lastOnlineTime: '2026-11-28T14:00:00Z',
     };
-    const stored = convertObject(notesDevice, V1BETA1);
-    const a = convertObject({ ...stored, status: written }, V1ALPHA2);
+    const stored = convertObject(notesDevice, DevicesV1beta1);
+    const a = convertObject({ ...stored, status: written }, DevicesV1alpha2);
     expect(a.status).toEqual({
       twins: [
         {
@@ -290,7 +293,7 @@ describe('conversion v1alpha2 <-> v1beta1', () => {
   });
 
   it('refuses another kind or version', () => {
-    expect(() => convertObject({ ...notesDevice, kind: 'DeviceStatus' }, V1BETA1)).toThrow(
+    expect(() => convertObject({ ...notesDevice, kind: 'DeviceStatus' }, DevicesV1beta1)).toThrow(
       /is not Device or DeviceModel/,
     );
     expect(() => convertObject(notesDevice, 'devices.kubeedge.io/v2')).toThrow(

@@ -3,7 +3,8 @@
  * devices-dmi-router §1.8), both ways, lossless on round trips.
  *
  * Each kind is cut in sections (a device's node, protocol, properties, twins, v1beta1-only
- * fields). A default conversion maps what both versions can carry. Whatever the target cannot
+ * fields). The default conversion (protocol/device.ts, the mapping dmiServer uses too) maps what
+ * both versions can carry. Whatever the target cannot
  * carry is kept, per section, in an annotation `devices.kubeedge.io/<source version>-<section>`
  * holding the source's section and a hash of the section it produced; converting back, a section
  * whose converted form still has that hash (nobody edited it in the other version) is restored
@@ -11,11 +12,15 @@
  * converted by the default rules (the edit wins). Pure functions: no I/O.
  */
 import { createHash } from 'node:crypto';
-
-export const DEVICES_GROUP = 'devices.kubeedge.io';
-export const V1ALPHA2 = `${DEVICES_GROUP}/v1alpha2`;
-export const V1BETA1 = `${DEVICES_GROUP}/v1beta1`;
-export type DeviceApiVersion = typeof V1ALPHA2 | typeof V1BETA1;
+import {
+  DevicesGroup,
+  DevicesV1alpha2,
+  DevicesV1beta1,
+  deviceModelToV1alpha2,
+  deviceModelToV1beta1,
+  deviceToV1alpha2,
+  deviceToV1beta1,
+} from '../../protocol/index.js';
 
 /** A Kubernetes object as the API server sends it (JSON). */
 export interface KubeObject {
@@ -37,16 +42,7 @@ export class ConversionError extends Error {
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 const obj = (v: unknown): Obj => (isObj(v) ? v : {});
 const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
-const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
-const num = (v: unknown): number | undefined => (typeof v === 'number' ? v : undefined);
 const empty = (o: Obj): boolean => Object.keys(o).length === 0;
-
-/** Drops undefined members, and the whole object when nothing is left. */
-function compact(o: Obj): Obj | undefined {
-  const out: Obj = {};
-  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
-  return empty(out) ? undefined : out;
-}
 
 /** JSON with sorted keys, undefined members left out: equal values give equal text. */
 export function canonical(v: unknown): string {
@@ -71,296 +67,6 @@ export function same(a: unknown, b: unknown): boolean {
 }
 
 const hash = (v: unknown): string => createHash('sha256').update(canonical(v)).digest('hex').slice(0, 16);
-
-// ---------------------------------------------------------------------------------------------
-// Device: protocol
-
-/** v1alpha2 keys of each protocol, as flat `configData` keys of v1beta1. */
-const PROTOCOL_KEYS: Record<string, readonly string[]> = {
-  modbus: ['slaveID'],
-  opcua: [
-    'url',
-    'userName',
-    'password',
-    'securityPolicy',
-    'securityMode',
-    'certificate',
-    'privateKey',
-    'timeout',
-  ],
-  bluetooth: ['macAddress'],
-};
-const VISITOR_KEYS: Record<string, readonly string[]> = {
-  modbus: ['register', 'offset', 'limit', 'scale', 'isSwap', 'isRegisterSwap'],
-  opcua: ['nodeID', 'browseName'],
-  bluetooth: ['characteristicUUID', 'dataWrite', 'dataConverter'],
-};
-const BUILTIN = ['modbus', 'opcua', 'bluetooth'] as const;
-const TCP_KEYS = ['ip', 'port'];
-const COM_KEYS = ['serialPort', 'baudRate', 'dataBits', 'parity', 'stopBits'];
-const COMMON_KEYS = [
-  'commType',
-  'reconnTimeout',
-  'reconnRetryTimes',
-  'collectTimeout',
-  'collectRetryTimes',
-  'collectType',
-];
-
-/** The protocol name of a v1alpha2 protocol or visitor: the key set, or the customized name. */
-function protocolNameOf(p: Obj): string | undefined {
-  for (const name of BUILTIN) if (isObj(p[name])) return name;
-  return str(obj(p.customizedProtocol).protocolName);
-}
-
-/** Merges the members of each source into one flat object; the first source to give a key wins. */
-function flatten(...sources: unknown[]): Obj {
-  const out: Obj = {};
-  for (const s of sources) for (const [k, v] of Object.entries(obj(s))) if (!(k in out)) out[k] = v;
-  return out;
-}
-
-function protocolToBeta(p: Obj): Obj {
-  const common = obj(p.common);
-  const scalars: Obj = {};
-  for (const k of COMMON_KEYS) if (common[k] !== undefined) scalars[k] = common[k];
-  const name = protocolNameOf(p);
-  const configData = flatten(
-    name !== undefined && name in PROTOCOL_KEYS ? p[name] : undefined,
-    common.tcp,
-    common.com,
-    scalars,
-    common.customizedValues,
-    obj(p.customizedProtocol).configData,
-  );
-  return { ...(name !== undefined && { protocolName: name }), ...(!empty(configData) && { configData }) };
-}
-
-/** Picks `keys` out of `from` into a new object, removing them from `from`. */
-function take(from: Obj, keys: readonly string[]): Obj {
-  const out: Obj = {};
-  for (const k of keys) {
-    if (k in from) {
-      out[k] = from[k];
-      delete from[k];
-    }
-  }
-  return out;
-}
-
-function protocolToAlpha(p: Obj): Obj {
-  const rest = { ...obj(p.configData) };
-  const name = str(p.protocolName);
-  const out: Obj = {};
-  const builtin = name !== undefined && name in PROTOCOL_KEYS;
-  if (builtin) out[name] = take(rest, PROTOCOL_KEYS[name]!);
-  const tcp = take(rest, TCP_KEYS);
-  const com = take(rest, COM_KEYS);
-  const common: Obj = take(rest, COMMON_KEYS);
-  if (!empty(tcp)) common.tcp = tcp;
-  if (!empty(com)) common.com = com;
-  if (name !== undefined && name !== '' && !builtin) {
-    out.customizedProtocol = { protocolName: name, ...(!empty(rest) && { configData: rest }) };
-  } else if (!empty(rest)) {
-    common.customizedValues = rest;
-  }
-  if (!empty(common)) out.common = common;
-  return out;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Device: properties (visitors) and twins
-
-const NS_PER_MS = 1_000_000;
-
-function visitorToBeta(v: Obj): Obj {
-  const name = protocolNameOf(v);
-  const configData = flatten(
-    name !== undefined && name in VISITOR_KEYS ? v[name] : undefined,
-    obj(v.customizedProtocol).configData,
-    v.customizedValues,
-  );
-  const cycle = (ns: unknown): number | undefined => {
-    const n = num(ns);
-    return n === undefined ? undefined : Math.round(n / NS_PER_MS);
-  };
-  return {
-    collectCycle: cycle(v.collectCycle),
-    reportCycle: cycle(v.reportCycle),
-    visitors:
-      name === undefined && empty(configData)
-        ? undefined
-        : { ...(name !== undefined && { protocolName: name }), ...(!empty(configData) && { configData }) },
-  };
-}
-
-function visitorToAlpha(p: Obj): Obj | undefined {
-  const visitors = obj(p.visitors);
-  const rest = { ...obj(visitors.configData) };
-  const name = str(visitors.protocolName);
-  const out: Obj = { propertyName: p.name };
-  const cycle = (ms: unknown): number | undefined => {
-    const n = num(ms);
-    return n === undefined ? undefined : n * NS_PER_MS;
-  };
-  if (p.reportCycle !== undefined) out.reportCycle = cycle(p.reportCycle);
-  if (p.collectCycle !== undefined) out.collectCycle = cycle(p.collectCycle);
-  if (name !== undefined && name in VISITOR_KEYS) out[name] = take(rest, VISITOR_KEYS[name]!);
-  else if (name !== undefined && name !== '')
-    out.customizedProtocol = { protocolName: name, ...(!empty(rest) && { configData: rest }) };
-  if (!empty(rest) && !(name !== undefined && name !== '' && !(name in VISITOR_KEYS)))
-    out.customizedValues = rest;
-  return Object.keys(out).length > 1 ? out : undefined;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Default conversions (what both versions carry)
-
-function deviceToBeta(a: KubeObject): KubeObject {
-  const spec = obj(a.spec);
-  const visitors = arr(spec.propertyVisitors).map(obj);
-  const twins = arr(obj(a.status).twins).map(obj);
-  const properties: Obj[] = [];
-  const byName = new Map<string, Obj>();
-  const property = (name: string): Obj => {
-    let p = byName.get(name);
-    if (p === undefined) {
-      p = { name };
-      byName.set(name, p);
-      properties.push(p);
-    }
-    return p;
-  };
-  for (const v of visitors) {
-    const name = str(v.propertyName) ?? '';
-    if (byName.has(name)) continue; // a second visitor of a property: v1beta1 names each once
-    // a visitor's values are reported: v1alpha2 shows them in `status.twins[].reported`
-    Object.assign(property(name), visitorToBeta(v), { reportToCloud: true });
-  }
-  for (const t of twins) {
-    const p = property(str(t.propertyName) ?? '');
-    if (t.desired !== undefined) p.desired = t.desired;
-    p.reportToCloud = true;
-  }
-  const statusTwins = twins
-    .filter((t) => t.reported !== undefined)
-    .map((t) => ({ propertyName: t.propertyName, reported: t.reported }));
-  const term = obj(arr(obj(spec.nodeSelector).nodeSelectorTerms)[0]);
-  const nodeName = str(arr(obj(arr(term.matchExpressions)[0]).values)[0]);
-  return {
-    ...a,
-    apiVersion: V1BETA1,
-    spec: compact({
-      deviceModelRef: spec.deviceModelRef,
-      nodeName,
-      protocol: isObj(spec.protocol) ? protocolToBeta(spec.protocol) : undefined,
-      properties: properties.length > 0 ? properties.map((p) => compact(p) ?? {}) : undefined,
-    }),
-    status: statusTwins.length > 0 ? { twins: statusTwins } : undefined,
-  };
-}
-
-function deviceToAlpha(b: KubeObject): KubeObject {
-  const spec = obj(b.spec);
-  const properties = arr(spec.properties).map(obj);
-  const propertyVisitors = properties.map(visitorToAlpha).filter((v) => v !== undefined);
-  const desired = new Map(properties.map((p) => [str(p.name) ?? '', p.desired]));
-  const twins: Obj[] = [];
-  const seen = new Set<string>();
-  for (const t of arr(obj(b.status).twins).map(obj)) {
-    const name = str(t.propertyName) ?? '';
-    seen.add(name);
-    twins.push(
-      compact({ propertyName: t.propertyName, desired: desired.get(name), reported: t.reported }) ?? {},
-    );
-  }
-  // a twin for a desired value, or for a reported property without visitor (its only trace)
-  for (const p of properties) {
-    const name = str(p.name) ?? '';
-    const visitor = visitorToAlpha(p) !== undefined;
-    if (!seen.has(name) && (p.desired !== undefined || (p.reportToCloud === true && !visitor)))
-      twins.push(compact({ propertyName: name, desired: p.desired }) ?? {});
-  }
-  const nodeName = str(spec.nodeName);
-  return {
-    ...b,
-    apiVersion: V1ALPHA2,
-    spec: compact({
-      deviceModelRef: spec.deviceModelRef,
-      nodeSelector:
-        nodeName === undefined || nodeName === ''
-          ? undefined
-          : { nodeSelectorTerms: [{ matchExpressions: [{ key: '', operator: 'In', values: [nodeName] }] }] },
-      protocol: isObj(spec.protocol) ? protocolToAlpha(spec.protocol) : undefined,
-      propertyVisitors: propertyVisitors.length > 0 ? propertyVisitors : undefined,
-    }),
-    status: twins.length > 0 ? { twins } : undefined,
-  };
-}
-
-const TYPES = ['int', 'string', 'double', 'float', 'boolean', 'bytes'] as const;
-const NUMERIC = new Set(['int', 'double', 'float']);
-
-function modelToBeta(a: KubeObject): KubeObject {
-  const spec = obj(a.spec);
-  const properties = arr(spec.properties)
-    .map(obj)
-    .map((p) => {
-      const type = obj(p.type);
-      const key = TYPES.find((t) => isObj(type[t]));
-      const t = obj(key === undefined ? undefined : type[key]);
-      const text = (v: unknown): string | undefined => (num(v) === undefined ? undefined : String(v));
-      return (
-        compact({
-          name: p.name,
-          description: p.description,
-          type: key?.toUpperCase(),
-          accessMode: t.accessMode,
-          minimum: text(t.minimum),
-          maximum: text(t.maximum),
-          unit: t.unit,
-        }) ?? {}
-      );
-    });
-  return {
-    ...a,
-    apiVersion: V1BETA1,
-    spec: compact({ protocol: spec.protocol, properties: properties.length > 0 ? properties : undefined }),
-  };
-}
-
-function modelToAlpha(b: KubeObject): KubeObject {
-  const spec = obj(b.spec);
-  const properties = arr(spec.properties)
-    .map(obj)
-    .map((p) => {
-      const upper = str(p.type)?.toLowerCase();
-      const key = upper === 'stream' ? 'bytes' : TYPES.find((t) => t === upper);
-      const numeric = key !== undefined && NUMERIC.has(key);
-      const parse = (v: unknown): number | undefined => {
-        const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
-        return numeric && Number.isFinite(n) ? n : undefined;
-      };
-      const t = compact({
-        accessMode: p.accessMode,
-        minimum: parse(p.minimum),
-        maximum: parse(p.maximum),
-        unit: numeric ? p.unit : undefined,
-      });
-      return (
-        compact({
-          name: p.name,
-          description: p.description,
-          type: key === undefined ? undefined : { [key]: t ?? {} },
-        }) ?? {}
-      );
-    });
-  return {
-    ...b,
-    apiVersion: V1ALPHA2,
-    spec: compact({ protocol: spec.protocol, properties: properties.length > 0 ? properties : undefined }),
-  };
-}
 
 // ---------------------------------------------------------------------------------------------
 // Sections: what is compared, kept and restored
@@ -489,13 +195,13 @@ const SECTIONS: Record<string, readonly Section[]> = {
 };
 
 const DEFAULTS: Record<string, Record<'v1alpha2' | 'v1beta1', (o: KubeObject) => KubeObject>> = {
-  Device: { v1beta1: deviceToBeta, v1alpha2: deviceToAlpha },
-  DeviceModel: { v1beta1: modelToBeta, v1alpha2: modelToAlpha },
+  Device: { v1beta1: (o) => deviceToV1beta1(o), v1alpha2: deviceToV1alpha2 },
+  DeviceModel: { v1beta1: deviceModelToV1beta1, v1alpha2: deviceModelToV1alpha2 },
 };
 
 /** The annotation keeping what version `version` had in `section` that the other cannot carry. */
 export const keptAnnotation = (version: string, section: string): string =>
-  `${DEVICES_GROUP}/${version}-${section}`;
+  `${DevicesGroup}/${version}-${section}`;
 
 interface Kept {
   /** hash of the section as converted (in the other version) */
@@ -505,10 +211,10 @@ interface Kept {
 }
 
 function versionOf(apiVersion: string | undefined, what: string): 'v1alpha2' | 'v1beta1' {
-  if (apiVersion === V1ALPHA2) return 'v1alpha2';
-  if (apiVersion === V1BETA1) return 'v1beta1';
+  if (apiVersion === DevicesV1alpha2) return 'v1alpha2';
+  if (apiVersion === DevicesV1beta1) return 'v1beta1';
   throw new ConversionError(
-    `${what}: apiVersion ${JSON.stringify(apiVersion)} is not ${V1ALPHA2} or ${V1BETA1}`,
+    `${what}: apiVersion ${JSON.stringify(apiVersion)} is not ${DevicesV1alpha2} or ${DevicesV1beta1}`,
   );
 }
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { V1ALPHA2, V1BETA1, type KubeObject } from './convert.js';
+import type { KubeObject } from './convert.js';
 import { validateDevice, validateModel, type ModelLookup } from './validate.js';
+import { DevicesV1alpha2, DevicesV1beta1 } from '../../protocol/index.js';
 
 const model = [
   { name: 'temp', type: 'INT' },
@@ -13,7 +14,7 @@ const lookup: ModelLookup = (namespace, name) => {
   lookups++;
   return Promise.resolve(namespace === 'default' && name === 'm' ? model : undefined);
 };
-const device = (spec: object, status?: Record<string, unknown>, apiVersion = V1BETA1): KubeObject => ({
+const device = (spec: object, status?: Record<string, unknown>, apiVersion = DevicesV1beta1): KubeObject => ({
   apiVersion,
   kind: 'Device',
   metadata: { name: 'd', namespace: 'default' },
@@ -55,7 +56,7 @@ describe('Device checks', () => {
     const d = device(
       { propertyVisitors: [{ propertyName: 'x', reportCycle: 2_500_000 }] },
       { twins: [{ propertyName: 'ratio', desired: { value: 'NaN' } }, { propertyName: 'y' }] },
-      V1ALPHA2,
+      DevicesV1alpha2,
     );
     expect(await validateDevice(d, undefined, lookup)).toEqual([
       'spec.propertyVisitors[0].propertyName: property "x" is not in model "m"',
@@ -86,7 +87,7 @@ describe('Device checks', () => {
 describe('DeviceModel checks', () => {
   it('names duplicate names, bad v1alpha2 types and unconvertible v1beta1 bounds', () => {
     const alpha: KubeObject = {
-      apiVersion: V1ALPHA2,
+      apiVersion: DevicesV1alpha2,
       kind: 'DeviceModel',
       spec: {
         properties: [
@@ -100,7 +101,7 @@ describe('DeviceModel checks', () => {
       'spec.properties[1].name: property "a" is named twice (names must be unique)',
     ]);
     const beta: KubeObject = {
-      apiVersion: V1BETA1,
+      apiVersion: DevicesV1beta1,
       kind: 'DeviceModel',
       spec: {
         properties: [

@@ -5,7 +5,8 @@
  * desired values parse as the model's type, and v1alpha2 cycles convert to whole milliseconds.
  * DeviceModels: property names unique (KubeEdge's rule), one type each, numeric bounds that convert.
  */
-import { canonical, V1ALPHA2, type KubeObject } from './convert.js';
+import { canonical, type KubeObject } from './convert.js';
+import { DevicesV1alpha2 } from '../../protocol/index.js';
 
 /** A model property as the check needs it: its v1beta1 type (`INT`, `FLOAT`, ...). */
 export interface ModelProperty {
@@ -31,7 +32,7 @@ const PARSES: Record<string, (v: string) => boolean> = {
 function checked(device: KubeObject): string {
   // v1alpha2 keeps desired values in status.twins; v1beta1's status holds reported values only
   const twins =
-    device.apiVersion === V1ALPHA2
+    device.apiVersion === DevicesV1alpha2
       ? arr(obj(device.status).twins).map((t) => [obj(t).propertyName, obj(obj(t).desired).value])
       : [];
   return canonical({ spec: device.spec, twins });
@@ -96,7 +97,7 @@ export async function validateDevice(
       );
   };
 
-  if (device.apiVersion === V1ALPHA2) {
+  if (device.apiVersion === DevicesV1alpha2) {
     arr(spec.propertyVisitors).forEach((raw, i) => {
       const v = obj(raw);
       const field = `spec.propertyVisitors[${i}]`;
@@ -134,7 +135,7 @@ export function validateModel(model: KubeObject, old: KubeObject | undefined): s
   if (old !== undefined && canonical(old.spec) === canonical(model.spec)) return [];
   const problems: string[] = [];
   eachUniqueProperty(obj(model.spec).properties, problems, (p, field) => {
-    if (model.apiVersion === V1ALPHA2) {
+    if (model.apiVersion === DevicesV1alpha2) {
       const keys = Object.keys(obj(p.type));
       if (keys.length !== 1 || !V1ALPHA2_TYPES.includes(keys[0]!))
         problems.push(

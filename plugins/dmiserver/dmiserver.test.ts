@@ -25,8 +25,12 @@ import {
   type DeviceModel,
 } from '../../proto/gen/dmi/v1beta1/api.js';
 import { anyMapToScalars, scalarToAny, anyToScalar } from '../../proto/dmi/v1beta1/values.js';
-import { deviceToV1beta1, modelToV1beta1 } from './convert.js';
-import { encodeTopicResource } from '../../protocol/index.js';
+import {
+  deviceModelToV1beta1,
+  deviceToV1beta1,
+  encodeTopicResource,
+  type DeviceObject,
+} from '../../protocol/index.js';
 import { MAX_MAPPERS, RATE_LIMIT_ENV, freeSocketPath } from './index.js';
 
 const registry = [{ configKey: 'deviceTwin', specifier: new URL('./index.ts', import.meta.url).href }];
@@ -441,9 +445,10 @@ describe('DMI values and conversions', () => {
 
   it("converts the user's v1alpha2 device and model to v1beta1", async () => {
     const { parse } = await import('yaml');
-    const m = modelToV1beta1(parse(notesFixture(NOTES_MODEL)));
+    const m = deviceModelToV1beta1(parse(notesFixture(NOTES_MODEL)) as DeviceObject);
     expect(m.spec).toEqual(notesModelV1beta1Spec);
-    const { device: d, warnings } = deviceToV1beta1(parse(notesFixture(NOTES_DEVICE)));
+    const warnings: string[] = [];
+    const d = deviceToV1beta1(parse(notesFixture(NOTES_DEVICE)) as DeviceObject, warnings);
     expect(d.apiVersion).toBe('devices.kubeedge.io/v1beta1');
     // as admission's conversion
     expect(d.spec).toEqual(notesDeviceV1beta1Spec);

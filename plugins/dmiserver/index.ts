@@ -22,9 +22,12 @@ import type * as ApiModule from '../../proto/gen/dmi/v1beta1/api.js';
 import {
   BusSource,
   DeviceTwinModuleName,
+  DevicesV1alpha2,
   DmiGroup,
   DmiServerModuleName,
   UserGroup,
+  deviceModelToV1beta1,
+  deviceToV1beta1,
   deviceTopic,
   dmiSocketPath,
   encodeTopicResource,
@@ -37,10 +40,8 @@ import {
   deviceModelName,
   deviceProtocol,
   deviceToProto,
-  deviceToV1beta1,
   modelProtocol,
   modelToProto,
-  modelToV1beta1,
   namespaceOf,
   overrideWithModel,
   sameSpec,
@@ -286,7 +287,7 @@ class DmiServer {
   }
 
   private async upsertModel(key: string, raw: CrdObject, op: 'insert' | 'update'): Promise<void> {
-    const model = modelToV1beta1(raw);
+    const model = raw.apiVersion === DevicesV1alpha2 ? deviceModelToV1beta1(raw) : raw;
     this.models.set(key, model);
     const protocol = this.protocolOfModel(key, model);
     if (!protocol || !this.clients.has(protocol)) {
@@ -344,7 +345,8 @@ class DmiServer {
   }
 
   private async upsertDevice(key: string, raw: CrdObject): Promise<void> {
-    const { device, warnings } = deviceToV1beta1(raw);
+    const warnings: string[] = [];
+    const device = raw.apiVersion === DevicesV1alpha2 ? deviceToV1beta1(raw, warnings) : raw;
     for (const w of warnings) this.ctx.log.warn({ device: key }, `dmiserver: device ${key}: ${w}`);
     const old = this.devices.get(key);
     this.devices.set(key, device);

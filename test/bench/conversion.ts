@@ -9,10 +9,11 @@ import { Agent, request } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { parse } from 'yaml';
 import { createLogger } from '../../kernel/log.js';
-import { V1ALPHA2, V1BETA1, convertObject, type KubeObject } from '../../plugins/admission/convert.js';
+import { convertObject, type KubeObject } from '../../plugins/admission/convert.js';
 import { certPem, createCa, createServingCert, keyPem } from '../../plugins/admission/pki.js';
 import { createWebhookServer } from '../../plugins/admission/server.js';
 import { latencyFigures, round, type Figure } from './report.js';
+import { DevicesV1alpha2, DevicesV1beta1 } from '../../protocol/index.js';
 
 const OBJECTS = 20_000;
 const REVIEWS = 2_000;
@@ -56,14 +57,14 @@ export async function conversionBench(): Promise<Figure[]> {
     readFileSync('test/fixtures/notes/device-instance-v1alpha2.yaml', 'utf8'),
   ) as KubeObject;
   alpha.metadata = { ...alpha.metadata, namespace: 'default' };
-  const beta = convertObject(alpha, V1BETA1);
+  const beta = convertObject(alpha, DevicesV1beta1);
 
   // the function alone: each sample one object, alternately up (write) and down (read)
   const samples: number[] = [];
   const t0 = process.hrtime.bigint();
   for (let i = 0; i < OBJECTS; i++) {
     const s = process.hrtime.bigint();
-    convertObject(i % 2 === 0 ? alpha : beta, i % 2 === 0 ? V1BETA1 : V1ALPHA2);
+    convertObject(i % 2 === 0 ? alpha : beta, i % 2 === 0 ? DevicesV1beta1 : DevicesV1alpha2);
     samples.push(Number(process.hrtime.bigint() - s));
   }
   const fnRate = OBJECTS / (Number(process.hrtime.bigint() - t0) / 1e9);
@@ -79,7 +80,7 @@ export async function conversionBench(): Promise<Figure[]> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
   const agent = new Agent({ keepAlive: true, maxSockets: 1, ca: certPem(ca.cert) });
-  const one = review([beta], V1ALPHA2);
+  const one = review([beta], DevicesV1alpha2);
   const httpSamples: number[] = [];
   try {
     for (let i = 0; i < 50; i++) await post(agent, port, one); // warm up
@@ -90,7 +91,7 @@ export async function conversionBench(): Promise<Figure[]> {
     }
     const list = review(
       Array.from({ length: LIST_SIZE }, () => beta),
-      V1ALPHA2,
+      DevicesV1alpha2,
     );
     const l0 = process.hrtime.bigint();
     for (let i = 0; i < LIST_REVIEWS; i++) await post(agent, port, list);
