@@ -16,7 +16,6 @@ import {
   NOTES_MODEL,
   notesDeviceV1beta1Spec,
   notesFixture,
-  notesModelV1beta1Spec,
 } from '../../test/helpers/notes-devices.js';
 import {
   DeviceManagerServiceDefinition,
@@ -25,12 +24,7 @@ import {
   type DeviceModel,
 } from '../../proto/gen/dmi/v1beta1/api.js';
 import { anyMapToScalars, scalarToAny, anyToScalar } from '../../proto/dmi/v1beta1/values.js';
-import {
-  deviceModelToV1beta1,
-  deviceToV1beta1,
-  encodeTopicResource,
-  type DeviceObject,
-} from '../../protocol/index.js';
+import { encodeTopicResource, type DeviceObject } from '../../protocol/index.js';
 import { MAX_MAPPERS, RATE_LIMIT_ENV, freeSocketPath } from './index.js';
 
 const registry = [{ configKey: 'deviceTwin', specifier: new URL('./index.ts', import.meta.url).href }];
@@ -429,6 +423,49 @@ describe('dmiserver', () => {
     });
     expect(res.deviceList.map((d) => d.name)).toEqual(['good-device']);
   });
+
+  it("sends the notes' v1alpha2 device as admission's conversion maps it; a nested value refuses a device of either version", async () => {
+    const { parse } = await import('yaml');
+    const { push, client } = await start();
+    const notesModel = parse(notesFixture(NOTES_MODEL)) as { metadata: { name: string } };
+    const notesDevice = parse(notesFixture(NOTES_DEVICE)) as DeviceObject & { metadata: { name: string } };
+    await push('insert', 'devicemodel', notesModel);
+    await push('insert', 'device', notesDevice);
+    // the same device with a nested value: refused (spec §3.3), as when stored as v1beta1
+    const nested = structuredClone(notesDevice);
+    nested.metadata.name = 'nested';
+    (nested.spec!.protocol as { common: { customizedValues: object } }).common.customizedValues = {
+      a: { b: 1 },
+    };
+    await push('insert', 'device', nested);
+    const res = await unary<{ deviceList: Device[]; modelList: DeviceModel[] }>(client, 'mapperRegister', {
+      withData: true,
+      mapper: { name: 'm', protocol: 'modbus', address: Buffer.from(join(dir, 'none.sock')) },
+    });
+    expect(res.deviceList.map((d) => d.name)).toEqual(['sensor-tag-instance-01']);
+    const d = res.deviceList[0]!;
+    expect(d.spec!.protocol!.protocolName).toBe('modbus');
+    expect(anyMapToScalars(d.spec!.protocol!.configData!.data)).toEqual(
+      notesDeviceV1beta1Spec.protocol.configData,
+    );
+    expect(
+      d.spec!.properties.map((p) => ({
+        name: p.name,
+        configData: anyMapToScalars(p.visitors!.configData!.data),
+        desired: p.desired?.value,
+        reportToCloud: p.reportToCloud,
+      })),
+    ).toEqual(
+      notesDeviceV1beta1Spec.properties.map((p) => ({
+        name: p.name,
+        configData: p.visitors.configData,
+        desired: p.desired?.value,
+        reportToCloud: true,
+      })),
+    );
+    // the model's protocol is that of its devices (v1alpha2 models before 1.12 name none)
+    expect(res.modelList.map((m) => m.spec!.properties.map((p) => p.type))).toEqual([['INT', 'STRING']]);
+  });
 });
 
 describe('DMI values and conversions', () => {
@@ -441,17 +478,5 @@ describe('DMI values and conversions', () => {
     expect(() => scalarToAny({ a: 1 }, 'def3')).toThrow(
       /configData.def3: expected a string, number or boolean/,
     );
-  });
-
-  it("converts the user's v1alpha2 device and model to v1beta1", async () => {
-    const { parse } = await import('yaml');
-    const m = deviceModelToV1beta1(parse(notesFixture(NOTES_MODEL)) as DeviceObject);
-    expect(m.spec).toEqual(notesModelV1beta1Spec);
-    const warnings: string[] = [];
-    const d = deviceToV1beta1(parse(notesFixture(NOTES_DEVICE)) as DeviceObject, warnings);
-    expect(d.apiVersion).toBe('devices.kubeedge.io/v1beta1');
-    // as admission's conversion
-    expect(d.spec).toEqual(notesDeviceV1beta1Spec);
-    expect(warnings).toEqual(['propertyVisitors[temperature]: not a modbus visitor, dropped']);
   });
 });

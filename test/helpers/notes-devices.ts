@@ -1,6 +1,7 @@
 /**
  * The notes' v1alpha2 DeviceModel and Device (`test/fixtures/notes/`), and the v1beta1 they map
- * to (spec §1.8) — the same for admission's conversion webhook and dmiServer's conversion.
+ * to (spec §1.8) by protocol/device.ts, the mapping admission's conversion webhook and dmiServer
+ * share.
  */
 import { readFileSync } from 'node:fs';
 
@@ -31,7 +32,7 @@ export const notesModelV1beta1Spec = {
   ],
 };
 
-/** The notes' Device in v1beta1: its `spec` (admission's and dmiServer's conversion: every visitor reports). */
+/** The notes' Device in v1beta1: its `spec` (every visitor of the device's protocol reports). */
 export const notesDeviceV1beta1Spec = {
   deviceModelRef: { name: 'sensor-tag-model' },
   nodeName: 'node1',
