@@ -1,3 +1,5 @@
+import type { Writable } from 'node:stream';
+
 /**
  * The HTTP headers the router and serviceBus never carry across a message (cloud REST call ⇄ edge
  * app): the hop-by-hop ones (RFC 9110 §7.6.1) plus `host` and `content-length`, which the next hop
@@ -14,3 +16,20 @@ export const HopByHopHeaders: ReadonlySet<string> = new Set([
   'host',
   'content-length',
 ]);
+
+/**
+ * Resolves when a streamed response (edged's container logs, metaServer's watch) can take more
+ * data after a `write` that returned false, or when the client is gone: the one wait for a slow
+ * reader of the edge's HTTP servers.
+ */
+export function drained(res: Writable): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}

@@ -1,8 +1,10 @@
+import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import {
   decodeTopicResource,
   deviceTopic,
   dmiSocketPath,
+  drained,
   encodeTopicResource,
   mapperSocketPath,
   nodeTopic,
@@ -60,5 +62,35 @@ describe('DMI socket paths', () => {
   });
   it("puts a mapper's socket beside edgecore's", () => {
     expect(mapperSocketPath('/run/ke/dmi.sock', 'modbus')).toBe('/run/ke/modbus.sock');
+  });
+});
+
+describe('drained (a streamed response with a slow reader)', () => {
+  /** A stream that takes a write only when `take()` is called, as a socket whose reader is slow. */
+  const slow = () => {
+    const pending: (() => void)[] = [];
+    const w = new Writable({ highWaterMark: 4, write: (_c, _e, cb) => void pending.push(() => cb()) });
+    return { w, take: () => pending.shift()?.() };
+  };
+
+  it('resolves once the reader took what was queued, and leaves no listener behind', async () => {
+    const { w, take } = slow();
+    expect(w.write(Buffer.alloc(8))).toBe(false);
+    let done = false;
+    const wait = drained(w).then(() => (done = true));
+    await new Promise((r) => setImmediate(r));
+    expect(done).toBe(false);
+    take();
+    await wait;
+    expect(w.listenerCount('drain') + w.listenerCount('close')).toBe(0);
+  });
+
+  it('resolves when the reader is gone instead', async () => {
+    const { w } = slow();
+    w.write(Buffer.alloc(8));
+    const wait = drained(w);
+    w.destroy();
+    await wait;
+    expect(w.listenerCount('drain')).toBe(0);
   });
 });

@@ -11,6 +11,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
 import { errorText, type Logger } from '../../kernel/index.js';
+import { drained } from '../../protocol/index.js';
 import { ContainerState, type CriClient, type ContainerStatus } from './cri.js';
 import { ANN_RESTART_COUNT, LABEL_CONTAINER_NAME, LABEL_POD_NAME, LABEL_POD_NAMESPACE } from './podspec.js';
 
@@ -103,19 +104,6 @@ async function tailOffset(fh: FileHandle, size: number, n: number): Promise<numb
     }
   }
   return 0;
-}
-
-function write(res: ServerResponse, chunk: Buffer): Promise<void> {
-  if (res.write(chunk)) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = (): void => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve();
-    };
-    res.on('drain', done);
-    res.on('close', done);
-  });
 }
 
 /** `/containerLogs|exec|attach/{ns}/{pod}[/{uid}]/{container}` */
@@ -287,7 +275,7 @@ export class KubeletServer {
             let chunk = Buffer.concat(out);
             if (chunk.length > budget) chunk = chunk.subarray(0, budget);
             budget -= chunk.length;
-            await write(res, chunk);
+            if (!res.write(chunk)) await drained(res);
           }
           continue;
         }

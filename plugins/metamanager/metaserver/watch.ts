@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import { drained } from '../../../protocol/index.js';
 
 /**
  * One watch stream of metaServer, written at the client's pace. The replay (the current objects as
@@ -37,19 +38,6 @@ export function statusObject(
 /** One line of a watch stream; `value` is the object's JSON text, inserted as is. */
 export function eventLine(type: string, value: string): Buffer {
   return Buffer.from(`{"type":"${type}","object":${value}}\n`);
-}
-
-/** Resolves when `res` can take more data, or is gone. */
-function drained(res: ServerResponse): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve();
-    };
-    res.on('drain', done);
-    res.on('close', done);
-  });
 }
 
 export class WatchStream {
