@@ -5,13 +5,15 @@
  * objects given are not changed. What one version cannot carry is dropped here: admission keeps it
  * in annotations, dmiServer logs the `warnings`.
  *
- * Where KubeEdge's Go code decides (v1alpha2 era: cloud/pkg/devicecontroller/controller
- * downstream.go, mappers-go's `parse` of a v1alpha2 device), the mapping follows it:
+ * Where KubeEdge's Go code decides (the v1alpha2 era's reader of a device for its mapper,
+ * mappers-go `pkg/util/parse`; cloud/pkg/devicecontroller/controller/downstream.go up to v1.14),
+ * the mapping follows it:
  * - the device's protocol is the first of `modbus`, `opcua`, `bluetooth` set, else
- *   `customizedProtocol.protocolName`; only that protocol's config is read (`BuildProtocol`);
+ *   `customizedProtocol.protocolName` (`getProtocolName`); only that protocol's config is read
+ *   (`BuildProtocol`);
  * - a visitor is read for the device's protocol only (`buildPropertyVisitors` marshals
  *   `pptv.<device protocol>`): a visitor of another protocol carries nothing for the device;
- * - the model's property type is the key set, none gives no type.
+ * - a model property's type is its type key; without one it has none (`ParseDeviceModel`).
  */
 
 export const DevicesGroup = 'devices.kubeedge.io';

@@ -195,7 +195,7 @@ const SECTIONS: Record<string, readonly Section[]> = {
 };
 
 const DEFAULTS: Record<string, Record<'v1alpha2' | 'v1beta1', (o: KubeObject) => KubeObject>> = {
-  Device: { v1beta1: (o) => deviceToV1beta1(o), v1alpha2: deviceToV1alpha2 },
+  Device: { v1beta1: deviceToV1beta1, v1alpha2: deviceToV1alpha2 },
   DeviceModel: { v1beta1: deviceModelToV1beta1, v1alpha2: deviceModelToV1alpha2 },
 };
 
