@@ -34,15 +34,25 @@ export interface Device extends KubernetesObject {
     properties?: { name?: string }[];
     [key: string]: unknown;
   };
-  status?: { twins?: StatusTwin[]; state?: string; lastOnlineTime?: string; [key: string]: unknown };
+  status?: ReportedStatus & { [key: string]: unknown };
 }
 
 export type DeviceModel = KubernetesObject;
 
-/** v1beta1 DeviceStatus (KubeEdge 1.23): the reported side of a Device. */
-export interface DeviceStatus extends KubernetesObject {
-  status?: { twins?: StatusTwin[]; state?: string; lastOnlineTime?: string };
+/** The reported side of a device: the DeviceStatus' status, mirrored into the Device's status. */
+export interface ReportedStatus {
+  twins?: StatusTwin[];
+  state?: string;
+  lastOnlineTime?: string;
 }
+
+/** v1beta1 DeviceStatus (KubeEdge 1.23): the record of a Device's reported side. */
+export interface DeviceStatus extends KubernetesObject {
+  status?: ReportedStatus;
+}
+
+/** The edge's metadata timestamp of a twin side (ms), -1 when there is none. */
+export const stamp = (p: TwinProperty | undefined): number => Number(p?.metadata?.timestamp ?? -1);
 
 /** `{namespace}/{name}` (util.GetResourceID): the cache key and the edge's device id. */
 export const deviceId = (o: KubernetesObject): string =>

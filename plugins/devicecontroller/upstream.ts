@@ -1,9 +1,10 @@
 /**
  * deviceController's upstream half (KubeEdge's UpstreamController, spec devices-dmi-router §2.4):
- * the edge's reported twins and device states become merge patches of the v1beta1 DeviceStatus
- * (1.23) and of the Device's own status (what v1alpha2 readers and `kubectl get device` see); each
- * message is confirmed `OK` once a patch holding it is stored. The edge's `membership/detail`
- * request (sent after every reconnect) is answered with the node's complete device set.
+ * the edge's reported twins and device states become merge patches of the v1beta1 DeviceStatus,
+ * the record of what the edge reported (KubeEdge 1.23); each message is confirmed `OK` once a
+ * DeviceStatus patch holding it is stored. The Device's own status (what v1alpha2 readers and
+ * `kubectl get device` see) follows as a mirror (mirror.ts). The edge's `membership/detail` request
+ * (sent after every reconnect) is answered with the node's complete device set.
  */
 import {
   Operation,
@@ -22,12 +23,15 @@ import {
   devicesPath,
   deviceId,
   membershipEntry,
+  stamp,
   toNode,
   type Device,
   type DeviceStatus,
+  type ReportedStatus,
   type StatusTwin,
   type TwinProperty,
 } from './messages.js';
+import { Mirror } from './mirror.js';
 
 export interface UpstreamOptions {
   kube: KubeApi;
@@ -60,9 +64,16 @@ interface Entry {
   /** The newest state message applied (its `timestamp`, ms). */
   stateTs: number;
   /** Waiting for the next patch (their changes are applied to the entry already). */
-  waiters: { resolve(): void; reject(err: unknown): void }[];
+  waiters: Waiter[];
+  /** Confirmed by the patch in flight (its body holds their values). */
+  inFlight: Waiter[];
   /** Scheduled or patching. */
   running: boolean;
+}
+
+interface Waiter {
+  resolve(): void;
+  reject(err: unknown): void;
 }
 
 const isNotFound = (err: unknown): boolean =>
@@ -71,12 +82,11 @@ const isConflict = (err: unknown): boolean =>
   isKernelError(err, 'EKUBE_API') && (err as { statusCode?: number }).statusCode === 409;
 
 /**
- * Devices whose status is being patched at once (each device one round at a time, a round is two
- * requests). 16 rounds are the 32 requests the kernel's Kubernetes client keeps open: a round starts
- * (takes its reports and builds its body) only when its requests can go out at once. With more, the
- * extra rounds waited in the client's queue holding a body built before the reports that arrived
- * meanwhile, which then waited one more full cycle; the API server's throughput is the same either
- * way (README, Figures: it is the limit, whatever the number of requests open).
+ * DeviceStatus patches in flight at once (each device one at a time). With the mirror's few
+ * (mirror.ts) they stay within the 32 requests the kernel's Kubernetes client keeps open, so a
+ * patch takes its reports and builds its body only when it can go out at once: one waiting in the
+ * client's queue would hold a body built before the reports that arrive meanwhile, which would then
+ * wait one more full cycle. The API server's throughput is the same with more (README, Figures).
  */
 const PATCHES_IN_FLIGHT = 16;
 
@@ -106,8 +116,6 @@ function field(obj: Record<string, unknown>, key: string): unknown {
   return undefined;
 }
 
-const stamp = (p: TwinProperty | undefined): number => Number(p?.metadata?.timestamp ?? -1);
-
 /** Whether `next` is not what is held already (value, timestamp, type). */
 const differs = (next: TwinProperty, held: TwinProperty | undefined): boolean =>
   next.value !== held?.value ||
@@ -127,6 +135,7 @@ export class Upstream {
   readonly devices: SharedInformer<Device>;
   private readonly statuses: SharedInformer<DeviceStatus>;
   private readonly entries = new Map<string, Entry>();
+  private readonly mirror: Mirror;
   /** Entries waiting for a patch slot, and the patches in flight. */
   private readonly ready: Entry[] = [];
   private active = 0;
@@ -140,7 +149,18 @@ export class Upstream {
     const at = { group: DevicesGroup, version: DevicesVersion, signal };
     this.devices = kube.informer<Device>({ ...at, resource: 'devices' });
     this.statuses = kube.informer<DeviceStatus>({ ...at, resource: 'devicestatuses' });
-    this.devices.addHandlers({ delete: (d) => this.entries.delete(deviceId(d)) });
+    const { devices, statuses } = this;
+    this.mirror = new Mirror({ kube, log: o.log, signal, devices, statuses });
+    this.devices.addHandlers({
+      delete: (d) => {
+        this.entries.delete(deviceId(d));
+        this.mirror.forget(deviceId(d));
+      },
+    });
+    Promise.all([devices.synced, statuses.synced]).then(
+      () => this.mirror.reconcile(),
+      () => undefined, // stopped before the first list
+    );
   }
 
   stop(): void {
@@ -179,18 +199,22 @@ export class Upstream {
         ? this.applyTwins(entry, device, content)
         : this.applyState(entry, content);
     // nothing new (older, or what is held already: a re-sent report, a repeated state) costs no
-    // patch, unless a patch is under way: then the next one confirms it, once the value is stored
+    // patch: confirmed at once, or when the patch under way that holds the value is stored
     if (!changed && !entry.running) return this.confirm(msg, node);
     // confirmed once a patch holding the change is stored; the handler does not wait for it, so the
     // mailbox keeps flowing while the API server works
-    entry.waiters.push({
+    const waiter: Waiter = {
       resolve: () => void this.confirm(msg, node),
       reject: (err) => {
         // not confirmed: the edge sends it again
         this.o.dropped('failed');
         this.o.log.warn({ node, resource, err: errorText(err) }, 'device status not stored');
       },
-    });
+    };
+    // the patch in flight holds the values unless a change came after it took its body (that
+    // change waits for the next patch, which holds them too)
+    if (!changed && entry.waiters.length === 0) return void entry.inFlight.push(waiter);
+    entry.waiters.push(waiter);
     this.schedule(entry);
   }
 
@@ -250,6 +274,7 @@ export class Upstream {
         twins: new Map((stored.twins ?? []).map((t) => [t.propertyName, { ...t }])),
         stateTs: -1,
         waiters: [],
+        inFlight: [],
         running: false,
       };
       if (stored.state) e.state = stored.state;
@@ -324,41 +349,39 @@ export class Upstream {
     }
   }
 
-  /** One patch holding the changes of every message that arrived before it. */
+  /** One patch holding the changes of every message that arrived before it; then the mirror. */
   private async patchOnce(e: Entry): Promise<void> {
-    const waiters = e.waiters;
+    const waiters = (e.inFlight = e.waiters); // reports bringing nothing new join it meanwhile
     e.waiters = [];
     try {
-      await this.patch(e);
+      const status = await this.patch(e);
+      this.mirror.stored(e.namespace, e.name, status);
       for (const w of waiters) w.resolve();
     } catch (err) {
       for (const w of waiters) w.reject(err);
+    } finally {
+      e.inFlight = [];
     }
   }
 
-  /** The DeviceStatus (created when missing) and the Device's own status, both merge patches. */
-  private async patch(e: Entry): Promise<void> {
-    const status: NonNullable<DeviceStatus['status']> = { twins: [...e.twins.values()] };
+  /** The DeviceStatus (created when missing), a merge patch of the entry's status. */
+  private async patch(e: Entry): Promise<ReportedStatus> {
+    const status: ReportedStatus = { twins: [...e.twins.values()].map((t) => ({ ...t })) };
     if (e.state !== undefined) status.state = e.state;
     if (e.lastOnlineTime !== undefined) status.lastOnlineTime = e.lastOnlineTime;
     const body = { status };
     const { kube } = this.o;
-    await Promise.all([
-      kube
-        .request('PATCH', devicesPath('devicestatuses', e.namespace, e.name), body, MERGE)
-        .catch(async (err) => {
-          if (!isNotFound(err)) throw err;
-          const device = this.devices.get(e.name, e.namespace);
-          if (device === undefined) return; // deleted meanwhile
-          await this.createStatus(device, status).catch((err2: unknown) => {
-            if (!isConflict(err2)) throw err2;
-            return kube.request('PATCH', devicesPath('devicestatuses', e.namespace, e.name), body, MERGE);
-          });
-        }),
-      kube.request('PATCH', devicesPath('devices', e.namespace, e.name), body, MERGE).catch((err) => {
-        if (!isNotFound(err)) throw err;
-      }),
-    ]);
+    const path = devicesPath('devicestatuses', e.namespace, e.name);
+    await kube.request('PATCH', path, body, MERGE).catch(async (err) => {
+      if (!isNotFound(err)) throw err;
+      const device = this.devices.get(e.name, e.namespace);
+      if (device === undefined) return; // deleted meanwhile
+      await this.createStatus(device, status).catch((err2: unknown) => {
+        if (!isConflict(err2)) throw err2;
+        return kube.request('PATCH', path, body, MERGE);
+      });
+    });
+    return status;
   }
 
   /** The node's complete device set, as the answer of its `membership/detail` request. */
