@@ -10,7 +10,10 @@
  *   sends `twin/edge_updated` reports at `BENCH_DEVICES_RATE` (2000) reports/s in all for
  *   `BENCH_DEVICES_SECONDS` (10) s; the latency is from the report's send to the DeviceStatus watch
  *   event showing its value (a report merged into a newer one is not a sample), the rate is the
- *   reports confirmed `OK` (stored) per second.
+ *   reports confirmed `OK` (stored) per second; the mirror's lag is from the report's send to the
+ *   Device watch event showing its value (the Device's status, what v1alpha2 readers see), and the
+ *   cost is what kube-apiserver (and etcd) spent, and the requests cloudcore made, per report until
+ *   the mirror caught up with the last one.
  */
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
@@ -25,7 +28,7 @@ import { startControlPlane } from '../peers/kube.js';
 import { startModbusTcp } from '../peers/modbus.js';
 import { freePort, removeTempDir, sleep, tempDir, waitFor } from '../peers/util.js';
 import { latencyFigures, round, type Figure } from './report.js';
-import { SimEdge, connectAll, edgeIdentities } from './sim-edges.js';
+import { SimEdge, connectAll, cpuTicks, edgeIdentities, loadAverage } from './sim-edges.js';
 
 const CRDS = ['devices_v1beta1_device', 'devices_v1beta1_devicemodel', 'devices_v1beta1_devicestatus'];
 const API = '/apis/devices.kubeedge.io/v1beta1/namespaces/default';
@@ -155,26 +158,33 @@ ${link.edgeHub()}`,
     const nodes = Array.from({ length: EDGES }, (_, i) => `bench-sim-${i}`);
     const names = Array.from({ length: total }, (_, i) => `bench-d${i}`);
     const nodeOf = (i: number): string => nodes[i % EDGES]!;
-    const sent = new Map<string, number>(); // `${device}/${value}` -> send time (ms)
-    const samples: number[] = [];
-    let statuses = 0;
-    const seen = new Set<string>();
-    kube
-      .informer<StatusObj>({ group: 'devices.kubeedge.io', version: 'v1beta1', resource: 'devicestatuses' })
-      .addHandlers({
-        add: (s) => {
-          seen.add(s.metadata?.name ?? '');
-          statuses = seen.size;
-        },
+    /** Report send times (ms) by `${device}/${value}`, and the latencies (ns) seen, per resource. */
+    const watched = (resource: 'devicestatuses' | 'devices') => {
+      const sent = new Map<string, number>();
+      const samples: number[] = [];
+      const last = new Map<string, string>(); // the newest reported value each object shows
+      const informer = kube.informer<StatusObj>({
+        group: 'devices.kubeedge.io',
+        version: 'v1beta1',
+        resource,
+      });
+      informer.addHandlers({
         update: (s) => {
           const v = s.status?.twins?.[0]?.reported?.value;
-          const t0 = v === undefined ? undefined : sent.get(`${s.metadata?.name}/${v}`);
+          if (v === undefined) return;
+          last.set(s.metadata?.name ?? '', v);
+          const t0 = sent.get(`${s.metadata?.name}/${v}`);
           if (t0 !== undefined) {
             samples.push((performance.timeOrigin + performance.now() - t0) * 1e6);
             sent.delete(`${s.metadata?.name}/${v}`);
           }
         },
       });
+      return { sent, samples, last, informer };
+    };
+    const recorded = watched('devicestatuses');
+    const mirrored = watched('devices');
+    const samples = recorded.samples;
     let confirmed = 0;
     const identities = await edgeIdentities(link.ca, nodes);
     for (const [i, node] of nodes.entries()) {
@@ -198,7 +208,10 @@ ${link.edgeHub()}`,
         }
       }),
     );
-    await waitFor(() => statuses >= total + 1, { what: `${total} DeviceStatuses`, timeoutMs: 120_000 });
+    await waitFor(() => recorded.informer.list().length >= total + 1, {
+      what: `${total} DeviceStatuses`,
+      timeoutMs: 120_000,
+    });
     // the API server's own pace, the ceiling of what follows: merge patches that change a
     // DeviceStatus, 32 at once (the client's bound), each device twice
     let probed = 0;
@@ -223,7 +236,8 @@ ${link.edgeHub()}`,
     const report = (i: number, value: number): void => {
       const name = names[i]!;
       const now = performance.timeOrigin + performance.now();
-      sent.set(`${name}/${value}`, now);
+      recorded.sent.set(`${name}/${value}`, now);
+      mirrored.sent.set(`${name}/${value}`, now);
       edges[i % EDGES]!.send({
         header: { msg_id: randomUUID(), timestamp: Date.now() },
         route: {
@@ -246,6 +260,9 @@ ${link.edgeHub()}`,
       });
     };
     const count = rate * seconds;
+    const { apiserver, etcd } = { apiserver: plane.pids['kube-apiserver']!, etcd: plane.pids.etcd! };
+    const ticks0 = cpuTicks(apiserver) + cpuTicks(etcd);
+    const requests0 = kube.stats().requests;
     const started = performance.now();
     for (let k = 0; k < count; k++) {
       // open loop: report k is due at started + k / rate
@@ -266,6 +283,15 @@ ${link.edgeHub()}`,
       { what: 'the reports confirmed', timeoutMs: 600_000, intervalMs: 20 },
     );
     const elapsed = (lastAt - started) / 1000;
+    const load = loadAverage();
+    // then until every Device's status (the mirror) shows its device's last report
+    const lastValue = (i: number): string => String(count - 1 - ((count - 1 - i) % total));
+    const mirroredAll = (): boolean =>
+      names.every((n, i) => i >= count || mirrored.last.get(n) === lastValue(i));
+    await waitFor(mirroredAll, { what: 'the mirror caught up', timeoutMs: 300_000, intervalMs: 20 });
+    const drained = (performance.now() - lastAt) / 1000;
+    const ticks = cpuTicks(apiserver) + cpuTicks(etcd) - ticks0;
+    const requests = kube.stats().requests - requests0;
     const metricsText = await cloud.metrics.text();
     // reports cloudHub could not hand to deviceController (its mailbox full)
     const refused = [
@@ -290,6 +316,16 @@ ${link.edgeHub()}`,
       { name: 'devices_reported_not_stored', value: failed, unit: 'reports' },
       { name: 'devices_reported_refused_mailbox_full', value: refused, unit: 'reports' },
       { name: 'devices_reported_samples', value: samples.length, unit: 'reports' },
+      ...latencyFigures('devices_mirror_lag', mirrored.samples, 'ms'),
+      { name: 'devices_mirror_behind_after_last_confirmed', value: round(drained), unit: 's' },
+      { name: 'devices_mirror_samples', value: mirrored.samples.length, unit: 'reports' },
+      {
+        name: 'devices_api_cpu_per_report',
+        value: round(((ticks / 100) * 1e6) / count),
+        unit: 'us (apiserver+etcd)',
+      },
+      { name: 'devices_api_requests_per_report', value: round(requests / count), unit: 'requests' },
+      { name: 'devices_load_average', value: load, unit: '(1 min)' },
     );
     return figures;
   } finally {
