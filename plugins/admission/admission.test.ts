@@ -20,7 +20,7 @@ import {
   notesModelV1beta1Spec,
 } from '../../test/helpers/notes-devices.js';
 import { keptAnnotation, type KubeObject } from './convert.js';
-import { WEBHOOK_CONFIGURATION } from './register.js';
+import { DEVICE_WEBHOOK, WEBHOOK_CONFIGURATION } from './register.js';
 
 const CRDS = [
   'devices_v1beta1_device.yaml',
@@ -214,6 +214,45 @@ modules:
     const beta = await getJson('device.v1beta1.devices.kubeedge.io/beta-device');
     expect(beta.spec?.stateReport).toEqual({ reportToCloud: true, reportCycle: 5000 });
     expect(beta.metadata?.labels).toEqual({ via: 'v1alpha2' });
+  });
+
+  it("a v1beta1 write leaving the spec alone (deviceController's status mirror) is not sent to the webhook; a spec or a v1alpha2 status write is", async () => {
+    // kube-apiserver's own count of its calls of the device webhook on updates
+    const calls = async (): Promise<number> =>
+      [
+        ...(await cp.get('/metrics')).body.matchAll(
+          /^apiserver_admission_webhook_request_total\{([^}]*)\} (\d+)/gm,
+        ),
+      ]
+        .filter(
+          ([, labels]) =>
+            labels!.includes(`name="${DEVICE_WEBHOOK}"`) && labels!.includes('operation="UPDATE"'),
+        )
+        .reduce((n, m) => n + Number(m[2]), 0);
+    const patch = (version: string, type: string, body: unknown) =>
+      kubectl([
+        'patch',
+        `device.${version}.devices.kubeedge.io`,
+        'beta-device',
+        '--type',
+        type,
+        '-p',
+        JSON.stringify(body),
+      ]);
+    const before = await calls();
+    await patch('v1beta1', 'merge', {
+      status: { state: 'online', twins: [{ propertyName: 'temperature', reported: { value: '28' } }] },
+    });
+    expect(await calls()).toBe(before);
+    await patch('v1beta1', 'json', [
+      { op: 'replace', path: '/spec/properties/0/desired/value', value: '32' },
+    ]);
+    expect(await calls()).toBe(before + 1);
+    await patch('v1alpha2', 'json', [{ op: 'replace', path: '/status/twins/0/desired/value', value: '33' }]);
+    expect(await calls()).toBe(before + 2);
+    expect((await getJson('device.v1beta1.devices.kubeedge.io/beta-device')).spec).toMatchObject({
+      properties: [{ desired: { value: '33' } }],
+    });
   });
 
   it('a restart reuses the CA of the Secret: the caBundle kube-apiserver trusts does not change', async () => {

@@ -43,6 +43,17 @@ export async function registerConversion(kube: KubeApi, url: string, caBundle: s
   }
 }
 
+/**
+ * A v1beta1 Device update that leaves the spec alone (deviceController's mirror of the DeviceStatus
+ * into the Device's status, a label) has nothing to check (validate.ts: v1beta1 keeps desired
+ * values in the spec, v1alpha2 in its status): kube-apiserver does not call the webhook for it.
+ */
+const SPEC_OR_V1ALPHA2 = {
+  name: 'spec-changed-or-v1alpha2',
+  expression:
+    "request.operation != 'UPDATE' || request.kind.version != 'v1beta1' || !has(object.spec) || !has(oldObject.spec) || object.spec != oldObject.spec",
+};
+
 /** Creates or replaces the ValidatingWebhookConfiguration of Devices and DeviceModels. */
 export async function registerValidation(kube: KubeApi, url: string, caBundle: string): Promise<void> {
   const body = {
@@ -50,10 +61,11 @@ export async function registerValidation(kube: KubeApi, url: string, caBundle: s
     kind: 'ValidatingWebhookConfiguration',
     metadata: { name: WEBHOOK_CONFIGURATION },
     webhooks: [
-      { name: DEVICE_WEBHOOK, resource: 'devices' },
+      { name: DEVICE_WEBHOOK, resource: 'devices', matchConditions: [SPEC_OR_V1ALPHA2] },
       { name: MODEL_WEBHOOK, resource: 'devicemodels' },
-    ].map(({ name, resource }) => ({
+    ].map(({ name, resource, matchConditions }) => ({
       name,
+      ...(matchConditions && { matchConditions }),
       admissionReviewVersions: ['v1'],
       sideEffects: 'None',
       // KubeEdge's choice: a cloudcore that is down does not block device writes
