@@ -2,8 +2,8 @@
  * The Device's own status (`status.twins`, `state`, `lastOnlineTime`: what v1alpha2 readers and
  * `kubectl get device` see) as a mirror of its v1beta1 DeviceStatus, the record of what the edge
  * reported (KubeEdge 1.23). The edge is confirmed once the DeviceStatus is stored (upstream.ts); the
- * mirror follows behind it with a small share of the API server: at most MIRRORS_IN_FLIGHT Device
- * writes at once, newest wins and one write per device at a time (reports stored meanwhile are
+ * mirror follows behind it with a small share of the API server: MIRRORS_IN_FLIGHT Device writes
+ * at once and the DeviceStatus slots left idle, newest wins and one write per device at a time (reports stored meanwhile are
  * coalesced into its next write), devices taken in the order they fell behind. A write never takes
  * a twin side back to an older value than the Device holds (edge timestamps). At start every Device
  * is compared with its DeviceStatus and the ones behind are written (a cloudcore stopped between
@@ -35,13 +35,16 @@ export interface MirrorOptions {
   signal: AbortSignal;
   devices: SharedInformer<Device>;
   statuses: SharedInformer<DeviceStatus>;
+  /** DeviceStatus patch slots idle now: the mirror may use them too. */
+  spare(): number;
 }
 
 /**
- * Device writes in flight at once. The DeviceStatus writes (upstream.ts) have 16: a Device merge
- * patch costs kube-apiserver about 1.5 times a DeviceStatus one (its schema and object are larger),
- * so 2 keep the mirror near a tenth of the API server's time under a flood of reports, and it
- * catches up at once when reports are few.
+ * Device writes in flight at once, besides the DeviceStatus patch slots idle now (lower priority:
+ * it takes what the DeviceStatus writes leave). Under a flood of reports the DeviceStatus patches
+ * (upstream.ts) hold their 16 and the mirror has 2, about a tenth of the writes (a Device merge
+ * patch costs kube-apiserver about 1.5 times a DeviceStatus one: larger object and schema); when
+ * reports are few it catches up with up to 18.
  */
 export const MIRRORS_IN_FLIGHT = 2;
 /** A Device write that failed is tried again after this (holding its slot: the API server is in trouble). */
@@ -120,9 +123,10 @@ export class Mirror {
     this.behind.delete(id);
   }
 
-  private pump(): void {
+  /** Starts the writes the slots allow (also called when a DeviceStatus slot frees). */
+  pump(): void {
     for (const [id, job] of this.behind) {
-      if (this.writing.size >= MIRRORS_IN_FLIGHT || this.o.signal.aborted) return;
+      if (this.writing.size >= MIRRORS_IN_FLIGHT + this.o.spare() || this.o.signal.aborted) return;
       if (this.writing.has(id)) continue; // its newer source waits for the write in flight
       this.behind.delete(id);
       this.writing.add(id);

@@ -150,7 +150,8 @@ export class Upstream {
     this.devices = kube.informer<Device>({ ...at, resource: 'devices' });
     this.statuses = kube.informer<DeviceStatus>({ ...at, resource: 'devicestatuses' });
     const { devices, statuses } = this;
-    this.mirror = new Mirror({ kube, log: o.log, signal, devices, statuses });
+    const spare = (): number => PATCHES_IN_FLIGHT - this.active;
+    this.mirror = new Mirror({ kube, log: o.log, signal, devices, statuses, spare });
     this.devices.addHandlers({
       delete: (d) => {
         this.entries.delete(deviceId(d));
@@ -345,6 +346,7 @@ export class Upstream {
         e.running = false;
         if (e.waiters.length > 0) this.schedule(e);
         this.pump();
+        this.mirror.pump(); // a slot the DeviceStatus patches left idle
       });
     }
   }

@@ -13,7 +13,8 @@
  *   reports confirmed `OK` (stored) per second; the mirror's lag is from the report's send to the
  *   Device watch event showing its value (the Device's status, what v1alpha2 readers see), and the
  *   cost is what kube-apiserver (and etcd) spent, and the requests cloudcore made, per report until
- *   the mirror caught up with the last one.
+ *   the mirror caught up with the last one. `BENCH_DEVICES_ADMISSION=1`: with the admission plugin
+ *   (conversion and validating webhooks, as `keadm init` sets cloudcore up).
  */
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
@@ -70,6 +71,8 @@ export async function devicesBench(): Promise<Figure[]> {
   const total = Number(process.env.BENCH_DEVICES ?? 1000);
   const rate = Number(process.env.BENCH_DEVICES_RATE ?? 2000);
   const seconds = Number(process.env.BENCH_DEVICES_SECONDS ?? 10);
+  // the admission webhooks on, as keadm init has them: kube-apiserver calls them on Device writes
+  const admission = process.env.BENCH_DEVICES_ADMISSION === '1';
   const logger = createLogger('silent');
   const plane = await startControlPlane();
   const sim = await startModbusTcp({ holdingRegisters: { 0: 0 } });
@@ -96,6 +99,7 @@ kubeAPIConfig:
 modules:
   edgeController: {enable: false}
   deviceController: {enable: true}
+  admission: {enable: ${admission}, address: 127.0.0.1, port: ${await freePort()}}
 ${link.cloudHub}`,
         'cloudcore.yaml',
       ),
