@@ -69,6 +69,8 @@ interface Entry {
   inFlight: Waiter[];
   /** Scheduled or patching. */
   running: boolean;
+  /** The last patch failed: what the entry holds may not be stored (until a patch is). */
+  unstored: boolean;
 }
 
 interface Waiter {
@@ -196,9 +198,9 @@ export class Upstream {
     }
     const entry = this.entry(device);
     const changed =
-      type === 'twin/edge_updated'
+      (type === 'twin/edge_updated'
         ? this.applyTwins(entry, device, content)
-        : this.applyState(entry, content);
+        : this.applyState(entry, content)) || entry.unstored; // a re-sent report of a failed patch
     // nothing new (older, or what is held already: a re-sent report, a repeated state) costs no
     // patch: confirmed at once, or when the patch under way that holds the value is stored
     if (!changed && !entry.running) return this.confirm(msg, node);
@@ -277,6 +279,7 @@ export class Upstream {
         waiters: [],
         inFlight: [],
         running: false,
+        unstored: false,
       };
       if (stored.state) e.state = stored.state;
       if (stored.lastOnlineTime) e.lastOnlineTime = stored.lastOnlineTime;
@@ -357,9 +360,11 @@ export class Upstream {
     e.waiters = [];
     try {
       const status = await this.patch(e);
+      e.unstored = false;
       this.mirror.stored(e.namespace, e.name, status);
       for (const w of waiters) w.resolve();
     } catch (err) {
+      e.unstored = true;
       for (const w of waiters) w.reject(err);
     } finally {
       e.inFlight = [];
