@@ -300,6 +300,56 @@ describe('deviceController (real kube-apiserver, a probe as cloudHub)', () => {
     expect((await getJson(['devicestatus', 'thermo-1'])).status.state).toBe('offline');
   });
 
+  it('a twin side stored newer by another writer (a cloudcore the edge used before) is not written back older', async () => {
+    const ts = Date.now() + 3_600_000;
+    await cp.kubectl([
+      'patch',
+      'devicestatus',
+      'thermo-1',
+      '--type',
+      'merge',
+      '-p',
+      JSON.stringify({
+        status: {
+          twins: [
+            {
+              propertyName: 'temp',
+              reported: { value: '30', metadata: { timestamp: '1', type: 'int' } },
+              observedDesired: { value: '44', metadata: { timestamp: String(ts), type: 'int' } },
+            },
+          ],
+        },
+      }),
+    ]);
+    // deviceController's DeviceStatus informer (shared with this handle) has the change
+    const statuses = kernel.services
+      .get(KubeToken)
+      .informer<any>({ group: 'devices.kubeedge.io', version: 'v1beta1', resource: 'devicestatuses' });
+    await waitFor(
+      () => statuses.get('thermo-1', 'default')?.status?.twins?.[0]?.observedDesired?.value === '44',
+      {
+        what: 'the informer sees the other writer',
+      },
+    );
+    statuses.stop();
+    const now = Date.now();
+    const reply = await fromEdge('node-a', 'device/default/thermo-1/twin/edge_updated', {
+      event_id: '',
+      timestamp: now,
+      twin: {
+        temp: {
+          actual: { value: '35', metadata: { timestamp: now } },
+          expected: { value: '42', metadata: { timestamp: now } },
+          metadata: { type: 'int' },
+        },
+      },
+    });
+    expect(reply.content).toBe('OK');
+    const twin = (await getJson(['devicestatus', 'thermo-1'])).status.twins[0];
+    expect(twin.reported.value).toBe('35');
+    expect(twin.observedDesired).toEqual({ value: '44', metadata: { timestamp: String(ts), type: 'int' } });
+  });
+
   it("membership/detail is answered with the node's complete set; a report of an unknown device is confirmed", async () => {
     const msg = newMessage(
       { source: 'twin', group: 'resource', operation: 'get', resource: 'node/node-a/membership/detail' },

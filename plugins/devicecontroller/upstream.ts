@@ -160,6 +160,7 @@ export class Upstream {
         this.mirror.forget(deviceId(d));
       },
     });
+    this.statuses.addHandlers({ add: (r) => this.recorded(r), update: (r) => this.recorded(r) });
     Promise.all([devices.synced, statuses.synced]).then(
       () => this.mirror.reconcile(),
       () => undefined, // stopped before the first list
@@ -286,6 +287,23 @@ export class Upstream {
       this.entries.set(id, e);
     }
     return e;
+  }
+
+  /**
+   * The DeviceStatus as stored, by this cloudcore or another (the node's edge connected there
+   * before): twin sides newer than the entry's are taken, so a patch never writes older ones back.
+   * The state has no timestamp in the record: the entry's stays.
+   */
+  private recorded(r: DeviceStatus): void {
+    const e = this.entries.get(deviceId(r));
+    if (e === undefined) return;
+    for (const t of r.status?.twins ?? []) {
+      const held = e.twins.get(t.propertyName) ?? { propertyName: t.propertyName };
+      if (t.reported && stamp(t.reported) > stamp(held.reported)) held.reported = t.reported;
+      if (t.observedDesired && stamp(t.observedDesired) > stamp(held.observedDesired))
+        held.observedDesired = t.observedDesired;
+      e.twins.set(t.propertyName, held);
+    }
   }
 
   /** Twins of the Device's properties, each side only when not older than the stored one. */
