@@ -32,6 +32,7 @@ import {
   type MsgAttr,
   type MsgTwin,
   type ParsedDevice,
+  type TwinValue,
   type TwinVersion,
 } from './types.js';
 
@@ -87,6 +88,8 @@ export interface DeviceState {
   lastOnline: string;
   attrs: Map<string, AttrState>;
   twins: Map<string, TwinState>;
+  /** Its twin update topics, once built (deviceTopics). */
+  topics?: { result: string; document: string; delta: string };
 }
 
 const json = (v: unknown): string => JSON.stringify(v);
@@ -108,20 +111,32 @@ const parseJson = <T>(text: string | null | undefined): T | undefined => {
 
 function toMsgTwin(t: TwinState): MsgTwin {
   const out: MsgTwin = {};
-  if (t.expected)
-    out.expected = {
-      value: t.expected.value,
-      ...(t.expected.ts ? { metadata: { timestamp: t.expected.ts } } : {}),
-    };
+  if (t.expected) out.expected = sideValue(t.expected);
   else if (t.expectedCleared) out.expected = {};
-  if (t.actual)
-    out.actual = { value: t.actual.value, ...(t.actual.ts ? { metadata: { timestamp: t.actual.ts } } : {}) };
+  if (t.actual) out.actual = sideValue(t.actual);
   else if (t.actualCleared) out.actual = {};
   out.optional = t.optional;
   out.metadata = { type: t.type };
-  if (t.expectedVersion) out.expected_version = { ...t.expectedVersion };
-  if (t.actualVersion) out.actual_version = { ...t.actualVersion };
+  // version objects are replaced, never changed in place: shared, not copied
+  if (t.expectedVersion) out.expected_version = t.expectedVersion;
+  if (t.actualVersion) out.actual_version = t.actualVersion;
   return out;
+}
+
+const sideValue = (v: { value: string; ts?: number }): TwinValue =>
+  v.ts ? { value: v.value, metadata: { timestamp: v.ts } } : { value: v.value };
+
+/** A twin/update/document entry: `{"last":…,"current":…}`. */
+const documentJson = (last: MsgTwin | null, current: MsgTwin | null): string =>
+  `{"last":${last ? msgTwinJson(last, false) : 'null'},"current":${current ? msgTwinJson(current, false) : 'null'}}`;
+
+/** The result, document and delta topics of a device's twin updates, built once per device. */
+function deviceTopics(d: DeviceState): { result: string; document: string; delta: string } {
+  return (d.topics ??= {
+    result: deviceTopic(d.id, 'twin/update/result'),
+    document: deviceTopic(d.id, 'twin/update/document'),
+    delta: deviceTopic(d.id, 'twin/update/delta'),
+  });
 }
 
 /**
@@ -223,10 +238,9 @@ export class TwinEngine {
 
   twinUpdate(deviceId: string, payload: string): Outcome {
     const out: Outcome = { publish: [], cloud: [] };
-    const resultTopic = this.topic(deviceId, 'twin/update/result');
     if (tooLarge(payload)) {
       out.publish.push({
-        topic: resultTopic,
+        topic: this.topic(deviceId, 'twin/update/result'),
         payload: errorResult(
           '',
           400,
@@ -235,38 +249,30 @@ export class TwinEngine {
       });
       return out;
     }
-    // Payload-level failures are published with an empty device ID and event_id, as KubeEdge does.
-    const payloadError = (reason: string): Outcome => {
-      out.publish.push({
-        topic: this.topic('', 'twin/update/result'),
-        payload: errorResult('', 400, reason),
-      });
-      return out;
-    };
     let body: Record<string, unknown>;
     let twins: Map<string, MsgTwin | null> | undefined;
     let eventId: string;
     try {
       const parsed: unknown = JSON.parse(payload);
       if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
-        return payloadError(ERR_UNMARSHAL);
+        return this.payloadError(out, ERR_UNMARSHAL);
       body = parsed as Record<string, unknown>;
       eventId = parseBase(body).event_id;
       twins = parseTwinMap(field(body, 'twin'), 'twin');
     } catch {
-      return payloadError(ERR_UNMARSHAL);
+      return this.payloadError(out, ERR_UNMARSHAL);
     }
-    if (!twins) return payloadError(ERR_NO_TWIN);
+    if (!twins) return this.payloadError(out, ERR_NO_TWIN);
     for (const [k, t] of twins) {
-      if (!validTwinKey(k)) return payloadError(ErrTwinKey);
+      if (!validTwinKey(k)) return this.payloadError(out, ErrTwinKey);
       for (const side of [t?.expected, t?.actual]) {
-        if (side?.value && !validTwinValue(side.value)) return payloadError(ErrTwinValue);
+        if (side?.value && !validTwinValue(side.value)) return this.payloadError(out, ErrTwinValue);
       }
     }
     const device = this.devices.get(deviceId);
     if (!device) {
       out.publish.push({
-        topic: resultTopic,
+        topic: this.topic(deviceId, 'twin/update/result'),
         payload: errorResult(eventId, 404, 'update rejected due to the device is not existed'),
       });
       return out;
@@ -275,7 +281,7 @@ export class TwinEngine {
     for (const k of twins.keys()) if (!device.twins.has(k)) added++;
     if (device.twins.size + added > MAX_TWINS_PER_DEVICE) {
       out.publish.push({
-        topic: resultTopic,
+        topic: this.topic(deviceId, 'twin/update/result'),
         payload: errorResult(
           eventId,
           400,
@@ -290,7 +296,7 @@ export class TwinEngine {
         const v = t?.[side];
         if (v && (v.value === undefined || v.value === null)) {
           out.publish.push({
-            topic: resultTopic,
+            topic: this.topic(deviceId, 'twin/update/result'),
             payload: errorResult(eventId, 400, `Update twin error, twin.${k}.${side} has no value`),
           });
           return out;
@@ -300,6 +306,12 @@ export class TwinEngine {
     return this.dealTwins(device, eventId, twins, out);
   }
 
+  /** Payload-level failures are published with an empty device ID and event_id, as KubeEdge does. */
+  private payloadError(out: Outcome, reason: string): Outcome {
+    out.publish.push({ topic: this.topic('', 'twin/update/result'), payload: errorResult('', 400, reason) });
+    return out;
+  }
+
   private dealTwins(
     device: DeviceState,
     eventId: string,
@@ -307,27 +319,13 @@ export class TwinEngine {
     out: Outcome,
   ): Outcome {
     const now = Date.now();
-    // Copy-on-write backup of the twins this event touches (undefined: the twin did not exist).
-    let backup: Map<string, TwinState | undefined> | undefined;
-    const touch = (key: string, twin: TwinState | undefined): void => {
-      backup ??= new Map();
-      if (!backup.has(key)) backup.set(key, twin ? cloneTwin(twin) : undefined);
-    };
+    // Copy-on-write backup of the twins this event touches (twin undefined: it did not exist).
+    const backup: { key: string; twin: TwinState | undefined }[] = [];
+    // the result's twins (deleted ones left out), the document's entries as JSON text
     const result = new Map<string, MsgTwin | null>();
     const sync = this.toCloud() ? new Map<string, MsgTwin>() : undefined;
-    const document = new Map<string, { last: MsgTwin | null; current: MsgTwin | null }>();
+    const document = new Map<string, string>();
     const change: ChangeSet = { addTwins: [], updateTwins: [] };
-    const fail = (code: number, reason: string): Outcome => {
-      for (const [k, t] of backup ?? []) {
-        if (t) device.twins.set(k, t);
-        else device.twins.delete(k);
-      }
-      out.publish.push({
-        topic: this.topic(device.id, 'twin/update/result'),
-        payload: errorResult(eventId, code, reason),
-      });
-      return out;
-    };
 
     for (const [key, msg] of twins) {
       const twin = device.twins.get(key);
@@ -344,34 +342,32 @@ export class TwinEngine {
           const v = msg[side];
           if (!v) continue;
           const err = validateValue(type, v.value as string);
-          if (err) return fail(400, err);
+          if (err) return this.rollback(device, backup, eventId, 400, err, out);
           added[side] = { value: v.value as string, ts: now };
           added[side === 'expected' ? 'expectedVersion' : 'actualVersion'] = { cloud: 0, edge: 1 };
         }
-        touch(key, undefined);
+        backup.push({ key, twin: undefined });
         device.twins.set(key, added);
         change.addTwins!.push(this.twinRow(device.id, key, added));
         const current = toMsgTwin(added);
-        document.set(key, { last: null, current: type === 'deleted' ? null : current });
+        document.set(key, documentJson(null, type === 'deleted' ? null : current));
         sync?.set(key, current);
-        result.set(key, current);
+        if (type !== 'deleted') result.set(key, current);
         continue;
       }
       if (msg === null) {
         // delete (only optional twins; an already deleted one stays as it is)
         if (!twin.optional || twin.type === 'deleted') continue;
-        touch(key, twin);
+        backup.push({ key, twin: cloneTwin(twin) });
         const last = toMsgTwin(twin);
         const cols: TwinCols = {};
         let changed = false;
         if (twin.expectedVersion) {
           twin.expectedVersion = { ...twin.expectedVersion, edge: twin.expectedVersion.edge + 1 };
-          Object.assign(cols, {
-            expected_version: versionJson(twin.expectedVersion),
-            attr_type: 'deleted',
-            expected_meta: null,
-            expected: null,
-          });
+          cols.expected_version = versionJson(twin.expectedVersion);
+          cols.attr_type = 'deleted';
+          cols.expected_meta = null;
+          cols.expected = null;
           twin.expected = undefined;
           twin.expectedCleared = true;
           twin.type = 'deleted';
@@ -379,12 +375,10 @@ export class TwinEngine {
         }
         if (twin.actualVersion) {
           twin.actualVersion = { ...twin.actualVersion, edge: twin.actualVersion.edge + 1 };
-          Object.assign(cols, {
-            actual_version: versionJson(twin.actualVersion),
-            attr_type: 'deleted',
-            actual_meta: null,
-            actual: null,
-          });
+          cols.actual_version = versionJson(twin.actualVersion);
+          cols.attr_type = 'deleted';
+          cols.actual_meta = null;
+          cols.actual = null;
           twin.actual = undefined;
           twin.actualCleared = true;
           twin.type = 'deleted';
@@ -392,14 +386,14 @@ export class TwinEngine {
         }
         if (!changed) continue;
         change.updateTwins!.push({ deviceid: device.id, name: key, cols });
-        document.set(key, { last, current: null });
+        document.set(key, documentJson(last, null));
         sync?.set(key, toMsgTwin(twin));
         result.set(key, null);
         continue;
       }
       // compare
-      touch(key, twin);
-      const last = twin.type === 'deleted' ? null : toMsgTwin(twin);
+      const before = cloneTwin(twin);
+      backup.push({ key, twin: before });
       const valueType = twin.type === 'deleted' ? (msg.metadata?.type ?? 'string') : twin.type;
       const cols: TwinCols = {};
       const s: MsgTwin = {};
@@ -407,20 +401,38 @@ export class TwinEngine {
       for (const side of SIDES) {
         const v = msg[side];
         if (!v) continue;
-        const err = validateValue(valueType, v.value as string);
-        if (err) return fail(400, err);
-        const vk = side === 'expected' ? 'expectedVersion' : 'actualVersion';
-        const version = { ...(twin[vk] ?? { cloud: 0, edge: 0 }) };
-        version.edge += 1;
-        twin[vk] = version;
-        twin[side] = { value: v.value as string, ts: now };
-        if (side === 'expected') twin.expectedCleared = false;
-        else twin.actualCleared = false;
-        cols[side] = v.value as string;
-        cols[`${side}_meta`] = metaJson(now);
-        cols[`${side}_version`] = versionJson(version);
-        s[side] = { value: v.value as string, metadata: { timestamp: now } };
-        s[side === 'expected' ? 'expected_version' : 'actual_version'] = { ...version };
+        const value = v.value as string;
+        const err = validateValue(valueType, value);
+        if (err) return this.rollback(device, backup, eventId, 400, err, out);
+        // value and version objects are replaced, never changed in place (see cloneTwin)
+        const meta = metaJson(now);
+        if (side === 'expected') {
+          const version = {
+            cloud: twin.expectedVersion?.cloud ?? 0,
+            edge: (twin.expectedVersion?.edge ?? 0) + 1,
+          };
+          twin.expectedVersion = version;
+          twin.expected = { value, ts: now };
+          twin.expectedCleared = false;
+          cols.expected = value;
+          cols.expected_meta = meta;
+          cols.expected_version = versionJson(version);
+          s.expected = { value, metadata: { timestamp: now } };
+          s.expected_version = version;
+        } else {
+          const version = {
+            cloud: twin.actualVersion?.cloud ?? 0,
+            edge: (twin.actualVersion?.edge ?? 0) + 1,
+          };
+          twin.actualVersion = version;
+          twin.actual = { value, ts: now };
+          twin.actualCleared = false;
+          cols.actual = value;
+          cols.actual_meta = meta;
+          cols.actual_version = versionJson(version);
+          s.actual = { value, metadata: { timestamp: now } };
+          s.actual_version = version;
+        }
         s.optional = twin.optional;
         s.metadata = { type: twin.type };
         changed = true;
@@ -456,51 +468,48 @@ export class TwinEngine {
       if (!changed) continue;
       if (s.metadata && twin.type !== 'deleted') s.metadata = { type: twin.type };
       change.updateTwins!.push({ deviceid: device.id, name: key, cols });
-      document.set(key, { last, current: toMsgTwin(twin) });
+      document.set(key, documentJson(before.type === 'deleted' ? null : toMsgTwin(before), toMsgTwin(twin)));
       sync?.set(key, s);
-      result.set(key, s);
+      if (s.metadata?.type !== 'deleted') result.set(key, s);
     }
 
+    const topics = deviceTopics(device);
     if (change.addTwins!.length > 0 || change.updateTwins!.length > 0) {
       out.onWriteFailure = () => [
         {
-          topic: this.topic(device.id, 'twin/update/result'),
+          topic: topics.result,
           payload: errorResult(eventId, 500, 'Update device twin failed due to writing sql error'),
         },
       ];
       try {
         this.persist(change);
       } catch (err) {
-        return fail(500, `Update device twin failed due to writing sql error: ${(err as Error).message}`);
+        return this.rollback(
+          device,
+          backup,
+          eventId,
+          500,
+          `Update device twin failed due to writing sql error: ${(err as Error).message}`,
+          out,
+        );
       }
     }
-    const resultTwins = new Map<string, MsgTwin | null>();
-    for (const [k, v] of result) {
-      if (v === null) resultTwins.set(k, null);
-      else if (v.metadata?.type !== 'deleted') resultTwins.set(k, v);
-    }
     out.publish.push({
-      topic: this.topic(device.id, 'twin/update/result'),
+      topic: topics.result,
       payload:
         `{"event_id":${json(eventId)},"timestamp":${now},"twin":` +
-        sortedMapJson(resultTwins, (v) => (v ? msgTwinJson(v, false) : 'null')) +
+        sortedMapJson(result, (v) => (v ? msgTwinJson(v, false) : 'null')) +
         '}',
     });
     if (document.size > 0) {
       out.publish.push({
-        topic: this.topic(device.id, 'twin/update/document'),
+        topic: topics.document,
         payload:
-          `{"event_id":${json(eventId)},"timestamp":${now},"twin":` +
-          sortedMapJson(
-            document,
-            (d) =>
-              `{"last":${d.last ? msgTwinJson(d.last, false) : 'null'},"current":${d.current ? msgTwinJson(d.current, false) : 'null'}}`,
-          ) +
-          '}',
+          `{"event_id":${json(eventId)},"timestamp":${now},"twin":` + sortedMapJson(document, (d) => d) + '}',
       });
     }
     const delta = this.delta(device);
-    if (delta) out.publish.push({ topic: this.topic(device.id, 'twin/update/delta'), payload: delta });
+    if (delta) out.publish.push({ topic: topics.delta, payload: delta });
     if (sync && sync.size > 0) {
       out.cloud.push({
         operation: 'update',
@@ -512,6 +521,23 @@ export class TwinEngine {
         },
       });
     }
+    return out;
+  }
+
+  /** Undo an update's changes to the twins it touched and publish its error result. */
+  private rollback(
+    device: DeviceState,
+    backup: { key: string; twin: TwinState | undefined }[],
+    eventId: string,
+    code: number,
+    reason: string,
+    out: Outcome,
+  ): Outcome {
+    for (const { key, twin } of backup) {
+      if (twin) device.twins.set(key, twin);
+      else device.twins.delete(key);
+    }
+    out.publish.push({ topic: deviceTopics(device).result, payload: errorResult(eventId, code, reason) });
     return out;
   }
 

@@ -86,8 +86,11 @@ export default definePlugin<DeviceTwinConfig & ModuleConfig>({
     // Commits run one after the other; a failed one is retried after a back-off (the event loop
     // keeps running meanwhile), and after WRITE_ATTEMPTS its events are answered as not stored and
     // the in-memory state is reloaded from the database once no commit is queued behind it.
+    // The changes of the events handled since the last flush, and those events with their outcome:
+    // each is answered (and its results published) once the commit holding its changes is done.
     const batch: ChangeSet[] = [];
-    let next: Promise<boolean> | undefined;
+    let events: { msg: Message; outcome: Outcome }[] = [];
+    let next: Promise<void> | undefined;
     let committing: Promise<unknown> = Promise.resolve();
     let queued = 0;
     let reloadDue = false;
@@ -110,12 +113,20 @@ export default definePlugin<DeviceTwinConfig & ModuleConfig>({
         }
       }
     };
-    const flush = (): Promise<boolean> =>
-      (next ??= new Promise<boolean>((resolve) =>
+    /**
+     * Queue an event's outcome (its changes are in `batch` already) for the next flush; the
+     * promise settles once the event is answered. One promise per flush, not per event: the hot
+     * path (twin updates) costs no promise or closure of its own here.
+     */
+    const apply = (msg: Message, outcome: Outcome): Promise<void> => {
+      events.push({ msg, outcome });
+      return (next ??= new Promise<void>((resolve) =>
         setImmediate(() => {
           const items = batch.splice(0);
+          const settled = events;
+          events = [];
           next = undefined;
-          if (items.length === 0) return resolve(true);
+          if (items.length === 0) return resolve(answer(settled, true));
           queued++;
           const done = committing.then(() => commit(items));
           committing = done.then(() => {
@@ -124,9 +135,10 @@ export default definePlugin<DeviceTwinConfig & ModuleConfig>({
               engine.reload();
             }
           });
-          resolve(done);
+          resolve(done.then((stored) => answer(settled, stored)));
         }),
       ));
+    };
     // Without an edgeHub module there is no cloud to sync to: no cloud-bound message is built or kept.
     const engine: TwinEngine = new TwinEngine(
       store,
@@ -173,19 +185,43 @@ export default definePlugin<DeviceTwinConfig & ModuleConfig>({
       }
     };
 
-    /** Publish and send what an event produced once its changes are stored; false when they were not. */
-    const apply = (outcome: Outcome): Promise<boolean> =>
-      flush().then((stored) => {
-        if (!stored) {
-          for (const p of outcome.onWriteFailure?.() ?? []) publish(p.topic, p.payload);
-          return false;
+    /**
+     * Answer the events of a flush once their commit is done (`stored`: it succeeded, or there was
+     * nothing to write): publish and send what each produced, or its write-failure result when not
+     * stored. Resolves once every event is answered (after DMI is told of membership changes).
+     */
+    const answer = (settled: { msg: Message; outcome: Outcome }[], stored: boolean): Promise<void> | void => {
+      let dmi: Promise<void>[] | undefined;
+      for (const { msg, outcome } of settled) {
+        try {
+          if (!stored) {
+            for (const p of outcome.onWriteFailure?.() ?? []) publish(p.topic, p.payload);
+            done(msg, false);
+            continue;
+          }
+          // queued synchronously, in order: result, document, delta of one event stay together
+          for (const p of outcome.publish) publish(p.topic, p.payload);
+          for (const c of outcome.cloud) cloud.send(cloudMessage(c));
+          if (!outcome.added && !outcome.removed) {
+            done(msg, true);
+            continue;
+          }
+          (dmi ??= []).push(
+            membershipToDmi(outcome).then(
+              () => done(msg, true),
+              (err: unknown) => {
+                failed(msg, err);
+                done(msg, false);
+              },
+            ),
+          );
+        } catch (err) {
+          failed(msg, err);
+          done(msg, false);
         }
-        // queued synchronously, in order: result, document, delta of one event stay together
-        for (const p of outcome.publish) publish(p.topic, p.payload);
-        for (const c of outcome.cloud) cloud.send(cloudMessage(c));
-        if (!outcome.added && !outcome.removed) return true;
-        return membershipToDmi(outcome).then(() => true);
-      });
+      }
+      if (dmi) return Promise.all(dmi).then(() => undefined);
+    };
 
     /** Tell dmiserver about the devices an event added or removed. */
     const membershipToDmi = async (outcome: Outcome): Promise<void> => {
@@ -211,7 +247,7 @@ export default definePlugin<DeviceTwinConfig & ModuleConfig>({
       );
 
     /** An MQTT message from eventBus (or the same shape from dmiserver). */
-    const fromBus = (msg: Message): Promise<boolean> | void => {
+    const fromBus = (msg: Message): Promise<void> | void => {
       const { topic, t } = topicOf(msg.route.resource ?? '');
       const payload = contentText(msg.content);
       if (!t) {
@@ -220,18 +256,18 @@ export default definePlugin<DeviceTwinConfig & ModuleConfig>({
         return;
       }
       if (t.kind === 'device') {
-        if (t.suffix === 'twin/update') return apply(engine.twinUpdate(t.id, payload));
-        if (t.suffix === 'twin/get') return apply(engine.twinGet(t.id, payload));
+        if (t.suffix === 'twin/update') return apply(msg, engine.twinUpdate(t.id, payload));
+        if (t.suffix === 'twin/get') return apply(msg, engine.twinGet(t.id, payload));
         if (t.suffix === 'state/update') {
           const o = engine.stateUpdate(t.id, payload);
           if (o.ignored)
             ctx.log.warn({ topic, why: o.ignored }, `twin: state update on ${topic} ignored: ${o.ignored}`);
-          return apply(o);
+          return apply(msg, o);
         }
       } else if (t.suffix === 'membership/get') {
         const o = engine.membershipGet(payload);
         if (o.ignored) ctx.log.warn({ topic, why: o.ignored }, `twin: ${o.ignored}`);
-        return apply(o);
+        return apply(msg, o);
       }
       stats.ignored++;
       ctx.log.debug({ topic }, 'twin: no handler for topic');
@@ -270,8 +306,11 @@ export default definePlugin<DeviceTwinConfig & ModuleConfig>({
     const unlisten = conn.onChange(onConnection);
     if (conn.connected) cloud.setConnected(true);
 
-    /** The message's work; a promise when it waits for the group commit. */
-    const route = (msg: Message): Promise<boolean | void> | void => {
+    /**
+     * The message's work. A promise when the answer waits (for the group commit, or DMI): the
+     * message is answered when it settles. Nothing: handled, answer it now.
+     */
+    const route = (msg: Message): Promise<void> | void => {
       const { source, operation, resource = '', group } = msg.route;
       if (source === BusSource && operation === 'response') return fromBus(msg);
       if (source === SourceNodeConnection && resource === ResourceTypeNodeConnection) {
@@ -283,12 +322,18 @@ export default definePlugin<DeviceTwinConfig & ModuleConfig>({
         // and then handles the message (MemDetailResult)
         if (msg.header.parent_msg_id) cloud.confirm(msg.header.parent_msg_id);
         if (msg.content !== MessageSuccessfulContent)
-          return apply(engine.membershipDetail(parseContent(msg)));
+          return apply(msg, engine.membershipDetail(parseContent(msg)));
       } else if (msg.header.parent_msg_id && group === TwinGroup) cloud.confirm(msg.header.parent_msg_id);
       else if (resource === 'membership' || resource.endsWith('/membership'))
-        return apply(engine.membershipUpdate(parseContent(msg)));
+        return apply(msg, engine.membershipUpdate(parseContent(msg)));
       else if (/(^|\/)(device|devicemodel)\//.test(resource) && !resource.startsWith('device/'))
-        return fromMeta(msg);
+        return fromMeta(msg).then(
+          () => done(msg, true),
+          (err: unknown) => {
+            failed(msg, err);
+            done(msg, false);
+          },
+        );
       else ctx.log.debug({ source, operation, resource }, 'twin: message not handled');
     };
     const failed = (msg: Message, err: unknown): void => {
@@ -310,23 +355,16 @@ export default definePlugin<DeviceTwinConfig & ModuleConfig>({
           : newErrorMessage(msg, 'twin: not stored (database write failed)'),
       );
     };
-    // No async wrapper: the hot path (twin updates) costs one promise, the group commit's.
+    // No async wrapper: a twin update shares its flush's promise (the mailbox counts it in flight).
     const handle = (msg: Message): Promise<void> | void => {
-      let pending: Promise<boolean | void> | void = undefined;
+      let pending: Promise<void> | void = undefined;
       try {
         pending = route(msg);
       } catch (err) {
         failed(msg, err);
         return done(msg, false);
       }
-      if (!pending) return done(msg, true);
-      return pending.then(
-        (stored) => done(msg, stored !== false),
-        (err: unknown) => {
-          failed(msg, err);
-          done(msg, false);
-        },
-      );
+      return pending ?? done(msg, true);
     };
 
     // Tell dmiserver about every object known at start (from metaManager's store, when there is one).

@@ -248,26 +248,25 @@ function valueJson(v: TwinValue): string {
 
 /** JSON text of encodeMsgTwin(t, withVersions). */
 export function msgTwinJson(t: MsgTwin, withVersions = true): string {
-  const parts: string[] = [];
-  if (t.expected) parts.push('"expected":' + valueJson(t.expected));
-  if (t.actual) parts.push('"actual":' + valueJson(t.actual));
+  // every member starts with a comma; the first one's is dropped at the end
+  let out = '';
+  if (t.expected) out += ',"expected":' + valueJson(t.expected);
+  if (t.actual) out += ',"actual":' + valueJson(t.actual);
   if (t.optional !== undefined && t.optional !== null)
-    parts.push(t.optional ? '"optional":true' : '"optional":false');
+    out += t.optional ? ',"optional":true' : ',"optional":false';
   if (t.metadata)
-    parts.push(t.metadata.type ? '"metadata":{"type":' + q(t.metadata.type) + '}' : '"metadata":{}');
+    out += t.metadata.type ? ',"metadata":{"type":' + q(t.metadata.type) + '}' : ',"metadata":{}';
   if (withVersions && t.expected_version)
-    parts.push(
-      `"expected_version":{"cloud":${q(t.expected_version.cloud)},"edge":${q(t.expected_version.edge)}}`,
-    );
+    out += `,"expected_version":{"cloud":${q(t.expected_version.cloud)},"edge":${q(t.expected_version.edge)}}`;
   if (withVersions && t.actual_version)
-    parts.push(`"actual_version":{"cloud":${q(t.actual_version.cloud)},"edge":${q(t.actual_version.edge)}}`);
-  return '{' + parts.join(',') + '}';
+    out += `,"actual_version":{"cloud":${q(t.actual_version.cloud)},"edge":${q(t.actual_version.edge)}}`;
+  return '{' + out.slice(1) + '}';
 }
 
 /** JSON text of a Go map (keys sorted as Go sorts strings), values already encoded by `enc`. */
 export function sortedMapJson<V>(m: Map<string, V>, enc: (v: V) => string): string {
-  const keys = [...m.keys()];
-  if (keys.length > 1) keys.sort();
+  if (m.size === 1) for (const [k, v] of m) return '{' + q(k) + ':' + enc(v) + '}';
+  const keys = [...m.keys()].sort();
   let out = '{';
   for (let i = 0; i < keys.length; i++) {
     const k = keys[i] as string;
