@@ -241,9 +241,11 @@ describe('eventBus mode 0 (internal aedes) and mode 1 (both)', () => {
     });
     await edge.kernel.bus.send(
       'eventbus',
-      newMessage({ source: 'twin', group: 'bus', operation: 'publish', resource: 'apps/1' }, 'hello'),
+      newMessage({ source: 'twin', group: 'bus', operation: 'publish', resource: 'apps/1' }, 'héllo €'),
     );
-    await app.waitFor('apps/1');
+    // a string content is handed to aedes as it is and written to the subscriber as UTF-8
+    const [got] = await app.waitFor('apps/1');
+    expect(got!.payload).toBe('héllo €');
   });
 
   it('mode 1: both brokers feed beehive and every publish goes to both', async () => {

@@ -196,7 +196,7 @@ export default definePlugin<EventBusConfig>({
       throw err;
     }
 
-    const publish = (topic: string, payload: Buffer): void => {
+    const publish = (topic: string, payload: Buffer | string): void => {
       for (const side of sides) side.publish(topic, payload);
     };
 
@@ -238,7 +238,7 @@ export default definePlugin<EventBusConfig>({
             );
             return;
           }
-          publish(inner.topic, Buffer.from(JSON.stringify(inner), 'utf8'));
+          publish(inner.topic, JSON.stringify(inner));
           return;
         }
         case 'get_result':
@@ -248,7 +248,7 @@ export default definePlugin<EventBusConfig>({
           }
           publish(
             nodeTopic(nodeName(ctx.services), 'authInfo/get/result'),
-            Buffer.from(JSON.stringify(msg.content ?? null), 'utf8'),
+            JSON.stringify(msg.content ?? null),
           );
           return;
         default:

@@ -29,7 +29,8 @@ export interface SideHooks {
 
 export interface BrokerSide {
   readonly kind: 'internal' | 'external';
-  publish(topic: string, payload: Buffer): void;
+  /** A string payload is written to subscribers as UTF-8. */
+  publish(topic: string, payload: Buffer | string): void;
   subscribe(topic: string): void;
   unsubscribe(topic: string): void;
   close(): Promise<void>;
@@ -332,8 +333,8 @@ export function startExternalClient(
     });
   });
 
-  const queue: { topic: string; payload: Buffer }[] = [];
-  const send = (topic: string, payload: Buffer): void => {
+  const queue: { topic: string; payload: Buffer | string }[] = [];
+  const send = (topic: string, payload: Buffer | string): void => {
     pub.publish(topic, payload, { qos: 1, retain: false }, (err) => {
       if (err) hooks.onDrop(topic, `external broker: ${err.message}`);
     });

@@ -118,10 +118,13 @@ export function mqttToBeehive(topic: string, payload: Buffer | string): { to: De
   return { to, msg };
 }
 
-/** The bytes of a `publish` content: bytes or a string; anything else is not publishable (null). */
-export function publishPayload(content: unknown): Buffer | null {
-  if (Buffer.isBuffer(content)) return content;
+/**
+ * The payload of a `publish` content: bytes, or a string (kept as it is: it is encoded to UTF-8
+ * when written to a subscriber, not when published to no one); anything else is not publishable
+ * (null).
+ */
+export function publishPayload(content: unknown): Buffer | string | null {
+  if (Buffer.isBuffer(content) || typeof content === 'string') return content;
   if (content instanceof Uint8Array) return Buffer.from(content);
-  if (typeof content === 'string') return Buffer.from(content, 'utf8');
   return null;
 }
