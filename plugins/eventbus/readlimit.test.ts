@@ -78,25 +78,29 @@ describe('ReadGate', () => {
     expect(s.readableLength).toBe(0);
   });
 
-  it('reads nothing while max packets are taken, and makes the reader read again on release', () => {
+  it('reads nothing while max packets are taken, and makes the reader read again on release', async () => {
     const { s, gate, parse, all } = gated(
-      2,
-      Array.from({ length: 6 }, (_, i) => publish(i)),
+      3,
+      Array.from({ length: 8 }, (_, i) => publish(i)),
     );
     s.push(all);
     let readable = 0;
     s.on('readable', () => void readable++);
     const first = parse();
-    expect(first).toEqual([0, 1]);
+    expect(first).toEqual([0, 1, 2]);
     gate.take();
     gate.take();
-    expect(parse()).toEqual([]); // refused: both slots taken
+    gate.take();
+    expect(parse()).toEqual([]); // refused: every slot taken
     readable = 0;
     gate.release();
-    expect(readable).toBe(1);
-    expect(parse()).toEqual([2]); // one slot free: one packet
     gate.release();
-    expect(parse()).toEqual([3, 4]);
+    expect(readable).toBe(0); // once the releases of this moment are done
+    await Promise.resolve();
+    expect(readable).toBe(1); // one wake for both
+    expect(parse()).toEqual([3, 4]); // two slots free: two packets in one read
+    gate.release();
+    expect(parse()).toEqual([5, 6, 7]);
   });
 
   it('keeps the framing when packets are split across chunks, including the fixed header', () => {

@@ -35,8 +35,10 @@ export function packetEnd(buf: Uint8Array, at: number): number {
 
 /**
  * The read gate of one connection: aedes is handed at most `max` packets per read, and nothing
- * while `max` of its messages wait for deviceTwin (`take` / `release`); the last release that
- * frees a slot after a refused read makes aedes read again (a `readable` event, as new data would).
+ * while `max` of its messages wait for deviceTwin (`take` / `release`). After a refused read, the
+ * first release that frees a slot makes aedes read again (a `readable` event, as new data would),
+ * once the releases of that moment are done (a microtask later): deviceTwin answers a whole commit
+ * at once, so one read then takes every freed slot instead of one read (and one packet) per release.
  */
 export class ReadGate {
   private inflight = 0;
@@ -64,9 +66,11 @@ export class ReadGate {
     this.inflight--;
     if (this.refused && this.inflight < this.max) {
       this.refused = false;
-      this.socket.emit('readable');
+      queueMicrotask(this.wake);
     }
   }
+
+  private readonly wake = (): void => void this.socket.emit('readable');
 
   private limited(size?: number | null): Buffer | null {
     // read(n) (stream internals, e.g. read(0)) is left alone; aedes reads with read(null)
