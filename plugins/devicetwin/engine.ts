@@ -434,7 +434,7 @@ export class TwinEngine {
           s.actual_version = version;
         }
         s.optional = twin.optional;
-        s.metadata = { type: twin.type };
+        s.metadata ??= { type: twin.type };
         changed = true;
       }
       if (
@@ -466,7 +466,8 @@ export class TwinEngine {
         changed = true;
       }
       if (!changed) continue;
-      if (s.metadata && twin.type !== 'deleted') s.metadata = { type: twin.type };
+      if (s.metadata && twin.type !== 'deleted' && s.metadata.type !== twin.type)
+        s.metadata = { type: twin.type };
       change.updateTwins!.push({ deviceid: device.id, name: key, cols });
       document.set(key, documentJson(before.type === 'deleted' ? null : toMsgTwin(before), toMsgTwin(twin)));
       sync?.set(key, s);

@@ -248,19 +248,31 @@ function valueJson(v: TwinValue): string {
 
 /** JSON text of encodeMsgTwin(t, withVersions). */
 export function msgTwinJson(t: MsgTwin, withVersions = true): string {
-  // every member starts with a comma; the first one's is dropped at the end
-  let out = '';
-  if (t.expected) out += ',"expected":' + valueJson(t.expected);
-  if (t.actual) out += ',"actual":' + valueJson(t.actual);
-  if (t.optional !== undefined && t.optional !== null)
-    out += t.optional ? ',"optional":true' : ',"optional":false';
-  if (t.metadata)
-    out += t.metadata.type ? ',"metadata":{"type":' + q(t.metadata.type) + '}' : ',"metadata":{}';
-  if (withVersions && t.expected_version)
-    out += `,"expected_version":{"cloud":${q(t.expected_version.cloud)},"edge":${q(t.expected_version.edge)}}`;
+  let out = '{';
+  let sep = '';
+  if (t.expected) {
+    out += '"expected":' + valueJson(t.expected);
+    sep = ',';
+  }
+  if (t.actual) {
+    out += sep + '"actual":' + valueJson(t.actual);
+    sep = ',';
+  }
+  if (t.optional !== undefined && t.optional !== null) {
+    out += sep + (t.optional ? '"optional":true' : '"optional":false');
+    sep = ',';
+  }
+  if (t.metadata) {
+    out += sep + (t.metadata.type ? '"metadata":{"type":' + q(t.metadata.type) + '}' : '"metadata":{}');
+    sep = ',';
+  }
+  if (withVersions && t.expected_version) {
+    out += `${sep}"expected_version":{"cloud":${q(t.expected_version.cloud)},"edge":${q(t.expected_version.edge)}}`;
+    sep = ',';
+  }
   if (withVersions && t.actual_version)
-    out += `,"actual_version":{"cloud":${q(t.actual_version.cloud)},"edge":${q(t.actual_version.edge)}}`;
-  return '{' + out.slice(1) + '}';
+    out += `${sep}"actual_version":{"cloud":${q(t.actual_version.cloud)},"edge":${q(t.actual_version.edge)}}`;
+  return out + '}';
 }
 
 /** JSON text of a Go map (keys sorted as Go sorts strings), values already encoded by `enc`. */
