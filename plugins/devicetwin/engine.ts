@@ -22,6 +22,7 @@ import {
   encodeAttr,
   encodeMsgTwin,
   field,
+  jsonNumber,
   msgTwinJson,
   parseBase,
   parseDeviceList,
@@ -98,8 +99,10 @@ const SIDES = ['expected', 'actual'] as const;
 const tooLarge = (payload: string): boolean =>
   payload.length * 3 > MAX_PAYLOAD_BYTES && Buffer.byteLength(payload) > MAX_PAYLOAD_BYTES;
 /** `JSON.stringify({timestamp})` / `JSON.stringify({cloud, edge})` without the generic walk. */
-const metaJson = (ts: number | undefined): string => (ts === undefined ? '{}' : `{"timestamp":${json(ts)}}`);
-const versionJson = (v: TwinVersion): string => `{"cloud":${json(v.cloud)},"edge":${json(v.edge)}}`;
+const metaJson = (ts: number | undefined): string =>
+  ts === undefined ? '{}' : `{"timestamp":${jsonNumber(ts)}}`;
+const versionJson = (v: TwinVersion): string =>
+  `{"cloud":${jsonNumber(v.cloud)},"edge":${jsonNumber(v.edge)}}`;
 const parseJson = <T>(text: string | null | undefined): T | undefined => {
   if (!text) return undefined;
   try {
@@ -495,18 +498,15 @@ export class TwinEngine {
         );
       }
     }
+    const head = `{"event_id":${json(eventId)},"timestamp":${now},"twin":`;
     out.publish.push({
       topic: topics.result,
-      payload:
-        `{"event_id":${json(eventId)},"timestamp":${now},"twin":` +
-        sortedMapJson(result, (v) => (v ? msgTwinJson(v, false) : 'null')) +
-        '}',
+      payload: head + sortedMapJson(result, (v) => (v ? msgTwinJson(v, false) : 'null')) + '}',
     });
     if (document.size > 0) {
       out.publish.push({
         topic: topics.document,
-        payload:
-          `{"event_id":${json(eventId)},"timestamp":${now},"twin":` + sortedMapJson(document, (d) => d) + '}',
+        payload: head + sortedMapJson(document, (d) => d) + '}',
       });
     }
     const delta = this.delta(device);

@@ -232,6 +232,8 @@ export function encodeMsgTwin(t: MsgTwin, withVersions = true): Obj {
 
 // The same encodings straight to JSON text (the hot path of twin updates: no intermediate objects).
 const q = JSON.stringify;
+/** JSON text of a number: `String` is several times faster than JSON.stringify (same text when finite). */
+export const jsonNumber = (n: number): string => (Number.isFinite(n) ? String(n) : 'null');
 
 function valueJson(v: TwinValue): string {
   let out = '{';
@@ -239,7 +241,7 @@ function valueJson(v: TwinValue): string {
   if (v.metadata) {
     if (out.length > 1) out += ',';
     out += v.metadata.timestamp
-      ? '"metadata":{"timestamp":' + q(v.metadata.timestamp) + '}}'
+      ? '"metadata":{"timestamp":' + jsonNumber(v.metadata.timestamp) + '}}'
       : '"metadata":{}}';
     return out;
   }
@@ -267,11 +269,11 @@ export function msgTwinJson(t: MsgTwin, withVersions = true): string {
     sep = ',';
   }
   if (withVersions && t.expected_version) {
-    out += `${sep}"expected_version":{"cloud":${q(t.expected_version.cloud)},"edge":${q(t.expected_version.edge)}}`;
+    out += `${sep}"expected_version":{"cloud":${jsonNumber(t.expected_version.cloud)},"edge":${jsonNumber(t.expected_version.edge)}}`;
     sep = ',';
   }
   if (withVersions && t.actual_version)
-    out += `${sep}"actual_version":{"cloud":${q(t.actual_version.cloud)},"edge":${q(t.actual_version.edge)}}`;
+    out += `${sep}"actual_version":{"cloud":${jsonNumber(t.actual_version.cloud)},"edge":${jsonNumber(t.actual_version.edge)}}`;
   return out + '}';
 }
 
