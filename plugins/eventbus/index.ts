@@ -142,7 +142,7 @@ export default definePlugin<EventBusConfig>({
       m.done(err);
     };
     const run = (m: Twinbound): void =>
-      requestTwin(m, mqttToBeehive(m.topic, m.payload).msg, Date.now() + TWIN_ACK_TIMEOUT_MS);
+      requestTwin(m, mqttToBeehive(m.topic, m.payload, TwinGroup), Date.now() + TWIN_ACK_TIMEOUT_MS);
 
     /**
      * One MQTT message into beehive (spec §4.5). For a message bound for deviceTwin (any QoS),
@@ -161,7 +161,7 @@ export default definePlugin<EventBusConfig>({
         } else waiting.push(m);
         return;
       }
-      ctx.sendToGroup(to, mqttToBeehive(topic, payload).msg).then(
+      ctx.sendToGroup(to, mqttToBeehive(topic, payload, to)).then(
         () => done(),
         (err: unknown) => {
           counters.dispatchFailures++;

@@ -99,23 +99,18 @@ export function destinationOf(topic: string): Destination {
   return topic.startsWith(DeviceETPrefix) || topic.startsWith(NodeETPrefix) ? TwinGroup : HubGroup;
 }
 
-/** The beehive message eventBus produces for an MQTT publish on `topic` (spec §4.5). */
-export function mqttToBeehive(topic: string, payload: Buffer | string): { to: Destination; msg: Message } {
+/**
+ * The beehive message eventBus produces for an MQTT publish on `topic` (spec §4.5), bound for `to`
+ * (`destinationOf(topic)`, which the caller has decided already).
+ */
+export function mqttToBeehive(topic: string, payload: Buffer | string, to: Destination): Message {
   const content = typeof payload === 'string' ? payload : payload.toString('utf8');
-  const to = destinationOf(topic);
-  const msg =
-    to === TwinGroup
-      ? newMessage(
-          {
-            source: BusSource,
-            group: UserGroup,
-            operation: 'response',
-            resource: encodeTopicResource(topic),
-          },
-          content,
-        )
-      : newMessage({ source: BusSource, group: UserGroup, operation: 'upload', resource: topic }, content);
-  return { to, msg };
+  return to === TwinGroup
+    ? newMessage(
+        { source: BusSource, group: UserGroup, operation: 'response', resource: encodeTopicResource(topic) },
+        content,
+      )
+    : newMessage({ source: BusSource, group: UserGroup, operation: 'upload', resource: topic }, content);
 }
 
 /**
