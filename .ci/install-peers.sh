@@ -2,7 +2,8 @@
 # Install the real peer programs that the tests start (test/peers/*.ts): containerd + runc + CNI
 # plugins + busybox-static (edged), mosquitto (eventBus), pymodbus + socat + mbpoll (Modbus mapper),
 # sqlite3, kubectl (metaServer); then builds (or reuses) the Kubernetes control plane of the cloud
-# tests (test/peers/kube/build.sh: etcd, kube-apiserver, ... from Go modules, cached by version).
+# tests (test/peers/kube/build.sh: etcd, kube-apiserver, ... from Go modules, cached by version)
+# and KubeEdge's own Go edgecore and cloudcore (test/peers/kubeedge/build.sh, the same way).
 #
 # Idempotent: runs `apt-get update` (once) and `apt-get install` only when a package is missing.
 # Must run as root on Debian 12. Services are NOT started by the install: tests start their own
@@ -25,6 +26,8 @@ PACKAGES=(
   mbpoll
   sqlite3
   dnsutils # dig: queries the edgeMesh DNS in its tests
+  gcc       # cgo of KubeEdge's Go edgecore (github.com/mattn/go-sqlite3), built below
+  libc6-dev
 )
 # kubectl: Debian's kubernetes-client, unless some kubectl is already installed (e.g. the cloud
 # SDK's `kubectl` package, which owns /usr/bin/kubectl and makes kubernetes-client fail to unpack).
@@ -99,4 +102,9 @@ done
 # (about 1,300 CPU-seconds; progress on stderr), into a cache outside the checkout.
 kube_bin=$(bash "$(dirname "$0")/../test/peers/kube/build.sh")
 echo "install-peers: Kubernetes control plane $(cat "$(dirname "$0")/../test/peers/kube/VERSION") in $kube_bin"
+# Go KubeEdge (test/peers/kubeedge.ts: a Go edgecore joins our cloudcore; benchmark anchors): built
+# the same way from the github.com/kubeedge/kubeedge Go module (cgo: gcc, for go-sqlite3), once per
+# version, into a cache outside the checkout.
+kubeedge_bin=$(bash "$(dirname "$0")/../test/peers/kubeedge/build.sh")
+echo "install-peers: KubeEdge $(cat "$(dirname "$0")/../test/peers/kubeedge/VERSION") (Go) in $kubeedge_bin"
 echo "install-peers: done"

@@ -15,6 +15,8 @@ export interface LinkSetup {
   cloudHub: string;
   /** cloudHub's websocket port. */
   wsPort: number;
+  /** cloudHub's cert server port (`https`). */
+  httpsPort: number;
   /** The same on other ports (another cloudcore of the same cluster: same CA and certificate files). */
   cloudHubOn(wsPort: number, httpsPort: number): string;
   /**
@@ -54,5 +56,5 @@ export async function prepareLink(dir: string): Promise<LinkSetup> {
     tlsPrivateKeyFile: ${join(dir, certDir, 'certs/server.key')}
     websocket: {enable: true, server: "${server}"}
 ${extra}`;
-  return { ca, cloudHub: cloudHubOn(wsPort, httpsPort), wsPort, cloudHubOn, edgeHub };
+  return { ca, cloudHub: cloudHubOn(wsPort, httpsPort), wsPort, httpsPort, cloudHubOn, edgeHub };
 }

@@ -113,6 +113,8 @@ export interface EdgeStackOptions {
 
 export interface EdgeStack {
   readonly nodeName: string;
+  /** cloudHub's CA and ports (another edge, e.g. a Go edgecore, can join the same cloud). */
+  readonly link: LinkSetup;
   /** Set when the stack runs cloudStream and edgeStream. */
   readonly stream: StreamPorts | undefined;
   readonly cp: ControlPlane;
@@ -219,6 +221,7 @@ ${stream ? `      readOnlyPort: ${stream.ports.kubeletPort}\n` : ''}${(opts.kube
   let edge: Kernel | undefined;
   const stack: EdgeStack = {
     nodeName,
+    link,
     stream: stream?.ports,
     cp,
     cd,

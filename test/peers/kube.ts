@@ -9,7 +9,6 @@
  * ServiceAccount `kubeedge/cloudcore` bound to KubeEdge's cloudcore ClusterRole
  * (`kube/cloudcore-rbac.yaml`), with a kubeconfig of its own.
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
@@ -20,6 +19,7 @@ import { createKubeApi } from '../../kernel/kube/index.js';
 import type { KubeApi } from '../../kernel/kube/types.js';
 import type { Logger } from '../../kernel/log.js';
 import {
+  buildWithScript,
   errorMessage,
   freePort,
   onCleanup,
@@ -114,36 +114,11 @@ let binaries: Promise<string> | undefined;
  * Once per process.
  */
 export function kubeBinaries(): Promise<string> {
-  binaries ??= buildBinaries();
+  binaries ??= buildWithScript(
+    peerAsset('kube/build.sh'),
+    `the Kubernetes ${KUBE_VERSION} test control plane`,
+  );
   return binaries;
-}
-
-async function buildBinaries(): Promise<string> {
-  const script = peerAsset('kube/build.sh');
-  const child = spawn('bash', [script], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let tail: string[] = [];
-  let partial = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-    const lines = (partial + chunk).split('\n');
-    partial = lines.pop() ?? '';
-    for (const line of lines) {
-      progress(line);
-      tail = [...tail.slice(-19), line];
-    }
-  });
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', resolve);
-  });
-  if (code !== 0) {
-    throw new Error(
-      `cannot build the Kubernetes ${KUBE_VERSION} test control plane: test/peers/kube/build.sh exited ` +
-        `with ${code ?? 'a signal'}; its last output:\n${[...tail, partial].join('\n')}`,
-    );
-  }
-  return stdout.trim().split('\n').pop() ?? '';
 }
 
 /** Starts a control plane (building its binaries first if needed) and waits until it is ready. */

@@ -386,3 +386,36 @@ export function peerAsset(name: string): string {
   if (!found) throw new Error(`test/peers asset ${name} not found (looked in ${candidates.join(', ')})`);
   return found;
 }
+
+/**
+ * Runs a peer's build script (`bash SCRIPT`): its stderr lines are shown as progress, the last line
+ * of its stdout (the directory of the built binaries) is the result. Rejects, naming the script and
+ * its last output, when it fails. Used by `kube.ts` and `kubeedge.ts` (binaries built from Go
+ * modules, cached by version outside the checkout).
+ */
+export async function buildWithScript(script: string, what: string): Promise<string> {
+  const child = spawn('bash', [script], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let tail: string[] = [];
+  let partial = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+    const lines = (partial + chunk).split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) {
+      progress(line);
+      tail = [...tail.slice(-19), line];
+    }
+  });
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', resolve);
+  });
+  if (code !== 0) {
+    throw new Error(
+      `cannot build ${what}: ${script} exited with ${code ?? 'a signal'}; its last output:\n` +
+        [...tail, partial].join('\n'),
+    );
+  }
+  return stdout.trim().split('\n').pop() ?? '';
+}

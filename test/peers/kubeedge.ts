@@ -1,0 +1,222 @@
+/**
+ * The Go KubeEdge as a test peer: edgecore (and cloudcore) built from the
+ * `github.com/kubeedge/kubeedge` Go module at the version pinned in `kubeedge/VERSION` (by
+ * `kubeedge/build.sh`, once per version, into a cache outside the repository).
+ *
+ * {@link startGoEdgecore} runs a Go edgecore against a cloudcore (ours in the tests): edgeHub
+ * bootstraps its certificate with a join token against the cloudcore's cert server, edged (an
+ * embedded kubelet) runs pods on a private containerd ({@link ContainerdPeer}), edgeStream dials the
+ * tunnel when asked. Everything it writes is in a temp dir of its own; it is stopped by pid. The
+ * tests use it to check wire compatibility, the benchmarks to measure the Go figures side by side.
+ */
+import { readFileSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parse, stringify } from 'yaml';
+import { EdgedServerPort } from '../../protocol/stream.js';
+import { PAUSE_IMAGE, type ContainerdPeer } from './containerd.js';
+import {
+  buildWithScript,
+  freePort,
+  onCleanup,
+  peerAsset,
+  removeTempDir,
+  run,
+  spawnPeer,
+  tempDir,
+  waitFor,
+} from './util.js';
+
+/** The KubeEdge version of the Go peer (`test/peers/kubeedge/VERSION`). */
+export const KUBEEDGE_VERSION = readFileSync(peerAsset('kubeedge/VERSION'), 'utf8').trim();
+
+let binaries: Promise<string> | undefined;
+
+/**
+ * Returns the directory holding `edgecore` and `cloudcore` at {@link KUBEEDGE_VERSION}, building
+ * them first when the cache lacks them (`test/peers/kubeedge/build.sh`, with progress lines on
+ * stderr). Rejects, naming the script and its last output, when the build fails. Once per process.
+ */
+export function kubeedgeBinaries(): Promise<string> {
+  binaries ??= buildWithScript(peerAsset('kubeedge/build.sh'), `KubeEdge ${KUBEEDGE_VERSION} (Go)`);
+  return binaries;
+}
+
+/** Options of {@link startGoEdgecore}. */
+export interface GoEdgecoreOptions {
+  /** The node's name (`edged.hostnameOverride`). */
+  nodeName: string;
+  /** cloudHub's websocket, `host:port`. */
+  server: string;
+  /** cloudHub's cert server, `https://host:port`. */
+  httpServer: string;
+  /** The join token (`keadm gettoken`); edgecore removes it from its config once it has a certificate. */
+  token: string;
+  /** The container runtime edged drives (its CRI endpoint and pod log directory). */
+  containerd: ContainerdPeer;
+  /**
+   * edgeStream on, dialling cloudStream's tunnel at this `host:port`; default off. The cloud asks
+   * for the kubelet API at KubeEdge's fixed `127.0.0.1:10350` (Go edgeStream dials the URL it is
+   * given), so edged's read-only port is then 10350, which must be free on this machine.
+   */
+  tunnelServer?: string;
+  /** edgeHub's heartbeat in seconds (default 15, KubeEdge's). */
+  heartbeat?: number;
+  /** edged's `nodeStatusUpdateFrequency` in seconds (default 10, KubeEdge's). */
+  nodeStatusUpdateFrequency?: number;
+}
+
+/** A running Go edgecore from {@link startGoEdgecore}. */
+export interface GoEdgecore {
+  readonly pid: number;
+  /** Its temp dir: config, database, certificates, kubelet root. */
+  readonly dir: string;
+  /** The edgecore.yaml it runs with (edgecore rewrites it: version stamp, token removed). */
+  readonly configPath: string;
+  /** edged's kubelet read-only port on 127.0.0.1 (`/healthz`, `/pods`). */
+  readonly readOnlyPort: number;
+  /** Resident memory of the process now (`VmRSS` of /proc/PID/status), in bytes. */
+  rssBytes(): Promise<number>;
+  /** Its recent log output (klog on stderr). */
+  output(): string;
+  /** Stops it by pid (SIGTERM, then SIGKILL) and removes its dir. */
+  stop(): Promise<void>;
+}
+
+/** The parts of KubeEdge's edgecore.yaml (v1alpha2) that {@link startGoEdgecore} sets. */
+interface EdgeCoreYaml {
+  database: { dataSource: string };
+  modules: Record<string, Record<string, unknown>>;
+}
+
+/**
+ * Starts a Go edgecore (building it first if needed) in a temp dir, with KubeEdge's default
+ * configuration (`edgecore --defaultconfig`) changed to: edgeHub, metaManager, edged (and
+ * edgeStream when asked) only; every file under the temp dir; edged on the given containerd with
+ * a free read-only port on 127.0.0.1 (Go edged needs one: it waits on its `/healthz/syncloop`
+ * before it syncs a pod), no per-QoS cgroups (nothing left in the machine's cgroup tree). Resolves
+ * once edged's `/healthz` answers; the caller waits for the Node it registers.
+ */
+export async function startGoEdgecore(opts: GoEdgecoreOptions): Promise<GoEdgecore> {
+  const edgecore = join(await kubeedgeBinaries(), 'edgecore');
+  const dir = await tempDir(`go-edgecore-${opts.nodeName}`);
+  const configPath = join(dir, 'edgecore.yaml');
+  const readOnlyPort = opts.tunnelServer === undefined ? await freePort() : EdgedServerPort;
+  const config = parse((await run(edgecore, ['--defaultconfig'])).stdout) as EdgeCoreYaml;
+  const m = config.modules;
+  config.database.dataSource = join(dir, 'edgecore.db');
+  const certs = {
+    ca: join(dir, 'ca/rootCA.crt'),
+    cert: join(dir, 'certs/server.crt'),
+    key: join(dir, 'certs/server.key'),
+  };
+  for (const name of ['eventBus', 'deviceTwin', 'serviceBus', 'taskManager', 'dbTest']) {
+    m[name] = { ...m[name], enable: false };
+  }
+  m.metaManager = {
+    ...m.metaManager,
+    enable: true,
+    metaServer: { ...obj(m.metaManager?.metaServer), enable: false },
+  };
+  m.edgeHub = {
+    ...m.edgeHub,
+    enable: true,
+    heartbeat: opts.heartbeat ?? 15,
+    httpServer: opts.httpServer,
+    token: opts.token,
+    tlsCaFile: certs.ca,
+    tlsCertFile: certs.cert,
+    tlsPrivateKeyFile: certs.key,
+    quic: { ...obj(m.edgeHub?.quic), enable: false },
+    websocket: { ...obj(m.edgeHub?.websocket), enable: true, server: opts.server },
+  };
+  m.edgeStream = {
+    ...m.edgeStream,
+    enable: opts.tunnelServer !== undefined,
+    ...(opts.tunnelServer !== undefined && { server: opts.tunnelServer }),
+    tlsTunnelCAFile: certs.ca,
+    tlsTunnelCertFile: certs.cert,
+    tlsTunnelPrivateKeyFile: certs.key,
+  };
+  const cri = opts.containerd.endpoint;
+  m.edged = {
+    ...m.edged,
+    enable: true,
+    hostnameOverride: opts.nodeName,
+    nodeIP: '127.0.0.1',
+    rootDirectory: join(dir, 'kubelet'),
+    podSandboxImage: PAUSE_IMAGE,
+    tailoredKubeletConfig: {
+      ...obj(m.edged?.tailoredKubeletConfig),
+      address: '127.0.0.1',
+      readOnlyPort,
+      containerRuntimeEndpoint: cri,
+      imageServiceEndpoint: cri,
+      podLogsDir: join(dir, 'pod-logs'),
+      staticPodPath: join(dir, 'manifests'),
+      volumePluginDir: join(dir, 'volume-plugins'),
+      cgroupDriver: 'cgroupfs',
+      cgroupsPerQOS: false,
+      enforceNodeAllocatable: [],
+      ...(opts.nodeStatusUpdateFrequency !== undefined && {
+        nodeStatusUpdateFrequency: `${opts.nodeStatusUpdateFrequency}s`,
+      }),
+    },
+  };
+  await writeFile(configPath, stringify(config), { mode: 0o600 });
+
+  const peer = await spawnPeer(edgecore, ['--config', configPath], {
+    cwd: dir,
+    name: `go-edgecore ${opts.nodeName}`,
+    graceMs: 10_000,
+    // the check looks for a running kubelet process; these tests own the machine's view
+    env: { ...process.env, CHECK_EDGECORE_ENVIRONMENT: 'false' },
+  });
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    unregister();
+    await peer.stop();
+    await removeTempDir(dir);
+  };
+  const unregister = onCleanup(stop);
+  try {
+    await waitFor(
+      async () => {
+        if (!peer.running()) throw new Error(`${peer.name} exited early`);
+        const res = await fetch(`http://127.0.0.1:${readOnlyPort}/healthz`, {
+          signal: AbortSignal.timeout(2000),
+        }).catch(() => undefined);
+        return res?.status === 200;
+      },
+      {
+        what: `${peer.name}: edged's /healthz on 127.0.0.1:${readOnlyPort}`,
+        timeoutMs: 120_000,
+        intervalMs: 250,
+        details: () => peer.output().slice(-6_000),
+      },
+    );
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return {
+    pid: peer.pid,
+    dir,
+    configPath,
+    readOnlyPort,
+    async rssBytes() {
+      const status = await readFile(`/proc/${peer.pid}/status`, 'utf8');
+      const kb = /^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1];
+      if (kb === undefined) throw new Error(`${peer.name}: no VmRSS in /proc/${peer.pid}/status`);
+      return Number(kb) * 1024;
+    },
+    output: () => peer.output(),
+    stop,
+  };
+}
+
+function obj(value: unknown): Record<string, unknown> {
+  return typeof value === 'object' && value !== null ? (value as Record<string, unknown>) : {};
+}
