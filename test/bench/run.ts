@@ -9,6 +9,7 @@ import { devicesBench } from './devices.js';
 import { edgecontrollerBench } from './edgecontroller.js';
 import { edgemeshBench } from './edgemesh.js';
 import { eventbusBench } from './eventbus.js';
+import { goAnchorBench } from './go-anchor.js';
 import { edgedBench } from './edged.js';
 import { kernelBench } from './kernel.js';
 import { metamanagerBench } from './metamanager.js';
@@ -35,6 +36,7 @@ const suites: [string, () => Promise<Figure[]>][] = [
   ['edgemesh', edgemeshBench],
   ['devices', devicesBench],
   ['scale', scaleBench],
+  ['go-anchor', goAnchorBench],
 ];
 
 const only = process.argv[2];

@@ -60,6 +60,12 @@ export interface GoEdgecoreOptions {
    * given), so edged's read-only port is then 10350, which must be free on this machine.
    */
   tunnelServer?: string;
+  /**
+   * KubeEdge's default module set: eventBus (its internal MQTT broker, on a free port) and
+   * deviceTwin (its DMI socket in the temp dir) run too; default false (edgeHub, metaManager, edged
+   * and edgeStream only).
+   */
+  defaultModules?: boolean;
   /** edgeHub's heartbeat in seconds (default 15, KubeEdge's). */
   heartbeat?: number;
   /** edged's `nodeStatusUpdateFrequency` in seconds (default 10, KubeEdge's). */
@@ -92,7 +98,7 @@ interface EdgeCoreYaml {
 /**
  * Starts a Go edgecore (building it first if needed) in a temp dir, with KubeEdge's default
  * configuration (`edgecore --defaultconfig`) changed to: edgeHub, metaManager, edged (and
- * edgeStream when asked) only; every file under the temp dir; edged on the given containerd with
+ * edgeStream, eventBus and deviceTwin when asked) only; every file under the temp dir; edged on the given containerd with
  * a free read-only port on 127.0.0.1 (Go edged needs one: it waits on its `/healthz/syncloop`
  * before it syncs a pod), no per-QoS cgroups (nothing left in the machine's cgroup tree). Resolves
  * once edged's `/healthz` answers; the caller waits for the Node it registers.
@@ -112,6 +118,16 @@ export async function startGoEdgecore(opts: GoEdgecoreOptions): Promise<GoEdgeco
   };
   for (const name of ['eventBus', 'deviceTwin', 'serviceBus', 'taskManager', 'dbTest']) {
     m[name] = { ...m[name], enable: false };
+  }
+  if (opts.defaultModules) {
+    // mqttMode 0: the broker inside edgecore
+    m.eventBus = {
+      ...m.eventBus,
+      enable: true,
+      mqttMode: 0,
+      mqttServerInternal: `tcp://127.0.0.1:${await freePort()}`,
+    };
+    m.deviceTwin = { ...m.deviceTwin, enable: true, dmiSockPath: `${dir}/` };
   }
   m.metaManager = {
     ...m.metaManager,
