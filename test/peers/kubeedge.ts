@@ -10,8 +10,8 @@
  * tests use it to check wire compatibility, the benchmarks to measure the Go figures side by side.
  */
 import { readFileSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { EdgedServerPort } from '../../protocol/stream.js';
 import { PAUSE_IMAGE, type ContainerdPeer } from './containerd.js';
@@ -21,6 +21,7 @@ import {
   onCleanup,
   peerAsset,
   removeTempDir,
+  requirePeer,
   run,
   spawnPeer,
   tempDir,
@@ -104,6 +105,7 @@ interface EdgeCoreYaml {
  * once edged's `/healthz` answers; the caller waits for the Node it registers.
  */
 export async function startGoEdgecore(opts: GoEdgecoreOptions): Promise<GoEdgecore> {
+  const unshare = requirePeer('unshare', 'util-linux');
   const edgecore = join(await kubeedgeBinaries(), 'edgecore');
   const dir = await tempDir(`go-edgecore-${opts.nodeName}`);
   const configPath = join(dir, 'edgecore.yaml');
@@ -174,6 +176,7 @@ export async function startGoEdgecore(opts: GoEdgecoreOptions): Promise<GoEdgeco
       cgroupDriver: 'cgroupfs',
       cgroupsPerQOS: false,
       enforceNodeAllocatable: [],
+      makeIPTablesUtilChains: false,
       ...(opts.nodeStatusUpdateFrequency !== undefined && {
         nodeStatusUpdateFrequency: `${opts.nodeStatusUpdateFrequency}s`,
       }),
@@ -181,13 +184,41 @@ export async function startGoEdgecore(opts: GoEdgecoreOptions): Promise<GoEdgeco
   };
   await writeFile(configPath, stringify(config), { mode: 0o600 });
 
-  const peer = await spawnPeer(edgecore, ['--config', configPath], {
-    cwd: dir,
-    name: `go-edgecore ${opts.nodeName}`,
-    graceMs: 10_000,
-    // the check looks for a running kubelet process; these tests own the machine's view
-    env: { ...process.env, CHECK_EDGECORE_ENVIRONMENT: 'false' },
-  });
+  // edged's container manager sets kernel tunables on the host (vm.overcommit_memory=1,
+  // kernel.panic=10, kernel.panic_on_oops=1, ...) unless they already read as it wants: in a mount
+  // namespace of its own, those /proc/sys files are bind-mounted files with its values, so this
+  // shared machine's settings stay as they are.
+  for (const [name, value] of Object.entries(KUBELET_SYSCTLS)) {
+    await mkdir(dirname(join(dir, 'sysctl', name)), { recursive: true });
+    await writeFile(join(dir, 'sysctl', name), `${value}\n`);
+  }
+  const peer = await spawnPeer(
+    unshare,
+    [
+      '--mount',
+      '--propagation',
+      'slave',
+      'sh',
+      '-ec',
+      'dir=$1; shift; for f in $SYSCTLS; do mount --bind "$dir/sysctl/$f" "/proc/sys/$f"; done; exec "$@"',
+      'sh',
+      dir,
+      edgecore,
+      '--config',
+      configPath,
+    ],
+    {
+      cwd: dir,
+      name: `go-edgecore ${opts.nodeName}`,
+      graceMs: 10_000,
+      // the check looks for a running kubelet process; these tests own the machine's view
+      env: {
+        ...process.env,
+        CHECK_EDGECORE_ENVIRONMENT: 'false',
+        SYSCTLS: Object.keys(KUBELET_SYSCTLS).join(' '),
+      },
+    },
+  );
   let stopped = false;
   const stop = async (): Promise<void> => {
     if (stopped) return;
@@ -232,6 +263,16 @@ export async function startGoEdgecore(opts: GoEdgecoreOptions): Promise<GoEdgeco
     stop,
   };
 }
+
+/** What the kubelet's container manager wants in /proc/sys (Kubernetes' `setupKernelTunables`). */
+const KUBELET_SYSCTLS: Readonly<Record<string, number>> = {
+  'vm/overcommit_memory': 1,
+  'vm/panic_on_oom': 0,
+  'kernel/panic': 10,
+  'kernel/panic_on_oops': 1,
+  'kernel/keys/root_maxkeys': 1_000_000,
+  'kernel/keys/root_maxbytes': 25_000_000,
+};
 
 function obj(value: unknown): Record<string, unknown> {
   return typeof value === 'object' && value !== null ? (value as Record<string, unknown>) : {};
