@@ -185,9 +185,11 @@ export async function startGoEdgecore(opts: GoEdgecoreOptions): Promise<GoEdgeco
   await writeFile(configPath, stringify(config), { mode: 0o600 });
 
   // edged's container manager sets kernel tunables on the host (vm.overcommit_memory=1,
-  // kernel.panic=10, kernel.panic_on_oops=1, ...) unless they already read as it wants: in a mount
-  // namespace of its own, those /proc/sys files are bind-mounted files with its values, so this
-  // shared machine's settings stay as they are.
+  // kernel.panic=10, kernel.panic_on_oops=1, ...) unless they already read as it wants, and its
+  // device manager makes its socket in /var/lib/kubelet/device-plugins whatever the root
+  // directory: in a mount namespace of its own, those /proc/sys files are bind-mounted files with
+  // its values and /var/lib/kubelet is a directory of the temp dir, so this shared machine keeps
+  // its settings and files (only an empty /var/lib/kubelet is left, the mount point).
   for (const [name, value] of Object.entries(KUBELET_SYSCTLS)) {
     await mkdir(dirname(join(dir, 'sysctl', name)), { recursive: true });
     await writeFile(join(dir, 'sysctl', name), `${value}\n`);
@@ -200,7 +202,9 @@ export async function startGoEdgecore(opts: GoEdgecoreOptions): Promise<GoEdgeco
       'slave',
       'sh',
       '-ec',
-      'dir=$1; shift; for f in $SYSCTLS; do mount --bind "$dir/sysctl/$f" "/proc/sys/$f"; done; exec "$@"',
+      'dir=$1; shift; for f in $SYSCTLS; do mount --bind "$dir/sysctl/$f" "/proc/sys/$f"; done; ' +
+        'mkdir -p /var/lib/kubelet "$dir/var-lib-kubelet"; mount --bind "$dir/var-lib-kubelet" /var/lib/kubelet; ' +
+        'exec "$@"',
       'sh',
       dir,
       edgecore,
@@ -211,7 +215,7 @@ export async function startGoEdgecore(opts: GoEdgecoreOptions): Promise<GoEdgeco
       cwd: dir,
       name: `go-edgecore ${opts.nodeName}`,
       graceMs: 10_000,
-      // the check looks for a running kubelet process; these tests own the machine's view
+      // edgecore refuses to start while a process named kubelet runs (another test's, say)
       env: {
         ...process.env,
         CHECK_EDGECORE_ENVIRONMENT: 'false',
