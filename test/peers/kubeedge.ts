@@ -82,8 +82,12 @@ export interface GoEdgecore {
   readonly configPath: string;
   /** edged's kubelet read-only port on 127.0.0.1 (`/healthz`, `/pods`). */
   readonly readOnlyPort: number;
-  /** Resident memory of the process now (`VmRSS` of /proc/PID/status), in bytes. */
-  rssBytes(): Promise<number>;
+  /**
+   * Resident memory of the process now, from /proc/PID/status, in kB: all of it (`VmRSS`), its
+   * anonymous part (`RssAnon`: heap, stacks) and its file-backed part (`RssFile`: mostly the
+   * binary's pages, shared and reclaimable).
+   */
+  memoryKb(): Promise<{ VmRSS: number; RssAnon: number; RssFile: number }>;
   /** Its recent log output (klog on stderr). */
   output(): string;
   /** Stops it by pid (SIGTERM, then SIGKILL) and removes its dir. */
@@ -257,11 +261,14 @@ export async function startGoEdgecore(opts: GoEdgecoreOptions): Promise<GoEdgeco
     dir,
     configPath,
     readOnlyPort,
-    async rssBytes() {
+    async memoryKb() {
       const status = await readFile(`/proc/${peer.pid}/status`, 'utf8');
-      const kb = /^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1];
-      if (kb === undefined) throw new Error(`${peer.name}: no VmRSS in /proc/${peer.pid}/status`);
-      return Number(kb) * 1024;
+      const kb = (field: string): number => {
+        const value = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(status)?.[1];
+        if (value === undefined) throw new Error(`${peer.name}: no ${field} in /proc/${peer.pid}/status`);
+        return Number(value);
+      };
+      return { VmRSS: kb('VmRSS'), RssAnon: kb('RssAnon'), RssFile: kb('RssFile') };
     },
     output: () => peer.output(),
     stop,
