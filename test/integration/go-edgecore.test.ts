@@ -3,8 +3,8 @@
  * module by test/peers/kubeedge/build.sh) joins OUR cloudcore (cloudHub, edgeController,
  * cloudStream) on a real control plane. It bootstraps its node certificate with the token
  * `keadm gettoken` reads, registers its Node (Ready in kubectl), runs a busybox pod on a private
- * containerd whose status reaches the API, and serves `kubectl logs` through our cloudStream and
- * its edgeStream.
+ * containerd whose status reaches the API, and serves `kubectl logs` and `kubectl exec` through
+ * our cloudStream and its edgeStream.
  */
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -100,6 +100,10 @@ describe(`a Go edgecore ${KUBEEDGE_VERSION} with our cloudcore`, () => {
       { what: 'kubectl logs hello', timeoutMs: 30_000, intervalMs: 500, details: () => out },
     );
     expect(out).toBe('hello-from-go-edged\nsecond-line\n');
+  });
+
+  it('kubectl exec runs a command in the container through the same tunnel', async () => {
+    expect(await s.cp.kubectl(['exec', 'hello', '--', 'sh', '-c', 'echo exec-$((6 * 7))'])).toBe('exec-42\n');
   });
 
   it('deletes the pod: edged stops it and the pod leaves the API', async () => {

@@ -10,7 +10,8 @@
  * tests use it to check wire compatibility, the benchmarks to measure the Go figures side by side.
  */
 import { readFileSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { EdgedServerPort } from '../../protocol/stream.js';
@@ -26,6 +27,7 @@ import {
   spawnPeer,
   tempDir,
   waitFor,
+  type Peer,
 } from './util.js';
 
 /** The KubeEdge version of the Go peer (`test/peers/kubeedge/VERSION`). */
@@ -58,7 +60,8 @@ export interface GoEdgecoreOptions {
   /**
    * edgeStream on, dialling cloudStream's tunnel at this `host:port`; default off. The cloud asks
    * for the kubelet API at KubeEdge's fixed `127.0.0.1:10350` (Go edgeStream dials the URL it is
-   * given), so edged's read-only port is then 10350, which must be free on this machine.
+   * given), so edged's read-only port is then 10350: the start waits (5 min at most) until no
+   * other process holds it.
    */
   tunnelServer?: string;
   /**
@@ -198,79 +201,98 @@ export async function startGoEdgecore(opts: GoEdgecoreOptions): Promise<GoEdgeco
     await mkdir(dirname(join(dir, 'sysctl', name)), { recursive: true });
     await writeFile(join(dir, 'sysctl', name), `${value}\n`);
   }
-  const peer = await spawnPeer(
-    unshare,
-    [
-      '--mount',
-      '--propagation',
-      'slave',
-      'sh',
-      '-ec',
-      'dir=$1; shift; for f in $SYSCTLS; do mount --bind "$dir/sysctl/$f" "/proc/sys/$f"; done; ' +
-        'mkdir -p /var/lib/kubelet "$dir/var-lib-kubelet"; mount --bind "$dir/var-lib-kubelet" /var/lib/kubelet; ' +
-        'exec "$@"',
-      'sh',
-      dir,
-      edgecore,
-      '--config',
-      configPath,
-    ],
-    {
-      cwd: dir,
-      name: `go-edgecore ${opts.nodeName}`,
-      graceMs: 10_000,
-      // edgecore refuses to start while a process named kubelet runs (another test's, say)
-      env: {
-        ...process.env,
-        CHECK_EDGECORE_ENVIRONMENT: 'false',
-        SYSCTLS: Object.keys(KUBELET_SYSCTLS).join(' '),
+  const spawn = (): Promise<Peer> =>
+    spawnPeer(
+      unshare,
+      [
+        '--mount',
+        '--propagation',
+        'slave',
+        'sh',
+        '-ec',
+        'dir=$1; shift; for f in $SYSCTLS; do mount --bind "$dir/sysctl/$f" "/proc/sys/$f"; done; ' +
+          'mkdir -p /var/lib/kubelet "$dir/var-lib-kubelet"; mount --bind "$dir/var-lib-kubelet" /var/lib/kubelet; ' +
+          'exec "$@"',
+        'sh',
+        dir,
+        edgecore,
+        '--config',
+        configPath,
+      ],
+      {
+        cwd: dir,
+        name: `go-edgecore ${opts.nodeName}`,
+        graceMs: 10_000,
+        // edgecore refuses to start while a process named kubelet runs (another test's, say)
+        env: {
+          ...process.env,
+          CHECK_EDGECORE_ENVIRONMENT: 'false',
+          SYSCTLS: Object.keys(KUBELET_SYSCTLS).join(' '),
+        },
       },
-    },
-  );
+    );
+  let peer: Peer | undefined;
   let stopped = false;
   const stop = async (): Promise<void> => {
     if (stopped) return;
     stopped = true;
     unregister();
-    await peer.stop();
+    await peer?.stop();
     await removeTempDir(dir);
   };
   const unregister = onCleanup(stop);
+  const name = `go-edgecore ${opts.nodeName}`;
+  let exited = false;
   try {
     await waitFor(
       async () => {
-        if (!peer.running()) throw new Error(`${peer.name} exited early`);
+        if (peer !== undefined && !peer.running()) {
+          // 10350 taken by another test's edgecore between the check and edged's bind: again
+          if (readOnlyPort !== EdgedServerPort || !peer.output().includes('bind: address already in use')) {
+            exited = true;
+            return true;
+          }
+          peer = undefined;
+        }
+        if (peer === undefined) {
+          // another edgecore of a test running beside this one (ours defaults to 10350 too)
+          if (readOnlyPort === EdgedServerPort && !(await canListen(readOnlyPort))) return false;
+          peer = await spawn();
+        }
         const res = await fetch(`http://127.0.0.1:${readOnlyPort}/healthz`, {
           signal: AbortSignal.timeout(2000),
         }).catch(() => undefined);
-        return res?.status === 200;
+        // the answer must be edged's, not another process's on the same port
+        return res?.status === 200 && (await listensOn(peer.pid, readOnlyPort));
       },
       {
-        what: `${peer.name}: edged's /healthz on 127.0.0.1:${readOnlyPort}`,
-        timeoutMs: 120_000,
+        what: `${name}: edged's /healthz on 127.0.0.1:${readOnlyPort}`,
+        timeoutMs: 300_000,
         intervalMs: 250,
-        details: () => peer.output().slice(-6_000),
+        details: () => peer?.output().slice(-6_000) ?? '',
       },
     );
+    if (exited) throw new Error(`${name} exited early; its output:\n${peer?.output().slice(-6_000) ?? ''}`);
   } catch (err) {
     await stop();
     throw err;
   }
+  const running = peer as Peer;
   return {
-    pid: peer.pid,
+    pid: running.pid,
     dir,
     configPath,
     readOnlyPort,
     async memoryKb() {
-      const status = await readFile(`/proc/${peer.pid}/status`, 'utf8');
+      const status = await readFile(`/proc/${running.pid}/status`, 'utf8');
       const kb = (field: string): number => {
         const value = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(status)?.[1];
-        if (value === undefined) throw new Error(`${peer.name}: no ${field} in /proc/${peer.pid}/status`);
+        if (value === undefined) throw new Error(`${name}: no ${field} in /proc/${running.pid}/status`);
         return Number(value);
       };
       return { VmRSS: kb('VmRSS'), RssAnon: kb('RssAnon'), RssFile: kb('RssFile') };
     },
-    output: () => peer.output(),
+    output: () => running.output(),
     stop,
   };
 }
@@ -284,6 +306,30 @@ const KUBELET_SYSCTLS: Readonly<Record<string, number>> = {
   'kernel/keys/root_maxkeys': 1_000_000,
   'kernel/keys/root_maxbytes': 25_000_000,
 };
+
+/** True when process `pid` holds the listening socket of 127.0.0.1:`port` (/proc/net/tcp, its fds). */
+async function listensOn(pid: number, port: number): Promise<boolean> {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  const inodes = (await readFile('/proc/net/tcp', 'utf8'))
+    .split('\n')
+    .map((line) => line.trim().split(/\s+/))
+    .filter((f) => f[1] === local && f[3] === '0A') // 0A: LISTEN
+    .map((f) => `socket:[${f[9]}]`);
+  if (inodes.length === 0) return false;
+  for (const fd of await readdir(`/proc/${pid}/fd`).catch(() => [] as string[])) {
+    if (inodes.includes(await readlink(`/proc/${pid}/fd/${fd}`).catch(() => ''))) return true;
+  }
+  return false;
+}
+
+/** True when a server can listen on 127.0.0.1:`port` now. */
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
 
 function obj(value: unknown): Record<string, unknown> {
   return typeof value === 'object' && value !== null ? (value as Record<string, unknown>) : {};
