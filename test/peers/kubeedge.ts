@@ -105,11 +105,12 @@ interface EdgeCoreYaml {
 
 /**
  * Starts a Go edgecore (building it first if needed) in a temp dir, with KubeEdge's default
- * configuration (`edgecore --defaultconfig`) changed to: edgeHub, metaManager, edged (and
- * edgeStream, eventBus and deviceTwin when asked) only; every file under the temp dir; edged on the given containerd with
- * a free read-only port on 127.0.0.1 (Go edged needs one: it waits on its `/healthz/syncloop`
- * before it syncs a pod), no per-QoS cgroups (nothing left in the machine's cgroup tree). Resolves
- * once edged's `/healthz` answers; the caller waits for the Node it registers.
+ * configuration (`edgecore --defaultconfig`) changed to: edgeHub, metaManager and edged (and
+ * edgeStream, eventBus and deviceTwin when asked) only; every file under the temp dir; edged on
+ * the given containerd with its read-only port on 127.0.0.1 (a free one, or 10350 with
+ * edgeStream; Go edged needs one: it waits on its `/healthz/syncloop` before it syncs a pod), no
+ * per-QoS cgroups and no iptables chains (nothing left on the machine). Resolves once edged's
+ * `/healthz` answers from that port; the caller waits for the Node it registers.
  */
 export async function startGoEdgecore(opts: GoEdgecoreOptions): Promise<GoEdgecore> {
   const unshare = requirePeer('unshare', 'util-linux');
