@@ -109,6 +109,11 @@ export interface EdgeStackOptions {
   edgeModules?: Record<string, string>;
   /** More lines of edged's `tailoredKubeletConfig`, e.g. `clusterDNS: [192.0.2.2]`. */
   kubelet?: string[];
+  /**
+   * `false`: no cloud kernel is started; the test runs another cloudcore (KubeEdge's Go one) on
+   * `stack.link`'s ports and CA, which the edge dials. Default true.
+   */
+  cloud?: boolean;
 }
 
 export interface EdgeStack {
@@ -299,6 +304,6 @@ ${stream ? `      readOnlyPort: ${stream.ports.kubeletPort}\n` : ''}${(opts.kube
       await cp.stop();
     },
   };
-  await stack.startCloud();
+  if (opts.cloud !== false) await stack.startCloud();
   return stack;
 }

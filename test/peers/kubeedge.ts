@@ -335,3 +335,97 @@ function canListen(port: number): Promise<boolean> {
 function obj(value: unknown): Record<string, unknown> {
   return typeof value === 'object' && value !== null ? (value as Record<string, unknown>) : {};
 }
+
+/** Options of {@link startGoCloudcore}. */
+export interface GoCloudcoreOptions {
+  /** Kubeconfig of its Kubernetes identity (the control plane's `cloudcore` one). */
+  kubeconfig: string;
+  /** The CA cloudHub signs edge certificates with (PEM certificate, PEM EC key): edges' tokens match it. */
+  caFile: string;
+  caKeyFile: string;
+  /** cloudHub's websocket and cert server ports on 127.0.0.1. */
+  wsPort: number;
+  httpsPort: number;
+}
+
+/** A running Go cloudcore from {@link startGoCloudcore}. */
+export interface GoCloudcore {
+  readonly pid: number;
+  /** Its temp dir: config, certificates. */
+  readonly dir: string;
+  /** Its recent log output (klog on stderr). */
+  output(): string;
+  /** Stops it by pid (SIGTERM, then SIGKILL) and removes its dir. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a Go cloudcore (building it first if needed) in a temp dir, with KubeEdge's default
+ * configuration (`cloudcore --defaultconfig`) changed to: cloudHub on 127.0.0.1 (websocket and
+ * cert server, no unix socket, no QUIC) with the given CA, edgeController and syncController
+ * only (no iptablesManager: it would write the host's iptables), its monitor server on a free
+ * port. KubeEdge's CRDs (ObjectSyncs, Rules) must be in the cluster. Resolves once cloudHub
+ * listens on both ports.
+ */
+export async function startGoCloudcore(opts: GoCloudcoreOptions): Promise<GoCloudcore> {
+  const cloudcore = join(await kubeedgeBinaries(), 'cloudcore');
+  const dir = await tempDir('go-cloudcore');
+  const configPath = join(dir, 'cloudcore.yaml');
+  const config = parse((await run(cloudcore, ['--defaultconfig'])).stdout) as {
+    commonConfig: Record<string, unknown>;
+    kubeAPIConfig: Record<string, unknown>;
+    modules: Record<string, Record<string, unknown>>;
+  };
+  config.commonConfig.monitorServer = { bindAddress: `127.0.0.1:${await freePort()}` };
+  config.kubeAPIConfig.kubeConfig = opts.kubeconfig;
+  const m = config.modules;
+  for (const name of Object.keys(m)) m[name] = { ...m[name], enable: false };
+  m.edgeController = { ...m.edgeController, enable: true };
+  m.syncController = { ...m.syncController, enable: true };
+  m.cloudHub = {
+    ...m.cloudHub,
+    enable: true,
+    advertiseAddress: ['127.0.0.1'],
+    dnsNames: [],
+    tlsCAFile: opts.caFile,
+    tlsCAKeyFile: opts.caKeyFile,
+    tlsCertFile: join(dir, 'certs/server.crt'),
+    tlsPrivateKeyFile: join(dir, 'certs/server.key'),
+    unixsocket: { ...obj(m.cloudHub?.unixsocket), enable: false },
+    quic: { ...obj(m.cloudHub?.quic), enable: false },
+    websocket: { ...obj(m.cloudHub?.websocket), enable: true, address: '127.0.0.1', port: opts.wsPort },
+    https: { ...obj(m.cloudHub?.https), enable: true, address: '127.0.0.1', port: opts.httpsPort },
+  };
+  await writeFile(configPath, stringify(config), { mode: 0o600 });
+  const name = 'go-cloudcore';
+  const peer = await spawnPeer(cloudcore, ['--config', configPath], { cwd: dir, name, graceMs: 10_000 });
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    unregister();
+    await peer.stop();
+    await removeTempDir(dir);
+  };
+  const unregister = onCleanup(stop);
+  try {
+    let exited = false;
+    await waitFor(
+      async () => {
+        if (!peer.running()) return (exited = true);
+        return (await listensOn(peer.pid, opts.httpsPort)) && listensOn(peer.pid, opts.wsPort);
+      },
+      {
+        what: `${name}: cloudHub listening on 127.0.0.1:${opts.wsPort} (websocket) and ${opts.httpsPort} (https)`,
+        timeoutMs: 120_000,
+        intervalMs: 250,
+        details: () => peer.output().slice(-6_000),
+      },
+    );
+    if (exited) throw new Error(`${name} exited early; its output:\n${peer.output().slice(-6_000)}`);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { pid: peer.pid, dir, output: () => peer.output(), stop };
+}
