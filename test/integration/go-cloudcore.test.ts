@@ -3,14 +3,18 @@
  * a Go cloudcore (KubeEdge v1.23.1, built from its Go module by test/peers/kubeedge/build.sh:
  * cloudHub, edgeController, syncController) on a real control plane. It bootstraps its node
  * certificate with our token of the cloud's CA against Go's cert server, registers its Node
- * (Ready in kubectl) and runs a busybox pod whose status reaches the API through Go's cloud.
+ * (Ready in kubectl) and runs a busybox pod whose status reaches the API through Go's cloud; our
+ * edgeStream's tunnel to Go's cloudStream serves the pod's logs.
  */
+import { readFile } from 'node:fs/promises';
+import { request } from 'node:https';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { busyboxPod } from '../helpers/pod.js';
 import { BUSYBOX_IMAGE, buildBusyboxImage } from '../peers/containerd.js';
 import { KUBEEDGE_VERSION, startGoCloudcore, type GoCloudcore } from '../peers/kubeedge.js';
-import { cleanup } from '../peers/util.js';
+import { toPem } from '../../plugins/cloudhub/pki.js';
+import { cleanup, waitFor } from '../peers/util.js';
 import { runningReady, startEdgeStack, type EdgeStack } from './edge-stack.js';
 
 const NODE = 'ts-edge-go-cloud';
@@ -24,7 +28,7 @@ let s: EdgeStack;
 let go: GoCloudcore;
 
 beforeAll(async () => {
-  s = await startEdgeStack(NODE, { cloud: false });
+  s = await startEdgeStack(NODE, { cloud: false, stream: true });
   for (const f of CRDS) {
     await s.cp.kubectl(['apply', '-f', join(import.meta.dirname, '../fixtures/kubeedge-crds', f)]);
   }
@@ -41,6 +45,13 @@ beforeAll(async () => {
     caKeyFile: join(s.dir, 'cloud/ca/rootCA.key'),
     wsPort: s.link.wsPort,
     httpsPort: s.link.httpsPort,
+    stream: {
+      tunnelPort: s.stream!.tunnelPort,
+      streamPort: s.stream!.streamPort,
+      certFile: join(s.dir, 'cloud/stream/stream.crt'),
+      keyFile: join(s.dir, 'cloud/stream/stream.key'),
+      clusterCaFile: s.cp.caPath,
+    },
   });
   await s.startEdge();
 }, 1_800_000);
@@ -58,9 +69,36 @@ describe(`our edgecore with a Go cloudcore ${KUBEEDGE_VERSION}`, () => {
   });
 
   it('runs a pod the Go cloud sends: its status (Running, Ready, pod IP) reaches the API', async () => {
-    await s.apply([busyboxPod(NODE, 'hello', { command: ['sh', '-c', 'exec sleep 3600'] })]);
+    await s.apply([
+      busyboxPod(NODE, 'hello', {
+        command: ['sh', '-c', 'echo hello-from-ts-edged; echo second-line; exec sleep 3600'],
+      }),
+    ]);
     const pod = await s.waitPod('hello', 'Running and Ready', runningReady);
     expect(pod.status?.podIP).toBeDefined();
+  });
+
+  it("serves the container's logs through Go cloudStream's stream server and our edgeStream's tunnel", async () => {
+    // as kube-apiserver asks a kubelet: a client certificate of the cluster CA, Host the node's IP
+    const tls = {
+      ca: toPem('CERTIFICATE', s.link.ca.cert),
+      cert: await readFile(s.cp.adminCertPath),
+      key: await readFile(s.cp.adminKeyPath),
+    };
+    let got = { status: 0, body: '' };
+    await waitFor(
+      async () => {
+        got = await httpsGet(`https://127.0.0.1:${s.stream!.streamPort}/containerLogs/default/hello/c`, tls);
+        return got.status === 200 && got.body.includes('second-line');
+      },
+      {
+        what: 'container logs from the Go stream server',
+        timeoutMs: 30_000,
+        intervalMs: 500,
+        details: () => `${JSON.stringify(got)}\n${go.output().slice(-3_000)}`,
+      },
+    );
+    expect(got.body).toBe('hello-from-ts-edged\nsecond-line\n');
   });
 
   it('deletes the pod: edged stops it and the pod leaves the API', async () => {
@@ -68,3 +106,22 @@ describe(`our edgecore with a Go cloudcore ${KUBEEDGE_VERSION}`, () => {
     await s.waitPod('hello', 'gone from the API', (p) => p === undefined);
   });
 });
+
+/** One HTTPS GET with a client certificate; resolves with status and body. */
+function httpsGet(
+  url: string,
+  tls: { ca: string; cert: Buffer; key: Buffer },
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { ...tls, agent: false, timeout: 10_000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET ${url}: no answer in 10 s`)));
+    req.on('error', reject);
+    req.end();
+  });
+}

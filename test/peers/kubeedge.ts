@@ -346,6 +346,18 @@ export interface GoCloudcoreOptions {
   /** cloudHub's websocket and cert server ports on 127.0.0.1. */
   wsPort: number;
   httpsPort: number;
+  /**
+   * cloudStream on: its tunnel server (edges' edgeStream dial it) and stream server (kube-apiserver's
+   * kubelet requests; client certificates of `clusterCaFile`), both showing `certFile`/`keyFile`
+   * (a server certificate of `caFile`).
+   */
+  stream?: {
+    tunnelPort: number;
+    streamPort: number;
+    certFile: string;
+    keyFile: string;
+    clusterCaFile: string;
+  };
 }
 
 /** A running Go cloudcore from {@link startGoCloudcore}. */
@@ -363,7 +375,7 @@ export interface GoCloudcore {
  * Starts a Go cloudcore (building it first if needed) in a temp dir, with KubeEdge's default
  * configuration (`cloudcore --defaultconfig`) changed to: cloudHub on 127.0.0.1 (websocket and
  * cert server, no unix socket, no QUIC) with the given CA, edgeController and syncController
- * only (no iptablesManager: it would write the host's iptables), its monitor server on a free
+ * (and cloudStream when asked) only (no iptablesManager: it would write the host's iptables), its monitor server on a free
  * port. KubeEdge's CRDs (ObjectSyncs, Rules) must be in the cluster. Resolves once cloudHub
  * listens on both ports.
  */
@@ -396,6 +408,21 @@ export async function startGoCloudcore(opts: GoCloudcoreOptions): Promise<GoClou
     websocket: { ...obj(m.cloudHub?.websocket), enable: true, address: '127.0.0.1', port: opts.wsPort },
     https: { ...obj(m.cloudHub?.https), enable: true, address: '127.0.0.1', port: opts.httpsPort },
   };
+  if (opts.stream) {
+    const { tunnelPort, streamPort, certFile, keyFile, clusterCaFile } = opts.stream;
+    m.cloudStream = {
+      ...m.cloudStream,
+      enable: true,
+      tunnelPort,
+      streamPort,
+      tlsTunnelCAFile: opts.caFile,
+      tlsTunnelCertFile: certFile,
+      tlsTunnelPrivateKeyFile: keyFile,
+      tlsStreamCAFile: clusterCaFile,
+      tlsStreamCertFile: certFile,
+      tlsStreamPrivateKeyFile: keyFile,
+    };
+  }
   await writeFile(configPath, stringify(config), { mode: 0o600 });
   const name = 'go-cloudcore';
   const peer = await spawnPeer(cloudcore, ['--config', configPath], { cwd: dir, name, graceMs: 10_000 });
