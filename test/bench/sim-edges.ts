@@ -4,8 +4,8 @@
  * them, one client certificate per node, a keepalive every 15 s, redialled 1 s + jitter after a
  * close).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { createPrivateKey, generateKeyPairSync, randomBytes, randomUUID, sign } from 'node:crypto';
 import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,6 +18,7 @@ import {
   toPem,
   type KeyPairDer,
 } from '../../plugins/cloudhub/pki.js';
+import { nodeCommonName } from '../../protocol/index.js';
 import { waitUntil } from '../helpers/kernel.js';
 
 const cloudcoreBin = fileURLToPath(new URL('../../bin/cloudcore.js', import.meta.url));
@@ -115,6 +116,8 @@ export class SimEdge {
     private readonly identity: { cert: string; key: string },
     /** Called with every frame (message JSON) the cloud writes to this edge. */
     private readonly onFrame: (edge: SimEdge, frame: string) => void,
+    /** Called at each (re)connection. */
+    private readonly onOpen?: (edge: SimEdge) => void,
   ) {}
 
   /** Dials until open (1 s + jitter between tries, as a quick edgeHub would); redials after a close. */
@@ -130,6 +133,7 @@ export class SimEdge {
         ws.on('message', (data) => this.onFrame(this, data.toString()));
         ws.once('open', () => {
           this.ws = ws;
+          this.onOpen?.(this);
           ws.send(keepalive());
           clearInterval(this.timer);
           this.timer = setInterval(() => ws.send(keepalive()), 15_000);
@@ -163,27 +167,98 @@ export class SimEdge {
   }
 }
 
-/** Client certificates (CN `system:node:<node>`, as edgeHub gets them) signed by `ca`. */
-export function edgeIdentities(
+/** One DER element: tag, definite length, content. */
+function der(tag: number, content: Buffer): Buffer {
+  const n = content.length;
+  const len = n < 0x80 ? [n] : n < 0x100 ? [0x81, n] : [0x82, n >> 8, n & 0xff];
+  return Buffer.concat([Buffer.from([tag, ...len]), content]);
+}
+
+/** The elements of a DER SEQUENCE (lengths below 64 KB). */
+function derElements(seq: Buffer): Buffer[] {
+  const body = (at: number): { start: number; end: number } => {
+    const first = seq[at + 1]!;
+    if (first < 0x80) return { start: at + 2, end: at + 2 + first };
+    const bytes = first & 0x7f;
+    const n = seq.readUIntBE(at + 2, bytes);
+    return { start: at + 2 + bytes, end: at + 2 + bytes + n };
+  };
+  const out: Buffer[] = [];
+  const { start, end } = body(0);
+  for (let at = start; at < end;) {
+    const next = body(at).end;
+    out.push(seq.subarray(at, next));
+    at = next;
+  }
+  return out;
+}
+
+const utf8Attribute = (oid: number[], value: string): Buffer =>
+  der(0x31, der(0x30, Buffer.concat([der(0x06, Buffer.from(oid)), der(0x0c, Buffer.from(value))])));
+
+/**
+ * Client certificates (CN `system:node:<node>`, O `system:nodes`, clientAuth, as edgeHub gets them)
+ * signed by `ca`, one key pair each. The first is made by cloudHub's `signCertificate`; the others
+ * copy it with their own serial, subject and key, signed here (`signCertificate` takes about 4 ms a
+ * certificate, too slow for 10,000 edges).
+ */
+export async function edgeIdentities(
   ca: KeyPairDer,
   nodes: readonly string[],
 ): Promise<{ cert: string; key: string }[]> {
-  return Promise.all(
-    nodes.map(async (node) => {
-      const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-      const cert = await signCertificate(ca, {
-        publicKey: publicKey.export({ type: 'spki', format: 'der' }),
-        commonName: `system:node:${node}`,
-        organization: ['system:nodes'],
-        usages: [CLIENT_AUTH],
-        validityDays: 1,
-      });
-      return {
-        cert: toPem('CERTIFICATE', cert),
-        key: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
-      };
+  if (nodes.length === 0) return [];
+  const caKey = createPrivateKey({ key: ca.key, format: 'der', type: 'sec1' });
+  const keys = nodes.map(() =>
+    generateKeyPairSync('ec', {
+      namedCurve: 'P-256',
+      publicKeyEncoding: { type: 'spki', format: 'der' },
+      privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
     }),
   );
+  const spki = (i: number): Buffer => keys[i]!.publicKey;
+  const template = await signCertificate(ca, {
+    publicKey: spki(0),
+    commonName: nodeCommonName(nodes[0]!),
+    organization: ['system:nodes'],
+    usages: [CLIENT_AUTH],
+    validityDays: 1,
+  });
+  const [tbs, signatureAlgorithm] = derElements(template);
+  // version, serial, signature, issuer, validity, subject, subjectPublicKeyInfo, extensions
+  const [version, , signature, issuer, validity, , , extensions] = derElements(tbs!);
+  return nodes.map((node, i) => {
+    const serial = randomBytes(8);
+    serial[0] = (serial[0]! & 0x7f) | 0x40; // positive, minimal DER
+    const subject = der(
+      0x30,
+      Buffer.concat([
+        utf8Attribute([0x55, 0x04, 0x0a], 'system:nodes'),
+        utf8Attribute([0x55, 0x04, 0x03], nodeCommonName(node)),
+      ]),
+    );
+    const body = der(
+      0x30,
+      Buffer.concat([
+        version!,
+        der(0x02, serial),
+        signature!,
+        issuer!,
+        validity!,
+        subject,
+        spki(i),
+        extensions!,
+      ]),
+    );
+    const sig = sign('sha256', body, caKey);
+    const cert = der(
+      0x30,
+      Buffer.concat([body, signatureAlgorithm!, der(0x03, Buffer.concat([Buffer.from([0]), sig]))]),
+    );
+    return {
+      cert: toPem('CERTIFICATE', cert),
+      key: keys[i]!.privateKey,
+    };
+  });
 }
 
 /** Connects every edge, `batch` TLS handshakes at a time. */
@@ -195,4 +270,136 @@ export async function connectAll(
 ): Promise<void> {
   for (let i = 0; i < edges.length; i += batch)
     await Promise.all(edges.slice(i, i + batch).map((e) => e.connect(port, caPem)));
+}
+
+/** What the edges of a fleet saw (summed over its processes). */
+export interface FleetStats {
+  /** Edges connected now. */
+  open: number;
+  /** Frames received since the last reset, in all and by the edge that got the fewest. */
+  received: number;
+  minReceived: number;
+  /** Wall-clock times (ms, `performance.timeOrigin + performance.now()`) of the last frame and open. */
+  lastReceivedAt: number;
+  lastOpenAt: number;
+  /** Frame latencies (ns) since the last reset, when asked for: content = the send time. */
+  latenciesNs: number[];
+}
+
+/** Requests to a fleet process and its answers (`id` pairs them). */
+export type FleetRequest =
+  | { op: 'start'; ca: { cert: string; key: string }; nodes: string[]; port: number; caPem: string }
+  | { op: 'send'; node: string; msg: Message }
+  | { op: 'reset' }
+  | { op: 'stats'; latencies: boolean };
+export type FleetAnswer = { id: number } & ({ ok: true; stats?: FleetStats } | { ok: false; error: string });
+
+const fleetWorker = fileURLToPath(new URL('./sim-edges-worker.js', import.meta.url));
+
+/**
+ * Simulated edges spread over `workers` child processes (./sim-edges-worker.ts), so the edges' TLS
+ * and frame handling does not compete in one event loop with the benchmark's own. Each process
+ * signs its edges' certificates and connects them 50 handshakes at a time; every frame an edge gets
+ * is counted (its content taken as the send time, for latencies).
+ */
+export class EdgeFleet {
+  private nextId = 0;
+  private readonly pending = new Map<number, (a: FleetAnswer) => void>();
+  private readonly byNode = new Map<string, ChildProcess>();
+
+  private constructor(private readonly children: ChildProcess[]) {
+    for (const child of children) {
+      child.on('message', (a: FleetAnswer) => {
+        this.pending.get(a.id)?.(a);
+        this.pending.delete(a.id);
+      });
+      child.on('exit', (code, signal) => {
+        for (const [id, done] of this.pending)
+          done({ id, ok: false, error: `edge process exited (${code ?? signal})` });
+        this.pending.clear();
+      });
+    }
+  }
+
+  /** Starts the processes and connects every edge (resolves once all are open). */
+  static async start(opts: {
+    ca: KeyPairDer;
+    nodes: readonly string[];
+    port: number;
+    workers: number;
+  }): Promise<EdgeFleet> {
+    const children = Array.from({ length: opts.workers }, () =>
+      fork(fleetWorker, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
+    );
+    const fleet = new EdgeFleet(children);
+    const ca = { cert: opts.ca.cert.toString('base64'), key: opts.ca.key.toString('base64') };
+    const caPem = toPem('CERTIFICATE', opts.ca.cert);
+    try {
+      await Promise.all(
+        children.map((child, w) => {
+          const nodes = opts.nodes.filter((_, i) => i % opts.workers === w);
+          for (const node of nodes) fleet.byNode.set(node, child);
+          return fleet.ask(child, { op: 'start', ca, nodes, port: opts.port, caPem });
+        }),
+      );
+    } catch (err) {
+      await fleet.stop();
+      throw err;
+    }
+    return fleet;
+  }
+
+  private ask(child: ChildProcess, req: FleetRequest): Promise<FleetStats | undefined> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, (a) => (a.ok ? resolve(a.stats) : reject(new Error(a.error))));
+      child.send({ id, ...req });
+    });
+  }
+
+  /** The edge `node` sends `msg` to the cloud. */
+  async send(node: string, msg: Message): Promise<void> {
+    await this.ask(this.byNode.get(node)!, { op: 'send', node, msg });
+  }
+
+  /** Forget the frames received so far. */
+  async reset(): Promise<void> {
+    await Promise.all(this.children.map((c) => this.ask(c, { op: 'reset' })));
+  }
+
+  async stats(latencies = false): Promise<FleetStats> {
+    const all = await Promise.all(this.children.map((c) => this.ask(c, { op: 'stats', latencies })));
+    const s = all.filter((x): x is FleetStats => x !== undefined);
+    return {
+      open: s.reduce((n, x) => n + x.open, 0),
+      received: s.reduce((n, x) => n + x.received, 0),
+      minReceived: Math.min(...s.map((x) => x.minReceived)),
+      lastReceivedAt: Math.max(...s.map((x) => x.lastReceivedAt)),
+      lastOpenAt: Math.max(...s.map((x) => x.lastOpenAt)),
+      latenciesNs: s.flatMap((x) => x.latenciesNs),
+    };
+  }
+
+  /** Polls the stats (every 100 ms) until `check` holds; resolves with them. */
+  async until(check: (s: FleetStats) => boolean, timeoutMs: number, what: string): Promise<FleetStats> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const s = await this.stats();
+      if (check(s)) return s;
+      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+      await sleep(100);
+    }
+  }
+
+  /** Ends the processes (their edges' connections drop). */
+  async stop(): Promise<void> {
+    await Promise.all(
+      this.children.map(async (c) => {
+        if (c.exitCode !== null || c.signalCode !== null) return;
+        const exited = new Promise((r) => c.once('exit', r));
+        c.kill('SIGKILL');
+        await exited;
+      }),
+    );
+  }
 }
