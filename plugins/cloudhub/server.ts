@@ -6,6 +6,7 @@
  * refused with an HTTP status and a text saying why: no `node_id` (400), with node isolation a
  * certificate whose CN is not `system:node:<node_id>` (403), `nodeLimit` reached (503).
  */
+import { constants } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -57,6 +58,10 @@ export function createWsServer(opts: WsServerOptions): Server {
     rejectUnauthorized: false,
     minVersion: 'TLSv1.2',
     ciphers: TLS12_CIPHERS,
+    // No session tickets: an edge (Go's edgeHub keeps no session cache) never resumes, and a
+    // resumed session would skip the client-certificate checks. Issuing them cost about 10 KB
+    // resident per link and CPU at every connection.
+    secureOptions: constants.SSL_OP_NO_TICKET,
   });
   const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
 

@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { freePort } from '../peers/util.js';
+import { toPem } from '../../plugins/cloudhub/pki.js';
 import { latencyFigures, round, type Figure } from './report.js';
 import {
   benchCa,
@@ -109,6 +110,10 @@ kernel:
   });
 
   const figures: Figure[] = [load('start')];
+  const connectCpu = (what: string, cloudTicks: number, edgesMs: number): Figure[] => [
+    { name: `cloudcore_cpu_per_${what}`, value: round((cloudTicks * 10) / links), unit: 'ms' },
+    { name: `edges_cpu_per_${what}`, value: round(edgesMs / links), unit: 'ms' },
+  ];
   try {
     cloud = await startCloudcore(config);
     await sleep(1000);
@@ -121,9 +126,16 @@ kernel:
     });
 
     // links, 50 handshakes at a time in each edge process
+    fleet = await EdgeFleet.start({ ca, nodes, workers });
+    const edgeCpu0 = (await fleet.stats()).cpuMs;
     let t0 = wall();
-    fleet = await EdgeFleet.start({ ca, nodes, port: wsPort, workers });
-    figures.push({ name: `cloudhub_connect_all_${links}`, value: round((wall() - t0) / 1000), unit: 's' });
+    let cpu0 = cpuTicks(cloud.pid!);
+    await fleet.connect(wsPort, toPem('CERTIFICATE', ca.cert));
+    figures.push(
+      { name: `cloudhub_connect_all_${links}`, value: round((wall() - t0) / 1000), unit: 's' },
+      // CPU per connection: TLS handshake, upgrade, session (holds under load, unlike the time)
+      ...connectCpu('connect', cpuTicks(cloud.pid!) - cpu0, (await fleet.stats()).cpuMs - edgeCpu0),
+    );
     await sleep(2000);
     const rss1 = rssKb(cloud.pid!);
     figures.push({
@@ -174,8 +186,11 @@ kernel:
     // cloudcore restart: every edge back
     t0 = wall();
     await stopProcess(cloud);
+    const edgeCpu1 = (await fleet.stats()).cpuMs;
     cloud = await startCloudcore(config);
+    cpu0 = cpuTicks(cloud.pid!);
     s = await fleet.until((x) => x.open === links && x.lastOpenAt > t0, 300_000, 'reconnect');
+    figures.push(...connectCpu('reconnect', cpuTicks(cloud.pid!) - cpu0, s.cpuMs - edgeCpu1));
     figures.push({
       name: `cloudhub_reconnect_all_${links}`,
       value: round((s.lastOpenAt - t0) / 1000),

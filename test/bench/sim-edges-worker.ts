@@ -43,6 +43,7 @@ function stats(withLatencies: boolean): FleetStats {
     minReceived: min,
     lastReceivedAt,
     lastOpenAt,
+    cpuMs: (process.cpuUsage().user + process.cpuUsage().system) / 1000,
     latenciesNs: withLatencies ? latenciesNs : [],
   };
 }
@@ -54,6 +55,9 @@ async function handle(req: FleetRequest): Promise<FleetStats | undefined> {
       const identities = await edgeIdentities(ca, req.nodes);
       for (const [i, node] of req.nodes.entries())
         edges.set(node, new SimEdge(node, identities[i]!, onFrame, () => (lastOpenAt = now())));
+      return undefined;
+    }
+    case 'connect': {
       await connectAll([...edges.values()], req.port, req.caPem);
       return undefined;
     }

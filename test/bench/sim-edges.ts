@@ -6,7 +6,7 @@
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { createPrivateKey, generateKeyPairSync, randomBytes, randomUUID, sign } from 'node:crypto';
-import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
@@ -54,10 +54,12 @@ export interface BenchCa {
 export async function benchCa(dir: string): Promise<BenchCa> {
   const ca = await createCa();
   const caPem = toPem('CERTIFICATE', ca.cert);
-  writeFileSync(join(dir, 'rootCA.crt'), caPem);
-  writeFileSync(join(dir, 'rootCA.key'), toPem('EC PRIVATE KEY', ca.key), { mode: 0o600 });
-  const cloudHubTls = `    tlsCAFile: ${join(dir, 'rootCA.crt')}
-    tlsCAKeyFile: ${join(dir, 'rootCA.key')}
+  // cloudHub keeps its secrets beside the CA's directory: in `dir` too
+  mkdirSync(join(dir, 'ca'));
+  writeFileSync(join(dir, 'ca', 'rootCA.crt'), caPem);
+  writeFileSync(join(dir, 'ca', 'rootCA.key'), toPem('EC PRIVATE KEY', ca.key), { mode: 0o600 });
+  const cloudHubTls = `    tlsCAFile: ${join(dir, 'ca', 'rootCA.crt')}
+    tlsCAKeyFile: ${join(dir, 'ca', 'rootCA.key')}
     tlsCertFile: ${join(dir, 'certs', 'server.crt')}
     tlsPrivateKeyFile: ${join(dir, 'certs', 'server.key')}
 `;
@@ -282,13 +284,16 @@ export interface FleetStats {
   /** Wall-clock times (ms, `performance.timeOrigin + performance.now()`) of the last frame and open. */
   lastReceivedAt: number;
   lastOpenAt: number;
+  /** CPU time the edge processes used so far (user + system). */
+  cpuMs: number;
   /** Frame latencies (ns) since the last reset, when asked for: content = the send time. */
   latenciesNs: number[];
 }
 
 /** Requests to a fleet process and its answers (`id` pairs them). */
 export type FleetRequest =
-  | { op: 'start'; ca: { cert: string; key: string }; nodes: string[]; port: number; caPem: string }
+  | { op: 'start'; ca: { cert: string; key: string }; nodes: string[] }
+  | { op: 'connect'; port: number; caPem: string }
   | { op: 'send'; node: string; msg: Message }
   | { op: 'reset' }
   | { op: 'stats'; latencies: boolean };
@@ -321,11 +326,10 @@ export class EdgeFleet {
     }
   }
 
-  /** Starts the processes and connects every edge (resolves once all are open). */
+  /** Starts the processes, each signing its edges' certificates. */
   static async start(opts: {
     ca: KeyPairDer;
     nodes: readonly string[];
-    port: number;
     workers: number;
   }): Promise<EdgeFleet> {
     const children = Array.from({ length: opts.workers }, () =>
@@ -333,13 +337,12 @@ export class EdgeFleet {
     );
     const fleet = new EdgeFleet(children);
     const ca = { cert: opts.ca.cert.toString('base64'), key: opts.ca.key.toString('base64') };
-    const caPem = toPem('CERTIFICATE', opts.ca.cert);
     try {
       await Promise.all(
         children.map((child, w) => {
           const nodes = opts.nodes.filter((_, i) => i % opts.workers === w);
           for (const node of nodes) fleet.byNode.set(node, child);
-          return fleet.ask(child, { op: 'start', ca, nodes, port: opts.port, caPem });
+          return fleet.ask(child, { op: 'start', ca, nodes });
         }),
       );
     } catch (err) {
@@ -355,6 +358,11 @@ export class EdgeFleet {
       this.pending.set(id, (a) => (a.ok ? resolve(a.stats) : reject(new Error(a.error))));
       child.send({ id, ...req });
     });
+  }
+
+  /** Connects every edge to cloudHub's websocket on `port` (resolves once all are open). */
+  async connect(port: number, caPem: string): Promise<void> {
+    await Promise.all(this.children.map((c) => this.ask(c, { op: 'connect', port, caPem })));
   }
 
   /** The edge `node` sends `msg` to the cloud. */
@@ -376,6 +384,7 @@ export class EdgeFleet {
       minReceived: Math.min(...s.map((x) => x.minReceived)),
       lastReceivedAt: Math.max(...s.map((x) => x.lastReceivedAt)),
       lastOpenAt: Math.max(...s.map((x) => x.lastOpenAt)),
+      cpuMs: s.reduce((n, x) => n + x.cpuMs, 0),
       latenciesNs: s.flatMap((x) => x.latenciesNs),
     };
   }
