@@ -7,7 +7,7 @@
  * - cloudcore CPU at idle with the links up, over one keepalive period;
  * - cloud→edge messages/s to one edge and fanned out to every edge, and the added latency of
  *   cloudHub (bench plugin send → edge receive) at 1 message per ms;
- * - the time for every edge to reconnect after a cloudcore restart (edges retry every 1 s + jitter).
+ * - the time for every edge to reconnect after a cloudcore restart (edges redial with edgeHub's back-off).
  * The 1-minute load average is printed beside them (a shared machine).
  */
 import { randomUUID } from 'node:crypto';

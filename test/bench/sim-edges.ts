@@ -1,15 +1,16 @@
 /**
  * What the cloud benchmarks share: a cloudcore process (dist/bin/cloudcore.js) with its CA in files,
  * its CPU and memory read from /proc, and simulated edges (real TLS websockets as edgeHub dials
- * them, one client certificate per node, a keepalive every 15 s, redialled 1 s + jitter after a
- * close).
+ * them, one client certificate per node, a keepalive every 15 s, redialled with edgeHub's back-off
+ * after a close), in this process ({@link SimEdge}) or spread over child processes ({@link EdgeFleet}).
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { createPrivateKey, generateKeyPairSync, randomBytes, randomUUID, sign } from 'node:crypto';
 import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createSecureContext, type ConnectionOptions, type SecureContext } from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import { WebSocket } from 'ws';
+import { WebSocket, type ClientOptions } from 'ws';
 import { encodeMessage, type Message } from '../../kernel/index.js';
 import {
   CLIENT_AUTH,
@@ -19,6 +20,7 @@ import {
   type KeyPairDer,
 } from '../../plugins/cloudhub/pki.js';
 import { nodeCommonName } from '../../protocol/index.js';
+import { ReconnectBackoff } from '../../plugins/edgehub/client.js';
 import { waitUntil } from '../helpers/kernel.js';
 
 const cloudcoreBin = fileURLToPath(new URL('../../bin/cloudcore.js', import.meta.url));
@@ -107,11 +109,15 @@ const keepalive = (): string =>
     content: 'ping',
   }) + '\n';
 
+/** The simulated edges' keepalive period (edgeHub's `heartbeat`), which also caps their back-off. */
+const HEARTBEAT_MS = 15_000;
+
 /** One simulated edge: `node`, its client certificate, its connection while up. */
 export class SimEdge {
   ws: WebSocket | undefined;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
+  private context: SecureContext | undefined;
 
   constructor(
     readonly node: string,
@@ -122,29 +128,40 @@ export class SimEdge {
     private readonly onOpen?: (edge: SimEdge) => void,
   ) {}
 
-  /** Dials until open (1 s + jitter between tries, as a quick edgeHub would); redials after a close. */
+  /**
+   * Dials until open, with edgeHub's back-off (1 s doubling, jittered, capped at the heartbeat);
+   * redials after a close. The TLS context (CA, certificate, key) is parsed once, not at every dial
+   * (so that 10,000 redialling edges do not starve the cloudcore they wait for).
+   */
   connect(port: number, caPem: string): Promise<void> {
     this.stopped = false;
+    this.context ??= createSecureContext({ ca: caPem, ...this.identity });
+    const secureContext = this.context;
+    const backoff = new ReconnectBackoff(Math.random, HEARTBEAT_MS);
     return new Promise((resolve) => {
       const attempt = (): void => {
-        const ws = new WebSocket(`wss://127.0.0.1:${port}/${PROJECT}/${this.node}/events`, {
-          ca: caPem,
-          ...this.identity,
+        let upSince = 0;
+        // ws hands its options to tls.connect, which takes a prepared context
+        const options: ClientOptions & Pick<ConnectionOptions, 'secureContext'> = {
+          secureContext,
           headers: { node_id: this.node, project_id: PROJECT, ConnectionUse: 'msg' },
-        });
+        };
+        const ws = new WebSocket(`wss://127.0.0.1:${port}/${PROJECT}/${this.node}/events`, options);
         ws.on('message', (data) => this.onFrame(this, data.toString()));
         ws.once('open', () => {
+          upSince = Date.now();
           this.ws = ws;
           this.onOpen?.(this);
           ws.send(keepalive());
           clearInterval(this.timer);
-          this.timer = setInterval(() => ws.send(keepalive()), 15_000);
+          this.timer = setInterval(() => ws.send(keepalive()), HEARTBEAT_MS);
           resolve();
         });
         ws.once('close', () => {
           clearInterval(this.timer);
           if (this.ws === ws) this.ws = undefined;
-          if (!this.stopped && this.ws === undefined) setTimeout(attempt, 1000 + Math.random() * 1000);
+          if (!this.stopped && this.ws === undefined)
+            setTimeout(attempt, backoff.next(upSince > 0 ? Date.now() - upSince : 0));
         });
         ws.on('error', () => undefined);
       };
@@ -406,7 +423,7 @@ export class EdgeFleet {
       this.children.map(async (c) => {
         if (c.exitCode !== null || c.signalCode !== null) return;
         const exited = new Promise((r) => c.once('exit', r));
-        c.kill('SIGKILL');
+        c.disconnect(); // the process exits when its channel closes
         await exited;
       }),
     );
