@@ -55,8 +55,10 @@ export class Hub implements SessionEvents {
     return this.sessions.size;
   }
 
+  /** Every node with a queue, and every connected node (0 when it has none). */
   *queueDepths(): Iterable<[string, number]> {
     for (const [node, q] of this.queues) yield [node, q.depth];
+    for (const node of this.sessions.keys()) if (!this.queues.has(node)) yield [node, 0];
   }
 
   /** nodeLimit: a new node beyond it is refused; a node already connected may replace itself. */
@@ -81,7 +83,7 @@ export class Hub implements SessionEvents {
       this.sessions.delete(node);
       old.close('replaced by a new connection of the same node');
     }
-    const session = new Session(node, ws, this.queue(node), this.opts.keepaliveMs, this.log, this);
+    const session = new Session(node, ws, () => this.queues.get(node), this.opts.keepaliveMs, this.log, this);
     this.sessions.set(node, session);
     this.log.info({ node, project_id: projectId, nodes: this.sessions.size }, 'edge node connected');
     session.pump();

@@ -21,13 +21,18 @@ import { holderAnnotations } from '../../protocol/index.js';
 import type { CloudHubConfig } from './config.js';
 import { CloudHubGroup, CloudHubModuleName } from './dispatch.js';
 
-/** Listen and resolve once bound; a bind error rejects (the kernel restarts the plugin). */
+/**
+ * Listen and resolve once bound; a bind error rejects (the kernel restarts the plugin). The backlog
+ * is as long as the system allows (`net.core.somaxconn`), as Go's listeners have it: with Node's
+ * 511, thousands of edges redialling after a restart overflow it, and each dropped SYN is retried
+ * by the edge's kernel only after 1, 3, 7, 15... s, while cloudcore idles.
+ */
 function listen(server: Server, address: string, port: number, what: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (err: Error) =>
       reject(new Error(`cloudHub.${what}: cannot listen on ${address}:${port}: ${errorText(err)}`));
     server.once('error', onError);
-    server.listen(port, address, () => {
+    server.listen({ port, host: address, backlog: 65_535 }, () => {
       server.off('error', onError);
       resolve();
     });

@@ -63,7 +63,8 @@ export function createWsServer(opts: WsServerOptions): Server {
     // resident per link and CPU at every connection.
     secureOptions: constants.SSL_OP_NO_TICKET,
   });
-  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
+  // no client set: the hub keeps the sessions (a set entry and a listener less per link)
+  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, clientTracking: false });
 
   server.prependListener('secureConnection', (socket: TLSSocket) => {
     if (socket.authorized) return;

@@ -1,7 +1,8 @@
 /**
  * One connected edge node (KubeEdge's NodeSession, wire-cloud-edge §3.6, §3.9, §6.2): reads frames,
  * keeps the keepalive timer, writes no-ACK messages at once and ACK-mode messages one at a time from
- * the node's {@link NodeQueue}, each retransmitted every 5 s until the edge acknowledges it.
+ * the node's {@link NodeQueue} (made by the hub when the first one is queued: most links carry
+ * none), each retransmitted every 5 s until the edge acknowledges it.
  */
 import type { WebSocket } from 'ws';
 import { decodeMessage, encodeMessage, errorText, type Logger, type Message } from '../../kernel/index.js';
@@ -24,14 +25,15 @@ export interface SessionEvents {
 }
 
 export class Session {
-  private keepaliveTimer: NodeJS.Timeout | undefined;
+  private readonly keepaliveTimer: NodeJS.Timeout;
   private retransmitTimer: NodeJS.Timeout | undefined;
   private ended = false;
 
   constructor(
     readonly node: string,
     private readonly ws: WebSocket,
-    private readonly queue: NodeQueue,
+    /** The node's queue, if one was made. */
+    private readonly queueOf: () => NodeQueue | undefined,
     private readonly keepaliveMs: number,
     private readonly log: Logger,
     private readonly events: SessionEvents,
@@ -51,7 +53,10 @@ export class Session {
     });
     ws.on('close', (code: number) => this.end(`connection closed by the edge (code ${code})`));
     ws.on('error', (err: Error) => this.end(`connection error: ${errorText(err)}`));
-    this.keepalive();
+    this.keepaliveTimer = setTimeout(
+      () => this.close(`no keepalive for ${this.keepaliveMs / 1000} s`),
+      this.keepaliveMs,
+    );
   }
 
   get open(): boolean {
@@ -60,12 +65,7 @@ export class Session {
 
   /** An upstream keepalive: the node has `keepaliveInterval` again (§3.6). */
   keepalive(): void {
-    if (this.ended) return;
-    clearTimeout(this.keepaliveTimer);
-    this.keepaliveTimer = setTimeout(
-      () => this.close(`no keepalive for ${this.keepaliveMs / 1000} s`),
-      this.keepaliveMs,
-    );
+    if (!this.ended) this.keepaliveTimer.refresh();
   }
 
   /** Write a no-ACK message once. */
@@ -76,8 +76,9 @@ export class Session {
   /** Send the next ACK-mode message of the queue if none is in flight. */
   pump(): void {
     if (this.ended) return;
-    const msg = this.queue.take();
-    if (msg === undefined) return;
+    const queue = this.queueOf();
+    const msg = queue?.take();
+    if (queue === undefined || msg === undefined) return;
     let sent = 1;
     this.write(msg);
     this.retransmitTimer = setInterval(() => {
@@ -88,7 +89,7 @@ export class Session {
         return;
       }
       this.stopRetransmit();
-      const delay = this.queue.park(() => this.events.requeued(this.node));
+      const delay = queue.park(() => this.events.requeued(this.node));
       this.log.warn(
         { node: this.node, msg_id: msg.header.msg_id, resource: msg.route.resource, retryInMs: delay },
         `message not acknowledged after ${RETRANSMISSIONS} transmissions: queued again`,
@@ -100,7 +101,7 @@ export class Session {
 
   /** An upstream `response`: completes the message in flight if it is the one acknowledged. */
   ack(parentId: string): boolean {
-    if (this.queue.ack(parentId) === undefined) return false;
+    if (this.queueOf()?.ack(parentId) === undefined) return false;
     this.stopRetransmit();
     this.pump();
     return true;
@@ -134,7 +135,7 @@ export class Session {
     this.ended = true;
     clearTimeout(this.keepaliveTimer);
     this.stopRetransmit();
-    this.queue.release();
+    this.queueOf()?.release();
     this.events.closed(this, reason);
   }
 }

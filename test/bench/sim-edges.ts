@@ -23,7 +23,9 @@ import { nodeCommonName } from '../../protocol/index.js';
 import { ReconnectBackoff } from '../../plugins/edgehub/client.js';
 import { waitUntil } from '../helpers/kernel.js';
 
-const cloudcoreBin = fileURLToPath(new URL('../../bin/cloudcore.js', import.meta.url));
+/** The cloudcore benchmarked: this checkout's, or `BENCH_CLOUDCORE` (another build, side by side). */
+const cloudcoreBin =
+  process.env.BENCH_CLOUDCORE ?? fileURLToPath(new URL('../../bin/cloudcore.js', import.meta.url));
 const PROJECT = 'e632aba927ea4ac2b575ec1603d56f10';
 
 /** Resident memory of a process now (`VmRSS`) or at its peak so far (`VmHWM`), in KB. */
