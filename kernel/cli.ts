@@ -26,6 +26,8 @@ export interface MainOptions {
   registry: readonly PluginEntry[];
   defaultConfigPath: string;
   argv?: string[];
+  /** Called once, when every enabled plugin has started ("kernel ready"). */
+  onReady?: () => void;
 }
 
 function usage(kind: ConfigKind, defaultConfigPath: string): string {
@@ -148,6 +150,7 @@ export async function main(options: MainOptions): Promise<number> {
   try {
     health = await serveHealth(kernel, config.config.kernel.health, log);
     await kernel.start();
+    options.onReady?.();
   } catch (err) {
     log.error(
       { err: errorText(err), code: err instanceof KernelError ? err.code : undefined },
