@@ -66,7 +66,8 @@ async function roundTrips(k: Kernel, n: number): Promise<number[]> {
 }
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url)).replace(/dist\/$/, '');
-const edgecoreBin = join(repoRoot, 'dist', 'bin', 'edgecore.js');
+/** The edgecore started: this build's, or another's (`EDGECORE_BIN`, to compare builds). */
+const edgecoreBin = process.env.EDGECORE_BIN ?? join(repoRoot, 'dist', 'bin', 'edgecore.js');
 
 /** Start edgecore with `config`; resolve with the ms until "kernel ready" and the RSS after `idleMs`. */
 function startEdgecore(configText: string, idleMs: number): Promise<{ readyMs: number; rssMb: number }> {
@@ -114,8 +115,33 @@ function noopPlugins(count: number): { dir: string; yaml: string } {
   return { dir, yaml: `${modules.join('\n')}\nkernel:\n  plugins:\n${plugins.join('\n')}\n` };
 }
 
+/** `KERNEL_BENCH=bus,start` (default: both): the message bus figures, edgecore's start and idle. */
+const parts = new Set((process.env.KERNEL_BENCH ?? 'bus,start').split(','));
+
 export async function kernelBench(): Promise<Figure[]> {
   const figures: Figure[] = [];
+  if (parts.has('bus')) await busFigures(figures);
+  if (!parts.has('start')) return figures;
+  const noop = noopPlugins(10);
+  const starts: number[] = [];
+  for (let i = 0; i < 5; i++) starts.push((await startEdgecore(`${BASE}${noop.yaml}`, 0)).readyMs);
+  figures.push({
+    name: 'edgecore_start_10_noop_plugins',
+    value: round(
+      percentile(
+        starts.sort((a, b) => a - b),
+        50,
+      ),
+    ),
+    unit: 'ms',
+    goal: '<= 150',
+  });
+  const idle = await startEdgecore(BASE, 1000);
+  figures.push({ name: 'edgecore_idle_rss_no_plugins', value: round(idle.rssMb), unit: 'MB', goal: '<= 45' });
+  return figures;
+}
+
+async function busFigures(figures: Figure[]): Promise<void> {
   await withKernel('inprocess', async (k) => {
     figures.push({
       name: 'kernel_inproc_oneway',
@@ -134,21 +160,4 @@ export async function kernelBench(): Promise<Figure[]> {
     figures.push({ name: 'kernel_outproc_plugin_cpu', value: round(t.senderCpu), unit: 'us/msg' });
     figures.push(...latencyFigures('kernel_outproc_rtt', await roundTrips(k, 5_000), 'ms', '<= 1'));
   });
-  const noop = noopPlugins(10);
-  const starts: number[] = [];
-  for (let i = 0; i < 5; i++) starts.push((await startEdgecore(`${BASE}${noop.yaml}`, 0)).readyMs);
-  figures.push({
-    name: 'edgecore_start_10_noop_plugins',
-    value: round(
-      percentile(
-        starts.sort((a, b) => a - b),
-        50,
-      ),
-    ),
-    unit: 'ms',
-    goal: '<= 150',
-  });
-  const idle = await startEdgecore(BASE, 1000);
-  figures.push({ name: 'edgecore_idle_rss_no_plugins', value: round(idle.rssMb), unit: 'MB', goal: '<= 45' });
-  return figures;
 }

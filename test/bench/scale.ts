@@ -5,7 +5,9 @@
  * that acknowledge every ACK-mode message as edgeHub + metaManager do.
  * - Issue 11, first, while the cloud is idle: a real edgecore joined to that cloudcore (edged on a
  *   private containerd, KubeEdge's default modules): its idle resident memory beside Go edgecore
- *   v1.23.1's (a constant: no Go binary here).
+ *   v1.23.1's (a constant: no Go binary here), its peak, and the part of it that is pages of files
+ *   (the node binary, shared with the page cache) rather than the process's own memory.
+ *   `BENCH_SCALE_EDGES=0` runs only this part; `EDGECORE_BIN` measures another build's edgecore.
  * - `BENCH_SCALE_PODS` (50) pods per edge created at once (32 requests in flight): the time from the
  *   first create until every edge has acknowledged all its pods (and the part of it after the last
  *   create answered: what cloudcore adds to kube-apiserver's own pace); cloudcore's CPU over that
@@ -18,7 +20,7 @@
  *   (seconds, not the issue's 10 minutes: nothing in cloudcore expires with time meanwhile).
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -117,7 +119,7 @@ kernel:
   );
   const edge = await spawnPeer(
     process.execPath,
-    [join(repoRoot, 'dist', 'bin', 'edgecore.js'), '--config', config],
+    [process.env.EDGECORE_BIN ?? join(repoRoot, 'dist', 'bin', 'edgecore.js'), '--config', config],
     {
       name: 'edgecore',
       cwd: edgeDir,
@@ -143,6 +145,8 @@ kernel:
     await sleep(5000);
     const idleCpu = ((cpuTicks(edge.pid) - ticks0) / 100 / 5) * 100;
     const rss = rssKb(edge.pid) / 1024;
+    const status = readFileSync(`/proc/${edge.pid}/status`, 'utf8');
+    const fileMb = Number(/RssFile:\s+(\d+)/.exec(status)?.[1] ?? NaN) / 1024;
     return [
       {
         name: 'edgecore_idle_rss_connected_default_modules',
@@ -150,6 +154,8 @@ kernel:
         unit: 'MB',
         goal: `<= ${0.6 * GO_EDGECORE_IDLE_RSS_MB}`,
       },
+      { name: 'edgecore_idle_rss_of_which_file_pages', value: round(fileMb), unit: 'MB' },
+      { name: 'edgecore_peak_rss_connected', value: round(rssKb(edge.pid, 'VmHWM') / 1024), unit: 'MB' },
       { name: 'go_edgecore_v1.23.1_idle_rss_anchor_issue11', value: GO_EDGECORE_IDLE_RSS_MB, unit: 'MB' },
       {
         name: 'edgecore_idle_rss_vs_go',
@@ -220,6 +226,7 @@ kernel:
     );
     cloud = await startCloudcore(config);
     const figures = await edgeIdle(plane, cd, dir, tls, { ws: wsPort, https: httpsPort });
+    if (edges === 0) return figures;
 
     const acked = new Map<SimEdge, Acked>();
     const identities = await edgeIdentities(ca, nodes);
