@@ -601,8 +601,8 @@ export default definePlugin<DmiServerConfig>({
   group: DmiGroup,
   configKey: 'deviceTwin',
   async start(ctx) {
-    const grpc = await import('nice-grpc');
     const rpc = await import('../../proto/rpc.js');
+    const { grpc } = rpc;
     const api = await import('../../proto/gen/dmi/v1beta1/api.js');
     const socket = dmiSocketPath(ctx.config.dmiSockPath);
     mkdirSync(dirname(socket), { recursive: true, mode: 0o750 });

@@ -5,8 +5,8 @@
  * PullImage) and the channel accepts 16 MiB messages as kubelet's does. Imported lazily from
  * edged's start().
  */
-import { createChannel, createClientFactory, type Channel, type Client } from 'nice-grpc';
-import { ClientError, Status, deadlineMiddleware, type DeadlineOptions } from '../../proto/rpc.js';
+import type { Channel, Client } from 'nice-grpc';
+import { ClientError, Status, deadlineMiddleware, grpc, type DeadlineOptions } from '../../proto/rpc.js';
 import {
   ImageServiceDefinition,
   RuntimeServiceDefinition,
@@ -90,13 +90,13 @@ export class CriClient {
   private busySince = 0;
 
   constructor(opts: CriClientOptions) {
-    const factory = createClientFactory().use(deadlineMiddleware);
-    const runtimeChannel = createChannel(grpcTarget(opts.runtimeEndpoint), undefined, CHANNEL_OPTIONS);
+    const factory = grpc.createClientFactory().use(deadlineMiddleware);
+    const runtimeChannel = grpc.createChannel(grpcTarget(opts.runtimeEndpoint), undefined, CHANNEL_OPTIONS);
     const imageEndpoint = opts.imageEndpoint || opts.runtimeEndpoint;
     const imageChannel =
       imageEndpoint === opts.runtimeEndpoint
         ? runtimeChannel
-        : createChannel(grpcTarget(imageEndpoint), undefined, CHANNEL_OPTIONS);
+        : grpc.createChannel(grpcTarget(imageEndpoint), undefined, CHANNEL_OPTIONS);
     this.channels = [...new Set([runtimeChannel, imageChannel])];
     this.runtime = factory.create(RuntimeServiceDefinition, runtimeChannel);
     this.image = factory.create(ImageServiceDefinition, imageChannel);

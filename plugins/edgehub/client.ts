@@ -5,7 +5,8 @@
  * answered in place. Liveness (ours): a websocket ping goes with every keepalive and an answer (pong
  * or any frame) is expected within `readDeadline`, so a half-open link is noticed in seconds.
  */
-import WebSocket from 'ws';
+import { createRequire } from 'node:module';
+import type WebSocketType from 'ws';
 import {
   KernelError,
   decodeMessage,
@@ -15,6 +16,10 @@ import {
   type Message,
 } from '../../kernel/index.js';
 import { EdgeHubModuleName, ResourceGroup } from '../../protocol/index.js';
+
+/** ws through require: CommonJS, which an ESM `import` would wrap file by file (more memory). */
+const WebSocket = createRequire(import.meta.url)('ws') as typeof WebSocketType;
+type WebSocket = WebSocketType;
 
 export interface HubDialOptions {
   /** `websocket.server`, host:port. */
@@ -108,7 +113,7 @@ export class HubConnection {
 
   private attach(): void {
     const { ws } = this;
-    ws.on('message', (data: WebSocket.RawData) => {
+    ws.on('message', (data: WebSocketType.RawData) => {
       this.alive();
       this.receive(Buffer.isBuffer(data) ? data : Buffer.concat(data as Buffer[]));
     });

@@ -6,7 +6,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import { chmod, readFile, rename, stat, writeFile } from 'node:fs/promises';
-import { isScalar, parseDocument } from 'yaml';
+import { createRequire } from 'node:module';
+import type * as Yaml from 'yaml';
+
+/** yaml through require, as the kernel loads it (CommonJS: an ESM `import` costs memory). */
+const { isScalar, parseDocument } = createRequire(import.meta.url)('yaml') as typeof Yaml;
 
 /** What happened to the file: `cleared`, or why it was left alone. */
 export type TokenClearing = 'cleared' | 'not-in-file' | 'unreadable';
