@@ -9,7 +9,7 @@ import { devicesBench } from './devices.js';
 import { edgecontrollerBench } from './edgecontroller.js';
 import { edgemeshBench } from './edgemesh.js';
 import { eventbusBench } from './eventbus.js';
-import { goAnchorBench } from './go-anchor.js';
+import { edgeIdleBench } from './edge-idle.js';
 import { edgedBench } from './edged.js';
 import { kernelBench } from './kernel.js';
 import { metamanagerBench } from './metamanager.js';
@@ -36,7 +36,7 @@ const suites: [string, () => Promise<Figure[]>][] = [
   ['edgemesh', edgemeshBench],
   ['devices', devicesBench],
   ['scale', scaleBench],
-  ['go-anchor', goAnchorBench],
+  ['edge-idle', edgeIdleBench],
 ];
 
 const only = process.argv[2];

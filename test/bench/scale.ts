@@ -3,11 +3,6 @@
  * ObjectSync CRDs from `crds/`): a cloudcore process (dist/bin/cloudcore.js: cloudHub,
  * edgeController, syncController) and `BENCH_SCALE_EDGES` (100) simulated edges (./sim-edges.ts)
  * that acknowledge every ACK-mode message as edgeHub + metaManager do.
- * - Issue 11, first, while the cloud is idle: a real edgecore joined to that cloudcore (edged on a
- *   private containerd, KubeEdge's default modules): its idle resident memory beside Go edgecore
- *   v1.23.1's (a constant: no Go binary here), its peak, and the part of it that is pages of files
- *   (the node binary, shared with the page cache) rather than the process's own memory.
- *   `BENCH_SCALE_EDGES=0` runs only this part; `EDGECORE_BIN` measures another build's edgecore.
  * - `BENCH_SCALE_PODS` (50) pods per edge created at once (32 requests in flight): the time from the
  *   first create until every edge has acknowledged all its pods (and the part of it after the last
  *   create answered: what cloudcore adds to kube-apiserver's own pace); cloudcore's CPU over that
@@ -20,17 +15,15 @@
  *   (seconds, not the issue's 10 minutes: nothing in cloudcore expires with time meanwhile).
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { decodeMessage, newResponse } from '../../kernel/index.js';
 import { createKubeApi } from '../../kernel/kube/index.js';
 import { createLogger } from '../../kernel/log.js';
-import { createToken } from '../../plugins/cloudhub/token.js';
-import { startContainerd, type ContainerdPeer } from '../peers/containerd.js';
-import { startControlPlane, type ControlPlane } from '../peers/kube.js';
-import { freePort, spawnPeer, waitFor } from '../peers/util.js';
+import { startControlPlane } from '../peers/kube.js';
+import { freePort, waitFor } from '../peers/util.js';
 import { round, type Figure } from './report.js';
 import {
   benchCa,
@@ -43,7 +36,6 @@ import {
   sleep,
   startCloudcore,
   stopProcess,
-  type BenchCa,
 } from './sim-edges.js';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url)).replace(/dist\/$/, '');
@@ -65,117 +57,11 @@ async function inFlight<T>(items: readonly T[], work: (item: T) => Promise<unkno
 
 const seconds = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e9;
 
-/** Go edgecore v1.23.1 idle with edgeHub connected, edged on containerd, 0 pods (issue 11). */
-const GO_EDGECORE_IDLE_RSS_MB = 90;
-const EDGE_NODE = 'scale-real-edge';
-
-/**
- * Issue 11: a real edgecore process (dist/bin/edgecore.js) joined with a token to this cloudcore:
- * edgeHub, edged on a private containerd, metaManager, eventBus (its internal broker) and
- * deviceTwin, KubeEdge's default modules (metaServer off, as its default); its resident memory
- * after `BENCH_EDGE_IDLE_S` (10) idle seconds once its Node is Ready.
- */
-async function edgeIdle(
-  plane: ControlPlane,
-  cd: ContainerdPeer,
-  dir: string,
-  { ca }: BenchCa,
-  ports: { ws: number; https: number },
-): Promise<Figure[]> {
-  const edgeDir = join(dir, 'edge');
-  mkdirSync(edgeDir);
-  const config = join(edgeDir, 'edgecore.yaml');
-  writeFileSync(
-    config,
-    `apiVersion: edgecore.config.kubeedge.io/v1alpha2
-kind: EdgeCore
-database:
-  dataSource: ${join(edgeDir, 'edgecore.db')}
-modules:
-  edgeHub:
-    enable: true
-    httpServer: https://127.0.0.1:${ports.https}
-    token: ${createToken(ca, 12)}
-    tlsCaFile: ${join(edgeDir, 'ca', 'rootCA.crt')}
-    tlsCertFile: ${join(edgeDir, 'certs', 'server.crt')}
-    tlsPrivateKeyFile: ${join(edgeDir, 'certs', 'server.key')}
-    websocket: {enable: true, server: "127.0.0.1:${ports.ws}"}
-  edged:
-    enable: true
-    hostnameOverride: ${EDGE_NODE}
-    nodeIP: 127.0.0.1
-    rootDirectory: ${JSON.stringify(join(edgeDir, 'kubelet'))}
-    tailoredKubeletConfig:
-      containerRuntimeEndpoint: ${cd.endpoint}
-      imageServiceEndpoint: ${cd.endpoint}
-      podLogsDir: ${JSON.stringify(cd.podLogDir)}
-      staticPodPath: ${JSON.stringify(join(edgeDir, 'manifests-none'))}
-  metaManager: {enable: true}
-  eventBus: {enable: true, mqttMode: 0, mqttServerInternal: "tcp://127.0.0.1:${await freePort()}"}
-  deviceTwin: {enable: true, dmiSockPath: "${edgeDir}/"}
-kernel:
-  health: {enable: false}
-`,
-  );
-  const edge = await spawnPeer(
-    process.execPath,
-    [process.env.EDGECORE_BIN ?? join(repoRoot, 'dist', 'bin', 'edgecore.js'), '--config', config],
-    {
-      name: 'edgecore',
-      cwd: edgeDir,
-    },
-  );
-  try {
-    await waitFor(
-      async () => {
-        const res = await plane.get(`/api/v1/nodes/${EDGE_NODE}`);
-        if (res.status !== 200) return false;
-        const node = JSON.parse(res.body) as { status?: { conditions?: { type: string; status: string }[] } };
-        return node.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
-      },
-      {
-        what: `the edge node ${EDGE_NODE} Ready`,
-        timeoutMs: 120_000,
-        details: () => edge.output().slice(-4000),
-      },
-    );
-    const idleS = Number(process.env.BENCH_EDGE_IDLE_S ?? 10);
-    await sleep(idleS * 1000);
-    const ticks0 = cpuTicks(edge.pid);
-    await sleep(5000);
-    const idleCpu = ((cpuTicks(edge.pid) - ticks0) / 100 / 5) * 100;
-    const rss = rssKb(edge.pid) / 1024;
-    const status = readFileSync(`/proc/${edge.pid}/status`, 'utf8');
-    const fileMb = Number(/RssFile:\s+(\d+)/.exec(status)?.[1] ?? NaN) / 1024;
-    return [
-      {
-        name: 'edgecore_idle_rss_connected_default_modules',
-        value: round(rss),
-        unit: 'MB',
-        goal: `<= ${0.6 * GO_EDGECORE_IDLE_RSS_MB}`,
-      },
-      { name: 'edgecore_idle_rss_of_which_file_pages', value: round(fileMb), unit: 'MB' },
-      { name: 'edgecore_peak_rss_connected', value: round(rssKb(edge.pid, 'VmHWM') / 1024), unit: 'MB' },
-      { name: 'go_edgecore_v1.23.1_idle_rss_anchor_issue11', value: GO_EDGECORE_IDLE_RSS_MB, unit: 'MB' },
-      {
-        name: 'edgecore_idle_rss_vs_go',
-        value: round(rss / GO_EDGECORE_IDLE_RSS_MB),
-        unit: 'x',
-        goal: '<= 0.6',
-      },
-      { name: 'edgecore_idle_cpu_connected', value: round(idleCpu), unit: '%' },
-      { name: 'scale_loadavg_1m_edge_idle', value: loadAverage(), unit: '' },
-    ];
-  } finally {
-    await edge.stop();
-  }
-}
-
 export async function scaleBench(): Promise<Figure[]> {
   const edges = Number(process.env.BENCH_SCALE_EDGES ?? 100);
   const podsPerEdge = Number(process.env.BENCH_SCALE_PODS ?? 50);
   const changed = Math.min(edges * podsPerEdge, Number(process.env.BENCH_SCALE_CHANGED ?? 1000));
-  const [plane, cd] = await Promise.all([startControlPlane(), startContainerd()]);
+  const plane = await startControlPlane();
   const dir = mkdtempSync(join(tmpdir(), 'bench-scale-'));
   const admin = createKubeApi(
     { master: '', contentType: '', qps: 100_000, burst: 100_000, kubeConfig: plane.kubeconfigPath },
@@ -199,8 +85,7 @@ export async function scaleBench(): Promise<Figure[]> {
       }),
     );
 
-    const tls = await benchCa(dir);
-    const { ca, caPem, cloudHubTls } = tls;
+    const { ca, caPem, cloudHubTls } = await benchCa(dir);
     const [wsPort, httpsPort] = [await freePort(), await freePort()];
     const config = join(dir, 'cloudcore.yaml');
     writeFileSync(
@@ -225,8 +110,7 @@ kernel:
 `,
     );
     cloud = await startCloudcore(config);
-    const figures = await edgeIdle(plane, cd, dir, tls, { ws: wsPort, https: httpsPort });
-    if (edges === 0) return figures;
+    const figures: Figure[] = [];
 
     const acked = new Map<SimEdge, Acked>();
     const identities = await edgeIdentities(ca, nodes);
@@ -357,7 +241,7 @@ kernel:
     for (const s of sims) s.stop();
     await stopProcess(cloud);
     admin.stop();
-    await Promise.all([plane.stop(), cd.stop()]);
+    await plane.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }
