@@ -3,7 +3,10 @@
  * - twin updates acknowledged = stored: an edgecore process (eventBus mode 0 + deviceTwin on a
  *   SQLite file) and 40 MQTT clients in a publisher process pipelining QoS 1 updates; a PUBACK
  *   means the update is committed. Rate, latency (one in flight, publish -> PUBACK), CPU per update
- *   and the peak resident memory of the edgecore process;
+ *   and the peak resident memory of the edgecore process; then the same load on the Go anchor, a Go
+ *   edgecore v1.23.1 (internal broker + deviceTwin + metaManager), and the ratios ours/Go. Go's
+ *   broker sends PUBACK on receipt, before its deviceTwin stores the update (ours after the
+ *   commit): its rate of stored updates is read from its database;
  * - twin updates end to end through mosquitto (mode 2): MQTT publish -> eventBus -> deviceTwin
  *   (SQLite) -> the edge_updated message at the cloud stand-in (module `websocket`);
  * - broker throughput, QoS 0 and 1: aedes inside an edgecore process (mode 0) side by side with
@@ -301,7 +304,8 @@ async function twinRun(t: TwinTarget): Promise<Figure[]> {
       { name: `${name}_cpu_per_update`, value: round((after.cpuUs - before.cpuUs) / N), unit: 'us' },
       ...latencyFigures(`${name}_latency`, samples, 'ms', t.goals ? '<= 5' : undefined),
       { name: `${name}_rss_idle`, value: round(before.rssMb), unit: 'MB' },
-      { name: `${name}_rss_peak`, value: round(after.peakRssMb), unit: 'MB' },
+      // Go edgecore v1.23.1 at 80 MB on this load (issue 10), goal 1.5x that; measured: the ratio
+      { name: `${name}_rss_peak`, value: round(after.peakRssMb), unit: 'MB', ...goal('<= 120') },
       { name: `${name}_rss_anon_peak`, value: round(anonPeakMb), unit: 'MB' },
     ];
   } finally {
