@@ -3,7 +3,10 @@
  * - twin updates acknowledged = stored: an edgecore process (eventBus mode 0 + deviceTwin on a
  *   SQLite file) and 40 MQTT clients in a publisher process pipelining QoS 1 updates; a PUBACK
  *   means the update is committed. Rate, latency (one in flight, publish -> PUBACK), CPU per update
- *   and the peak resident memory of the edgecore process;
+ *   and the peak resident memory of the edgecore process; then the same load on the Go anchor, a Go
+ *   edgecore v1.23.1 (internal broker + deviceTwin + metaManager), and the ratios ours/Go. Go's
+ *   broker sends PUBACK on receipt, before its deviceTwin stores the update (ours after the
+ *   commit): its rate of stored updates is read from its database;
  * - twin updates end to end through mosquitto (mode 2): MQTT publish -> eventBus -> deviceTwin
  *   (SQLite) -> the edge_updated message at the cloud stand-in (module `websocket`);
  * - broker throughput, QoS 0 and 1: aedes inside an edgecore process (mode 0) side by side with
@@ -19,8 +22,9 @@ import mqtt from 'mqtt';
 import type { Message } from '../../kernel/index.js';
 import { membershipMessage, mqttClient, startEdge } from '../helpers/mqtt-edge.js';
 import { waitUntil } from '../helpers/kernel.js';
+import { startGoTwinEdgecore } from '../peers/kubeedge.js';
 import { startMosquitto, type MosquittoPeer } from '../peers/mosquitto.js';
-import { cleanup, freePort } from '../peers/util.js';
+import { cleanup, freePort, sleep } from '../peers/util.js';
 import { TwinStore } from '../../plugins/devicetwin/store.js';
 import { latencyFigures, round, type Figure } from './report.js';
 
@@ -193,17 +197,67 @@ function procStats(pid: number): { cpuUs: number; rssMb: number; peakRssMb: numb
   return { cpuUs: ticks * 10_000, rssMb: kb('VmRSS') / 1024, peakRssMb: kb('VmHWM') / 1024 };
 }
 
+/** The largest `RssAnon` (MB) of process `pid`, sampled every 50 ms until `stop()` (0 once it is gone). */
+function anonPeak(pid: number): { stop(): number } {
+  const sample = (): number => {
+    const status = existsSync(`/proc/${pid}/status`) ? readFileSync(`/proc/${pid}/status`, 'utf8') : '';
+    return Number(/^RssAnon:\s+(\d+) kB/m.exec(status)?.[1] ?? 0) / 1024;
+  };
+  let peak = sample();
+  const timer = setInterval(() => (peak = Math.max(peak, sample())), 50);
+  return {
+    stop() {
+      clearInterval(timer);
+      return Math.max(peak, sample());
+    },
+  };
+}
+
 /**
- * Twin updates acknowledged = stored, against an edgecore process (eventBus mode 0 + deviceTwin):
- * latency publish -> PUBACK with one update in flight, then CLIENTS clients pipelining QoS 1
- * updates (rate of PUBACKs, CPU per update and peak resident memory of the edgecore process).
+ * The twin the bench's updates set (`update()`) as stored in `dataSource`, by device id: its
+ * actual value and its edge version (one per update applied).
  */
-async function twinAcknowledged(): Promise<Figure[]> {
-  const label = 'aedes';
-  const devices = [DEVICE, ...Array.from({ length: CLIENTS }, (_, k) => `default/bench-${k}`)];
-  const edge = await startEdgeProcess({ deviceTwin: true, devices });
+function storedTwins(dataSource: string): Map<string, { actual: string | null; edge: number }> {
+  const db = new Database(dataSource, { readonly: true, fileMustExist: true });
   try {
-    const app = await mqttClient(edge.url, []);
+    const rows = db
+      .prepare("SELECT deviceid, actual, actual_version FROM device_twin WHERE name = 'temperature'")
+      .all() as { deviceid: string; actual: string | null; actual_version: string | null }[];
+    return new Map(
+      rows.map((r) => [
+        r.deviceid,
+        { actual: r.actual, edge: (JSON.parse(r.actual_version ?? '{}') as { edge?: number }).edge ?? 0 },
+      ]),
+    );
+  } finally {
+    db.close();
+  }
+}
+
+/** What a twin-acknowledged run measures of one edgecore, ours or Go's. */
+interface TwinTarget {
+  label: string;
+  url: string;
+  pid: number;
+  dataSource: string;
+  /** The issue's goals on its figures (ours). */
+  goals?: boolean;
+}
+
+/**
+ * One twin-acknowledged run against `t`: latency publish -> PUBACK with one update in flight
+ * (`DEVICE`), then CLIENTS clients pipelining N QoS 1 updates (`default/bench-<k>`). Once every
+ * PUBACK is in, waits until `t`'s database shows every update applied (the work was done, not
+ * dropped): the rate of PUBACKs and of stored updates, how many twins hold the last value sent,
+ * CPU per update and resident memory (peak of all, `VmHWM`; peak of the anonymous part, sampled)
+ * of the edgecore process.
+ */
+async function twinRun(t: TwinTarget): Promise<Figure[]> {
+  const name = `twin_acked_${t.label}`;
+  const goal = (g: string): { goal?: string } => (t.goals ? { goal: g } : {});
+  const anon = anonPeak(t.pid);
+  try {
+    const app = await mqttClient(t.url, []);
     const samples: number[] = [];
     for (let i = 0; i < 2000; i++) {
       const t0 = process.hrtime.bigint();
@@ -212,31 +266,101 @@ async function twinAcknowledged(): Promise<Figure[]> {
     }
     await app.end();
     const N = 40_000;
-    const pub = await spawnPublisher(edge.url, N, 100_000, CLIENTS);
-    const before = procStats(edge.pid);
+    const base = 100_000;
+    const pub = await spawnPublisher(t.url, N, base, CLIENTS);
+    const before = procStats(t.pid);
+    const t0 = process.hrtime.bigint();
     pub.go();
-    await waitUntil(pub.done, 300_000, `${label}: PUBACKs of ${N} updates`);
-    const after = procStats(edge.pid);
+    await waitUntil(pub.done, 300_000, `${t.label}: PUBACKs of ${N} updates`);
+    // every update applied: the edge versions of the twins add up to all updates sent (latency
+    // phase included); polled, not too often (a reader of Go's database holds its lock), until
+    // they do or stop moving for 10 s
+    const total = samples.length + N;
+    let applied = 0;
+    let twins = storedTwins(t.dataSource);
+    let storedAt = process.hrtime.bigint();
+    for (let still = Date.now(); applied < total && Date.now() - still < 10_000; await sleep(200)) {
+      twins = storedTwins(t.dataSource);
+      const now = [...twins.values()].reduce((sum, tw) => sum + tw.edge, 0);
+      if (now !== applied) [applied, still, storedAt] = [now, Date.now(), process.hrtime.bigint()];
+    }
+    const storedSecs = Number(storedAt - t0) / 1e9;
+    // the last update of device k is number N - CLIENTS + k: is it the value stored?
+    const lastKept = Array.from({ length: CLIENTS }, (_, k) => k).filter(
+      (k) => twins.get(`default/bench-${k}`)?.actual === String(base + N - CLIENTS + k),
+    ).length;
+    const after = procStats(t.pid);
+    const anonPeakMb = anon.stop();
     return [
       {
-        name: `twin_acked_${label}_updates_per_s`,
+        name: `${name}_updates_per_s`,
         value: round(N / (pub.ms() / 1000)),
         unit: 'updates/s',
-        goal: '>= 20000',
+        ...goal('>= 20000'),
       },
-      {
-        name: `twin_acked_${label}_cpu_per_update`,
-        value: round((after.cpuUs - before.cpuUs) / N),
-        unit: 'us',
-      },
-      ...latencyFigures(`twin_acked_${label}_latency`, samples, 'ms', '<= 5'),
-      { name: `twin_acked_${label}_rss_idle`, value: round(before.rssMb), unit: 'MB' },
-      // Go edgecore v1.23.1 stays at 80 MB on this load (issue 10): the goal is 1.5x that
-      { name: `twin_acked_${label}_rss_peak`, value: round(after.peakRssMb), unit: 'MB', goal: '<= 120' },
+      { name: `${name}_stored_per_s`, value: round(N / storedSecs), unit: 'updates/s' },
+      { name: `${name}_applied`, value: applied, unit: `of ${total}`, ...goal(`>= ${total}`) },
+      { name: `${name}_last_value_kept`, value: lastKept, unit: `of ${CLIENTS} twins` },
+      { name: `${name}_cpu_per_update`, value: round((after.cpuUs - before.cpuUs) / N), unit: 'us' },
+      ...latencyFigures(`${name}_latency`, samples, 'ms', t.goals ? '<= 5' : undefined),
+      { name: `${name}_rss_idle`, value: round(before.rssMb), unit: 'MB' },
+      // 1.5x the 80 MB issue 10 quoted for Go; the measured anchor is the ratio below
+      { name: `${name}_rss_peak`, value: round(after.peakRssMb), unit: 'MB', ...goal('<= 120') },
+      { name: `${name}_rss_anon_peak`, value: round(anonPeakMb), unit: 'MB' },
     ];
   } finally {
-    edge.stop();
+    anon.stop();
   }
+}
+
+/**
+ * Twin updates acknowledged = stored (issue 10's load), ours and the Go anchor one after the
+ * other, the same publisher and load: our edgecore process (eventBus mode 0 + deviceTwin), then a
+ * Go edgecore v1.23.1 (eventBus with its internal broker, `mqttMode: 0`; deviceTwin; metaManager;
+ * KubeEdge's default log level), the same CLIENTS devices in each one's database before it starts.
+ * Not the same promise: ours sends PUBACK once the update is committed, Go's broker on receipt,
+ * before deviceTwin stores it; hence `stored_per_s` (until the database shows every update
+ * applied) beside `updates_per_s` (PUBACKs), and CPU counted until then. Go applies a device's
+ * updates out of order (`last_value_kept`). Then ours/Go ratios.
+ */
+async function twinAcknowledged(): Promise<Figure[]> {
+  const devices = Array.from({ length: CLIENTS }, (_, k) => `default/bench-${k}`);
+  const ours = await startEdgeProcess({ deviceTwin: true, devices });
+  let figures: Figure[];
+  try {
+    figures = await twinRun({
+      label: 'aedes',
+      url: ours.url,
+      pid: ours.pid,
+      dataSource: ours.dataSource,
+      goals: true,
+    });
+  } finally {
+    ours.stop();
+  }
+  const go = await startGoTwinEdgecore({ nodeName: 'bench-go-twin', devices });
+  try {
+    figures.push(
+      ...(await twinRun({ label: 'go', url: go.mqttUrl, pid: go.pid, dataSource: go.dataSource })),
+    );
+  } finally {
+    await go.stop();
+  }
+  const value = (n: string): number => figures.find((f) => f.name === `twin_acked_${n}`)?.value ?? NaN;
+  const ratio = (n: string, unit: string, goal?: string): Figure => ({
+    name: `twin_acked_aedes_vs_go_${n}`,
+    value: round(value(`aedes_${n}`) / value(`go_${n}`)),
+    unit,
+    ...(goal !== undefined && { goal }),
+  });
+  return [
+    ...figures,
+    ratio('stored_per_s', 'x'),
+    ratio('cpu_per_update', 'x'),
+    // issue 10: ours at most 1.5x Go's resident memory on this load
+    ratio('rss_peak', 'x', '<= 1.5'),
+    ratio('rss_anon_peak', 'x'),
+  ];
 }
 
 /** Publish N messages from one client, received by another; messages/s. */
@@ -263,7 +387,7 @@ async function brokerThroughput(url: string, qos: 0 | 1, n: number): Promise<num
  */
 async function startEdgeProcess(
   o: { deviceTwin?: boolean; devices?: string[] } = {},
-): Promise<{ url: string; pid: number; stop(): void }> {
+): Promise<{ url: string; pid: number; dataSource: string; stop(): void }> {
   const here = fileURLToPath(new URL('.', import.meta.url));
   const js = join(here, '..', '..', 'plugins', 'devicetwin', 'testdata', 'edge-child.js');
   const ts = join(here, '..', '..', 'plugins', 'devicetwin', 'testdata', 'edge-child.ts');
@@ -310,6 +434,7 @@ modules:
   return {
     url: `mqtt://127.0.0.1:${port}`,
     pid: proc.pid as number,
+    dataSource,
     // a graceful stop lets node write the CPU profile
     stop: () => void proc.kill(profileDir ? 'SIGTERM' : 'SIGKILL'),
   };

@@ -13,6 +13,7 @@ import { readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
+import Database from 'better-sqlite3';
 import { parse, stringify } from 'yaml';
 import { EdgedServerPort } from '../../protocol/stream.js';
 import { PAUSE_IMAGE, type ContainerdPeer } from './containerd.js';
@@ -284,18 +285,126 @@ export async function startGoEdgecore(opts: GoEdgecoreOptions): Promise<GoEdgeco
     dir,
     configPath,
     readOnlyPort,
-    async memoryKb() {
-      const status = await readFile(`/proc/${running.pid}/status`, 'utf8');
-      const kb = (field: string): number => {
-        const value = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(status)?.[1];
-        if (value === undefined) throw new Error(`${name}: no ${field} in /proc/${running.pid}/status`);
-        return Number(value);
-      };
-      return { VmRSS: kb('VmRSS'), RssAnon: kb('RssAnon'), RssFile: kb('RssFile') };
-    },
+    memoryKb: () => memoryKb(running.pid, name),
     output: () => running.output(),
     stop,
   };
+}
+
+/** Options of {@link startGoTwinEdgecore}. */
+export interface GoTwinEdgecoreOptions {
+  /** The node's name (`edged.hostnameOverride`; edged itself is off). */
+  nodeName: string;
+  /** Device ids (`namespace/name`) in its `device` table before it starts (no attributes, no twins). */
+  devices: readonly string[];
+}
+
+/** A running Go edgecore from {@link startGoTwinEdgecore}. */
+export interface GoTwinEdgecore extends Omit<GoEdgecore, 'readOnlyPort'> {
+  /** Its internal MQTT broker, `mqtt://127.0.0.1:PORT`. */
+  readonly mqttUrl: string;
+  /** Its SQLite database (deviceTwin's tables `device`, `device_attr`, `device_twin`). */
+  readonly dataSource: string;
+}
+
+/**
+ * Starts a Go edgecore (building it first if needed) in a temp dir, with KubeEdge's default
+ * configuration changed to eventBus with its internal broker (`mqttMode: 0`, on a free loopback
+ * port), deviceTwin and metaManager (metaServer off) only: no edgeHub, no edged, so no cloud and
+ * no container runtime. Devices reach Go's deviceTwin from its database, loaded at start: edgecore
+ * is started once so that it creates its tables, stopped, given `devices` in its `device` table,
+ * and started again. Resolves once its broker listens.
+ */
+export async function startGoTwinEdgecore(opts: GoTwinEdgecoreOptions): Promise<GoTwinEdgecore> {
+  const edgecore = join(await kubeedgeBinaries(), 'edgecore');
+  const dir = await tempDir(`go-edgecore-${opts.nodeName}`);
+  const configPath = join(dir, 'edgecore.yaml');
+  const dataSource = join(dir, 'edgecore.db');
+  const port = await freePort();
+  const config = parse((await run(edgecore, ['--defaultconfig'])).stdout) as EdgeCoreYaml;
+  config.database.dataSource = dataSource;
+  const m = config.modules;
+  for (const module of Object.keys(m)) m[module] = { ...m[module], enable: false };
+  m.edged = { ...m.edged, hostnameOverride: opts.nodeName };
+  m.metaManager = {
+    ...m.metaManager,
+    enable: true,
+    metaServer: { ...obj(m.metaManager?.metaServer), enable: false },
+  };
+  m.eventBus = { ...m.eventBus, enable: true, mqttMode: 0, mqttServerInternal: `tcp://127.0.0.1:${port}` };
+  m.deviceTwin = { ...m.deviceTwin, enable: true, dmiSockPath: join(dir, 'dmi.sock') };
+  await writeFile(configPath, stringify(config), { mode: 0o600 });
+
+  const name = `go-edgecore ${opts.nodeName}`;
+  let peer: Peer | undefined;
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    unregister();
+    await peer?.stop();
+    await removeTempDir(dir);
+  };
+  const unregister = onCleanup(stop);
+  const start = async (): Promise<Peer> => {
+    const p = await spawnPeer(edgecore, ['--config', configPath], {
+      cwd: dir,
+      name,
+      graceMs: 10_000,
+      env: { ...process.env, CHECK_EDGECORE_ENVIRONMENT: 'false' },
+    });
+    peer = p;
+    await waitFor(async () => !p.running() || (await listensOn(p.pid, port)), {
+      what: `${name}: its MQTT broker on 127.0.0.1:${port}`,
+      timeoutMs: 60_000,
+      details: () => p.output().slice(-6_000),
+    });
+    if (!p.running()) throw new Error(`${name} exited early; its output:\n${p.output().slice(-6_000)}`);
+    return p;
+  };
+  try {
+    await (await start()).stop();
+    const db = new Database(dataSource);
+    try {
+      const insert = db.prepare(
+        'INSERT INTO device (id, name, description, state, last_online) VALUES (?, ?, ?, ?, ?)',
+      );
+      db.transaction(() => {
+        for (const id of opts.devices) insert.run(id, id.slice(id.indexOf('/') + 1), '', '', '');
+      })();
+    } finally {
+      db.close();
+    }
+    await start();
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  const running = peer as Peer;
+  return {
+    pid: running.pid,
+    dir,
+    configPath,
+    mqttUrl: `mqtt://127.0.0.1:${port}`,
+    dataSource,
+    memoryKb: () => memoryKb(running.pid, name),
+    output: () => running.output(),
+    stop,
+  };
+}
+
+/** `VmRSS`, `RssAnon` and `RssFile` of process `pid` now, from /proc/PID/status, in kB. */
+async function memoryKb(
+  pid: number,
+  name: string,
+): Promise<{ VmRSS: number; RssAnon: number; RssFile: number }> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string): number => {
+    const value = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(status)?.[1];
+    if (value === undefined) throw new Error(`${name}: no ${field} in /proc/${pid}/status`);
+    return Number(value);
+  };
+  return { VmRSS: kb('VmRSS'), RssAnon: kb('RssAnon'), RssFile: kb('RssFile') };
 }
 
 /** What the kubelet's container manager wants in /proc/sys (Kubernetes' `setupKernelTunables`). */
