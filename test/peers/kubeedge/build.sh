@@ -17,54 +17,19 @@ version=$(tr -d '[:space:]' <"$here/VERSION")
 # proxy's zip does not contain; their published twins are tagged with the release, but the proxy
 # serves no v1.23.1 tag of either: v1.23.0 is the newest of the v1.23 line it has.
 staging_version=v1.23.0
+label=kubeedge-build
 cache_root=${KUBEEDGE_TS_KUBEEDGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kubeedge-ts/kubeedge}
-dir=$cache_root/$version
-bin=$dir/bin
 binaries=(edgecore cloudcore)
-started=$SECONDS
-
-say() { printf 'kubeedge-build: %s\n' "$*" >&2; }
-elapsed() { local s=$((SECONDS - started)); printf '%dm%02ds' $((s / 60)) $((s % 60)); }
-complete() { [[ -f $bin/.complete ]]; }
-
-if complete; then
-  echo "$bin"
-  exit 0
-fi
-
-mkdir -p "$dir"
-# One build at a time per version (CI and a test may both ask); the others wait, then reuse it.
-exec 9>"$dir/.lock"
-if ! flock -n 9; then
-  say "another build of $version is running; waiting for it ($dir/.lock)"
-  flock 9
-fi
-if complete; then
-  echo "$bin"
-  exit 0
-fi
-
-go=${GO:-$(command -v go || true)}
-[[ -n $go ]] || go=/usr/local/go/bin/go
-if [[ ! -x $go ]]; then
-  say "no Go toolchain found (looked on PATH and at /usr/local/go/bin/go; set GO=/path/to/go)"
-  exit 1
-fi
+jobs=${KUBEEDGE_BUILD_JOBS:-}
+nice_level=19
+# shellcheck source=../go-peer.sh
+source "$here/../go-peer.sh"
 command -v gcc >/dev/null || { say "no gcc: edgecore needs cgo (github.com/mattn/go-sqlite3)"; exit 1; }
-jobs=${KUBEEDGE_BUILD_JOBS:-$(( ($(nproc) + 1) / 2 ))}
-say "building KubeEdge $version (edgecore, cloudcore) into $bin with $($go env GOVERSION), -p $jobs, nice 19"
-
-export GOTOOLCHAIN=local GOWORK=off GOFLAGS="-buildvcs=false -mod=mod -p=$jobs" CGO_ENABLED=1
-# Own caches (deleted after success; a failed build leaves them for the next attempt to resume).
-export GOMODCACHE=$dir/gomod GOCACHE=$dir/gocache GOPATH=$dir/gopath
-export GOPROXY=${GOPROXY:-https://proxy.golang.org,direct}
-gorun() { nice -n 19 "$go" "$@"; }
+say "building KubeEdge $version (edgecore, cloudcore) into $bin with $($go env GOVERSION), -p $jobs, nice $nice_level"
+export CGO_ENABLED=1
 
 # Wrapper module: KubeEdge's replaces apply only in the main module, so copy all of them (its
 # k8s.io/* point at KubeEdge's own Kubernetes fork), the two staging ones rewritten.
-src=$dir/src
-rm -rf "$src" "$dir/bin.tmp"
-mkdir -p "$src" "$dir/bin.tmp"
 cp "$here/tools.go" "$src/tools.go"
 say "reading github.com/kubeedge/kubeedge@$version's go.mod from the module proxy ($(elapsed))"
 kjson=$(cd "$src" && gorun mod download -json "github.com/kubeedge/kubeedge@$version")
@@ -100,33 +65,6 @@ ldflags="-s -w"
 pkg=github.com/kubeedge/kubeedge/pkg/version
 ldflags+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
 
-i=0
-for name in "${binaries[@]}"; do
-  i=$((i + 1))
-  case $name in
-    edgecore) pkg=github.com/kubeedge/kubeedge/edge/cmd/edgecore ;;
-    cloudcore) pkg=github.com/kubeedge/kubeedge/cloud/cmd/cloudcore ;;
-  esac
-  say "[$i/${#binaries[@]}] building $name ($pkg) ($(elapsed) so far)"
-  # A progress line every 30 s while go build is silent.
-  (while sleep 30; do say "[$i/${#binaries[@]}] still building $name ($(elapsed) so far)"; done) &
-  ticker=$!
-  status=0
-  (cd "$src" && gorun build -trimpath -ldflags "$ldflags" -o "$dir/bin.tmp/$name" "$pkg") || status=$?
-  kill "$ticker"
-  wait "$ticker" || true
-  if [[ $status -ne 0 ]]; then
-    say "building $name failed after $(elapsed) (exit $status)"
-    exit 1
-  fi
-  say "[$i/${#binaries[@]}] $name done: $(du -h "$dir/bin.tmp/$name" | cut -f1) ($(elapsed) so far)"
-done
-
-rm -rf "$bin"
-mv "$dir/bin.tmp" "$bin"
-echo "$version" >"$bin/.complete"
-say "removing the Go build and module caches ($(du -sh "$GOCACHE" "$GOMODCACHE" 2>/dev/null | cut -f1 | paste -sd' '))"
-chmod -R u+w "$GOMODCACHE" "$GOPATH" 2>/dev/null || true
-rm -rf "$GOCACHE" "$GOMODCACHE" "$GOPATH"
-say "done in $(elapsed): $(du -sh "$bin" | cut -f1) in $bin"
-echo "$bin"
+pkg_of() { echo "github.com/kubeedge/kubeedge/${1%core}/cmd/$1"; }
+go_peer_build "$ldflags"
+go_peer_finish
