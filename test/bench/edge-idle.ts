@@ -20,7 +20,15 @@ import { startControlPlane, type ControlPlane } from '../peers/kube.js';
 import { KUBEEDGE_VERSION, startGoEdgecore } from '../peers/kubeedge.js';
 import { freePort, spawnPeer, waitFor } from '../peers/util.js';
 import { round, type Figure } from './report.js';
-import { benchCa, cpuTicks, loadAverage, sleep, startCloudcore, stopProcess } from './sim-edges.js';
+import {
+  benchCa,
+  cpuTicks,
+  edgeCloudcoreYaml,
+  loadAverage,
+  sleep,
+  startCloudcore,
+  stopProcess,
+} from './sim-edges.js';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url)).replace(/dist\/$/, '');
 
@@ -129,23 +137,12 @@ export async function edgeIdleBench(): Promise<Figure[]> {
     const config = join(dir, 'cloudcore.yaml');
     writeFileSync(
       config,
-      `apiVersion: cloudcore.config.kubeedge.io/v1alpha1
-kind: CloudCore
-kubeAPIConfig:
-  kubeConfig: ${plane.cloudcoreKubeconfigPath}
-modules:
-  cloudHub:
-    advertiseAddress: [127.0.0.1]
-${cloudHubTls}    websocket: {enable: true, address: 127.0.0.1, port: ${ports.ws}}
-    https: {enable: true, address: 127.0.0.1, port: ${ports.https}}
-  edgeController: {enable: true}
-  syncController: {enable: false}
-  deviceController: {enable: false}
-  dynamicController: {enable: false}
-  taskManager: {enable: false}
-kernel:
-  health: {enable: false}
-`,
+      edgeCloudcoreYaml({
+        kubeConfig: plane.cloudcoreKubeconfigPath,
+        cloudHubTls,
+        ports,
+        syncController: false,
+      }),
     );
     cloud = await startCloudcore(config);
     const goEdge = (node: string, defaultModules: boolean): Promise<RunningEdge> =>

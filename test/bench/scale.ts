@@ -29,6 +29,7 @@ import {
   benchCa,
   connectAll,
   cpuTicks,
+  edgeCloudcoreYaml,
   edgeIdentities,
   loadAverage,
   rssKb,
@@ -90,24 +91,13 @@ export async function scaleBench(): Promise<Figure[]> {
     const config = join(dir, 'cloudcore.yaml');
     writeFileSync(
       config,
-      `apiVersion: cloudcore.config.kubeedge.io/v1alpha1
-kind: CloudCore
-kubeAPIConfig:
-  kubeConfig: ${plane.cloudcoreKubeconfigPath}
-modules:
-  cloudHub:
-    nodeLimit: ${edges + 10}
-    advertiseAddress: [127.0.0.1]
-${cloudHubTls}    websocket: {enable: true, address: 127.0.0.1, port: ${wsPort}}
-    https: {enable: true, address: 127.0.0.1, port: ${httpsPort}}
-  edgeController: {enable: true}
-  syncController: {enable: true}
-  deviceController: {enable: false}
-  dynamicController: {enable: false}
-  taskManager: {enable: false}
-kernel:
-  health: {enable: false}
-`,
+      edgeCloudcoreYaml({
+        kubeConfig: plane.cloudcoreKubeconfigPath,
+        cloudHubTls,
+        ports: { ws: wsPort, https: httpsPort },
+        nodeLimit: edges + 10,
+        syncController: true,
+      }),
     );
     cloud = await startCloudcore(config);
     const figures: Figure[] = [];

@@ -71,6 +71,36 @@ export async function benchCa(dir: string): Promise<BenchCa> {
 }
 
 /**
+ * cloudcore.yaml of a cloud on a real control plane holding edges: cloudHub on `ports` with the
+ * bench CA, edgeController, and syncController when `syncController` is set; nothing else.
+ */
+export function edgeCloudcoreYaml(o: {
+  kubeConfig: string;
+  cloudHubTls: string;
+  ports: { ws: number; https: number };
+  nodeLimit?: number;
+  syncController: boolean;
+}): string {
+  return `apiVersion: cloudcore.config.kubeedge.io/v1alpha1
+kind: CloudCore
+kubeAPIConfig:
+  kubeConfig: ${o.kubeConfig}
+modules:
+  cloudHub:
+${o.nodeLimit === undefined ? '' : `    nodeLimit: ${o.nodeLimit}\n`}    advertiseAddress: [127.0.0.1]
+${o.cloudHubTls}    websocket: {enable: true, address: 127.0.0.1, port: ${o.ports.ws}}
+    https: {enable: true, address: 127.0.0.1, port: ${o.ports.https}}
+  edgeController: {enable: true}
+  syncController: {enable: ${o.syncController}}
+  deviceController: {enable: false}
+  dynamicController: {enable: false}
+  taskManager: {enable: false}
+kernel:
+  health: {enable: false}
+`;
+}
+
+/**
  * Starts `dist/bin/cloudcore.js --config <config>`; resolves once its kernel is ready. Its log is
  * appended to the file `BENCH_CLOUDCORE_LOG` names, if any.
  */
