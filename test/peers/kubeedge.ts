@@ -20,12 +20,11 @@ import { PAUSE_IMAGE, type ContainerdPeer } from './containerd.js';
 import {
   buildWithScript,
   freePort,
-  onCleanup,
   peerAsset,
-  removeTempDir,
   requirePeer,
   run,
   spawnPeer,
+  stopOnce,
   tempDir,
   waitFor,
   type Peer,
@@ -234,15 +233,9 @@ export async function startGoEdgecore(opts: GoEdgecoreOptions): Promise<GoEdgeco
       },
     );
   let peer: Peer | undefined;
-  let stopped = false;
-  const stop = async (): Promise<void> => {
-    if (stopped) return;
-    stopped = true;
-    unregister();
+  const stop = stopOnce(dir, async () => {
     await peer?.stop();
-    await removeTempDir(dir);
-  };
-  const unregister = onCleanup(stop);
+  });
   const name = `go-edgecore ${opts.nodeName}`;
   let exited = false;
   try {
@@ -337,15 +330,9 @@ export async function startGoTwinEdgecore(opts: GoTwinEdgecoreOptions): Promise<
 
   const name = `go-edgecore ${opts.nodeName}`;
   let peer: Peer | undefined;
-  let stopped = false;
-  const stop = async (): Promise<void> => {
-    if (stopped) return;
-    stopped = true;
-    unregister();
+  const stop = stopOnce(dir, async () => {
     await peer?.stop();
-    await removeTempDir(dir);
-  };
-  const unregister = onCleanup(stop);
+  });
   const start = async (): Promise<Peer> => {
     const p = await spawnPeer(edgecore, ['--config', configPath], {
       cwd: dir,
@@ -535,15 +522,7 @@ export async function startGoCloudcore(opts: GoCloudcoreOptions): Promise<GoClou
   await writeFile(configPath, stringify(config), { mode: 0o600 });
   const name = 'go-cloudcore';
   const peer = await spawnPeer(cloudcore, ['--config', configPath], { cwd: dir, name, graceMs: 10_000 });
-  let stopped = false;
-  const stop = async (): Promise<void> => {
-    if (stopped) return;
-    stopped = true;
-    unregister();
-    await peer.stop();
-    await removeTempDir(dir);
-  };
-  const unregister = onCleanup(stop);
+  const stop = stopOnce(dir, () => peer.stop());
   try {
     let exited = false;
     await waitFor(

@@ -17,13 +17,12 @@ import { writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import {
-  onCleanup,
   peerAsset,
-  removeTempDir,
   requirePeer,
   run,
   sleep,
   spawnPeer,
+  stopOnce,
   tempDir,
   waitFor,
   type Peer,
@@ -298,15 +297,9 @@ export async function startModbusTcp(opts: ModbusTcpOptions = {}): Promise<Modbu
     },
     opts.debug ?? false,
   );
-  let stopped = false;
-  const stop = async (): Promise<void> => {
-    if (stopped) return;
-    stopped = true;
-    unregister();
+  const stop = stopOnce(dir, async () => {
     await sim.peer?.stop();
-    await removeTempDir(dir);
-  };
-  const unregister = onCleanup(stop);
+  });
   try {
     await sim.launch();
   } catch (err) {
@@ -360,16 +353,10 @@ export async function startModbusRtu(opts: ModbusRtuOptions = {}): Promise<Modbu
   const simPath = join(dir, 'ttySIM');
   let socat: Peer | undefined;
   let sim: Simulator | undefined;
-  let stopped = false;
-  const stop = async (): Promise<void> => {
-    if (stopped) return;
-    stopped = true;
-    unregister();
+  const stop = stopOnce(dir, async () => {
     await sim?.peer?.stop();
     await socat?.stop();
-    await removeTempDir(dir);
-  };
-  const unregister = onCleanup(stop);
+  });
 
   const initial = tablesOf(opts);
   try {

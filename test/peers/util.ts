@@ -275,6 +275,23 @@ export function onCleanup(hook: () => Promise<void>): () => void {
 }
 
 /**
+ * A launcher's `stop()`: `stopPeers`, then the removal of its temp `dir`, done once however often
+ * it is called; {@link cleanup} calls it too unless it already ran.
+ */
+export function stopOnce(dir: string, stopPeers: () => Promise<void>): () => Promise<void> {
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    unregister();
+    await stopPeers();
+    await removeTempDir(dir);
+  };
+  const unregister = onCleanup(stop);
+  return stop;
+}
+
+/**
  * Stops everything the peer helpers started in this process (launcher tear-downs first, then any
  * remaining peer process by pid) and removes the temp dirs. Safe to call more than once; meant for
  * `afterAll(cleanup)`.
