@@ -179,10 +179,9 @@ describe('edge autonomy', () => {
     const kubectl = requirePeer('kubectl');
     const port = await freePort();
     const cwd = mkdtempSync(join(dir, 'cwd-'));
-    const yaml = readFileSync(join(root, 'configs/edgecore.yaml'), 'utf8').replace(
-      '127.0.0.1:10550',
-      `127.0.0.1:${port}`,
-    );
+    const yaml = readFileSync(join(root, 'configs/edgecore.yaml'), 'utf8')
+      .replace('127.0.0.1:10550', `127.0.0.1:${port}`)
+      .replace('127.0.0.1:1884', `127.0.0.1:${await freePort()}`);
     writeFileSync(join(cwd, 'edgecore.yaml'), yaml);
     const child = spawn(
       process.execPath,
