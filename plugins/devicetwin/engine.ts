@@ -95,6 +95,21 @@ export interface DeviceState {
 
 const json = (v: unknown): string => JSON.stringify(v);
 const SIDES = ['expected', 'actual'] as const;
+/** The field and column names of each side of a twin. */
+const SIDE_KEYS = {
+  expected: {
+    version: 'expectedVersion',
+    cleared: 'expectedCleared',
+    meta: 'expected_meta',
+    versionCol: 'expected_version',
+  },
+  actual: {
+    version: 'actualVersion',
+    cleared: 'actualCleared',
+    meta: 'actual_meta',
+    versionCol: 'actual_version',
+  },
+} as const;
 /** UTF-8 length > MAX_PAYLOAD_BYTES (a string of n UTF-16 units has at most 3n bytes). */
 const tooLarge = (payload: string): boolean =>
   payload.length * 3 > MAX_PAYLOAD_BYTES && Buffer.byteLength(payload) > MAX_PAYLOAD_BYTES;
@@ -365,25 +380,17 @@ export class TwinEngine {
         const last = toMsgTwin(twin);
         const cols: TwinCols = {};
         let changed = false;
-        if (twin.expectedVersion) {
-          twin.expectedVersion = { ...twin.expectedVersion, edge: twin.expectedVersion.edge + 1 };
-          cols.expected_version = versionJson(twin.expectedVersion);
+        for (const side of SIDES) {
+          const k = SIDE_KEYS[side];
+          const version = twin[k.version];
+          if (!version) continue;
+          twin[k.version] = { ...version, edge: version.edge + 1 };
+          cols[k.versionCol] = versionJson(twin[k.version]!);
           cols.attr_type = 'deleted';
-          cols.expected_meta = null;
-          cols.expected = null;
-          twin.expected = undefined;
-          twin.expectedCleared = true;
-          twin.type = 'deleted';
-          changed = true;
-        }
-        if (twin.actualVersion) {
-          twin.actualVersion = { ...twin.actualVersion, edge: twin.actualVersion.edge + 1 };
-          cols.actual_version = versionJson(twin.actualVersion);
-          cols.attr_type = 'deleted';
-          cols.actual_meta = null;
-          cols.actual = null;
-          twin.actual = undefined;
-          twin.actualCleared = true;
+          cols[k.meta] = null;
+          cols[side] = null;
+          twin[side] = undefined;
+          twin[k.cleared] = true;
           twin.type = 'deleted';
           changed = true;
         }
@@ -409,33 +416,17 @@ export class TwinEngine {
         if (err) return this.rollback(device, backup, eventId, 400, err, out);
         // value and version objects are replaced, never changed in place (see cloneTwin)
         const meta = metaJson(now);
-        if (side === 'expected') {
-          const version = {
-            cloud: twin.expectedVersion?.cloud ?? 0,
-            edge: (twin.expectedVersion?.edge ?? 0) + 1,
-          };
-          twin.expectedVersion = version;
-          twin.expected = { value, ts: now };
-          twin.expectedCleared = false;
-          cols.expected = value;
-          cols.expected_meta = meta;
-          cols.expected_version = versionJson(version);
-          s.expected = { value, metadata: { timestamp: now } };
-          s.expected_version = version;
-        } else {
-          const version = {
-            cloud: twin.actualVersion?.cloud ?? 0,
-            edge: (twin.actualVersion?.edge ?? 0) + 1,
-          };
-          twin.actualVersion = version;
-          twin.actual = { value, ts: now };
-          twin.actualCleared = false;
-          cols.actual = value;
-          cols.actual_meta = meta;
-          cols.actual_version = versionJson(version);
-          s.actual = { value, metadata: { timestamp: now } };
-          s.actual_version = version;
-        }
+        const k = SIDE_KEYS[side];
+        const old = twin[k.version];
+        const version = { cloud: old?.cloud ?? 0, edge: (old?.edge ?? 0) + 1 };
+        twin[k.version] = version;
+        twin[side] = { value, ts: now };
+        twin[k.cleared] = false;
+        cols[side] = value;
+        cols[k.meta] = meta;
+        cols[k.versionCol] = versionJson(version);
+        s[side] = { value, metadata: { timestamp: now } };
+        s[k.versionCol] = version;
         s.optional = twin.optional;
         s.metadata ??= { type: twin.type };
         changed = true;
