@@ -1,4 +1,4 @@
-import type { Registry } from 'prom-client';
+import type { Metric, Registry } from 'prom-client';
 import type { MailboxStats } from './bus/mailbox.js';
 import { requireCjs } from './cjs.js';
 
@@ -49,6 +49,16 @@ export class Metrics {
   get registry(): Registry {
     if (!this.reg) this.init();
     return this.reg as Registry;
+  }
+
+  /**
+   * A plugin's metric in this registry: `create` gets prom-client and the registry to build it in. A
+   * metric of the same name (a restarted plugin's previous instance) is removed first.
+   */
+  replace<T extends Metric>(name: string, create: (prom: PromClient, registry: Registry) => T): T {
+    const registry = this.registry;
+    if (registry.getSingleMetric(name) !== undefined) registry.removeSingleMetric(name);
+    return create(this.client(), registry);
   }
 
   /** Prometheus text exposition. */

@@ -2,8 +2,6 @@
  * cloudHub's Prometheus metrics, registered in the kernel's registry (`ctx.metrics.registry`, served
  * on `/metrics`). A restarted plugin replaces the previous instance's metrics.
  */
-import { createRequire } from 'node:module';
-import type * as Prom from 'prom-client';
 import type { Metrics } from '../../kernel/index.js';
 
 export type Direction = 'in' | 'out';
@@ -34,87 +32,80 @@ export interface HubMetrics {
 }
 
 export function hubMetrics(metrics: Metrics, figures: HubFigures): HubMetrics {
-  const prom = createRequire(import.meta.url)('prom-client') as typeof Prom;
-  const registry = metrics.registry;
-  const make = <T extends Prom.Metric>(name: string, create: () => T): T => {
-    if (registry.getSingleMetric(name) !== undefined) registry.removeSingleMetric(name);
-    return create();
-  };
-  const registers = [registry];
-  make(
+  metrics.replace(
     'kubeedge_cloudhub_connected_nodes',
-    () =>
+    (prom, registry) =>
       new prom.Gauge({
         name: 'kubeedge_cloudhub_connected_nodes',
         help: 'Edge nodes connected to cloudHub',
-        registers,
+        registers: [registry],
         collect() {
           this.set(figures.connectedNodes());
         },
       }),
   );
-  make(
+  metrics.replace(
     'kubeedge_cloudhub_queue_depth',
-    () =>
+    (prom, registry) =>
       new prom.Gauge({
         name: 'kubeedge_cloudhub_queue_depth',
         help: 'ACK-mode messages waiting for a node (in flight included), connected or not',
         labelNames: ['node'],
-        registers,
+        registers: [registry],
         collect() {
           this.reset();
           for (const [node, depth] of figures.queueDepths()) this.set({ node }, depth);
         },
       }),
   );
-  const messages = make(
+  const messages = metrics.replace(
     'kubeedge_cloudhub_messages_total',
-    () =>
+    (prom, registry) =>
       new prom.Counter({
         name: 'kubeedge_cloudhub_messages_total',
         help: 'Messages over the edge links by node and direction (in = from the edge)',
         labelNames: ['node', 'direction'],
-        registers,
+        registers: [registry],
       }),
   );
-  const retries = make(
+  const retries = metrics.replace(
     'kubeedge_cloudhub_ack_retries_total',
-    () =>
+    (prom, registry) =>
       new prom.Counter({
         name: 'kubeedge_cloudhub_ack_retries_total',
         help: 'Retransmissions of ACK-mode messages the edge had not acknowledged',
         labelNames: ['node'],
-        registers,
+        registers: [registry],
       }),
   );
-  const refusals = make(
+  const refusals = metrics.replace(
     'kubeedge_cloudhub_refusals_total',
-    () =>
+    (prom, registry) =>
       new prom.Counter({
         name: 'kubeedge_cloudhub_refusals_total',
         help: 'Connections and frames refused, by reason',
         labelNames: ['reason'],
-        registers,
+        registers: [registry],
       }),
   );
-  const undeliverable = make(
+  const undeliverable = metrics.replace(
     'kubeedge_cloudhub_undeliverable_total',
-    () =>
+    (prom, registry) =>
       new prom.Counter({
         name: 'kubeedge_cloudhub_undeliverable_total',
         help: 'Messages cloudHub could not hand on, by target and reason',
         labelNames: ['target', 'reason'],
-        registers,
+        registers: [registry],
       }),
   );
-  const bootstrap = make(
+  const bootstrap = metrics.replace(
     'kubeedge_cloudhub_bootstrap_failures_total',
-    () =>
+    (prom, registry) =>
       new prom.Counter({
         name: 'kubeedge_cloudhub_bootstrap_failures_total',
         help: 'Certificate requests refused by the cert server, by reason',
         labelNames: ['reason'],
-        registers,
+        registers: [registry],
       }),
   );
   return {

@@ -2,7 +2,6 @@
  * edgeHub's Prometheus metrics, registered in the kernel's registry (`ctx.metrics.registry`, served
  * on edgecore's `/metrics`). A restarted plugin replaces the previous instance's metrics.
  */
-import { createRequire } from 'node:module';
 import type * as Prom from 'prom-client';
 import type { Metrics } from '../../kernel/index.js';
 
@@ -26,39 +25,35 @@ export interface EdgeHubMetrics {
 }
 
 export function edgeHubMetrics(metrics: Metrics, figures: EdgeHubFigures): EdgeHubMetrics {
-  const prom = createRequire(import.meta.url)('prom-client') as typeof Prom;
-  const registry = metrics.registry;
-  const registers = [registry];
-  const make = <T extends Prom.Metric>(name: string, create: () => T): T => {
-    if (registry.getSingleMetric(name) !== undefined) registry.removeSingleMetric(name);
-    return create();
-  };
-  make(
+  metrics.replace(
     'kubeedge_edgehub_connected',
-    () =>
+    (prom, registry) =>
       new prom.Gauge({
         name: 'kubeedge_edgehub_connected',
         help: 'Whether the websocket to cloudHub is up (1) or not (0)',
-        registers,
+        registers: [registry],
         collect() {
           this.set(figures.connected() ? 1 : 0);
         },
       }),
   );
-  make(
+  metrics.replace(
     'kubeedge_edgehub_outbox_depth',
-    () =>
+    (prom, registry) =>
       new prom.Gauge({
         name: 'kubeedge_edgehub_outbox_depth',
         help: 'Messages for the cloud waiting in the outbox (offline, draining or over messageQPS)',
-        registers,
+        registers: [registry],
         collect() {
           this.set(figures.outboxDepth());
         },
       }),
   );
   const counter = <L extends string>(name: string, help: string, labelNames: L[] = []): Prom.Counter<L> =>
-    make(name, () => new prom.Counter({ name, help, labelNames, registers }));
+    metrics.replace(
+      name,
+      (prom, registry) => new prom.Counter({ name, help, labelNames, registers: [registry] }),
+    );
   const messages = counter(
     'kubeedge_edgehub_messages_total',
     'Messages over the cloud link by direction (in = from the cloud, out = to it), keepalives not counted',

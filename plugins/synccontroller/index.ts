@@ -6,9 +6,7 @@
  * `kubeedge/cloudcore-synccontroller`. See README.md.
  */
 import { randomUUID } from 'node:crypto';
-import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
-import type * as Prom from 'prom-client';
 import {
   KubeToken,
   definePlugin,
@@ -61,16 +59,16 @@ export default definePlugin<SyncControllerConfig & ModuleConfig>({
       );
       return { onMessage() {}, stop() {} };
     }
-    const prom = createRequire(import.meta.url)('prom-client') as typeof Prom;
-    const registry = ctx.metrics.registry;
-    // a restarted plugin replaces the previous instance's counter
-    if (registry.getSingleMetric(METRIC) !== undefined) registry.removeSingleMetric(METRIC);
-    const counter = new prom.Counter({
-      name: METRIC,
-      help: 'syncController: update and delete messages offered to cloudHub again, ObjectSyncs of vanished nodes collected, resync passes',
-      labelNames: ['action'],
-      registers: [registry],
-    });
+    const counter = ctx.metrics.replace(
+      METRIC,
+      (prom, registry) =>
+        new prom.Counter({
+          name: METRIC,
+          help: 'syncController: update and delete messages offered to cloudHub again, ObjectSyncs of vanished nodes collected, resync passes',
+          labelNames: ['action'],
+          registers: [registry],
+        }),
+    );
     const controller = new SyncController({
       kube,
       log: ctx.log,
