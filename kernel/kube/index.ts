@@ -338,12 +338,12 @@ class KubeClient implements KubeApi {
   }
 }
 
-/** The collection path of `opts` and the sharing key (path and selectors). */
 /** An object as Kubernetes sends it over a watch: with `kind` and `apiVersion` (Go's SetMetaType). */
 export function withTypeMeta<T extends KubernetesObject>(obj: T, kind: string, apiVersion: string): T {
   return { ...obj, kind: obj.kind ?? kind, apiVersion: obj.apiVersion ?? apiVersion };
 }
 
+/** The collection path of `opts` and the sharing key (path and selectors). */
 export function informerKey(opts: InformerOptions): { key: string; path: string } {
   let path: string;
   if (opts.path !== undefined) {
