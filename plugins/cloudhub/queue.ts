@@ -33,7 +33,7 @@ export interface AckStore {
 }
 
 /** Deletes remembered per store (the oldest forgotten first): enough for any queue's backlog. */
-export const TOMBSTONES = 100_000;
+const TOMBSTONES = 100_000;
 
 /** Keys of the records whose delete was acknowledged, the oldest dropped beyond {@link TOMBSTONES}. */
 export class Tombstones {

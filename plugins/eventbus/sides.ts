@@ -105,7 +105,7 @@ export const AEDES_OPTIONS = { concurrency: 0, maxInflightInbound: 65535 } as co
  * MQTT packets aedes is handed per read of a connection (see readlimit.ts): what one publisher
  * has parsed and waiting for deviceTwin at most, instead of a whole socket read (~500).
  */
-export const READ_PACKETS = 16;
+const READ_PACKETS = 16;
 
 /**
  * aedes' packet writer (mqtt-packet) fills a cache of 65 536 two-byte Buffers, one per packet id,
