@@ -56,13 +56,21 @@ describe('a cloudcore without a Kubernetes API', () => {
         'devicecontroller',
         newMessage({ source: 'edge', group: 'twin', resource: 'default/device/d1', operation: 'update' }, {}),
       );
-      await waitFor(
-        async () =>
-          (await kernel.metrics.text()).includes(
-            'kubeedge_devicecontroller_dropped_total{direction="upstream",reason="no-kubernetes"} 1',
-          ),
-        { what: 'the drop counted' },
+      await kernel.bus.send(
+        'edgecontroller',
+        newMessage(
+          { source: 'edged', group: 'meta', operation: 'query', resource: 'node/n/kube-node-lease/lease/n' },
+          null,
+        ),
       );
+      for (const plugin of ['devicecontroller', 'edgecontroller'])
+        await waitFor(
+          async () =>
+            (await kernel.metrics.text()).includes(
+              `kubeedge_${plugin}_dropped_total{direction="upstream",reason="no-kubernetes"} 1`,
+            ),
+          { what: `the drop counted by ${plugin}` },
+        );
     } finally {
       await kernel.stop();
     }

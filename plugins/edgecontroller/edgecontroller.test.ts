@@ -417,28 +417,3 @@ describe('edgeController (real kube-apiserver, a probe as cloudHub)', () => {
     expect(q.Err).toBeNull();
   }, 30_000);
 });
-
-describe('edgeController without a Kubernetes API', () => {
-  it('starts (cloudcore boots), drops and counts edge requests', async () => {
-    const yaml = `apiVersion: cloudcore.config.kubeedge.io/v1alpha1
-kind: CloudCore
-kubeAPIConfig: {kubeConfig: ""}
-modules:
-  cloudHub: {enable: false}
-  edgeController: {enable: true}
-`;
-    const idle = await startCloudWithHubProbe(yaml, []);
-    try {
-      await idle.bus.send('edgecontroller', edgeMsg('query', `kube-node-lease/lease/${NODE}`, null));
-      await waitFor(
-        async () =>
-          (await idle.metrics.text()).includes(
-            'kubeedge_edgecontroller_dropped_total{direction="upstream",reason="no-kubernetes"} 1',
-          ),
-        { what: 'the drop counted' },
-      );
-    } finally {
-      await idle.stop();
-    }
-  });
-});
