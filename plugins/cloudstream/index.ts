@@ -7,6 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import type { Writable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import {
   KernelError,
@@ -314,10 +315,34 @@ export default definePlugin<CloudStreamConfig & ModuleConfig>({
       }
       return { session, target, path: url.pathname, rawQuery: url.search.replace(/^\?/, '') };
     };
-    const register = (session: Session, conn: ApiConnection): number => {
+    /**
+     * A request of the API server riding `session`: the edge's data is written to `out` and its end
+     * ends `out`; `out` closed first (the API server went away) tells the edge (RemoveConnect).
+     */
+    const open = (session: Session, out: Writable): number => {
       const id = ++nextId;
-      session.conns.set(id, conn);
+      let done = false;
+      session.conns.set(id, {
+        data: (chunk) => out.write(chunk),
+        end: () => {
+          done = true;
+          out.end();
+        },
+      });
+      out.on('close', () => {
+        if (!done) {
+          session.conns.delete(id);
+          session.send(id, MessageType.RemoveConnect);
+        }
+      });
       return id;
+    };
+    /** A failed request as the API server is told it; server faults logged. */
+    const failed = (req: IncomingMessage, err: unknown): StreamError => {
+      const e =
+        err instanceof StreamError ? err : new StreamError(500, 'Internal Server Error', errorText(err));
+      if (e.status >= 500) log.warn({ url: req.url, err: e.message }, 'stream request failed');
+      return e;
     };
 
     const streamServer = https.createServer({
@@ -332,26 +357,11 @@ export default definePlugin<CloudStreamConfig & ModuleConfig>({
           throw new StreamError(400, 'Bad Request', `${r.target.kind} needs a connection upgrade`);
         res.writeHead(200, { 'Content-Type': 'text/plain' });
         res.flushHeaders();
-        let done = false;
-        const id = register(r.session, {
-          data: (chunk) => res.write(chunk),
-          end: () => {
-            done = true;
-            res.end();
-          },
-        });
-        res.on('close', () => {
-          if (!done) {
-            r.session.conns.delete(id);
-            r.session.send(id, MessageType.RemoveConnect);
-          }
-        });
+        const id = open(r.session, res);
         const connect = edgedConnection(id, 'GET', goHeader(req), r.path, r.rawQuery);
         r.session.send(id, MessageType.LogsConnect, Buffer.from(JSON.stringify(connect)));
       })().catch((err: unknown) => {
-        const e =
-          err instanceof StreamError ? err : new StreamError(500, 'Internal Server Error', errorText(err));
-        if (e.status >= 500) log.warn({ url: req.url, err: e.message }, 'stream request failed');
+        const e = failed(req, err);
         if (!res.headersSent) res.writeHead(e.status, { 'Content-Type': 'text/plain' }).end(e.message + '\n');
         else res.end();
       });
@@ -361,30 +371,15 @@ export default definePlugin<CloudStreamConfig & ModuleConfig>({
         const r = await route(req);
         if (r.target.kind === 'containerLogs')
           throw new StreamError(400, 'Bad Request', 'containerLogs is not upgraded');
-        let done = false;
-        const id = register(r.session, {
-          data: (chunk) => socket.write(chunk),
-          end: () => {
-            done = true;
-            socket.end();
-          },
-        });
+        const id = open(r.session, socket);
         socket.on('data', (chunk: Buffer) => r.session.send(id, MessageType.Data, chunk));
-        socket.on('close', () => {
-          if (!done) {
-            r.session.conns.delete(id);
-            r.session.send(id, MessageType.RemoveConnect);
-          }
-        });
         socket.on('error', () => socket.destroy());
         const type = r.target.kind === 'exec' ? MessageType.ExecConnect : MessageType.AttachConnect;
         const connect = edgedConnection(id, req.method ?? 'GET', goHeader(req), r.path, r.rawQuery);
         r.session.send(id, type, Buffer.from(JSON.stringify(connect)));
         if (head.length > 0) r.session.send(id, MessageType.Data, head);
       })().catch((err: unknown) => {
-        const e =
-          err instanceof StreamError ? err : new StreamError(500, 'Internal Server Error', errorText(err));
-        if (e.status >= 500) log.warn({ url: req.url, err: e.message }, 'stream request failed');
+        const e = failed(req, err);
         rawReply(socket, e.status, e.reason, e.message);
       });
     });
