@@ -51,7 +51,7 @@ interface ApiConnection {
 }
 
 /** One edge's tunnel: its websocket and the API server's requests riding it. */
-export class Session {
+class Session {
   readonly conns = new Map<number, ApiConnection>();
   closed = false;
   constructor(
@@ -100,7 +100,7 @@ function goHeader(req: IncomingMessage): Record<string, string[]> {
 }
 
 /** `/containerLogs|exec|attach/{ns}/{pod}[/{uid}]/{container}` */
-export function parseKubeletPath(
+function parseKubeletPath(
   path: string,
 ): { kind: 'containerLogs' | 'exec' | 'attach'; namespace: string; pod: string } | undefined {
   const parts = path.split('/').filter((p) => p !== '');

@@ -28,7 +28,7 @@ import {
 import type { EdgeStreamConfig } from './config.js';
 
 export const EdgeStreamModuleName = 'edgestream';
-export const StreamGroup = 'stream';
+const StreamGroup = 'stream';
 /** KubeEdge dials again every 2 s while the tunnel is down. */
 const RECONNECT_MS = 2000;
 /** Ping period on the tunnel (KubeEdge's `startPing`). */
@@ -47,7 +47,7 @@ const requestTarget = (c: EdgedConnection): string =>
   c.url.Path + (c.url.RawQuery ? `?${c.url.RawQuery}` : '');
 
 /** The HTTP/1.1 request head that starts an upgraded exec/attach connection to edged. */
-export function requestHead(c: EdgedConnection, hostPort: string): string {
+function requestHead(c: EdgedConnection, hostPort: string): string {
   const lines = [`${c.method} ${requestTarget(c)} HTTP/1.1`, `Host: ${hostPort}`];
   for (const [k, values] of Object.entries(c.header)) {
     if (k.toLowerCase() === 'host' || k.toLowerCase() === 'content-length') continue;

@@ -19,7 +19,7 @@ import {
 import { ServiceBusModuleName, UserGroup } from '../../protocol/index.js';
 
 /** A local request's body at most: the cloud router's limit (KubeEdge reads 5 MB). */
-export const MAX_REQUEST_BYTES = 12 * 2 ** 20;
+const MAX_REQUEST_BYTES = 12 * 2 ** 20;
 
 /** The table KubeEdge's serviceBus keeps its allowed target URLs in (metamanager/dao/dbclient). */
 export interface TargetUrls {
