@@ -13,7 +13,7 @@ import {
   KernelError,
   definePlugin,
   errorText,
-  isKernelError,
+  KubeApiError,
   requireKube,
   type Logger,
   type ModuleConfig,
@@ -302,7 +302,7 @@ export default definePlugin<CloudStreamConfig & ModuleConfig>({
             `/api/v1/namespaces/${encodeURIComponent(target.namespace)}/pods/${encodeURIComponent(target.pod)}`,
           )
           .catch((err: unknown) => {
-            if (isKernelError(err, 'EKUBE_API') && (err as { statusCode?: number }).statusCode === 404)
+            if (err instanceof KubeApiError && err.statusCode === 404)
               throw new StreamError(404, 'Not Found', `pod ${target.namespace}/${target.pod} not found`);
             throw err;
           }));
