@@ -164,13 +164,13 @@ export default definePlugin<CloudStreamConfig & ModuleConfig>({
      */
     const advertise = async (session: Session): Promise<void> => {
       if (session.closed) return;
-      const path = `/api/v1/nodes/${encodeURIComponent(session.node)}/status`;
+      const path = `/api/v1/nodes/${encodeURIComponent(session.node)}`;
       try {
-        const node = await kube.request<NodePort>('GET', `/api/v1/nodes/${encodeURIComponent(session.node)}`);
+        const node = await kube.request<NodePort>('GET', path);
         if (node.status?.daemonEndpoints?.kubeletEndpoint?.Port === cfg.streamPort) return;
         await kube.request(
           'PATCH',
-          path,
+          `${path}/status`,
           { status: { daemonEndpoints: { kubeletEndpoint: { Port: cfg.streamPort } } } },
           { contentType: 'application/merge-patch+json' },
         );
