@@ -7,12 +7,13 @@
 import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import type { Writable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import {
   KernelError,
   definePlugin,
   errorText,
-  isKernelError,
+  KubeApiError,
   requireKube,
   type Logger,
   type ModuleConfig,
@@ -50,7 +51,7 @@ interface ApiConnection {
 }
 
 /** One edge's tunnel: its websocket and the API server's requests riding it. */
-export class Session {
+class Session {
   readonly conns = new Map<number, ApiConnection>();
   closed = false;
   constructor(
@@ -99,7 +100,7 @@ function goHeader(req: IncomingMessage): Record<string, string[]> {
 }
 
 /** `/containerLogs|exec|attach/{ns}/{pod}[/{uid}]/{container}` */
-export function parseKubeletPath(
+function parseKubeletPath(
   path: string,
 ): { kind: 'containerLogs' | 'exec' | 'attach'; namespace: string; pod: string } | undefined {
   const parts = path.split('/').filter((p) => p !== '');
@@ -163,13 +164,13 @@ export default definePlugin<CloudStreamConfig & ModuleConfig>({
      */
     const advertise = async (session: Session): Promise<void> => {
       if (session.closed) return;
-      const path = `/api/v1/nodes/${encodeURIComponent(session.node)}/status`;
+      const path = `/api/v1/nodes/${encodeURIComponent(session.node)}`;
       try {
-        const node = await kube.request<NodePort>('GET', `/api/v1/nodes/${encodeURIComponent(session.node)}`);
+        const node = await kube.request<NodePort>('GET', path);
         if (node.status?.daemonEndpoints?.kubeletEndpoint?.Port === cfg.streamPort) return;
         await kube.request(
           'PATCH',
-          path,
+          `${path}/status`,
           { status: { daemonEndpoints: { kubeletEndpoint: { Port: cfg.streamPort } } } },
           { contentType: 'application/merge-patch+json' },
         );
@@ -301,7 +302,7 @@ export default definePlugin<CloudStreamConfig & ModuleConfig>({
             `/api/v1/namespaces/${encodeURIComponent(target.namespace)}/pods/${encodeURIComponent(target.pod)}`,
           )
           .catch((err: unknown) => {
-            if (isKernelError(err, 'EKUBE_API') && (err as { statusCode?: number }).statusCode === 404)
+            if (err instanceof KubeApiError && err.statusCode === 404)
               throw new StreamError(404, 'Not Found', `pod ${target.namespace}/${target.pod} not found`);
             throw err;
           }));
@@ -314,10 +315,34 @@ export default definePlugin<CloudStreamConfig & ModuleConfig>({
       }
       return { session, target, path: url.pathname, rawQuery: url.search.replace(/^\?/, '') };
     };
-    const register = (session: Session, conn: ApiConnection): number => {
+    /**
+     * A request of the API server riding `session`: the edge's data is written to `out` and its end
+     * ends `out`; `out` closed first (the API server went away) tells the edge (RemoveConnect).
+     */
+    const open = (session: Session, out: Writable): number => {
       const id = ++nextId;
-      session.conns.set(id, conn);
+      let done = false;
+      session.conns.set(id, {
+        data: (chunk) => out.write(chunk),
+        end: () => {
+          done = true;
+          out.end();
+        },
+      });
+      out.on('close', () => {
+        if (!done) {
+          session.conns.delete(id);
+          session.send(id, MessageType.RemoveConnect);
+        }
+      });
       return id;
+    };
+    /** A failed request as the API server is told it; server faults logged. */
+    const failed = (req: IncomingMessage, err: unknown): StreamError => {
+      const e =
+        err instanceof StreamError ? err : new StreamError(500, 'Internal Server Error', errorText(err));
+      if (e.status >= 500) log.warn({ url: req.url, err: e.message }, 'stream request failed');
+      return e;
     };
 
     const streamServer = https.createServer({
@@ -332,26 +357,11 @@ export default definePlugin<CloudStreamConfig & ModuleConfig>({
           throw new StreamError(400, 'Bad Request', `${r.target.kind} needs a connection upgrade`);
         res.writeHead(200, { 'Content-Type': 'text/plain' });
         res.flushHeaders();
-        let done = false;
-        const id = register(r.session, {
-          data: (chunk) => res.write(chunk),
-          end: () => {
-            done = true;
-            res.end();
-          },
-        });
-        res.on('close', () => {
-          if (!done) {
-            r.session.conns.delete(id);
-            r.session.send(id, MessageType.RemoveConnect);
-          }
-        });
+        const id = open(r.session, res);
         const connect = edgedConnection(id, 'GET', goHeader(req), r.path, r.rawQuery);
         r.session.send(id, MessageType.LogsConnect, Buffer.from(JSON.stringify(connect)));
       })().catch((err: unknown) => {
-        const e =
-          err instanceof StreamError ? err : new StreamError(500, 'Internal Server Error', errorText(err));
-        if (e.status >= 500) log.warn({ url: req.url, err: e.message }, 'stream request failed');
+        const e = failed(req, err);
         if (!res.headersSent) res.writeHead(e.status, { 'Content-Type': 'text/plain' }).end(e.message + '\n');
         else res.end();
       });
@@ -361,30 +371,15 @@ export default definePlugin<CloudStreamConfig & ModuleConfig>({
         const r = await route(req);
         if (r.target.kind === 'containerLogs')
           throw new StreamError(400, 'Bad Request', 'containerLogs is not upgraded');
-        let done = false;
-        const id = register(r.session, {
-          data: (chunk) => socket.write(chunk),
-          end: () => {
-            done = true;
-            socket.end();
-          },
-        });
+        const id = open(r.session, socket);
         socket.on('data', (chunk: Buffer) => r.session.send(id, MessageType.Data, chunk));
-        socket.on('close', () => {
-          if (!done) {
-            r.session.conns.delete(id);
-            r.session.send(id, MessageType.RemoveConnect);
-          }
-        });
         socket.on('error', () => socket.destroy());
         const type = r.target.kind === 'exec' ? MessageType.ExecConnect : MessageType.AttachConnect;
         const connect = edgedConnection(id, req.method ?? 'GET', goHeader(req), r.path, r.rawQuery);
         r.session.send(id, type, Buffer.from(JSON.stringify(connect)));
         if (head.length > 0) r.session.send(id, MessageType.Data, head);
       })().catch((err: unknown) => {
-        const e =
-          err instanceof StreamError ? err : new StreamError(500, 'Internal Server Error', errorText(err));
-        if (e.status >= 500) log.warn({ url: req.url, err: e.message }, 'stream request failed');
+        const e = failed(req, err);
         rawReply(socket, e.status, e.reason, e.message);
       });
     });

@@ -12,18 +12,18 @@ import type { Catalog } from './catalog.js';
 import type { DnsResult } from './metrics.js';
 
 /** Seconds a service answer may be cached (CoreDNS's kubernetes plugin default). */
-export const SERVICE_TTL = 5;
+const SERVICE_TTL = 5;
 const UPSTREAM_TIMEOUT_MS = 2000;
 const TCP_IDLE_MS = 10_000;
 
-export type NameLookup =
+type NameLookup =
   { kind: 'service'; namespace: string; name: string } | { kind: 'nxdomain' } | { kind: 'forward' };
 
 /**
  * What a name is: `<svc>.<ns>.svc.<domain>` (and the short `<svc>.<ns>.svc`, `<svc>.<ns>` when that
  * service exists), another name of the cluster domain (NXDOMAIN: never forwarded), or anything else.
  */
-export function lookupName(qname: string, domain: string, catalog: Catalog): NameLookup {
+function lookupName(qname: string, domain: string, catalog: Catalog): NameLookup {
   const name = qname.toLowerCase().replace(/\.$/, '');
   const svcSuffix = `.svc.${domain}`;
   if (name.endsWith(svcSuffix)) {

@@ -60,11 +60,6 @@ export class ServiceProxy {
     }
   }
 
-  /** The listening ports (for logs and tests). */
-  ports(): number[] {
-    return [...this.bound.keys()];
-  }
-
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.retry);

@@ -28,7 +28,7 @@ import {
 import type { EdgeStreamConfig } from './config.js';
 
 export const EdgeStreamModuleName = 'edgestream';
-export const StreamGroup = 'stream';
+const StreamGroup = 'stream';
 /** KubeEdge dials again every 2 s while the tunnel is down. */
 const RECONNECT_MS = 2000;
 /** Ping period on the tunnel (KubeEdge's `startPing`). */
@@ -42,10 +42,13 @@ interface LocalConnection {
   remove(): void;
 }
 
+/** The request's path and query, as edged is asked for them. */
+const requestTarget = (c: EdgedConnection): string =>
+  c.url.Path + (c.url.RawQuery ? `?${c.url.RawQuery}` : '');
+
 /** The HTTP/1.1 request head that starts an upgraded exec/attach connection to edged. */
-export function requestHead(c: EdgedConnection, hostPort: string): string {
-  const target = c.url.Path + (c.url.RawQuery ? `?${c.url.RawQuery}` : '');
-  const lines = [`${c.method} ${target} HTTP/1.1`, `Host: ${hostPort}`];
+function requestHead(c: EdgedConnection, hostPort: string): string {
+  const lines = [`${c.method} ${requestTarget(c)} HTTP/1.1`, `Host: ${hostPort}`];
   for (const [k, values] of Object.entries(c.header)) {
     if (k.toLowerCase() === 'host' || k.toLowerCase() === 'content-length') continue;
     for (const v of values) lines.push(`${k}: ${v.replace(/[\r\n]/g, ' ')}`);
@@ -112,7 +115,7 @@ export default definePlugin<EdgeStreamConfig & ModuleConfig>({
           {
             host: EdgedServerHost,
             port: edged.port,
-            path: c.url.Path + (c.url.RawQuery ? `?${c.url.RawQuery}` : ''),
+            path: requestTarget(c),
             method: 'GET',
             headers: c.header,
           },

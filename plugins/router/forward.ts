@@ -5,7 +5,7 @@
  * `protocol/cloudcore.ts`), and its answer (status, headers, body) returned as it is.
  */
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
-import { errorText, isKernelError, type KubeApi, type Logger } from '../../kernel/index.js';
+import { KubeApiError, errorText, type KubeApi, type Logger } from '../../kernel/index.js';
 import { HopByHopHeaders, RouterAddressAnnotation } from '../../protocol/index.js';
 
 /**
@@ -47,8 +47,7 @@ export class Forwarder {
       );
       annotations = n.metadata?.annotations;
     } catch (err) {
-      if (isKernelError(err, 'EKUBE_API') && (err as { statusCode?: unknown }).statusCode === 404)
-        return undefined;
+      if (err instanceof KubeApiError && err.statusCode === 404) return undefined;
       this.o.log.warn({ node, err: errorText(err) }, 'router: cannot read the node to find its cloudcore');
       return undefined;
     }

@@ -5,14 +5,14 @@
  * wrapper, so its counters never change), at most once per interval per rule. What this cloudcore
  * counted is added to the rule's current counters (another cloudcore counts too).
  */
-import { errorText, isKernelError, type KubeApi, type Logger } from '../../kernel/index.js';
+import { KubeApiError, errorText, type KubeApi, type Logger } from '../../kernel/index.js';
 import type { RuleObject } from './rules.js';
 
 const RULES = '/apis/rules.kubeedge.io/v1';
 const CRD = '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/rules.rules.kubeedge.io';
 
-const statusOf = (err: unknown): unknown =>
-  isKernelError(err, 'EKUBE_API') ? (err as { statusCode?: unknown }).statusCode : undefined;
+const statusOf = (err: unknown): number | undefined =>
+  err instanceof KubeApiError ? err.statusCode : undefined;
 
 interface Counters {
   namespace: string;

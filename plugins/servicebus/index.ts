@@ -26,7 +26,7 @@ import type { ServiceBusConfig } from './config.js';
 import { LocalServer, targetUrls } from './server.js';
 
 /** The largest answer of an app passed on: the cloud router's limit (KubeEdge reads 5 MB). */
-export const MAX_ANSWER_BYTES = 12 * 2 ** 20;
+const MAX_ANSWER_BYTES = 12 * 2 ** 20;
 /** KubeEdge's marker of the answers serviceBus makes itself (not the app's). */
 const SERVER_HEADER = { Server: ['kubeedge-edgecore'] };
 

@@ -19,22 +19,25 @@ import {
 import { ServiceBusModuleName, UserGroup } from '../../protocol/index.js';
 
 /** A local request's body at most: the cloud router's limit (KubeEdge reads 5 MB). */
-export const MAX_REQUEST_BYTES = 12 * 2 ** 20;
+const MAX_REQUEST_BYTES = 12 * 2 ** 20;
 
 /** The table KubeEdge's serviceBus keeps its allowed target URLs in (metamanager/dao/dbclient). */
 export interface TargetUrls {
-  all(): string[];
+  has(url: string): boolean;
+  count(): number;
   add(url: string): void;
   remove(url: string): void;
 }
 
 export function targetUrls(db: Database.Database): TargetUrls {
   db.exec('CREATE TABLE IF NOT EXISTS `target_urls` (`url` text, PRIMARY KEY (`url`))');
-  const all = db.prepare('SELECT `url` FROM `target_urls`').pluck();
+  const has = db.prepare('SELECT 1 FROM `target_urls` WHERE `url` = ?').pluck();
+  const count = db.prepare('SELECT COUNT(*) FROM `target_urls`').pluck();
   const add = db.prepare('INSERT OR REPLACE INTO `target_urls` (`url`) VALUES (?)');
   const remove = db.prepare('DELETE FROM `target_urls` WHERE `url` = ?');
   return {
-    all: () => all.all() as string[],
+    has: (u) => has.get(u) !== undefined,
+    count: () => count.get() as number,
     add: (u) => void add.run(u),
     remove: (u) => void remove.run(u),
   };
@@ -75,12 +78,12 @@ export class LocalServer {
   /** `stop`: forget the URL; close when none is left. */
   async forbid(url: string): Promise<void> {
     this.o.urls.remove(url);
-    if (this.o.urls.all().length === 0) await this.close();
+    if (this.o.urls.count() === 0) await this.close();
   }
 
   /** Listen when the table has URLs (module start). */
   async resume(): Promise<void> {
-    if (this.o.urls.all().length > 0) await this.listen();
+    if (this.o.urls.count() > 0) await this.listen();
   }
 
   listen(): Promise<void> {
@@ -154,7 +157,7 @@ export class LocalServer {
     const url = (parsed as { targetURL?: unknown } | null)?.targetURL;
     if (typeof url !== 'string' || url === '')
       return { code: 400, msg: 'targetURL: expected the URL a rule of the cloud allows' };
-    if (!this.o.urls.all().includes(url))
+    if (!this.o.urls.has(url))
       return {
         code: 400,
         msg: `url ${url} is not allowed and please make a rule for this url in the cloud`,
