@@ -17,6 +17,11 @@ export const HopByHopHeaders: ReadonlySet<string> = new Set([
   'content-length',
 ]);
 
+/** Go's CanonicalMIMEHeaderKey, the key form of an http.Header: `content-type` → `Content-Type`. */
+export function canonicalHeader(name: string): string {
+  return name.toLowerCase().replace(/(^|-)([a-z])/g, (_m, dash: string, c: string) => dash + c.toUpperCase());
+}
+
 /**
  * Resolves when a streamed response (edged's container logs, metaServer's watch) can take more
  * data after a `write` that returned false, or when the client is gone: the one wait for a slow

@@ -23,6 +23,7 @@ import {
   SessionKeyHostNameOverride,
   SessionKeyInternalIP,
   StreamConnectPath,
+  canonicalHeader,
   decodeTunnelMessage,
   edgedConnection,
   encodeTunnelMessage,
@@ -82,19 +83,11 @@ async function readPem(file: string, field: string): Promise<Buffer> {
   }
 }
 
-/** Go's canonical header key (`x-stream-protocol-version` -> `X-Stream-Protocol-Version`). */
-function canonicalKey(k: string): string {
-  return k
-    .split('-')
-    .map((p) => (p ? p[0]!.toUpperCase() + p.slice(1).toLowerCase() : p))
-    .join('-');
-}
-
 function goHeader(req: IncomingMessage): Record<string, string[]> {
   const out: Record<string, string[]> = {};
   for (const [k, v] of Object.entries(req.headersDistinct)) {
     if (k === 'host' || v === undefined) continue;
-    out[canonicalKey(k)] = v;
+    out[canonicalHeader(k)] = v;
   }
   return out;
 }

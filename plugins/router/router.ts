@@ -19,6 +19,7 @@ import {
   ServiceBusModuleName,
   UserGroup,
   nodeResource,
+  canonicalHeader,
   HopByHopHeaders,
 } from '../../protocol/index.js';
 import {
@@ -56,11 +57,6 @@ export interface HttpResponseContent {
   header?: Record<string, string[]>;
   status_code?: number;
   body?: string;
-}
-
-/** Go's CanonicalMIMEHeaderKey: `content-type` → `Content-Type`. */
-export function canonicalHeader(name: string): string {
-  return name.toLowerCase().replace(/(^|-)([a-z])/g, (_m, dash: string, c: string) => dash + c.toUpperCase());
 }
 
 /** An http.Header map of a Node header object, without hop-by-hop headers. */

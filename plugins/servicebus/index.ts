@@ -20,6 +20,7 @@ import {
   RouterServiceBusSource,
   ServiceBusModuleName,
   UserGroup,
+  canonicalHeader,
   HopByHopHeaders,
 } from '../../protocol/index.js';
 import type { ServiceBusConfig } from './config.js';
@@ -42,9 +43,6 @@ export interface HttpResponseContent {
 }
 
 /** Go's CanonicalMIMEHeaderKey. */
-const canonical = (name: string): string =>
-  name.toLowerCase().replace(/(^|-)([a-z])/g, (_m, dash: string, c: string) => dash + c.toUpperCase());
-
 const made = (status: number, text: string): HttpResponseContent => ({
   header: SERVER_HEADER,
   status_code: status,
@@ -75,7 +73,8 @@ export function callApp(msg: Message, timeoutMs: number): Promise<HttpResponseCo
   const body = Buffer.from(content.body ?? '', 'base64');
   const headers: Record<string, string[]> = {};
   for (const [k, v] of Object.entries(content.header ?? {})) {
-    if (!HopByHopHeaders.has(k.toLowerCase())) headers[canonical(k)] = Array.isArray(v) ? v : [String(v)];
+    if (!HopByHopHeaders.has(k.toLowerCase()))
+      headers[canonicalHeader(k)] = Array.isArray(v) ? v : [String(v)];
   }
   headers.Accept ??= ['*/*'];
   if (body.length > 0) headers['Content-Length'] = [String(body.length)];
@@ -101,7 +100,7 @@ export function callApp(msg: Message, timeoutMs: number): Promise<HttpResponseCo
       res.on('end', () => {
         const header: Record<string, string[]> = {};
         for (const [k, v] of Object.entries(res.headersDistinct)) {
-          if (v !== undefined && !HopByHopHeaders.has(k)) header[canonical(k)] = v;
+          if (v !== undefined && !HopByHopHeaders.has(k)) header[canonicalHeader(k)] = v;
         }
         resolve({
           header,
