@@ -14,6 +14,9 @@ export const DeviceTwinModuleName = 'twin';
 export const DmiServerModuleName = 'dmiserver';
 /** KubeEdge ≤ v1.5's in-edgecore EdgeMesh (service DNS and proxy); metaManager sends it Services and Endpoints. */
 export const EdgeMeshModuleName = 'edgemesh';
+/** The resource types metaManager hands to edgeMesh, when it runs, instead of edged (send2EdgeMesh). */
+export const MeshResourceTypes = ['service', 'endpoints'] as const;
+export type MeshResourceType = (typeof MeshResourceTypes)[number];
 
 // Groups (edge/pkg/common/modules/group.go)
 export const EdgedGroup = 'edged';

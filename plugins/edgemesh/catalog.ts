@@ -3,6 +3,7 @@
  * to and which ready endpoint a service port reaches. Fed by metaManager's messages (and its stored
  * list at start); nothing here does I/O.
  */
+import type { MeshResourceType } from '../../protocol/index.js';
 
 export interface ServicePort {
   name?: string;
@@ -22,8 +23,6 @@ export interface Endpoints {
     ports?: { name?: string; port: number; protocol?: string }[];
   }[];
 }
-
-export type MeshType = 'service' | 'endpoints';
 
 /** A service port the proxy serves: `<ns>/<name>` and the port's name (endpoints match by name). */
 export interface Listener {
@@ -53,7 +52,7 @@ export class Catalog {
   private readonly endpoints = new Map<string, Endpoints>();
 
   /** An insert/update/delete of a Service or Endpoints; false when it changes nothing (an older version). */
-  apply(operation: string, type: MeshType, obj: Service | Endpoints): boolean {
+  apply(operation: string, type: MeshResourceType, obj: Service | Endpoints): boolean {
     const map: Map<string, Service | Endpoints> = type === 'service' ? this.services : this.endpoints;
     const key = keyOf(obj);
     if (older(obj.metadata?.resourceVersion, map.get(key)?.metadata?.resourceVersion)) return false;

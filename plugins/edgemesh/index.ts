@@ -14,11 +14,16 @@ import {
   type Message,
   type ModuleConfig,
 } from '../../kernel/index.js';
-import { EdgeMeshModuleName, MeshGroup, MetaGroup, MetaManagerModuleName } from '../../protocol/index.js';
-import type { MeshType, Service } from './catalog.js';
+import {
+  EdgeMeshModuleName,
+  MeshGroup,
+  MeshResourceTypes,
+  MetaGroup,
+  type MeshResourceType,
+  MetaManagerModuleName,
+} from '../../protocol/index.js';
+import type { Service } from './catalog.js';
 import type { EdgeMeshConfig } from './config.js';
-
-const MESH_TYPES: readonly MeshType[] = ['service', 'endpoints'];
 
 /** A stored object as metaManager returns it (a JSON string) or pushes it (an object). */
 function objectOf(content: unknown): Service | undefined {
@@ -44,7 +49,7 @@ export default definePlugin<EdgeMeshConfig & ModuleConfig>({
 
     // what metaManager stored (2-token query: every object of the type, any namespace)
     if (ctx.hasModule(MetaManagerModuleName)) {
-      for (const type of MESH_TYPES) {
+      for (const type of MeshResourceTypes) {
         const reply = await ctx.request(
           MetaManagerModuleName,
           newMessage(
@@ -117,7 +122,7 @@ export default definePlugin<EdgeMeshConfig & ModuleConfig>({
           return;
         }
         if (
-          !(MESH_TYPES as readonly string[]).includes(type) ||
+          !(MeshResourceTypes as readonly string[]).includes(type) ||
           !['insert', 'update', 'delete'].includes(op)
         ) {
           ctx.log.debug({ resource, op }, 'message ignored: edgeMesh takes service and endpoints changes');
@@ -133,7 +138,7 @@ export default definePlugin<EdgeMeshConfig & ModuleConfig>({
           ctx.log.warn({ resource, op }, 'service or endpoints message without an object ignored');
           return;
         }
-        if (catalog.apply(op, type as MeshType, obj)) proxy.sync();
+        if (catalog.apply(op, type as MeshResourceType, obj)) proxy.sync();
       },
       async stop() {
         await Promise.all([proxy.stop(), dns.stop()]);

@@ -17,6 +17,7 @@ import {
   EdgeControllerModuleName,
   EdgedModuleName,
   EdgeMeshModuleName,
+  MeshResourceTypes,
   ErrConnectionLost,
   MessageSuccessfulContent,
   MetaManagerModuleName,
@@ -50,8 +51,7 @@ const REMOTE_TYPES = new Set([
   'k8s/ca.crt',
 ]);
 
-/** Resource types metaManager hands to edgeMesh, when it runs, instead of edged (send2EdgeMesh). */
-const MESH_TYPES = new Set(['service', 'endpoints']);
+const MESH_TYPES: ReadonlySet<string> = new Set(MeshResourceTypes);
 
 const VOLUME_OPS = new Set([
   'createvolume',
