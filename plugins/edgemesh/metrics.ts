@@ -1,5 +1,4 @@
 /** edgeMesh's Prometheus counters, in the kernel's registry (served on edgecore's `/metrics`). */
-import { createRequire } from 'node:module';
 import type * as Prom from 'prom-client';
 import type { Metrics } from '../../kernel/index.js';
 
@@ -17,13 +16,11 @@ export interface EdgeMeshMetrics {
 }
 
 export function edgeMeshMetrics(metrics: Metrics): EdgeMeshMetrics {
-  const prom = createRequire(import.meta.url)('prom-client') as typeof Prom;
-  const registry = metrics.registry;
-  const counter = (name: string, help: string): Prom.Counter<'result'> => {
-    // a restarted plugin replaces the previous instance's counter
-    if (registry.getSingleMetric(name) !== undefined) registry.removeSingleMetric(name);
-    return new prom.Counter({ name, help, labelNames: ['result'], registers: [registry] });
-  };
+  const counter = (name: string, help: string): Prom.Counter<'result'> =>
+    metrics.replace(
+      name,
+      (prom, registry) => new prom.Counter({ name, help, labelNames: ['result'], registers: [registry] }),
+    );
   const dns = counter(DNS, 'DNS queries edgeMesh answered, by result');
   const proxy = counter(PROXY, 'Connections to service ports, by result');
   return { dns: (result) => dns.inc({ result }), proxy: (result) => proxy.inc({ result }) };
