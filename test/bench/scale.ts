@@ -24,7 +24,7 @@ import { createKubeApi } from '../../kernel/kube/index.js';
 import { createLogger } from '../../kernel/log.js';
 import { edgeNode } from '../helpers/pod.js';
 import { startControlPlane } from '../peers/kube.js';
-import { freePort, waitFor } from '../peers/util.js';
+import { freePort, sleep, waitFor } from '../peers/util.js';
 import { round, type Figure } from './report.js';
 import {
   benchCa,
@@ -35,7 +35,6 @@ import {
   loadAverage,
   rssKb,
   SimEdge,
-  sleep,
   startCloudcore,
   stopProcess,
 } from './sim-edges.js';
