@@ -15,7 +15,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import { freePort } from '../peers/util.js';
+import { freePort, sleep } from '../peers/util.js';
 import { toPem } from '../../plugins/cloudhub/pki.js';
 import { latencyFigures, round, type Figure } from './report.js';
 import {
@@ -24,7 +24,6 @@ import {
   EdgeFleet,
   loadAverage,
   rssKb,
-  sleep,
   startCloudcore,
   stopProcess,
 } from './sim-edges.js';

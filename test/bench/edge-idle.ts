@@ -18,14 +18,13 @@ import { createToken } from '../../plugins/cloudhub/token.js';
 import { startContainerd, type ContainerdPeer } from '../peers/containerd.js';
 import { startControlPlane, type ControlPlane } from '../peers/kube.js';
 import { KUBEEDGE_VERSION, startGoEdgecore } from '../peers/kubeedge.js';
-import { freePort, spawnPeer, waitFor } from '../peers/util.js';
+import { freePort, sleep, spawnPeer, waitFor } from '../peers/util.js';
 import { round, type Figure } from './report.js';
 import {
   benchCa,
   cpuTicks,
   edgeCloudcoreYaml,
   loadAverage,
-  sleep,
   startCloudcore,
   stopProcess,
 } from './sim-edges.js';

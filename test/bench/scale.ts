@@ -22,8 +22,9 @@ import { fileURLToPath } from 'node:url';
 import { decodeMessage, newResponse } from '../../kernel/index.js';
 import { createKubeApi } from '../../kernel/kube/index.js';
 import { createLogger } from '../../kernel/log.js';
+import { edgeNode } from '../helpers/pod.js';
 import { startControlPlane } from '../peers/kube.js';
-import { freePort, waitFor } from '../peers/util.js';
+import { freePort, sleep, waitFor } from '../peers/util.js';
 import { round, type Figure } from './report.js';
 import {
   benchCa,
@@ -34,7 +35,6 @@ import {
   loadAverage,
   rssKb,
   SimEdge,
-  sleep,
   startCloudcore,
   stopProcess,
 } from './sim-edges.js';
@@ -78,13 +78,7 @@ export async function scaleBench(): Promise<Figure[]> {
       'objectsyncs.reliablesyncs.kubeedge.io',
       'clusterobjectsyncs.reliablesyncs.kubeedge.io',
     ]);
-    await inFlight(nodes, (name) =>
-      admin.request('POST', '/api/v1/nodes', {
-        apiVersion: 'v1',
-        kind: 'Node',
-        metadata: { name, labels: { 'node-role.kubernetes.io/edge': '' } },
-      }),
-    );
+    await inFlight(nodes, (name) => admin.request('POST', '/api/v1/nodes', edgeNode(name)));
 
     const { ca, caPem, cloudHubTls } = await benchCa(dir);
     const [wsPort, httpsPort] = [await freePort(), await freePort()];

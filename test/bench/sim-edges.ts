@@ -22,6 +22,7 @@ import {
 import { nodeCommonName } from '../../protocol/index.js';
 import { ReconnectBackoff } from '../../plugins/edgehub/client.js';
 import { waitUntil } from '../helpers/kernel.js';
+import { sleep } from '../peers/util.js';
 
 /** The cloudcore benchmarked: this checkout's, or `BENCH_CLOUDCORE` (another build, side by side). */
 const cloudcoreBin =
@@ -44,8 +45,6 @@ export function cpuTicks(pid: number): number {
 export function loadAverage(): number {
   return Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
 }
-
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** A CA written as cloudHub's `tlsCAFile`/`tlsCAKeyFile` in `dir`, for signing edge certificates. */
 export interface BenchCa {

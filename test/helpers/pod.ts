@@ -55,6 +55,13 @@ export const httpdContainer = (
 /** A container command that sleeps until SIGTERM, which ends it at once. */
 export const SLEEP_UNTIL_TERM = ['sh', '-c', "trap 'exit 0' TERM; while true; do sleep 1; done"];
 
+/** A Node with the edge role label, as the tests create it for an edge that has no kubelet. */
+export const edgeNode = (name: string): Record<string, unknown> => ({
+  apiVersion: 'v1',
+  kind: 'Node',
+  metadata: { name, labels: { 'node-role.kubernetes.io/edge': '' } },
+});
+
 /** A ConfigMap in `default`. */
 export const configMap = (name: string, data: Record<string, string>): Record<string, unknown> => ({
   apiVersion: 'v1',

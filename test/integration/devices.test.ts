@@ -23,6 +23,7 @@ import { createLogger, type LogLevel } from '../../kernel/log.js';
 import { cloudLayout, cloudRegistry, edgeLayout, edgeRegistry } from '../../plugins/registry.js';
 import { DeviceMapperServiceDefinition } from '../../proto/gen/dmi/v1beta1/api.js';
 import { prepareLink } from '../helpers/link.js';
+import { edgeNode } from '../helpers/pod.js';
 import { startControlPlane, type ControlPlane } from '../peers/kube.js';
 import { startModbusTcp, type ModbusTcpPeer } from '../peers/modbus.js';
 import { cleanup, freePort, tempDir, waitFor } from '../peers/util.js';
@@ -198,11 +199,7 @@ describe('deviceController: kubectl -> edge -> mapper-modbus -> simulator, and r
     ]);
     // the edge's Node (no kubelet here): syncController keeps the records of existing nodes only
     await cp.kubectl(['apply', '-f', '-'], {
-      input: JSON.stringify({
-        apiVersion: 'v1',
-        kind: 'Node',
-        metadata: { name: NODE, labels: { 'node-role.kubernetes.io/edge': '' } },
-      }),
+      input: JSON.stringify(edgeNode(NODE)),
     });
     // coil 2 (temperature) off, discrete input 3 (temperature-enable) on, holding registers 10-12
     sim = await startModbusTcp({

@@ -7,11 +7,11 @@
  * edgeStream's tunnel to Go's cloudStream serves the pod's logs.
  */
 import { readFile } from 'node:fs/promises';
-import { request } from 'node:https';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { busyboxPod } from '../helpers/pod.js';
 import { BUSYBOX_IMAGE, buildBusyboxImage } from '../peers/containerd.js';
+import { httpsGet } from '../peers/kube.js';
 import { KUBEEDGE_VERSION, startGoCloudcore, type GoCloudcore } from '../peers/kubeedge.js';
 import { toPem } from '../../plugins/cloudhub/pki.js';
 import { cleanup, waitFor } from '../peers/util.js';
@@ -106,22 +106,3 @@ describe(`our edgecore with a Go cloudcore ${KUBEEDGE_VERSION}`, () => {
     await s.waitPod('hello', 'gone from the API', (p) => p === undefined);
   });
 });
-
-/** One HTTPS GET with a client certificate; resolves with status and body. */
-function httpsGet(
-  url: string,
-  tls: { ca: string; cert: Buffer; key: Buffer },
-): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { ...tls, agent: false, timeout: 10_000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error(`GET ${url}: no answer in 10 s`)));
-    req.on('error', reject);
-    req.end();
-  });
-}

@@ -31,6 +31,7 @@ import { cloudLayout, cloudRegistry, edgeLayout, edgeRegistry } from '../../plug
 import { startFailoverProxy, type FailoverProxy } from '../helpers/failover-proxy.js';
 import { prepareLink, type LinkSetup } from '../helpers/link.js';
 import { mqttClient, type TestClient } from '../helpers/mqtt-edge.js';
+import { edgeNode } from '../helpers/pod.js';
 import { rule, ruleEndpoint } from '../helpers/router-stack.js';
 import { startControlPlane, type ControlPlane } from '../peers/kube.js';
 import { startMosquitto, type MosquittoPeer } from '../peers/mosquitto.js';
@@ -268,11 +269,7 @@ beforeAll(async () => {
   ]);
   for (const node of ['edge-a', 'edge-b', 'edge-c'])
     await cp.kubectl(['apply', '-f', '-'], {
-      input: JSON.stringify({
-        apiVersion: 'v1',
-        kind: 'Node',
-        metadata: { name: node, labels: { 'node-role.kubernetes.io/edge': '' } },
-      }),
+      input: JSON.stringify(edgeNode(node)),
     });
   dir = await tempDir('multicloud');
   link = await prepareLink(dir);

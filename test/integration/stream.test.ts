@@ -15,7 +15,7 @@ import WebSocket from 'ws';
 import { BUSYBOX_IMAGE, buildBusyboxImage } from '../peers/containerd.js';
 import { busyboxPod } from '../helpers/pod.js';
 import { cleanup, waitFor } from '../peers/util.js';
-import { ready, startEdgeStack, type EdgeStack, type Obj } from './edge-stack.js';
+import { ready, runningReady, startEdgeStack, type EdgeStack, type Obj } from './edge-stack.js';
 
 const NODE = 'edge-stream';
 let s: EdgeStack;
@@ -58,24 +58,10 @@ function kubectlRunning(args: string[]): {
   };
 }
 
-const pod = (name: string, container: Record<string, unknown>, spec?: Record<string, unknown>): string =>
-  JSON.stringify(busyboxPod(NODE, name, container, { spec }));
+const pod = (name: string, container: Record<string, unknown>, spec?: Record<string, unknown>) =>
+  busyboxPod(NODE, name, container, { spec });
 
-async function running(name: string): Promise<void> {
-  let p: Obj | undefined;
-  await waitFor(
-    async () => {
-      p = await s.getJson(['pod', name, '-n', 'default']);
-      return p?.status?.phase === 'Running' && p.status.containerStatuses?.[0]?.ready === true;
-    },
-    {
-      what: `pod ${name} Running`,
-      timeoutMs: 60_000,
-      intervalMs: 250,
-      details: () => JSON.stringify(p?.status),
-    },
-  );
-}
+const running = (name: string): Promise<Obj> => s.waitPod(name, 'Running and Ready', runningReady);
 
 beforeAll(async () => {
   s = await startEdgeStack(NODE, { stream: true });
@@ -97,15 +83,15 @@ beforeAll(async () => {
     },
   );
   // talker: three lines, then one line per /tmp/go file it finds
-  await s.cp.kubectl(['apply', '-f', '-'], {
-    input: pod('talker', {
+  await s.apply([
+    pod('talker', {
       command: [
         'sh',
         '-c',
         'echo first; echo second; echo third; while true; do if [ -f /tmp/go ]; then echo "after-$(cat /tmp/go)"; rm /tmp/go; fi; sleep 0.1; done',
       ],
     }),
-  });
+  ]);
   await running('talker');
 }, 600_000);
 
@@ -178,12 +164,12 @@ describe('kubectl logs/exec/attach through cloudStream and edgeStream', () => {
   }, 60_000);
 
   it('kubectl attach -i: the running process gets stdin and its output comes back', async () => {
-    await s.cp.kubectl(['apply', '-f', '-'], {
-      input: pod('listener', {
+    await s.apply([
+      pod('listener', {
         stdin: true,
         command: ['sh', '-c', 'echo ready; while read l; do echo "got-$l"; done'],
       }),
-    });
+    ]);
     await running('listener');
     const a = kubectlRunning(['attach', '-i', 'listener']);
     try {
@@ -199,8 +185,8 @@ describe('kubectl logs/exec/attach through cloudStream and edgeStream', () => {
   }, 90_000);
 
   it('kubectl logs --previous shows the container before its restart', async () => {
-    await s.cp.kubectl(['apply', '-f', '-'], {
-      input: pod(
+    await s.apply([
+      pod(
         'crasher',
         {
           command: [
@@ -212,21 +198,11 @@ describe('kubectl logs/exec/attach through cloudStream and edgeStream', () => {
         },
         { volumes: [{ name: 'data', emptyDir: {} }] },
       ),
+    ]);
+    await s.waitPod('crasher', 'restarted', (p) => {
+      const cs = p?.status?.containerStatuses?.[0] as { restartCount?: number } | undefined;
+      return (cs?.restartCount ?? 0) >= 1;
     });
-    let p: Obj | undefined;
-    await waitFor(
-      async () => {
-        p = await s.getJson(['pod', 'crasher', '-n', 'default']);
-        const cs = p?.status?.containerStatuses?.[0] as { restartCount?: number } | undefined;
-        return (cs?.restartCount ?? 0) >= 1;
-      },
-      {
-        what: 'crasher restarted',
-        timeoutMs: 90_000,
-        intervalMs: 500,
-        details: () => JSON.stringify(p?.status),
-      },
-    );
     const prev = await kubectl(['logs', 'crasher', '--previous']);
     expect(prev.stdout).toMatch(/^attempt-\d+\n$/);
     const cur = await kubectl(['logs', 'crasher']);

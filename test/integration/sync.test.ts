@@ -33,7 +33,7 @@ import {
 import { cloudLayout, cloudRegistry } from '../../plugins/registry.js';
 import { startControlPlane, type ControlPlane } from '../peers/kube.js';
 import { cleanup, freePort, tempDir, waitFor } from '../peers/util.js';
-import { busyboxPod } from '../helpers/pod.js';
+import { busyboxPod, edgeNode } from '../helpers/pod.js';
 
 const NODE = 'edge-sync';
 const PROJECT = 'e632aba927ea4ac2b575ec1603d56f10';
@@ -180,11 +180,7 @@ beforeAll(async () => {
     'clusterobjectsyncs.reliablesyncs.kubeedge.io',
   ]);
   await cp.kubectl(['apply', '-f', '-'], {
-    input: JSON.stringify({
-      apiVersion: 'v1',
-      kind: 'Node',
-      metadata: { name: NODE, labels: { 'node-role.kubernetes.io/edge': '' } },
-    }),
+    input: JSON.stringify(edgeNode(NODE)),
   });
 
   dir = await tempDir('sync');

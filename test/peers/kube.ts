@@ -525,9 +525,9 @@ async function writeKubeconfig(
 }
 
 /** One HTTPS GET with TLS options; resolves with status and body (never rejects on a status). */
-function httpsGet(
+export function httpsGet(
   url: string,
-  tls: { ca?: Buffer; cert?: Buffer; key?: Buffer; insecure?: boolean },
+  tls: { ca?: string | Buffer; cert?: Buffer; key?: Buffer; insecure?: boolean },
 ): Promise<ApiResponse> {
   return new Promise((resolve, reject) => {
     const req = httpsRequest(

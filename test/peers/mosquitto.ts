@@ -5,17 +5,7 @@
 import { writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import {
-  freePort,
-  onCleanup,
-  removeTempDir,
-  requirePeer,
-  sleep,
-  spawnPeer,
-  tempDir,
-  waitFor,
-  type Peer,
-} from './util.js';
+import { freePort, requirePeer, sleep, spawnPeer, stopOnce, tempDir, waitFor, type Peer } from './util.js';
 
 /** Options of {@link startMosquitto}. */
 export interface MosquittoOptions {
@@ -92,7 +82,6 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
   await writeFile(configPath, lines.join('\n') + '\n');
 
   let peer: Peer | undefined;
-  let stopped = false;
 
   const launch = async (): Promise<void> => {
     const args = ['-c', configPath, ...(opts.verbose ? ['-v'] : [])];
@@ -114,14 +103,7 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
   const kill = async (): Promise<void> => {
     await peer?.stop();
   };
-  const stop = async (): Promise<void> => {
-    if (stopped) return;
-    stopped = true;
-    unregister();
-    await kill();
-    await removeTempDir(dir);
-  };
-  const unregister = onCleanup(stop);
+  const stop = stopOnce(dir, kill);
 
   try {
     await launch();
