@@ -25,15 +25,26 @@ export default definePlugin<DeviceControllerConfig & ModuleConfig>({
   // behind it (upstream.ts: one per device at a time, 16 devices at once)
   concurrency: 16,
   async start(ctx) {
-    const [{ Upstream }, { Downstream }, { deviceControllerMetrics }] = await Promise.all([
+    const [{ Upstream }, { Downstream }] = await Promise.all([
       import('./upstream.js'),
       import('./downstream.js'),
-      import('./metrics.js'),
     ]);
-    const metrics = deviceControllerMetrics(ctx.metrics);
+    // a message not handled (`upstream`: unsupported, malformed, not stored; `downstream`: refused by cloudHub)
+    const droppedTotal = ctx.metrics.replace(
+      'kubeedge_devicecontroller_dropped_total',
+      (prom, registry) =>
+        new prom.Counter({
+          name: 'kubeedge_devicecontroller_dropped_total',
+          help: 'Messages deviceController did not handle, by direction and reason',
+          labelNames: ['direction', 'reason'],
+          registers: [registry],
+        }),
+    );
+    const dropped = (direction: 'upstream' | 'downstream', reason: string): void =>
+      droppedTotal.inc({ direction, reason });
     if (!ctx.services.has(KubeToken))
       return idleWithoutKube(ctx, 'deviceController drops the edge reports', () =>
-        metrics.dropped('upstream', 'no-kubernetes'),
+        dropped('upstream', 'no-kubernetes'),
       );
     const kube = ctx.services.get(KubeToken);
     const send = (msg: Parameters<typeof ctx.send>[1]): Promise<void> => ctx.send(CloudHubModule, msg);
@@ -42,7 +53,7 @@ export default definePlugin<DeviceControllerConfig & ModuleConfig>({
       log: ctx.log,
       signal: ctx.signal,
       send,
-      dropped: (reason) => metrics.dropped('upstream', reason),
+      dropped: (reason) => dropped('upstream', reason),
     });
     const downstream = new Downstream({
       kube,
@@ -51,7 +62,7 @@ export default definePlugin<DeviceControllerConfig & ModuleConfig>({
       devices: upstream.devices,
       send,
       added: (d) => void upstream.ensureStatus(d),
-      dropped: (reason) => metrics.dropped('downstream', reason),
+      dropped: (reason) => dropped('downstream', reason),
     });
     // The informers list and watch in the background once the API server serves the device CRDs;
     // until then (404) the plugin is idle and checks again every 10 s, so CRDs installed later
@@ -95,7 +106,7 @@ export default definePlugin<DeviceControllerConfig & ModuleConfig>({
     return {
       onMessage(msg) {
         if (!idle) return upstream.handle(msg);
-        metrics.dropped('upstream', 'no-crds');
+        dropped('upstream', 'no-crds');
         const { resource, operation, source } = msg.route;
         ctx.log.warn({ resource, operation, source }, 'upstream message dropped: no device CRDs');
       },

@@ -25,17 +25,28 @@ export default definePlugin<EdgeControllerConfig & ModuleConfig>({
   // API requests run side by side (KubeEdge runs a pool of workers per message type)
   concurrency: 64,
   async start(ctx) {
-    const [{ Upstream }, { Downstream }, { edgeControllerMetrics }] = await Promise.all([
+    const [{ Upstream }, { Downstream }] = await Promise.all([
       import('./upstream.js'),
       import('./downstream.js'),
-      import('./metrics.js'),
     ]);
     const file = ctx.services.get(ConfigToken).config as CloudCoreConfig;
-    const metrics = edgeControllerMetrics(ctx.metrics);
+    // a message not handled (`upstream`: unsupported, malformed, failed; `downstream`: refused by cloudHub)
+    const droppedTotal = ctx.metrics.replace(
+      'kubeedge_edgecontroller_dropped_total',
+      (prom, registry) =>
+        new prom.Counter({
+          name: 'kubeedge_edgecontroller_dropped_total',
+          help: 'Messages edgeController did not handle, by direction and reason',
+          labelNames: ['direction', 'reason'],
+          registers: [registry],
+        }),
+    );
+    const dropped = (direction: 'upstream' | 'downstream', reason: string): void =>
+      droppedTotal.inc({ direction, reason });
     // a cloudcore whose kubeAPIConfig names no cluster (a demo or a test of cloudHub alone) still boots
     if (!ctx.services.has(KubeToken))
       return idleWithoutKube(ctx, 'edgeController drops the edge requests', () =>
-        metrics.dropped('upstream', 'no-kubernetes'),
+        dropped('upstream', 'no-kubernetes'),
       );
     const kube = ctx.services.get(KubeToken);
     const send = (msg: Parameters<typeof ctx.send>[1]): Promise<void> => ctx.send(CloudHubModule, msg);
@@ -45,14 +56,14 @@ export default definePlugin<EdgeControllerConfig & ModuleConfig>({
       send,
       holder: holderAnnotations(file.modules, localIP()),
       nodeUpdateMs: ctx.config.nodeUpdateFrequency * 1000,
-      dropped: (reason) => metrics.dropped('upstream', reason),
+      dropped: (reason) => dropped('upstream', reason),
     });
     const downstream = new Downstream({
       kube,
       log: ctx.log,
       signal: ctx.signal,
       send,
-      dropped: (reason) => metrics.dropped('downstream', reason),
+      dropped: (reason) => dropped('downstream', reason),
     });
     // the informers list and watch in the background (an API server not there yet is retried)
     downstream.start().then(
