@@ -89,6 +89,23 @@ export interface GoURL {
   RawFragment: string;
 }
 
+/** A GoURL with the fields the tunnel uses; the others empty, in Go's field order. */
+function goURL(Scheme: string, Host: string, Path: string, RawPath: string, RawQuery: string): GoURL {
+  return {
+    Scheme,
+    Opaque: '',
+    User: null,
+    Host,
+    Path,
+    RawPath,
+    OmitHost: false,
+    ForceQuery: false,
+    RawQuery,
+    Fragment: '',
+    RawFragment: '',
+  };
+}
+
 /**
  * The data of a *Connect message (Go `BaseEdgedConnection`): the API server's request, its URL
  * pointed at edged's server. Go decodes keys case-insensitively, so older `MessID` spellings match.
@@ -112,19 +129,7 @@ export function edgedConnection(
     messID,
     method,
     header,
-    url: {
-      Scheme: 'http',
-      Opaque: '',
-      User: null,
-      Host: `${EdgedServerHost}:${EdgedServerPort}`,
-      Path: path,
-      RawPath: '',
-      OmitHost: false,
-      ForceQuery: false,
-      RawQuery: rawQuery,
-      Fragment: '',
-      RawFragment: '',
-    },
+    url: goURL('http', `${EdgedServerHost}:${EdgedServerPort}`, path, '', rawQuery),
   };
 }
 
@@ -148,18 +153,12 @@ export function parseEdgedConnection(data: Buffer): EdgedConnection {
     messID: Number(get(raw, 'messID') ?? 0),
     method: str(get(raw, 'method')) || 'GET',
     header,
-    url: {
-      Scheme: str(get(u, 'Scheme')),
-      Opaque: '',
-      User: null,
-      Host: str(get(u, 'Host')),
-      Path: str(get(u, 'Path')),
-      RawPath: str(get(u, 'RawPath')),
-      OmitHost: false,
-      ForceQuery: false,
-      RawQuery: str(get(u, 'RawQuery')),
-      Fragment: '',
-      RawFragment: '',
-    },
+    url: goURL(
+      str(get(u, 'Scheme')),
+      str(get(u, 'Host')),
+      str(get(u, 'Path')),
+      str(get(u, 'RawPath')),
+      str(get(u, 'RawQuery')),
+    ),
   };
 }
