@@ -38,6 +38,10 @@ export const BusSource = 'bus';
 /** metaManager's copies of device objects for deviceTwin (edge/pkg/metamanager/process.go). */
 export const MetaSource = 'meta';
 
+// The cloud's hub (cloud/pkg/common/modules/modules.go)
+/** Where the cloud modules send what goes to an edge node; cloudHub routes it by the node in the resource. */
+export const CloudHubModuleName = 'cloudhub';
+
 // Cloud modules whose names edge messages carry as their source (cloud/pkg/common/modules/modules.go)
 export const EdgeControllerModuleName = 'edgecontroller';
 export const DeviceControllerModuleName = 'devicecontroller';

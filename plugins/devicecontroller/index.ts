@@ -13,9 +13,9 @@ import {
   isKernelError,
   type ModuleConfig,
 } from '../../kernel/index.js';
-import { DeviceControllerModuleName } from '../../protocol/index.js';
+import { CloudHubModuleName, DeviceControllerModuleName } from '../../protocol/index.js';
 import type { DeviceControllerConfig } from './config.js';
-import { CloudHubModule, DeviceControllerGroup, DevicesGroup, DevicesVersion } from './messages.js';
+import { DeviceControllerGroup, DevicesGroup, DevicesVersion } from './messages.js';
 
 export default definePlugin<DeviceControllerConfig & ModuleConfig>({
   name: DeviceControllerModuleName,
@@ -47,7 +47,7 @@ export default definePlugin<DeviceControllerConfig & ModuleConfig>({
         dropped('upstream', 'no-kubernetes'),
       );
     const kube = ctx.services.get(KubeToken);
-    const send = (msg: Parameters<typeof ctx.send>[1]): Promise<void> => ctx.send(CloudHubModule, msg);
+    const send = (msg: Parameters<typeof ctx.send>[1]): Promise<void> => ctx.send(CloudHubModuleName, msg);
     const upstream = new Upstream({
       kube,
       log: ctx.log,

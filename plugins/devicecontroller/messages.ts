@@ -7,8 +7,6 @@ import type { KubernetesObject } from '@kubernetes/client-node';
 import { newMessage, withTypeMeta, type Message } from '../../kernel/index.js';
 import { DeviceControllerModuleName, ResourceGroup, TwinGroup, nodeResource } from '../../protocol/index.js';
 
-/** Where every message goes; cloudHub routes it by the node in the resource. */
-export const CloudHubModule = 'cloudhub';
 export const DeviceControllerGroup = 'devicecontroller';
 export const DevicesGroup = 'devices.kubeedge.io';
 export const DevicesVersion = 'v1beta1';

@@ -14,9 +14,9 @@ import {
   type CloudCoreConfig,
   type ModuleConfig,
 } from '../../kernel/index.js';
-import { EdgeControllerModuleName, holderAnnotations } from '../../protocol/index.js';
+import { CloudHubModuleName, EdgeControllerModuleName, holderAnnotations } from '../../protocol/index.js';
 import type { EdgeControllerConfig } from './config.js';
-import { CloudHubModule, EdgeControllerGroup } from './messages.js';
+import { EdgeControllerGroup } from './messages.js';
 
 export default definePlugin<EdgeControllerConfig & ModuleConfig>({
   name: EdgeControllerModuleName,
@@ -49,7 +49,7 @@ export default definePlugin<EdgeControllerConfig & ModuleConfig>({
         dropped('upstream', 'no-kubernetes'),
       );
     const kube = ctx.services.get(KubeToken);
-    const send = (msg: Parameters<typeof ctx.send>[1]): Promise<void> => ctx.send(CloudHubModule, msg);
+    const send = (msg: Parameters<typeof ctx.send>[1]): Promise<void> => ctx.send(CloudHubModuleName, msg);
     const upstream = new Upstream({
       kube,
       log: ctx.log,

@@ -3,11 +3,9 @@
  * the messages it sends to cloudHub, KubeEdge's `ObjectResp` and `ErrStatus` contents (wire §2.4).
  */
 import { KubeApiError, errorText, newMessage, type Message } from '../../kernel/index.js';
-import { ResourceGroup, nodeResource } from '../../protocol/index.js';
+import { EdgeControllerModuleName, ResourceGroup, nodeResource } from '../../protocol/index.js';
 
 export const EdgeControllerGroup = 'edgecontroller';
-/** Where downstream messages and replies go; cloudHub routes them by the node in the resource. */
-export const CloudHubModule = 'cloudhub';
 /** The label that makes a Node an edge node (informer_manager.go `EdgeNode`). */
 export const EdgeNodeLabel = 'node-role.kubernetes.io/edge';
 
@@ -35,7 +33,12 @@ export function toNode(
   opts: { parentId?: string; resourceVersion?: string } = {},
 ): Message {
   return newMessage(
-    { source: 'edgecontroller', group: ResourceGroup, operation, resource: nodeResource(node, edgeResource) },
+    {
+      source: EdgeControllerModuleName,
+      group: ResourceGroup,
+      operation,
+      resource: nodeResource(node, edgeResource),
+    },
     content,
     opts,
   );
