@@ -37,7 +37,7 @@ interface AdmissionReview {
 }
 
 /** Answers one ConversionReview (a failed conversion is a `Failure` result, as the API expects). */
-export function convertReview(review: ConversionReview, log: Logger): object {
+function convertReview(review: ConversionReview, log: Logger): object {
   const req = review.request;
   if (
     typeof req?.uid !== 'string' ||
@@ -59,11 +59,7 @@ export function convertReview(review: ConversionReview, log: Logger): object {
 }
 
 /** Answers one AdmissionReview of a Device or a DeviceModel. */
-export async function validateReview(
-  review: AdmissionReview,
-  lookup: ModelLookup,
-  log: Logger,
-): Promise<object> {
+async function validateReview(review: AdmissionReview, lookup: ModelLookup, log: Logger): Promise<object> {
   const req = review.request;
   if (typeof req?.uid !== 'string' || req.object === undefined)
     throw new BadRequest('expected an AdmissionReview with request.uid and request.object');

@@ -46,7 +46,7 @@ export interface MirrorOptions {
  * patch costs kube-apiserver about 1.5 times a DeviceStatus one: larger object and schema); when
  * reports are few it catches up with up to 18.
  */
-export const MIRRORS_IN_FLIGHT = 2;
+const MIRRORS_IN_FLIGHT = 2;
 /** A Device write that failed is tried again after this (holding its slot: the API server is in trouble). */
 const RETRY_MS = 1000;
 
@@ -56,7 +56,7 @@ const newer = (a: TwinProperty | undefined, b: TwinProperty | undefined): TwinPr
   a === undefined || (b !== undefined && stamp(b) > stamp(a)) ? b : a;
 
 /** What the Device's status becomes: the DeviceStatus' twins, each side only if not older than the Device's. */
-export function mirrorOf(source: ReportedStatus, current: ReportedStatus | undefined): ReportedStatus {
+function mirrorOf(source: ReportedStatus, current: ReportedStatus | undefined): ReportedStatus {
   const held = new Map((current?.twins ?? []).map((t) => [t.propertyName, t]));
   const twins: StatusTwin[] = (source.twins ?? []).map((t) => {
     const h = held.get(t.propertyName);
