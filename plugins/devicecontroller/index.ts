@@ -10,12 +10,11 @@ import {
   definePlugin,
   errorText,
   idleWithoutKube,
-  isKernelError,
   type ModuleConfig,
 } from '../../kernel/index.js';
 import { CloudHubModuleName, DeviceControllerModuleName } from '../../protocol/index.js';
 import type { DeviceControllerConfig } from './config.js';
-import { DeviceControllerGroup, DevicesGroup, DevicesVersion } from './messages.js';
+import { DeviceControllerGroup, DevicesGroup, DevicesVersion, apiStatus } from './messages.js';
 
 export default definePlugin<DeviceControllerConfig & ModuleConfig>({
   name: DeviceControllerModuleName,
@@ -73,10 +72,7 @@ export default definePlugin<DeviceControllerConfig & ModuleConfig>({
       while (!ctx.signal.aborted) {
         const answer = await kube.request('GET', `/apis/${DevicesGroup}/${DevicesVersion}`).then(
           () => 'served' as const,
-          (err: unknown) =>
-            isKernelError(err, 'EKUBE_API') && (err as { statusCode?: number }).statusCode === 404
-              ? ('absent' as const)
-              : ('no answer' as const),
+          (err: unknown) => (apiStatus(err) === 404 ? ('absent' as const) : ('no answer' as const)),
         );
         if (answer === 'served') return;
         if (answer === 'absent') {

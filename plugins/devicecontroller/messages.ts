@@ -4,7 +4,7 @@
  * devices-dmi-router §2.3, §2.4).
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
-import { newMessage, withTypeMeta, type Message } from '../../kernel/index.js';
+import { KubeApiError, newMessage, withTypeMeta, type Message } from '../../kernel/index.js';
 import { DeviceControllerModuleName, ResourceGroup, TwinGroup, nodeResource } from '../../protocol/index.js';
 
 export const DeviceControllerGroup = 'devicecontroller';
@@ -55,6 +55,10 @@ export const stamp = (p: TwinProperty | undefined): number => Number(p?.metadata
 /** `{namespace}/{name}` (util.GetResourceID): the cache key and the edge's device id. */
 export const deviceId = (o: KubernetesObject): string =>
   `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
+
+/** The HTTP status of a Kubernetes API answer that failed, else undefined. */
+export const apiStatus = (err: unknown): number | undefined =>
+  err instanceof KubeApiError ? err.statusCode : undefined;
 
 /** The API path of one object of the group (`devices`, `devicemodels`, `devicestatuses`). */
 export function devicesPath(resource: string, namespace: string, name?: string): string {

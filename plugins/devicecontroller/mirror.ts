@@ -11,14 +11,9 @@
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import { isDeepStrictEqual } from 'node:util';
+import { errorText, type KubeApi, type Logger, type SharedInformer } from '../../kernel/index.js';
 import {
-  errorText,
-  isKernelError,
-  type KubeApi,
-  type Logger,
-  type SharedInformer,
-} from '../../kernel/index.js';
-import {
+  apiStatus,
   devicesPath,
   deviceId,
   stamp,
@@ -150,7 +145,7 @@ export class Mirror {
     try {
       await this.o.kube.request('PATCH', devicesPath('devices', namespace, name), { status }, MERGE);
     } catch (err) {
-      if (isKernelError(err, 'EKUBE_API') && (err as { statusCode?: number }).statusCode === 404) return;
+      if (apiStatus(err) === 404) return;
       this.o.log.warn({ device: id, err: errorText(err) }, 'Device status not mirrored: tried again');
       await delay(RETRY_MS, undefined, { signal: this.o.signal }).catch(() => undefined);
       if (!this.behind.has(id)) this.behind.set(id, job);

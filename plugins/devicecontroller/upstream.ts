@@ -17,6 +17,7 @@ import {
 } from '../../kernel/index.js';
 import { TwinGroup } from '../../protocol/index.js';
 import {
+  apiStatus,
   DevicesApiVersion,
   DevicesGroup,
   DevicesVersion,
@@ -77,11 +78,6 @@ interface Waiter {
   resolve(): void;
   reject(err: unknown): void;
 }
-
-const isNotFound = (err: unknown): boolean =>
-  isKernelError(err, 'EKUBE_API') && (err as { statusCode?: number }).statusCode === 404;
-const isConflict = (err: unknown): boolean =>
-  isKernelError(err, 'EKUBE_API') && (err as { statusCode?: number }).statusCode === 409;
 
 /**
  * DeviceStatus patches in flight at once (each device one at a time). With the mirror's few
@@ -234,7 +230,7 @@ export class Upstream {
     try {
       await this.createStatus(d, {});
     } catch (err) {
-      if (!isConflict(err))
+      if (apiStatus(err) !== 409)
         this.o.log.warn({ device: deviceId(d), err: errorText(err) }, 'DeviceStatus not created');
     }
   }
@@ -398,11 +394,11 @@ export class Upstream {
     const { kube } = this.o;
     const path = devicesPath('devicestatuses', e.namespace, e.name);
     await kube.request('PATCH', path, body, MERGE).catch(async (err) => {
-      if (!isNotFound(err)) throw err;
+      if (apiStatus(err) !== 404) throw err;
       const device = this.devices.get(e.name, e.namespace);
       if (device === undefined) return; // deleted meanwhile
       await this.createStatus(device, status).catch((err2: unknown) => {
-        if (!isConflict(err2)) throw err2;
+        if (apiStatus(err2) !== 409) throw err2;
         return kube.request('PATCH', path, body, MERGE);
       });
     });
