@@ -174,6 +174,7 @@ export class Downstream {
     }
   }
 
+  /** An object of `type` to one node, as `<ns>/<type>/<name>` (namespace `default` when it has none). */
   private pushObject(
     node: string,
     obj: KubernetesObject,
@@ -189,10 +190,9 @@ export class Downstream {
   private podEvent(pod: V1Pod, operation: string): void {
     const node = pod.spec?.nodeName;
     if (!node || !this.edgeNodes.has(node)) return;
-    const ns = pod.metadata?.namespace ?? 'default';
     const op =
       operation === Operation.insert && pod.metadata?.deletionTimestamp ? Operation.update : operation;
-    this.push(node, op, `${ns}/pod/${pod.metadata?.name ?? ''}`, withTypeMeta(pod, 'Pod', 'v1'));
+    this.pushObject(node, pod, 'pod', 'Pod', op);
   }
 
   /** A configmap or secret goes to the edge nodes running a pod that references it (node isolation). */
