@@ -12,10 +12,10 @@ import {
   MetaServerSource,
   UserGroup,
   nodeResource,
+  CloudHubModuleName,
 } from '../../protocol/index.js';
 
 /** Cloud module names and groups cloudHub hands messages to (cloud/pkg/common/modules). */
-export const CloudHubModuleName = 'cloudhub';
 export const CloudHubGroup = 'cloudhub';
 export const RouterModuleName = 'router';
 export const TaskManagerGroup = 'taskmanager';

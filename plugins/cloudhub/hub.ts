@@ -14,8 +14,8 @@ import {
   type Message,
   type PluginContext,
 } from '../../kernel/index.js';
-import { ResourceGroup } from '../../protocol/index.js';
-import { CloudHubModuleName, KubeCaResource, classifyUpstream, needsAck, nodeOf } from './dispatch.js';
+import { CloudHubModuleName, ResourceGroup } from '../../protocol/index.js';
+import { KubeCaResource, classifyUpstream, needsAck, nodeOf } from './dispatch.js';
 import type { HubMetrics } from './metrics.js';
 import { MemoryAckStore, NodeQueue, type AckStore } from './queue.js';
 import { Session, type SessionEvents } from './session.js';

@@ -17,9 +17,9 @@ import {
   type KubeApi,
   type ModuleConfig,
 } from '../../kernel/index.js';
-import { holderAnnotations } from '../../protocol/index.js';
+import { CloudHubModuleName, holderAnnotations } from '../../protocol/index.js';
 import type { CloudHubConfig } from './config.js';
-import { CloudHubGroup, CloudHubModuleName } from './dispatch.js';
+import { CloudHubGroup } from './dispatch.js';
 
 /**
  * Listen and resolve once bound; a bind error rejects (the kernel restarts the plugin). The backlog

@@ -20,6 +20,7 @@ import {
   UserGroup,
   nodeResource,
   canonicalHeader,
+  CloudHubModuleName,
   HopByHopHeaders,
 } from '../../protocol/index.js';
 import {
@@ -44,7 +45,6 @@ const HUB_TIMEOUT_MS = 10_000;
 export const SUBSCRIBE_RETRY_MS = 5_000;
 /** The header KubeEdge's serviceBus puts on the answers it makes itself (not the app's). */
 const EDGE_SERVER_HEADER = 'kubeedge-edgecore';
-const CLOUDHUB = 'cloudhub';
 
 /** The HTTPRequest / HTTPResponse contents of serviceBus messages (common/types/http.go). */
 export interface HttpRequestContent {
@@ -233,7 +233,7 @@ export class Router {
   private async toEdge(msg: Message): Promise<void> {
     let reply: Message;
     try {
-      reply = await this.o.ctx.request(CLOUDHUB, msg, HUB_TIMEOUT_MS);
+      reply = await this.o.ctx.request(CloudHubModuleName, msg, HUB_TIMEOUT_MS);
     } catch (err) {
       if (isKernelError(err, 'EBUS_NO_MODULE')) throw new Error('cloudHub is not running in this cloudcore');
       throw err;

@@ -16,10 +16,10 @@ import {
   type KubeApi,
   type ModuleConfig,
 } from '../../kernel/index.js';
+import { CloudHubModuleName } from '../../protocol/index.js';
 import type { SyncControllerConfig } from './config.js';
 
 export const SyncControllerModuleName = 'synccontroller';
-const CloudHubModule = 'cloudhub';
 /** The Lease of the leader election (namespace, name). */
 export const LeaseNamespace = 'kubeedge';
 export const LeaseName = 'cloudcore-synccontroller';
@@ -73,7 +73,7 @@ export default definePlugin<SyncControllerConfig & ModuleConfig>({
       kube,
       log: ctx.log,
       signal: ctx.signal,
-      send: (msg) => ctx.send(CloudHubModule, msg),
+      send: (msg) => ctx.send(CloudHubModuleName, msg),
       count: (action) => counter.inc({ action }),
     });
     const identity = `${hostname()}_${randomUUID()}`;
