@@ -10,6 +10,7 @@ import { parseConfig } from '../../kernel/config/index.js';
 import { Kernel } from '../../kernel/kernel.js';
 import { createLogger, type LogLevel } from '../../kernel/log.js';
 import { cloudLayout, cloudRegistry } from '../registry.js';
+import { applyDeviceCrds } from '../../test/helpers/device-crds.js';
 import { startControlPlane, type ControlPlane } from '../../test/peers/kube.js';
 import { freePort } from '../../test/peers/util.js';
 import {
@@ -21,12 +22,6 @@ import {
 } from '../../test/helpers/notes-devices.js';
 import { keptAnnotation, type KubeObject } from './convert.js';
 import { DEVICE_WEBHOOK, WEBHOOK_CONFIGURATION } from './register.js';
-
-const CRDS = [
-  'devices_v1beta1_device.yaml',
-  'devices_v1beta1_devicemodel.yaml',
-  'devices_v1beta1_devicestatus.yaml',
-];
 
 /** What the API server adds: dropped before comparing with what was applied. */
 function withoutServerFields(o: KubeObject): KubeObject {
@@ -51,12 +46,7 @@ describe('admission webhooks (real kube-apiserver, real cloudcore kernel)', () =
 
   beforeAll(async () => {
     cp = await startControlPlane();
-    await kubectl(['apply', ...CRDS.flatMap((f) => ['-f', `crds/${f}`])]);
-    await cp.waitForCrds([
-      'devices.devices.kubeedge.io',
-      'devicemodels.devices.kubeedge.io',
-      'devicestatuses.devices.kubeedge.io',
-    ]);
+    await applyDeviceCrds(cp);
     port = await freePort();
     yaml = `apiVersion: cloudcore.config.kubeedge.io/v1alpha1
 kind: CloudCore

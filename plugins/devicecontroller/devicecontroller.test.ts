@@ -10,6 +10,7 @@ import { Kernel } from '../../kernel/kernel.js';
 import { KubeToken, newMessage, type Message } from '../../kernel/index.js';
 import { startControlPlane, type ControlPlane } from '../../test/peers/kube.js';
 import { cleanup, waitFor } from '../../test/peers/util.js';
+import { applyDeviceCrds } from '../../test/helpers/device-crds.js';
 import { startCloudWithHubProbe } from '../../test/helpers/kernel.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- API objects and wire contents are inspected loosely */
@@ -109,13 +110,7 @@ beforeAll(async () => {
   } finally {
     await idle.stop();
   }
-  for (const f of ['devices_v1beta1_device', 'devices_v1beta1_devicemodel', 'devices_v1beta1_devicestatus'])
-    await cp.kubectl(['apply', '-f', `crds/${f}.yaml`]);
-  await cp.waitForCrds([
-    'devices.devices.kubeedge.io',
-    'devicemodels.devices.kubeedge.io',
-    'devicestatuses.devices.kubeedge.io',
-  ]);
+  await applyDeviceCrds(cp);
   kernel = await startCloudWithHubProbe(cloudYaml(), atHub);
 }, 300_000);
 

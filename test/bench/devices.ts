@@ -24,6 +24,7 @@ import { Kernel } from '../../kernel/kernel.js';
 import { createLogger } from '../../kernel/log.js';
 import { toPem } from '../../plugins/cloudhub/pki.js';
 import { cloudLayout, cloudRegistry, edgeLayout, edgeRegistry } from '../../plugins/registry.js';
+import { applyDeviceCrds } from '../helpers/device-crds.js';
 import { prepareLink } from '../helpers/link.js';
 import { startControlPlane } from '../peers/kube.js';
 import { startModbusTcp } from '../peers/modbus.js';
@@ -31,7 +32,6 @@ import { freePort, removeTempDir, sleep, tempDir, waitFor } from '../peers/util.
 import { latencyFigures, round, type Figure } from './report.js';
 import { SimEdge, connectAll, cpuTicks, edgeIdentities, loadAverage } from './sim-edges.js';
 
-const CRDS = ['devices_v1beta1_device', 'devices_v1beta1_devicemodel', 'devices_v1beta1_devicestatus'];
 const API = '/apis/devices.kubeedge.io/v1beta1/namespaces/default';
 const EDGES = 10;
 const PATCHES = 50;
@@ -83,12 +83,7 @@ export async function devicesBench(): Promise<Figure[]> {
   const edges: SimEdge[] = [];
   const figures: Figure[] = [];
   try {
-    for (const f of CRDS) await plane.kubectl(['apply', '-f', `crds/${f}.yaml`]);
-    await plane.waitForCrds([
-      'devices.devices.kubeedge.io',
-      'devicemodels.devices.kubeedge.io',
-      'devicestatuses.devices.kubeedge.io',
-    ]);
+    await applyDeviceCrds(plane);
     cloud = new Kernel({
       config: parseConfig(
         cloudLayout,

@@ -22,6 +22,7 @@ import { Kernel } from '../../kernel/kernel.js';
 import { createLogger, type LogLevel } from '../../kernel/log.js';
 import { cloudLayout, cloudRegistry, edgeLayout, edgeRegistry } from '../../plugins/registry.js';
 import { DeviceMapperServiceDefinition } from '../../proto/gen/dmi/v1beta1/api.js';
+import { applyDeviceCrds } from '../helpers/device-crds.js';
 import { prepareLink } from '../helpers/link.js';
 import { edgeNode } from '../helpers/pod.js';
 import { startControlPlane, type ControlPlane } from '../peers/kube.js';
@@ -78,13 +79,7 @@ const VERSIONS: Version[] = [
     },
   },
 ];
-const CRDS = [
-  'crds/devices_v1beta1_device.yaml',
-  'crds/devices_v1beta1_devicemodel.yaml',
-  'crds/devices_v1beta1_devicestatus.yaml',
-  'crds/objectsync_v1alpha1.yaml',
-  'crds/cluster_objectsync_v1alpha1.yaml',
-];
+const SYNC_CRDS = ['crds/objectsync_v1alpha1.yaml', 'crds/cluster_objectsync_v1alpha1.yaml'];
 
 interface Twin {
   propertyName: string;
@@ -189,11 +184,9 @@ describe('deviceController: kubectl -> edge -> mapper-modbus -> simulator, and r
 
   beforeAll(async () => {
     cp = await startControlPlane();
-    for (const f of CRDS) await cp.kubectl(['apply', '-f', f]);
+    await applyDeviceCrds(cp);
+    for (const f of SYNC_CRDS) await cp.kubectl(['apply', '-f', f]);
     await cp.waitForCrds([
-      'devices.devices.kubeedge.io',
-      'devicemodels.devices.kubeedge.io',
-      'devicestatuses.devices.kubeedge.io',
       'objectsyncs.reliablesyncs.kubeedge.io',
       'clusterobjectsyncs.reliablesyncs.kubeedge.io',
     ]);
